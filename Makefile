@@ -1,0 +1,19 @@
+# The two commands a fresh machine needs (see README):
+#   make demo   installs the lab and runs the main job on the embedded default
+#   make test   installs the lab with its test tools and runs the whole test suite
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip install --disable-pip-version-check -q
+
+.PHONY: install install-test demo test
+
+install:
+	$(PIP) -e .
+
+install-test:
+	$(PIP) -e ".[all]"
+
+demo: install
+	$(PYTHON) -m lab demo
+
+test: install-test
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -ra --durations=15

@@ -1,0 +1,54 @@
+"""python -m lab decode: decode a latents file (or a clip through the teacher's encoder) to mp4."""
+
+import logging
+import time
+
+import torch
+
+from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of
+from lab.data.latents import load_latents
+from lab.data.samples import resolve_clip
+from lab.data.video import load_clip, write_video
+from lab.errors import LabError
+from lab.models import load_decoder
+
+HELP = "decode latents (a .pth/.safetensors file) or a round trip of a clip, and write an mp4"
+log = logging.getLogger("lab")
+
+
+def add_arguments(p):
+    add_decoder_args(p)
+    add_device_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--latents", help="a latents file, NCTHW, normalized as the diffusion model produces them")
+    src.add_argument("--video", help="a clip: encode with the decoder's own encoder, then decode")
+    p.add_argument("--frames", type=int, default=17, help="frames to read from --video (default 17)")
+    p.add_argument("--out", help="write the decoded video here (mp4)")
+    p.add_argument("--stream", action="store_true", help="decode one latent frame at a time (causal decoders)")
+    p.add_argument("--fps", type=float, default=16.0)
+
+
+def run(args):
+    device, dtype = device_of(args.device), DTYPES[args.dtype]
+    dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
+    if args.latents:
+        z = load_latents(args.latents).to(device=device, dtype=dtype)
+    else:
+        if not dec.has_encoder:
+            raise LabError(f"{dec.name} has no encoder; pass --latents, or decode a clip with its teacher.")
+        g = dec.geometry
+        video = load_clip(resolve_clip(args.video), frames=args.frames, frame_multiple=g.t, spatial_multiple=g.spatial)
+        z = dec.encode(video.to(device=device, dtype=dtype))
+    t0 = time.perf_counter()
+    if args.stream:
+        out = torch.cat(list(dec.decode_stream(z)), dim=2)
+    else:
+        out = dec.decode(z)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    result = {"decoder": dec.name, "latents_shape": list(z.shape), "video_shape": list(out.shape),
+              "seconds": seconds, "fps": out.shape[2] / seconds}
+    if args.out:
+        result["out"] = str(write_video(args.out, out.float(), fps=args.fps))
+    return result

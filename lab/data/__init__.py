@@ -1,0 +1,1 @@
+"""Clips in: video IO, sample clips, clip and latent datasets."""

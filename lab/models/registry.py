@@ -1,0 +1,158 @@
+"""The registry of named decoders (timm-style): each entry knows its family, latent geometry,
+decoder parameter count and where its weights come from, and can load itself.
+
+``python -m lab models`` lists it. Other parts of the lab add entries through :func:`register`
+(see ``lab/models/catalog.py``, which declares every built-in entry).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lab.errors import UnknownModelError
+from lab.models.interface import LAB_META_FILE, VideoDecoder
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    family: str  # teacher / student / lightweight
+    latent_channels: int
+    compression: tuple[int, int, int]
+    weights: str  # human-readable: where the default weights come from
+    #: load(weights_source or None, device, dtype) -> VideoDecoder
+    loader: Callable[..., VideoDecoder]
+    #: () -> int, computed lazily (full-size models are counted on the meta device)
+    param_counter: Callable[[], int]
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    _params: int | None = field(default=None, repr=False)
+
+    def decoder_params(self) -> int:
+        if self._params is None:
+            self._params = int(self.param_counter())
+        return self._params
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "latent_channels": self.latent_channels,
+            "compression": list(self.compression),
+            "decoder_params": self.decoder_params(),
+            "weights": self.weights,
+            "description": self.description,
+            "tags": list(self.tags),
+        }
+
+    def load(self, weights: str | None = None, device=None, dtype=None) -> VideoDecoder:
+        dec = self.loader(weights, device=device, dtype=dtype)
+        dec.eval()
+        return dec
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_ADAPTERS: dict[str, type] = {}
+_catalog_loaded = False
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def register_adapter(kind: str, cls: type) -> None:
+    """Adapters load folders saved by the lab (``lab_decoder.json`` names the kind)."""
+    _ADAPTERS[kind] = cls
+
+
+def _load_catalog() -> None:
+    global _catalog_loaded
+    if not _catalog_loaded:
+        _catalog_loaded = True
+        import lab.models.catalog  # noqa: F401  (registers the built-in entries)
+
+
+def list_entries(family: str | None = None) -> list[ModelEntry]:
+    _load_catalog()
+    return [e for e in _REGISTRY.values() if family is None or e.family == family]
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_catalog()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown decoder '{name}'.{hint} Registered: {', '.join(sorted(_REGISTRY))} "
+        f"(python -m lab models), or pass a folder saved by the lab.")
+
+
+def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, device=None,
+                 dtype=None) -> VideoDecoder:
+    """A registered name (``weights`` overrides its default source), or a folder saved by the lab.
+    A VideoDecoder passes through unchanged."""
+    if isinstance(name_or_path, VideoDecoder):
+        return name_or_path
+    _load_catalog()
+    name = str(name_or_path)
+    if name in _REGISTRY:
+        return _REGISTRY[name].load(weights, device=device, dtype=dtype)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return load_saved(path, device=device, dtype=dtype)
+    get_entry(name)  # raises UnknownModelError with suggestions
+    raise AssertionError("unreachable")
+
+
+def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
+    from lab.errors import CheckpointError
+
+    meta_path = folder / LAB_META_FILE
+    if not meta_path.exists():
+        if (folder / "config.json").exists() or (folder / "vae" / "config.json").exists():
+            return _wrap_plain_diffusers_folder(folder, device, dtype)
+        raise UnknownModelError(
+            f"{folder} is not a decoder folder: it has no {LAB_META_FILE} (written by the lab's save()) and no "
+            f"diffusers config.json.")
+    try:
+        meta = json.loads(meta_path.read_text())
+        kind = meta["adapter"]
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{meta_path} is corrupted ({exc}); re-save the decoder.") from exc
+    _load_catalog()
+    if kind not in _ADAPTERS:
+        raise CheckpointError(f"{folder} was saved by an adapter '{kind}' this lab does not know "
+                              f"(known: {', '.join(sorted(_ADAPTERS))}); update the lab.")
+    try:
+        dec = _ADAPTERS[kind].from_saved(folder, meta)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"could not load the decoder saved at {folder}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}. The files may be corrupted "
+                              f"or from a different model; re-save it.") from exc
+    dec = dec.to(device=device, dtype=dtype) if (device or dtype) else dec
+    return dec.eval()
+
+
+def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
+    """A plain diffusers VAE folder (e.g. a downloaded Wan 2.1 'vae' folder) loads as a teacher."""
+    from lab.models.teachers import LTXDecoderAdapter, WanDecoderAdapter
+    from lab.models.weights import load_diffusers_model
+    from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
+
+    cfg_path = folder / "config.json" if (folder / "config.json").exists() else folder / "vae" / "config.json"
+    cls_name = json.loads(cfg_path.read_text()).get("_class_name", "")
+    pairs = {"AutoencoderKLWan": (AutoencoderKLWan, WanDecoderAdapter),
+             "AutoencoderKLLTXVideo": (AutoencoderKLLTXVideo, LTXDecoderAdapter)}
+    if cls_name not in pairs:
+        raise UnknownModelError(f"{folder} holds a {cls_name or 'model of unknown class'}; the lab decodes "
+                                f"with {', '.join(pairs)} folders or folders it saved itself.")
+    cls, adapter = pairs[cls_name]
+    vae = load_diffusers_model(cls, str(folder), config={}, hub_subfolder=None, what=cls_name,
+                               device=device, dtype=dtype)
+    return adapter(folder.name, vae).eval()

