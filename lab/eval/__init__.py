@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction and video metrics, the benchmark harness."""
