@@ -20,6 +20,12 @@ COMMANDS = {
     "data": "lab.cli.data",
     "decode": "lab.cli.decode",
     "demo": "lab.cli.demo",
+    "analyze": "lab.cli.analyze",
+    "prune": "lab.cli.prune",
+    "eval": "lab.cli.eval",
+    "bench": "lab.cli.bench",
+    "teacher": "lab.cli.teacher",
+    "profile": "lab.cli.profile",
 }
 
 log = logging.getLogger("lab")

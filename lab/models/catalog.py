@@ -19,18 +19,19 @@ from lab.models.weights import count_params, load_diffusers_model
 
 register_adapter("wan", WanDecoderAdapter)
 register_adapter("ltx", LTXDecoderAdapter)
+import lab.models.students  # noqa: E402,F401  (registers the student adapters)
 
 WAN_HUB = ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "vae")
 LTX_HUB = ("Lightricks/LTX-Video", "vae")
 
 # Mini teachers: same classes and latent geometry as the real ones, reduced widths (see
 # data/checkpoints/<name>/README.md for how the shipped weights were trained).
-MINI_WAN_CONFIG = {"base_dim": 32, "z_dim": 16}
+MINI_WAN_CONFIG = {"base_dim": 16, "decoder_base_dim": 16, "z_dim": 16}
 MINI_LTX_CONFIG = {
-    "block_out_channels": (32, 64, 128, 128),
-    "decoder_block_out_channels": (32, 64, 128, 128),
-    "layers_per_block": (1, 2, 2, 2, 2),
-    "decoder_layers_per_block": (1, 2, 2, 2, 2),
+    "block_out_channels": (16, 32, 64, 64),
+    "decoder_block_out_channels": (16, 32, 64, 64),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1, 1),
 }
 
 
@@ -79,7 +80,7 @@ _add_teacher("ltx-video", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX09_CONFIG
              description="LTX-Video 0.9 VAE decoder (diffusers AutoencoderKLLTXVideo, default config)")
 _add_teacher("mini-wan", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_CONFIG, channels=16, compression=(4, 8, 8),
              checkpoint="mini-wan", weights_text="data/checkpoints/mini-wan (trained by the lab on real clips)",
-             description="the lab's trained mini Wan-architecture VAE (base width 32), the embedded default",
+             description="the lab's trained mini Wan-architecture VAE (base width 16), the embedded default",
              tags=("mini",))
 _add_teacher("mini-ltx", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_CONFIG, channels=128,
              compression=(8, 32, 32), checkpoint="mini-ltx",

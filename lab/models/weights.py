@@ -33,8 +33,16 @@ def _is_hub_id(source: str) -> bool:
 
 def build_random(cls, config: dict, device=None, dtype=None):
     """The real architecture with random weights (seeded by the caller's torch RNG)."""
-    model = cls(**config)
-    return model.to(device=device, dtype=dtype) if (device or dtype) else model
+    return place(cls(**config), device, dtype)
+
+
+def place(model, device=None, dtype=None):
+    """Move/cast only when needed: diffusers warns on every ``.to(dtype)``, even a no-op one."""
+    if device is not None:
+        model = model.to(device)
+    if dtype is not None and dtype != next(model.parameters()).dtype:
+        model = model.to(dtype)
+    return model
 
 
 def count_params(cls, config: dict, part: str | list[str]) -> int:
@@ -90,7 +98,7 @@ def load_diffusers_model(cls, source: str, *, config: dict, hub_subfolder: str |
             f"could not load {what} weights from '{source}': {type(exc).__name__}: {_first_line(exc)}. "
             f"The file may be corrupted or belong to another model; check it, or use --weights random "
             f"for the architecture with random weights.") from exc
-    return model.to(device=device, dtype=dtype) if (device or dtype) else model
+    return place(model, device, dtype)
 
 
 def _from_hub(cls, repo_id: str, subfolder: str | None, what: str):

@@ -1,0 +1,37 @@
+"""python -m lab bench: decode latency, throughput, memory, size and MACs of several decoders, in one process."""
+
+from lab.cli import table
+from lab.cli.common import DTYPES, device_of, parse_size
+from lab.eval.bench import bench
+
+HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, params, MACs, speedup vs the first"
+
+
+def add_arguments(p):
+    p.add_argument("--decoders", required=True, help="comma-separated decoder names or folders; D1 is the baseline")
+    p.add_argument("--weights", default=None,
+                   help="override the weights of every registered decoder (e.g. 'random' for full-size models)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="compute dtype (default fp32)")
+    p.add_argument("--frames", type=int, default=17, help="output frames (1 + t*k for the decoders' geometry)")
+    p.add_argument("--size", type=parse_size, default=(256, 256), help="output HxW (default 256x256)")
+    p.add_argument("--repeats", type=int, default=5, help="timed decodes per decoder (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed decodes per decoder first")
+    p.add_argument("--compile", action="store_true", help="torch.compile each decoder (compiled during warm-up)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one extra decode per decoder)")
+
+
+def run(args):
+    device_of(args.device)
+    names = [n.strip() for n in args.decoders.split(",") if n.strip()]
+    return bench(names, weights=args.weights, device=args.device, dtype=args.dtype, frames=args.frames,
+                 size=args.size, repeats=args.repeats, warmup=args.warmup, compile=args.compile,
+                 memory=not args.no_memory, macs=not args.no_macs)
+
+
+def render(result) -> str:
+    cols = ["decoder", "seconds", "fps", "speedup", "decoder_params", "macs", "peak_mem_bytes"]
+    head = (f"{result['device']} {result['dtype']}, {result['frames']} frames at {result['size'][0]}x"
+            f"{result['size'][1]}, median of {result['repeats']} after {result['warmup']} warm-up")
+    return head + "\n" + table(result["decoders"], [c for c in cols if any(c in r for r in result["decoders"])])

@@ -1,0 +1,76 @@
+"""python -m lab prune: build a pruned student from a teacher and save it (a diffusers folder that
+load_decoder reloads)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from lab.cli.common import DTYPES, device_of, parse_size
+from lab.errors import ConfigError
+from lab.models import load_decoder
+
+HELP = "prune a teacher into a narrower student (independence-aware by default) and save it"
+log = logging.getLogger("lab")
+
+
+def add_arguments(p):
+    p.add_argument("--teacher", required=True, help="a registered teacher (python -m lab models) or a teacher folder")
+    p.add_argument("--weights", default=None, help="override the teacher's weights (e.g. 'random')")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--keep", help="keep ratio in (0, 1] for every prunable stage, or STAGE=RATIO pairs "
+                                    "(e.g. up2=0.125,up3=0.125)")
+    how.add_argument("--plan", help="a named plan: 'flash-vaed' = the authors' widths (Wan up2/up3 12.5%%, LTX "
+                                    "25%%) and operators")
+    p.add_argument("--criterion", default="independence",
+                   help="channel selection: independence (default), magnitude, magnitude-l2, variance, random")
+    p.add_argument("--operators", default=None,
+                   help="also swap operators: a plan name, STAGE=OP pairs, or a JSON object")
+    p.add_argument("--clips", nargs="+", default=["bbb-128"], help="calibration clips (default: the bundled clip)")
+    p.add_argument("--frames", type=int, default=9, help="frames per calibration clip (default 9)")
+    p.add_argument("--size", type=parse_size, default=None, help="resize/crop calibration clips to HxW")
+    p.add_argument("--no-fold", action="store_true", help="slice weights only (no least-squares fold)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--out", required=True, help="folder to save the student in")
+
+
+def _operators(text: str | None):
+    if not text:
+        return None
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            ops = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"--operators looks like JSON but does not parse: {exc}") from None
+        if not isinstance(ops, dict):
+            raise ConfigError("--operators JSON must be an object of stage -> operator")
+        return ops
+    return text
+
+
+def run(args):
+    from lab.prune import FLASH_VAED_KEEP, prune
+
+    teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
+    operators = _operators(args.operators)
+    if args.plan:
+        kind = teacher.adapter_kind
+        if args.plan not in ("flash-vaed",):
+            raise ConfigError(f"unknown prune plan '{args.plan}'; plans: flash-vaed. Or give --keep RATIO.")
+        if kind not in FLASH_VAED_KEEP:
+            raise ConfigError(f"plan {args.plan} is defined for wan and ltx teachers, not '{kind}'")
+        keep = FLASH_VAED_KEEP[kind]
+        operators = operators or args.plan
+    else:
+        keep = args.keep
+    out = Path(args.out)
+    student, info = prune(teacher, keep, args.criterion, clips=args.clips, frames=args.frames, size=args.size,
+                          operators=operators, name=out.name, seed=args.seed, fold=not args.no_fold)
+    student.save(out)
+    log.info("saved %s (%d decoder params, teacher %d)", out, info["decoder_params"], info["teacher_decoder_params"])
+    info.pop("transfer", None)
+    return {"out": str(out), **info}

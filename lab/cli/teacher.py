@@ -1,0 +1,82 @@
+"""python -m lab teacher train|export: train the lab's mini teachers on real clips, export them."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from lab import paths
+from lab.teachers.config import TrainConfig, get_preset, presets
+
+HELP = "train a mini teacher VAE on real clips (resumable), or export a run to a diffusers folder"
+
+# Per-family defaults sized for a CPU: the smallest windows that still exercise the temporal path.
+_DEFAULTS = {"wan": {"frames": 5, "crop": 48, "batch": 4}, "ltx": {"frames": 9, "crop": 64, "batch": 2}}
+
+
+def add_arguments(p):
+    p.add_argument("action", choices=["train", "export"])
+    p.add_argument("--model", default="mini-wan", help=f"what to train: {', '.join(presets())} (default mini-wan)")
+    p.add_argument("--run", help="run folder (state.pt, log.jsonl); an existing run is resumed "
+                                 "(default runs/teachers/MODEL)")
+    p.add_argument("--steps", type=int, default=3000, help="total optimizer steps (default 3000)")
+    p.add_argument("--batch", type=int, help="clips per step (default 4 for Wan, 2 for LTX)")
+    p.add_argument("--frames", type=int, help="frames per window, 1+4k (Wan, default 5) or 1+8k (LTX, default 9)")
+    p.add_argument("--crop", type=int, help="square crop size in pixels (default 48 Wan, 64 LTX)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (default 100)")
+    p.add_argument("--kl-weight", type=float, default=1e-6, help="KL weight (default 1e-6)")
+    p.add_argument("--perceptual-weight", type=float, default=0.0,
+                   help="LPIPS weight (default 0: off); needs the LPIPS backbone weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--short-sides", default="128,256", help="scales the clips are kept at (default 128,256)")
+    p.add_argument("--no-wan-clip", action="store_true", help="train without the Wan-generated clip")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="save the training state this often")
+    p.add_argument("--export-to", help="export to this diffusers folder every --export-minutes and at the end "
+                                       "(train); the destination folder (export; default data/checkpoints/MODEL)")
+    p.add_argument("--export-minutes", type=float, default=10.0)
+    p.add_argument("--eval-frames", type=int, default=9, help="held-out clip length for periodic exports; the "
+                                                              "final export uses 17")
+    p.add_argument("--stop-at", type=int, help="stop (checkpointed) at this step, as if interrupted")
+
+
+def run(args):
+    from lab.teachers.export import export_run
+    model = args.model
+    get_preset(model)  # a clear error for an unknown name
+    run_dir = Path(args.run) if args.run else paths.REPO_ROOT / "runs" / "teachers" / model
+    if args.action == "export":
+        out = Path(args.export_to) if args.export_to else paths.checkpoints_dir() / model
+        return _summary(export_run(run_dir, out, eval_frames=17), out)
+    from lab.teachers.train import train
+    family = "ltx" if "ltx" in model else "wan"
+    d = _DEFAULTS[family]
+    cfg = TrainConfig(model=model, steps=args.steps, batch=args.batch or d["batch"], frames=args.frames or d["frames"],
+                      crop=args.crop or d["crop"], lr=args.lr, warmup=args.warmup, kl_weight=args.kl_weight,
+                      perceptual_weight=args.perceptual_weight, seed=args.seed,
+                      short_sides=tuple(int(s) for s in args.short_sides.split(",")), wan_clip=not args.no_wan_clip,
+                      device=args.device, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
+                      export_minutes=args.export_minutes if args.export_to else 0.0, export_to=args.export_to,
+                      eval_frames=args.eval_frames)
+    command = shlex.join(["python", "-m", "lab"] + sys.argv[1:]) if sys.argv[1:2] == ["teacher"] else None
+    result = train(cfg, run_dir, stop_at=args.stop_at, command=command)
+    losses = result.pop("losses")
+    result["first_loss"] = losses[0] if losses else None
+    if args.export_to and result["step"] >= cfg.steps:
+        result["export"] = _summary(export_run(run_dir, Path(args.export_to), eval_frames=17), Path(args.export_to))
+    return result
+
+
+def _summary(info: dict, out: Path) -> dict:
+    return {"folder": str(out), "step": info["step"], "wall_s": info["wall_s"], "heldout": info["heldout"],
+            "params_decoder": info["params_decoder"], "weights_bytes": info["weights_bytes"]}
+
+
+def render(result: dict) -> str:
+    lines = [f"{k}: {v}" for k, v in result.items() if k not in ("heldout", "export")]
+    for name, m in (result.get("heldout") or result.get("export", {}).get("heldout") or {}).items():
+        lines.append(f"held-out {name}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f} ({m['frames']} frames)")
+    return "\n".join(lines)

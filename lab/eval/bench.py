@@ -1,0 +1,169 @@
+"""The decode benchmark: several decoders on random latents of one video shape, timed in one process.
+
+Method (so the numbers can be compared):
+- each decoder gets random normal latents of the geometry that decodes to ``frames`` x ``size``;
+- every decoder is warmed up first (``warmup`` decodes; with ``--compile`` this absorbs compilation);
+- the timed repeats are interleaved (D1, D2, ..., D1, D2, ...) so load changes on a shared machine
+  hit all decoders alike; each decode is bracketed by device synchronisation; ``seconds`` is the
+  median, and ``speedup`` is D1's median over each decoder's median;
+- ``macs`` come from one decode under torch.utils.flop_counter.FlopCounterMode (MACs = FLOPs / 2;
+  it counts matmuls and convolutions, which is where decoders spend their arithmetic);
+- ``peak_mem_bytes``: on CUDA, ``torch.cuda.max_memory_allocated`` over one decode after a reset
+  (weights + latents + activations); on CPU, the peak resident set size (VmHWM) during one decode
+  in a fresh subprocess that has loaded the decoder, with the high-water mark reset just before
+  the decode (``/proc/self/clear_refs``), so it is the process's resident memory (interpreter,
+  torch, weights) plus the decode's working set; ``decode_mem_bytes`` is that peak minus the RSS
+  just before the decode, i.e. what the decode itself added.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lab.errors import LabError
+from lab.models import load_decoder
+from lab.models.interface import VideoDecoder
+from lab.models.registry import list_entries
+
+log = logging.getLogger("lab")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_for_bench(name: str, weights: str | None, device, dtype) -> VideoDecoder:
+    # --weights applies to registered decoders; a saved folder carries its own weights.
+    registered = {e.name for e in list_entries()}
+    torch.manual_seed(0)
+    return load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
+
+
+def random_latents(dec: VideoDecoder, frames: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    g = dec.geometry
+    t = g.latent_frames_for(frames)
+    h, w = g.latent_size_for(*size)
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, g.channels, t, h, w, generator=gen)
+    return z.to(device=dec.device, dtype=dec.dtype)
+
+
+def count_macs(dec: VideoDecoder, z: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        dec.decode(z)
+    return counter.get_total_flops() // 2
+
+
+def cuda_peak_memory(dec: VideoDecoder, z: torch.Tensor) -> int:
+    _sync(z.device)
+    torch.cuda.reset_peak_memory_stats(z.device)
+    dec.decode(z)
+    _sync(z.device)
+    return int(torch.cuda.max_memory_allocated(z.device))
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise LabError(f"bench: /proc/self/status has no {key}; CPU memory is measured on Linux only (use --no-memory)")
+
+
+def cpu_peak_memory(name: str, weights: str | None, dtype: str, frames: int, size: tuple[int, int]) -> dict:
+    """Peak RSS of a fresh process that loads ``name`` and decodes once (see the module docstring)."""
+    cmd = [sys.executable, "-m", "lab.eval.bench", "--probe-memory",
+           json.dumps({"name": name, "weights": weights, "dtype": dtype, "frames": frames, "size": list(size)})]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise LabError(f"bench: the memory probe for {name} failed: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _probe_memory(spec: dict) -> dict:
+    from lab.cli.common import DTYPES
+    dec = load_for_bench(spec["name"], spec["weights"], "cpu", DTYPES[spec["dtype"]])
+    z = random_latents(dec, spec["frames"], tuple(spec["size"]))
+    try:
+        # Reset the high-water mark so that import- and load-time peaks do not mask the decode's.
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    before = _status_bytes("VmRSS")
+    dec.decode(z)
+    peak = _status_bytes("VmHWM")
+    return {"peak_mem_bytes": peak, "decode_mem_bytes": max(0, peak - before), "rss_before_decode": before,
+            "peak_reset": reset}
+
+
+def bench(decoders: list[str], *, weights: str | None = None, device: str | torch.device = "cpu",
+          dtype: str = "fp32", frames: int = 17, size: tuple[int, int] = (256, 256), repeats: int = 5,
+          warmup: int = 1, compile: bool = False, memory: bool = True, macs: bool = True) -> dict:
+    from lab.cli.common import DTYPES
+    if not decoders:
+        raise LabError("bench: name at least one decoder (--decoders D1,D2,...)")
+    if repeats < 1 or warmup < 0:
+        raise LabError(f"bench: --repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
+    device = torch.device(device)
+    decs = [load_for_bench(n, weights, device, DTYPES[dtype]) for n in decoders]
+    zs = [random_latents(d, frames, size) for d in decs]
+    rows = []
+    for name, dec, z in zip(decoders, decs, zs):
+        row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
+               "latents_shape": list(z.shape), "frames": dec.geometry.frames_for(z.shape[2]),
+               "size": list(size)}
+        if macs:
+            row["macs"] = int(count_macs(dec, z))
+        if memory:
+            if device.type == "cuda":
+                row["peak_mem_bytes"] = cuda_peak_memory(dec, z)
+            else:
+                row.update(cpu_peak_memory(name, weights if name in {e.name for e in list_entries()} else None,
+                                           dtype, frames, size))
+        rows.append(row)
+    fns = []
+    for dec in decs:
+        if compile:
+            # Instance attribute shadows the method, so decode() (validation, normalization) runs the
+            # compiled graph.
+            dec._decode_raw = torch.compile(dec._decode_raw)
+        fns.append(dec.decode)
+    for fn, z in zip(fns, zs):
+        for _ in range(warmup):
+            fn(z)
+    _sync(device)
+    times = [[] for _ in decs]
+    for _ in range(repeats):
+        for i, (fn, z) in enumerate(zip(fns, zs)):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(z)
+            _sync(device)
+            times[i].append(time.perf_counter() - t0)
+    base = statistics.median(times[0])
+    for row, ts in zip(rows, times):
+        sec = statistics.median(ts)
+        row.update(seconds=sec, fps=row["frames"] / sec, speedup=base / sec, times=ts)
+    return {"device": str(device), "dtype": dtype, "frames": frames, "size": list(size), "repeats": repeats,
+            "warmup": warmup, "compile": compile, "threads": torch.get_num_threads(),
+            "peak_mem_kind": ("cuda max_memory_allocated" if device.type == "cuda"
+                              else "cpu peak RSS of a fresh process (load + one decode)") if memory else None,
+            "decoders": rows}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--probe-memory":
+        print(json.dumps(_probe_memory(json.loads(sys.argv[2]))))
+    else:
+        sys.exit("usage: python -m lab bench ... (this module's own entry point is the CPU memory probe)")

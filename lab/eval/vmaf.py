@@ -1,0 +1,97 @@
+"""VMAF through the ffmpeg binary that imageio-ffmpeg ships (built with libvmaf, model v0.6.1).
+
+Both videos are written losslessly as raw 8-bit RGB to a temporary folder (the only rounding is the
+[-1, 1] -> [0, 255] quantisation every video file has), ffmpeg converts both to yuv444p with the
+same filter, and libvmaf's JSON log gives the pooled mean. The accumulator appends chunks to the
+raw files and scores at ``compute()``, so streaming equals the whole-clip call exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from lab.errors import LabError
+from lab.eval.metrics import check_pair
+
+
+def ffmpeg_exe() -> str:
+    try:
+        import imageio_ffmpeg
+    except ImportError as exc:
+        raise LabError("VMAF needs the ffmpeg binary of imageio-ffmpeg: pip install imageio-ffmpeg") from exc
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _rgb_bytes(video: torch.Tensor) -> bytes:
+    # (N, 3, T, H, W) in [-1, 1] -> uint8 frames (N*T, H, W, 3), clips of the batch one after another.
+    x = ((video.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 4, 1).contiguous().cpu().numpy().tobytes()
+
+
+class VMAF:
+    """Feed (N, 3, T, H, W) chunks in time order; ``compute()`` runs ffmpeg once on everything."""
+
+    def __init__(self, fps: float = 24.0, threads: int = 2):
+        self.fps, self.threads = fps, threads
+        self._dir = Path(tempfile.mkdtemp(prefix="lab_vmaf_"))
+        self._dist, self._ref = self._dir / "dist.rgb", self._dir / "ref.rgb"
+        self._size: tuple[int, int] | None = None
+        self._batch: int | None = None
+        self.frames = 0
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> "VMAF":
+        """``x`` is the decode (distorted), ``y`` the reference."""
+        check_pair(x, y, "vmaf")
+        size = (x.shape[3], x.shape[4])
+        if self._size is not None and (size != self._size or x.shape[0] != self._batch):
+            raise ValueError(f"vmaf: chunk {tuple(x.shape)} does not continue the clip fed so far "
+                             f"({self._batch} clips of {self._size[0]}x{self._size[1]})")
+        self._size, self._batch = size, x.shape[0]
+        if x.shape[0] != 1:
+            # Streaming a batch would interleave clips in the raw files; score one clip per accumulator.
+            raise ValueError(f"vmaf scores one clip at a time (N=1), got N={x.shape[0]}; call it per clip")
+        with open(self._dist, "ab") as f:
+            f.write(_rgb_bytes(x))
+        with open(self._ref, "ab") as f:
+            f.write(_rgb_bytes(y))
+        self.frames += x.shape[2]
+        return self
+
+    def compute(self) -> float:
+        if not self.frames:
+            raise ValueError("vmaf: nothing was fed to the accumulator")
+        h, w = self._size
+        log = self._dir / "vmaf.json"
+        raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{self.fps:g}"]
+        graph = (f"[0:v]format=yuv444p[d];[1:v]format=yuv444p[r];"
+                 f"[d][r]libvmaf=log_fmt=json:log_path={log}:n_threads={self.threads}")
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *raw, "-i", str(self._dist),
+               *raw, "-i", str(self._ref), "-lavfi", graph, "-f", "null", "-"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode or not log.exists():
+            raise LabError(f"vmaf: ffmpeg failed ({proc.returncode}): {proc.stderr.strip()[-600:]}\n"
+                           f"The imageio-ffmpeg binary must be built with libvmaf "
+                           f"(check: {ffmpeg_exe()} -filters | grep libvmaf).")
+        data = json.loads(log.read_text())
+        return float(data["pooled_metrics"]["vmaf"]["mean"])
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __del__(self):
+        self.close()
+
+
+def vmaf(x: torch.Tensor, y: torch.Tensor, fps: float = 24.0) -> float:
+    """VMAF (v0.6.1, 0-100, higher is better) of decode ``x`` against reference ``y``, one clip (N=1)."""
+    acc = VMAF(fps=fps)
+    try:
+        return acc.update(x, y).compute()
+    finally:
+        acc.close()

@@ -1,0 +1,204 @@
+"""Pruned Wan students: the diffusers Wan decoder, rebuilt from diffusers' own block classes at the
+widths a pruning plan chose, with the same module paths as ``AutoencoderKLWan`` (post_quant_conv,
+decoder.conv_in, decoder.mid_block, decoder.up_blocks.i, decoder.norm_out, decoder.conv_out), so stage
+maps, hooks and operator swaps apply to it unchanged. It keeps Wan's feature-cache interface
+(clear_cache, _feat_map, _conv_idx), so lab.models.teachers.WanStream streams it causally.
+
+Widths are per channel group (see lab.analysis.groups): ``up{i}.stream`` (residual stream of up
+block i), ``up{i}.in`` (input of block i when its first resnet has a shortcut conv) and
+``up{i}.res{j}.hidden`` (conv1 output of resnet j). Groups not listed keep the teacher's width.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.autoencoder_kl_wan import (WanCausalConv3d, WanDecoder3d, WanResample,
+                                                              WanResidualBlock, WanRMS_norm, unpatchify)
+from diffusers.models.autoencoders.vae import DecoderOutput
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from lab.errors import ConfigError
+from lab.models.interface import VideoDecoder
+from lab.models.teachers import WanStream, wan_geometry
+
+# The AutoencoderKLWan config keys the decoder (and latent normalisation) depends on.
+TEACHER_KEYS = ("base_dim", "decoder_base_dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales",
+                "temperal_downsample", "dropout", "latents_mean", "latents_std", "is_residual", "out_channels",
+                "patch_size", "scale_factor_temporal", "scale_factor_spatial")
+
+
+def teacher_widths(teacher_config: dict) -> dict[str, int]:
+    """Group name -> width in the teacher (what a student of it may shrink)."""
+    base = teacher_config.get("decoder_base_dim") or teacher_config["base_dim"]
+    mult = list(teacher_config["dim_mult"])
+    dims = [base * u for u in [mult[-1]] + mult[::-1]]
+    out = {}
+    for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:])):
+        din = din // 2 if i > 0 else din
+        if din != dout:
+            out[f"up{i}.in"] = din
+        out[f"up{i}.stream"] = dout
+        for j in range(teacher_config["num_res_blocks"] + 1):
+            out[f"up{i}.res{j}.hidden"] = dout
+    return out
+
+
+class WanStudentVAE(ModelMixin, ConfigMixin):
+    """A narrower Wan decoder (no encoder). Config records where it came from."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(self, teacher: str = "", teacher_config: dict | None = None, widths: dict | None = None,
+                 kept: dict | None = None, ratios: dict | None = None, criterion: str = "",
+                 operators: dict | None = None, patch_size: int | None = None):
+        # patch_size duplicates teacher_config's so that Wan's own streaming code (which reads
+        # vae.config.patch_size) works on the student unchanged.
+        super().__init__()
+        tc = dict(teacher_config or {})
+        missing = [k for k in ("base_dim", "z_dim", "dim_mult", "num_res_blocks", "temperal_downsample")
+                   if k not in tc]
+        if missing:
+            raise ConfigError(f"WanStudentVAE needs the teacher's AutoencoderKLWan config; missing {missing}")
+        if tc.get("is_residual"):
+            raise ConfigError("Wan 2.2-style decoders (is_residual=True) cannot be pruned yet; use a Wan 2.1 teacher.")
+        full = teacher_widths(tc)
+        widths = dict(widths or {})
+        bad = [g for g in widths if g not in full]
+        if bad:
+            raise ConfigError(f"unknown channel group(s) {bad} for this teacher; groups: {', '.join(full)}")
+        w = {g: int(widths.get(g, n)) for g, n in full.items()}
+        for g, n in w.items():
+            if not 1 <= n <= full[g]:
+                raise ConfigError(f"group {g} width {n} is outside [1, {full[g]}] (the teacher's width)")
+        self.post_quant_conv = WanCausalConv3d(tc["z_dim"], tc["z_dim"], 1)
+        self.decoder = WanDecoder3d(dim=tc.get("decoder_base_dim") or tc["base_dim"], z_dim=tc["z_dim"],
+                                    dim_mult=tc["dim_mult"], num_res_blocks=tc["num_res_blocks"],
+                                    attn_scales=tc.get("attn_scales", []),
+                                    temperal_upsample=list(tc["temperal_downsample"])[::-1],
+                                    dropout=tc.get("dropout", 0.0), out_channels=tc.get("out_channels", 3),
+                                    is_residual=False)
+        self._narrow(w, full)
+        self.clear_cache()
+        if operators:
+            from lab.ops.swap import apply_operators
+            apply_operators(self, "wan", dict(operators), init_from_existing=False)
+            self.clear_cache()
+
+    def _narrow(self, w: dict[str, int], full: dict[str, int]) -> None:
+        """Rebuild, at the planned widths, every layer whose input or output width changed."""
+        dec = self.decoder
+        n_up = len(dec.up_blocks)
+
+        def in_width(i: int) -> int:
+            return w.get(f"up{i}.in", w[f"up{i}.stream"])
+
+        for i, blk in enumerate(dec.up_blocks):
+            s = w[f"up{i}.stream"]
+            for j, r in enumerate(blk.resnets):
+                din = in_width(i) if j == 0 else s
+                h = w[f"up{i}.res{j}.hidden"]
+                if (din, h, s) == (r.conv1.in_channels, r.conv1.out_channels, r.conv2.out_channels):
+                    continue
+                had_shortcut = not isinstance(r.conv_shortcut, nn.Identity)
+                new = WanResidualBlock(din, h, dropout=r.dropout.p)
+                new.conv2 = WanCausalConv3d(h, s, 3, padding=1)
+                new.out_dim = s
+                # Same structure as the teacher: a shortcut conv exactly where the teacher has one.
+                new.conv_shortcut = WanCausalConv3d(din, s, 1) if had_shortcut else nn.Identity()
+                if not had_shortcut and din != s:
+                    raise ConfigError(f"up{i}.resnets.{j} has an identity shortcut, so its input and output must "
+                                      f"share one channel set (got widths {din} and {s})")
+                blk.resnets[j] = new
+            if blk.upsamplers is not None:
+                up = blk.upsamplers[0]
+                out = in_width(i + 1)
+                if (up.dim, up.resample[1].out_channels) != (s, out):
+                    blk.upsamplers[0] = WanResample(s, mode=up.mode, upsample_out_dim=out)
+            blk.in_dim, blk.out_dim = in_width(i), s
+        last = w[f"up{n_up - 1}.stream"]
+        if dec.conv_out.in_channels != last:
+            dec.norm_out = WanRMS_norm(last, images=False)
+            dec.conv_out = WanCausalConv3d(last, dec.conv_out.out_channels, 3, padding=1)
+
+    # ----- Wan's feature-cache interface (what WanStream drives) ------------------------------
+    def clear_cache(self) -> None:
+        # One cache slot per causal call; counting modules is a safe upper bound that also holds after
+        # operator swaps (which may change how many slots a stage uses).
+        self._feat_map = [None] * (sum(1 for _ in self.decoder.modules()) + 1)
+        self._conv_idx = [0]
+
+    def decode(self, z: torch.Tensor, return_dict: bool = True):
+        """Raw (denormalised) latents -> video, unclamped, one latent frame at a time as Wan does
+        (so whole-clip and streamed decodes run the same computation)."""
+        self.clear_cache()
+        x = self.post_quant_conv(z)
+        outs = []
+        for i in range(z.shape[2]):
+            self._conv_idx = [0]
+            outs.append(self.decoder(x[:, :, i:i + 1], feat_cache=self._feat_map, feat_idx=self._conv_idx,
+                                     first_chunk=i == 0))
+        out = torch.cat(outs, dim=2)
+        if self.config.patch_size is not None:
+            out = unpatchify(out, patch_size=self.config.patch_size)
+        self.clear_cache()
+        return DecoderOutput(sample=out) if return_dict else (out,)
+
+
+class WanStudentAdapter(VideoDecoder):
+    """A pruned (and optionally operator-swapped) Wan student behind the lab's decoder interface."""
+
+    family = "student"
+    causal = True
+    adapter_kind = "wan-student"
+
+    def __init__(self, name: str, vae: WanStudentVAE):
+        tc = vae.config.teacher_config
+        geometry = wan_geometry(_Cfg(tc))
+        super().__init__(name, geometry, tc.get("latents_mean"), tc.get("latents_std"))
+        self.vae = vae
+
+    @property
+    def teacher_name(self) -> str:
+        return self.vae.config.teacher
+
+    def decoder_modules(self):
+        return [self.vae.post_quant_conv, self.vae.decoder]
+
+    def _decode_raw(self, z):
+        return self.vae.decode(z).sample
+
+    def stream(self) -> WanStream:
+        return WanStream(self)
+
+    def _save_model(self, folder: Path) -> None:
+        self.vae.save_pretrained(folder, safe_serialization=True)
+
+    def _meta_extra(self) -> dict:
+        c = self.vae.config
+        return {"teacher": c.teacher, "criterion": c.criterion, "ratios": dict(c.ratios or {}),
+                "operators": dict(c.operators or {})}
+
+    def describe(self) -> dict:
+        c = self.vae.config
+        return {**super().describe(), "teacher": c.teacher, "criterion": c.criterion,
+                "ratios": dict(c.ratios or {}), "widths": dict(c.widths or {}), "operators": dict(c.operators or {})}
+
+    @classmethod
+    def from_saved(cls, folder: Path, meta: dict) -> "WanStudentAdapter":
+        # Built on real tensors, not diffusers' meta-device fast path: operator swaps in __init__ probe
+        # each new layer with a forward pass, which meta tensors cannot run.
+        return cls(meta["name"], WanStudentVAE.from_pretrained(str(folder), low_cpu_mem_usage=False))
+
+
+class _Cfg:
+    """The teacher's config dict seen as attributes, which is what teachers.wan_geometry reads."""
+
+    def __init__(self, d: dict):
+        self.__dict__.update({k: d.get(k) for k in TEACHER_KEYS})
+        self.temperal_downsample = d["temperal_downsample"]
+        self.z_dim = d["z_dim"]

@@ -1,0 +1,94 @@
+"""Build a pruned student from a teacher: analyse (live hooks on calibration clips), select channels
+per group with a named criterion, build the narrower model, copy and fold the teacher's weights in,
+and optionally swap operators (lab.ops) on top."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from lab.analysis import ChannelAnalysis, analyze, calibration_latents
+from lab.analysis.groups import wan_groups
+from lab.errors import ConfigError
+from lab.models.registry import load_decoder
+from lab.models.students.wan import TEACHER_KEYS, WanStudentAdapter, WanStudentVAE
+from lab.prune.criteria import CriterionContext, get_criterion, select
+from lab.prune.plan import group_widths, resolve_keep
+from lab.prune.transfer import transfer
+
+log = logging.getLogger("lab")
+
+
+def _check_teacher(teacher) -> str:
+    kind = getattr(teacher, "adapter_kind", "")
+    if kind == "wan":
+        return kind
+    if kind == "ltx":
+        raise ConfigError(f"{teacher.name}: pruning LTX-Video decoders is not implemented yet (channel analysis "
+                          f"works: python -m lab analyze --decoder {teacher.name}). Prune a Wan teacher "
+                          f"(wan2.1, mini-wan, wan2.1-tiny).")
+    raise ConfigError(f"{teacher.name} is a {getattr(teacher, 'family', '?')} of kind '{kind or '?'}'; only teachers "
+                      f"(Wan 2.1 family) can be pruned. Pass the teacher it came from.")
+
+
+def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips=None, frames: int = 9,
+          size=None, operators=None, name: str | None = None, seed: int = 0, fold: bool = True,
+          analysis: ChannelAnalysis | None = None, subscribers=()) -> tuple[WanStudentAdapter, dict]:
+    """Return (student, info). ``keep``: ratio in (0, 1] for every prunable stage, or {stage: ratio}.
+    Calibration: ``latents`` (normalized, a tensor or a list), else ``clips`` (names/paths, encoded by
+    the teacher; default the bundled clip), or a ready ``analysis`` of this teacher."""
+    teacher = load_decoder(teacher) if isinstance(teacher, str) else teacher
+    kind = _check_teacher(teacher)
+    tvae = teacher.vae
+    groups = wan_groups(tvae)
+    n_up = len(tvae.decoder.up_blocks)
+    ratios = resolve_keep(keep, kind, groups, n_up)
+    widths = group_widths(groups, ratios)
+    _, needs_stats, _ = get_criterion(criterion)
+    info: dict = {"teacher": teacher.name, "criterion": criterion, "ratios": ratios, "fold": fold}
+
+    t0 = time.perf_counter()
+    if analysis is None and widths and (needs_stats or fold):
+        if latents is None:
+            latents, names = calibration_latents(teacher, clips or ("bbb-128",), frames=frames, size=size)
+        else:
+            names = None
+        analysis = analyze(teacher, latents, groups=groups, clip_names=names, subscribers=subscribers)
+        info["calibration"] = {"clips": names or "latents", "steps": analysis.steps}
+    info["analysis_s"] = time.perf_counter() - t0
+
+    kept = {}
+    for g in groups:
+        if g.name in widths:
+            ctx = CriterionContext(g, widths[g.name], tvae, analysis, seed)
+            kept[g.name] = select(criterion, ctx)
+
+    tc = {k: _plain(tvae.config[k]) for k in TEACHER_KEYS if k in tvae.config}
+    svae = WanStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
+                         criterion=criterion, operators={}, patch_size=tc.get("patch_size"))
+    info["transfer"] = transfer(tvae, svae, groups, kept, analysis, fold=fold)
+    if operators:
+        from lab.ops.plan import resolve_plan
+        from lab.ops.swap import apply_operators
+        plan = {s: op for s, op in resolve_plan(operators, kind, n_up).items() if op != "keep"}
+        if plan:
+            apply_operators(svae, kind, plan, init_from_existing=True)
+            svae.register_to_config(operators=plan)
+            svae.clear_cache()
+        info["operators"] = plan
+    student = WanStudentAdapter(name or f"{teacher.name}-student", svae)
+    student = student.to(device=teacher.device, dtype=teacher.dtype).eval()
+    info.update({"widths": widths, "decoder_params": student.decoder_params(),
+                 "teacher_decoder_params": teacher.decoder_params()})
+    return student, info
+
+
+def _plain(v):
+    """Config values as JSON-friendly Python (FrozenDict lists/tuples -> lists)."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    return v

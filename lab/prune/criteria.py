@@ -1,0 +1,115 @@
+"""Channel-selection criteria behind one interface: a criterion takes a CriterionContext (the group,
+how many channels to keep, the teacher, the analysis) and returns the kept channel indices.
+
+Add your own with ``register_criterion("name", fn)``; ``python -m lab prune --criterion name`` then
+uses it. Built in: independence (greedy least-squares reconstruction of the whole map), magnitude
+(L1 norm of the producing filters), magnitude-l2, variance (activation variance), random.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lab.analysis import ChannelAnalysis, ChannelGroup, greedy_select
+from lab.errors import ConfigError
+
+
+@dataclass
+class CriterionContext:
+    group: ChannelGroup
+    k: int
+    model: nn.Module  # the teacher's VAE (module paths of the group refer to it)
+    analysis: ChannelAnalysis | None
+    seed: int = 0
+
+    def gram(self) -> torch.Tensor:
+        if self.analysis is None:
+            raise ConfigError(f"this criterion needs activation statistics for {self.group.name}; run it with "
+                              f"calibration clips (prune(..., clips=...) or --clips).")
+        return self.analysis.selection_gram(self.group)
+
+    def producer_weights(self) -> list[torch.Tensor]:
+        """Each producer's weight reshaped to (channels of this group, -1)."""
+        out = []
+        for path, role in self.group.producers:
+            w = self.model.get_submodule(path).weight.detach().to(torch.float64)
+            w = w.reshape(w.shape[0], -1)
+            if role == "rows_paired":  # two frames of the same channels: rows j and C + j
+                c = w.shape[0] // 2
+                w = torch.cat([w[:c], w[c:]], dim=1)
+            out.append(w)
+        return out
+
+
+Criterion = Callable[[CriterionContext], list[int]]
+#: name -> (function, needs activation statistics, one-line description)
+CRITERIA: dict[str, tuple[Criterion, bool, str]] = {}
+
+
+def register_criterion(name: str, fn: Criterion, needs_stats: bool = True, description: str = "") -> None:
+    if not callable(fn):
+        raise ConfigError(f"criterion '{name}' must be a callable taking a CriterionContext")
+    doc = (fn.__doc__ or "").strip()
+    CRITERIA[name] = (fn, needs_stats, description or (doc.splitlines()[0] if doc else name))
+
+
+def get_criterion(name: str) -> tuple[Criterion, bool, str]:
+    if name not in CRITERIA:
+        close = difflib.get_close_matches(name, list(CRITERIA), n=2)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown criterion '{name}'.{hint} Known: {', '.join(CRITERIA)}; add one with "
+                          f"lab.prune.register_criterion(name, fn).")
+    return CRITERIA[name]
+
+
+def select(name: str, ctx: CriterionContext) -> list[int]:
+    """Run a criterion and check what it returned (k distinct indices in range), sorted."""
+    fn, _, _ = get_criterion(name)
+    kept = [int(i) for i in fn(ctx)]
+    if len(kept) != ctx.k or len(set(kept)) != ctx.k or min(kept) < 0 or max(kept) >= ctx.group.width:
+        raise ConfigError(f"criterion '{name}' returned {len(kept)} indices for {ctx.group.name} (width "
+                          f"{ctx.group.width}); it must return {ctx.k} distinct indices in [0, {ctx.group.width}).")
+    return sorted(kept)
+
+
+def _top(scores: torch.Tensor, k: int) -> list[int]:
+    return torch.argsort(scores, descending=True, stable=True)[:k].tolist()
+
+
+def independence(ctx: CriterionContext) -> list[int]:
+    """Greedy forward selection of the channels that best reconstruct all channels by least squares."""
+    return greedy_select(ctx.gram(), ctx.k)[0]
+
+
+def magnitude(ctx: CriterionContext) -> list[int]:
+    """Largest L1 norm of the filters that produce each channel (summed over producers)."""
+    return _top(sum(w.abs().sum(dim=1) for w in ctx.producer_weights()), ctx.k)
+
+
+def magnitude_l2(ctx: CriterionContext) -> list[int]:
+    """Largest L2 norm of the filters that produce each channel (over all producers)."""
+    return _top(torch.sqrt(sum((w * w).sum(dim=1) for w in ctx.producer_weights())), ctx.k)
+
+
+def variance(ctx: CriterionContext) -> list[int]:
+    """Largest activation variance (as the group's consumers see it)."""
+    from lab.analysis.linalg import residual_gram
+    return _top(torch.diagonal(residual_gram(ctx.gram())), ctx.k)
+
+
+def random(ctx: CriterionContext) -> list[int]:
+    """A seeded random subset (the baseline every other criterion must beat)."""
+    g = torch.Generator().manual_seed(ctx.seed * 1_000_003 + sum(map(ord, ctx.group.name)))
+    return torch.randperm(ctx.group.width, generator=g)[:ctx.k].tolist()
+
+
+register_criterion("independence", independence, True)
+register_criterion("magnitude", magnitude, False)
+register_criterion("magnitude-l2", magnitude_l2, False)
+register_criterion("variance", variance, True)
+register_criterion("random", random, False)

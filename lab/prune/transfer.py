@@ -1,0 +1,112 @@
+"""Initialise a pruned student from its teacher: keep the selected filters, fold the least-squares
+reconstruction of the dropped channels into every consumer's input weights, and rescale RMS-norm
+gammas for the narrower norm.
+
+Fold, for a consumer layer with weight K (out, in, *kernel) reading channels x (what the layer sees,
+after its norm and SiLU if it has one): the teacher computes sum_i K[:, i] * x_i. With x_D ~= W x_S + b
+fitted on the recorded inputs, K[:, S] + K[:, D] W reads only the kept channels, and K[:, D] b (summed
+over the kernel taps) moves into the bias. For a linear consumer on exactly low-rank inputs this is
+exact (up to zero padding at borders when b != 0).
+
+RMS norm: Wan's y = x / rms(x) * gamma; the student's norm sees only x_S, so gamma_S is scaled by
+rms(x_S) / rms(x), estimated from the second moments recorded at the norm's input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lab.analysis import ChannelAnalysis, ChannelGroup, fold_weights
+from lab.errors import LabError
+
+
+def fold_into(weight: torch.Tensor, bias: torch.Tensor | None, gram: torch.Tensor, keep: list[int]):
+    """(weight, bias) of a consumer reading all channels -> reading ``keep`` only, with the dropped
+    channels' least-squares reconstruction folded in. Works in float64; returns float64 tensors."""
+    w = weight.detach().to(torch.float64)
+    dropped, wls, b = fold_weights(gram, keep)
+    new_w = w[:, keep].clone()
+    new_b = None if bias is None else bias.detach().to(torch.float64).clone()
+    if dropped:
+        wd = w[:, dropped]
+        new_w += torch.einsum("od...,ds->os...", wd, wls)
+        shift = torch.einsum("od...,d->o...", wd, b).reshape(w.shape[0], -1).sum(dim=1)
+        if new_b is None:
+            raise LabError("folding needs a bias on the consumer layer to absorb the constant term")
+        new_b += shift
+    return new_w, new_b
+
+
+def _rows(role: str, keep: list[int], out_channels: int) -> list[int]:
+    if role == "rows_paired":
+        c = out_channels // 2
+        return list(keep) + [c + i for i in keep]
+    return list(keep)
+
+
+def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup], kept: dict[str, list[int]],
+             analysis: ChannelAnalysis | None, fold: bool = True) -> dict:
+    """Copy the teacher's weights into the student. ``kept``: group name -> kept channel indices (only
+    pruned groups). Returns a small report (what was folded, norm scales)."""
+    plan: dict[str, dict] = {}  # layer path -> {"in": (group, keep), "out": (role, keep)}
+    norms: dict[str, list[int]] = {}
+    for g in groups:
+        if g.name not in kept:
+            continue
+        keep = kept[g.name]
+        for path, role in g.producers:
+            plan.setdefault(path, {})["out"] = (role, keep)
+        for c in g.consumers:
+            plan.setdefault(c.path, {})["in"] = (g, keep)
+        for n in g.norms:
+            norms[n] = keep
+
+    t_state = teacher_vae.state_dict()
+    s_state = student_vae.state_dict()
+    new_state = {}
+    handled = set()
+    report = {"folded": [], "sliced": [], "norm_scales": {}}
+    for path, todo in plan.items():
+        layer = teacher_vae.get_submodule(path)
+        w, b = layer.weight.detach().to(torch.float64), None if layer.bias is None else layer.bias.detach().to(torch.float64)
+        if "in" in todo:
+            g, keep = todo["in"]
+            gram = analysis.consumer_gram(path) if (fold and analysis is not None) else None
+            if gram is not None:
+                w, b = fold_into(w, b, gram, keep)
+                report["folded"].append(path)
+            else:
+                w = w[:, keep]
+                report["sliced"].append(path)
+        if "out" in todo:
+            role, keep = todo["out"]
+            rows = _rows(role, keep, w.shape[0])
+            w = w[rows]
+            b = None if b is None else b[rows]
+        new_state[f"{path}.weight"] = w
+        handled.add(f"{path}.weight")
+        if b is not None:
+            new_state[f"{path}.bias"] = b
+            handled.add(f"{path}.bias")
+    for path, keep in norms.items():
+        gamma = teacher_vae.get_submodule(path).gamma.detach().to(torch.float64)
+        scale = analysis.rms_ratio(path, keep) if analysis is not None else 1.0
+        new_state[f"{path}.gamma"] = gamma[keep] * scale
+        handled.add(f"{path}.gamma")
+        report["norm_scales"][path] = scale
+
+    out = {}
+    for key, target in s_state.items():
+        src = new_state.get(key, t_state.get(key))
+        if src is None:
+            raise LabError(f"the student has a tensor {key} that the teacher lacks; teacher and student come from "
+                           f"different decoder families. Build the student from this teacher (lab.prune.prune).")
+        if tuple(src.shape) != tuple(target.shape):
+            raise LabError(f"teacher/student mismatch at {key}: teacher gives {tuple(src.shape)}, student expects "
+                           f"{tuple(target.shape)}" + ("" if key in handled else
+                                                       " (a layer whose width changed is missing from the channel "
+                                                       "groups)") + ". Was the student built from another teacher?")
+        out[key] = src.to(target.dtype)
+    student_vae.load_state_dict(out, strict=True)
+    return report

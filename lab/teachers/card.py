@@ -1,0 +1,71 @@
+"""The README.md model card written beside exported weights: every number comes from the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+# Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
+TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
+
+
+def write_card(path: Path, info: dict) -> None:
+    r = info["recipe"]
+    target = TARGET_PSNR.get(info["model"])
+    best = max(m["psnr"] for m in info["heldout"].values())
+    verdict = ""
+    if target is not None and best < target:
+        verdict = (f"\n**Below the lab's target of {target:.0f} dB held-out PSNR (best here {best:.1f} dB): not yet "
+                   f"a useful teacher for quality figures; retrain it on a GPU with the command below.**\n")
+    rows = "\n".join(f"| {name} | {m['frames']} | {m['size'][1]}x{m['size'][0]} | {m['psnr']:.2f} | {m['ssim']:.4f} |"
+                     for name, m in info["heldout"].items())
+    cmd = info.get("command") or "(not recorded)"
+    if info.get("command") and info["step"] < r["steps"] and "--stop-at" not in cmd:
+        # Stopped early (by signal or by export from a running run): the same schedule, cut at this step.
+        cmd += f" --stop-at {info['step']}"
+    text = f"""# {info['model']}: the lab's trained mini teacher ({info['class']})
+
+Same diffusers class and latent geometry as the real model, reduced widths, trained by the lab
+as a VAE (encoder + decoder) on real video. Loaded by `load_decoder("{info['model']}")`.
+
+- config: `{info['config']}`
+- parameters: decoder {info['params_decoder'] / 1e6:.2f}M, encoder {info['params_encoder'] / 1e6:.2f}M;
+  weights stored in fp16 ({info['weights_bytes'] / 1e6:.1f} MB)
+- trained: {info['step']} steps of {r['steps']} planned, {info['wall_s'] / 60:.1f} min of training
+  ({info['s_per_step']:.2f} s/step), started {info.get('started')}
+- machine: {info['machine']}. **Trained on CPU at reduced scale because this session has no GPU**:
+  small crops, few steps; a GPU run of the same command with `--device cuda` and larger
+  `--crop/--frames/--batch/--steps` will give a much better teacher.
+{verdict}
+## Data
+Training clips (random {r['crop']}x{r['crop']} crops, random {r['frames']}-frame windows,
+horizontal flips; each clip kept at short sides {info['train_scales']}):
+{', '.join(info['train_clips'])}.
+Held out: `carphone` entirely (and its distorted twin), `bikes` from frame 200 on
+(training samples frames 0-191 only).
+
+## Recipe
+L1 x {r['l1_weight']} + MSE x {r['mse_weight']} + KL x {r['kl_weight']}
+(+ LPIPS x {r['perceptual_weight']}), AdamW lr {r['lr']} ({r['warmup']} warmup steps, cosine to
+{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}.
+
+## Held-out reconstruction (encode -> decode of the exported fp16 weights, computed in float32)
+
+| clip | frames | size (WxH) | PSNR (dB) | SSIM |
+|---|---|---|---|---|
+{rows}
+
+## Latent statistics
+`latents_mean`/`latents_std` are the per-channel statistics of the encoder's posterior means
+over 16 random training windows, so normalized latents are ~N(0, 1).
+
+## Reproduce
+
+```
+{cmd}
+```
+then `python -m lab teacher export --model {info['model']} --run RUN --export-to data/checkpoints/{info['model']}`
+writes this folder from the run's last checkpoint. `--stop-at` reproduces a run that was exported
+before its planned last step (same schedule, cut there); CPU float results match up to summation order.
+"""
+    path.write_text(text)

@@ -1,0 +1,139 @@
+"""What a teacher run trains: the model preset, the clips, the recipe.
+
+Presets name the diffusers class and config; ``mini-wan``/``mini-ltx`` take their configs from
+the catalog so that what is trained is exactly what ``load_decoder`` builds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
+
+from lab import paths
+from lab.data.clips import ClipSpec
+from lab.data.samples import sample_clip
+from lab.errors import LabError
+
+WAN_GENERATED = "videos/wan2_1_generated_832x480_81f.mp4"
+
+
+@dataclass(frozen=True)
+class Preset:
+    cls: type
+    config: dict
+    frame_multiple: int    # a clip encodes as 1 + frame_multiple * k frames
+    spatial_multiple: int  # and sizes that are multiples of this
+
+
+def presets() -> dict[str, Preset]:
+    from lab.models.catalog import MINI_LTX_CONFIG, MINI_WAN_CONFIG
+    from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
+    return {
+        "mini-wan": Preset(AutoencoderKLWan, MINI_WAN_CONFIG, 4, 8),
+        "mini-ltx": Preset(AutoencoderKLLTXVideo, MINI_LTX_CONFIG, 8, 32),
+        # The test configs of the same classes: for tests of the trainer itself.
+        "wan2.1-tiny": Preset(AutoencoderKLWan, WAN_TINY_CONFIG, 4, 8),
+        "ltx-video-tiny": Preset(AutoencoderKLLTXVideo, LTX_TINY_CONFIG, 8, 32),
+    }
+
+
+def get_preset(name: str) -> Preset:
+    table = presets()
+    if name not in table:
+        raise LabError(f"unknown teacher model '{name}'; trainable: {', '.join(table)}")
+    return table[name]
+
+
+# Frames of 'bikes' that training never samples: held-out frames start BIKES_HELDOUT_START, and a
+# gap of 8 frames keeps a training window from touching them.
+BIKES_TRAIN_STOP = 192
+BIKES_HELDOUT_START = 200
+
+
+def training_clips(include_wan_generated: bool = True) -> list[ClipSpec]:
+    """The real clips a teacher learns from. 'carphone' (and its distorted twin, the same content)
+    is held out entirely; 'bikes' only up to frame BIKES_TRAIN_STOP."""
+    specs = [ClipSpec("bigbuckbunny", str(sample_clip("bigbuckbunny"))),
+             ClipSpec("bikes", str(sample_clip("bikes")), 0, BIKES_TRAIN_STOP)]
+    if include_wan_generated:
+        assets = paths.shared_assets_dir()
+        wan = assets / WAN_GENERATED if assets else None
+        if wan is None or not wan.is_file():
+            raise LabError(f"the Wan-generated training clip is missing ({wan or '../shared/assets/' + WAN_GENERATED}); "
+                           f"set LAB_SHARED_ASSETS to the folder holding {WAN_GENERATED}, or pass "
+                           f"--no-wan-clip to train on the sample clips only.")
+        specs.append(ClipSpec("wan2.1-generated", str(wan)))
+    return specs
+
+
+@dataclass(frozen=True)
+class HeldOutClip:
+    name: str
+    clip: str           # a sample clip name
+    start: int
+    short_side: int | None  # resize the short side to this first (None: native size)
+    square: bool        # then center-crop a square (else: crop to the VAE's grid)
+
+
+HELDOUT = [
+    HeldOutClip("carphone", "carphone", 0, None, False),            # never seen, native 176x144
+    HeldOutClip("bikes-heldout", "bikes", BIKES_HELDOUT_START, 128, True),  # unseen frames, 128x128
+]
+
+
+@dataclass
+class TrainConfig:
+    model: str = "mini-wan"
+    steps: int = 3000
+    batch: int = 8
+    frames: int = 5            # 1 + k * frame_multiple
+    crop: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.05  # cosine decays to lr * this at the last step
+    weight_decay: float = 0.0
+    l1_weight: float = 1.0
+    mse_weight: float = 1.0
+    kl_weight: float = 1e-6
+    perceptual_weight: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    short_sides: tuple = (128, 256)
+    wan_clip: bool = True
+    device: str = "cpu"
+    threads: int | None = None
+    log_every: int = 10
+    checkpoint_minutes: float = 5.0
+    export_minutes: float = 0.0  # export to `export_to` this often (0: only when asked)
+    export_to: str | None = None
+    eval_frames: int = 9
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["short_sides"] = list(self.short_sides)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        cfg.short_sides = tuple(cfg.short_sides)
+        return cfg
+
+    def validate(self) -> None:
+        p = get_preset(self.model)
+        if (self.frames - 1) % p.frame_multiple or self.frames < 1:
+            raise LabError(f"--frames {self.frames}: {self.model} encodes 1 + {p.frame_multiple}k frames; "
+                           f"use e.g. {1 + p.frame_multiple} or {1 + 2 * p.frame_multiple}.")
+        if self.crop % p.spatial_multiple or self.crop <= 0:
+            raise LabError(f"--crop {self.crop}: {self.model} needs a multiple of {p.spatial_multiple} "
+                           f"(e.g. {2 * p.spatial_multiple}).")
+        if (self.eval_frames - 1) % p.frame_multiple:
+            raise LabError(f"--eval-frames {self.eval_frames}: use 1 + {p.frame_multiple}k frames.")
+        for name in ("steps", "batch"):
+            if getattr(self, name) < 1:
+                raise LabError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not (0 < self.lr < 1):
+            raise LabError(f"--lr {self.lr} is not a learning rate; use e.g. 1e-3.")

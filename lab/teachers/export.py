@@ -1,0 +1,122 @@
+"""Export a trained teacher as a diffusers folder: fp16 weights, latent statistics, a model card.
+
+Latent statistics: the per-channel mean and std of the encoder's posterior means over windows of
+the training clips, so that normalized latents (raw - mean) / std are ~N(0, 1) like real Wan
+latents. Wan keeps them in its config (``latents_mean``/``latents_std``), LTX in its buffers.
+The held-out figures in the card are measured on the exported (fp16-rounded) weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLWan
+
+from lab.data.clips import ClipWindows
+from lab.teachers.card import write_card
+from lab.teachers.config import TrainConfig, get_preset, training_clips
+from lab.teachers.heldout import evaluate
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+@torch.no_grad()
+def latent_stats(vae, data: ClipWindows, *, frame_multiple: int, spatial_multiple: int, windows: int = 16,
+                 frames: int | None = None, crop: int = 64, seed: int = 1234) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of posterior means over ``windows`` random windows (fixed seed)."""
+    frames = frames or 1 + 2 * frame_multiple
+    crop = crop // spatial_multiple * spatial_multiple
+    gen = torch.Generator().manual_seed(seed)
+    p = next(vae.parameters())
+    was_training = vae.training
+    vae.eval()
+    zs = []
+    for _ in range(windows):
+        x = data.sample(1, frames, crop, gen).to(p.device, p.dtype)
+        z = vae.encode(x).latent_dist.mode().float()
+        zs.append(z.transpose(0, 1).flatten(1))  # (C, T*H*W)
+    vae.train(was_training)
+    z = torch.cat(zs, dim=1)
+    return z.mean(1).tolist(), z.std(1).clamp_min(1e-4).tolist()
+
+
+def set_latent_stats(vae, mean: list[float], std: list[float]) -> None:
+    if isinstance(vae, AutoencoderKLWan):
+        vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
+    else:
+        vae.latents_mean.copy_(torch.tensor(mean))
+        vae.latents_std.copy_(torch.tensor(std))
+
+
+def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = None, step: int, wall_s: float,
+           meta: dict, eval_frames: int = 17) -> dict:
+    """Write ``out_dir`` (config.json, fp16 safetensors, README.md) and return what the card says."""
+    preset = get_preset(cfg.model)
+    data = data or ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
+    model = copy.deepcopy(vae).float().cpu().eval()
+    mean, std = latent_stats(model, data, frame_multiple=preset.frame_multiple,
+                             spatial_multiple=preset.spatial_multiple)
+    set_latent_stats(model, mean, std)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+        model.half().save_pretrained(tmp, safe_serialization=True)
+        for f in Path(tmp).iterdir():
+            f.chmod(0o644)  # tempfile's folder is private; the checkpoint is for everyone
+        # Score what ships: the fp16-rounded weights, computed in float32.
+        shipped = type(model).from_pretrained(tmp).float().eval()
+        heldout = evaluate(shipped, preset, frames=eval_frames)
+        info = {
+            "model": cfg.model, "class": type(model).__name__, "config": dict(preset.config),
+            "params_decoder": _params(shipped, decoder=True), "params_encoder": _params(shipped, decoder=False),
+            "step": step, "wall_s": round(wall_s, 1), "s_per_step": round(wall_s / max(step, 1), 3),
+            "machine": _machine(cfg), "train_clips": [s.describe() for s in data.specs],
+            "train_scales": list(cfg.short_sides), "recipe": cfg.to_dict(), "heldout": heldout,
+            "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
+            "command": meta.get("command"), "started": meta.get("started"),
+            "weights_bytes": os.path.getsize(Path(tmp) / WEIGHTS),
+        }
+        write_card(Path(tmp) / "README.md", info)
+        # File by file into place: a reader sees the old or the new file, never a partial one.
+        for name in ("config.json", WEIGHTS, "README.md"):
+            os.replace(Path(tmp) / name, out_dir / name)
+    return info
+
+
+def _params(vae, decoder: bool) -> int:
+    if decoder:
+        parts = [vae.decoder] + ([vae.post_quant_conv] if isinstance(vae, AutoencoderKLWan) else [])
+    else:
+        parts = [vae.encoder] + ([vae.quant_conv] if isinstance(vae, AutoencoderKLWan) else [])
+    return sum(p.numel() for m in parts for p in m.parameters())
+
+
+def _machine(cfg: TrainConfig) -> str:
+    if cfg.device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (bf16 autocast)"
+    threads = cfg.threads or torch.get_num_threads()
+    return (f"CPU only ({platform.processor() or platform.machine()}, {os.cpu_count()} cores on the machine, "
+            f"{threads} torch thread(s), cores shared with other jobs), float32; no GPU in this session")
+
+
+def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17) -> dict:
+    """Export the last checkpoint of a run (what ``python -m lab teacher export`` does)."""
+    from lab.errors import CheckpointError
+    from lab.teachers.checkpoint import load_state
+    from lab.teachers.train import build_model
+    state = load_state(Path(run_dir))
+    if state is None:
+        raise CheckpointError(f"{run_dir} has no training state (state.pt); train first with "
+                              f"python -m lab teacher train --run {run_dir}.")
+    cfg = TrainConfig.from_dict(state["config"])
+    vae = build_model(cfg)
+    vae.load_state_dict(state["model"])
+    return export(vae, cfg, out_dir, step=state["step"], wall_s=state["wall_s"], meta=state.get("meta", {}),
+                  eval_frames=eval_frames)
+
+

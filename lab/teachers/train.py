@@ -1,0 +1,199 @@
+"""The teacher training loop: a VAE (encoder + decoder) on random windows of real clips.
+
+One loop, top to bottom: sample a batch of windows -> encode -> sample the posterior -> decode ->
+L1 + MSE (+ a small KL, + optional LPIPS) -> AdamW step with warmup + cosine LR. Every few minutes
+the full training state is checkpointed (resumable) and, if asked, the weights are exported to a
+diffusers folder. Logs are one JSON object per line in ``<run>/log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lab.data.clips import ClipWindows
+from lab.errors import LabError
+from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
+from lab.teachers.config import TrainConfig, get_preset, training_clips
+
+log = logging.getLogger("lab.teachers")
+
+# Config fields a resumed run must share with the run it resumes (the rest, e.g. how often to
+# log or export, may change between sessions; 'steps' may be raised to train longer).
+_FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip")
+
+
+def build_model(cfg: TrainConfig):
+    preset = get_preset(cfg.model)
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
+    return preset.cls(**preset.config)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over cfg.warmup steps, then cosine from cfg.lr down to cfg.lr * min_lr_ratio."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def vae_loss(vae, x: torch.Tensor, noise: torch.Generator, cfg: TrainConfig, perceptual=None):
+    posterior = vae.encode(x).latent_dist
+    z = posterior.sample(generator=noise)
+    rec = vae.decode(z).sample.float()
+    x = x.float()
+    l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
+    mean, logvar = posterior.mean.float(), posterior.logvar.float()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+    loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
+    parts = {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    if perceptual is not None:
+        frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731  (N*T, 3, H, W)
+        p = perceptual(frames(rec), frames(x)).mean()
+        loss = loss + cfg.perceptual_weight * p
+        parts["lpips"] = p.item()
+    return loss, parts
+
+
+def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, command: str | None = None,
+          data: ClipWindows | None = None) -> dict:
+    """Train (or resume) the run in ``run_dir`` until ``cfg.steps`` (or ``stop_at``, which simulates
+    an interruption: the state is checkpointed there). Returns a summary. ``data`` replaces the
+    configured training clips (tests train on the small bundled clip)."""
+    cfg.validate()
+    run_dir = Path(run_dir)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LabError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu.")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    vae = build_model(cfg).to(device).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    gens = {"data": torch.Generator().manual_seed(cfg.seed), "noise": torch.Generator().manual_seed(cfg.seed + 1)}
+    step, wall = 0, 0.0
+    meta = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+    state = load_state(run_dir)
+    if state is not None:
+        old = TrainConfig.from_dict(state["config"])
+        changed = [k for k in _FIXED_ON_RESUME if getattr(old, k) != getattr(cfg, k)]
+        if changed:
+            raise LabError(f"{run_dir} holds a run with different {', '.join(changed)} "
+                           f"({', '.join(f'{k}={getattr(old, k)!r}' for k in changed)}); resume it with the same "
+                           f"settings, or pass another --run folder to start a new run.")
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        restore_rng(state["rng"], gens)
+        step, wall, meta = state["step"], state["wall_s"], state.get("meta", meta)
+        log.info("resumed %s at step %d (%.0f s trained)", run_dir, step, wall)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    data = data or ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
+    perceptual = _perceptual(cfg, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+
+    def checkpoint():
+        save_state(run_dir, {"config": cfg.to_dict(), "model": vae.state_dict(), "optimizer": opt.state_dict(),
+                             "rng": rng_state(gens), "step": step, "wall_s": wall, "meta": meta})
+
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    last_ckpt = last_export = time.monotonic()
+    losses = []
+    stop = _StopOnSignal()  # SIGTERM/SIGINT: finish the step, checkpoint, return (resume later)
+    with open(run_dir / "log.jsonl", "a") as logf, stop:
+        while step < end and not stop.requested:
+            t0 = time.monotonic()
+            x = data.sample(cfg.batch, cfg.frames, cfg.crop, gens["data"]).to(device)
+            lr = lr_at(step, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast:
+                loss, parts = vae_loss(vae, x, gens["noise"], cfg, perceptual)
+            if not torch.isfinite(loss):
+                raise LabError(f"step {step}: the loss is {loss.item()}; lower --lr (now {cfg.lr}) or resume from "
+                               f"the last checkpoint in {run_dir}.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            dt = time.monotonic() - t0
+            wall += dt
+            losses.append(loss.item())
+            if step % cfg.log_every == 0 or step == end:
+                rec = {"step": step, "loss": round(loss.item(), 6), **{k: round(v, 6) for k, v in parts.items()},
+                       "lr": lr, "grad_norm": round(grad_norm.item(), 4), "s_per_step": round(dt, 3),
+                       "wall_s": round(wall, 1)}
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, loss.item(), parts["l1"], lr, dt)
+            now = time.monotonic()
+            if now - last_ckpt > cfg.checkpoint_minutes * 60:
+                checkpoint()
+                last_ckpt = now
+            if cfg.export_to and cfg.export_minutes and now - last_export > cfg.export_minutes * 60:
+                checkpoint()
+                _export_now(vae, cfg, data, run_dir, step, wall, meta, logf)
+                last_export = time.monotonic()
+        checkpoint()
+    return {"run": str(run_dir), "model": cfg.model, "step": step, "steps": cfg.steps, "wall_s": round(wall, 1),
+            "losses": losses, "last_loss": losses[-1] if losses else None}
+
+
+def _export_now(vae, cfg, data, run_dir, step, wall, meta, logf) -> None:
+    from lab.teachers.export import export
+    result = export(vae, cfg, Path(cfg.export_to), data=data, step=step, wall_s=wall, meta=meta,
+                    eval_frames=cfg.eval_frames)
+    logf.write(json.dumps({"step": step, "export": cfg.export_to, "heldout": result["heldout"]}) + "\n")
+    logf.flush()
+    vae.train()
+
+
+def _perceptual(cfg: TrainConfig, device):
+    if cfg.perceptual_weight <= 0:
+        return None
+    from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
+    net = load_lpips().to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class _StopOnSignal:
+    """While active, SIGTERM and SIGINT set ``requested`` instead of killing the process mid-step."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        log.info("signal %d: stopping after this step and checkpointing", signum)
+        self.requested = True
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

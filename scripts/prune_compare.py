@@ -1,0 +1,88 @@
+"""Before any training: how well does each selection criterion's pruned student reproduce its
+teacher on held-out clips? Prints PSNR (student vs teacher output, dB) per criterion and keep ratio.
+
+    python scripts/prune_compare.py                        # mini-wan, calibrate on bbb-128, eval bikes+carphone
+    python scripts/prune_compare.py --teacher wan2.1-tiny  # no trained weights needed (random teacher)
+    python scripts/prune_compare.py --stages up2,up3 --json
+
+The analysis (Grams) is computed once on the calibration clips and shared by every criterion, so
+all students see the same statistics; only the channel choice differs (the least-squares fold is
+applied to all of them, so the comparison isolates the selection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from lab.analysis import analyze, calibration_latents
+from lab.analysis.groups import wan_groups
+from lab.cli import table
+from lab.eval.metrics import PSNR
+from lab.models import load_decoder
+from lab.prune import prune
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", default="mini-wan")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--calib", nargs="+", default=["bbb-128"], help="calibration clips")
+    p.add_argument("--eval", nargs="+", default=["carphone", "bikes@200"],
+                   help="held-out clips, NAME or NAME@START_FRAME (mini-wan never saw carphone, nor bikes "
+                        "from frame 200 on)")
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--size", default="128x128", help="HxW the clips are resized/cropped to")
+    p.add_argument("--ratios", default="0.5,0.25,0.125")
+    p.add_argument("--criteria", default="independence,magnitude,random")
+    p.add_argument("--stages", default=None, help="prune only these stages (default: every prunable stage)")
+    p.add_argument("--no-fold", action="store_true", help="slice only, no least-squares fold")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    size = tuple(int(x) for x in args.size.split("x"))
+    t0 = time.perf_counter()
+    teacher = load_decoder(args.teacher, weights=args.weights)
+    calib, calib_names = calibration_latents(teacher, args.calib, frames=args.frames, size=size)
+    held, held_names = [], []
+    for spec in args.eval:
+        clip, _, start = spec.partition("@")
+        z, _ = calibration_latents(teacher, [clip], frames=args.frames, size=size, start=int(start or 0))
+        held += z
+        held_names.append(spec)
+    refs = [teacher.decode(z) for z in held]
+    analysis = analyze(teacher, calib, groups=wan_groups(teacher.vae), clip_names=calib_names)
+    stages = args.stages.split(",") if args.stages else None
+    rows = []
+    for r in (float(x) for x in args.ratios.split(",")):
+        keep = {s: r for s in stages} if stages else r
+        row = {"keep": r}
+        for crit in args.criteria.split(","):
+            student, info = prune(teacher, keep, crit, analysis=analysis, fold=not args.no_fold)
+            m = PSNR()
+            for z, ref in zip(held, refs):
+                m.update(student.decode(z), ref)
+            row[crit] = round(m.compute(), 2)
+            row["student_params"] = info["decoder_params"]
+        rows.append(row)
+        print(f"keep {r}: {row}", file=sys.stderr)
+    result = {"teacher": args.teacher, "weights": args.weights or "default", "calibration": calib_names,
+              "held_out": held_names, "size": list(size), "frames": args.frames,
+              "stages": stages or "all prunable", "fold": not args.no_fold,
+              "teacher_params": teacher.decoder_params(), "rows": rows, "seconds": time.perf_counter() - t0}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"PSNR (dB) of the pruned student vs {args.teacher} on held-out {', '.join(held_names)} "
+              f"({args.frames} frames, {args.size}); calibrated on {', '.join(calib_names)}; "
+              f"stages {result['stages']}; fold={result['fold']}")
+        print(table(rows, ["keep", *args.criteria.split(","), "student_params"]))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Selection and fold algebra against brute force on small synthetic data."""
+
+import itertools
+
+import pytest
+import torch
+
+from lab.analysis import ChannelStats, explained_variance_curve, fold_weights, greedy_select, independence_scores
+from lab.analysis import stats as stats_mod
+from lab.analysis.linalg import subset_residual
+from lab.errors import LabError
+from lab.prune.transfer import fold_into
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    st = ChannelStats(x.shape[0])
+    st.update(x[None], channel_dim=1)
+    return st.augmented()
+
+
+def _low_rank(c=8, k=3, n=4000, seed=0):
+    """k basis channels hidden among c; the rest are affine combinations of them."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(k, n, generator=g, dtype=torch.float64)
+    mix = torch.randn(c - k, k, generator=g, dtype=torch.float64)
+    others = mix @ basis + torch.randn(c - k, 1, generator=g, dtype=torch.float64)
+    perm = torch.randperm(c, generator=g)
+    x = torch.cat([basis, others])[perm]
+    true_basis = sorted(int(i) for i in torch.nonzero(perm < k).flatten())
+    return x, true_basis
+
+
+def test_greedy_finds_an_exact_basis_of_a_rank_k_map():
+    x, _ = _low_rank()
+    g = _gram(x)
+    order, residuals = greedy_select(g, 3)
+    total = residuals[0]
+    assert residuals[-1] < 1e-8 * total
+    assert subset_residual(g, order) < 1e-6 * total  # solves carry a 1e-12 ridge
+    # Brute force: the chosen set is among the optimal (zero-residual) subsets, and 2 channels never suffice.
+    best3 = min(subset_residual(g, list(s)) for s in itertools.combinations(range(8), 3))
+    best2 = min(subset_residual(g, list(s)) for s in itertools.combinations(range(8), 2))
+    assert best3 < 1e-6 * total and best2 > 1e-3 * total
+    assert residuals[2] >= best2 * (1 - 1e-9)
+
+
+def test_greedy_matches_brute_force_for_one_channel_and_its_own_residuals():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 6, dtype=torch.float64, generator=g) @ torch.randn(6, 3000, dtype=torch.float64, generator=g)
+    gram = _gram(x)
+    order, residuals = greedy_select(gram, 4)
+    brute = min(range(6), key=lambda i: subset_residual(gram, [i]))
+    assert order[0] == brute
+    for k in range(1, 5):  # the incremental residuals equal a direct least-squares solve
+        assert residuals[k] == pytest.approx(subset_residual(gram, order[:k]), rel=1e-6)
+    assert all(a >= b - 1e-9 for a, b in zip(residuals, residuals[1:]))
+
+
+def test_independence_scores_and_curve():
+    g = torch.Generator().manual_seed(2)
+    a, b, noise = (torch.randn(5000, dtype=torch.float64, generator=g) for _ in range(3))
+    x = torch.stack([a, b, a - 2 * b + 3.0, noise])
+    s = independence_scores(_gram(x))
+    assert s[2] < 1e-6 and s[0] < 1e-6 and s[1] < 1e-6  # each of a, b, a-2b is a combination of the others
+    assert s[3] > 0.99
+    curve = explained_variance_curve(_gram(x))
+    assert curve[0] == 0.0 and curve[3] == pytest.approx(1.0) and curve[2] < 0.999
+    assert all(u <= v + 1e-12 for u, v in zip(curve, curve[1:]))
+
+
+def test_streaming_stats_equal_direct_computation(monkeypatch):
+    monkeypatch.setattr(stats_mod, "CHUNK_POSITIONS", 7)  # force many chunks
+    x = torch.randn(2, 5, 3, 4, 6)  # N C T H W
+    st = ChannelStats(5)
+    st.update(x[:, :, :2])
+    st.update(x[:, :, 2:])
+    flat = x.movedim(1, 0).reshape(5, -1).double()
+    assert st.count == flat.shape[1]
+    assert torch.allclose(st.gram, flat @ flat.T)
+    assert torch.allclose(st.sum, flat.sum(1))
+    assert st.gram.dtype == torch.float64
+    assert torch.allclose(st.covariance(), torch.cov(flat, correction=0))
+    with pytest.raises(LabError, match="channels"):
+        st.update(torch.randn(1, 4, 1, 2, 2))
+
+
+def test_fold_is_exact_for_a_linear_consumer_on_low_rank_inputs():
+    g = torch.Generator().manual_seed(3)
+    basis = torch.randn(1, 3, 4, 6, 6, generator=g)
+    mix = torch.randn(5, 3, generator=g)
+    x = torch.cat([basis, torch.einsum("dk,nkthw->ndthw", mix, basis)], dim=1)  # 8 channels, rank 3
+    conv = torch.nn.Conv3d(8, 4, 3, padding=1)
+    gram = _gram(x[0])
+    keep = greedy_select(gram, 3)[0]
+    w, b = fold_into(conv.weight, conv.bias, gram, sorted(keep))
+    small = torch.nn.Conv3d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        small.weight.copy_(w)
+        small.bias.copy_(b)
+        assert torch.allclose(small(x[:, sorted(keep)]), conv(x), atol=1e-4)
+    dropped, wls, bias = fold_weights(gram, sorted(keep))
+    assert len(dropped) == 5 and wls.shape == (5, 3) and bias.abs().max() < 1e-5
+
+
+def test_fold_and_select_reject_bad_requests():
+    gram = _gram(torch.randn(4, 100, dtype=torch.float64))
+    with pytest.raises(LabError):
+        fold_weights(gram, [])
+    with pytest.raises(LabError):
+        fold_weights(gram, [0, 0])
+    with pytest.raises(LabError):
+        greedy_select(gram, 5)

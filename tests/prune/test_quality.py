@@ -1,0 +1,26 @@
+"""Before any training, on the trained mini-wan teacher and a held-out clip, the independence-selected
+student reproduces the teacher better than magnitude and random selection at the same widths."""
+
+import pytest
+
+from lab import paths
+from lab.analysis import analyze, calibration_latents
+from lab.eval.metrics import psnr
+from lab.models import load_decoder
+from lab.prune import prune
+
+pytestmark = pytest.mark.skipif(not (paths.checkpoints_dir() / "mini-wan" / "config.json").exists(),
+                                reason="data/checkpoints/mini-wan is absent (trained weights; see its README)")
+
+
+def test_independence_beats_magnitude_and_random_on_held_out_clip():
+    teacher = load_decoder("mini-wan")
+    calib, _ = calibration_latents(teacher, ["bbb-128"], frames=5, size=(64, 64))
+    held, _ = calibration_latents(teacher, ["carphone"], frames=5, size=(64, 64))  # never seen in training
+    ref = teacher.decode(held[0])
+    a = analyze(teacher, calib)
+    score = {}
+    for crit in ("independence", "magnitude", "random"):
+        s, _ = prune(teacher, 0.25, crit, analysis=a)
+        score[crit] = psnr(s.decode(held[0]), ref)
+    assert score["independence"] > score["magnitude"] and score["independence"] > score["random"], score

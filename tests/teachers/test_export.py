@@ -1,0 +1,47 @@
+"""Export: a diffusers folder in fp16 whose latent statistics normalize the encoder's latents."""
+
+import json
+
+import pytest
+import torch
+
+from lab.data.clips import ClipSpec, ClipWindows
+from lab.models.registry import load_decoder
+from lab.teachers.config import TrainConfig
+from lab.teachers.export import export, latent_stats
+from lab.teachers.train import build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.mark.parametrize("model, frames, crop", [("wan2.1-tiny", 5, 32), ("ltx-video-tiny", 9, 64)])
+def test_export_writes_fp16_weights_and_latent_stats(tmp_path, bundled_clip_path, model, frames, crop):
+    data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(128,))
+    cfg = TrainConfig(model=model, frames=frames, crop=crop, eval_frames=frames)
+    vae = build_model(cfg)
+    # A random encoder has latents far from N(0, 1) in scale and offset: what the stats must undo.
+    info = export(vae, cfg, tmp_path / model, data=data, step=0, wall_s=0.0, meta={"command": "test"},
+                  eval_frames=frames)
+    folder = tmp_path / model
+    assert {p.name for p in folder.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "README.md"}
+    from safetensors.torch import load_file
+    assert {t.dtype for t in load_file(folder / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}
+    card = (folder / "README.md").read_text()
+    assert "no GPU" in card and "carphone" in card and f"{info['heldout']['carphone']['psnr']:.2f}" in card
+
+    kind = "wan" if "wan" in model else "ltx"
+    adapter = load_decoder(model if kind == "wan" else model, weights=str(folder))
+    adapter = adapter.float() if hasattr(adapter, "float") else adapter
+    # Normalized latents of the same windows the stats came from: per channel ~N(0, 1).
+    gen = torch.Generator().manual_seed(1234)
+    zs = []
+    for _ in range(16):
+        x = data.sample(1, 1 + 2 * (4 if kind == "wan" else 8), 64, gen)  # as latent_stats samples them
+        zs.append(adapter.encode(x.to(adapter.dtype)).float().transpose(0, 1).flatten(1))
+    z = torch.cat(zs, 1)
+    assert z.mean(1).abs().max() < 0.05
+    assert (z.std(1) - 1).abs().max() < 0.05
+    if kind == "wan":
+        saved = json.loads((folder / "config.json").read_text())
+        mean, _ = latent_stats(vae.eval(), data, frame_multiple=4, spatial_multiple=8)
+        assert saved["latents_mean"] == pytest.approx(mean, abs=1e-3)

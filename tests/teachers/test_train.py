@@ -1,0 +1,82 @@
+"""The teacher trainer at small scale: the real loop on a tiny config of the real class, real video."""
+
+import pytest
+import torch
+
+from lab.data.clips import ClipSpec, ClipWindows
+from lab.errors import LabError
+from lab.teachers.config import TrainConfig
+from lab.teachers.train import build_model, lr_at, train, vae_loss
+
+
+@pytest.fixture(scope="module")
+def bundled_windows(bundled_clip_path):
+    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(model="wan2.1-tiny", steps=40, batch=2, frames=5, crop=32, lr=3e-3, warmup=5, threads=1,
+                checkpoint_minutes=60.0, log_every=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def fixed_batch_loss(vae, cfg, data):
+    x = data.sample(4, cfg.frames, cfg.crop, torch.Generator().manual_seed(123))
+    with torch.no_grad():
+        return vae_loss(vae, x, torch.Generator().manual_seed(7), cfg)[0].item()
+
+
+def test_a_few_steps_reduce_the_loss(tmp_path, bundled_windows):
+    cfg = tiny()
+    before = fixed_batch_loss(build_model(cfg), cfg, bundled_windows)
+    train(cfg, tmp_path / "run", data=bundled_windows)
+    from lab.teachers.checkpoint import load_state
+    state = load_state(tmp_path / "run")
+    assert state["step"] == 40
+    vae = build_model(cfg)
+    vae.load_state_dict(state["model"])
+    after = fixed_batch_loss(vae, cfg, bundled_windows)
+    assert after < 0.8 * before, (before, after)
+    assert (tmp_path / "run" / "log.jsonl").read_text().count("\n") == 8  # every 5 steps
+
+
+def test_resume_continues_identically(tmp_path, bundled_windows):
+    cfg = tiny(steps=5)
+    straight = train(cfg, tmp_path / "a", data=bundled_windows)["losses"]
+    first = train(cfg, tmp_path / "b", data=bundled_windows, stop_at=3)
+    assert first["step"] == 3 and first["losses"] == straight[:3]
+    resumed = train(cfg, tmp_path / "b", data=bundled_windows)  # a new process would do the same
+    assert resumed["losses"] == straight[3:]  # bitwise: model, optimizer, data and noise RNG restored
+
+
+def test_resume_refuses_a_different_run(tmp_path, bundled_windows):
+    train(tiny(steps=1), tmp_path / "run", data=bundled_windows)
+    with pytest.raises(LabError, match="different crop"):
+        train(tiny(steps=2, crop=64), tmp_path / "run", data=bundled_windows)
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = tiny(steps=100, warmup=10, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(99, cfg) < 0.2e-3 and lr_at(100, cfg) == pytest.approx(1e-4)
+
+
+def test_bad_config_names_the_fix():
+    with pytest.raises(LabError, match="1 \\+ 4k"):
+        tiny(frames=6).validate()
+    with pytest.raises(LabError, match="multiple of 32"):
+        tiny(model="ltx-video-tiny", frames=9, crop=48).validate()
+    with pytest.raises(LabError, match="trainable"):
+        tiny(model="nope").validate()
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path, bundled_windows):
+    import os
+    import signal
+    import threading
+    from lab.teachers.checkpoint import load_state
+    threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    result = train(tiny(steps=10_000), tmp_path / "run", data=bundled_windows)
+    assert 0 < result["step"] < 10_000
+    assert load_state(tmp_path / "run")["step"] == result["step"]  # resumable from where it stopped
