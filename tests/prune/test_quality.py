@@ -15,7 +15,9 @@ pytestmark = pytest.mark.skipif(not (paths.checkpoints_dir() / "mini-wan" / "con
 
 def test_independence_beats_magnitude_and_random_on_held_out_clip():
     teacher = load_decoder("mini-wan")
-    calib, _ = calibration_latents(teacher, ["bbb-128"], frames=5, size=(64, 64))
+    # Enough calibration positions for the least-squares folds (at 64x64 x 5 frames the narrow up1 stage
+    # sees too few positions per fitted coefficient and the folds overfit).
+    calib, _ = calibration_latents(teacher, ["bbb-128"], frames=9, size=(128, 128))
     held, _ = calibration_latents(teacher, ["carphone"], frames=5, size=(64, 64))  # never seen in training
     ref = teacher.decode(held[0])
     a = analyze(teacher, calib)
