@@ -4,6 +4,8 @@ teacher on held-out clips? Prints PSNR (student vs teacher output, dB) per crite
     python scripts/prune_compare.py                        # mini-wan, calibrate on bbb-128, eval bikes+carphone
     python scripts/prune_compare.py --teacher wan2.1-tiny  # no trained weights needed (random teacher)
     python scripts/prune_compare.py --stages up2,up3 --json
+    python scripts/prune_compare.py --teacher mini-ltx --ratios 0.5,0.25 --stages up2,up3
+    python scripts/prune_compare.py --ridge 0 --seeds 5   # plain least-squares folds; 5 random subsets
 
 The analysis (Grams) is computed once on the calibration clips and shared by every criterion, so
 all students see the same statistics; only the channel choice differs (the least-squares fold is
@@ -20,7 +22,7 @@ import time
 import torch
 
 from lab.analysis import analyze, calibration_latents
-from lab.analysis.groups import wan_groups
+from lab.analysis.linalg import FOLD_RIDGE
 from lab.cli import table
 from lab.eval.metrics import PSNR
 from lab.models import load_decoder
@@ -31,7 +33,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="mini-wan")
     p.add_argument("--weights", default=None)
-    p.add_argument("--calib", nargs="+", default=["bbb-128"], help="calibration clips")
+    p.add_argument("--calib", nargs="+", default=["bbb-128"], help="calibration clips, NAME or NAME@START_FRAME")
+    p.add_argument("--calib-frames", type=int, default=None, help="frames per calibration clip (default: --frames)")
     p.add_argument("--eval", nargs="+", default=["carphone", "bikes@200"],
                    help="held-out clips, NAME or NAME@START_FRAME (mini-wan never saw carphone, nor bikes "
                         "from frame 200 on)")
@@ -41,13 +44,25 @@ def main(argv=None) -> dict:
     p.add_argument("--criteria", default="independence,magnitude,random")
     p.add_argument("--stages", default=None, help="prune only these stages (default: every prunable stage)")
     p.add_argument("--no-fold", action="store_true", help="slice only, no least-squares fold")
+    p.add_argument("--ridge", type=float, default=FOLD_RIDGE,
+                   help=f"fold regularisation relative to the kept channels' variance (default {FOLD_RIDGE})")
+    p.add_argument("--seeds", type=int, default=3, help="random subsets per ratio for the 'random' criterion "
+                                                        "(mean, min and max are reported; default 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size = tuple(int(x) for x in args.size.split("x"))
     t0 = time.perf_counter()
     teacher = load_decoder(args.teacher, weights=args.weights)
-    calib, calib_names = calibration_latents(teacher, args.calib, frames=args.frames, size=size)
+    calib, calib_names = [], []
+    for spec in args.calib:
+        clip, _, start = spec.partition("@")
+        z, _ = calibration_latents(teacher, [clip], frames=args.calib_frames or args.frames, size=size,
+                                   start=int(start or 0))
+        calib += z
+        calib_names.append(spec)
     held, held_names = [], []
     for spec in args.eval:
         clip, _, start = spec.partition("@")
@@ -55,32 +70,47 @@ def main(argv=None) -> dict:
         held += z
         held_names.append(spec)
     refs = [teacher.decode(z) for z in held]
-    analysis = analyze(teacher, calib, groups=wan_groups(teacher.vae), clip_names=calib_names)
+    analysis = analyze(teacher, calib, clip_names=calib_names)
     stages = args.stages.split(",") if args.stages else None
+
+    def score(keep, crit, seed=0):
+        student, info = prune(teacher, keep, crit, analysis=analysis, fold=not args.no_fold, ridge=args.ridge,
+                              seed=seed)
+        m = PSNR()
+        for z, ref in zip(held, refs):
+            m.update(student.decode(z), ref)
+        return m.compute(), info
+
     rows = []
     for r in (float(x) for x in args.ratios.split(",")):
         keep = {s: r for s in stages} if stages else r
         row = {"keep": r}
         for crit in args.criteria.split(","):
-            student, info = prune(teacher, keep, crit, analysis=analysis, fold=not args.no_fold)
-            m = PSNR()
-            for z, ref in zip(held, refs):
-                m.update(student.decode(z), ref)
-            row[crit] = round(m.compute(), 2)
+            if crit == "random":
+                vals = [score(keep, crit, seed)[0] for seed in range(args.seeds)]
+                row["random"] = round(sum(vals) / len(vals), 2)
+                row["random_min"], row["random_max"] = round(min(vals), 2), round(max(vals), 2)
+                continue
+            val, info = score(keep, crit)
+            row[crit] = round(val, 2)
             row["student_params"] = info["decoder_params"]
         rows.append(row)
         print(f"keep {r}: {row}", file=sys.stderr)
     result = {"teacher": args.teacher, "weights": args.weights or "default", "calibration": calib_names,
+              "calib_frames": args.calib_frames or args.frames,
               "held_out": held_names, "size": list(size), "frames": args.frames,
-              "stages": stages or "all prunable", "fold": not args.no_fold,
+              "stages": stages or "all prunable", "fold": not args.no_fold, "ridge": args.ridge,
+              "random_seeds": args.seeds,
               "teacher_params": teacher.decoder_params(), "rows": rows, "seconds": time.perf_counter() - t0}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"PSNR (dB) of the pruned student vs {args.teacher} on held-out {', '.join(held_names)} "
               f"({args.frames} frames, {args.size}); calibrated on {', '.join(calib_names)}; "
-              f"stages {result['stages']}; fold={result['fold']}")
-        print(table(rows, ["keep", *args.criteria.split(","), "student_params"]))
+              f"stages {result['stages']}; fold={result['fold']}, ridge={args.ridge}; random: mean of "
+              f"{args.seeds} seeds")
+        extra = ["random_min", "random_max"] if "random" in args.criteria.split(",") else []
+        print(table(rows, ["keep", *args.criteria.split(","), *extra, "student_params"]))
     return result
 
 

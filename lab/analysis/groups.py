@@ -32,8 +32,11 @@ class ChannelGroup:
     name: str
     stage: str
     width: int
-    producers: list[tuple[str, str]] = field(default_factory=list)  # (path, 'rows' | 'rows_paired')
-    norms: list[str] = field(default_factory=list)
+    # (path, role): 'rows' (output rows are the channels), 'rows_paired' (Wan's temporal upsampler: its
+    # 2C outputs are two frames of the same C channels), 'rows_d2s' (LTX depth-to-space upsampler: rows
+    # c*8 .. c*8+7 are the 2x2x2 sub-positions of channel c)
+    producers: list[tuple[str, str]] = field(default_factory=list)
+    norms: list[str] = field(default_factory=list)  # RMS norms and LayerNorms over these channels
     consumers: list[Consumer] = field(default_factory=list)
     prunable: bool = True
     note: str = ""
@@ -54,14 +57,20 @@ def norm_tap(path: str) -> str:
     return f"norm:{path}"
 
 
-def taps(groups: list[ChannelGroup]) -> dict[str, tuple[str, bool]]:
-    """tap name -> (module path, diag_only). Consumers get a full Gram, norms only second moments."""
+def taps(groups: list[ChannelGroup], root: nn.Module | None = None) -> dict[str, tuple[str, bool]]:
+    """tap name -> (module path, diag_only). Consumers get a full Gram; Wan's RMS norms only second
+    moments (their gamma rescale needs nothing more). LTX's norms get a full Gram when ``root`` is
+    given (see lab.models.students.ltx.FoldedRMSNorm and ChannelAnalysis.layernorm_affine)."""
     out: dict[str, tuple[str, bool]] = {}
     for g in groups:
         for c in g.consumers:
             out[consumer_tap(c.path)] = (c.path, False)
         for n in g.norms:
-            out[norm_tap(n)] = (n, True)
+            # LTX norms: LayerNorm (shortcut) and diffusers' RMSNorm without gamma, whose pruned form
+            # estimates the full channels' energy from the kept ones (both need the off-diagonal terms).
+            full = root is not None and (isinstance(root.get_submodule(n), nn.LayerNorm)
+                                         or type(root.get_submodule(n)).__name__ == "RMSNorm")
+            out[norm_tap(n)] = (n, not full)
     return out
 
 
@@ -151,6 +160,79 @@ def wan_groups(vae: nn.Module) -> list[ChannelGroup]:
     return groups
 
 
+# ----- LTX-Video ----------------------------------------------------------------------------------
+D2S_FACTOR = 8  # LTX upsamplers: stride (2, 2, 2), so 8 conv rows per output channel
+
+
+def _ltx_resnet(groups: list[ChannelGroup], rp: str, r: nn.Module, src: ChannelGroup, dst: ChannelGroup,
+                hidden_name: str, stage: str) -> None:
+    """Wire one LTX resnet (norm1 -> SiLU -> conv1 -> norm2 -> SiLU -> conv2, plus an optional
+    norm3 (LayerNorm) -> conv_shortcut) between its input group ``src`` and output group ``dst``."""
+    src.consumers.append(Consumer(f"{rp}.conv1", f"{rp}.norm1"))
+    src.norms.append(f"{rp}.norm1")
+    groups.append(ChannelGroup(hidden_name, stage, r.conv1.out_channels, producers=[(f"{rp}.conv1", "rows")],
+                               norms=[f"{rp}.norm2"], consumers=[Consumer(f"{rp}.conv2", f"{rp}.norm2")]))
+    dst.producers.append((f"{rp}.conv2", "rows"))
+    if r.conv_shortcut is not None:
+        norm = f"{rp}.norm3" if getattr(r, "norm3", None) is not None else None
+        src.consumers.append(Consumer(f"{rp}.conv_shortcut", norm))
+        if norm:
+            src.norms.append(norm)
+        dst.producers.append((f"{rp}.conv_shortcut", "rows"))
+    elif src is not dst:
+        raise LabError(f"{rp} has an identity shortcut but reads and writes different channel groups "
+                       f"({src.name}, {dst.name}); the LTX channel map is inconsistent.")
+
+
+def ltx_groups(vae: nn.Module) -> list[ChannelGroup]:
+    """The channel groups of an LTX-Video decoder (``AutoencoderKLLTXVideo`` or a lab student of it).
+
+    The residual stream starts at ``decoder.conv_in`` (group ``mid.stream``) and runs through the mid
+    block and every up block that neither changes width nor upsamples (up0 in LTX-Video 0.9). An up
+    block's ``conv_in`` resnet (width change) writes a new group (``up{i}.in`` if an upsampler follows,
+    else ``up{i}.stream``); its depth-to-space upsampler writes ``up{i}.stream`` (8 conv rows per
+    channel; a residual upsampler's shortcut is a fixed linear map of its input, which pruning folds
+    into the conv). Each resnet's conv1 output is a ``...hidden`` group. The last stream is read by
+    norm_out -> conv_out. A group belongs to the stage that creates it; every group is prunable.
+    Timestep-conditioning tables and noise scales are per-channel vectors of these same groups (the
+    student indexes them; see lab.models.students.ltx).
+    """
+    dec = vae.decoder
+    groups: list[ChannelGroup] = []
+    stream = ChannelGroup("mid.stream", "mid", dec.conv_in.out_channels, producers=[("decoder.conv_in", "rows")],
+                          note="conv_in output; the residual stream of mid (and of up blocks that keep its width)")
+    groups.append(stream)
+    for j, r in enumerate(dec.mid_block.resnets):
+        _ltx_resnet(groups, f"decoder.mid_block.resnets.{j}", r, stream, stream, f"mid.res{j}.hidden", "mid")
+    for i, blk in enumerate(dec.up_blocks):
+        p, stage = f"decoder.up_blocks.{i}", f"up{i}"
+        ups = blk.upsamplers[0] if blk.upsamplers is not None else None
+        if blk.conv_in is not None:
+            new = ChannelGroup(f"{stage}.in" if ups is not None else f"{stage}.stream", stage,
+                               blk.conv_in.conv2.out_channels,
+                               note="output of the width-changing conv_in resnet" + (", input of the upsampler"
+                                                                                    if ups is not None else ""))
+            groups.append(new)
+            _ltx_resnet(groups, f"{p}.conv_in", blk.conv_in, stream, new, f"{stage}.conv_in.hidden", stage)
+            stream = new
+        if ups is not None:
+            conv = ups.conv.conv if hasattr(ups.conv, "conv") else ups.conv
+            stride = tuple(ups.stride)
+            if stride != (2, 2, 2):
+                raise LabError(f"{p}.upsamplers.0 has stride {stride}; the LTX channel map knows (2, 2, 2) only")
+            stream.consumers.append(Consumer(f"{p}.upsamplers.0.conv"))
+            new = ChannelGroup(f"{stage}.stream", stage, conv.out_channels // D2S_FACTOR,
+                               producers=[(f"{p}.upsamplers.0.conv", "rows_d2s")],
+                               note="depth-to-space upsampler output; the stage's residual stream")
+            groups.append(new)
+            stream = new
+        for j, r in enumerate(blk.resnets):
+            _ltx_resnet(groups, f"{p}.resnets.{j}", r, stream, stream, f"{stage}.res{j}.hidden", stage)
+    stream.consumers.append(Consumer("decoder.conv_out", "decoder.norm_out"))
+    stream.norms.append("decoder.norm_out")
+    return groups
+
+
 # ----- any decoder --------------------------------------------------------------------------------
 def generic_groups(vae: nn.Module, kind: str) -> list[ChannelGroup]:
     """Analysis-only groups for decoders without an explicit prune map (LTX, swapped students): the
@@ -175,6 +257,8 @@ def channel_groups(decoder) -> list[ChannelGroup]:
     base = kind.split("-")[0]
     if base == "wan" and not _is_swapped(decoder.vae):
         return wan_groups(decoder.vae)
+    if base == "ltx" and not _is_swapped(decoder.vae):
+        return ltx_groups(decoder.vae)
     if base in ("wan", "ltx"):
         return generic_groups(decoder.vae, base)
     raise LabError(f"{decoder.name}: no channel groups for decoders of kind '{kind}' (known: wan, ltx and "
@@ -183,5 +267,6 @@ def channel_groups(decoder) -> list[ChannelGroup]:
 
 def _is_swapped(vae: nn.Module) -> bool:
     # A swapped model's convs are no longer the diffusers classes the Wan map names.
-    return any(type(m).__name__ == "WanResidualBlock" and type(m.conv1).__name__ != "WanCausalConv3d"
+    return any(type(m).__name__ in ("WanResidualBlock", "LTXVideoResnetBlock3d", "LTXStudentResnetBlock3d")
+               and type(m.conv1).__name__ not in ("WanCausalConv3d", "LTXVideoCausalConv3d")
                for m in vae.decoder.modules())

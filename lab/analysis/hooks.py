@@ -25,6 +25,14 @@ log = logging.getLogger("lab")
 Subscriber = Callable[[dict], None]
 
 
+def _channel_dim(module: nn.Module) -> int:
+    """Where a module's input keeps its channels: convs and Wan's RMS norm read NC..., while diffusers'
+    RMSNorm and LayerNorm (LTX, which moves channels last around them) normalise the last axis."""
+    if isinstance(module, nn.LayerNorm) or type(module).__name__ == "RMSNorm":
+        return -1
+    return 1
+
+
 class ChannelRecorder:
     """Records channel statistics of module inputs. ``taps``: name -> (module path, diag_only).
 
@@ -52,7 +60,8 @@ class ChannelRecorder:
             return self
         for name, (path, diag_only) in self.taps.items():
             module = self.root.get_submodule(path)
-            self._handles.append(module.register_forward_pre_hook(self._make_hook(name, diag_only)))
+            self._handles.append(module.register_forward_pre_hook(self._make_hook(name, diag_only,
+                                                                                 _channel_dim(module))))
         self._t0 = time.perf_counter()
         return self
 
@@ -67,13 +76,13 @@ class ChannelRecorder:
     def __exit__(self, *exc) -> None:
         self.detach()
 
-    def _make_hook(self, name: str, diag_only: bool):
+    def _make_hook(self, name: str, diag_only: bool, channel_dim: int = 1):
         def hook(module, args):
             x = args[0]
             st = self.stats.get(name)
             if st is None:
-                st = self.stats[name] = ChannelStats(x.shape[1], diag_only=diag_only)
-            st.update(x, channel_dim=1)
+                st = self.stats[name] = ChannelStats(x.shape[channel_dim], diag_only=diag_only)
+            st.update(x, channel_dim=channel_dim)
         return hook
 
     # ----- publish / subscribe ---------------------------------------------------------------

@@ -77,6 +77,34 @@ class ChannelAnalysis:
         m2 = st.second_moment()
         return float(torch.sqrt(m2[keep].mean() / m2.mean().clamp_min(1e-30)))
 
+    def layernorm_affine(self, norm_path: str, keep: list[int]) -> tuple[float, float]:
+        """(gain, shift) for a LayerNorm that runs on the kept channels only: the teacher normalises
+        with the mean and spread of all channels, the student with those of the kept ones. With
+        mu, sigma (all) and mu_S, sigma_S (kept) per position, (x - mu) / sigma = (x - mu_S) / sigma_S *
+        (sigma_S / sigma) + (mu_S - mu) / sigma; both factors are replaced by their averages over the
+        recorded positions (gain = sqrt(E var_S / E var), shift = E[mu_S - mu] / sqrt(E var)), so the
+        student's gamma_S becomes gamma_S * gain and its beta_S becomes beta_S + gamma_S * shift."""
+        st = self.stats.get(norm_tap(norm_path))
+        if st is None or st.count == 0 or st.gram is None:
+            raise LabError(f"no full statistics for LayerNorm {norm_path}; re-run the analysis on this teacher "
+                           f"(LayerNorm inputs are recorded with a full Gram)")
+        n, c, k = float(st.count), st.channels, len(keep)
+        idx = torch.as_tensor(keep)
+        m2 = st.sumsq / n
+
+        def mean_var(ix, size):
+            # E over positions of (mean_c x_c^2 - (mean_c x_c)^2) for the channel set ix.
+            sq_mean = float(st.gram[ix][:, ix].sum()) / (size * size * n)
+            return float(m2[ix].mean()) - sq_mean
+
+        all_ix = torch.arange(c)
+        var_all, var_kept = mean_var(all_ix, c), mean_var(idx, k)
+        if var_all <= 0:
+            return 1.0, 0.0
+        gain = (max(var_kept, 0.0) / var_all) ** 0.5 if k > 1 else 1.0
+        shift = (float(st.sum[idx].mean()) - float(st.sum.mean())) / n / var_all ** 0.5
+        return gain, shift
+
     # ----- reports -----------------------------------------------------------------------------
     def group_report(self, group: ChannelGroup | str, matrices: bool = False) -> dict:
         g = self.group(group) if isinstance(group, str) else group
@@ -133,7 +161,7 @@ def analyze(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, *, groups: 
         decoder.check_latents(z)
     if analysis is None:
         groups = channel_groups(decoder) if groups is None else groups
-        analysis = ChannelAnalysis(decoder.name, groups, ChannelRecorder(decoder.vae, taps(groups)), clip_names)
+        analysis = ChannelAnalysis(decoder.name, groups, ChannelRecorder(decoder.vae, taps(groups, decoder.vae)), clip_names)
     rec = analysis.recorder
     unsubs = [rec.subscribe(fn) for fn in subscribers]
     causal = decoder.causal

@@ -3,6 +3,10 @@
 Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args)``, which returns a
 JSON-serialisable result; with ``--json`` that result is printed as one JSON document on stdout,
 otherwise ``render(result)`` (or a plain dump) is printed. Logs and progress go to stderr.
+
+The JSON is strict (RFC 8259): a non-finite number, such as the PSNR of two identical videos, is
+written as the string "inf", "-inf" or "nan" (``float(s)`` reads it back), never as the bare
+tokens Infinity/NaN that other JSON parsers reject.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 
@@ -26,6 +31,9 @@ COMMANDS = {
     "bench": "lab.cli.bench",
     "teacher": "lab.cli.teacher",
     "profile": "lab.cli.profile",
+    "search": "lab.cli.search",
+    "distill": "lab.cli.distill",
+    "app": "lab.cli.app",
 }
 
 log = logging.getLogger("lab")
@@ -69,11 +77,28 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(result, indent=2, default=_json_default))
+        print(dumps(result))
     else:
         render = getattr(args._module, "render", None)
-        print(render(result) if render else json.dumps(result, indent=2, default=_json_default))
+        print(render(result) if render else dumps(result))
     return 0
+
+
+def dumps(result, indent: int | None = 2) -> str:
+    """Strict JSON of a command's result (see the module docstring for non-finite numbers)."""
+    return json.dumps(json_safe(result), indent=indent, default=_json_default, allow_nan=False)
+
+
+def json_safe(obj):
+    """``obj`` with tensors/numpy values as Python values and non-finite floats as "inf"/"-inf"/"nan"."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
+    converted = _json_default(obj) if type(obj).__module__ in ("torch", "numpy") else obj
+    return obj if converted is obj else json_safe(converted)
 
 
 def _json_default(obj):

@@ -1,47 +1,50 @@
 """python -m lab demo: the main job on the embedded default (no weight downloads, no GPU)."""
 
 import logging
-import time
-from pathlib import Path
 
 import torch
 
-from lab.data.samples import bundled_clip
-from lab.data.video import load_clip, side_by_side, write_video
-from lab.errors import WeightsNotFoundError
-from lab.models import load_decoder
+from lab.cli import table
 
-HELP = "run the lab's main job on the embedded default (bundled clip, mini teacher) and report"
+HELP = "run the whole method at small scale (analyze, prune, swap, distill, eval, bench) and write a report"
+DESCRIPTION = ("The lab's main job on the embedded default: mini-wan, the bundled clip and fetched sample clips when "
+               "present. Analyze -> prune (Flash-VAED widths; independence vs random/magnitude) -> operator swap -> "
+               "short distillation -> eval on a held-out clip -> bench -> profile. Writes report.html, "
+               "side_by_side.mp4 (real | teacher | student), the student folder and results.json to --out.")
 log = logging.getLogger("lab")
 
 
 def add_arguments(p):
     p.add_argument("--out", default="runs/demo", help="where to write the outputs (default runs/demo)")
     p.add_argument("--teacher", default="mini-wan", help="teacher to start from (default mini-wan)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer frames, smaller clips, a few distillation steps (about a minute; what the tests run)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
 def run(args):
-    torch.manual_seed(0)
-    out = Path(args.out)
-    try:
-        teacher = load_decoder(args.teacher)
-        trained = True
-    except WeightsNotFoundError as exc:
-        log.warning("%s\nfalling back to the untrained architecture (random weights)", exc)
-        teacher = load_decoder(args.teacher, weights="random")
-        trained = False
-    g = teacher.geometry
-    clip = load_clip(bundled_clip(), frames=17, frame_multiple=g.t, spatial_multiple=g.spatial)
-    t0 = time.perf_counter()
-    z = teacher.encode(clip)
-    t_enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    recon = teacher.decode(z)
-    t_dec = time.perf_counter() - t0
-    mse = torch.mean((recon.float() - clip.float()) ** 2).item()
-    psnr = 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
-    video = write_video(out / "real_vs_teacher.mp4", side_by_side(clip, recon), fps=12)
-    log.info("wrote %s", video)
-    return {"teacher": teacher.name, "trained_weights": trained, "clip": str(bundled_clip()),
-            "video_shape": list(clip.shape), "latents_shape": list(z.shape), "psnr_db": psnr,
-            "encode_seconds": t_enc, "decode_seconds": t_dec, "side_by_side": str(video)}
+    from lab.demo import full_settings, quick_settings, run_demo
+
+    torch.set_num_threads(max(1, args.threads))
+    settings = (quick_settings if args.quick else full_settings)(args.teacher)
+    return run_demo(args.out, settings)
+
+
+def render(r) -> str:
+    rows = [{"decoder": row["role"], "params": row["decoder_params"],
+             **{f"{k} vs clip": v for k, v in row["vs_clip"].items()},
+             "PSNR vs teacher": row.get("vs_teacher", {}).get("psnr", "-"), "retention": row.get("retention", "-")}
+            for row in r["eval"]["decoders"]]
+    cols = ["decoder", "params", *[f"{m} vs clip" for m in r["eval"]["metrics"]], "PSNR vs teacher", "retention"]
+    b = r["bench"]
+    q = r["quality"]
+    lines = [f"held-out clip: {r['clips']['heldout_note']}", table(rows, cols), "",
+             f"decode speed ({b['device']}, {b['frames']} frames at {b['size'][0]}x{b['size'][1]}, one process):",
+             table(b["decoders"], ["label", "seconds", "fps", "speedup", "decoder_params"]), "",
+             f"retention of the final student: {q['retention']:.4f}; independence beats random/magnitude at the same "
+             f"width: {q['independence_beats_baselines']}"]
+    if r["distill"]["status"] != "ok":
+        lines.append(f"distillation did not run: {r['distill'].get('reason')}")
+    lines += [f"{k}: {v}" for k, v in r["outputs"].items()]
+    lines.append(f"wall time {r['wall_seconds']:.1f} s")
+    return "\n".join(lines)

@@ -24,13 +24,17 @@ def add_arguments(p):
     how.add_argument("--plan", help="a named plan: 'flash-vaed' = the authors' widths (Wan up2/up3 12.5%%, LTX "
                                     "25%%) and operators")
     p.add_argument("--criterion", default="independence",
-                   help="channel selection: independence (default), magnitude, magnitude-l2, variance, random")
+                   help="channel selection: independence (default), independence-out (output-weighted), magnitude, "
+                        "magnitude-l2, variance, random")
     p.add_argument("--operators", default=None,
                    help="also swap operators: a plan name, STAGE=OP pairs, or a JSON object")
     p.add_argument("--clips", nargs="+", default=["bbb-128"], help="calibration clips (default: the bundled clip)")
     p.add_argument("--frames", type=int, default=9, help="frames per calibration clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop calibration clips to HxW")
     p.add_argument("--no-fold", action="store_true", help="slice weights only (no least-squares fold)")
+    p.add_argument("--ridge", type=float, default=None,
+                   help="regularisation of the least-squares fold, relative to the kept channels' mean variance "
+                        "(default 1e-3; 0 = plain least squares, which can blow up on nearly collinear channels)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
@@ -53,7 +57,9 @@ def _operators(text: str | None):
 
 
 def run(args):
-    from lab.prune import FLASH_VAED_KEEP, prune
+    from lab.analysis.linalg import FOLD_RIDGE
+    from lab.prune import prune
+    from lab.prune.plan import flash_vaed_keep
 
     teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
     operators = _operators(args.operators)
@@ -61,15 +67,16 @@ def run(args):
         kind = teacher.adapter_kind
         if args.plan not in ("flash-vaed",):
             raise ConfigError(f"unknown prune plan '{args.plan}'; plans: flash-vaed. Or give --keep RATIO.")
-        if kind not in FLASH_VAED_KEEP:
+        if kind not in ("wan", "ltx"):
             raise ConfigError(f"plan {args.plan} is defined for wan and ltx teachers, not '{kind}'")
-        keep = FLASH_VAED_KEEP[kind]
+        keep = flash_vaed_keep(kind, len(teacher.vae.decoder.up_blocks))
         operators = operators or args.plan
     else:
         keep = args.keep
     out = Path(args.out)
     student, info = prune(teacher, keep, args.criterion, clips=args.clips, frames=args.frames, size=args.size,
-                          operators=operators, name=out.name, seed=args.seed, fold=not args.no_fold)
+                          operators=operators, name=out.name, seed=args.seed, fold=not args.no_fold,
+                          ridge=FOLD_RIDGE if args.ridge is None else args.ridge)
     student.save(out)
     log.info("saved %s (%d decoder params, teacher %d)", out, info["decoder_params"], info["teacher_decoder_params"])
     info.pop("transfer", None)

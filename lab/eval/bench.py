@@ -36,7 +36,7 @@ from lab.models.registry import list_entries
 log = logging.getLogger("lab")
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -64,10 +64,10 @@ def count_macs(dec: VideoDecoder, z: torch.Tensor) -> int:
 
 
 def cuda_peak_memory(dec: VideoDecoder, z: torch.Tensor) -> int:
-    _sync(z.device)
+    synchronize(z.device)
     torch.cuda.reset_peak_memory_stats(z.device)
     dec.decode(z)
-    _sync(z.device)
+    synchronize(z.device)
     return int(torch.cuda.max_memory_allocated(z.device))
 
 
@@ -142,14 +142,14 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
     for fn, z in zip(fns, zs):
         for _ in range(warmup):
             fn(z)
-    _sync(device)
+    synchronize(device)
     times = [[] for _ in decs]
     for _ in range(repeats):
         for i, (fn, z) in enumerate(zip(fns, zs)):
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             fn(z)
-            _sync(device)
+            synchronize(device)
             times[i].append(time.perf_counter() - t0)
     base = statistics.median(times[0])
     for row, ts in zip(rows, times):

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lab.eval.accumulate import MeanAccumulator
+
 
 def check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
     if not (torch.is_tensor(x) and torch.is_tensor(y)):
@@ -24,22 +26,18 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what}: expects video as (N, 3, T, H, W) in [-1, 1], got {tuple(x.shape)}")
 
 
-class PSNR:
+class PSNR(MeanAccumulator):
     """Accumulates the squared error; the result is PSNR over everything fed so far."""
 
-    def __init__(self):
-        self.sse, self.count = 0.0, 0
+    name = "psnr"
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> "PSNR":
         check_pair(x, y, "psnr")
-        self.sse += torch.sum((x.double() - y.double()) ** 2).item()
-        self.count += x.numel()
+        self.add((x.double() - y.double()) ** 2)
         return self
 
     def compute(self) -> float:
-        if not self.count:
-            raise ValueError("psnr: nothing was fed to the accumulator")
-        mse = self.sse / self.count
+        mse = self.mean()
         # Peak-to-peak of [-1, 1] is 2, so MAX^2 = 4: the same number as PSNR of the [0, 255] frames.
         return float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
 
@@ -56,7 +54,7 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g / g.sum()
 
 
-class SSIM:
+class SSIM(MeanAccumulator):
     """Structural similarity (Wang et al. 2004): Gaussian window 11, sigma 1.5, K1=0.01, K2=0.03,
     computed per frame and per RGB channel and averaged over all of them. Statistics use only
     windows fully inside the frame (a 'valid' filter), which is exactly what scikit-image's
@@ -66,12 +64,13 @@ class SSIM:
     equivalently, [0, 255] (data range 255), not on the signed range."""
 
     K1, K2, DATA_RANGE = 0.01, 0.03, 1.0
+    name = "ssim"
 
     def __init__(self, window: int = 11, sigma: float = 1.5):
+        super().__init__()
         self.window = window
         g = _gaussian_window(window, sigma)
         self._gh, self._gw = g.view(1, 1, 1, window), g.view(1, 1, window, 1)
-        self.total, self.count = 0.0, 0
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         # Separable Gaussian, no padding: (B, 1, H, W) -> (B, 1, H-10, W-10).
@@ -91,14 +90,8 @@ class SSIM:
         var_b = self._blur(b * b) - mu_b ** 2
         cov = self._blur(a * b) - mu_a * mu_b
         s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-        self.total += s.sum().item()
-        self.count += s.numel()
+        self.add(s)
         return self
-
-    def compute(self) -> float:
-        if not self.count:
-            raise ValueError("ssim: nothing was fed to the accumulator")
-        return self.total / self.count
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -106,15 +99,18 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     return SSIM().update(x, y).compute()
 
 
-class TemporalConsistency:
+class TemporalConsistency(MeanAccumulator):
     """Frame-difference error: the mean absolute difference between the consecutive-frame
     differences of the two videos, ``|(x[t+1] - x[t]) - (y[t+1] - y[t])|``, in [0, 255] units.
     It is zero when a decode flickers exactly as the reference moves (a constant offset is not
     penalised) and grows with temporal flicker that the per-frame metrics do not see. Streaming
     keeps the last frame of each chunk so the pair across a chunk boundary is counted once."""
 
+    name = "temporal consistency"
+    empty_hint = "needs at least 2 frames"
+
     def __init__(self):
-        self.total, self.count = 0.0, 0
+        super().__init__()
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> "TemporalConsistency":
@@ -128,15 +124,12 @@ class TemporalConsistency:
             y = torch.cat([self._last[1], y], dim=2)
         if x.shape[2] > 1:
             d = (x[:, :, 1:] - x[:, :, :-1]) - (y[:, :, 1:] - y[:, :, :-1])
-            self.total += d.abs().sum().item()
-            self.count += d.numel()
+            self.add(d.abs())
         self._last = (x[:, :, -1:], y[:, :, -1:])
         return self
 
     def compute(self) -> float:
-        if not self.count:
-            raise ValueError("temporal consistency needs at least 2 frames")
-        return self.total / self.count * 127.5  # [-1, 1] differences -> [0, 255] units
+        return self.mean() * 127.5  # [-1, 1] differences -> [0, 255] units
 
 
 def temporal_consistency(x: torch.Tensor, y: torch.Tensor) -> float:

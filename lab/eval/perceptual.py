@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lab.eval.accumulate import MeanAccumulator
 from lab.eval.frechet import GaussianStats, frechet_from_stats
 from lab.eval.metrics import check_pair
 
@@ -27,13 +28,17 @@ def _param(net) -> torch.Tensor:
     return next(net.parameters())
 
 
-class LPIPS:
+class LPIPS(MeanAccumulator):
+    """Mean LPIPS over the frames fed so far."""
+
+    name = "lpips"
+
     def __init__(self, net=None, batch: int = 8):
+        super().__init__()
         if net is None:
             from lab.eval.backbones import load_lpips
             net = load_lpips()
         self.net, self.batch = net, batch
-        self.total, self.count = 0.0, 0
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, y: torch.Tensor) -> "LPIPS":
@@ -42,14 +47,8 @@ class LPIPS:
         a, b = _frames(x), _frames(y)
         for i in range(0, a.shape[0], self.batch):
             d = self.net(a[i:i + self.batch].to(p), b[i:i + self.batch].to(p))
-            self.total += d.double().sum().item()
-            self.count += d.numel()
+            self.add(d)
         return self
-
-    def compute(self) -> float:
-        if not self.count:
-            raise ValueError("lpips: nothing was fed to the accumulator")
-        return self.total / self.count
 
 
 def lpips(x: torch.Tensor, y: torch.Tensor, net=None) -> float:

@@ -92,3 +92,8 @@ _add_teacher("wan2.1-tiny", AutoencoderKLWan, WanDecoderAdapter, WAN_TINY_CONFIG
 _add_teacher("ltx-video-tiny", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX_TINY_CONFIG, channels=128,
              compression=(8, 32, 32), weights_text="random (test config of the real class)",
              description="LTX-Video architecture at widths 8-32, one layer per block, for tests", tags=("test",))
+
+# Lightweight decoders (TAE-192, EfficientViT, TAE-Temporal) for every latent space above.
+from lab.models.lightweight.variants import register_all as _register_lightweight  # noqa: E402
+
+_register_lightweight()

@@ -237,6 +237,7 @@ class VideoDecoder(nn.Module):
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a saved model is an ordinary shared folder
         try:
             self._save_model(tmp)
             meta = {"adapter": self.adapter_kind, "name": self.name, "family": self.family,

@@ -10,11 +10,14 @@ import time
 import torch
 
 from lab.analysis import ChannelAnalysis, analyze, calibration_latents
-from lab.analysis.groups import wan_groups
+from lab.analysis.groups import ltx_groups, wan_groups
+from lab.analysis.linalg import FOLD_RIDGE
 from lab.errors import ConfigError
 from lab.models.registry import load_decoder
+from lab.models.students import ltx as ltx_student
 from lab.models.students.wan import TEACHER_KEYS, WanStudentAdapter, WanStudentVAE
 from lab.prune.criteria import CriterionContext, get_criterion, select
+from lab.prune.ltx import transfer_ltx
 from lab.prune.plan import group_widths, resolve_keep
 from lab.prune.transfer import transfer
 
@@ -23,31 +26,30 @@ log = logging.getLogger("lab")
 
 def _check_teacher(teacher) -> str:
     kind = getattr(teacher, "adapter_kind", "")
-    if kind == "wan":
+    if kind in ("wan", "ltx"):
         return kind
-    if kind == "ltx":
-        raise ConfigError(f"{teacher.name}: pruning LTX-Video decoders is not implemented yet (channel analysis "
-                          f"works: python -m lab analyze --decoder {teacher.name}). Prune a Wan teacher "
-                          f"(wan2.1, mini-wan, wan2.1-tiny).")
     raise ConfigError(f"{teacher.name} is a {getattr(teacher, 'family', '?')} of kind '{kind or '?'}'; only teachers "
-                      f"(Wan 2.1 family) can be pruned. Pass the teacher it came from.")
+                      f"(Wan 2.1 and LTX-Video families) can be pruned. Pass the teacher it came from.")
 
 
 def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips=None, frames: int = 9,
           size=None, operators=None, name: str | None = None, seed: int = 0, fold: bool = True,
-          analysis: ChannelAnalysis | None = None, subscribers=()) -> tuple[WanStudentAdapter, dict]:
+          ridge: float = FOLD_RIDGE, analysis: ChannelAnalysis | None = None, subscribers=()):
     """Return (student, info). ``keep``: ratio in (0, 1] for every prunable stage, or {stage: ratio}.
     Calibration: ``latents`` (normalized, a tensor or a list), else ``clips`` (names/paths, encoded by
-    the teacher; default the bundled clip), or a ready ``analysis`` of this teacher."""
+    the teacher; default the bundled clip), or a ready ``analysis`` of this teacher. ``ridge``: the
+    fold's regularisation, relative to the kept channels' mean variance (lab.analysis.linalg.FOLD_RIDGE;
+    0 = plain least squares). Wan teachers give a WanStudentAdapter, LTX-Video ones an LTXStudentAdapter."""
     teacher = load_decoder(teacher) if isinstance(teacher, str) else teacher
     kind = _check_teacher(teacher)
     tvae = teacher.vae
-    groups = wan_groups(tvae)
+    groups = wan_groups(tvae) if kind == "wan" else ltx_groups(tvae)
     n_up = len(tvae.decoder.up_blocks)
     ratios = resolve_keep(keep, kind, groups, n_up)
     widths = group_widths(groups, ratios)
     _, needs_stats, _ = get_criterion(criterion)
-    info: dict = {"teacher": teacher.name, "criterion": criterion, "ratios": ratios, "fold": fold}
+    info: dict = {"teacher": teacher.name, "criterion": criterion, "ratios": ratios, "fold": fold,
+                  "ridge": float(ridge)}
 
     t0 = time.perf_counter()
     if analysis is None and widths and (needs_stats or fold):
@@ -65,10 +67,21 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
             ctx = CriterionContext(g, widths[g.name], tvae, analysis, seed)
             kept[g.name] = select(criterion, ctx)
 
-    tc = {k: _plain(tvae.config[k]) for k in TEACHER_KEYS if k in tvae.config}
-    svae = WanStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
-                         criterion=criterion, operators={}, patch_size=tc.get("patch_size"))
-    info["transfer"] = transfer(tvae, svae, groups, kept, analysis, fold=fold)
+    if kind == "wan":
+        tc = {k: _plain(tvae.config[k]) for k in TEACHER_KEYS if k in tvae.config}
+        svae = WanStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
+                             criterion=criterion, operators={}, patch_size=tc.get("patch_size"))
+        info["transfer"] = transfer(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
+        adapter = WanStudentAdapter
+    else:
+        tc = {k: _plain(tvae.config[k]) for k in ltx_student.TEACHER_KEYS if k in tvae.config}
+        tc["latents_mean"] = _plain(tvae.latents_mean.float().cpu())
+        tc["latents_std"] = _plain(tvae.latents_std.float().cpu())
+        svae = ltx_student.LTXStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept,
+                                         ratios=ratios, criterion=criterion, operators={},
+                                         timestep_conditioning=bool(tc.get("timestep_conditioning")))
+        info["transfer"] = transfer_ltx(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
+        adapter = ltx_student.LTXStudentAdapter
     if operators:
         from lab.ops.plan import resolve_plan
         from lab.ops.swap import apply_operators
@@ -76,9 +89,10 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
         if plan:
             apply_operators(svae, kind, plan, init_from_existing=True)
             svae.register_to_config(operators=plan)
-            svae.clear_cache()
+            if kind == "wan":
+                svae.clear_cache()
         info["operators"] = plan
-    student = WanStudentAdapter(name or f"{teacher.name}-student", svae)
+    student = adapter(name or f"{teacher.name}-student", svae)
     student = student.to(device=teacher.device, dtype=teacher.dtype).eval()
     info.update({"widths": widths, "decoder_params": student.decoder_params(),
                  "teacher_decoder_params": teacher.decoder_params()})

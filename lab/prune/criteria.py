@@ -2,7 +2,9 @@
 how many channels to keep, the teacher, the analysis) and returns the kept channel indices.
 
 Add your own with ``register_criterion("name", fn)``; ``python -m lab prune --criterion name`` then
-uses it. Built in: independence (greedy least-squares reconstruction of the whole map), magnitude
+uses it. Built in: independence (greedy least-squares reconstruction of the whole map),
+independence-out (the same greedy, minimising the consumers' output error of the fold instead of the
+input residual: each dropped channel's residual weighted by the consumer weights that read it), magnitude
 (L1 norm of the producing filters), magnitude-l2, variance (activation variance), random.
 """
 
@@ -37,11 +39,15 @@ class CriterionContext:
         """Each producer's weight reshaped to (channels of this group, -1)."""
         out = []
         for path, role in self.group.producers:
-            w = self.model.get_submodule(path).weight.detach().to(torch.float64)
+            layer = self.model.get_submodule(path)
+            layer = layer.conv if isinstance(getattr(layer, "conv", None), nn.Module) else layer  # LTX wraps its conv
+            w = layer.weight.detach().to(torch.float64)
             w = w.reshape(w.shape[0], -1)
             if role == "rows_paired":  # two frames of the same channels: rows j and C + j
                 c = w.shape[0] // 2
                 w = torch.cat([w[:c], w[c:]], dim=1)
+            elif role == "rows_d2s":  # depth-to-space: rows c*8 .. c*8+7 belong to channel c
+                w = w.reshape(self.group.width, -1)
             out.append(w)
         return out
 
@@ -86,6 +92,27 @@ def independence(ctx: CriterionContext) -> list[int]:
     return greedy_select(ctx.gram(), ctx.k)[0]
 
 
+def independence_out(ctx: CriterionContext) -> list[int]:
+    """Greedy selection minimising the consumers' output error of the fold (residual weighted by their weights)."""
+    from lab.analysis.linalg import weighted_greedy_select
+    if ctx.analysis is None:
+        ctx.gram()  # raises the usual "needs activation statistics" error
+    grams, metrics = [], []
+    for cons in ctx.group.consumers:
+        g = ctx.analysis.consumer_gram(cons.path)
+        if g is None:
+            continue
+        layer = ctx.model.get_submodule(cons.path)
+        layer = layer.conv if isinstance(getattr(layer, "conv", None), nn.Module) else layer
+        w = layer.weight.detach().to(torch.float64)
+        taps = w.reshape(w.shape[0], w.shape[1], -1).permute(2, 0, 1)  # (taps, out, in)
+        grams.append(g)
+        metrics.append(torch.einsum("toi,toj->ij", taps, taps))
+    if not grams:
+        ctx.gram()  # raises: nothing recorded
+    return weighted_greedy_select(grams, metrics, ctx.k)
+
+
 def magnitude(ctx: CriterionContext) -> list[int]:
     """Largest L1 norm of the filters that produce each channel (summed over producers)."""
     return _top(sum(w.abs().sum(dim=1) for w in ctx.producer_weights()), ctx.k)
@@ -109,6 +136,7 @@ def random(ctx: CriterionContext) -> list[int]:
 
 
 register_criterion("independence", independence, True)
+register_criterion("independence-out", independence_out, True)
 register_criterion("magnitude", magnitude, False)
 register_criterion("magnitude-l2", magnitude_l2, False)
 register_criterion("variance", variance, True)

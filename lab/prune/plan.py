@@ -6,8 +6,18 @@ from lab.analysis import ChannelGroup
 from lab.errors import ConfigError
 from lab.models.stages import stage_paths
 
-#: Flash-VAED's pruned widths (section 1.3 of docs/METHOD.md); other stages keep full width.
+#: Flash-VAED's pruned widths (section 1.3 of docs/METHOD.md); other stages keep full width. For
+#: decoders with another number of up blocks (LTX-Video 0.9.5+ has 3), see flash_vaed_keep().
 FLASH_VAED_KEEP = {"wan": {"up2": 0.125, "up3": 0.125}, "ltx": {"up2": 0.25, "up3": 0.25}}
+FLASH_VAED_RATIO = {"wan": 0.125, "ltx": 0.25}
+
+
+def flash_vaed_keep(kind: str, num_up: int) -> dict[str, float]:
+    """The Flash-VAED widths for a decoder: the ratio of its family in the last two up blocks (the
+    high-resolution stages; up2/up3 of Wan 2.1 and LTX-Video 0.9)."""
+    if kind not in FLASH_VAED_RATIO:
+        raise ConfigError(f"the flash-vaed widths are defined for wan and ltx decoders, not '{kind}'")
+    return {f"up{i}": FLASH_VAED_RATIO[kind] for i in range(max(0, num_up - 2), num_up)}
 
 
 def parse_keep(text: str) -> float | dict[str, float]:
@@ -49,11 +59,14 @@ def resolve_keep(keep, kind: str, groups: list[ChannelGroup], num_up: int) -> di
             raise ConfigError(f"keep ratio for {stage} is {r}; it must be in (0, 1] (the fraction of channels "
                               f"kept, e.g. 0.125 keeps one in eight).")
         if r < 1.0 and stage not in prunable:
-            raise ConfigError(f"stage '{stage}' cannot be pruned: "
-                              + ("conv_in, mid and up0 share one residual stream with the mid attention, whose "
-                                 "widths are tied to it" if stage in ("conv_in", "mid", "up0") else
-                                 "it has no channels of its own (it reads the last stage's stream)")
-                              + f". Prunable stages: {', '.join(prunable)}; use ratio 1 elsewhere.")
+            if kind == "wan" and stage in ("conv_in", "mid", "up0"):
+                why = "conv_in, mid and up0 share one residual stream with the mid attention, whose widths are tied to it"
+            elif stage == "conv_in":
+                why = "it writes the mid stage's stream (prune that with mid=RATIO)"
+            else:
+                why = "it has no channels of its own (it reads the last stage's stream)"
+            raise ConfigError(f"stage '{stage}' cannot be pruned: {why}. Prunable stages: {', '.join(prunable)}; "
+                              f"use ratio 1 elsewhere.")
         if r < 1.0:
             out[stage] = r
     return out

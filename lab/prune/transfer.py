@@ -18,14 +18,17 @@ import torch
 from torch import nn
 
 from lab.analysis import ChannelAnalysis, ChannelGroup, fold_weights
+from lab.analysis.linalg import FOLD_RIDGE
 from lab.errors import LabError
 
 
-def fold_into(weight: torch.Tensor, bias: torch.Tensor | None, gram: torch.Tensor, keep: list[int]):
+def fold_into(weight: torch.Tensor, bias: torch.Tensor | None, gram: torch.Tensor, keep: list[int],
+              ridge: float = FOLD_RIDGE):
     """(weight, bias) of a consumer reading all channels -> reading ``keep`` only, with the dropped
-    channels' least-squares reconstruction folded in. Works in float64; returns float64 tensors."""
+    channels' (ridge-regularised) least-squares reconstruction folded in. Works in float64; returns
+    float64 tensors."""
     w = weight.detach().to(torch.float64)
-    dropped, wls, b = fold_weights(gram, keep)
+    dropped, wls, b = fold_weights(gram, keep, ridge)
     new_w = w[:, keep].clone()
     new_b = None if bias is None else bias.detach().to(torch.float64).clone()
     if dropped:
@@ -42,11 +45,14 @@ def _rows(role: str, keep: list[int], out_channels: int) -> list[int]:
     if role == "rows_paired":
         c = out_channels // 2
         return list(keep) + [c + i for i in keep]
+    if role == "rows_d2s":  # depth-to-space: rows c*8 .. c*8+7 are channel c's sub-positions
+        from lab.analysis.groups import D2S_FACTOR
+        return [c * D2S_FACTOR + k for c in keep for k in range(D2S_FACTOR)]
     return list(keep)
 
 
 def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup], kept: dict[str, list[int]],
-             analysis: ChannelAnalysis | None, fold: bool = True) -> dict:
+             analysis: ChannelAnalysis | None, fold: bool = True, ridge: float = FOLD_RIDGE) -> dict:
     """Copy the teacher's weights into the student. ``kept``: group name -> kept channel indices (only
     pruned groups). Returns a small report (what was folded, norm scales)."""
     plan: dict[str, dict] = {}  # layer path -> {"in": (group, keep), "out": (role, keep)}
@@ -74,7 +80,7 @@ def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Channe
             g, keep = todo["in"]
             gram = analysis.consumer_gram(path) if (fold and analysis is not None) else None
             if gram is not None:
-                w, b = fold_into(w, b, gram, keep)
+                w, b = fold_into(w, b, gram, keep, ridge)
                 report["folded"].append(path)
             else:
                 w = w[:, keep]

@@ -232,6 +232,11 @@ class _Base:
                           self.last_step(), phases[-1].name if phases else None,
                           float(m.get("created", 0)), float(m.get("heartbeat", m.get("created", 0))))
 
+    def resolve(self, rel_path: str) -> Path:
+        """A path recorded in the store, as a path on this machine."""
+        p = Path(rel_path)
+        return p if p.is_absolute() else self.folder / p
+
     def close(self) -> None:
         self._conn.close()
 
@@ -339,6 +344,10 @@ class RunStore(_Base):
                   ("INSERT INTO events (step, wall, kind, payload) VALUES (?, ?, ?, ?)",
                    [(int(step), now, "phase", _json({"idx": idx, "name": name, "reason": reason}))])])
 
+    def end_phase(self, step: int) -> None:
+        """Close the open phase at ``step`` (the run's last phase ended)."""
+        self._tx([("UPDATE phases SET end_step = ? WHERE end_step IS NULL", [(int(step),)])])
+
     def log_event(self, step: int, kind: str, payload: dict | None = None) -> None:
         self._tx([("INSERT INTO events (step, wall, kind, payload) VALUES (?, ?, ?, ?)",
                    [(int(step), time.time(), kind, _json(payload or {}))])])
@@ -353,6 +362,10 @@ class RunStore(_Base):
         if is_best:
             rows.insert(0, ("UPDATE checkpoints SET is_best = 0", [()]))
         self._tx(rows)
+
+    def remove_checkpoint(self, step: int) -> None:
+        """Forget a checkpoint whose files the trainer deleted (it keeps only the last few and the best)."""
+        self._tx([("DELETE FROM checkpoints WHERE step = ?", [(int(step),)])])
 
     def add_sample(self, step: int, name: str, path: str | os.PathLike) -> None:
         self._tx([("INSERT OR REPLACE INTO samples (step, name, path, wall) VALUES (?, ?, ?, ?)",
@@ -379,11 +392,6 @@ class RunStore(_Base):
         if error is not None:
             items["error"] = error
         self._set_meta(**items)
-
-    def resolve(self, rel_path: str) -> Path:
-        """A path recorded in the store, as a path on this machine."""
-        p = Path(rel_path)
-        return p if p.is_absolute() else self.folder / p
 
 
 def _relative(folder: Path, path: str | os.PathLike) -> str:

@@ -19,10 +19,8 @@ def write_card(path: Path, info: dict) -> None:
                    f"a useful teacher for quality figures; retrain it on a GPU with the command below.**\n")
     rows = "\n".join(f"| {name} | {m['frames']} | {m['size'][1]}x{m['size'][0]} | {m['psnr']:.2f} | {m['ssim']:.4f} |"
                      for name, m in info["heldout"].items())
-    cmd = info.get("command") or "(not recorded)"
-    if info.get("command") and info["step"] < r["steps"] and "--stop-at" not in cmd:
-        # Stopped early (by signal or by export from a running run): the same schedule, cut at this step.
-        cmd += f" --stop-at {info['step']}"
+    cmd = _commands(info, r)
+    warm = _warm_start(info.get("init_from"))
     text = f"""# {info['model']}: the lab's trained mini teacher ({info['class']})
 
 Same diffusers class and latent geometry as the real model, reduced widths, trained by the lab
@@ -61,7 +59,7 @@ over 16 random training windows, so normalized latents are ~N(0, 1).
 
 ## Reproduce
 
-```
+{warm}```
 {cmd}
 ```
 then `python -m lab teacher export --model {info['model']} --run RUN --export-to data/checkpoints/{info['model']}`
@@ -69,3 +67,31 @@ writes this folder from the run's last checkpoint. `--stop-at` reproduces a run 
 before its planned last step (same schedule, cut there); CPU float results match up to summation order.
 """
     path.write_text(text)
+
+
+def _commands(info: dict, r: dict) -> str:
+    """The command of each training session that changed it (e.g. a resume with a new --steps), in
+    order, each cut with --stop-at where the next one took over; the last one cut at the exported
+    step when the run was stopped (by signal or exported while running) before its planned end."""
+    sessions = [{"command": info.get("command"), "from_step": 0}] + list(info.get("resumed") or [])
+    if not sessions[0]["command"]:
+        return "(not recorded)"
+    lines = []
+    for i, session in enumerate(sessions):
+        cmd = session["command"] or "(not recorded)"
+        last = i + 1 == len(sessions)
+        stop = (info["step"] if info["step"] < r["steps"] else None) if last else sessions[i + 1]["from_step"]
+        if stop is not None and "--stop-at" not in cmd:
+            cmd += f" --stop-at {stop}"
+        lines.append(cmd)
+    return "\n".join(lines)
+
+
+def _warm_start(init: dict | None) -> str:
+    """The earlier run a warm-started run began from: reproducing it means running that one first."""
+    if not init:
+        return ""
+    step = f" (step {init['step']})" if init.get("step") is not None else ""
+    earlier = init.get("command") or "(its command was not recorded)"
+    return (f"Warm-started (`--init-from {init['source']}`: model weights only; optimizer and schedule fresh) "
+            f"from the weights{step} of this earlier run:\n\n```\n{earlier}\n```\nthen:\n\n")

@@ -108,6 +108,7 @@ class TrainConfig:
     export_minutes: float = 0.0  # export to `export_to` this often (0: only when asked)
     export_to: str | None = None
     eval_frames: int = 9
+    init_from: str | None = None  # warm start: model weights of this run/folder (new run only)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -78,7 +78,8 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "machine": _machine(cfg), "train_clips": [s.describe() for s in data.specs],
             "train_scales": list(cfg.short_sides), "recipe": cfg.to_dict(), "heldout": heldout,
             "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
-            "command": meta.get("command"), "started": meta.get("started"),
+            "command": meta.get("command"), "started": meta.get("started"), "init_from": meta.get("init_from"),
+            "resumed": meta.get("resumed"),
             "weights_bytes": os.path.getsize(Path(tmp) / WEIGHTS),
         }
         write_card(Path(tmp) / "README.md", info)

@@ -22,6 +22,7 @@ from lab.data.clips import ClipWindows
 from lab.errors import LabError
 from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
 from lab.teachers.config import TrainConfig, get_preset, training_clips
+from lab.teachers.warmstart import apply_init_weights, load_init_weights
 
 log = logging.getLogger("lab.teachers")
 
@@ -92,7 +93,16 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
         opt.load_state_dict(state["optimizer"])
         restore_rng(state["rng"], gens)
         step, wall, meta = state["step"], state["wall_s"], state.get("meta", meta)
+        sessions = [meta.get("command")] + [r["command"] for r in meta.get("resumed", [])]
+        if command and command != sessions[-1]:
+            # Resumed with other settings (e.g. a new --steps): the card lists each session's command.
+            meta.setdefault("resumed", []).append({"command": command, "from_step": step})
         log.info("resumed %s at step %d (%.0f s trained)", run_dir, step, wall)
+    elif cfg.init_from:
+        weights, provenance = load_init_weights(cfg.init_from)
+        apply_init_weights(vae, weights, cfg.init_from)
+        meta["init_from"] = provenance  # the card names the earlier run's command
+        log.info("warm start from %s (step %s)", cfg.init_from, provenance["step"])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 

@@ -92,14 +92,37 @@ def test_fold_is_exact_for_a_linear_consumer_on_low_rank_inputs():
     conv = torch.nn.Conv3d(8, 4, 3, padding=1)
     gram = _gram(x[0])
     keep = greedy_select(gram, 3)[0]
-    w, b = fold_into(conv.weight, conv.bias, gram, sorted(keep))
+    w, b = fold_into(conv.weight, conv.bias, gram, sorted(keep), ridge=0.0)  # exact without regularisation
     small = torch.nn.Conv3d(3, 4, 3, padding=1)
     with torch.no_grad():
         small.weight.copy_(w)
         small.bias.copy_(b)
         assert torch.allclose(small(x[:, sorted(keep)]), conv(x), atol=1e-4)
-    dropped, wls, bias = fold_weights(gram, sorted(keep))
+    dropped, wls, bias = fold_weights(gram, sorted(keep), ridge=0.0)
     assert len(dropped) == 5 and wls.shape == (5, 3) and bias.abs().max() < 1e-5
+    # The default ridge shrinks an exact fold only slightly (here, 144 positions: a few percent).
+    _, wls_r, _ = fold_weights(gram, sorted(keep))
+    assert 0 < (wls_r - wls).abs().max() < 5e-2 * wls.abs().max()
+
+
+def test_fold_ridge_keeps_a_near_singular_fold_finite_and_small():
+    # Two kept channels that are the same up to 1e-9 noise, and a dropped one that depends on their
+    # difference: the (almost) plain solve answers with huge cancelling coefficients, which amplify
+    # any other clip's noise; the ridge gives the stable share of the common part.
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(1, 2000, generator=g, dtype=torch.float64)
+    twin = a + 1e-9 * torch.randn(1, 2000, generator=g, dtype=torch.float64)
+    other = torch.randn(1, 2000, generator=g, dtype=torch.float64)
+    x = torch.cat([a, twin, 0.5 * a + other + (twin - a) * 1e9], dim=0)
+    gram = _gram(x)
+    _, plain, _ = fold_weights(gram, [0, 1], ridge=0.0)
+    _, reg, _ = fold_weights(gram, [0, 1])
+    assert torch.isfinite(reg).all()
+    assert plain.abs().max() > 100.0         # the unregularised fold blows up ...
+    assert reg.abs().max() < 1.0             # ... the default ridge keeps it at the data's scale
+    assert torch.allclose(reg[0, 0], reg[0, 1], rtol=1e-3)
+    with pytest.raises(LabError, match="ridge"):
+        fold_weights(gram, [0], ridge=-1.0)
 
 
 def test_fold_and_select_reject_bad_requests():
@@ -110,3 +133,18 @@ def test_fold_and_select_reject_bad_requests():
         fold_weights(gram, [0, 0])
     with pytest.raises(LabError):
         greedy_select(gram, 5)
+
+
+def test_output_weighted_greedy_finds_a_basis_and_follows_the_consumer():
+    from lab.analysis.linalg import weighted_greedy_select
+    x, _ = _low_rank()
+    g = _gram(x)
+    c = g.shape[0] - 1
+    order = weighted_greedy_select([g], [torch.eye(c, dtype=torch.float64)], 3)
+    assert len(set(order)) == 3 and subset_residual(g, sorted(order)) < 1e-6 * float(torch.diagonal(g).sum())
+    # Two independent channels; a consumer that reads only channel 1 makes it the one worth keeping.
+    x = torch.randn(2, 500, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x[0] *= 10.0  # the unweighted greedy would keep the high-variance channel 0
+    g2 = _gram(x)
+    assert greedy_select(g2, 1)[0] == [0]
+    assert weighted_greedy_select([g2], [torch.diag(torch.tensor([0.0, 1.0], dtype=torch.float64))], 1) == [1]

@@ -1,5 +1,8 @@
 """Before any training, on the trained mini-wan teacher and a held-out clip, the independence-selected
-student reproduces the teacher better than magnitude and random selection at the same widths."""
+student reproduces the teacher better than magnitude and random selection at the same widths.
+
+Random selection is a distribution, so it is scored by its mean over a few seeds: a single lucky seed can
+beat any criterion (scripts/prune_compare.py reports the best seed too)."""
 
 import pytest
 
@@ -22,7 +25,9 @@ def test_independence_beats_magnitude_and_random_on_held_out_clip():
     ref = teacher.decode(held[0])
     a = analyze(teacher, calib)
     score = {}
-    for crit in ("independence", "magnitude", "random"):
+    for crit in ("independence", "magnitude"):
         s, _ = prune(teacher, 0.25, crit, analysis=a)
         score[crit] = psnr(s.decode(held[0]), ref)
+    seeds = [psnr(prune(teacher, 0.25, "random", analysis=a, seed=seed)[0].decode(held[0]), ref) for seed in range(3)]
+    score["random"] = sum(seeds) / len(seeds)
     assert score["independence"] > score["magnitude"] and score["independence"] > score["random"], score

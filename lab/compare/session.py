@@ -1,0 +1,361 @@
+"""A compare session: one teacher, one clip at the demo's working size, the teacher's latents of it, and
+the channel analysis of the teacher on those latents, computed once and cached.
+
+Moving a keep ratio rebuilds the student from the cached analysis (``lab.prune.prune(...,
+analysis=...)`` only selects channels and folds weights: no decoder pass), then decodes it. Every
+decoder compared gets the same latents; each is scored against the real clip and the teacher's
+decode, and timed (lab.compare.measure).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from lab.compare.clips import LIMITS, ClipLimits, load_working_clip
+from lab.compare.figures import explained_variance_figure, group_views, independence_figure
+from lab.compare.measure import cpu_memory, measure_decode
+from lab.compare.render import difference, labelled_row
+from lab.data.video import write_video
+from lab.errors import ConfigError, LabError
+from lab.models import load_decoder
+from lab.models.registry import list_entries
+
+log = logging.getLogger("lab")
+
+#: progress(fraction in [0, 1], description)
+Progress = Callable[[float, str], None]
+#: students kept per session (a slider dragged back and forth re-uses them)
+STUDENT_CACHE = 4
+#: compare calls whose video files are kept on disk (the app has copied older ones to its cache)
+KEEP_CALLS = 8
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def no_progress(fraction: float, desc: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """A pruned (and optionally operator-swapped) student of the session's teacher.
+    ``keep``: a ratio for every prunable stage, or ((stage, ratio), ...)."""
+    keep: float | tuple[tuple[str, float], ...]
+    criterion: str = "independence"
+    operators: str | None = None  # a plan name or 'STAGE=OP,...'; None or 'keep': no swap
+
+    @classmethod
+    def make(cls, keep, criterion: str = "independence", operators: str | None = None) -> "StudentSpec":
+        if isinstance(keep, dict):
+            keep = tuple(sorted((str(s), float(r)) for s, r in keep.items()))
+        else:
+            keep = float(keep)
+        ops = (operators or "").strip() or None
+        return cls(keep, criterion, None if ops == "keep" else ops)
+
+    @property
+    def keep_arg(self):
+        return dict(self.keep) if isinstance(self.keep, tuple) else self.keep
+
+    @property
+    def label(self) -> str:
+        k = (",".join(f"{s}={r:g}" for s, r in self.keep) if isinstance(self.keep, tuple) else f"{self.keep:g}")
+        return f"pruned {k} {self.criterion}" + (f" +{self.operators}" if self.operators else "")
+
+
+def merge_keep(global_ratio: float, per_stage: str | None, prunable: list[str]):
+    """The slider's ratio for every prunable stage, overridden by 'STAGE=RATIO,...' text when given."""
+    from lab.prune import parse_keep
+    text = (per_stage or "").strip()
+    if not text:
+        return float(global_ratio)
+    parsed = parse_keep(text)
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"per-stage ratios must be STAGE=RATIO pairs (e.g. up2=0.125,up3=0.25), got '{text}'; "
+                          f"the slider sets the global ratio.")
+    return {**{s: float(global_ratio) for s in prunable}, **parsed}
+
+
+@dataclass
+class CompareResult:
+    rows: list[dict]
+    side_by_side: Path
+    difference: Path
+    labels: list[str]
+    info: dict = field(default_factory=dict)
+
+
+class CompareSession:
+    """See the module docstring. ``clip`` is a bundled/sample name, or a file path with ``upload=True``
+    (validated against ``limits``)."""
+
+    def __init__(self, teacher: str = "mini-wan", *, weights: str | None = None, clip: str = "bbb-128",
+                 upload: bool = False, frames: int = 9, short_side: int = 64, device=None,
+                 out_dir: str | Path | None = None, limits: ClipLimits = LIMITS):
+        self.device = torch.device(device) if device is not None else default_device()
+        t0 = time.perf_counter()
+        self.teacher_ref, self.teacher_weights = teacher, weights or None
+        self.teacher = load_decoder(teacher, weights=weights or None, device=self.device)
+        if not self.teacher.has_encoder:
+            raise LabError(f"{self.teacher.name} is a {self.teacher.family} without an encoder; pick a teacher VAE "
+                           f"(mini-wan, mini-ltx, wan2.1 with weights, ...) so the clip can be encoded.")
+        g = self.teacher.geometry
+        self.clip, self.clip_info = load_working_clip(clip, frame_multiple=g.t, spatial_multiple=g.spatial,
+                                                      frames=frames, short_side=short_side, limits=limits,
+                                                      upload=upload)
+        self.clip = self.clip.to(self.device)
+        self.latents = self.teacher.encode(self.clip)
+        self.load_s = time.perf_counter() - t0
+        self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="vaed-compare-"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.analysis_s: float | None = None
+        self.analysis_runs = 0  # how many times the decoder was streamed for analysis (tests check it is 1)
+        self.student_builds = 0
+        self._analysis = None
+        self._views = None
+        self._students: OrderedDict[StudentSpec, tuple] = OrderedDict()
+        self._others: dict[str, object] = {}
+        self._teacher_run: tuple[torch.Tensor, dict] | None = None
+        self._calls = 0
+        self._memory: dict = {}  # decoder key -> CPU peak memory (a fresh process each: measured once)
+        self._lock = threading.RLock()
+
+    # ----- what the session is -----------------------------------------------------------------
+    def describe(self) -> dict:
+        return {"teacher": self.teacher.name, "teacher_params": self.teacher.decoder_params(),
+                "device": str(self.device), "threads": torch.get_num_threads(), **self.clip_info,
+                "latents_shape": list(self.latents.shape), "load_s": self.load_s,
+                "analysis_s": self.analysis_s,
+                "can_prune": self.can_prune if self._analysis is not None else None}
+
+    @property
+    def can_prune(self) -> bool:
+        """Whether the analysis found prunable channel groups (lab.prune decides which teachers it can
+        prune; the demo follows it)."""
+        return bool(self.prunable_stages())
+
+    # ----- the cached analysis -----------------------------------------------------------------
+    def analysis(self, progress: Progress = no_progress):
+        """The teacher's channel analysis on this clip's latents: streamed once, then cached."""
+        with self._lock:
+            if self._analysis is None:
+                from lab.analysis import analyze
+
+                def step(event):
+                    if event["event"] == "step":
+                        progress(event["step"] / event["steps_total"],
+                                 f"analysing channels: step {event['step']}/{event['steps_total']}")
+                t0 = time.perf_counter()
+                self._analysis = analyze(self.teacher, self.latents, clip_names=[self.clip_info["clip"]],
+                                         subscribers=[step])
+                self.analysis_s = time.perf_counter() - t0
+                self.analysis_runs += 1
+            return self._analysis
+
+    def views(self, progress: Progress = no_progress):
+        with self._lock:
+            if self._views is None:
+                self._views = group_views(self.analysis(progress))
+            return self._views
+
+    def stages(self) -> list[str]:
+        return list(self.views())
+
+    def prunable_stages(self) -> list[str]:
+        return [s for s, gs in self.views().items() if any(g.prunable for g in gs)]
+
+    def heatmap(self, stage: str, keep):
+        return independence_figure(self.views(), stage, keep)
+
+    def explained_variance(self, stage: str, keep):
+        return explained_variance_figure(self.views(), stage, keep)
+
+    # ----- decoders ----------------------------------------------------------------------------
+    def student(self, spec: StudentSpec, progress: Progress = no_progress):
+        """(student, prune info) for ``spec``, built from the cached analysis (no decoder pass)."""
+        from lab.prune import prune
+        with self._lock:
+            if spec in self._students:
+                self._students.move_to_end(spec)
+                return self._students[spec]
+            analysis = self.analysis(progress)
+            if not self.can_prune:
+                raise ConfigError(f"{self.teacher.name}: the analysis found no prunable channels, so no student can "
+                                  f"be built from it; compare its own decode, saved or lightweight decoders.")
+            progress(0.0, f"building {spec.label}")
+            t0 = time.perf_counter()
+            student, info = prune(self.teacher, spec.keep_arg, spec.criterion, analysis=analysis,
+                                  operators=spec.operators, name=spec.label)
+            info["build_s"] = time.perf_counter() - t0
+            self.student_builds += 1
+            self._students[spec] = (student, info)
+            while len(self._students) > STUDENT_CACHE:
+                self._students.popitem(last=False)
+            return student, info
+
+    def other(self, name: str):
+        """A registered decoder or a folder saved by the lab, checked to decode this teacher's latents."""
+        with self._lock:
+            if name not in self._others:
+                dec = load_decoder(name, device=self.device)
+                if dec.geometry != self.teacher.geometry:
+                    raise ConfigError(f"{dec.name} decodes {dec.geometry.channels}-channel latents with compression "
+                                      f"{list(dec.geometry.compression)}, but {self.teacher.name} makes "
+                                      f"{self.teacher.geometry.channels}-channel latents with "
+                                      f"{list(self.teacher.geometry.compression)}; pick a decoder of this teacher.")
+                self._others[name] = dec
+            return self._others[name]
+
+    def teacher_run(self) -> tuple[torch.Tensor, dict]:
+        """The teacher's decode and timing (measured once: it does not change with the slider)."""
+        with self._lock:
+            if self._teacher_run is None:
+                self._teacher_run = measure_decode(self.teacher, self.latents)
+            return self._teacher_run
+
+    # ----- the comparison ----------------------------------------------------------------------
+    def memory(self, spec) -> dict:
+        """CPU peak memory of one decoder ('teacher', a StudentSpec, or a name/folder), measured once
+        in a fresh process (lab.compare.measure); students are saved to the session folder for it."""
+        with self._lock:
+            if spec not in self._memory:
+                weights = None
+                if spec == "teacher":
+                    ref, weights = self.teacher_ref, self.teacher_weights
+                elif isinstance(spec, StudentSpec):
+                    student, _ = self.student(spec)
+                    ref = str(student.save(self.out_dir / "students" / f"s{len(self._memory):04d}"))
+                else:
+                    ref = spec
+                size = self.clip_info["size"]
+                self._memory[spec] = cpu_memory(ref, weights, self.clip_info["frames"], (size[0], size[1]))
+            return self._memory[spec]
+
+    def compare(self, decoders: list, *, vmaf: bool = False, repeats: int = 2, diff_gain: float = 4.0,
+                memory: bool = False, progress: Progress = no_progress) -> CompareResult:
+        """Decode the session's latents with each decoder ('teacher', a StudentSpec, or a registered
+        name / saved folder), score and time them, and write the side-by-side and difference videos.
+        ``memory``: also measure CPU peak memory (a fresh process per decoder, cached; on CUDA it is
+        always measured, in process). A decoder that cannot be built gets a row with its ``error``;
+        the others still run."""
+        from lab.eval.evaluate import MetricSet
+        if not decoders:
+            raise ConfigError("choose at least one decoder to compare (teacher, student, or a saved/registered one).")
+        with self._lock:
+            names = ["psnr", "ssim"] + (["vmaf"] if vmaf else [])
+            metrics = MetricSet(names, fps=self.clip_info["fps"])
+            if "teacher" in decoders and self._teacher_run is not None:
+                # Re-timed when it is shown, so its speedups compare decodes made under the same load.
+                self._teacher_run = measure_decode(self.teacher, self.latents, repeats)
+            teacher_video, teacher_stats = self.teacher_run()
+            rows, videos, labels = [], [self.clip.cpu()], ["real"]
+            for i, spec in enumerate(decoders):
+                progress(i / len(decoders), f"decoding {getattr(spec, 'label', spec)}")
+                row = {"decoder": getattr(spec, "label", str(spec)), "error": None}
+                try:
+                    if spec == "teacher":
+                        row.update(kind="teacher", decoder=self.teacher.name)
+                        video, stats = teacher_video, teacher_stats
+                    else:
+                        if isinstance(spec, StudentSpec):
+                            dec, info = self.student(spec, progress)
+                            row.update(kind="student", build_s=info["build_s"], widths=info["widths"],
+                                       operators=info.get("operators", {}))
+                        else:
+                            dec = self.other(spec)
+                            row.update(kind=dec.family)
+                        video, stats = measure_decode(dec, self.latents, repeats)
+                except LabError as exc:
+                    row["error"] = str(exc)
+                    rows.append(row)
+                    continue
+                row.update({k: v for k, v in stats.items() if k != "times"})
+                if memory and self.device.type == "cpu":
+                    progress((i + 0.5) / len(decoders), f"peak memory of {row['decoder']} (fresh process)")
+                    try:
+                        row.update(self.memory(spec))
+                    except LabError as exc:  # the picture and timings stand; say why memory is missing
+                        row["peak_mem_kind"] = f"unavailable: {exc}"
+                row["speedup"] = teacher_stats["seconds"] / stats["seconds"]
+                row["params_ratio"] = stats["decoder_params"] / teacher_stats["decoder_params"]
+                row.update(metrics.score(video, self.clip))
+                if row.get("kind") != "teacher":
+                    row.update({f"{k}_vs_teacher": v for k, v in metrics.score(video, teacher_video).items()})
+                rows.append(row)
+                videos.append(video.cpu())
+                labels.append(row["decoder"])
+            progress(0.95, "writing videos")
+            call = self._next_call_dir()
+            fps = self.clip_info["fps"]
+            sbs = write_video(call / "side_by_side.mp4", labelled_row(videos, labels), fps=fps)
+            diffs = [difference(v, self.clip, gain=diff_gain) for v in videos]
+            diff_labels = ["real (zero)"] + [f"|{name} - real| x{diff_gain:g}" for name in labels[1:]]
+            dif = write_video(call / "difference.mp4", labelled_row(diffs, diff_labels), fps=fps)
+            for i, (row, video) in enumerate(zip([r for r in rows if not r["error"]], videos[1:])):
+                row["video"] = str(write_video(call / f"decoder{i:02d}.mp4", video, fps=fps))
+            return CompareResult(rows, sbs, dif, labels, self.describe())
+
+    def _next_call_dir(self) -> Path:
+        self._calls += 1
+        old = self.out_dir / f"call{self._calls - KEEP_CALLS:05d}"
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        d = self.out_dir / f"call{self._calls:05d}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def close(self) -> None:
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+
+def extra_decoders(geometry=None) -> list[str]:
+    """Registered decoders the demo can offer besides the teacher and its pruned students: every
+    lightweight decoder and registered student (the list follows the registry), only those that
+    decode latents of ``geometry`` (a LatentGeometry) when given."""
+    return [e.name for e in list_entries() if e.family in ("lightweight", "student")
+            and (geometry is None or (e.latent_channels == geometry.channels
+                                      and tuple(e.compression) == tuple(geometry.compression)))]
+
+
+class SessionCache:
+    """Sessions by (teacher, weights, clip, frames, short side), most recent kept: every user and API
+    call on the same teacher and clip shares one cached analysis."""
+
+    def __init__(self, capacity: int = 2, out_root: str | Path | None = None, device=None):
+        self.capacity = capacity
+        self.out_root = Path(out_root) if out_root else Path(tempfile.mkdtemp(prefix="vaed-compare-"))
+        self.device = device
+        self._sessions: OrderedDict[tuple, CompareSession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, teacher: str, weights: str | None, clip: str, upload: bool, frames: int,
+            short_side: int) -> CompareSession:
+        ident = clip
+        if upload:  # the same upload path could be reused for another file: key on its size and time too
+            st = Path(clip).stat() if Path(clip).exists() else None
+            ident = f"{clip}:{st.st_size}:{st.st_mtime_ns}" if st else clip
+        key = (teacher, weights or None, ident, bool(upload), int(frames), int(short_side))
+        with self._lock:
+            if key in self._sessions:
+                self._sessions.move_to_end(key)
+                return self._sessions[key]
+            out = self.out_root / f"s{abs(hash(key)) % 10**10:010d}"
+            session = CompareSession(teacher, weights=weights, clip=clip, upload=upload, frames=int(frames),
+                                     short_side=int(short_side), device=self.device, out_dir=out)
+            self._sessions[key] = session
+            while len(self._sessions) > self.capacity:
+                _, old = self._sessions.popitem(last=False)
+                old.close()
+            return session

@@ -1,0 +1,101 @@
+"""The demo's distillation step: a short run of the lab's three-phase trainer (lab.distill) on the
+pruned and swapped student. Everything the demo needs from the trainer goes through
+``distill_student``, so the rest of the main job does not depend on how the trainer is configured."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger("lab")
+
+#: Share of the step budget per phase (align, joint, finetune), as in configs/distill/mini-wan-flash.toml.
+PHASE_SHARES = (("align", 0.2), ("joint", 0.4), ("finetune", 0.4))
+
+
+def trainer_available() -> tuple[bool, str]:
+    """Whether lab.distill provides its ``distill`` entry point, and why not."""
+    try:
+        from lab.distill import distill  # noqa: F401
+    except ImportError as exc:
+        return False, f"lab.distill has no trainer ({exc})"
+    return True, ""
+
+
+def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_clips: list[str], steps: int,
+                   frames: int, size: tuple[int, int], seed: int, threads: int) -> dict:
+    """A lab.distill config for a short run. ``val_clips`` must not include the demo's held-out clip;
+    the trainer uses them to size the feature-alignment heads (no val clip: phase 1 is skipped) and
+    to pick its 'best' student, but phases switch on training losses and the demo takes the last one."""
+    per_phase = {name: max(1, round(steps * share)) for name, share in PHASE_SHARES}
+    return {
+        "teacher": teacher,
+        "student": {"folder": str(student_folder)},
+        "data": {"clips": list(clips), "val_clips": list(val_clips), "crop": min(size), "frames": frames,
+                 "batch": 1, "short_sides": [128], "val_frames": frames, "val_size": min(size)},
+        "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "warmup_steps": max(1, steps // 20), "min_lr_ratio": 0.1},
+        "ema": {"enabled": True, "decay": 0.99},
+        "perceptual": {"required": False},
+        "phases": [
+            {"name": "align", "losses": {"feature": 1.0}, "max_steps": per_phase["align"],
+             "plateau": {"metric": "train/feature", "patience": max(5, per_phase["align"] // 2), "min_delta": 0.01}},
+            {"name": "joint", "losses": {"feature": 1.0, "pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},
+             "max_steps": per_phase["joint"], "feature_decay": True,
+             "plateau": {"metric": "train/pixel_teacher_l1", "patience": max(5, per_phase["joint"] // 2),
+                         "min_delta": 0.01}},
+            {"name": "finetune", "losses": {"pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},
+             "max_steps": per_phase["finetune"],
+             "plateau": {"metric": "train/pixel_teacher_l1", "patience": max(5, per_phase["finetune"] // 2),
+                         "min_delta": 0.01}},
+        ],
+        "eval_every": max(1, steps), "checkpoint_every": 0, "sample_every": 0, "seed": seed,
+        "threads": threads,
+    }
+
+
+def progress_logger(steps: int):
+    """A lab.distill callback that logs phase changes and every ~10% of the steps on stderr (the
+    trainer itself only writes its run store)."""
+    from lab.distill import FunctionCallback
+
+    every = max(1, steps // 10)
+
+    def log_event(event: str, **p) -> None:
+        if event == "phase":
+            log.info("      distill phase %s from step %d (%s)", p["new"], p["step"], p["reason"])
+        elif event == "step" and p["state"].step % every == 0:
+            loss = p["state"].scalars.get("train/loss")
+            log.info("      distill step %d (%s)%s", p["state"].step, p["state"].phase_name,
+                     f": loss {loss:.4f}" if isinstance(loss, float) else "")
+
+    return FunctionCallback(log_event, events=("step", "phase"))
+
+
+def distill_student(teacher, student, clips: list[str], *, steps: int, frames: int, size: tuple[int, int],
+                    run_dir: Path, val_clips: list[str] = (), seed: int = 0):
+    """Distil ``student`` from ``teacher`` on ``clips`` for at most ``steps`` steps (fewer when the
+    phases plateau). Returns (student, info). When the trainer is not available the student comes back
+    unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so."""
+    import torch
+
+    ok, why = trainer_available()
+    if not ok:
+        log.warning("distill: skipped: %s; the student is evaluated undistilled", why)
+        return student, {"status": "skipped", "reason": why, "steps": 0}
+    from lab.distill import distill
+    from lab.models import load_decoder
+
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        # A previous demo's run in the same --out: the demo starts its distillation afresh every time.
+        log.info("      replacing the previous distillation run in %s", run_dir)
+        shutil.rmtree(run_dir)
+    init = student.save(run_dir.parent / f"{run_dir.name}-init")
+    config = distill_config(teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
+                            size=size, seed=seed, threads=torch.get_num_threads())
+    final = distill(config, run_dir, callbacks=[progress_logger(steps)])
+    trained = load_decoder(final["last"], device=student.device, dtype=student.dtype)
+    info = {k: final.get(k) for k in ("step", "phases", "metrics", "store", "last", "warnings")}
+    return trained, {"status": "ok", "steps": final["step"], "max_steps": steps, "run": str(run_dir),
+                     "config": config, **info}

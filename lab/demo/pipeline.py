@@ -1,0 +1,215 @@
+"""The main job, step by step: analyze -> prune (Flash-VAED widths; independence vs random/magnitude at
+the same width) -> operator swap -> short distillation -> eval on a held-out clip -> bench -> profile
+-> report. Each step logs on stderr; ``run_demo`` returns the results dict that results.json holds."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from lab.demo.settings import DemoSettings, clip_path, heldout_start
+from lab.errors import WeightsNotFoundError
+
+log = logging.getLogger("lab")
+
+STEPS = ("analyze", "prune", "swap", "distill", "eval", "bench", "profile", "report")
+BASELINES = ("magnitude", "random")
+
+
+class StepLog:
+    """Times each step, logs '[i/n] step' on stderr and records {'status', 'seconds'}."""
+
+    def __init__(self):
+        self.steps: dict[str, dict] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str, what: str):
+        log.info("[%d/%d] %s: %s", STEPS.index(name) + 1, len(STEPS), name, what)
+        t0 = time.perf_counter()
+        entry = self.steps.setdefault(name, {"status": "ok"})
+        yield entry
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        log.info("      %s done in %.1f s", name, entry["seconds"])
+
+
+def _log_analyze_step(event: dict) -> None:
+    if event["event"] == "step":
+        log.debug("      analyze step %d/%d (%s)", event["step"], event["steps_total"], event["clip"])
+
+
+def load_teacher(name: str):
+    from lab.models import load_decoder
+    try:
+        return load_decoder(name), True
+    except WeightsNotFoundError as exc:
+        log.warning("%s\nfalling back to the untrained architecture (random weights)", exc)
+        torch.manual_seed(0)
+        return load_decoder(name, weights="random"), False
+
+
+def run_demo(out: str | Path, s: DemoSettings) -> dict:
+    from lab.analysis import analyze, calibration_latents
+    from lab.prune import FLASH_VAED_KEEP, prune
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(s.seed)
+    steps = StepLog()
+    teacher, trained = load_teacher(s.teacher)
+    kind = teacher.adapter_kind
+    keep = FLASH_VAED_KEEP[kind]
+
+    with steps.step("analyze", f"{teacher.name} on {', '.join(s.calibration_clips)} ({s.calib_frames} frames at "
+                               f"{s.calib_size[0]}x{s.calib_size[1]}), live hooks on every prunable tensor"):
+        latents, names = calibration_latents(teacher, s.calibration_clips, frames=s.calib_frames, size=s.calib_size)
+        analysis = analyze(teacher, latents, clip_names=names, subscribers=[_log_analyze_step])
+        stage_report = analysis.stage_report()
+
+    with steps.step("prune", f"Flash-VAED widths {keep}: independence vs {', '.join(BASELINES)} at the same width"):
+        pruned = {}
+        for crit in ("independence", *BASELINES):
+            pruned[crit], info = prune(teacher, keep, crit, analysis=analysis, seed=s.seed,
+                                       name=f"{teacher.name}-{crit}")
+        pruning = {"ratios": info["ratios"], "widths": info["widths"], "criteria": ["independence", *BASELINES],
+                   "decoder_params": info["decoder_params"], "teacher_decoder_params": info["teacher_decoder_params"],
+                   "fold": info["fold"]}
+
+    with steps.step("swap", "flash-vaed operator plan on the independence-pruned student"):
+        swapped, sinfo = prune(teacher, keep, "independence", analysis=analysis, seed=s.seed, operators="flash-vaed",
+                               name=f"{teacher.name}-flash")
+        swap = {"operators": sinfo.get("operators", {}), "decoder_params": sinfo["decoder_params"]}
+
+    with steps.step("distill", f"{s.distill_steps} steps on {', '.join(s.calibration_clips)}") as entry:
+        from lab.demo.distill_step import distill_student
+        student, dinfo = distill_student(teacher, swapped, s.calibration_clips, steps=s.distill_steps,
+                                         frames=s.calib_frames, size=s.calib_size, run_dir=out / "distill",
+                                         val_clips=s.distill_val_clips, seed=s.seed)
+        entry["status"] = dinfo["status"]
+    distilled = dinfo["status"] == "ok"
+    student.name = f"{teacher.name}-flash-vaed" + ("" if distilled else "-undistilled")
+    student_dir = student.save(out / "student")
+    pruned_dir = pruned["independence"].save(out / "students" / "pruned")
+
+    with steps.step("eval", f"held-out clip {s.heldout_note}"):
+        decoders = {"pruned-independence": pruned["independence"],
+                    **{f"pruned-{c}": pruned[c] for c in BASELINES},
+                    "swapped": swapped}
+        if distilled:
+            decoders["distilled"] = student
+        ev, videos = evaluate_heldout(teacher, decoders, s)
+
+    with steps.step("bench", f"{teacher.name} vs pruned vs student, {s.bench_frames} frames at "
+                             f"{s.bench_size[0]}x{s.bench_size[1]}, interleaved, medians"):
+        bench = run_bench(teacher.name, trained, {"pruned (independence)": pruned_dir, "student": student_dir}, s)
+
+    with steps.step("profile", "per-stage latency and MAC shares, teacher and student"):
+        profile = run_profile(teacher, student, s)
+
+    results = {
+        "schema_version": 1,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "settings": s.to_dict(),
+        "teacher": {"name": teacher.name, "trained_weights": trained, "decoder_params": teacher.decoder_params()},
+        "clips": {"calibration": s.calibration_clips, "heldout": s.heldout_clip, "heldout_note": s.heldout_note},
+        "analysis": analysis.summary(),
+        "pruning": pruning, "swap": swap, "distill": dinfo, "eval": ev,
+        "quality": quality_summary(ev, distilled),
+        "bench": bench, "profile": profile,
+    }
+    with steps.step("report", "side-by-side video, HTML report, results.json"):
+        from lab.data.video import side_by_side, write_video
+        from lab.demo.report import write_report
+        from lab.demo.results import write_results
+        final = "distilled" if distilled else "swapped"
+        video = write_video(out / "side_by_side.mp4", side_by_side(videos["clip"], videos["teacher"], videos[final]),
+                            fps=ev["fps"])
+        results["outputs"] = {"report": str(out / "report.html"), "results": str(out / "results.json"),
+                              "side_by_side": str(video), "student": str(student_dir),
+                              "pruned_student": str(pruned_dir)}
+        if distilled:
+            results["outputs"]["distill_run"] = dinfo.get("run")
+        results["steps"] = steps.steps
+        results["wall_seconds"] = round(time.perf_counter() - t_start, 2)
+        write_report(out / "report.html", results, report_figures(results, stage_report, keep))
+    results["steps"] = steps.steps
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 2)
+    write_results(out / "results.json", results)
+    return results
+
+
+def evaluate_heldout(teacher, decoders: dict, s: DemoSettings) -> tuple[dict, dict]:
+    """Every decoder on the held-out clip: metrics vs the real clip and vs the teacher's decode of
+    the same latents (encoded once by the teacher), retention = PSNR / teacher PSNR vs the clip."""
+    from lab.data.video import load_clip, probe
+    from lab.eval.evaluate import MetricSet
+
+    path = clip_path(s.heldout_clip)
+    g = teacher.geometry
+    clip = load_clip(path, frames=s.eval_frames, size=s.eval_size, start=heldout_start(s), frame_multiple=g.t,
+                     spatial_multiple=g.spatial)
+    fps = probe(path)["fps"] or 24.0
+    ms = MetricSet(list(s.metrics), fps=fps).prepare()
+    z = teacher.encode(clip.to(device=teacher.device, dtype=teacher.dtype))
+    videos = {"clip": clip, "teacher": teacher.decode(z).float().cpu()}
+    teacher_scores = ms.score(videos["teacher"], clip)
+    rows = [{"decoder": teacher.name, "role": "teacher", "decoder_params": teacher.decoder_params(),
+             "vs_clip": teacher_scores}]
+    for role, dec in decoders.items():
+        videos[role] = dec.decode(z).float().cpu()
+        row = {"decoder": dec.name, "role": role, "decoder_params": dec.decoder_params(),
+               "vs_clip": ms.score(videos[role], clip), "vs_teacher": ms.score(videos[role], videos["teacher"])}
+        if "psnr" in row["vs_clip"]:
+            row["retention"] = row["vs_clip"]["psnr"] / teacher_scores["psnr"]
+        rows.append(row)
+        log.info("      %-22s PSNR %.2f dB vs clip, %.2f dB vs teacher", role, row["vs_clip"].get("psnr", float("nan")),
+                 row["vs_teacher"].get("psnr", float("nan")))
+    ev = {"clip": str(path), "start_frame": heldout_start(s), "video_shape": list(clip.shape),
+          "latents_shape": list(z.shape), "fps": fps, "metrics": list(s.metrics), "decoders": rows}
+    return ev, videos
+
+
+def quality_summary(ev: dict, distilled: bool) -> dict:
+    by_role = {r["role"]: r for r in ev["decoders"]}
+    before = {c: by_role[f"pruned-{c}"]["vs_teacher"]["psnr"] for c in ("independence", *BASELINES)}
+    final = by_role["distilled" if distilled else "swapped"]
+    return {"final_student": final["role"], "distilled": distilled, "retention": final.get("retention"),
+            "final_psnr_vs_clip": final["vs_clip"]["psnr"],
+            "teacher_psnr_vs_clip": by_role["teacher"]["vs_clip"]["psnr"],
+            "psnr_vs_teacher_before_training": before,
+            "independence_beats_baselines": all(before["independence"] > before[c] for c in BASELINES)}
+
+
+def run_bench(teacher_name: str, trained: bool, students: dict[str, Path], s: DemoSettings) -> dict:
+    from lab.eval.bench import bench
+    names = [teacher_name, *(str(p) for p in students.values())]
+    result = bench(names, weights=None if trained else "random", device="cpu", frames=s.bench_frames,
+                   size=s.bench_size, repeats=s.bench_repeats, warmup=1, memory=s.bench_memory, macs=True)
+    for row, label in zip(result["decoders"], [f"{teacher_name} (teacher)", *students]):
+        row["label"] = label
+        log.info("      %-22s %.3f s median, %.2fx", label, row["seconds"], row["speedup"])
+    return result
+
+
+def run_profile(teacher, student, s: DemoSettings) -> dict:
+    from lab.ops.profiler import profile_decoder
+    g = teacher.geometry
+    t, size = g.latent_frames_for(s.bench_frames), g.latent_size_for(*s.bench_size)
+    return {role: profile_decoder(dec, t, size, repeats=s.profile_repeats, warmup=1)
+            for role, dec in (("teacher", teacher), ("student", student))}
+
+
+def report_figures(results: dict, stage_report: dict, keep: dict) -> dict:
+    from lab.demo import figures as f
+    from lab.ops.figures import profile_figure
+    return {"Channel independence per stage": f.independence_heatmap(stage_report),
+            "Explained variance vs kept channels": f.explained_variance_figure(stage_report, keep),
+            "PSNR on the held-out clip": f.metrics_figure(results["eval"]["decoders"]),
+            "Decode speedup": f.bench_figure(results["bench"]),
+            "Profile: teacher": profile_figure(results["profile"]["teacher"]),
+            "Profile: student": profile_figure(results["profile"]["student"])}

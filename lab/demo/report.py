@@ -1,0 +1,110 @@
+"""The main job's HTML report: one self-contained file (plotly.js inlined once, no network URLs), with
+the results tables, the figures and the side-by-side video next to it."""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import tempfile
+from pathlib import Path
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return str(v) if not math.isfinite(v) else f"{v:.{digits}g}"
+    return html.escape(str(v))
+
+
+def html_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """columns: (key, header). Missing values show as '-'."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k, _ in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure_div(fig) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:#666}
+.warn{background:#fff4e0;border-left:4px solid #f0a020;padding:0.5em 1em}"""
+
+
+def write_report(path: Path, results: dict, figures: dict) -> Path:
+    """Write the report to ``path`` atomically. ``figures``: section title -> plotly figure."""
+    from plotly.offline import get_plotlyjs
+
+    r = results
+    parts = [f"<h1>VAED Lab main job: {html.escape(r['teacher']['name'])}</h1>",
+             f"<p class=note>{'quick setting, ' if r['settings']['quick'] else ''}wall time "
+             f"{r['wall_seconds']:.1f} s, {html.escape(r['created'])}. Calibration clips: "
+             f"{html.escape(', '.join(r['clips']['calibration']))}; held-out clip: "
+             f"{html.escape(r['clips']['heldout_note'])}.</p>"]
+    if r["distill"]["status"] != "ok":
+        parts.append(f"<p class=warn>Distillation did not run: {html.escape(r['distill'].get('reason', ''))}. "
+                     f"The 'student' rows are the pruned and swapped student before training.</p>")
+    if not r["teacher"]["trained_weights"]:
+        parts.append("<p class=warn>The teacher's trained weights were missing: it ran at random init, so "
+                     "the quality numbers mean nothing.</p>")
+    q = r["quality"]
+    parts += ["<h2>Quality on the held-out clip</h2>",
+              f"<p>Retention of the final student (PSNR student / teacher vs the real clip): "
+              f"<b>{_fmt(q['retention'])}</b>. Independence-aware selection beats random and magnitude at "
+              f"the same width (PSNR vs the teacher's decode, before training): "
+              f"<b>{q['independence_beats_baselines']}</b>.</p>"]
+    metric_cols = [(m, m) for m in r["eval"]["metrics"]]
+    rows = []
+    for row in r["eval"]["decoders"]:
+        rows.append({"decoder": row["decoder"], "params": row["decoder_params"],
+                     **{f"c_{k}": v for k, v in row["vs_clip"].items()},
+                     **{f"t_{k}": v for k, v in row.get("vs_teacher", {}).items()},
+                     "retention": row.get("retention")})
+    cols = [("decoder", "decoder"), ("params", "decoder params")]
+    cols += [(f"c_{k}", f"{h} vs clip") for k, h in metric_cols]
+    cols += [(f"t_{k}", f"{h} vs teacher") for k, h in metric_cols]
+    parts.append(html_table(rows, cols + [("retention", "retention")]))
+    video = r["outputs"].get("side_by_side")
+    if video:
+        rel = os.path.relpath(video, path.parent)
+        parts.append(f"<h3>real | teacher | student</h3><video src='{html.escape(rel)}' controls loop muted "
+                     f"style='max-width:100%'></video>")
+    b = r["bench"]
+    parts += ["<h2>Decode speed</h2>",
+              f"<p class=note>{html.escape(b['device'])} {html.escape(b['dtype'])}, {b['frames']} frames at "
+              f"{b['size'][0]}x{b['size'][1]}, {b['threads']} torch thread(s), median of {b['repeats']} interleaved "
+              f"repeats after warm-up, all in one process: compare the ratios, not the absolute times.</p>",
+              html_table(b["decoders"], [("label", "decoder"), ("seconds", "median s"), ("fps", "frames/s"),
+                                         ("speedup", "speedup"), ("decoder_params", "params"), ("macs", "MACs"),
+                                         ("peak_mem_bytes", "peak RSS bytes")])]
+    parts += ["<h2>Steps</h2>", html_table([{"step": k, **v} for k, v in r["steps"].items()],
+                                           [("step", "step"), ("status", "status"), ("seconds", "seconds")])]
+    for title, fig in figures.items():
+        parts += [f"<h2>{html.escape(title)}</h2>", _figure_div(fig)]
+    doc = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>VAED Lab report</title>"
+           f"<style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+           + "\n".join(parts) + "</body></html>")
+    return atomic_write_text(path, doc)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write to a temporary file in the same folder and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        # mkstemp makes the file private (0600); give it the permissions an ordinary write would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

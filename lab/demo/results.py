@@ -1,0 +1,50 @@
+"""results.json of the main job: its schema (what tests and other tools may rely on) and its writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.errors import LabError
+
+SCHEMA_VERSION = 1
+
+#: top-level key -> keys it must have (None: any value)
+SCHEMA = {
+    "schema_version": None, "created": None, "wall_seconds": None, "settings": None,
+    "teacher": ("name", "trained_weights", "decoder_params"),
+    "clips": ("calibration", "heldout", "heldout_note"),
+    "steps": ("analyze", "prune", "swap", "distill", "eval", "bench", "profile", "report"),
+    "analysis": ("decoder", "groups"),
+    "pruning": ("ratios", "criteria", "decoder_params"),
+    "swap": ("operators", "decoder_params"),
+    "distill": ("status",),
+    "eval": ("clip", "metrics", "decoders"),
+    "quality": ("retention", "independence_beats_baselines", "psnr_vs_teacher_before_training"),
+    "bench": ("device", "frames", "size", "repeats", "decoders"),
+    "profile": ("teacher", "student"),
+    "outputs": ("report", "results", "side_by_side", "student"),
+}
+EVAL_ROW = ("decoder", "role", "decoder_params", "vs_clip")
+BENCH_ROW = ("label", "decoder", "seconds", "fps", "speedup", "decoder_params")
+
+
+def validate_results(r: dict) -> dict:
+    """Raise LabError naming every missing key; return ``r``."""
+    missing = [k for k in SCHEMA if k not in r]
+    for k, sub in SCHEMA.items():
+        if sub and k in r:
+            missing += [f"{k}.{s}" for s in sub if s not in r[k]]
+    for i, row in enumerate(r.get("eval", {}).get("decoders", [])):
+        missing += [f"eval.decoders[{i}].{s}" for s in EVAL_ROW if s not in row]
+    for i, row in enumerate(r.get("bench", {}).get("decoders", [])):
+        missing += [f"bench.decoders[{i}].{s}" for s in BENCH_ROW if s not in row]
+    if missing:
+        raise LabError(f"results.json is missing {', '.join(missing)} (schema version {SCHEMA_VERSION})")
+    return r
+
+
+def write_results(path: Path, results: dict) -> Path:
+    """Strict JSON (non-finite numbers as "inf"/"nan", like every --json output), written atomically."""
+    from lab.cli import dumps
+    from lab.demo.report import atomic_write_text
+    return atomic_write_text(path, dumps(validate_results(results)) + "\n")

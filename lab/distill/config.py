@@ -1,0 +1,270 @@
+"""The configuration of a distillation run: nested dataclasses, loaded from TOML, YAML or a dict.
+
+Every section is strict: an unknown key is rejected (naming the key and the valid ones) and bad
+values are rejected before anything loads, so a typo never silently trains with a default.
+``DistillConfig.to_dict()`` is the resolved config the run store records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.errors import ConfigError
+
+
+@dataclass
+class StudentConfig:
+    """A saved student folder, or a recipe built at start with lab.prune + lab.ops."""
+    folder: str | None = None
+    keep: float | dict | str | None = None   # ratio, {stage: ratio} or 'flash-vaed'
+    criterion: str = "independence"
+    operators: str | dict | None = None      # plan name ('flash-vaed'), 'STAGE=OP,...' or {stage: op}
+    calibration_clips: list = field(default_factory=lambda: ["bbb-128"])
+    calibration_frames: int = 9
+    calibration_size: int = 64
+
+
+@dataclass
+class DataConfig:
+    clips: list = field(default_factory=lambda: ["bbb-128", "bigbuckbunny", "bikes"])
+    val_clips: list = field(default_factory=lambda: ["carphone"])  # held out: never trained on
+    crop: int = 64
+    frames: int = 9
+    batch: int = 1
+    short_sides: list = field(default_factory=lambda: [128])
+    val_frames: int = 9
+    val_size: int = 64
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0          # 0 disables clipping
+    warmup_steps: int = 20          # per phase
+    min_lr_ratio: float = 0.1       # cosine floor, as a fraction of the phase's lr
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = True
+    decay: float = 0.999
+
+
+@dataclass
+class PlateauConfig:
+    """A phase ends when ``metric`` (smoothed by an EMA) has not improved by ``min_delta`` (relative
+    to its best, or absolute) for ``patience`` updates (train metrics update every step, val metrics
+    every eval)."""
+    enabled: bool = True
+    metric: str = "train/loss"
+    mode: str = "min"               # min | max
+    patience: int = 50
+    min_delta: float = 0.01
+    relative: bool = True
+    smoothing: float = 0.9          # EMA factor of the smoothed metric (0 = raw values)
+
+
+@dataclass
+class PhaseConfig:
+    name: str = "phase"
+    losses: dict = field(default_factory=lambda: {"pixel_teacher_l1": 1.0})
+    max_steps: int = 100
+    min_steps: int = 0              # plateau is not checked before this many steps of the phase
+    plateau: PlateauConfig = field(default_factory=PlateauConfig)
+    feature_decay: bool = False     # w_feat = w0 * clamp(pixel_now / pixel_at_phase_start, 0, 1)
+    crop: int | None = None         # override data.crop (phase 3 at target size)
+    frames: int | None = None       # override data.frames
+    batch: int | None = None
+    lr: float | None = None         # override optim.lr
+
+
+@dataclass
+class PerceptualConfig:
+    required: bool = False          # True: fail at start when the LPIPS weights are missing
+
+
+@dataclass
+class GANConfig:
+    start_step: int = 0             # the GAN term is on from this global step (Heaviside)
+    lr: float = 1e-4
+    channels: int = 32
+
+
+def default_phases() -> list[PhaseConfig]:
+    return [
+        PhaseConfig(name="align", losses={"feature": 1.0}, max_steps=100,
+                    plateau=PlateauConfig(metric="train/feature", patience=30)),
+        PhaseConfig(name="joint", losses={"feature": 1.0, "pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5,
+                                          "perceptual": 0.1}, max_steps=200, feature_decay=True,
+                    plateau=PlateauConfig(metric="train/pixel_teacher_l1", patience=50)),
+        PhaseConfig(name="finetune", losses={"pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5, "perceptual": 0.1},
+                    max_steps=200, plateau=PlateauConfig(metric="val/psnr", mode="max", patience=5,
+                                                         min_delta=0.05, relative=False, smoothing=0.0)),
+    ]
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = "mini-wan"       # registered name or a teacher folder
+    teacher_weights: str | None = None
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    phases: list[PhaseConfig] = field(default_factory=default_phases)
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    feature_stages: list | None = None   # stages to align (default: every stage but conv_in and head)
+    eval_every: int = 50
+    checkpoint_every: int = 100          # steps (0: only at phase ends and at the end)
+    checkpoint_minutes: float = 0.0      # also checkpoint after this much wall time (0: off)
+    keep_checkpoints: int = 2
+    sample_every: int = 100              # a triptych at evaluations whose step is a multiple of this (0: off)
+    vmaf: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "fp32"                  # fp32 | bf16 (autocast on CUDA)
+    grad_checkpointing: bool = False
+    threads: int = 1
+    log_every: int = 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "DistillConfig":
+        from lab.distill.losses import LOSSES
+        if not self.phases:
+            raise ConfigError("phases is empty: give at least one [[phases]] section.")
+        if self.student.folder is None and self.student.keep is None:
+            raise ConfigError("student needs either 'folder' (a saved student) or 'keep' (a pruning recipe: a "
+                              "ratio, {stage: ratio} or 'flash-vaed').")
+        for i, ph in enumerate(self.phases):
+            where = f"phases[{i}] ({ph.name})"
+            if not ph.losses:
+                raise ConfigError(f"{where}: losses is empty; name at least one of {', '.join(LOSSES)}.")
+            for name, w in ph.losses.items():
+                if name not in LOSSES:
+                    raise ConfigError(f"{where}: unknown loss '{name}'; losses: {', '.join(LOSSES)} "
+                                      f"(add one with lab.distill.losses.register_loss).")
+                if not isinstance(w, (int, float)) or w < 0:
+                    raise ConfigError(f"{where}: weight of '{name}' must be a number >= 0, got {w!r}.")
+            _positive(where + ".max_steps", ph.max_steps)
+            if ph.plateau.mode not in ("min", "max"):
+                raise ConfigError(f"{where}.plateau.mode must be 'min' or 'max', got {ph.plateau.mode!r}.")
+            if not 0 <= ph.plateau.smoothing < 1:
+                raise ConfigError(f"{where}.plateau.smoothing must be in [0, 1), got {ph.plateau.smoothing}.")
+            _positive(where + ".plateau.patience", ph.plateau.patience)
+            for k in ("crop", "frames", "batch"):
+                if getattr(ph, k) is not None:
+                    _positive(f"{where}.{k}", getattr(ph, k))
+            if ph.feature_decay and "feature" not in ph.losses:
+                raise ConfigError(f"{where}: feature_decay needs a 'feature' loss in the phase.")
+        for k in ("crop", "frames", "batch", "val_frames", "val_size"):
+            _positive(f"data.{k}", getattr(self.data, k))
+        if not self.data.clips:
+            raise ConfigError("data.clips is empty: name training clips (bbb-128, bigbuckbunny, bikes) or paths.")
+        overlap = set(map(str, self.data.clips)) & set(map(str, self.data.val_clips))
+        if overlap:
+            raise ConfigError(f"data.val_clips {sorted(overlap)} are also training clips; validation clips must be "
+                              f"held out (remove them from data.clips).")
+        if not self.optim.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}.")
+        if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.optim.betas}.")
+        if not 0 < self.ema.decay < 1:
+            raise ConfigError(f"ema.decay must be in (0, 1), got {self.ema.decay}.")
+        if self.dtype not in ("fp32", "bf16"):
+            raise ConfigError(f"dtype must be fp32 or bf16, got {self.dtype!r}.")
+        for k in ("eval_every", "threads", "log_every", "keep_checkpoints"):
+            _positive(k, getattr(self, k))
+        for k in ("checkpoint_every", "sample_every"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}.")
+        return self
+
+
+def _positive(where: str, v) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise ConfigError(f"{where} must be a positive integer, got {v!r}.")
+
+
+# ----- loading -----------------------------------------------------------------------------------
+def from_dict(data: dict) -> DistillConfig:
+    """A validated DistillConfig from a plain dict (the shape of the TOML/YAML file)."""
+    return _build(DistillConfig, data, "config").validate()
+
+
+def load_config(source) -> DistillConfig:
+    """A DistillConfig from a path (.toml, .yaml/.yml, .json), a dict, or a DistillConfig."""
+    if isinstance(source, DistillConfig):
+        return source.validate()
+    if isinstance(source, dict):
+        return from_dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; see configs/distill/ for examples.")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            import json
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config {path}: unknown format '{suffix}'; use .toml, .yaml or .json.")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parser errors carry line numbers; keep them
+        raise ConfigError(f"config {path} does not parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}.")
+    return from_dict(data)
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table/mapping, got {type(data).__name__} {data!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}' in {where}; valid keys: {', '.join(fields)}.")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _value(hints[key], value, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _value(hint, value, where: str):
+    """Check one value against its field's type hint (dataclass, list of dataclasses, or a union of
+    plain types); ints are accepted where floats are expected."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list of tables, got {type(value).__name__}.")
+        return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    options = args if origin in (typing.Union, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where} cannot be empty.")
+    plain = tuple(typing.get_origin(a) or a for a in options if a is not type(None))
+    if float in plain and int not in plain and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (bool not in plain and isinstance(value, bool)) or not isinstance(value, plain):
+        names = " or ".join(a.__name__ for a in plain)
+        raise ConfigError(f"{where} must be {names}, got {type(value).__name__} {value!r}.")
+    return value

@@ -1,0 +1,671 @@
+"""The distillation trainer: ``distill(config, out, resume=False, callbacks=())`` -> final dict.
+
+One plain loop (read ``Trainer.fit``): sample real windows -> the frozen teacher encodes and decodes
+them (its stage outputs recorded by hooks) -> the student decodes the same latents -> the phase's
+weighted loss terms -> AdamW step (+ EMA, + discriminator step) -> log, evaluate, maybe switch phase,
+maybe checkpoint. Phases switch on a plateau of a smoothed metric or at max_steps, the reason is
+recorded in the run store. The student may be any VideoDecoder with ``decode_with_grad``; a phase made
+only of feature terms is skipped (reason 'no feature taps') when the student has no comparable stages.
+
+Durability: checkpoints are folders written under a temporary name and renamed into place
+(safetensors weights + a weights_only-loadable state file); ``resume=True`` reloads the newest one,
+forgets store rows logged after it and continues with the same data order, optimizer, EMA and
+schedule state, so it logs the same losses as an uninterrupted run. SIGTERM / Ctrl-C mark the run
+``interrupted``; any other exception marks it ``failed`` with the error text.
+
+Scale-out: under ``torchrun`` (WORLD_SIZE > 1) the student is wrapped in DistributedDataParallel
+(gloo on CPU, nccl on CUDA), each rank draws its own windows (seed + rank), logged losses are
+averaged over ranks so every rank takes the same phase decisions, and only rank 0 writes the store,
+checkpoints and folders.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lab.distill.config import DistillConfig, load_config
+from lab.distill.data import TeacherBatches, load_val_clips
+from lab.distill.features import FeatureAligner, StageTaps, comparable_stages
+from lab.distill.hooks import Callback, RunStoreLogger, StepState, as_callback
+from lab.distill.losses import LOSSES, NEEDS, PIXEL_TERMS, LossInputs, PatchGAN3D, discriminator_hinge
+from lab.distill.schedule import FeatureWeightDecay, PlateauDetector, lr_at
+from lab.errors import ConfigError, LabError, WeightsNotFoundError
+from lab.models import load_decoder
+from lab.runs.store import RunReader, RunStore
+
+log = logging.getLogger("lab")
+
+CKPT_WEIGHTS = "weights.safetensors"
+CKPT_STATE = "state.pt"
+BEST_METRIC = "val/psnr"
+
+
+class TrainingError(LabError):
+    """Training cannot go on (a NaN/inf loss); the message names the last usable checkpoint."""
+
+
+# ----- distributed helpers -------------------------------------------------------------------------
+class DistEnv:
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(device)
+        self.initialized_here = False
+        if self.world > 1:
+            import torch.distributed as dist
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self.initialized_here = True
+        elif self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device '{device}' was asked for but this machine has no CUDA GPU; set device = 'cpu'.")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        if self.world == 1 or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def broadcast(self, obj):
+        if self.world == 1:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj) -> list:
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def close(self):
+        if self.initialized_here:
+            torch.distributed.destroy_process_group()
+
+
+# ----- the student and what trains with it ---------------------------------------------------------
+class StudentModule(nn.Module):
+    """The student plus the projection heads, as one module (what DDP wraps). ``forward`` decodes the
+    latents and returns the video and the aligned (student, teacher) stage pairs."""
+
+    def __init__(self, student, aligner: FeatureAligner):
+        super().__init__()
+        self.student, self.aligner = student, aligner
+        self.taps = StageTaps(student, aligner.stages) if aligner.stages else None
+
+    def forward(self, z, teacher_feats: dict | None = None):
+        if self.taps is not None:
+            self.taps.collect()  # drop anything recorded outside training (e.g. a validation decode)
+        video = self.student.decode_with_grad(z)
+        pairs = {}
+        if self.taps is not None:
+            feats = self.taps.collect()
+            if teacher_feats is not None:
+                pairs = {s: self.aligner.pair(s, feats[s], teacher_feats[s]) for s in self.aligner.stages}
+        return video, pairs
+
+
+def build_student(cfg: DistillConfig, teacher):
+    """A saved student folder, or the recipe (prune + operator swap, as `python -m lab prune` does)."""
+    sc = cfg.student
+    if sc.folder:
+        return load_decoder(sc.folder, device=teacher.device)
+    from lab.prune import FLASH_VAED_KEEP, prune
+    keep, operators = sc.keep, sc.operators
+    if keep == "flash-vaed":
+        kind = getattr(teacher, "adapter_kind", "")
+        if kind not in FLASH_VAED_KEEP:
+            raise ConfigError(f"student.keep = 'flash-vaed' is defined for wan and ltx teachers, not '{kind}'.")
+        keep, operators = FLASH_VAED_KEEP[kind], operators or "flash-vaed"
+    elif isinstance(keep, str):
+        from lab.prune import parse_keep
+        keep = parse_keep(keep)
+    if isinstance(operators, str) and "=" in operators:
+        from lab.ops.plan import parse_plan_text
+        operators = parse_plan_text(operators)
+    s = cfg.student.calibration_size
+    student, _ = prune(teacher, keep, sc.criterion, clips=list(sc.calibration_clips), frames=sc.calibration_frames,
+                       size=(s, s), operators=operators, name="student", seed=cfg.seed)
+    return student
+
+
+def stage_widths(decoder, stages: list[str], z: torch.Tensor) -> dict[str, int]:
+    """Channel count of each stage's output, measured with one small decode."""
+    if not stages:
+        return {}
+    taps = StageTaps(decoder, stages)
+    try:
+        with torch.no_grad():
+            decoder.decode(z)
+        return {s: int(t.shape[1]) for s, t in taps.collect().items()}
+    finally:
+        taps.remove()
+
+
+# ----- the trainer ---------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, cfg: DistillConfig, out: Path, resume: bool, callbacks, env: DistEnv):
+        self.cfg, self.out, self.env = cfg, Path(out), env
+        self.callbacks: list[Callback] = [as_callback(c) for c in callbacks]
+        self.device = env.device
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.dtype == "bf16"
+                         and self.device.type == "cuda" else nullcontext())
+        self.store: RunStore | None = None
+        self.step = 0
+        if env.main:
+            if resume:
+                self.store = RunStore.resume(self.out)
+                changed = _changed_keys(self.store.config(), json.loads(json.dumps(cfg.to_dict())))
+                if changed:  # e.g. longer phases for a resumed run; recorded so the history stays honest
+                    self.store.log_event(self.store.last_step() or 0, "config_changed", {"keys": changed})
+            else:
+                self.store = RunStore.create(self.out, cfg.to_dict())
+        self.warnings: list[str] = []
+        try:
+            self._setup(resume)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _setup(self, resume: bool):
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed + self.env.rank)
+        self.teacher = load_decoder(cfg.teacher, weights=cfg.teacher_weights, device=self.device).eval()
+        self.teacher.requires_grad_(False)
+        init = self.out / "init"
+        if self.env.main and not resume:
+            build_student(cfg, self.teacher).save(init)
+        self.env.barrier()
+        if not (init / "lab_decoder.json").exists():
+            raise ConfigError(f"cannot resume {self.out}: its initial student folder {init} is missing.")
+        self.student = load_decoder(str(init), device=self.device).train()
+        if not hasattr(self.student, "decode_with_grad"):
+            raise ConfigError(f"the student {type(self.student).__name__} has no decode_with_grad; it cannot train.")
+        if cfg.grad_checkpointing and hasattr(getattr(self.student, "vae", None), "enable_gradient_checkpointing"):
+            self.student.vae.enable_gradient_checkpointing()
+
+        self.val = load_val_clips(self.teacher, cfg.data.val_clips, cfg.data.val_frames, cfg.data.val_size)
+        self.data = TeacherBatches(self.teacher, cfg.data.clips, cfg.data.short_sides)
+        # The EMA copy is made before any hook is registered on the student (deepcopy would copy hooks).
+        self.ema = copy.deepcopy(self.student).eval().requires_grad_(False) if cfg.ema.enabled else None
+        # Stage widths are read off one forward pass; any latents of the right geometry will do when
+        # there is no validation clip (widths depend on the architecture, not on the values).
+        geo = self.teacher.geometry
+        probe = (self.val[0].latents if self.val else
+                 torch.zeros(1, geo.channels, 2, 4, 4, device=self.device, dtype=self.teacher.dtype))
+        stages = comparable_stages(self.teacher, self.student, cfg.feature_stages)
+        aligner = FeatureAligner(self.student, stages, stage_widths(self.student, stages, probe),
+                                 stage_widths(self.teacher, stages, probe)).to(self.device)
+        self.model = StudentModule(self.student, aligner)
+        self.teacher_taps = StageTaps(self.teacher, stages) if stages else None
+        self.ddp = self.model
+        if self.env.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            self.ddp = DistributedDataParallel(self.model, find_unused_parameters=True)
+        self.available = {"features": bool(stages), "lpips": False, "discriminator": False}
+
+        used = {name for ph in cfg.phases for name, w in ph.losses.items() if w > 0}
+        self.lpips = None
+        if used & {"perceptual", "perceptual_teacher"}:
+            try:
+                from lab.eval.backbones import load_lpips
+                self.lpips = load_lpips(self.device)
+                self.available["lpips"] = True
+            except WeightsNotFoundError as exc:
+                if cfg.perceptual.required:
+                    raise ConfigError(f"perceptual.required is set but {exc}") from None
+                self._warn(f"perceptual loss disabled: {exc} (set perceptual.required = true to make this an "
+                           f"error)")
+        self.disc = self.opt_d = None
+        if "gan" in used:
+            self.disc = PatchGAN3D(cfg.gan.channels).to(self.device)
+            self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.gan.lr, betas=tuple(cfg.optim.betas))
+            self.available["discriminator"] = True
+
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                     weight_decay=cfg.optim.weight_decay)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.env.rank)
+
+        # schedule state
+        self.step, self.phase_idx, self.phase_step = 0, 0, 0
+        self.best, self.best_step = -math.inf, None
+        self.last_ckpt_wall = time.time()
+        self._new_phase_state()
+        self.teacher_psnr = None
+        self.resumed_from = None
+        if resume:
+            self._load_latest_checkpoint()
+
+    def _warn(self, text: str):
+        log.warning("%s", text)
+        self.warnings.append(text)
+        if self.store:
+            self.store.log_event(self.step, "warning", {"message": text})
+
+    def _new_phase_state(self):
+        ph = self.cfg.phases[self.phase_idx]
+        p = ph.plateau
+        self.plateau = PlateauDetector(p.patience, p.min_delta, p.mode, p.relative, p.smoothing)
+        self.decay = FeatureWeightDecay(ph.losses.get("feature", 0.0)) if ph.feature_decay else None
+
+    def _active_losses(self, ph) -> dict[str, float]:
+        return {n: w for n, w in ph.losses.items() if w > 0 and self.available.get(NEEDS.get(n, ""), True)}
+
+    def _phase_skip_reason(self, ph) -> str | None:
+        if self._active_losses(ph):
+            return None
+        missing = sorted({NEEDS[n] for n, w in ph.losses.items() if w > 0 and n in NEEDS})
+        return "no feature taps" if missing == ["features"] else f"no usable loss terms (missing {missing})"
+
+    # -- events -----------------------------------------------------------------------------------
+    def _emit(self, event: str, *args):
+        for cb in self.callbacks:
+            getattr(cb, event)(*args)
+
+    def _phase_index(self, name: str) -> int:
+        return [p.name for p in self.cfg.phases].index(name)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg = self.cfg
+        if self.env.main:
+            self.callbacks.insert(0, RunStoreLogger(self.store, self._phase_index))
+        else:
+            self.callbacks = [c for c in self.callbacks if getattr(c, "all_ranks", False)]
+        try:
+            if self.resumed_from is None:
+                self._emit("on_phase", 0, None, cfg.phases[0].name, "start")
+                self._evaluate()             # step 0: the undistilled student
+                self._skip_unusable_phases()
+                self._checkpoint()           # so even the undistilled student can be resumed / be 'best'
+            while self.phase_idx < len(cfg.phases):
+                ph = cfg.phases[self.phase_idx]
+                scalars = self._train_step(ph)
+                self._emit("on_step", StepState(self.step, self.phase_idx, ph.name, scalars))
+                metrics = None
+                if self.step % cfg.eval_every == 0:
+                    metrics = self._evaluate()
+                reason = self._switch_reason(ph, scalars, metrics)
+                improved = metrics is not None and self.best_step == self.step
+                if reason:
+                    self._next_phase(reason)
+                due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                timed = bool(cfg.checkpoint_minutes) and time.time() - self.last_ckpt_wall > 60 * cfg.checkpoint_minutes
+                timed = self.env.broadcast(timed)   # rank 0's clock decides, so all ranks checkpoint together
+                if due or timed or reason or improved:
+                    self._checkpoint()
+            final = self._finish()
+        except KeyboardInterrupt:
+            if self.store:
+                self.store.log_event(self.step, "interrupted", {"last_checkpoint": self._latest_ckpt_name()})
+                self.store.finish("interrupted")
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        return final
+
+    def _train_step(self, ph) -> dict:
+        cfg = self.cfg
+        self.step += 1
+        t0 = time.perf_counter()
+        lr = lr_at(self.phase_step, ph.max_steps, ph.lr or cfg.optim.lr, cfg.optim.warmup_steps,
+                   cfg.optim.min_lr_ratio)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        batch, frames, crop = ph.batch or cfg.data.batch, ph.frames or cfg.data.frames, ph.crop or cfg.data.crop
+        real, z = self.data.sample(batch, frames, crop, self.gen)
+        weights = self._active_losses(ph)
+        need_feats = "feature" in weights
+        if self.teacher_taps is not None:
+            self.teacher_taps.collect()
+        with torch.no_grad(), self.autocast:
+            teacher_video = self.teacher.decode(z)
+        teacher_feats = self.teacher_taps.collect() if self.teacher_taps is not None else None
+        if self.decay is not None and "feature" in weights:
+            weights["feature"] = self.decay.weight
+        gan_on = "gan" in weights and self.step >= cfg.gan.start_step
+        if not gan_on:
+            weights.pop("gan", None)
+        with self.autocast:
+            video, pairs = self.ddp(z, teacher_feats if need_feats else None)
+            inputs = LossInputs(video.float(), teacher_video.float(), real.float(),
+                                {s: (a.float(), b.float()) for s, (a, b) in pairs.items()}, self.lpips, self.disc)
+            terms, parts = {}, {}
+            for name in weights:
+                value = LOSSES[name](inputs)
+                if isinstance(value, tuple):
+                    value, sub = value
+                    parts.update(sub)
+                terms[name] = value
+            total = sum(weights[n] * terms[n] for n in terms)
+            # Zero-weighted outputs keep every parameter in DDP's graph (phase 1 ignores the pixels).
+            total = total + 0.0 * video.float().mean()
+        values = {n: float(v.detach()) for n, v in terms.items()}
+        finite = math.isfinite(float(total.detach()))
+        if self.env.world > 1:  # every rank must stop together, or the others hang in the gradient all-reduce
+            finite = self.env.mean({"finite": float(finite)})["finite"] == 1.0
+        if not finite:
+            bad = [n for n, v in values.items() if not math.isfinite(v)]
+            raise TrainingError(
+                f"the loss became {float(total.detach())} at step {self.step} (phase '{ph.name}', terms {bad}); "
+                f"training stopped before the bad update. The last usable checkpoint is "
+                f"{self._latest_ckpt_name() or 'none (none was written yet)'}; resume from it with --resume after "
+                f"lowering optim.lr or the weight of {bad or 'the terms'}.")
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = None
+        if cfg.optim.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip))
+        self.opt.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.student.parameters()):
+                    e.lerp_(p.detach(), 1 - cfg.ema.decay)
+        d_loss = None
+        if gan_on:
+            self.opt_d.zero_grad(set_to_none=True)
+            d = discriminator_hinge(self.disc, real.float(), video.float())
+            d.backward()
+            if self.env.world > 1:
+                for p in self.disc.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad /= self.env.world
+            self.opt_d.step()
+            d_loss = float(d.detach())
+        self.phase_step += 1
+        pixel = sum(values.get(n, 0.0) for n in PIXEL_TERMS if n in values)
+        if self.decay is not None and any(n in values for n in PIXEL_TERMS):
+            self.decay.update(pixel)
+        step_s = time.perf_counter() - t0
+        scalars = {"train/loss": float(total.detach()), **{f"train/{n}": v for n, v in values.items()},
+                   **{f"train/{k}": float(v.detach()) for k, v in parts.items()},
+                   **{f"weight/{n}": float(w) for n, w in weights.items()}, "lr": lr}
+        if d_loss is not None:
+            scalars["train/gan_d"] = d_loss
+        if grad_norm is not None:
+            scalars["train/grad_norm"] = grad_norm
+        scalars = self.env.mean(scalars)
+        scalars["perf/step_s"] = step_s
+        scalars["perf/samples_per_s"] = batch * self.env.world / step_s
+        if self.device.type == "cuda":
+            scalars["perf/peak_mem_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
+        return scalars
+
+    def _switch_reason(self, ph, scalars: dict, metrics: dict | None) -> str | None:
+        p = ph.plateau
+        value = (metrics or {}).get(p.metric) if p.metric.startswith("val/") else scalars.get(p.metric)
+        plateau = p.enabled and value is not None and self.plateau.update(float(value))
+        if self.phase_step >= ph.max_steps:
+            return f"max_steps ({ph.max_steps})"
+        if plateau and self.phase_step >= ph.min_steps:
+            return (f"plateau of {p.metric} (no {p.min_delta:g}{' relative' if p.relative else ''} improvement of the "
+                    f"smoothed value in {p.patience} updates)")
+        return None
+
+    def _next_phase(self, reason: str):
+        old = self.cfg.phases[self.phase_idx].name
+        self.phase_idx += 1
+        self.phase_step = 0
+        if self.phase_idx >= len(self.cfg.phases):
+            if self.store:
+                self.store.end_phase(self.step)
+                self.store.log_event(self.step, "phase_end", {"name": old, "reason": reason})
+            return
+        self._new_phase_state()
+        self._emit("on_phase", self.step, old, self.cfg.phases[self.phase_idx].name, reason)
+        self._skip_unusable_phases()
+
+    def _skip_unusable_phases(self):
+        while self.phase_idx < len(self.cfg.phases):
+            why = self._phase_skip_reason(self.cfg.phases[self.phase_idx])
+            if why is None:
+                return
+            self._next_phase(why)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate(self) -> dict:
+        metrics = None
+        if self.env.main:
+            metrics = self._validation_metrics()
+            if metrics.get(BEST_METRIC, -math.inf) > self.best:
+                self.best, self.best_step = metrics[BEST_METRIC], self.step
+                self._eval_model().save(self.out / "best")
+                self.store.log_event(self.step, "best", {BEST_METRIC: self.best})
+            if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                self._sample()
+        metrics = self.env.broadcast(metrics)
+        self.best, self.best_step = self.env.broadcast((self.best, self.best_step))
+        self._emit("on_eval", self.step, metrics)
+        return metrics
+
+    def _eval_model(self):
+        return self.ema if self.ema is not None else self.student
+
+    def _validation_metrics(self) -> dict:
+        from lab.eval.metrics import psnr, ssim
+        model = self._eval_model()
+        was_training = model.training
+        model.eval()
+        rows = []
+        for v in self.val:
+            with self.autocast:
+                out = model.decode(v.latents).float()
+            row = {"val/psnr": psnr(out, v.real.float()), "val/ssim": ssim(out, v.real.float()),
+                   "val/psnr_vs_teacher": psnr(out, v.teacher.float()),
+                   "val/ssim_vs_teacher": ssim(out, v.teacher.float()),
+                   "val/teacher_psnr": psnr(v.teacher.float(), v.real.float())}
+            row["val/retention"] = row["val/psnr"] / row["val/teacher_psnr"]
+            if self.cfg.vmaf:
+                from lab.eval.vmaf import vmaf
+                row["val/vmaf"] = vmaf(out, v.real.float())
+            rows.append(row)
+        model.train(was_training)
+        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
+
+    def _sample(self):
+        from lab.data.video import side_by_side, write_video
+        v = self.val[0]
+        out = self._eval_model().decode(v.latents)
+        path = write_video(self.out / "samples" / f"triptych-{self.step:07d}.mp4",
+                           side_by_side(v.real, v.teacher, out))
+        self.store.add_sample(self.step, "triptych", path)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _ckpt_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def _latest_ckpt_name(self) -> str | None:
+        done = sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
+        return str(done[-1]) if done else None
+
+    def _state(self) -> dict:
+        return {"step": self.step, "phase_idx": self.phase_idx, "phase_step": self.phase_step,
+                "best": self.best, "best_step": self.best_step,
+                "plateau": self.plateau.state_dict(), "decay": self.decay.state_dict() if self.decay else None,
+                "optimizer": self.opt.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    def _checkpoint(self):
+        gens = self.env.gather(self.gen.get_state())
+        self.last_ckpt_wall = time.time()
+        if not self.env.main:
+            self.env.barrier()
+            return
+        from safetensors.torch import save_file
+        final = self._ckpt_dir() / f"step-{self.step:07d}"
+        tmp = self._ckpt_dir() / f".step-{self.step:07d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        tensors = {f"student.{k}": v for k, v in self.student.state_dict().items()}
+        tensors.update({f"heads.{k}": v for k, v in self.model.aligner.state_dict().items()})
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        if self.disc is not None:
+            tensors.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_WEIGHTS))
+        torch.save({**self._state(), "data_rng": gens}, tmp / CKPT_STATE)
+        (tmp / "meta.json").write_text(json.dumps({"step": self.step, "phase": self.cfg.phases[
+            min(self.phase_idx, len(self.cfg.phases) - 1)].name, "best_step": self.best_step}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        self._eval_model().save(self.out / "last")
+        is_best = self.best_step == self.step
+        self.store.add_checkpoint(self.step, final, BEST_METRIC, self.best if is_best else None, is_best=is_best)
+        self._prune_checkpoints()
+        self._emit("on_checkpoint", self.step, str(final), is_best)
+        self.env.barrier()
+
+    def _prune_checkpoints(self):
+        keep = self.cfg.keep_checkpoints
+        done = sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
+        best = self.store.best_checkpoint()
+        best_path = self.store.resolve(best.path).resolve() if best else None
+        for p in done[:-keep]:
+            if best_path is None or p.resolve() != best_path:
+                shutil.rmtree(p, ignore_errors=True)
+                self.store.remove_checkpoint(int(p.name.split("-")[1]))
+
+    def _load_latest_checkpoint(self):
+        from safetensors.torch import load_file
+        latest = self._latest_ckpt_name()
+        if latest is None:
+            raise ConfigError(f"cannot resume {self.out}: it has no complete checkpoint in {self._ckpt_dir()} "
+                              f"(the run stopped before its first one); start it again without --resume.")
+        path = Path(latest)
+        tensors = load_file(str(path / CKPT_WEIGHTS), device=str(self.device))
+        group = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+        self.student.load_state_dict(group("student."))
+        self.model.aligner.load_state_dict(group("heads."))
+        if self.ema is not None and group("ema."):
+            self.ema.load_state_dict(group("ema."))
+        if self.disc is not None and group("disc."):
+            self.disc.load_state_dict(group("disc."))
+        state = torch.load(path / CKPT_STATE, map_location=self.device, weights_only=True)
+        self.opt.load_state_dict(state["optimizer"])
+        if self.opt_d is not None and state["opt_d"] is not None:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.phase_idx, self.phase_step = state["step"], state["phase_idx"], state["phase_step"]
+        self.best, self.best_step = state["best"], state["best_step"]
+        if self.phase_idx < len(self.cfg.phases):
+            self._new_phase_state()
+            self.plateau.load_state_dict(state["plateau"])
+            if self.decay is not None and state["decay"] is not None:
+                self.decay.load_state_dict(state["decay"])
+        gens = state["data_rng"]
+        if len(gens) != self.env.world:
+            raise ConfigError(f"{path} was written by a run with {len(gens)} processes; resume it with the same "
+                              f"number (torchrun --nproc_per_node={len(gens)}).")
+        self.gen.set_state(gens[self.env.rank].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.resumed_from = str(path)
+        if self.store:
+            self.store.truncate_after(self.step)
+            self.store.log_event(self.step, "resumed", {"checkpoint": str(path)})
+        log.info("resumed %s from %s (step %d, phase %d)", self.out, path, self.step, self.phase_idx)
+
+    # -- the end ----------------------------------------------------------------------------------
+    def _finish(self) -> dict:
+        metrics = self._evaluate() if self.step % self.cfg.eval_every else None
+        if metrics is None and self.store:
+            metrics = {k: v for k, v in self.store.latest().items() if k.startswith("val/")}
+        self._checkpoint()
+        final = {"out": str(self.out), "store": str(self.out / "store.sqlite"), "step": self.step,
+                 "best": str(self.out / "best"), "best_step": self.best_step, "best_val_psnr": self.best,
+                 "last": str(self.out / "last"), "checkpoint": self._latest_ckpt_name(),
+                 "metrics": metrics, "warnings": self.warnings}
+        if self.store:
+            with RunReader(self.out) as r:
+                first = {k: v for k, v in r.scalars([BEST_METRIC, "val/retention"]).items()}
+                final["phases"] = [{"name": p.name, "start": p.start_step, "end": p.end_step, "reason": p.reason}
+                                   for p in r.phases()]
+            final["initial"] = {k: v[0][1] for k, v in first.items() if v and v[0][0] == 0}
+            self.store.finish("finished", final=final)
+        final = self.env.broadcast(final)    # every rank returns rank 0's view of the run
+        self._emit("on_end", final)
+        return final
+
+    def _fail(self, exc: BaseException):
+        if isinstance(exc, KeyboardInterrupt):
+            if self.store:
+                self.store.finish("interrupted")
+            return
+        if self.store:
+            text = f"{type(exc).__name__}: {exc}"
+            self.store.log_event(self.step, "error", {"message": text})
+            self.store.finish("failed", error=text)
+
+
+def _changed_keys(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for key in sorted(set(old) | set(new))
+                for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [k for i, (a, b) in enumerate(zip(old, new)) for k in _changed_keys(a, b, f"{prefix}{i}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def distill(config, out, resume: bool = False, callbacks=()) -> dict:
+    """Run (or resume) a distillation into the run folder ``out``; returns the final dict (also stored
+    in the run store's meta as ``final``). ``config``: a path, a dict or a DistillConfig; with
+    ``resume`` and ``config=None`` the run's own config.json is used."""
+    out = Path(out)
+    if config is None:
+        if not resume:
+            raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
+        config = json.loads((out / "config.json").read_text())
+    cfg = load_config(config)
+    torch.set_num_threads(cfg.threads)
+    env = DistEnv(cfg.device)
+    old = None
+    try:
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:
+        old = None
+    try:
+        return Trainer(cfg, out, resume, callbacks, env).fit()
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+        env.close()

@@ -1,0 +1,172 @@
+"""Initialise a pruned LTX-Video student (lab.models.students.ltx) from its teacher.
+
+Per conv: fold the dropped input channels' least-squares reconstruction into the kept columns (as for
+Wan, lab.prune.transfer.fold_into), keep the rows of the kept output channels (8 rows per channel for
+depth-to-space upsamplers). Before that, a residual upsampler's shortcut is merged into its conv: the
+shortcut adds input channel (c mod G)*8 + k to conv row c*8 + k (G = input width / 8), which is a 1x1x1
+identity-selection kernel at the current-frame tap, so the merged conv computes exactly what conv plus
+shortcut did, and the student's plain upsampler can read any kept channel set.
+
+Norms: the RMS norms of pruned groups become FoldedRMSNorm (lab.models.students.ltx), which divide by
+the teacher's full-width rms estimated from the kept channels (least-squares fit at the norm's input);
+LayerNorms (shortcut norm3) get the
+gain/shift of ChannelAnalysis.layernorm_affine. Per-channel tables (timestep scale/shift, noise
+scales) are indexed by the kept channels of the group they act on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lab.analysis import ChannelAnalysis, ChannelGroup, fold_weights
+from lab.analysis.groups import D2S_FACTOR, norm_tap
+from lab.analysis.linalg import FOLD_RIDGE
+from lab.errors import LabError
+from lab.prune.transfer import _rows, fold_into
+
+
+def merged_upsampler_weight(ups: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of an LTXVideoUpsampler3d's conv with its residual shortcut (if any) folded in."""
+    conv = ups.conv.conv
+    w = conv.weight.detach().to(torch.float64).clone()
+    b = None if conv.bias is None else conv.bias.detach().to(torch.float64).clone()
+    if getattr(ups, "residual", False):
+        factor = ups.stride[0] * ups.stride[1] * ups.stride[2]
+        if factor != D2S_FACTOR:
+            raise LabError(f"cannot fold a residual upsampler with stride {ups.stride}")
+        kt = conv.kernel_size[0]
+        t_now = kt - 1 if ups.conv.is_causal else (kt - 1) // 2  # the tap that reads the current frame
+        hc, wc = conv.kernel_size[1] // 2, conv.kernel_size[2] // 2
+        groups_in = conv.in_channels // factor
+        for c in range(conv.out_channels // factor):
+            for k in range(factor):
+                w[c * factor + k, (c % groups_in) * factor + k, t_now, hc, wc] += 1.0
+    return w, b
+
+
+def _folded_norm(analysis: ChannelAnalysis | None, path: str, keep: list[int], width: int, ridge: float) -> dict:
+    """quad/lin/const of a FoldedRMSNorm: C * rms^2 ~= ||x_S||^2 + ||W x_S + b||^2 + e, with the
+    least-squares reconstruction (W, b) of the dropped channels and its mean residual energy e, fitted
+    on the norm's recorded input. Without statistics: plain rms over the kept channels."""
+    k = len(keep)
+    if analysis is None:
+        return {f"{path}.quad": torch.eye(k, dtype=torch.float64) / k, f"{path}.lin": torch.zeros(k, dtype=torch.float64),
+                f"{path}.const": torch.zeros((), dtype=torch.float64)}
+    st = analysis.stats.get(norm_tap(path))
+    if st is None or st.count == 0 or st.gram is None:
+        raise LabError(f"no full statistics for RMS norm {path}; re-run the analysis on this teacher")
+    g = st.augmented()
+    dropped, w, b = fold_weights(g, keep, ridge)
+    # Residual energy per position: P = [-W | I | -b] on (x_S, x_D, 1), energy = trace(P G P^T) / n.
+    p = torch.zeros(len(dropped), width + 1, dtype=torch.float64)
+    p[:, keep] = -w
+    p[:, dropped] = torch.eye(len(dropped), dtype=torch.float64)
+    p[:, width] = -b
+    resid = float(torch.einsum("ij,jk,ik->", p, g, p)) / float(st.count)
+    return {f"{path}.quad": (torch.eye(k, dtype=torch.float64) + w.T @ w) / width,
+            f"{path}.lin": 2.0 * (w.T @ b) / width,
+            f"{path}.const": torch.tensor((float(b @ b) + max(resid, 0.0)) / width, dtype=torch.float64)}
+
+
+def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup],
+                 kept: dict[str, list[int]], analysis: ChannelAnalysis | None, fold: bool = True,
+                 ridge: float = FOLD_RIDGE) -> dict:
+    """Copy an AutoencoderKLLTXVideo's decoder into an LTXStudentVAE built at the widths of ``kept``
+    (group -> kept teacher channels; groups not listed keep every channel). Returns a short report."""
+    keep = {g.name: list(kept.get(g.name, range(g.width))) for g in groups}
+    pruned = {g.name for g in groups if len(keep[g.name]) < g.width}
+    consumer_of: dict[str, ChannelGroup] = {}
+    producer_of: dict[str, tuple[ChannelGroup, str]] = {}
+    for g in groups:
+        for c in g.consumers:
+            consumer_of[c.path] = g
+        for path, role in g.producers:
+            producer_of[path] = (g, role)
+
+    t_state, s_state = teacher_vae.state_dict(), student_vae.state_dict()
+    new: dict[str, torch.Tensor] = {}
+    report = {"folded": [], "sliced": [], "norm_scales": {}, "merged_residual": []}
+
+    # 1. Every conv of the channel map (all of the decoder's convs).
+    for path in sorted(set(consumer_of) | set(producer_of)):
+        layer = teacher_vae.get_submodule(path)
+        parent = teacher_vae.get_submodule(path.rpartition(".")[0])
+        if type(parent).__name__ == "LTXVideoUpsampler3d":
+            w, b = merged_upsampler_weight(parent)
+            if parent.residual:
+                report["merged_residual"].append(path)
+        else:
+            conv = layer.conv
+            w = conv.weight.detach().to(torch.float64)
+            b = None if conv.bias is None else conv.bias.detach().to(torch.float64)
+        if path in consumer_of and consumer_of[path].name in pruned:
+            g = consumer_of[path]
+            gram = analysis.consumer_gram(path) if (fold and analysis is not None) else None
+            if gram is not None:
+                w, b = fold_into(w, b, gram, keep[g.name], ridge)
+                report["folded"].append(path)
+            else:
+                w = w[:, keep[g.name]]
+                report["sliced"].append(path)
+        if path in producer_of:
+            g, role = producer_of[path]
+            rows = _rows(role, keep[g.name], w.shape[0])
+            w, b = w[rows], (None if b is None else b[rows])
+        new[f"{path}.conv.weight"] = w
+        if b is not None:
+            new[f"{path}.conv.bias"] = b
+
+    # 2. Norms.
+    for g in groups:
+        for path in g.norms:
+            norm = teacher_vae.get_submodule(path)
+            idx = keep[g.name]
+            if isinstance(norm, nn.LayerNorm):
+                gain, shift = (analysis.layernorm_affine(path, idx) if (analysis is not None and g.name in pruned)
+                               else (1.0, 0.0))
+                gamma = norm.weight.detach().to(torch.float64)[idx]
+                new[f"{path}.weight"] = gamma * gain
+                new[f"{path}.bias"] = norm.bias.detach().to(torch.float64)[idx] + gamma * shift
+                report["norm_scales"][path] = [gain, shift]
+            else:  # diffusers RMSNorm, with or without its own weight
+                weight = getattr(norm, "weight", None)
+                new[f"{path}.weight"] = (weight.detach().to(torch.float64)[idx] if weight is not None
+                                         else torch.ones(len(idx), dtype=torch.float64))
+                if g.name in pruned:
+                    new.update(_folded_norm(analysis, path, idx, g.width, ridge))
+                    report["norm_scales"][path] = "folded"
+
+    # 3. Per-channel tables of each resnet (timestep scale/shift, noise scales) and of the output.
+    for path, g_in in consumer_of.items():
+        if not path.endswith(".conv1"):
+            continue
+        rp = path[: -len(".conv1")]
+        r = teacher_vae.get_submodule(rp)
+        hidden = producer_of[f"{rp}.conv1"][0]
+        out = producer_of[f"{rp}.conv2"][0]
+        if r.scale_shift_table is not None:
+            table = r.scale_shift_table.detach().to(torch.float64)
+            new[f"{rp}.shift_scale_1"] = table[0:2][:, keep[g_in.name]]
+            new[f"{rp}.shift_scale_2"] = table[2:4][:, keep[hidden.name]]
+        if r.per_channel_scale1 is not None:
+            new[f"{rp}.per_channel_scale1"] = r.per_channel_scale1.detach()[keep[hidden.name]]
+            new[f"{rp}.per_channel_scale2"] = r.per_channel_scale2.detach()[keep[out.name]]
+    dec = teacher_vae.decoder
+    if getattr(dec, "scale_shift_table", None) is not None:
+        last = consumer_of["decoder.conv_out"]
+        new["decoder.scale_shift_table"] = dec.scale_shift_table.detach()[:, keep[last.name]]
+
+    # 4. Load: computed tensors, else the teacher's tensor of the same name (time embedders, ...).
+    out_state = {}
+    for key, target in s_state.items():
+        src = new.get(key, t_state.get(key))
+        if src is None:
+            raise LabError(f"the LTX student has a tensor {key} that the teacher lacks and pruning did not "
+                           f"compute; build the student from this teacher (lab.prune.prune).")
+        if tuple(src.shape) != tuple(target.shape):
+            raise LabError(f"teacher/student mismatch at {key}: teacher gives {tuple(src.shape)}, student expects "
+                           f"{tuple(target.shape)}. Was the student built from another teacher?")
+        out_state[key] = src.to(target.dtype)
+    student_vae.load_state_dict(out_state, strict=True)
+    return report

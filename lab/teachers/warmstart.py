@@ -1,0 +1,57 @@
+"""Warm start: begin a new run from another run's (or an exported folder's) model weights only.
+
+The optimizer, step, schedule and RNG start fresh; only the weights carry over. This is how a
+teacher trained on short windows continues on longer ones with a new warmup + cosine schedule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lab.errors import CheckpointError
+from lab.teachers.checkpoint import STATE_FILE, load_state
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state_dict in float32, provenance) from a run folder (state.pt) or a diffusers folder
+    (safetensors). The provenance names the source, its step and the command that trained it, for
+    the model card."""
+    src = Path(source)
+    if (src / STATE_FILE).is_file():
+        state = load_state(src)
+        meta = state.get("meta") or {}
+        return state["model"], {"source": str(source), "step": state["step"], "command": meta.get("command"),
+                                "wall_s": state.get("wall_s")}
+    if (src / WEIGHTS).is_file():
+        from safetensors.torch import load_file
+        weights = {k: v.float() for k, v in load_file(src / WEIGHTS).items()}
+        return weights, {"source": str(source), "step": None, "command": _card_command(src / "README.md"),
+                         "wall_s": None}
+    raise CheckpointError(f"--init-from {source}: neither a run folder ({STATE_FILE}) nor a diffusers folder "
+                          f"({WEIGHTS}); point it at e.g. runs/teachers/mini-wan or data/checkpoints/mini-wan.")
+
+
+def apply_init_weights(vae: torch.nn.Module, weights: dict, source: str) -> None:
+    try:
+        vae.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise CheckpointError(f"--init-from {source}: its weights do not fit this model ({' '.join(first)}); "
+                              f"warm-start only from a run of the same --model.") from exc
+
+
+def _card_command(card: Path) -> str | None:
+    """The reproduce command from an exported folder's README (the first line of its code block)."""
+    if not card.is_file():
+        return None
+    lines = card.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "## Reproduce":
+            for follow in lines[i + 1:]:
+                if follow.startswith("python -m lab"):
+                    return follow.strip()
+    return None

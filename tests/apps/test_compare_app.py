@@ -1,0 +1,182 @@
+"""The compare demo served for real: driven through gradio_client (named API endpoints) and through a
+headless Chromium (Playwright): load the page, move the keep slider, see the heatmap and videos update."""
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+CHROMIUM = "/usr/bin/chromium"
+DECODE_ARGS = dict(teacher="mini-wan", weights="", clip="bbb-128", upload=None, frames=9, short_side=64, extras=[],
+                   per_stage="", criterion="independence", operators="keep", decoders=["teacher", "student"],
+                   saved="", vmaf=False, memory=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from lab.cli.app import _apps_module
+    port = _free_port()
+    demo = _apps_module("compare").launch(port=port, block=False, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return gradio_client.Client(app_url, verbose=False)
+
+
+def test_server_binds_loopback_only(app_url):
+    assert app_url.startswith("http://127.0.0.1:")
+
+
+def test_api_lists_every_action(client):
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/load", "/figures", "/decode", "/check_upload"} <= names
+
+
+def test_decode_endpoint_returns_videos_and_metrics(client):
+    side, diff, table, rows, info = client.predict(**DECODE_ARGS, keep=0.25, api_name="/decode")
+    from lab.data.video import probe
+    assert probe(side)["frames"] == 9 and probe(side)["width"] == 3 * 64  # real | teacher | student
+    assert probe(diff)["frames"] == 9
+    teacher, student = rows
+    assert teacher["kind"] == "teacher" and student["decoder"] == "pruned 0.25 independence"
+    assert student["decoder_params"] < teacher["decoder_params"]
+    assert 5 < student["psnr"] < 60 and 0 < student["ssim_vs_teacher"] <= 1 and student["fps"] > 0
+    assert table["data"][1][0] == "pruned 0.25 independence"
+    assert "**cpu**" in info or "**cuda" in info
+
+
+def test_load_endpoint_analyses_once_and_lists_matching_decoders(client):
+    from lab.compare import extra_decoders
+    from lab.compare.handlers import CACHE
+    info, stage, heat, curve, extras = client.predict(teacher="mini-wan", weights="", clip="bbb-128", upload=None,
+                                                      frames=9, short_side=64, keep=0.5, per_stage="", stage=None,
+                                                      api_name="/load")
+    # Dropdowns come back as updates: their new choices and value.
+    assert stage["value"] == "up3" and [c[0] for c in stage["choices"]] == ["up0", "up1", "up2", "up3"]
+    assert "Channel analysis cached" in info and "run 1x" in info
+    assert all(s.analysis_runs == 1 for s in CACHE._sessions.values())
+    session = next(iter(CACHE._sessions.values()))
+    assert [c[0] for c in extras["choices"]] == extra_decoders(session.teacher.geometry)
+
+
+def test_figures_endpoint_marks_the_ratio(client):
+    import json
+    heat, curve = client.predict(teacher="mini-wan", weights="", clip="bbb-128", upload=None, frames=9,
+                                 short_side=64, keep=0.25, per_stage="", stage="up2", api_name="/figures")
+    shapes = json.loads(heat["plot"])["layout"]["shapes"]
+    assert [s["x1"] for s in shapes if s["type"] == "rect"] == [7.5]  # 8 of up2's 32 channels
+    assert "up2" in json.loads(curve["plot"])["layout"]["title"]["text"]
+
+
+def test_bad_uploads_get_an_error_and_the_app_keeps_serving(client, tmp_path):
+    bad = tmp_path / "holiday.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))  # an mp4 header, then garbage
+    with pytest.raises(gradio_client.exceptions.AppError, match="holiday.mp4"):
+        client.predict(gradio_client.handle_file(str(bad)), api_name="/check_upload")
+    with pytest.raises(gradio_client.exceptions.AppError, match="not a video|could not be decoded"):
+        client.predict(**{**DECODE_ARGS, "upload": gradio_client.handle_file(str(bad))}, keep=0.5,
+                       api_name="/decode")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+    with pytest.raises(gradio_client.exceptions.AppError, match="not a video"):
+        client.predict(gradio_client.handle_file(str(text)), api_name="/check_upload")
+    # still serving
+    assert client.predict(None, api_name="/check_upload").startswith("No upload")
+
+
+def _launch_chromium(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+RECT_X1 = """() => { const p = document.querySelector('#heatmap .js-plotly-plot');
+  if (!p || !p.layout) return null;
+  const r = (p.layout.shapes || []).filter(s => s.type === 'rect'); return r.length ? r[0].x1 : -1; }"""
+VIDEO_SRC = "() => { const v = document.querySelector('#side video'); return v ? v.getAttribute('src') : null; }"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: apt-get install -y chromium "
+                                                         "(CI installs it)")
+def test_browser_slider_updates_heatmap_and_videos(app_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = _launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(app_url)
+            # Page load analyses the teacher and decodes once (default ratio 0.5, stage up3: 16 channels).
+            page.wait_for_function(f"({RECT_X1})() === 7.5", timeout=120_000)
+            page.wait_for_function(f"({VIDEO_SRC})() !== null", timeout=120_000)
+            first_video = page.evaluate(VIDEO_SRC)
+            assert "CPU" in page.locator("#device").inner_text() or "GPU" in page.locator("#device").inner_text()
+
+            number = page.locator("#keep input[type=number]")
+            number.fill("0.25")
+            number.press("Tab")  # blur = release: figures, then the student is rebuilt and decoded
+            page.wait_for_function(f"({RECT_X1})() === 3.5", timeout=120_000)
+            page.wait_for_function(f"({VIDEO_SRC})() !== {first_video!r}", timeout=120_000)
+            page.wait_for_function("() => document.querySelector('#table').innerText.includes('pruned 0.25')",
+                                   timeout=120_000)
+            time.sleep(1.0)  # let the video element paint a frame for the screenshot
+            shot = tmp_path / "compare_app.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            assert shot.stat().st_size > 10_000
+
+            # A corrupt upload: the page shows why, and the app goes on serving.
+            bad = tmp_path / "broken.mp4"
+            bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+            page.locator("#upload input[type=file]").set_input_files(str(bad))
+            page.get_by_text("broken.mp4 is not a video the demo can read").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "compare_app_bad_upload.png"), full_page=True)
+            number.fill("0.5")
+            number.press("Tab")
+            page.wait_for_function(f"({RECT_X1})() === 7.5", timeout=120_000)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_cli_starts_the_demo_on_loopback(tmp_path):
+    """python -m lab app compare --port N serves the page on 127.0.0.1 until stopped."""
+    import subprocess
+    import sys
+    import urllib.request
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "app", "compare", "--port", str(port)],
+                            cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, body = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, f"the app did not come up: {proc.poll()=} {proc.stderr.read() if proc.poll() else ''}"
+        assert "gradio" in body.lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,0 +1,107 @@
+"""``python -m lab demo --quick`` end to end (the real steps on mini-wan at small scale), through
+lab.cli.main with --json: the stdout JSON, results.json's schema, the HTML report, the video and
+the saved student."""
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab.cli import main
+
+
+def _strict_json(text: str):
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=reject)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    # One run shared by the tests below; capsys is per test, so stdout is captured by hand.
+    out = tmp_path_factory.mktemp("demo") / "run"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["demo", "--quick", "--out", str(out), "--json"])
+    return rc, _strict_json(buf.getvalue()), out
+
+
+@pytest.mark.slow
+def test_demo_outputs_and_schema(demo_run):
+    from lab.demo.results import validate_results
+    from lab.demo.pipeline import STEPS
+
+    rc, r, out = demo_run
+    assert rc == 0
+    on_disk = _strict_json((out / "results.json").read_text())
+    validate_results(on_disk)
+    assert on_disk["quality"] == r["quality"] and on_disk["outputs"] == r["outputs"]
+    for key in ("report", "results", "side_by_side", "student", "pruned_student"):
+        assert Path(r["outputs"][key]).exists(), key
+    assert list(r["steps"]) == list(STEPS) and all("seconds" in v for v in r["steps"].values())
+    assert r["teacher"]["name"] == "mini-wan" and r["teacher"]["trained_weights"] is True
+    # The distillation either ran or says why not.
+    assert r["distill"]["status"] in ("ok", "skipped")
+    assert r["distill"]["status"] == "ok" or r["distill"]["reason"]
+    assert r["steps"]["distill"]["status"] == r["distill"]["status"]
+
+
+@pytest.mark.slow
+def test_demo_numbers_are_measured(demo_run):
+    _, r, _ = demo_run
+    rows = {row["role"]: row for row in r["eval"]["decoders"]}
+    assert {"teacher", "pruned-independence", "pruned-magnitude", "pruned-random", "swapped"} <= set(rows)
+    for role, row in rows.items():
+        assert set(row["vs_clip"]) == {"psnr", "ssim", "vmaf", "temporal"}, role
+        assert 5 < row["vs_clip"]["psnr"] < 60, role
+    q = r["quality"]
+    final = rows[q["final_student"]]
+    assert q["retention"] == pytest.approx(final["vs_clip"]["psnr"] / rows["teacher"]["vs_clip"]["psnr"])
+    before = q["psnr_vs_teacher_before_training"]
+    assert q["independence_beats_baselines"] == (before["independence"] > max(before["magnitude"], before["random"]))
+    # Same widths for the three criteria; the swap makes the student smaller still.
+    params = {rows[k]["decoder_params"] for k in ("pruned-independence", "pruned-magnitude", "pruned-random")}
+    assert len(params) == 1 and rows["swapped"]["decoder_params"] < params.pop() < rows["teacher"]["decoder_params"]
+    b = r["bench"]
+    assert [row["label"] for row in b["decoders"]][0] == "mini-wan (teacher)"
+    assert b["decoders"][0]["speedup"] == 1.0
+    student = b["decoders"][-1]
+    assert student["speedup"] == pytest.approx(b["decoders"][0]["seconds"] / student["seconds"])
+    assert student["macs"] < b["decoders"][0]["macs"]
+    assert {row["stage"] for row in r["profile"]["student"]["stages"]} >= {"mid", "up0", "up3"}
+
+
+@pytest.mark.slow
+def test_demo_report_is_self_contained(demo_run):
+    _, r, out = demo_run
+    html = Path(r["outputs"]["report"]).read_text()
+    # Plotly inlined once, every figure drawn by it, nothing fetched from the network.
+    assert html.count("Plotly.newPlot") == 6
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html)
+    assert not re.search(r"<link[^>]*\bhref\s*=\s*['\"]?https?:", html)
+    assert "cdn.plot.ly/plotly" not in html
+    for title in ("Channel independence per stage", "Explained variance vs kept channels", "Profile: teacher",
+                  "Decode speedup"):
+        assert f"<h2>{title}</h2>" in html
+    assert "side_by_side.mp4" in html
+
+
+@pytest.mark.slow
+def test_demo_video_and_student(demo_run):
+    from lab.data.video import probe
+    from lab.models import load_decoder
+
+    _, r, _ = demo_run
+    shape = r["eval"]["video_shape"]  # (1, 3, T, H, W) of the held-out clip
+    info = probe(r["outputs"]["side_by_side"])
+    assert info["frames"] == shape[2] and info["width"] == 3 * shape[4] and info["height"] == shape[3]
+    student = load_decoder(r["outputs"]["student"])
+    assert student.family == "student" and student.teacher_name == "mini-wan"
+    assert student.decoder_params() == r["swap"]["decoder_params"]
+    z = torch.randn(r["eval"]["latents_shape"])
+    video = student.decode(z)
+    assert video.shape[2:] == torch.Size(shape[2:]) and video.abs().max() <= 1

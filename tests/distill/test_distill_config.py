@@ -1,0 +1,77 @@
+"""Config loading: TOML/YAML/dict, unknown keys and bad values rejected before training starts."""
+
+from pathlib import Path
+
+import pytest
+
+from lab.distill import distill, load_config
+from lab.distill.config import DistillConfig, from_dict
+from lab.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "distill"
+
+
+@pytest.mark.parametrize("name", ["tiny.toml", "mini-wan-flash.toml"])
+def test_shipped_configs_load(name):
+    cfg = load_config(CONFIGS / name)
+    assert [p.name for p in cfg.phases] == ["align", "joint", "finetune"]
+    assert "carphone" in cfg.data.val_clips and "carphone" not in cfg.data.clips
+
+
+def test_yaml_and_dict_give_the_same_config(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    data = {"teacher": "wan2.1-tiny", "student": {"keep": 0.5},
+            "phases": [{"name": "only", "losses": {"pixel_teacher_l1": 1.0}, "max_steps": 3,
+                        "plateau": {"metric": "val/psnr", "mode": "max"}}]}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    a, b = load_config(path), from_dict(data)
+    assert a.to_dict() == b.to_dict()
+    assert a.phases[0].plateau.mode == "max" and a.optim.lr == 1e-4 and a.optim.betas == [0.9, 0.95]
+
+
+def test_defaults_are_the_method_defaults():
+    cfg = DistillConfig()
+    cfg.student.keep = 0.25
+    cfg.validate()
+    assert cfg.ema.enabled and cfg.ema.decay == 0.999
+    assert cfg.phases[1].feature_decay and cfg.phases[2].plateau.metric == "val/psnr"
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"student": {"keep": 0.5}, "lerning_rate": 1}, ["unknown key 'lerning_rate' in config", "optim"]),
+    ({"student": {"keep": 0.5}, "optim": {"lrate": 1}}, ["unknown key 'lrate' in config.optim", "lr, betas"]),
+    ({"student": {"keep": 0.5}, "phases": [{"name": "a", "plateau": {"patiense": 3}}]},
+     ["'patiense' in config.phases[0].plateau", "patience"]),
+    ({"student": {"keep": 0.5}, "optim": {"lr": -1.0}}, ["optim.lr must be > 0"]),
+    ({"student": {"keep": 0.5}, "optim": {"lr": "fast"}}, ["config.optim.lr must be float", "'fast'"]),
+    ({"student": {"keep": 0.5}, "phases": [{"losses": {"pixle": 1.0}}]}, ["unknown loss 'pixle'", "pixel_teacher_l1"]),
+    ({"student": {"keep": 0.5}, "phases": [{"max_steps": 0}]}, ["max_steps must be a positive integer"]),
+    ({"student": {"keep": 0.5}, "data": {"clips": ["bbb-128", "carphone"]}}, ["held out", "carphone"]),
+    ({"phases": [{"losses": {"pixel_real_l1": 1.0}}]}, ["student needs either 'folder'"]),
+    ({"student": {"keep": 0.5}, "phases": []}, ["phases is empty"]),
+    ({"student": {"keep": 0.5}, "phases": [{"losses": {"pixel_real_l1": 1.0}, "feature_decay": True}]},
+     ["feature_decay needs a 'feature' loss"]),
+])
+def test_bad_configs_name_the_problem(data, words):
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_bad_config_is_rejected_before_the_run_folder_exists(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('teacher = "mini-wan"\n[student]\nkeep = 0.5\n[optim]\nlr = 1e-4\nbeta = [0.9, 0.9]\n')
+    with pytest.raises(ConfigError, match="unknown key 'beta' in config.optim"):
+        distill(bad, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unparseable_and_missing_files(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("teacher = \n")
+    with pytest.raises(ConfigError, match="does not parse"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")

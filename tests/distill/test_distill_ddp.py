@@ -1,0 +1,90 @@
+"""The same trainer under torch.distributed: 2 CPU processes (gloo) through torchrun's module form,
+and SIGTERM marking a run interrupted without losing its checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.distill import load_config
+from lab.runs.store import RunReader
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "distill" / "tiny.toml"
+
+
+def _env():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _short_config(tmp_path, **changes) -> Path:
+    cfg = load_config(TINY).to_dict()
+    for ph in cfg["phases"]:
+        ph["max_steps"] = 1
+    cfg["phases"][2]["frames"] = None
+    cfg.update(eval_every=1, checkpoint_every=1, sample_every=0, **changes)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(tmp_path, sample_clips):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "lab",
+           "distill", "--config", str(_short_config(tmp_path)), "--out", str(out), "--json"]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # both ranks print the final dict; only rank 0 wrote the store
+    docs = [json.loads(d) for d in _json_docs(proc.stdout)]
+    assert len(docs) == 2 and docs[0]["step"] == docs[1]["step"] == 3
+    assert docs[0]["metrics"] == pytest.approx(docs[1]["metrics"])
+    with RunReader(out) as r:
+        assert r.status() == "finished"
+        assert [p.name for p in r.phases()] == ["align", "joint", "finetune"]
+        s = r.scalars()
+        assert [st for st, _ in s["train/loss"]] == [1, 2, 3]
+        assert s["perf/samples_per_s"] and r.checkpoints()
+
+
+def _json_docs(text: str) -> list[str]:
+    """Split concatenated pretty-printed JSON documents."""
+    dec, docs, i = json.JSONDecoder(), [], 0
+    while True:
+        i = text.find("{", i)
+        if i < 0:
+            return docs
+        obj, end = dec.raw_decode(text, i)
+        docs.append(json.dumps(obj))
+        i = end
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_interrupted_and_keeps_checkpoints(tmp_path, sample_clips):
+    cfg = _short_config(tmp_path)
+    data = json.loads(cfg.read_text())
+    for ph in data["phases"]:
+        ph["max_steps"] = 50
+    cfg.write_text(json.dumps(data))
+    out = tmp_path / "term"
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "distill", "--config", str(cfg), "--out", str(out)],
+                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list(out.glob("checkpoints/step-0000002")):
+            time.sleep(0.5)
+        assert list(out.glob("checkpoints/step-0000002")), "no checkpoint appeared"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    with RunReader(out) as r:
+        assert r.status() == "interrupted"
+        assert r.checkpoints() and all(r.resolve(c.path).is_dir() for c in r.checkpoints())

@@ -1,0 +1,168 @@
+"""End to end on the tiny test teacher: one run through the CLI (--json), then the store, the phases,
+the checkpoints, best/ and samples it leaves; resume after an interruption logs exactly the rows of
+an uninterrupted run; NaN losses stop the run with a usable checkpoint."""
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab.distill import Callback, distill, load_config, register_loss
+from lab.distill.trainer import TrainingError
+from lab.models import load_decoder
+from lab.runs.store import RunReader
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "distill" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, sample_clips):
+    out = tmp_path_factory.mktemp("distill") / "run"
+    from lab.cli import main
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["distill", "--config", str(TINY), "--out", str(out), "--json"])
+    assert rc == 0
+    return out, json.loads(buf.getvalue())
+
+
+def _train_rows(out):
+    with RunReader(out) as r:
+        return {k: v for k, v in r.scalars().items() if not k.startswith("perf/")}
+
+
+def test_cli_json_names_the_store_checkpoints_and_metrics(tiny_run):
+    out, result = tiny_run
+    assert result["store"] == str(out / "store.sqlite") and Path(result["checkpoint"]).is_dir()
+    assert result["step"] == 6 and set(result["initial"]) == {"val/psnr", "val/retention"}
+    for k in ("val/psnr", "val/ssim", "val/psnr_vs_teacher", "val/retention"):
+        assert math.isfinite(result["metrics"][k])
+
+
+def test_store_has_all_three_phases_with_reasons_and_scalars(tiny_run):
+    out, _ = tiny_run
+    with RunReader(out) as r:
+        assert r.status() == "finished"
+        phases = r.phases()
+        assert [(p.name, p.start_step, p.end_step) for p in phases] == [("align", 0, 2), ("joint", 2, 4),
+                                                                         ("finetune", 4, 6)]
+        assert phases[0].reason == "start" and phases[1].reason.startswith("max_steps")
+        s = r.scalars()
+        assert [st for st, _ in s["phase"]] == list(range(1, 7))
+        assert {v for _, v in s["phase"]} == {0, 1, 2}
+        assert [st for st, _ in s["train/feature"]] == [1, 2, 3, 4]          # phases 1-2 only
+        assert [st for st, _ in s["train/pixel_teacher_l1"]] == [3, 4, 5, 6]
+        assert [st for st, _ in s["train/gan_d"]] == [5, 6]                   # GAN on from step 5
+        assert "train/feat/up3" in s and "weight/feature" in s and "lr" in s
+        # the phase-2 feature weight decays from its configured value
+        w = dict(s["weight/feature"])
+        assert w[1] == w[2] == w[3] == 1.0 and w[4] <= 1.0
+        assert [st for st, _ in s["val/psnr"]] == [0, 2, 4, 6]
+        assert r.samples() and r.samples()[0].name == "triptych"
+        assert all(r.resolve(x.path).stat().st_size > 0 for x in r.samples())
+        warn = r.events("warning")
+        assert warn and "perceptual loss disabled" in warn[0]["message"]   # LPIPS weights are not here
+        ck = r.checkpoints()   # the last two and the best are kept, and the store lists exactly those
+        assert 2 <= len(ck) <= 3 and all(r.resolve(c.path).is_dir() for c in ck)
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{c.step:07d}" for c in ck]
+        assert r.best_checkpoint() is not None
+
+
+def test_best_and_last_load_as_decoders_and_decode_the_right_shape(tiny_run):
+    out, _ = tiny_run
+    teacher = load_decoder("wan2.1-tiny", weights="random")
+    z = torch.randn(1, 16, 3, 4, 4)
+    for folder in ("best", "last"):
+        student = load_decoder(str(out / folder))
+        assert student.family == "student"
+        assert student.decode(z).shape == teacher.decode(z).shape == (1, 3, 9, 32, 32)
+
+
+class StopAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, state):
+        if state.step == self.step:
+            raise KeyboardInterrupt("stop for the test")
+
+
+def test_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path):
+    straight, _ = tiny_run
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        distill(TINY, out, callbacks=[StopAt(5)])     # last checkpoint: step 4 (mid-run, phase 'finetune')
+    with RunReader(out) as r:
+        assert r.status() == "interrupted" and r.last_step() == 5
+    events = []
+    final = distill(None, out, resume=True, callbacks=[lambda event, **kw: events.append(event)])
+    assert final["step"] == 6 and "end" in events and "step" in events
+    a, b = _train_rows(straight), _train_rows(out)
+    assert set(a) == set(b)
+    for key in a:
+        assert [s for s, _ in a[key]] == [s for s, _ in b[key]], key       # no lost or duplicated rows
+        assert [v for _, v in a[key]] == pytest.approx([v for _, v in b[key]], rel=1e-4, abs=1e-6), key
+    with RunReader(out) as r:
+        assert r.status() == "finished" and r.events("resumed")
+        assert [p.name for p in r.phases()] == ["align", "joint", "finetune"]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_a_usable_checkpoint(tmp_path, sample_clips):
+    calls = {"n": 0}
+
+    @register_loss("test_nan_after_3")
+    def nan_after_3(b):
+        calls["n"] += 1
+        return b.student.mean() * (float("nan") if calls["n"] > 3 else 0.0)
+
+    cfg = load_config(TINY)
+    cfg.phases = cfg.phases[1:2]
+    cfg.phases[0].losses = {"pixel_teacher_l1": 1.0, "test_nan_after_3": 1.0}
+    cfg.phases[0].max_steps = 10
+    cfg.phases[0].feature_decay = False
+    cfg.checkpoint_every = 2
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingError) as err:
+        distill(cfg, out)
+    msg = str(err.value)
+    assert "step 4" in msg and "test_nan_after_3" in msg and "step-0000002" in msg
+    with RunReader(out) as r:
+        assert r.status() == "failed" and "TrainingError" in r.meta()["error"]
+    assert load_decoder(str(out / "last")).decode(torch.randn(1, 16, 2, 4, 4)).isfinite().all()
+
+
+def test_phase_without_feature_taps_is_skipped_with_the_reason(tmp_path, sample_clips):
+    cfg = load_config(TINY)
+    cfg.feature_stages = []                       # as for a student with no comparable stages
+    cfg.phases = cfg.phases[:2]
+    for ph in cfg.phases:
+        ph.max_steps = 1
+    cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 100, 0, 0
+    phases = []
+    final = distill(cfg, tmp_path / "skip", callbacks=[
+        lambda event, **kw: phases.append((kw["new"], kw["reason"])) if event == "phase" else None])
+    assert final["step"] == 1
+    assert phases == [("align", "start"), ("joint", "no feature taps")]
+    with RunReader(tmp_path / "skip") as r:
+        assert [(p.name, p.start_step, p.end_step, p.reason) for p in r.phases()] == [
+            ("align", 0, 0, "start"), ("joint", 0, 1, "no feature taps")]
+        assert "train/feature" not in r.keys() and "weight/feature" not in r.keys()
+
+
+def test_tensorboard_logger_needs_tensorboard_or_says_so(tmp_path):
+    from lab.distill import StepState, TensorBoardLogger
+    from lab.errors import ConfigError
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install tensorboard"):
+            TensorBoardLogger(str(tmp_path / "tb"))
+        return
+    tb = TensorBoardLogger(str(tmp_path / "tb"))
+    tb.on_step(StepState(1, 0, "align", {"train/loss": 1.0}))
+    tb.on_end({})
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))

@@ -1,0 +1,92 @@
+"""Warm start (--init-from) and the pickle-free training state."""
+
+import pytest
+import torch
+
+from lab.data.clips import ClipSpec, ClipWindows
+from lab.errors import CheckpointError
+from lab.teachers.checkpoint import load_state, save_state
+from lab.teachers.config import TrainConfig
+from lab.teachers.train import build_model, train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def windows(bundled_clip_path):
+    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
+
+
+def tiny(**kw) -> TrainConfig:
+    base = dict(model="wan2.1-tiny", steps=3, batch=1, frames=5, crop=32, lr=3e-3, warmup=1, threads=1,
+                checkpoint_minutes=60.0, log_every=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_init_from_a_run_takes_its_weights_but_a_fresh_schedule(tmp_path, windows):
+    train(tiny(), tmp_path / "short", data=windows, command="python -m lab teacher train --run short")
+    earlier = load_state(tmp_path / "short")
+    # A new run on longer windows: stop before its first step to see exactly what it starts from.
+    cfg = tiny(frames=9, steps=50, init_from=str(tmp_path / "short"))
+    train(cfg, tmp_path / "long", data=windows, stop_at=0)
+    start = load_state(tmp_path / "long")
+    assert start["step"] == 0 and start["optimizer"]["state"] == {}
+    for k, v in earlier["model"].items():
+        assert torch.equal(start["model"][k], v), k
+    assert start["meta"]["init_from"] == {"source": str(tmp_path / "short"), "step": 3,
+                                          "command": "python -m lab teacher train --run short",
+                                          "wall_s": earlier["wall_s"]}
+    fresh = build_model(cfg).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in earlier["model"].items())  # the copy is not the init
+
+    # Resuming the warm-started run continues it; it does not reload the earlier weights.
+    result = train(cfg, tmp_path / "long", data=windows, stop_at=2)
+    assert result["step"] == 2 and load_state(tmp_path / "long")["meta"]["init_from"]["step"] == 3
+
+
+def test_init_from_an_exported_folder(tmp_path, windows):
+    vae = build_model(tiny(seed=5))
+    vae.half().save_pretrained(tmp_path / "folder", safe_serialization=True)
+    train(tiny(init_from=str(tmp_path / "folder")), tmp_path / "run", data=windows, stop_at=0)
+    got = load_state(tmp_path / "run")["model"]
+    for k, v in vae.state_dict().items():
+        assert torch.equal(got[k], v.float()), k
+
+
+def test_init_from_names_the_problem(tmp_path, windows):
+    with pytest.raises(CheckpointError, match="neither a run folder"):
+        train(tiny(init_from=str(tmp_path)), tmp_path / "run", data=windows, stop_at=0)
+    train(tiny(model="ltx-video-tiny", frames=9, crop=64, steps=1), tmp_path / "ltx", data=windows)
+    with pytest.raises(CheckpointError, match="same --model"):
+        train(tiny(init_from=str(tmp_path / "ltx")), tmp_path / "run2", data=windows, stop_at=0)
+
+
+class NotPlain:
+    pass
+
+
+def test_state_is_loaded_without_unpickling_code(tmp_path):
+    with pytest.raises(CheckpointError, match="NotPlain"):
+        save_state(tmp_path, {"model": {}, "config": NotPlain()})
+    assert not (tmp_path / "state.pt").exists()
+    torch.save({"model": {}, "config": NotPlain()}, tmp_path / "state.pt")  # e.g. an old or foreign file
+    with pytest.raises(CheckpointError, match="other than tensors"):
+        load_state(tmp_path)
+    save_state(tmp_path, {"model": {"w": torch.ones(2)}, "config": {"crop": 32, "sides": [1, 2]}, "meta": None})
+    assert load_state(tmp_path)["config"] == {"crop": 32, "sides": [1, 2]}
+
+
+def test_the_card_names_every_command_that_made_the_run(tmp_path, windows):
+    from lab.teachers.card import _commands, _warm_start
+    first = "python -m lab teacher train --steps 10"
+    train(tiny(steps=10), tmp_path / "run", data=windows, stop_at=1, command=first)
+    train(tiny(steps=2), tmp_path / "run", data=windows, command="python -m lab teacher train --steps 2")
+    train(tiny(steps=2), tmp_path / "run", data=windows, command="python -m lab teacher train --steps 2")  # no-op
+    meta = load_state(tmp_path / "run")["meta"]
+    assert meta["resumed"] == [{"command": "python -m lab teacher train --steps 2", "from_step": 1}]
+    info = {"command": meta["command"], "resumed": meta["resumed"], "step": 2}
+    assert _commands(info, {"steps": 2}).splitlines() == [f"{first} --stop-at 1",
+                                                          "python -m lab teacher train --steps 2"]
+    assert _commands({**info, "step": 1, "resumed": None}, {"steps": 10}) == f"{first} --stop-at 1"
+    warm = _warm_start({"source": "runs/a", "step": 1000, "command": "python -m lab teacher train --run runs/a"})
+    assert "--init-from runs/a" in warm and "(step 1000)" in warm and "python -m lab teacher train --run runs/a" in warm
