@@ -15,19 +15,25 @@ from lab.notebook.figures import _PALETTE
 
 
 def compare_criteria(teacher, analysis, keep: float, latents: torch.Tensor, reference: torch.Tensor | None = None,
-                     criteria=("independence", "magnitude", "random"), seed: int = 0) -> list[dict]:
+                     criteria=("independence", "magnitude", "random"), seed: int = 0,
+                     random_seeds: int = 3) -> list[dict]:
     """Prune ``teacher`` at ``keep`` with each criterion (same widths, same calibration ``analysis``)
     and score each student's decode of ``latents`` against ``reference`` (default: the teacher's own
-    decode, i.e. how much of the teacher the student keeps before any training)."""
+    decode, i.e. how much of the teacher the student keeps before any training). ``random`` is a
+    distribution, so it is scored by its mean over ``random_seeds`` seeds (``psnr_best`` is its luckiest
+    seed): one seed alone can land anywhere in it."""
     from lab.prune import prune
 
     reference = teacher.decode(latents) if reference is None else reference
     rows = []
     for crit in criteria:
-        student, info = prune(teacher, keep, crit, analysis=analysis, seed=seed)
-        out = student.decode(latents)
-        rows.append({"criterion": crit, "keep": float(keep), "psnr": psnr(out, reference),
-                     "decoder_params": info["decoder_params"],
+        seeds = range(seed, seed + (random_seeds if crit == "random" else 1))
+        scores = []
+        for s in seeds:
+            student, info = prune(teacher, keep, crit, analysis=analysis, seed=s)
+            scores.append(psnr(student.decode(latents), reference))
+        rows.append({"criterion": crit, "keep": float(keep), "psnr": sum(scores) / len(scores),
+                     "psnr_best": max(scores), "seeds": len(scores), "decoder_params": info["decoder_params"],
                      "teacher_decoder_params": info["teacher_decoder_params"]})
     return rows
 

@@ -181,23 +181,6 @@ def test_causality_check_catches_a_decoder_that_looks_ahead():
     assert not check["causal"] and check["before_max_abs"] > 0
 
 
-def test_pipeline_vae_gives_a_student_the_keys_a_wan_pipeline_reads(tiny_wan):
-    from lab.notebook.pipeline import PIPELINE_KEYS, pipeline_vae
-    from lab.prune import prune
-
-    student, _ = prune(tiny_wan, 0.5, "magnitude", fold=False)  # no calibration needed
-    assert not all(k in student.vae.config for k in PIPELINE_KEYS)
-    vae = pipeline_vae(student.vae)
-    assert list(vae.config.latents_mean) == list(tiny_wan.vae.config.latents_mean)
-    assert (vae.config.z_dim, vae.config.scale_factor_temporal, vae.config.scale_factor_spatial) == (16, 4, 8)
-    assert pipeline_vae(tiny_wan.vae) is tiny_wan.vae  # a real AutoencoderKLWan already has them
-
-    class NoConfig(torch.nn.Module):
-        config = {"block_out_channels": [8]}
-    with pytest.raises(LabError, match="teacher_config"):
-        pipeline_vae(NoConfig())
-
-
 def test_small_distill_config_shrinks_the_recipe_but_keeps_it():
     from lab.notebook.experiments import small_distill_config
 
