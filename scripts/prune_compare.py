@@ -46,6 +46,7 @@ def main(argv=None) -> dict:
     p.add_argument("--no-fold", action="store_true", help="slice only, no least-squares fold")
     p.add_argument("--ridge", type=float, default=FOLD_RIDGE,
                    help=f"fold regularisation relative to the kept channels' variance (default {FOLD_RIDGE})")
+    p.add_argument("--fold-norms", action="store_true", help="Wan: folded RMS norms in narrowed groups (prune(fold_norms=True))")
     p.add_argument("--seeds", type=int, default=3, help="random subsets per ratio for the 'random' criterion "
                                                         "(mean, min and max are reported; default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -75,6 +76,7 @@ def main(argv=None) -> dict:
 
     def score(keep, crit, seed=0):
         student, info = prune(teacher, keep, crit, analysis=analysis, fold=not args.no_fold, ridge=args.ridge,
+                              fold_norms=args.fold_norms,
                               seed=seed)
         m = PSNR()
         for z, ref in zip(held, refs):

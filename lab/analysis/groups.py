@@ -58,18 +58,18 @@ def norm_tap(path: str) -> str:
 
 
 def taps(groups: list[ChannelGroup], root: nn.Module | None = None) -> dict[str, tuple[str, bool]]:
-    """tap name -> (module path, diag_only). Consumers get a full Gram; Wan's RMS norms only second
-    moments (their gamma rescale needs nothing more). LTX's norms get a full Gram when ``root`` is
-    given (see lab.models.students.ltx.FoldedRMSNorm and ChannelAnalysis.layernorm_affine)."""
+    """tap name -> (module path, diag_only). Consumers get a full Gram; RMS norms and LayerNorms get a
+    full Gram when ``root`` is given (see lab.models.students.folded_norm and
+    ChannelAnalysis.layernorm_affine), else second moments only."""
     out: dict[str, tuple[str, bool]] = {}
     for g in groups:
         for c in g.consumers:
             out[consumer_tap(c.path)] = (c.path, False)
         for n in g.norms:
-            # LTX norms: LayerNorm (shortcut) and diffusers' RMSNorm without gamma, whose pruned form
-            # estimates the full channels' energy from the kept ones (both need the off-diagonal terms).
+            # LTX's LayerNorm (shortcut), LTX's RMSNorm and Wan's WanRMS_norm, whose pruned forms
+            # estimate the full channels' energy from the kept ones (both need the off-diagonal terms).
             full = root is not None and (isinstance(root.get_submodule(n), nn.LayerNorm)
-                                         or type(root.get_submodule(n)).__name__ == "RMSNorm")
+                                         or type(root.get_submodule(n)).__name__ in ("RMSNorm", "WanRMS_norm"))
             out[norm_tap(n)] = (n, not full)
     return out
 

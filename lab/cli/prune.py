@@ -35,6 +35,9 @@ def add_arguments(p):
     p.add_argument("--ridge", type=float, default=None,
                    help="regularisation of the least-squares fold, relative to the kept channels' mean variance "
                         "(default 1e-3; 0 = plain least squares, which can blow up on nearly collinear channels)")
+    p.add_argument("--fold-norms", action="store_true",
+                   help="Wan: narrowed groups' RMS norms divide by the teacher's rms estimated from the kept "
+                        "channels (higher PSNR before training; LTX students always do this)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
@@ -76,7 +79,7 @@ def run(args):
     out = Path(args.out)
     student, info = prune(teacher, keep, args.criterion, clips=args.clips, frames=args.frames, size=args.size,
                           operators=operators, name=out.name, seed=args.seed, fold=not args.no_fold,
-                          ridge=FOLD_RIDGE if args.ridge is None else args.ridge)
+                          ridge=FOLD_RIDGE if args.ridge is None else args.ridge, fold_norms=args.fold_norms)
     student.save(out)
     log.info("saved %s (%d decoder params, teacher %d)", out, info["decoder_params"], info["teacher_decoder_params"])
     info.pop("transfer", None)

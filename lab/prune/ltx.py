@@ -7,7 +7,7 @@ shortcut adds input channel (c mod G)*8 + k to conv row c*8 + k (G = input width
 identity-selection kernel at the current-frame tap, so the merged conv computes exactly what conv plus
 shortcut did, and the student's plain upsampler can read any kept channel set.
 
-Norms: the RMS norms of pruned groups become FoldedRMSNorm (lab.models.students.ltx), which divide by
+Norms: the RMS norms of pruned groups become FoldedRMSNorm (lab.models.students.folded_norm), which divide by
 the teacher's full-width rms estimated from the kept channels (least-squares fit at the norm's input);
 LayerNorms (shortcut norm3) get the
 gain/shift of ChannelAnalysis.layernorm_affine. Per-channel tables (timestep scale/shift, noise
@@ -19,11 +19,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.analysis import ChannelAnalysis, ChannelGroup, fold_weights
-from lab.analysis.groups import D2S_FACTOR, norm_tap
+from lab.analysis import ChannelAnalysis, ChannelGroup
+from lab.analysis.groups import D2S_FACTOR
 from lab.analysis.linalg import FOLD_RIDGE
 from lab.errors import LabError
 from lab.prune.transfer import _rows, fold_into
+from lab.prune.transfer import folded_norm_state as _folded_norm  # shared with Wan students
 
 
 def merged_upsampler_weight(ups: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -43,30 +44,6 @@ def merged_upsampler_weight(ups: nn.Module) -> tuple[torch.Tensor, torch.Tensor 
             for k in range(factor):
                 w[c * factor + k, (c % groups_in) * factor + k, t_now, hc, wc] += 1.0
     return w, b
-
-
-def _folded_norm(analysis: ChannelAnalysis | None, path: str, keep: list[int], width: int, ridge: float) -> dict:
-    """quad/lin/const of a FoldedRMSNorm: C * rms^2 ~= ||x_S||^2 + ||W x_S + b||^2 + e, with the
-    least-squares reconstruction (W, b) of the dropped channels and its mean residual energy e, fitted
-    on the norm's recorded input. Without statistics: plain rms over the kept channels."""
-    k = len(keep)
-    if analysis is None:
-        return {f"{path}.quad": torch.eye(k, dtype=torch.float64) / k, f"{path}.lin": torch.zeros(k, dtype=torch.float64),
-                f"{path}.const": torch.zeros((), dtype=torch.float64)}
-    st = analysis.stats.get(norm_tap(path))
-    if st is None or st.count == 0 or st.gram is None:
-        raise LabError(f"no full statistics for RMS norm {path}; re-run the analysis on this teacher")
-    g = st.augmented()
-    dropped, w, b = fold_weights(g, keep, ridge)
-    # Residual energy per position: P = [-W | I | -b] on (x_S, x_D, 1), energy = trace(P G P^T) / n.
-    p = torch.zeros(len(dropped), width + 1, dtype=torch.float64)
-    p[:, keep] = -w
-    p[:, dropped] = torch.eye(len(dropped), dtype=torch.float64)
-    p[:, width] = -b
-    resid = float(torch.einsum("ij,jk,ik->", p, g, p)) / float(st.count)
-    return {f"{path}.quad": (torch.eye(k, dtype=torch.float64) + w.T @ w) / width,
-            f"{path}.lin": 2.0 * (w.T @ b) / width,
-            f"{path}.const": torch.tensor((float(b @ b) + max(resid, 0.0)) / width, dtype=torch.float64)}
 
 
 def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup],

@@ -1,6 +1,6 @@
 """Initialise a pruned student from its teacher: keep the selected filters, fold the least-squares
-reconstruction of the dropped channels into every consumer's input weights, and rescale RMS-norm
-gammas for the narrower norm.
+reconstruction of the dropped channels into every consumer's input weights, and fit the folded RMS
+norms of pruned groups.
 
 Fold, for a consumer layer with weight K (out, in, *kernel) reading channels x (what the layer sees,
 after its norm and SiLU if it has one): the teacher computes sum_i K[:, i] * x_i. With x_D ~= W x_S + b
@@ -8,8 +8,11 @@ fitted on the recorded inputs, K[:, S] + K[:, D] W reads only the kept channels,
 over the kernel taps) moves into the bias. For a linear consumer on exactly low-rank inputs this is
 exact (up to zero padding at borders when b != 0).
 
-RMS norm: Wan's y = x / rms(x) * gamma; the student's norm sees only x_S, so gamma_S is scaled by
-rms(x_S) / rms(x), estimated from the second moments recorded at the norm's input.
+RMS norm: Wan's y = x / rms(x) * gamma; the student's norm sees only x_S. A folded norm
+(lab.models.students.folded_norm, what lab.prune builds for pruned groups) divides by the teacher's rms
+estimated from x_S (``folded_norm_state``, fitted on the Gram recorded at the norm's input). A plain
+narrower WanRMS_norm (students saved before folded norms existed, or built without them) instead gets
+gamma_S scaled by rms(x_S) / rms(x), from the second moments at the norm's input.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 
 from lab.analysis import ChannelAnalysis, ChannelGroup, fold_weights
+from lab.analysis.groups import norm_tap
 from lab.analysis.linalg import FOLD_RIDGE
 from lab.errors import LabError
 
@@ -41,6 +45,33 @@ def fold_into(weight: torch.Tensor, bias: torch.Tensor | None, gram: torch.Tenso
     return new_w, new_b
 
 
+def folded_norm_state(analysis: ChannelAnalysis | None, path: str, keep: list[int], width: int,
+                      ridge: float = FOLD_RIDGE) -> dict:
+    """quad/lin/const (float64 state-dict entries under ``path``) of a folded RMS norm:
+    C * rms^2 ~= ||x_S||^2 + ||W x_S + b||^2 + e, with the least-squares reconstruction (W, b) of the
+    dropped channels (ridge as for the conv folds) and its mean residual energy e, fitted on the norm's
+    recorded input. Without statistics: plain rms over the kept channels."""
+    k = len(keep)
+    if analysis is None:
+        return {f"{path}.quad": torch.eye(k, dtype=torch.float64) / k, f"{path}.lin": torch.zeros(k, dtype=torch.float64),
+                f"{path}.const": torch.zeros((), dtype=torch.float64)}
+    st = analysis.stats.get(norm_tap(path))
+    if st is None or st.count == 0 or st.gram is None:
+        raise LabError(f"no full statistics (Gram) for RMS norm {path}; re-run the analysis on this teacher "
+                       f"with this lab version (lab.analysis.analyze records them)")
+    g = st.augmented()
+    dropped, w, b = fold_weights(g, keep, ridge)
+    # Residual energy per position: P = [-W | I | -b] on (x_S, x_D, 1), energy = trace(P G P^T) / n.
+    p = torch.zeros(len(dropped), width + 1, dtype=torch.float64)
+    p[:, keep] = -w
+    p[:, dropped] = torch.eye(len(dropped), dtype=torch.float64)
+    p[:, width] = -b
+    resid = float(torch.einsum("ij,jk,ik->", p, g, p)) / float(st.count)
+    return {f"{path}.quad": (torch.eye(k, dtype=torch.float64) + w.T @ w) / width,
+            f"{path}.lin": 2.0 * (w.T @ b) / width,
+            f"{path}.const": torch.tensor((float(b @ b) + max(resid, 0.0)) / width, dtype=torch.float64)}
+
+
 def _rows(role: str, keep: list[int], out_channels: int) -> list[int]:
     if role == "rows_paired":
         c = out_channels // 2
@@ -54,9 +85,9 @@ def _rows(role: str, keep: list[int], out_channels: int) -> list[int]:
 def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup], kept: dict[str, list[int]],
              analysis: ChannelAnalysis | None, fold: bool = True, ridge: float = FOLD_RIDGE) -> dict:
     """Copy the teacher's weights into the student. ``kept``: group name -> kept channel indices (only
-    pruned groups). Returns a small report (what was folded, norm scales)."""
+    pruned groups). Returns a small report (what was folded, norm scales; "folded" for folded norms)."""
     plan: dict[str, dict] = {}  # layer path -> {"in": (group, keep), "out": (role, keep)}
-    norms: dict[str, list[int]] = {}
+    norms: dict[str, tuple[list[int], int]] = {}  # norm path -> (kept channels, teacher width)
     for g in groups:
         if g.name not in kept:
             continue
@@ -66,7 +97,7 @@ def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Channe
         for c in g.consumers:
             plan.setdefault(c.path, {})["in"] = (g, keep)
         for n in g.norms:
-            norms[n] = keep
+            norms[n] = (keep, g.width)
 
     t_state = teacher_vae.state_dict()
     s_state = student_vae.state_dict()
@@ -95,12 +126,17 @@ def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Channe
         if b is not None:
             new_state[f"{path}.bias"] = b
             handled.add(f"{path}.bias")
-    for path, keep in norms.items():
+    for path, (keep, width) in norms.items():
         gamma = teacher_vae.get_submodule(path).gamma.detach().to(torch.float64)
-        scale = analysis.rms_ratio(path, keep) if analysis is not None else 1.0
-        new_state[f"{path}.gamma"] = gamma[keep] * scale
+        if hasattr(student_vae.get_submodule(path), "quad"):  # a folded norm (lab.models.students.folded_norm)
+            new_state[f"{path}.gamma"] = gamma[keep]
+            new_state.update(folded_norm_state(analysis, path, keep, width, ridge))
+            report["norm_scales"][path] = "folded"
+        else:
+            scale = analysis.rms_ratio(path, keep) if analysis is not None else 1.0
+            new_state[f"{path}.gamma"] = gamma[keep] * scale
+            report["norm_scales"][path] = scale
         handled.add(f"{path}.gamma")
-        report["norm_scales"][path] = scale
 
     out = {}
     for key, target in s_state.items():

@@ -22,8 +22,15 @@ def analysis(tiny_wan):
 
 @pytest.fixture(scope="module")
 def student(tiny_wan, analysis):
-    s, info = prune(tiny_wan, {"up2": 0.25, "up3": 0.25}, "independence", analysis=analysis, name="tiny-student")
+    s, info = prune(tiny_wan, {"up2": 0.25, "up3": 0.25}, "independence", analysis=analysis, name="tiny-student",
+                    fold_norms=True)
     return s, info
+
+
+def test_norms_stay_plain_unless_asked(tiny_wan, analysis):
+    s, info = prune(tiny_wan, {"up2": 0.25, "up3": 0.25}, "independence", analysis=analysis)
+    assert not s.vae.config.folded_norms
+    assert isinstance(info["transfer"]["norm_scales"]["decoder.norm_out"], float)
 
 
 def test_student_shapes_widths_and_config(student, tiny_wan):
@@ -36,6 +43,11 @@ def test_student_shapes_widths_and_config(student, tiny_wan):
     c = s.vae.config
     assert (c.teacher, c.criterion, c.ratios) == ("wan2.1-tiny", "independence", {"up2": 0.25, "up3": 0.25})
     assert len(c.kept["up3.stream"]) == 2 and s.teacher_name == "wan2.1-tiny" and s.family == "student"
+    # Every norm of a pruned group divides by the teacher's estimated full-width rms; the others stay plain.
+    assert "decoder.norm_out" in c.folded_norms and "decoder.up_blocks.3.resnets.1.norm2" in c.folded_norms
+    assert not any(".up_blocks.1." in n for n in c.folded_norms)
+    assert all(hasattr(s.vae.get_submodule(n), "quad") for n in c.folded_norms)
+    assert info["transfer"]["norm_scales"]["decoder.norm_out"] == "folded"
     # The same module paths as the diffusers VAE (stage maps and operator swaps rely on them).
     for path in ("post_quant_conv", "decoder.conv_in", "decoder.mid_block", "decoder.up_blocks.3",
                  "decoder.norm_out", "decoder.conv_out"):
@@ -61,12 +73,13 @@ def test_student_saves_and_reloads_identically(student, tmp_path):
     assert (folder / "config.json").exists() and (folder / "diffusion_pytorch_model.safetensors").exists()
     r = load_decoder(str(folder))
     assert type(r) is type(s) and r.name == "tiny-student"
-    assert r.vae.config.kept == s.vae.config.kept
+    assert r.vae.config.kept == s.vae.config.kept and r.vae.config.folded_norms == s.vae.config.folded_norms
     assert torch.equal(r.decode(Z), s.decode(Z))
 
 
 def test_full_keep_is_the_teacher(tiny_wan, analysis):
     s, _ = prune(tiny_wan, {"up3": 1.0}, "independence", analysis=analysis)
+    assert not s.vae.config.folded_norms
     assert torch.equal(s.decode(Z), tiny_wan.decode(Z))
 
 

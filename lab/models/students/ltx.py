@@ -9,8 +9,9 @@ What differs from the teacher, and why:
   (input, hidden, output) and needs the conditioning of its *kept* channels, so it gathers them from
   the (full-width, cheap) block time embedder by index;
 - RMS norms carry a per-channel weight (the teacher's have none), and the norms of pruned groups are
-  ``FoldedRMSNorm``: they divide by the teacher's full-width rms as estimated from the kept channels
-  (the rms of a few kept channels alone varies far more per position), with the estimate set by pruning;
+  ``FoldedRMSNorm`` (lab.models.students.folded_norm): they divide by the teacher's full-width rms as
+  estimated from the kept channels (the rms of a few kept channels alone varies far more per position),
+  with the estimate set by pruning;
 - upsamplers are never residual: the residual shortcut of a depth-to-space upsampler is a fixed linear
   map of its input, folded into the conv's current-frame tap by pruning (exact), so the student's
   upsampler reads any kept channel set.
@@ -37,6 +38,7 @@ from torch import nn
 
 from lab.errors import ConfigError
 from lab.models.interface import LatentGeometry, VideoDecoder
+from lab.models.students.folded_norm import FoldedRMSNorm
 
 # The AutoencoderKLLTXVideo config keys the decoder and latent normalisation depend on (latents_mean /
 # latents_std are buffers in the teacher; the student keeps them in this config as lists).
@@ -75,29 +77,6 @@ def teacher_widths(tc: dict) -> dict[str, int]:
     """Group name -> width in the teacher (what a student of it may shrink)."""
     from lab.analysis.groups import ltx_groups
     return {g.name: g.width for g in ltx_groups(SimpleNamespace(decoder=teacher_decoder_skeleton(tc)))}
-
-
-class FoldedRMSNorm(nn.Module):
-    """RMS norm of a pruned channel group that divides by an estimate of the *teacher's* rms over all
-    channels, not the rms of the kept ones: with the dropped channels reconstructed as x_D ~= W x_S + b,
-    C * rms^2 = ||x_S||^2 + ||W x_S + b||^2 + e (e: mean residual energy), a quadratic form in x_S
-    (``quad``, ``lin``, ``const``, set by pruning; C = the teacher's width). The rms of a few kept
-    channels varies per position far more than the full rms does, so a plain narrower RMS norm (even
-    rescaled) distorts what the next conv sees. Channels last, as diffusers' RMSNorm."""
-
-    def __init__(self, dim: int, eps: float = 1e-8):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.register_buffer("quad", torch.eye(dim) / dim)
-        self.register_buffer("lin", torch.zeros(dim))
-        self.register_buffer("const", torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        ms = ((xf @ self.quad.float()) * xf).sum(-1, keepdim=True) + (xf @ self.lin.float()).unsqueeze(-1)
-        ms = (ms + self.const.float()).clamp_min(0.0)
-        return (xf * torch.rsqrt(ms + self.eps)).to(x.dtype) * self.weight.to(x.dtype)
 
 
 def _rms_norm(dim: int, folded: bool) -> nn.Module:

@@ -7,6 +7,11 @@ maps, hooks and operator swaps apply to it unchanged. It keeps Wan's feature-cac
 Widths are per channel group (see lab.analysis.groups): ``up{i}.stream`` (residual stream of up
 block i), ``up{i}.in`` (input of block i when its first resnet has a shortcut conv) and
 ``up{i}.res{j}.hidden`` (conv1 output of resnet j). Groups not listed keep the teacher's width.
+
+``folded_norms`` lists the RMS norms (module paths, e.g. ``decoder.up_blocks.2.resnets.0.norm1``) built
+as WanFoldedRMSNorm (lab.models.students.folded_norm): pruning makes the norms of pruned groups divide
+by the teacher's full-width rms estimated from the kept channels. Students saved without the key have
+plain (gamma-rescaled) WanRMS_norm everywhere and load as before.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from torch import nn
 
 from lab.errors import ConfigError
 from lab.models.interface import VideoDecoder
+from lab.models.students.folded_norm import WanFoldedRMSNorm
 from lab.models.teachers import WanStream, wan_geometry
 
 # The AutoencoderKLWan config keys the decoder (and latent normalisation) depends on.
@@ -55,7 +61,8 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, teacher: str = "", teacher_config: dict | None = None, widths: dict | None = None,
                  kept: dict | None = None, ratios: dict | None = None, criterion: str = "",
-                 operators: dict | None = None, patch_size: int | None = None):
+                 operators: dict | None = None, patch_size: int | None = None,
+                 folded_norms: list | None = None):
         # patch_size duplicates teacher_config's so that Wan's own streaming code (which reads
         # vae.config.patch_size) works on the student unchanged.
         super().__init__()
@@ -83,6 +90,7 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
                                     dropout=tc.get("dropout", 0.0), out_channels=tc.get("out_channels", 3),
                                     is_residual=False)
         self._narrow(w, full)
+        self._fold_norms(list(folded_norms or []))
         self.clear_cache()
         if operators:
             from lab.ops.swap import apply_operators
@@ -124,6 +132,23 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         if dec.conv_out.in_channels != last:
             dec.norm_out = WanRMS_norm(last, images=False)
             dec.conv_out = WanCausalConv3d(last, dec.conv_out.out_channels, 3, padding=1)
+
+    def _fold_norms(self, paths: list[str]) -> None:
+        """Replace the listed WanRMS_norm modules by folded ones of the same shape (before operator swaps,
+        which may replace whole stages and their norms with them)."""
+        for path in paths:
+            parent, _, name = path.rpartition(".")
+            try:
+                old = self.get_submodule(path)
+            except AttributeError:
+                old = None
+            if not isinstance(old, WanRMS_norm):
+                raise ConfigError(f"folded_norms lists {path}, which is not an RMS norm of this decoder; "
+                                  f"the student config is inconsistent (re-prune the student)")
+            images = old.gamma.dim() == 3  # (C, 1, 1) for 2-D (image) norms, (C, 1, 1, 1) for video
+            new = WanFoldedRMSNorm(old.gamma.shape[0], channel_first=old.channel_first, images=images,
+                                   bias=isinstance(old.bias, nn.Parameter))
+            setattr(self.get_submodule(parent), name, new)
 
     # ----- Wan's feature-cache interface (what WanStream drives) ------------------------------
     def clear_cache(self) -> None:

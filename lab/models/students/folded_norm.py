@@ -1,0 +1,72 @@
+"""RMS norms for pruned channel groups that divide by the *teacher's* full-width rms, estimated from the
+kept channels.
+
+A pruned group keeps channels S of the teacher's C; the dropped ones are reconstructed (least squares,
+fitted by pruning on recorded activations) as x_D ~= W x_S + b with mean residual energy e, so
+
+    C * rms^2 = ||x_S||^2 + ||x_D||^2 ~= ||x_S||^2 + ||W x_S + b||^2 + e = x_S^T Q x_S + l^T x_S + c,
+
+with Q = (I + W^T W) / C, l = 2 W^T b / C, c = (||b||^2 + e) / C (``quad``, ``lin``, ``const``; see
+lab.prune.transfer.folded_norm_state). Why not a plain RMS norm over x_S (even with gamma rescaled): the
+rms of a few kept channels varies per position far more than the full-width rms (with 2 channels it is
+nearly a sign function), which distorts everything downstream.
+
+``folded_mean_square`` is the shared estimate; ``FoldedRMSNorm`` is the channels-last form (LTX, as
+diffusers' RMSNorm), ``WanFoldedRMSNorm`` the channels-first form (Wan, as diffusers' WanRMS_norm).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+from torch import nn
+
+
+def folded_mean_square(x: torch.Tensor, quad: torch.Tensor, lin: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
+    """The teacher's mean square over all channels, estimated from channels-last kept channels ``x``
+    (float32); shape (..., 1). Clamped at 0 (a ridge fit can make the form slightly indefinite)."""
+    ms = ((x @ quad.float()) * x).sum(-1, keepdim=True) + (x @ lin.float()).unsqueeze(-1)
+    return (ms + const.float()).clamp_min(0.0)
+
+
+def _init_form(module: nn.Module, dim: int) -> None:
+    # Identity form = plain rms over the kept channels, until pruning sets the fit.
+    module.register_buffer("quad", torch.eye(dim) / dim)
+    module.register_buffer("lin", torch.zeros(dim))
+    module.register_buffer("const", torch.zeros(()))
+
+
+class FoldedRMSNorm(nn.Module):
+    """Channels-last folded RMS norm with a per-channel weight (LTX students; parameter names as
+    diffusers' RMSNorm)."""
+
+    def __init__(self, dim: int, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        _init_form(self, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        ms = folded_mean_square(xf, self.quad, self.lin, self.const)
+        return (xf * torch.rsqrt(ms + self.eps)).to(x.dtype) * self.weight.to(x.dtype)
+
+
+class WanFoldedRMSNorm(WanRMS_norm):
+    """Channels-first folded RMS norm for Wan students: WanRMS_norm's x / rms(x) * gamma + bias, with
+    rms(x) the folded estimate of the teacher's. A WanRMS_norm subclass with the same ``gamma`` (and
+    ``bias``) so profiling, operator swaps and state dicts treat it as the norm it replaces."""
+
+    def __init__(self, dim: int, channel_first: bool = True, images: bool = True, bias: bool = False,
+                 eps: float = 1e-12):
+        super().__init__(dim, channel_first=channel_first, images=images, bias=bias)
+        self.eps = eps  # F.normalize's floor on the norm is 1e-12 too
+        _init_form(self, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        dim = 1 if self.channel_first else -1
+        last = xf.movedim(dim, -1)
+        inv = torch.rsqrt(folded_mean_square(last, self.quad, self.lin, self.const) + self.eps)
+        y = (last * inv).movedim(-1, dim).to(x.dtype)
+        return y * self.gamma + self.bias
