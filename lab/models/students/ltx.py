@@ -24,7 +24,6 @@ the first ``width`` channels), which the student uses to index the timestep cond
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -37,7 +36,8 @@ from diffusers.models.normalization import RMSNorm
 from torch import nn
 
 from lab.errors import ConfigError
-from lab.models.interface import LatentGeometry, VideoDecoder
+from lab.models.interface import LatentGeometry
+from lab.models.students.base import StudentAdapter
 from lab.models.students.folded_norm import FoldedRMSNorm
 
 # The AutoencoderKLLTXVideo config keys the decoder and latent normalisation depend on (latents_mean /
@@ -280,11 +280,11 @@ def ltx_geometry(tc: dict) -> LatentGeometry:
     return LatentGeometry(tc["latent_channels"], (t, s, s))
 
 
-class LTXStudentAdapter(VideoDecoder):
+class LTXStudentAdapter(StudentAdapter):
     """A pruned (and optionally operator-swapped) LTX-Video student behind the lab's decoder interface.
     Like its teacher it is not causal and decodes conditioned models at ``decode_timestep``."""
 
-    family = "student"
+    vae_class = LTXStudentVAE
     causal = False
     adapter_kind = "ltx-student"
 
@@ -297,10 +297,6 @@ class LTXStudentAdapter(VideoDecoder):
         self.vae = vae
         self.decode_timestep = decode_timestep
 
-    @property
-    def teacher_name(self) -> str:
-        return self.vae.config.teacher
-
     def decoder_modules(self):
         return [self.vae.decoder]
 
@@ -309,21 +305,3 @@ class LTXStudentAdapter(VideoDecoder):
         if self.vae.config.timestep_conditioning:
             temb = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
         return self.vae.decode(z, temb).sample
-
-    def _save_model(self, folder: Path) -> None:
-        self.vae.save_pretrained(folder, safe_serialization=True)
-
-    def _meta_extra(self) -> dict:
-        c = self.vae.config
-        return {"teacher": c.teacher, "criterion": c.criterion, "ratios": dict(c.ratios or {}),
-                "operators": dict(c.operators or {})}
-
-    def describe(self) -> dict:
-        c = self.vae.config
-        return {**super().describe(), "teacher": c.teacher, "criterion": c.criterion,
-                "ratios": dict(c.ratios or {}), "widths": dict(c.widths or {}), "operators": dict(c.operators or {})}
-
-    @classmethod
-    def from_saved(cls, folder: Path, meta: dict) -> "LTXStudentAdapter":
-        # Real tensors, not diffusers' meta-device fast path (the constructor builds on meta itself).
-        return cls(meta["name"], LTXStudentVAE.from_pretrained(str(folder), low_cpu_mem_usage=False))

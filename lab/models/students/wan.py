@@ -16,7 +16,6 @@ plain (gamma-rescaled) WanRMS_norm everywhere and load as before.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -27,7 +26,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from lab.errors import ConfigError
-from lab.models.interface import VideoDecoder
+from lab.models.students.base import StudentAdapter
 from lab.models.students.folded_norm import WanFoldedRMSNorm
 from lab.models.teachers import WanStream, wan_geometry
 
@@ -174,10 +173,10 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         return DecoderOutput(sample=out) if return_dict else (out,)
 
 
-class WanStudentAdapter(VideoDecoder):
+class WanStudentAdapter(StudentAdapter):
     """A pruned (and optionally operator-swapped) Wan student behind the lab's decoder interface."""
 
-    family = "student"
+    vae_class = WanStudentVAE
     causal = True
     adapter_kind = "wan-student"
 
@@ -187,10 +186,6 @@ class WanStudentAdapter(VideoDecoder):
         super().__init__(name, geometry, tc.get("latents_mean"), tc.get("latents_std"))
         self.vae = vae
 
-    @property
-    def teacher_name(self) -> str:
-        return self.vae.config.teacher
-
     def decoder_modules(self):
         return [self.vae.post_quant_conv, self.vae.decoder]
 
@@ -199,25 +194,6 @@ class WanStudentAdapter(VideoDecoder):
 
     def stream(self) -> WanStream:
         return WanStream(self)
-
-    def _save_model(self, folder: Path) -> None:
-        self.vae.save_pretrained(folder, safe_serialization=True)
-
-    def _meta_extra(self) -> dict:
-        c = self.vae.config
-        return {"teacher": c.teacher, "criterion": c.criterion, "ratios": dict(c.ratios or {}),
-                "operators": dict(c.operators or {})}
-
-    def describe(self) -> dict:
-        c = self.vae.config
-        return {**super().describe(), "teacher": c.teacher, "criterion": c.criterion,
-                "ratios": dict(c.ratios or {}), "widths": dict(c.widths or {}), "operators": dict(c.operators or {})}
-
-    @classmethod
-    def from_saved(cls, folder: Path, meta: dict) -> "WanStudentAdapter":
-        # Built on real tensors, not diffusers' meta-device fast path: operator swaps in __init__ probe
-        # each new layer with a forward pass, which meta tensors cannot run.
-        return cls(meta["name"], WanStudentVAE.from_pretrained(str(folder), low_cpu_mem_usage=False))
 
 
 class _Cfg:
