@@ -16,11 +16,10 @@ decoder.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 
-from lab.eval.bench import cpu_peak_memory, cuda_peak_memory, synchronize
+from lab.eval.bench import cpu_peak_memory, cuda_peak_memory, timed
 
 
 def measure_decode(decoder, z: torch.Tensor, repeats: int = 2) -> tuple[torch.Tensor, dict]:
@@ -31,13 +30,7 @@ def measure_decode(decoder, z: torch.Tensor, repeats: int = 2) -> tuple[torch.Te
     if device.type == "cuda":
         stats.update(peak_mem_bytes=cuda_peak_memory(decoder, z), peak_mem_kind="cuda max_memory_allocated")
     video = decoder.decode(z)
-    times = []
-    for _ in range(max(1, repeats)):
-        synchronize(device)
-        t0 = time.perf_counter()
-        decoder.decode(z)
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
+    times = [timed(decoder.decode, z) for _ in range(max(1, repeats))]
     sec = statistics.median(times)
     stats.update(seconds=sec, fps=video.shape[2] / sec, times=times)
     return video, stats

@@ -41,6 +41,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn, z: torch.Tensor) -> float:
+    """Seconds of one call ``fn(z)``, with the device synchronised before and after (CUDA runs
+    asynchronously: without the syncs the clock would stop before the work does)."""
+    synchronize(z.device)
+    t0 = time.perf_counter()
+    fn(z)
+    synchronize(z.device)
+    return time.perf_counter() - t0
+
+
 def load_for_bench(name: str, weights: str | None, device, dtype) -> VideoDecoder:
     # --weights applies to registered decoders; a saved folder carries its own weights.
     registered = {e.name for e in list_entries()}
@@ -146,11 +156,7 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
     times = [[] for _ in decs]
     for _ in range(repeats):
         for i, (fn, z) in enumerate(zip(fns, zs)):
-            synchronize(device)
-            t0 = time.perf_counter()
-            fn(z)
-            synchronize(device)
-            times[i].append(time.perf_counter() - t0)
+            times[i].append(timed(fn, z))
     base = statistics.median(times[0])
     for row, ts in zip(rows, times):
         sec = statistics.median(ts)

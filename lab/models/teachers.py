@@ -110,6 +110,15 @@ class WanStream(DecoderStream):
         return out.clamp(-1.0, 1.0)
 
 
+def ltx_decode(vae, z: torch.Tensor, decode_timestep: float) -> torch.Tensor:
+    """Raw latents -> video through an LTX-Video VAE (the teacher's or a student's): timestep-conditioned
+    models decode at ``decode_timestep``, the others take no conditioning."""
+    temb = None
+    if vae.config.timestep_conditioning:
+        temb = torch.full((z.shape[0],), decode_timestep, device=z.device, dtype=z.dtype)
+    return vae.decode(z, temb).sample
+
+
 class LTXDecoderAdapter(VideoDecoder):
     """Any ``AutoencoderKLLTXVideo`` (LTX-Video 0.9 and later, the lab's mini-ltx, tiny configs).
 
@@ -141,10 +150,7 @@ class LTXDecoderAdapter(VideoDecoder):
         return [self.vae.decoder]
 
     def _decode_raw(self, z):
-        temb = None
-        if self.vae.config.timestep_conditioning:
-            temb = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
-        return self.vae.decode(z, temb).sample
+        return ltx_decode(self.vae, z, self.decode_timestep)
 
     def _encode_raw(self, video, sample, generator):
         dist = self.vae.encode(video).latent_dist

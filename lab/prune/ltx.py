@@ -23,7 +23,7 @@ from lab.analysis import ChannelAnalysis, ChannelGroup
 from lab.analysis.groups import D2S_FACTOR
 from lab.analysis.linalg import FOLD_RIDGE
 from lab.errors import LabError
-from lab.prune.transfer import _rows, fold_into
+from lab.prune.transfer import _rows, fold_into, load_student_state
 from lab.prune.transfer import folded_norm_state as _folded_norm  # shared with Wan students
 
 
@@ -61,7 +61,7 @@ def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Ch
         for path, role in g.producers:
             producer_of[path] = (g, role)
 
-    t_state, s_state = teacher_vae.state_dict(), student_vae.state_dict()
+    t_state = teacher_vae.state_dict()
     new: dict[str, torch.Tensor] = {}
     report = {"folded": [], "sliced": [], "norm_scales": {}, "merged_residual": []}
 
@@ -135,15 +135,6 @@ def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Ch
         new["decoder.scale_shift_table"] = dec.scale_shift_table.detach()[:, keep[last.name]]
 
     # 4. Load: computed tensors, else the teacher's tensor of the same name (time embedders, ...).
-    out_state = {}
-    for key, target in s_state.items():
-        src = new.get(key, t_state.get(key))
-        if src is None:
-            raise LabError(f"the LTX student has a tensor {key} that the teacher lacks and pruning did not "
-                           f"compute; build the student from this teacher (lab.prune.prune).")
-        if tuple(src.shape) != tuple(target.shape):
-            raise LabError(f"teacher/student mismatch at {key}: teacher gives {tuple(src.shape)}, student expects "
-                           f"{tuple(target.shape)}. Was the student built from another teacher?")
-        out_state[key] = src.to(target.dtype)
-    student_vae.load_state_dict(out_state, strict=True)
+    load_student_state(student_vae, t_state, new,
+                       missing="build the student from this teacher (lab.prune.prune).")
     return report

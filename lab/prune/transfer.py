@@ -100,7 +100,6 @@ def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Channe
             norms[n] = (keep, g.width)
 
     t_state = teacher_vae.state_dict()
-    s_state = student_vae.state_dict()
     new_state = {}
     handled = set()
     report = {"folded": [], "sliced": [], "norm_scales": {}}
@@ -138,17 +137,28 @@ def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Channe
             report["norm_scales"][path] = scale
         handled.add(f"{path}.gamma")
 
+    load_student_state(student_vae, t_state, new_state,
+                       missing=("teacher and student come from different decoder families. Build the student "
+                                "from this teacher (lab.prune.prune)."),
+                       handled=handled)
+    return report
+
+
+def load_student_state(student_vae, t_state: dict, computed: dict, missing: str, handled=None) -> None:
+    """Load the student with the tensors pruning computed, and the teacher's tensor of the same name for
+    everything else (layers whose width did not change); every shape must match the student's.
+    ``missing`` ends the error for a student tensor neither side has; ``handled`` (keys pruning
+    computed on purpose) sharpens the error for a shape mismatch elsewhere."""
     out = {}
-    for key, target in s_state.items():
-        src = new_state.get(key, t_state.get(key))
+    for key, target in student_vae.state_dict().items():
+        src = computed.get(key, t_state.get(key))
         if src is None:
-            raise LabError(f"the student has a tensor {key} that the teacher lacks; teacher and student come from "
-                           f"different decoder families. Build the student from this teacher (lab.prune.prune).")
+            raise LabError(f"the student has a tensor {key} that the teacher lacks and pruning did not compute; "
+                           f"{missing}")
         if tuple(src.shape) != tuple(target.shape):
+            hint = "" if handled is None or key in handled else \
+                " (a layer whose width changed is missing from the channel groups)"
             raise LabError(f"teacher/student mismatch at {key}: teacher gives {tuple(src.shape)}, student expects "
-                           f"{tuple(target.shape)}" + ("" if key in handled else
-                                                       " (a layer whose width changed is missing from the channel "
-                                                       "groups)") + ". Was the student built from another teacher?")
+                           f"{tuple(target.shape)}{hint}. Was the student built from another teacher?")
         out[key] = src.to(target.dtype)
     student_vae.load_state_dict(out, strict=True)
-    return report

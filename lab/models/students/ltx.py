@@ -39,6 +39,7 @@ from lab.errors import ConfigError
 from lab.models.interface import LatentGeometry
 from lab.models.students.base import StudentAdapter
 from lab.models.students.folded_norm import FoldedRMSNorm
+from lab.models.teachers import ltx_decode
 
 # The AutoencoderKLLTXVideo config keys the decoder and latent normalisation depend on (latents_mean /
 # latents_std are buffers in the teacher; the student keeps them in this config as lists).
@@ -301,7 +302,4 @@ class LTXStudentAdapter(StudentAdapter):
         return [self.vae.decoder]
 
     def _decode_raw(self, z):
-        temb = None
-        if self.vae.config.timestep_conditioning:
-            temb = torch.full((z.shape[0],), self.decode_timestep, device=z.device, dtype=z.dtype)
-        return self.vae.decode(z, temb).sample
+        return ltx_decode(self.vae, z, self.decode_timestep)
