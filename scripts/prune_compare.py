@@ -41,12 +41,16 @@ def main(argv=None) -> dict:
     p.add_argument("--frames", type=int, default=9)
     p.add_argument("--size", default="128x128", help="HxW the clips are resized/cropped to")
     p.add_argument("--ratios", default="0.5,0.25,0.125")
-    p.add_argument("--criteria", default="independence,magnitude,random")
+    p.add_argument("--criteria", default="independence,magnitude,random",
+                   help="comma-separated criteria; NAME+refine adds output-checked refinement to that one only")
     p.add_argument("--stages", default=None, help="prune only these stages (default: every prunable stage)")
     p.add_argument("--no-fold", action="store_true", help="slice only, no least-squares fold")
     p.add_argument("--ridge", type=float, default=FOLD_RIDGE,
                    help=f"fold regularisation relative to the kept channels' variance (default {FOLD_RIDGE})")
     p.add_argument("--fold-norms", action="store_true", help="Wan: folded RMS norms in narrowed groups (prune(fold_norms=True))")
+    p.add_argument("--refine", type=int, default=0,
+                   help="passes of output-checked refinement (prune(refine=N)) applied to every criterion")
+    p.add_argument("--refine-swaps", type=int, default=0, help="single swaps tried per group and pass with --refine")
     p.add_argument("--seeds", type=int, default=3, help="random subsets per ratio for the 'random' criterion "
                                                         "(mean, min and max are reported; default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -75,8 +79,11 @@ def main(argv=None) -> dict:
     stages = args.stages.split(",") if args.stages else None
 
     def score(keep, crit, seed=0):
-        student, info = prune(teacher, keep, crit, analysis=analysis, fold=not args.no_fold, ridge=args.ridge,
-                              fold_norms=args.fold_norms,
+        # "NAME+refine": that criterion with output-checked refinement (--refine passes, default 1)
+        passes = (args.refine or 1) if crit.endswith("+refine") else args.refine
+        student, info = prune(teacher, keep, crit.removesuffix("+refine"), analysis=analysis, fold=not args.no_fold, ridge=args.ridge,
+                              fold_norms=args.fold_norms, latents=calib, refine_swaps=args.refine_swaps,
+                              refine=passes,
                               seed=seed)
         m = PSNR()
         for z, ref in zip(held, refs):
@@ -102,6 +109,7 @@ def main(argv=None) -> dict:
               "calib_frames": args.calib_frames or args.frames,
               "held_out": held_names, "size": list(size), "frames": args.frames,
               "stages": stages or "all prunable", "fold": not args.no_fold, "ridge": args.ridge,
+              "fold_norms": args.fold_norms, "refine": args.refine,
               "random_seeds": args.seeds,
               "teacher_params": teacher.decoder_params(), "rows": rows, "seconds": time.perf_counter() - t0}
     if args.json:

@@ -253,8 +253,10 @@ def generic_groups(vae: nn.Module, kind: str) -> list[ChannelGroup]:
 
 def channel_groups(decoder) -> list[ChannelGroup]:
     """The groups of a decoder adapter (teacher or student)."""
+    from lab.models.stages import stage_kind
+
     kind = getattr(decoder, "adapter_kind", "")
-    base = kind.split("-")[0]
+    base = stage_kind(decoder) or kind
     if base == "wan" and not _is_swapped(decoder.vae):
         return wan_groups(decoder.vae)
     if base == "ltx" and not _is_swapped(decoder.vae):

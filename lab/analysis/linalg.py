@@ -157,12 +157,14 @@ def fold_weights(g: torch.Tensor, keep: list[int], ridge: float = FOLD_RIDGE
     return dropped, sol[:-1].T.contiguous(), sol[-1].contiguous()
 
 
-def weighted_greedy_select(grams: list[torch.Tensor], weights: list[torch.Tensor], k: int) -> list[int]:
+def weighted_greedy_select(grams: list[torch.Tensor], weights: list[torch.Tensor], k: int,
+                           normalise: bool = True) -> list[int]:
     """Greedy forward selection minimising the *consumers' output* error of the fold, not the input
     residual: for consumer c with input Gram G_c and channel metric M_c (= sum over kernel taps of
     K_tap^T K_tap, C x C), the error of folding the dropped channels is ~ trace(M_c R_c(S)), with R_c(S)
-    the residual Gram after the affine regression on the kept set S. Each consumer's objective is
-    normalised by its value at S = {} so that every consumer counts equally. Exact greedy via rank-one
+    the residual Gram after the affine regression on the kept set S. With ``normalise``, each consumer's
+    objective is divided by its value at S = {} so that every consumer counts equally (right when the
+    metrics are in different units; wrong when they already share the output's units). Exact greedy via rank-one
     updates of R_c and M_c R_c (O(C^2) per step and consumer)."""
     if not grams or len(grams) != len(weights):
         raise LabError("weighted_greedy_select needs one channel metric per Gram (and at least one Gram)")
@@ -176,7 +178,7 @@ def weighted_greedy_select(grams: list[torch.Tensor], weights: list[torch.Tensor
         r = residual_gram(g)
         m = m.to(torch.float64)
         total = float((m * r).sum())
-        scale = 1.0 / total if total > 0 else 1.0
+        scale = 1.0 / total if normalise and total > 0 else 1.0
         rs.append(r.clone())
         mrs.append((m @ r) * scale)
         floors.append(GREEDY_FLOOR * max(float(torch.diagonal(r).max()), 1e-300))

@@ -33,6 +33,9 @@ class ChannelAnalysis:
         self.recorder = recorder
         self.clips = list(clips or [])
         self.steps = 0
+        # consumer path -> output-sensitivity metric (lab.analysis.sensitivity); filled on demand by
+        # add_sensitivity(), used by the independence-jacobian criterion.
+        self.sensitivity: dict[str, torch.Tensor] = {}
 
     @property
     def stats(self):
@@ -47,6 +50,20 @@ class ChannelAnalysis:
     def consumer_gram(self, consumer_path: str) -> torch.Tensor | None:
         st = self.stats.get(consumer_tap(consumer_path))
         return None if st is None or st.count == 0 else st.augmented()
+
+    def add_sensitivity(self, decoder, latents, *, probes: int = 4, seed: int = 0) -> "ChannelAnalysis":
+        """Estimate how much the decoder output depends on each consumer's input channels (Jacobian
+        Grams, lab.analysis.sensitivity) on ``latents`` and keep them with the analysis."""
+        from lab.analysis.sensitivity import output_sensitivity
+
+        if decoder.name != self.decoder_name:
+            raise LabError(f"this analysis was recorded on {self.decoder_name}, not {decoder.name}; probe the same "
+                           f"decoder the Grams came from.")
+        self.sensitivity.update(output_sensitivity(decoder, latents, self.groups, probes=probes, seed=seed))
+        return self
+
+    def output_metric(self, consumer_path: str) -> torch.Tensor | None:
+        return self.sensitivity.get(consumer_path)
 
     def selection_gram(self, group: ChannelGroup) -> torch.Tensor:
         """Sum over the group's consumers of their input Grams, each scaled to unit total variance, so

@@ -8,7 +8,10 @@ HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, 
 
 
 def add_arguments(p):
-    p.add_argument("--decoders", required=True, help="comma-separated decoder names or folders; D1 is the baseline")
+    p.add_argument("--decoders", required=True,
+                   help="comma-separated decoder names or folders; D1 is the baseline. NAME@chunkK runs a Wan-family "
+                        "decoder K latent frames per call, NAME@fast picks K by timing (lab.runtime); with the plain "
+                        "NAME in the list too, its max_abs_err against it is reported")
     p.add_argument("--weights", default=None,
                    help="override the weights of every registered decoder (e.g. 'random' for full-size models)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -31,7 +34,7 @@ def run(args):
 
 
 def render(result) -> str:
-    cols = ["decoder", "seconds", "fps", "speedup", "decoder_params", "macs", "peak_mem_bytes"]
+    cols = ["decoder", "seconds", "fps", "speedup", "max_abs_err", "decoder_params", "macs", "peak_mem_bytes"]
     head = (f"{result['device']} {result['dtype']}, {result['frames']} frames at {result['size'][0]}x"
             f"{result['size'][1]}, median of {result['repeats']} after {result['warmup']} warm-up")
     return head + "\n" + table(result["decoders"], [c for c in cols if any(c in r for r in result["decoders"])])

@@ -24,11 +24,23 @@ def add_arguments(p):
     how.add_argument("--plan", help="a named plan: 'flash-vaed' = the authors' widths (Wan up2/up3 12.5%%, LTX "
                                     "25%%) and operators")
     p.add_argument("--criterion", default="independence",
-                   help="channel selection: independence (default), independence-out (output-weighted), magnitude, "
+                   help="channel selection: independence (default), independence-out (weighted by the consumers' "
+                        "weights), independence-jacobian (weighted by the decoder output's Jacobian), magnitude, "
                         "magnitude-l2, variance, random")
+    p.add_argument("--refine", type=int, default=0, metavar="PASSES",
+                   help="output-checked local search over the selection: per narrowed group, try the other "
+                        "independence criteria's choices and the best single swaps, keep what lowers the student's "
+                        "error against the teacher on the calibration clips (default 0 = off; 1-2 passes)")
+    p.add_argument("--refine-swaps", type=int, default=0,
+                   help="also try this many proxy-ranked single swaps per group and pass (default 0: choose among the "
+                        "independence criteria only)")
+    p.add_argument("--sensitivity-probes", type=int, default=4,
+                   help="random output probes per calibration clip for independence-jacobian / --refine (default 4)")
     p.add_argument("--operators", default=None,
                    help="also swap operators: a plan name, STAGE=OP pairs, or a JSON object")
-    p.add_argument("--clips", nargs="+", default=["bbb-128"], help="calibration clips (default: the bundled clip)")
+    p.add_argument("--clips", nargs="+", default=["bbb-128"],
+                   help="calibration clips (default: the bundled clip; at small keep ratios pass several varied ones, "
+                        "e.g. bbb-128 bigbuckbunny bikes)")
     p.add_argument("--frames", type=int, default=9, help="frames per calibration clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop calibration clips to HxW")
     p.add_argument("--no-fold", action="store_true", help="slice weights only (no least-squares fold)")
@@ -79,7 +91,9 @@ def run(args):
     out = Path(args.out)
     student, info = prune(teacher, keep, args.criterion, clips=args.clips, frames=args.frames, size=args.size,
                           operators=operators, name=out.name, seed=args.seed, fold=not args.no_fold,
-                          ridge=FOLD_RIDGE if args.ridge is None else args.ridge, fold_norms=args.fold_norms)
+                          ridge=FOLD_RIDGE if args.ridge is None else args.ridge, fold_norms=args.fold_norms,
+                          refine=args.refine, refine_swaps=args.refine_swaps,
+                          sensitivity_probes=args.sensitivity_probes)
     student.save(out)
     log.info("saved %s (%d decoder params, teacher %d)", out, info["decoder_params"], info["teacher_decoder_params"])
     info.pop("transfer", None)

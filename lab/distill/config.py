@@ -20,8 +20,10 @@ from lab.errors import ConfigError
 class StudentConfig:
     """A saved student folder, or a recipe built at start with lab.prune + lab.ops."""
     folder: str | None = None
+    weights: str | None = None               # for a registered name: 'random' starts from scratch (default: its own)
     keep: float | dict | str | None = None   # ratio, {stage: ratio} or 'flash-vaed'
     criterion: str = "independence"
+    refine: int = 0                          # passes of output-checked selection (lab.prune.refine); 0 = off
     operators: str | dict | None = None      # plan name ('flash-vaed'), 'STAGE=OP,...' or {stage: op}
     calibration_clips: list = field(default_factory=lambda: ["bbb-128"])
     calibration_frames: int = 9
@@ -144,6 +146,9 @@ class DistillConfig:
         if self.student.folder is None and self.student.keep is None:
             raise ConfigError("student needs either 'folder' (a saved student) or 'keep' (a pruning recipe: a "
                               "ratio, {stage: ratio} or 'flash-vaed').")
+        if not isinstance(self.student.refine, int) or self.student.refine < 0:
+            raise ConfigError(f"student.refine must be a whole number of passes >= 0 (0 = off), got "
+                              f"{self.student.refine!r}.")
         for i, ph in enumerate(self.phases):
             where = f"phases[{i}] ({ph.name})"
             if not ph.losses:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.models.stages import stage_paths
+from lab.models.stages import stage_kind, stage_paths
 
 
 def stage_modules(decoder) -> dict[str, nn.Module]:
     """Stage name -> the module whose output is the stage's output, or {} for decoders without the
     lab's stage map (lightweight decoders)."""
-    vae = getattr(decoder, "vae", None)
-    kind = getattr(decoder, "stage_kind", None) or str(getattr(decoder, "adapter_kind", "")).split("-")[0]
-    if vae is None or kind not in ("wan", "ltx") or not hasattr(getattr(vae, "decoder", None), "up_blocks"):
+    kind = stage_kind(decoder)
+    if kind is None:
         return {}
+    vae = decoder.vae
     paths = stage_paths(kind, len(vae.decoder.up_blocks))
     return {stage: vae.get_submodule(ps[-1]) for stage, ps in paths.items()}
 

@@ -136,7 +136,7 @@ def build_student(cfg: DistillConfig, teacher):
     """A saved student folder, or the recipe (prune + operator swap, as `python -m lab prune` does)."""
     sc = cfg.student
     if sc.folder:
-        return load_decoder(sc.folder, device=teacher.device)
+        return load_decoder(sc.folder, weights=sc.weights, device=teacher.device)
     from lab.prune import FLASH_VAED_KEEP, prune
     keep, operators = sc.keep, sc.operators
     if keep == "flash-vaed":
@@ -152,7 +152,7 @@ def build_student(cfg: DistillConfig, teacher):
         operators = parse_plan_text(operators)
     s = cfg.student.calibration_size
     student, _ = prune(teacher, keep, sc.criterion, clips=list(sc.calibration_clips), frames=sc.calibration_frames,
-                       size=(s, s), operators=operators, name="student", seed=cfg.seed)
+                       size=(s, s), operators=operators, name="student", seed=cfg.seed, refine=sc.refine)
     return student
 
 

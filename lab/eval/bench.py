@@ -14,6 +14,11 @@ Method (so the numbers can be compared):
   the decode (``/proc/self/clear_refs``), so it is the process's resident memory (interpreter,
   torch, weights) plus the decode's working set; ``decode_mem_bytes`` is that peak minus the RSS
   just before the decode, i.e. what the decode itself added.
+
+Runtimes: a decoder spec ``NAME@chunkK`` runs a Wan-family decoder K latent frames per causal call
+(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``). When the plain NAME is
+benchmarked too, the row reports ``max_abs_err`` of its output against it on the same latents, so a
+fast path is shown to be exact in the same run that shows it fast.
 """
 
 from __future__ import annotations
@@ -51,11 +56,29 @@ def timed(fn, z: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def load_for_bench(name: str, weights: str | None, device, dtype) -> VideoDecoder:
+def split_runtime(spec: str) -> tuple[str, str | int | None]:
+    """'wan2.1@chunk4' -> ('wan2.1', 4); 'wan2.1@fast' -> ('wan2.1', 'auto'); 'wan2.1' -> ('wan2.1', None)."""
+    name, at, runtime = spec.rpartition("@")
+    if not at:
+        return spec, None
+    if runtime == "fast":
+        return name, "auto"
+    if runtime.startswith("chunk") and runtime[5:].isdigit() and int(runtime[5:]) >= 1:
+        return name, int(runtime[5:])
+    raise LabError(f"bench: unknown runtime '@{runtime}' in '{spec}'; use NAME@chunkK (K >= 1 latent frames per "
+                   f"call) or NAME@fast (K chosen by timing).")
+
+
+def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecoder:
     # --weights applies to registered decoders; a saved folder carries its own weights.
+    name, runtime = split_runtime(spec)
     registered = {e.name for e in list_entries()}
     torch.manual_seed(0)
-    return load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
+    dec = load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
+    if isinstance(runtime, int):
+        from lab.runtime import set_chunk
+        set_chunk(dec, runtime)
+    return dec
 
 
 def random_latents(dec: VideoDecoder, frames: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -90,6 +113,7 @@ def _status_bytes(key: str) -> int:
 
 
 def cpu_peak_memory(name: str, weights: str | None, dtype: str, frames: int, size: tuple[int, int]) -> dict:
+    # ``name`` may carry a runtime (NAME@chunkK): the probe loads it the same way.
     """Peak RSS of a fresh process that loads ``name`` and decodes once (see the module docstring)."""
     cmd = [sys.executable, "-m", "lab.eval.bench", "--probe-memory",
            json.dumps({"name": name, "weights": weights, "dtype": dtype, "frames": frames, "size": list(size)})]
@@ -129,17 +153,30 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
     decs = [load_for_bench(n, weights, device, DTYPES[dtype]) for n in decoders]
     zs = [random_latents(d, frames, size) for d in decs]
     rows = []
-    for name, dec, z in zip(decoders, decs, zs):
+    plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
+    for i, (name, dec, z) in enumerate(zip(decoders, decs, zs)):
         row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
                "latents_shape": list(z.shape), "frames": dec.geometry.frames_for(z.shape[2]),
                "size": list(size)}
+        base, runtime = split_runtime(name)
+        if runtime == "auto":
+            from lab.runtime import choose_chunk
+            chosen = choose_chunk(dec, z)
+            row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
+            name = f"{base}@chunk{chosen['chunk']}"  # what the memory probe must load
+        if runtime is not None:
+            row["chunk"] = dec.chunk_frames
+            if base in plain:
+                ref = decs[plain[base]]
+                row["max_abs_err"] = float((dec.decode(z).float() - ref.decode(zs[plain[base]]).float()).abs().max())
+                row["max_abs_err_vs"] = base
         if macs:
             row["macs"] = int(count_macs(dec, z))
         if memory:
             if device.type == "cuda":
                 row["peak_mem_bytes"] = cuda_peak_memory(dec, z)
             else:
-                row.update(cpu_peak_memory(name, weights if name in {e.name for e in list_entries()} else None,
+                row.update(cpu_peak_memory(name, weights if base in {e.name for e in list_entries()} else None,
                                            dtype, frames, size))
         rows.append(row)
     fns = []

@@ -258,6 +258,9 @@ class VideoDecoder(nn.Module):
         return folder
 
     adapter_kind: str = ""
+    # Latent frames per causal call for Wan-family decoders (lab.runtime.chunked.set_chunk); 1 = the
+    # reference path. Other decoders ignore it.
+    chunk_frames: int = 1
 
     def _save_model(self, folder: Path) -> None:
         raise NotImplementedError
@@ -267,7 +270,7 @@ class VideoDecoder(nn.Module):
 
 
 class DecoderStream:
-    """A causal decoding session: ``push`` one latent frame (N, C, 1, H, W), get its new frames."""
+    """A causal decoding session: ``push`` latent frames (N, C, k, H, W), get their new frames."""
 
     def push(self, z_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -25,15 +25,30 @@ def stage_paths(family_kind: str, num_up_blocks: int) -> dict[str, list[str]]:
     raise LabError(f"no stage map for decoders of kind '{family_kind}' (known: wan, ltx)")
 
 
+def stage_kind(decoder) -> str | None:
+    """'wan' or 'ltx' for the teachers and the students built from them (a student's adapter kind is
+    'wan-student' / 'ltx-student': same stage map), None for decoders without the lab's stage map."""
+    kind = getattr(decoder, "stage_kind", None) or str(getattr(decoder, "adapter_kind", "")).split("-")[0]
+    has_ups = hasattr(getattr(getattr(decoder, "vae", None), "decoder", None), "up_blocks")
+    return kind if kind in ("wan", "ltx") and has_ups else None
+
+
+def _stage_map(decoder) -> dict[str, list[str]]:
+    kind = stage_kind(decoder)
+    if kind is None:
+        raise LabError(f"{getattr(decoder, 'name', decoder)} (adapter kind '{getattr(decoder, 'adapter_kind', '?')}') "
+                       f"has no stage map: stages are defined for the Wan and LTX-Video families and their students.")
+    return stage_paths(kind, len(decoder.vae.decoder.up_blocks))
+
+
 def decoder_stages(decoder) -> dict[str, list[nn.Module]]:
-    """Stage name -> modules, for any adapter with a ``vae`` whose decoder has ``up_blocks``."""
-    vae = decoder.vae
-    paths = stage_paths(decoder.adapter_kind, len(vae.decoder.up_blocks))
-    return {stage: [vae.get_submodule(p) for p in ps] for stage, ps in paths.items()}
+    """Stage name -> modules, for teachers and students of the Wan and LTX-Video families."""
+    paths = _stage_map(decoder)
+    return {stage: [decoder.vae.get_submodule(p) for p in ps] for stage, ps in paths.items()}
 
 
 def check_stage_names(decoder, names) -> None:
-    known = list(stage_paths(decoder.adapter_kind, len(decoder.vae.decoder.up_blocks)))
+    known = list(_stage_map(decoder))
     bad = [n for n in names if n not in known]
     if bad:
         raise LabError(f"{decoder.name} has no stage(s) {', '.join(map(str, bad))}; its stages are "

@@ -62,6 +62,9 @@ class WanDecoderAdapter(VideoDecoder):
         return [self.vae.post_quant_conv, self.vae.decoder]
 
     def _decode_raw(self, z):
+        if self.chunk_frames > 1:  # lab.runtime.chunked: the same result as diffusers' loop, fewer calls
+            from lab.runtime.chunked import decode_wan_chunked
+            return decode_wan_chunked(self.vae, z, self.chunk_frames).clamp(-1.0, 1.0)  # diffusers clamps too
         return self.vae.decode(z).sample
 
     def _encode_raw(self, video, sample, generator):
@@ -80,9 +83,10 @@ class WanDecoderAdapter(VideoDecoder):
 
 
 class WanStream(DecoderStream):
-    """Causal decoding, one latent frame at a time, with Wan's own feature cache (the last two
-    input frames of every causal conv). The first push yields 1 frame, every later one 4 frames;
-    pushing a whole clip frame by frame gives exactly what ``decode`` gives."""
+    """Causal decoding with Wan's own feature cache (the last two input frames of every causal conv).
+    The first push takes one latent frame and yields 1 frame; later pushes take k >= 1 latent frames and
+    yield 4k. Pushing a whole clip frame by frame gives exactly what ``decode`` gives (several frames
+    per push: the same up to float summation order, see lab.runtime.chunked)."""
 
     def __init__(self, adapter: WanDecoderAdapter):
         self.adapter = adapter
@@ -96,9 +100,10 @@ class WanStream(DecoderStream):
     def push(self, z_t: torch.Tensor) -> torch.Tensor:
         a = self.adapter
         a.check_latents(z_t)
-        if z_t.shape[2] != 1:
-            raise LatentShapeError(f"{a.name}: push() takes one latent frame (N, C, 1, H, W), got "
-                                   f"{z_t.shape[2]} frames; push them one by one or use decode_stream(z).")
+        if self.frames_done == 0 and z_t.shape[2] != 1:
+            raise LatentShapeError(f"{a.name}: the first push() takes one latent frame (N, C, 1, H, W), got "
+                                   f"{z_t.shape[2]} frames (Wan decodes the first latent frame on its own); later "
+                                   f"pushes may carry several frames.")
         vae = a.vae
         x = vae.post_quant_conv(a.denormalize(z_t))
         vae._conv_idx = [0]
@@ -106,7 +111,7 @@ class WanStream(DecoderStream):
         if vae.config.patch_size is not None:
             from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
             out = unpatchify(out, patch_size=vae.config.patch_size)
-        self.frames_done += 1
+        self.frames_done += z_t.shape[2]
         return out.clamp(-1.0, 1.0)
 
 

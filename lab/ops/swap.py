@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from lab.errors import LabError
-from lab.models.stages import stage_paths
+from lab.models.stages import decoder_stages, stage_kind, stage_paths
 from lab.ops.operators import FrameConv2d, SwapOp, conv_spec, get_operator
 from lab.ops.plan import resolve_plan
 
@@ -53,8 +53,8 @@ def swappable_convs(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.M
 def family_kind(decoder) -> str:
     """The stage-map kind ('wan' or 'ltx') of an adapter: teachers say it in ``adapter_kind``; students
     built from them (e.g. 'wan-student') keep the teacher's module paths, so the prefix decides."""
-    kind = getattr(decoder, "stage_kind", None) or str(getattr(decoder, "adapter_kind", "")).split("-")[0]
-    if kind not in ("wan", "ltx") or not hasattr(decoder, "vae"):
+    kind = stage_kind(decoder)
+    if kind is None:
         raise LabError(f"{getattr(decoder, 'name', decoder)} is not a Wan or LTX-Video decoder with a diffusers-style "
                        f"vae (adapter kind '{getattr(decoder, 'adapter_kind', '?')}'); operator swaps and the "
                        f"profiler need one of those module trees.")
@@ -63,9 +63,8 @@ def family_kind(decoder) -> str:
 
 def stage_modules(decoder) -> dict[str, list[nn.Module]]:
     """Stage name -> modules of an adapter (teacher or student), by the shared stage map."""
-    vae = decoder.vae
-    return {s: [vae.get_submodule(p) for p in ps]
-            for s, ps in stage_paths(family_kind(decoder), len(vae.decoder.up_blocks)).items()}
+    family_kind(decoder)  # the swap-specific error for decoders without one
+    return decoder_stages(decoder)
 
 
 def decoder_is_causal(vae_like: nn.Module, kind: str) -> bool:

@@ -4,7 +4,10 @@ how many channels to keep, the teacher, the analysis) and returns the kept chann
 Add your own with ``register_criterion("name", fn)``; ``python -m lab prune --criterion name`` then
 uses it. Built in: independence (greedy least-squares reconstruction of the whole map),
 independence-out (the same greedy, minimising the consumers' output error of the fold instead of the
-input residual: each dropped channel's residual weighted by the consumer weights that read it), magnitude
+input residual: each dropped channel's residual weighted by the consumer weights that read it),
+independence-jacobian (the same, weighted by the Jacobian of the *decoder output* instead of the
+consumer's own weights: the first-order output error of the fold; needs ``analysis.add_sensitivity``,
+which prune() runs when this criterion is chosen), magnitude
 (L1 norm of the producing filters), magnitude-l2, variance (activation variance), random.
 """
 
@@ -28,7 +31,7 @@ class CriterionContext:
     model: nn.Module  # the teacher's VAE (module paths of the group refer to it)
     analysis: ChannelAnalysis | None
     seed: int = 0
-
+    balanced: bool = False  # weighted criteria: every consumer counts equally instead of by its weight
     def gram(self) -> torch.Tensor:
         if self.analysis is None:
             raise ConfigError(f"this criterion needs activation statistics for {self.group.name}; run it with "
@@ -55,13 +58,23 @@ class CriterionContext:
 Criterion = Callable[[CriterionContext], list[int]]
 #: name -> (function, needs activation statistics, one-line description)
 CRITERIA: dict[str, tuple[Criterion, bool, str]] = {}
+#: criteria that also need the output-sensitivity metrics (ChannelAnalysis.add_sensitivity)
+NEEDS_SENSITIVITY: set[str] = set()
+#: the least-squares (independence-aware) criteria, each measuring the fold's error in another metric;
+#: prune(refine=...) lets the student choose between them per group
+INDEPENDENCE_FAMILY = ("independence", "independence-out", "independence-jacobian", "independence-jacobian-balanced")
 
 
-def register_criterion(name: str, fn: Criterion, needs_stats: bool = True, description: str = "") -> None:
+def register_criterion(name: str, fn: Criterion, needs_stats: bool = True, description: str = "",
+                       needs_sensitivity: bool = False) -> None:
     if not callable(fn):
         raise ConfigError(f"criterion '{name}' must be a callable taking a CriterionContext")
     doc = (fn.__doc__ or "").strip()
-    CRITERIA[name] = (fn, needs_stats, description or (doc.splitlines()[0] if doc else name))
+    CRITERIA[name] = (fn, needs_stats or needs_sensitivity, description or (doc.splitlines()[0] if doc else name))
+    if needs_sensitivity:
+        NEEDS_SENSITIVITY.add(name)
+    else:
+        NEEDS_SENSITIVITY.discard(name)
 
 
 def get_criterion(name: str) -> tuple[Criterion, bool, str]:
@@ -113,6 +126,24 @@ def independence_out(ctx: CriterionContext) -> list[int]:
     return weighted_greedy_select(grams, metrics, ctx.k)
 
 
+def independence_jacobian(ctx: CriterionContext) -> list[int]:
+    """Greedy selection minimising the first-order decoder-output error of the fold (residual weighted by the output's Jacobian)."""
+    from lab.analysis.linalg import weighted_greedy_select
+    if ctx.analysis is None:
+        ctx.gram()  # raises the usual "needs activation statistics" error
+    grams, metrics = [], []
+    for cons in ctx.group.consumers:
+        g, m = ctx.analysis.consumer_gram(cons.path), ctx.analysis.output_metric(cons.path)
+        if g is not None and m is not None:
+            grams.append(g)
+            metrics.append(m)
+    if not grams:
+        raise ConfigError(f"independence-jacobian needs the output sensitivity of {ctx.group.name}'s consumers; "
+                          f"run analysis.add_sensitivity(teacher, latents) first (prune() does it for you).")
+    # Not normalised per consumer: the Jacobian already puts every consumer in output units.
+    return weighted_greedy_select(grams, metrics, ctx.k, normalise=ctx.balanced)
+
+
 def magnitude(ctx: CriterionContext) -> list[int]:
     """Largest L1 norm of the filters that produce each channel (summed over producers)."""
     return _top(sum(w.abs().sum(dim=1) for w in ctx.producer_weights()), ctx.k)
@@ -137,6 +168,10 @@ def random(ctx: CriterionContext) -> list[int]:
 
 register_criterion("independence", independence, True)
 register_criterion("independence-out", independence_out, True)
+register_criterion("independence-jacobian", independence_jacobian, True, needs_sensitivity=True)
+register_criterion("independence-jacobian-balanced", lambda ctx: independence_jacobian(
+    CriterionContext(ctx.group, ctx.k, ctx.model, ctx.analysis, ctx.seed, balanced=True)), True,
+    "independence-jacobian with every consumer of the group counted equally", needs_sensitivity=True)
 register_criterion("magnitude", magnitude, False)
 register_criterion("magnitude-l2", magnitude_l2, False)
 register_criterion("variance", variance, True)

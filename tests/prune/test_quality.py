@@ -31,3 +31,23 @@ def test_independence_beats_magnitude_and_random_on_held_out_clip():
     seeds = [psnr(prune(teacher, 0.25, "random", analysis=a, seed=seed)[0].decode(held[0]), ref) for seed in range(3)]
     score["random"] = sum(seeds) / len(seeds)
     assert score["independence"] > score["magnitude"] and score["independence"] > score["random"], score
+
+
+
+@pytest.mark.slow
+def test_independence_wins_at_the_flash_vaed_width_with_varied_calibration(sample_clips):
+    # At 12.5% of up2/up3 (2 of mini-wan's 16 up3 channels) the choice depends on what the calibration
+    # clips show: on the bundled cartoon alone independence loses to random (14.9 vs 18.7 dB, see
+    # issue 4's note); calibrated on three clips (cartoon, live action, outdoor) it wins clearly.
+    # Held-out carphone is never calibrated on; bikes is, on its first 9 frames only.
+    teacher = load_decoder("mini-wan")
+    calib, _ = calibration_latents(teacher, ["bbb-128", "bigbuckbunny", "bikes"], frames=9, size=(128, 128))
+    held, _ = calibration_latents(teacher, ["carphone"], frames=9, size=(128, 128))
+    ref = teacher.decode(held[0])
+    a = analyze(teacher, calib)
+    keep = {"up2": 0.125, "up3": 0.125}
+    score = {crit: psnr(prune(teacher, keep, crit, analysis=a)[0].decode(held[0]), ref)
+             for crit in ("independence", "magnitude")}
+    seeds = [psnr(prune(teacher, keep, "random", analysis=a, seed=seed)[0].decode(held[0]), ref) for seed in range(3)]
+    score["random"] = sum(seeds) / len(seeds)
+    assert score["independence"] > max(score["magnitude"], score["random"]), score

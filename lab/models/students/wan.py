@@ -27,6 +27,7 @@ from torch import nn
 
 from lab.errors import ConfigError
 from lab.models.students.base import StudentAdapter
+from lab.runtime.chunked import decode_wan_chunked
 from lab.models.students.folded_norm import WanFoldedRMSNorm
 from lab.models.teachers import WanStream, wan_geometry
 
@@ -156,20 +157,12 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         self._feat_map = [None] * (sum(1 for _ in self.decoder.modules()) + 1)
         self._conv_idx = [0]
 
-    def decode(self, z: torch.Tensor, return_dict: bool = True):
+    def decode(self, z: torch.Tensor, return_dict: bool = True, chunk: int = 1):
         """Raw (denormalised) latents -> video, unclamped, one latent frame at a time as Wan does
-        (so whole-clip and streamed decodes run the same computation)."""
-        self.clear_cache()
-        x = self.post_quant_conv(z)
-        outs = []
-        for i in range(z.shape[2]):
-            self._conv_idx = [0]
-            outs.append(self.decoder(x[:, :, i:i + 1], feat_cache=self._feat_map, feat_idx=self._conv_idx,
-                                     first_chunk=i == 0))
-        out = torch.cat(outs, dim=2)
-        if self.config.patch_size is not None:
-            out = unpatchify(out, patch_size=self.config.patch_size)
-        self.clear_cache()
+        (so whole-clip and streamed decodes run the same computation); ``chunk`` > 1 runs that many
+        latent frames per causal call after the first (lab.runtime.chunked: same result up to float
+        summation order, faster)."""
+        out = decode_wan_chunked(self, z, chunk)
         return DecoderOutput(sample=out) if return_dict else (out,)
 
 
@@ -190,7 +183,7 @@ class WanStudentAdapter(StudentAdapter):
         return [self.vae.post_quant_conv, self.vae.decoder]
 
     def _decode_raw(self, z):
-        return self.vae.decode(z).sample
+        return self.vae.decode(z, chunk=self.chunk_frames).sample
 
     def stream(self) -> WanStream:
         return WanStream(self)

@@ -1,0 +1,7 @@
+"""Inference runtimes: faster ways to run the lab's decoders that give the same output as the reference
+path (diffusers eager for the teachers) within a stated tolerance. ``chunked``: Wan-family decoders run
+several latent frames per causal call instead of one."""
+
+from lab.runtime.chunked import choose_chunk, chunk_bounds, decode_wan_chunked, is_chunkable, set_chunk
+
+__all__ = ["choose_chunk", "chunk_bounds", "decode_wan_chunked", "is_chunkable", "set_chunk"]
