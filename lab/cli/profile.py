@@ -34,9 +34,8 @@ def run(args):
         import torch
         torch.set_num_threads(args.threads)
     dec = load_decoder(args.decoder, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
-    if not hasattr(dec, "vae"):
-        raise LabError(f"{dec.name} has no diffusers VAE inside, so it has no stage map to profile; profile a "
-                       f"teacher or a student built from one.")
+    from lab.models.stages import decoder_stages
+    decoder_stages(dec)  # a clear error for a decoder without a stage map, before any work
     g = dec.geometry
     latent_frames = g.latent_frames_for(args.frames)
     latent_size = g.latent_size_for(*args.size)

@@ -42,7 +42,10 @@ def _stage_map(decoder) -> dict[str, list[str]]:
 
 
 def decoder_stages(decoder) -> dict[str, list[nn.Module]]:
-    """Stage name -> modules, for teachers and students of the Wan and LTX-Video families."""
+    """Stage name -> modules: by the shared map for the Wan and LTX-Video teachers and their students,
+    by the decoder's own ``stage_map()`` for decoders of another layout (the lightweight family)."""
+    if stage_kind(decoder) is None and callable(getattr(decoder, "stage_map", None)):
+        return decoder.stage_map()
     paths = _stage_map(decoder)
     return {stage: [decoder.vae.get_submodule(p) for p in ps] for stage, ps in paths.items()}
 

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lab.ops.operators import SwapOp
-from lab.ops.swap import stage_modules
+from lab.models.stages import decoder_stages
 
 # Operator type of a module, by class name; a typed module is timed as one unit (its children are not).
 _TYPES = {
@@ -104,13 +104,13 @@ def _sync_for(device: torch.device):
 @torch.no_grad()
 def profile_decoder(decoder, latent_frames: int, latent_size: tuple[int, int], repeats: int = 3,
                     warmup: int = 1, seed: int = 0, batch: int = 1) -> dict:
-    """Profile ``decoder`` (any adapter with a ``vae``) decoding random latents of the given shape on
+    """Profile ``decoder`` (any adapter with a stage map: teachers, students, lightweight decoders) decoding random latents of the given shape on
     the decoder's own device/dtype. Returns a JSON-ready dict (see module docstring)."""
     device, dtype = decoder.device, decoder.dtype
     sync = _sync_for(device)
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(batch, decoder.geometry.channels, latent_frames, *latent_size, generator=g).to(device, dtype)
-    stages = stage_modules(decoder)
+    stages = decoder_stages(decoder)
 
     # MACs (this decode also warms up kernels and allocator).
     counter = FlopCounterMode(display=False)

@@ -85,3 +85,23 @@ def test_profile_of_a_pruned_student(tiny_wan):
     assert sum(s["params"] for s in result["stages"]) == student.decoder_params()
     assert "op:conv2d" in {o["type"] for o in st["up2"]["ops"]}
     assert sum(s["mac_share"] for s in result["stages"]) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("config", [
+    dict(block_out_channels=(16, 16, 16, 16), num_blocks=(1, 1, 1, 1), temporal_compression=1, latent_channels=4),
+    dict(block_out_channels=(32, 32, 32, 32), num_blocks=(1, 1, 1, 1), temporal_compression=4, latent_channels=16,
+         upsample_mode="bilinear", temporal_mid_layers=1, temporal_mid_head_dim=16),
+])
+def test_lightweight_decoders_profile_by_their_own_stage_map(config):
+    # TAE-style decoders have no diffusers VAE inside: their stage map comes from the model itself, and
+    # every MAC of the decode still lands in a stage.
+    from lab.models.lightweight.adapter import LightweightAdapter
+    from lab.models.lightweight.tae import TinyVideoDecoder
+    dec = LightweightAdapter("tae-test", TinyVideoDecoder(**config))
+    result = profile_decoder(dec, latent_frames=2, latent_size=(4, 4), repeats=1)
+    names = [s["stage"] for s in result["stages"]]
+    assert names[0] == "conv_in" and names[-2:] == ["head", "outside"] and "up3" in names
+    # 'mid' holds the frame expansion and the temporal mid block: absent for an image decoder without either
+    assert ("mid" in names) == (config["temporal_compression"] > 1)
+    assert sum(s["macs"] for s in result["stages"][:-1]) == result["total_macs"]
+    assert sum(s["latency_share"] for s in result["stages"]) == pytest.approx(1.0, abs=1e-9)

@@ -10,6 +10,7 @@ has no attention; stages with depth 0 add no upsampler, so that config upsamples
 from __future__ import annotations
 
 import torch
+from torch import nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.autoencoder_dc import Decoder as DCDecoder
 from diffusers.models.modeling_utils import ModelMixin
@@ -50,6 +51,16 @@ class EfficientViTVideoDecoder(ModelMixin, ConfigMixin):
         return 2 ** (ups + (1 if depths[0] == 0 else 0))
 
     causal = True
+
+    def stage_map(self) -> dict[str, list[nn.Module]]:
+        """The lab's stage vocabulary over this decoder, for the profiler: conv_in (with the frame
+        expansion), up0..upN in the order they run (lowest resolution first), head (norm, act, RGB conv)."""
+        dec = self.decoder
+        stages: dict[str, list[nn.Module]] = {"conv_in": [dec.conv_in, *([self.expand] if self.expand else [])]}
+        for i, block in enumerate(reversed(dec.up_blocks)):
+            stages[f"up{i}"] = [block]
+        stages["head"] = [dec.norm_out, dec.conv_act, dec.conv_out]
+        return stages
 
     def forward(self, z: torch.Tensor, first_chunk: bool = True) -> torch.Tensor:
         """Latents (B, C, T, h, w) -> video (B, 3, F, H, W), F = 1 + t(T-1) (t T when not first_chunk).

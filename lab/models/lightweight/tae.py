@@ -72,6 +72,20 @@ class TinyVideoDecoder(ModelMixin, ConfigMixin):
     def causal(self) -> bool:
         return self.mid is None
 
+    def stage_map(self) -> dict[str, list[nn.Module]]:
+        """The lab's stage vocabulary over this decoder, for the profiler: conv_in, mid (the frame
+        expansion and the temporal mid block, where present), up0..upN (a resolution's blocks, its
+        upsample and the conv into the next resolution), head (the RGB conv)."""
+        stages: dict[str, list[nn.Module]] = {"conv_in": [self.conv_in]}
+        mid = [m for m in (self.expand, self.mid) if m is not None]
+        if mid:
+            stages["mid"] = mid
+        last = len(self.blocks) - 1
+        for i, blocks in enumerate(self.blocks):
+            stages[f"up{i}"] = [blocks, *([self.upsamplers[i], self.convs[i]] if i < last else [])]
+        stages["head"] = [self.convs[last]]
+        return stages
+
     def forward(self, z: torch.Tensor, first_chunk: bool = True) -> torch.Tensor:
         """Latents (B, C, T, h, w) -> video (B, 3, F, H, W), F = 1 + t(T-1) (t T when not first_chunk)."""
         b = z.shape[0]
