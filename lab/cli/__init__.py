@@ -28,6 +28,7 @@ COMMANDS = {
     "analyze": "lab.cli.analyze",
     "prune": "lab.cli.prune",
     "eval": "lab.cli.eval",
+    "table": "lab.cli.decoder_table",
     "bench": "lab.cli.bench",
     "teacher": "lab.cli.teacher",
     "profile": "lab.cli.profile",

@@ -9,6 +9,7 @@ the ranks draw different windows, which shards the (random-access) data without 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ class ValClip:
 class TeacherBatches:
     def __init__(self, teacher, clips: list, short_sides: list[int]):
         self.teacher = teacher
-        specs = [ClipSpec(str(c), str(resolve_clip(c))) for c in clips]
+        specs = [clip_spec(c) for c in clips]
         self.windows = ClipWindows(specs, short_sides=tuple(short_sides))
 
     def sample(self, batch: int, frames: int, crop: int, generator: torch.Generator):
@@ -37,6 +38,16 @@ class TeacherBatches:
         real = self.windows.sample(batch, frames, crop, generator)
         real = real.to(self.teacher.device, self.teacher.dtype)
         return real, self.teacher.encode(real)
+
+
+def clip_spec(clip) -> ClipSpec:
+    """A training clip: a name or path, optionally with a frame range ``name[start:stop]`` (e.g.
+    ``bikes[0:192]``, the frames mini-wan trained on: 'bikes' from frame 200 on is held out)."""
+    m = re.fullmatch(r"(.+)\[(\d*):(\d*)\]", str(clip))
+    if not m:
+        return ClipSpec(str(clip), str(resolve_clip(clip)))
+    name, start, stop = m.group(1), int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
+    return ClipSpec(name, str(resolve_clip(name)), start, stop)
 
 
 def load_val_clips(teacher, names: list, frames: int, size: int) -> list[ValClip]:

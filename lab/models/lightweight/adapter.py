@@ -42,6 +42,10 @@ class LightweightAdapter(VideoDecoder):
     def decoder_modules(self):
         return [self.model]
 
+    def stage_map(self) -> dict:
+        """Stage name -> modules (conv_in, mid, up0..upN, head), as the model lays them out."""
+        return self.model.stage_map()
+
     def _decode_raw(self, z: torch.Tensor) -> torch.Tensor:
         return self.model(z)
 
@@ -67,7 +71,8 @@ class LightweightAdapter(VideoDecoder):
         if kind not in MODEL_CLASSES:
             raise CheckpointError(f"{folder}: lab_decoder.json names model_class {kind!r}; lightweight decoders "
                                   f"are {', '.join(MODEL_CLASSES)}. Re-save the decoder with this lab.")
-        model = MODEL_CLASSES[kind].from_pretrained(str(folder), low_cpu_mem_usage=False)
+        # Shipped folders store fp16 to stay small; load in float32 (the dtype=... of load_decoder casts after).
+        model = MODEL_CLASSES[kind].from_pretrained(str(folder), low_cpu_mem_usage=False, torch_dtype=torch.float32)
         return cls(meta["name"], model)
 
 

@@ -74,6 +74,38 @@ ARCHITECTURES = (
 )
 
 
+# Width-scaled variants for mini-wan latents: the paper configs' block structure and depths at narrower
+# widths, so that each decoder (0.4-1.3M params) is comparable to mini-wan's own 2.06M-param decoder and
+# trains on a CPU; their trained weights ship in data/checkpoints/<name>/ (lab.models.lightweight.card).
+MINI_WAN = LATENT_SPACES[1]
+
+
+def _narrow(config: dict, width: int) -> dict:
+    """``config`` with every TAE stage at ``width`` (the temporal mid block's heads at width/2)."""
+    out = {**config, "block_out_channels": (width,) * len(config["block_out_channels"])}
+    if config.get("temporal_mid_layers"):
+        out["temporal_mid_head_dim"] = width // 2
+    return out
+
+
+def _narrow_effvit(config: dict, width: int) -> dict:
+    """EfficientViT widths scaled by width/128 (128x3, 256x3 -> width x3, 2 width x3)."""
+    return {**config, "block_out_channels": tuple(w * width // 128 for w in config["block_out_channels"])}
+
+
+# (name, class, config, description)
+SMALL_VARIANTS = (
+    ("tae-64-wan", TinyVideoDecoder, _narrow(tae_192_config(MINI_WAN), 64),
+     "TAE-192 structure at width 64 (blocks 3,3,3,1, nearest upsampling; causal); mini-wan latents"),
+    ("tae-temporal-64-wan", TinyVideoDecoder, _narrow(tae_temporal_config(MINI_WAN), 64),
+     "TAE-Temporal structure at width 64 (blocks 3,2,2,1, bilinear, spatio-temporal mid block; not causal); "
+     "mini-wan latents"),
+    ("efficientvit-32-wan", EfficientViTVideoDecoder, _narrow_effvit(effvit_config(MINI_WAN), 32),
+     "EfficientViT (DC-AE) structure at widths 32x3,64x3 (depths 0,5,10,0,0,0, BatchNorm+ReLU; causal); "
+     "mini-wan latents"),
+)
+
+
 def build(cls, config: dict, name: str, device=None, dtype=None) -> LightweightAdapter:
     return LightweightAdapter(name, place(cls(**config), device, dtype))
 
@@ -122,19 +154,30 @@ def _counter(cls, config: dict):
 
 
 def variant_names() -> list[str]:
-    return [paper if not s.suffix else prefix + s.suffix for prefix, paper, *_ in ARCHITECTURES for s in LATENT_SPACES]
+    return ([paper if not s.suffix else prefix + s.suffix for prefix, paper, *_ in ARCHITECTURES for s in LATENT_SPACES]
+            + small_variant_names())
+
+
+def small_variant_names() -> list[str]:
+    return [name for name, *_ in SMALL_VARIANTS]
+
+
+def _register(name: str, cls, config: dict, space: LatentSpace, description: str, tag: str) -> None:
+    trained = paths.checkpoints_dir() / name / "config.json"
+    weights = (f"data/checkpoints/{name} (trained against {space.teacher})" if trained.exists() else
+               "random (untrained: train with python -m lab distill, or pass --weights FOLDER)")
+    register(ModelEntry(
+        name=name, family="lightweight", latent_channels=space.channels,
+        compression=(space.t, space.spatial, space.spatial), weights=weights,
+        loader=_loader(name, cls, config), param_counter=_counter(cls, config),
+        description=description, tags=("lightweight", tag)))
 
 
 def register_all() -> None:
     for prefix, paper, cls, make, description in ARCHITECTURES:
         for space in LATENT_SPACES:
             name = paper if not space.suffix else prefix + space.suffix
-            config = make(space)
-            trained = paths.checkpoints_dir() / name / "config.json"
-            weights = (f"data/checkpoints/{name} (trained against {space.teacher})" if trained.exists() else
-                       "random (untrained: train with python -m lab distill, or pass --weights FOLDER)")
-            register(ModelEntry(
-                name=name, family="lightweight", latent_channels=space.channels,
-                compression=(space.t, space.spatial, space.spatial), weights=weights,
-                loader=_loader(name, cls, config), param_counter=_counter(cls, config),
-                description=f"{description}; {space.label}", tags=("lightweight", prefix)))
+            _register(name, cls, make(space), space, f"{description}; {space.label}", prefix)
+    for name, cls, config, description in SMALL_VARIANTS:
+        prefix = next(p for p, paper, *_ in ARCHITECTURES if paper == config["architecture"])
+        _register(name, cls, config, MINI_WAN, description, prefix)

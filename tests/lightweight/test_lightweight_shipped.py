@@ -1,0 +1,118 @@
+"""The shipped small lightweight decoders for mini-wan latents (data/checkpoints/<name>/, trained with
+configs/lightweight/<name>.toml) and the decoder comparison table (lab.eval.table, `python -m lab table`)."""
+
+import json
+
+import pytest
+import torch
+
+from lab import paths
+from lab.cli import main as cli_main
+from lab.eval.metrics import psnr
+from lab.models import load_decoder
+from lab.models.lightweight.variants import small_variant_names
+
+SMALL = {"tae-64-wan": 1_246_083, "tae-temporal-64-wan": 1_239_429, "efficientvit-32-wan": 418_220}
+
+# PSNR (dB) on mini-wan latents of bbb-128 (9 frames, 64x64) measured when the variants were shipped:
+# random weights give 10.3-13.2 dB (about what an all-grey video scores: 13.2), the trained decoders
+# 17.0-18.3 dB (mini-wan's own decoder: 18.1). The floor sits between the two, ~2 dB from each side.
+TRAINED_FLOOR_DB = 15.0
+
+
+def _shipped(name: str) -> bool:
+    return (paths.checkpoints_dir() / name / "config.json").exists()
+
+
+def test_models_json_lists_the_small_variants_with_their_param_counts(capsys):
+    assert cli_main(["models", "--family", "lightweight", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    for name, params in SMALL.items():
+        assert rows[name]["decoder_params"] == params
+        assert rows[name]["latent_channels"] == 16 and rows[name]["compression"] == [4, 8, 8]
+        assert 0.3e6 < params < 1.5e6  # comparable to mini-wan's own 2.06M-param decoder
+    assert set(SMALL) == set(small_variant_names())
+
+
+@pytest.fixture(scope="module")
+def bbb_latents(bundled_clip_path):
+    from lab.data.video import load_clip
+    teacher = load_decoder("mini-wan")
+    clip = load_clip(bundled_clip_path, frames=9, size=(64, 64), frame_multiple=4, spatial_multiple=8)
+    with torch.no_grad():
+        return clip, teacher.encode(clip)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_shipped_variant_decodes_real_latents_well_above_random_weights(name, bbb_latents):
+    if not _shipped(name):
+        pytest.fail(f"data/checkpoints/{name} is missing: train it with configs/lightweight/{name}.toml and ship it "
+                    f"with python -m lab.models.lightweight.card")
+    clip, z = bbb_latents
+    trained = load_decoder(name)  # the registered name prefers the shipped folder
+    assert trained.dtype == torch.float32 and trained.decoder_params() == SMALL[name]
+    torch.manual_seed(0)
+    random = load_decoder(name, weights="random")
+    with torch.no_grad():
+        p_trained, p_random = psnr(trained.decode(z), clip), psnr(random.decode(z), clip)
+    assert p_random < TRAINED_FLOOR_DB - 1.5, p_random
+    assert p_trained > TRAINED_FLOOR_DB, p_trained
+
+
+def test_shipped_folders_are_small_and_carry_a_card():
+    for name in [*SMALL, "mini-wan-flash"]:
+        folder = paths.checkpoints_dir() / name
+        assert (folder / "README.md").exists(), folder
+        card = (folder / "README.md").read_text()
+        assert "## Held-out reconstruction" in card and "python -m lab distill --config" in card
+        assert sum(p.stat().st_size for p in folder.iterdir()) < 4e6
+
+
+def test_table_on_a_tiny_case_returns_every_field(sample_clips, tmp_path):
+    from lab.eval.table import decoder_table, render_markdown
+
+    result = decoder_table(["mini-wan", "efficientvit-32-wan"], clips=["carphone"], frames=5, repeats=1, warmup=0,
+                           vmaf=False)
+    assert result["teacher"] == "mini-wan" and result["timing"]["frames"] == 5
+    assert [r["decoder"] for r in result["rows"]] == ["mini-wan", "efficientvit-32-wan"]
+    for row in result["rows"]:
+        m = row["clips"]["carphone"]
+        assert m["frames"] == 5 and m["size"] == [144, 176]
+        assert 5 < m["psnr"] < 60 and 0 < m["ssim"] <= 1 and m["vmaf"] is None
+        assert row["seconds_per_8_frames"] > 0 and row["decoder_params"] > 0
+    assert result["rows"][1]["decoder_params"] == SMALL["efficientvit-32-wan"]
+    text = render_markdown(result, "python -m lab table ...")
+    assert "| `efficientvit-32-wan` | 0.42M |" in text and "VMAF: not computed" in text
+
+
+def test_table_refuses_a_decoder_of_another_latent_space():
+    from lab.errors import LabError
+    from lab.eval.table import decoder_table
+
+    with pytest.raises(LabError, match="one latent space"):
+        decoder_table(["mini-wan", "tae-192"], clips=["carphone"], frames=5, repeats=1, warmup=0, vmaf=False)
+
+
+@pytest.mark.parametrize("config", [*(f"lightweight/{n}.toml" for n in SMALL), "lightweight/tae-192-mini-wan.toml",
+                                    "distill/mini-wan-flash.toml"])
+def test_training_configs_never_sample_the_held_out_frames(config):
+    from lab.distill import load_config
+    from lab.distill.data import clip_spec
+
+    cfg = load_config(paths.REPO_ROOT / "configs" / config)
+    specs = [clip_spec(c) for c in cfg.data.clips]
+    assert "carphone" not in {s.name for s in specs} and "carphone" in cfg.data.val_clips
+    bikes = [s for s in specs if s.name == "bikes"]
+    assert bikes and all(s.stop is not None and s.stop <= 200 for s in bikes)  # bikes frames >= 200 are held out
+    if config.startswith("lightweight/"):
+        assert cfg.student.weights == "random"  # trains from scratch even where trained weights ship
+        assert cfg.phases[0].losses["gan"] == 0.8 and cfg.phases[0].losses["pixel_real_mse"] == 1.0
+        assert 0 < cfg.gan.start_step < cfg.phases[0].max_steps
+
+
+def test_clip_spec_reads_a_frame_range():
+    from lab.distill.data import clip_spec
+
+    spec = clip_spec("bbb-128[4:20]")
+    assert (spec.name, spec.start, spec.stop) == ("bbb-128", 4, 20) and spec.path.endswith(".mp4")
+    assert clip_spec("bbb-128").stop is None and clip_spec("bbb-128[8:]").start == 8
