@@ -612,8 +612,14 @@ class Trainer:
         if self.store:
             with RunReader(self.out) as r:
                 first = {k: v for k, v in r.scalars([BEST_METRIC, "val/retention"]).items()}
-                final["phases"] = [{"name": p.name, "start": p.start_step, "end": p.end_step, "reason": p.reason}
-                                   for p in r.phases()]
+                phases = r.phases()
+                # The store keeps why each phase *started*; a phase ended for the reason the next one started
+                # with (the last one: its phase_end event, or the run's end).
+                ends = r.events("phase_end")
+                last_end = ends[-1].get("reason") if ends else None
+                final["phases"] = [{"name": p.name, "start": p.start_step, "end": p.end_step, "started_because": p.reason,
+                                    "ended_because": phases[i + 1].reason if i + 1 < len(phases) else last_end}
+                                   for i, p in enumerate(phases)]
             final["initial"] = {k: v[0][1] for k, v in first.items() if v and v[0][0] == 0}
             self.store.finish("finished", final=final)
         final = self.env.broadcast(final)    # every rank returns rank 0's view of the run

@@ -123,7 +123,7 @@ class Phase:
     name: str
     start_step: int
     end_step: int | None
-    reason: str | None
+    reason: str | None  # why this phase started: 'start', or how the previous phase ended (e.g. 'max_steps (60)')
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ def test_cli_json_names_the_store_checkpoints_and_metrics(tiny_run):
     out, result = tiny_run
     assert result["store"] == str(out / "store.sqlite") and Path(result["checkpoint"]).is_dir()
     assert result["step"] == 6 and set(result["initial"]) == {"val/psnr", "val/retention"}
+    # Each phase says why it started and why it ended (the next one's start, or the last phase's own end).
+    ph = result["phases"]
+    assert [p["started_because"] for p in ph][0] == "start"
+    assert [p["ended_because"] for p in ph[:-1]] == [p["started_because"] for p in ph[1:]]
+    assert ph[-1]["ended_because"] and ph[0]["ended_because"].startswith("max_steps")
     for k in ("val/psnr", "val/ssim", "val/psnr_vs_teacher", "val/retention"):
         assert math.isfinite(result["metrics"][k])
 
