@@ -97,3 +97,33 @@ _add_teacher("ltx-video-tiny", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX_TIN
 from lab.models.lightweight.variants import register_all as _register_lightweight  # noqa: E402
 
 _register_lightweight()
+
+
+# Trained students shipped in data/checkpoints (distilled by the lab; see each folder's README card).
+def _add_shipped_student(name: str, description: str) -> None:
+    folder = paths.checkpoints_dir() / name
+    if not (folder / "config.json").exists():
+        return  # not shipped in this checkout: nothing to list
+
+    def load(weights=None, device=None, dtype=None):
+        from lab.errors import ConfigError
+        from lab.models.registry import load_saved
+        if weights == "random":
+            raise ConfigError(f"{name} is a trained student; there is no random version of it. Build a fresh "
+                              f"student from its teacher with python -m lab prune (or distill), or pass a folder.")
+        src = Path(weights).expanduser() if weights else folder
+        if not src.is_dir():
+            raise WeightsNotFoundError(f"{name}: {src} is not a saved student folder (lab_decoder.json + config.json "
+                                       f"+ safetensors, as python -m lab distill writes to RUN/best or RUN/last).")
+        dec = load_saved(src, device=device, dtype=dtype)
+        dec.name = name
+        return dec
+
+    register(ModelEntry(
+        name=name, family="student", latent_channels=16, compression=(4, 8, 8),
+        weights=f"data/checkpoints/{name} (distilled by the lab)", loader=load,
+        param_counter=lambda: load().decoder_params(), description=description, tags=("mini",)))
+
+
+_add_shipped_student("mini-wan-flash", "Flash-VAED student of mini-wan: up2/up3 at 12.5% (independence-aware), "
+                                       "flash-vaed operators, three-phase distillation")

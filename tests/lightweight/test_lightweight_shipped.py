@@ -8,6 +8,7 @@ import torch
 
 from lab import paths
 from lab.cli import main as cli_main
+from lab.errors import LabError
 from lab.eval.metrics import psnr
 from lab.models import load_decoder
 from lab.models.lightweight.variants import small_variant_names
@@ -116,3 +117,16 @@ def test_clip_spec_reads_a_frame_range():
     spec = clip_spec("bbb-128[4:20]")
     assert (spec.name, spec.start, spec.stop) == ("bbb-128", 4, 20) and spec.path.endswith(".mp4")
     assert clip_spec("bbb-128").stop is None and clip_spec("bbb-128[8:]").start == 8
+
+
+def test_shipped_flash_student_loads_by_name():
+    from lab.models import load_decoder
+    from lab.models.registry import list_entries
+    if not (paths.checkpoints_dir() / "mini-wan-flash" / "config.json").exists():
+        pytest.skip("data/checkpoints/mini-wan-flash is absent")
+    entry = next(e for e in list_entries() if e.name == "mini-wan-flash")
+    assert entry.family == "student" and entry.decoder_params() == 210661
+    dec = load_decoder("mini-wan-flash")
+    assert dec.name == "mini-wan-flash" and dec.teacher_name == "mini-wan"
+    with pytest.raises(LabError, match="no random version"):
+        load_decoder("mini-wan-flash", weights="random")
