@@ -44,6 +44,8 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
     ``refine``: passes of output-checked local search over the selection (lab.prune.refine; 0 = off),
     each trying the other independence criteria's choices and ``refine_swaps`` proxy-ranked single swaps
     per narrowed group, scored by the student's error against the teacher on the calibration latents.
+    The refinement scores pruned students before any operator swap, and needs the calibration latents:
+    with a ready ``analysis``, pass the ``latents`` it was recorded on too.
     ``sensitivity_probes``: random output probes per calibration clip for the output-sensitivity
     metrics (lab.analysis.sensitivity), computed when the criterion or ``refine`` uses them."""
     if refine < 0 or refine_swaps < 0 or sensitivity_probes < 1:

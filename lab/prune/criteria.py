@@ -7,7 +7,7 @@ independence-out (the same greedy, minimising the consumers' output error of the
 input residual: each dropped channel's residual weighted by the consumer weights that read it),
 independence-jacobian (the same, weighted by the Jacobian of the *decoder output* instead of the
 consumer's own weights: the first-order output error of the fold; needs ``analysis.add_sensitivity``,
-which prune() runs when this criterion is chosen), magnitude
+which prune() runs when this criterion is chosen; -balanced counts every consumer equally), magnitude
 (L1 norm of the producing filters), magnitude-l2, variance (activation variance), random.
 """
 
@@ -32,6 +32,7 @@ class CriterionContext:
     analysis: ChannelAnalysis | None
     seed: int = 0
     balanced: bool = False  # weighted criteria: every consumer counts equally instead of by its weight
+
     def gram(self) -> torch.Tensor:
         if self.analysis is None:
             raise ConfigError(f"this criterion needs activation statistics for {self.group.name}; run it with "
