@@ -96,6 +96,11 @@ class GANConfig:
     start_step: int = 0             # the GAN term is on from this global step (Heaviside)
     lr: float = 1e-4
     channels: int = 32
+    # Scale the GAN term by ||grad of the other terms|| / ||grad of the GAN term|| at the student's output
+    # layer (the adaptive weight of Esser et al., VQGAN), so that the phase's gan weight means "this
+    # fraction of the reconstruction signal" whatever the loss scales; off = the paper's fixed weight.
+    adaptive: bool = False
+    adaptive_max: float = 1e4       # clamp of the adaptive factor
 
 
 def default_phases() -> list[PhaseConfig]:

@@ -85,6 +85,19 @@ def gan_generator(b: LossInputs):
     return -b.discriminator(b.student).mean()
 
 
+def adaptive_gan_factor(rec: torch.Tensor, gan: torch.Tensor, weight: torch.Tensor, max_factor: float = 1e4) -> float:
+    """||d rec / d weight|| / (||d gan / d weight|| + 1e-4), clamped to [0, max_factor] (VQGAN's adaptive
+    weight, taken at the generator's output layer ``weight``); 1.0 when either term does not reach it.
+    The graph is kept for the real backward pass."""
+    if not (torch.is_tensor(rec) and rec.requires_grad and gan.requires_grad):
+        return 1.0
+    g_rec = torch.autograd.grad(rec, weight, retain_graph=True, allow_unused=True)[0]
+    g_gan = torch.autograd.grad(gan, weight, retain_graph=True, allow_unused=True)[0]
+    if g_rec is None or g_gan is None:
+        return 1.0
+    return min(max(float(g_rec.norm()) / (float(g_gan.norm()) + 1e-4), 0.0), float(max_factor))
+
+
 #: Terms that need something the run may not have; the trainer drops them (with a logged reason).
 NEEDS = {"perceptual": "lpips", "perceptual_teacher": "lpips", "feature": "features", "gan": "discriminator"}
 #: Terms that count as "the pixel loss" for the phase-2 feature-weight decay.

@@ -39,7 +39,8 @@ from lab.distill.config import DistillConfig, load_config
 from lab.distill.data import TeacherBatches, load_val_clips
 from lab.distill.features import FeatureAligner, StageTaps, comparable_stages
 from lab.distill.hooks import Callback, RunStoreLogger, StepState, as_callback
-from lab.distill.losses import LOSSES, NEEDS, PIXEL_TERMS, LossInputs, PatchGAN3D, discriminator_hinge
+from lab.distill.losses import (LOSSES, NEEDS, PIXEL_TERMS, LossInputs, PatchGAN3D, adaptive_gan_factor,
+                               discriminator_hinge)
 from lab.distill.schedule import FeatureWeightDecay, PlateauDetector, lr_at
 from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
@@ -245,6 +246,8 @@ class Trainer:
                 self._warn(f"perceptual loss disabled: {exc} (set perceptual.required = true to make this an "
                            f"error)")
         self.disc = self.opt_d = None
+        self._out_weight = None  # the student's output-layer weight, for gan.adaptive (found on first use)
+        self._last_z = None
         if "gan" in used:
             self.disc = PatchGAN3D(cfg.gan.channels).to(self.device)
             self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.gan.lr, betas=tuple(cfg.optim.betas))
@@ -344,6 +347,7 @@ class Trainer:
             g["lr"] = lr
         batch, frames, crop = ph.batch or cfg.data.batch, ph.frames or cfg.data.frames, ph.crop or cfg.data.crop
         real, z = self.data.sample(batch, frames, crop, self.gen)
+        self._last_z = z
         weights = self._active_losses(ph)
         need_feats = "feature" in weights
         if self.teacher_taps is not None:
@@ -367,6 +371,10 @@ class Trainer:
                     value, sub = value
                     parts.update(sub)
                 terms[name] = value
+            if gan_on and cfg.gan.adaptive:
+                # weight/gan is then the effective weight, weight/gan_adaptive the factor (both logged)
+                weights["gan_adaptive"] = self._adaptive_gan_factor(terms, weights)
+                weights["gan"] = weights["gan"] * weights["gan_adaptive"]
             total = sum(weights[n] * terms[n] for n in terms)
             # Zero-weighted outputs keep every parameter in DDP's graph (phase 1 ignores the pixels).
             total = total + 0.0 * video.float().mean()
@@ -445,6 +453,34 @@ class Trainer:
         self._new_phase_state()
         self._emit("on_phase", self.step, old, self.cfg.phases[self.phase_idx].name, reason)
         self._skip_unusable_phases()
+
+    def _output_layer_weight(self, z: torch.Tensor) -> torch.nn.Parameter:
+        """The weight of the student's output layer: the last layer with a matrix/kernel weight to finish
+        during a forward (found once, with hooks on a small decode), where the adaptive GAN weight compares
+        gradients."""
+        if self._out_weight is None:
+            order = []
+            hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
+                     for m in self.student.modules()
+                     if isinstance(getattr(m, "weight", None), torch.nn.Parameter) and m.weight.ndim >= 2
+                     and not list(m.children())]
+            try:
+                with torch.no_grad():
+                    self.student.decode_with_grad(z[:1, :, :2])
+            finally:
+                for h in hooks:
+                    h.remove()
+            if not order:
+                raise TrainingError("gan.adaptive: the student has no layer with a weight matrix to compare "
+                                    "gradients at; set gan.adaptive = false.")
+            self._out_weight = order[-1].weight
+        return self._out_weight
+
+    def _adaptive_gan_factor(self, terms: dict, weights: dict) -> float:
+        """||d rec / d W_out|| / ||d gan / d W_out|| (detached), rec = the weighted non-GAN terms."""
+        rec = sum(weights[n] * terms[n] for n in terms if n != "gan")
+        return adaptive_gan_factor(rec, terms["gan"], self._output_layer_weight(self._last_z),
+                                   self.cfg.gan.adaptive_max)
 
     def _skip_unusable_phases(self):
         while self.phase_idx < len(self.cfg.phases):

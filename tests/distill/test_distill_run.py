@@ -171,3 +171,39 @@ def test_tensorboard_logger_needs_tensorboard_or_says_so(tmp_path):
     tb.on_step(StepState(1, 0, "align", {"train/loss": 1.0}))
     tb.on_end({})
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+
+def test_adaptive_gan_factor_is_the_gradient_norm_ratio_at_the_output_layer():
+    from lab.distill.losses import adaptive_gan_factor
+    layer = torch.nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+    y = layer(x)
+    rec, gan = (y ** 2).mean(), 7.0 * y.sum()
+    g_rec = torch.autograd.grad(rec, layer.weight, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(gan, layer.weight, retain_graph=True)[0]
+    expected = float(g_rec.norm()) / (float(g_gan.norm()) + 1e-4)
+    assert adaptive_gan_factor(rec, gan, layer.weight) == pytest.approx(expected)
+    assert adaptive_gan_factor(rec, gan, layer.weight, max_factor=1e-6) == 1e-6       # clamped
+    assert adaptive_gan_factor(rec, torch.tensor(1.0), layer.weight) == 1.0           # GAN term not connected
+    (rec + gan).backward()  # the graph survives for the real backward pass
+    assert layer.weight.grad is not None
+
+
+def test_adaptive_gan_weight_is_used_and_logged_in_a_run(tmp_path, sample_clips):
+    cfg = load_config(TINY)
+    cfg.gan.adaptive = True
+    seen = []
+
+    class Probe(Callback):
+        def on_step(self, state):
+            seen.append(dict(state.scalars))
+
+    distill(cfg, tmp_path / "run", callbacks=[Probe()])
+    gan_steps = [s for s in seen if "train/gan" in s]
+    assert gan_steps, "no step ran the GAN term"
+    base = next(ph.losses["gan"] for ph in cfg.phases if "gan" in ph.losses)
+    for s in gan_steps:
+        factor = s["weight/gan_adaptive"]
+        assert 0 < factor <= cfg.gan.adaptive_max and math.isfinite(factor)
+        assert s["weight/gan"] == pytest.approx(base * factor)     # the effective weight is what is logged
