@@ -15,7 +15,8 @@ HELP = ("compare decoders on a teacher's latents of the held-out real clips: PSN
 
 def add_arguments(p):
     p.add_argument("--decoders", required=True,
-                   help="comma-separated registered names or saved folders (the teacher's own name: its decoder)")
+                   help="comma-separated registered names or saved folders (the teacher's own name: its decoder); "
+                        "NAME@chunkK times a Wan-family decoder with K latent frames per call (lab.runtime)")
     p.add_argument("--teacher", default="mini-wan", help="the VAE whose encoder makes the latents (default mini-wan)")
     p.add_argument("--clips", default=None,
                    help="held-out clips, comma-separated (default all: carphone, bikes-heldout)")

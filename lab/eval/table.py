@@ -56,8 +56,20 @@ def _vmaf(x: torch.Tensor, y: torch.Tensor, fps: float) -> tuple[float | None, s
 
 
 def _load(spec: str, device, dtype) -> VideoDecoder:
+    """A registered name or folder, optionally with a runtime as in bench (``NAME@chunkK``: a Wan-family
+    decoder decoding K latent frames per causal call, lab.runtime.chunked)."""
+    from lab.eval.bench import split_runtime
+
+    name, runtime = split_runtime(spec)
+    if runtime == "auto":
+        raise LabError(f"table: {spec}: give the chunk explicitly (NAME@chunkK); @fast picks it by timing, which "
+                       f"python -m lab bench does.")
     torch.manual_seed(0)  # a decoder without trained weights must be the same random one every run
-    return load_decoder(spec, device=device, dtype=dtype).eval()
+    dec = load_decoder(name, device=device, dtype=dtype).eval()
+    if runtime is not None:
+        from lab.runtime import set_chunk
+        set_chunk(dec, runtime)
+    return dec
 
 
 @torch.no_grad()
@@ -126,6 +138,9 @@ def provenance(spec: str) -> str:
     from lab.models.registry import get_entry, list_entries
 
     from lab import paths
+    from lab.eval.bench import split_runtime
+
+    spec = split_runtime(spec)[0]  # a runtime suffix does not change where the weights come from
     registered = {e.name for e in list_entries()}
     folder = paths.checkpoints_dir() / spec if spec in registered else Path(spec)
     card = folder / "README.md"

@@ -72,10 +72,14 @@ def test_shipped_folders_are_small_and_carry_a_card():
 def test_table_on_a_tiny_case_returns_every_field(sample_clips, tmp_path):
     from lab.eval.table import decoder_table, render_markdown
 
-    result = decoder_table(["mini-wan", "efficientvit-32-wan"], clips=["carphone"], frames=5, repeats=1, warmup=0,
-                           vmaf=False)
+    result = decoder_table(["mini-wan", "efficientvit-32-wan", "mini-wan@chunk2"], clips=["carphone"], frames=5,
+                           repeats=1, warmup=0, vmaf=False)
     assert result["teacher"] == "mini-wan" and result["timing"]["frames"] == 5
-    assert [r["decoder"] for r in result["rows"]] == ["mini-wan", "efficientvit-32-wan"]
+    assert [r["decoder"] for r in result["rows"]] == ["mini-wan", "efficientvit-32-wan", "mini-wan@chunk2"]
+    # the chunked runtime decodes the same video (lab.runtime.chunked)
+    plain, chunked = result["rows"][0]["clips"]["carphone"], result["rows"][2]["clips"]["carphone"]
+    assert chunked["psnr"] == pytest.approx(plain["psnr"], abs=1e-3)
+    assert result["rows"][2]["provenance"] == result["rows"][0]["provenance"]
     for row in result["rows"]:
         m = row["clips"]["carphone"]
         assert m["frames"] == 5 and m["size"] == [144, 176]

@@ -97,9 +97,12 @@ def _gan_effect(cfg: dict, val: list[tuple[int, float]]) -> str:
     (s0, v0), (s1, v1) = before[-1], after[-1]
     best = max(v for _, v in before)
     gan_w = max(ph["losses"].get("gan", 0) for ph in cfg["phases"])
+    weight = ("weighted adaptively (gan.adaptive: scaled to the reconstruction gradient at the output layer) "
+              f"from {gan_w:g}" if cfg["gan"].get("adaptive") else f"weighted {gan_w:g} against an MSE of ~0.05")
+    verdict = "the GAN term costs PSNR" if v1 < best - 0.1 else "the GAN term does not cost PSNR here"
     return (f"\n\nValidation PSNR ({', '.join(cfg['data']['val_clips'])}): {v0:.2f} dB at step {s0} (last evaluation before the GAN term; best before it "
             f"{best:.2f} dB), {v1:.2f} dB at step {s1} with it. At this scale (a few hundred steps, a fresh "
-            f"discriminator, hinge loss weighted {gan_w:g} against an MSE of ~0.05, no LPIPS) the GAN term costs PSNR; "
+            f"discriminator, hinge loss {weight}, no LPIPS) {verdict}; "
             f"the paper switches it on after 10000 steps of reconstruction training.")
 
 
@@ -126,7 +129,8 @@ def write_card(folder: Path, info: dict) -> Path:
                      f"{m['teacher_psnr']:.2f} | {m['teacher_ssim']:.4f} |" for c, m in scores.items())
     warnings = "".join(f"\n- {w}" for w in info["final"].get("warnings", []))
     gan = (f"GAN (PatchGAN, {cfg['gan']['channels']} channels, lr {cfg['gan']['lr']:g}) switched on at step "
-           f"{cfg['gan']['start_step']} (Heaviside)" if any("gan" in ph["losses"] for ph in cfg["phases"]) else
+           f"{cfg['gan']['start_step']} (Heaviside){', adaptive weight' if cfg['gan'].get('adaptive') else ''}"
+           if any("gan" in ph["losses"] for ph in cfg["phases"]) else
            "no GAN term")
     phases = ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in info["phases"])
     effect = _gan_effect(cfg, info["val_psnr"])
