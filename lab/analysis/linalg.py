@@ -80,18 +80,24 @@ def greedy_select(g: torch.Tensor, k: int | None = None) -> tuple[list[int], lis
     return order, residuals
 
 
-def subset_residual(g: torch.Tensor, keep: list[int]) -> float:
-    """Total residual sum of squares of the affine least-squares prediction of all channels from
-    ``keep`` (the objective the selection minimizes; used by tests and reports)."""
+def residual_after(g: torch.Tensor, keep: list[int]) -> torch.Tensor:
+    """The residual Gram R(S) (C x C) of the affine least-squares prediction of all channels from
+    ``keep``: what is left of the centered Gram once the kept channels have explained what they can."""
     _check_aug(g)
     r = residual_gram(g)
     if not keep:
-        return float(torch.diagonal(r).sum())
+        return r
     s = torch.as_tensor(keep)
     rss = r[s][:, s]
     ridge = RIDGE * float(torch.diagonal(rss).max().clamp_min(1e-300))
     sol = torch.linalg.solve(rss + ridge * torch.eye(len(keep), dtype=r.dtype), r[s])
-    return float((torch.diagonal(r) - (r[:, s] * sol.T).sum(dim=1)).clamp_min(0.0).sum())
+    return r - r[:, s] @ sol
+
+
+def subset_residual(g: torch.Tensor, keep: list[int]) -> float:
+    """Total residual sum of squares of the affine least-squares prediction of all channels from
+    ``keep`` (the objective the selection minimizes; used by tests and reports)."""
+    return float(torch.diagonal(residual_after(g, keep)).clamp_min(0.0).sum())
 
 
 def independence_scores(g: torch.Tensor) -> torch.Tensor:

@@ -247,7 +247,6 @@ class Trainer:
                            f"error)")
         self.disc = self.opt_d = None
         self._out_weight = None  # the student's output-layer weight, for gan.adaptive (found on first use)
-        self._last_z = None
         if "gan" in used:
             self.disc = PatchGAN3D(cfg.gan.channels).to(self.device)
             self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.gan.lr, betas=tuple(cfg.optim.betas))
@@ -347,7 +346,6 @@ class Trainer:
             g["lr"] = lr
         batch, frames, crop = ph.batch or cfg.data.batch, ph.frames or cfg.data.frames, ph.crop or cfg.data.crop
         real, z = self.data.sample(batch, frames, crop, self.gen)
-        self._last_z = z
         weights = self._active_losses(ph)
         need_feats = "feature" in weights
         if self.teacher_taps is not None:
@@ -373,7 +371,7 @@ class Trainer:
                 terms[name] = value
             if gan_on and cfg.gan.adaptive:
                 # weight/gan is then the effective weight, weight/gan_adaptive the factor (both logged)
-                weights["gan_adaptive"] = self._adaptive_gan_factor(terms, weights)
+                weights["gan_adaptive"] = self._adaptive_gan_factor(terms, weights, z)
                 weights["gan"] = weights["gan"] * weights["gan_adaptive"]
             total = sum(weights[n] * terms[n] for n in terms)
             # Zero-weighted outputs keep every parameter in DDP's graph (phase 1 ignores the pixels).
@@ -476,10 +474,10 @@ class Trainer:
             self._out_weight = order[-1].weight
         return self._out_weight
 
-    def _adaptive_gan_factor(self, terms: dict, weights: dict) -> float:
+    def _adaptive_gan_factor(self, terms: dict, weights: dict, z: torch.Tensor) -> float:
         """||d rec / d W_out|| / ||d gan / d W_out|| (detached), rec = the weighted non-GAN terms."""
         rec = sum(weights[n] * terms[n] for n in terms if n != "gan")
-        return adaptive_gan_factor(rec, terms["gan"], self._output_layer_weight(self._last_z),
+        return adaptive_gan_factor(rec, terms["gan"], self._output_layer_weight(z),
                                    self.cfg.gan.adaptive_max)
 
     def _skip_unusable_phases(self):

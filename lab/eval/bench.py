@@ -154,6 +154,7 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
     zs = [random_latents(d, frames, size) for d in decs]
     rows = []
     plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
+    registered = {e.name for e in list_entries()}
     for i, (name, dec, z) in enumerate(zip(decoders, decs, zs)):
         row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
                "latents_shape": list(z.shape), "frames": dec.geometry.frames_for(z.shape[2]),
@@ -176,7 +177,7 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
             if device.type == "cuda":
                 row["peak_mem_bytes"] = cuda_peak_memory(dec, z)
             else:
-                row.update(cpu_peak_memory(name, weights if base in {e.name for e in list_entries()} else None,
+                row.update(cpu_peak_memory(name, weights if base in registered else None,
                                            dtype, frames, size))
         rows.append(row)
     fns = []

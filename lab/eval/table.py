@@ -20,7 +20,6 @@ import torch
 from lab.errors import LabError
 from lab.eval.bench import timed
 from lab.eval.metrics import psnr, ssim
-from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 
 log = logging.getLogger("lab")
@@ -58,18 +57,13 @@ def _vmaf(x: torch.Tensor, y: torch.Tensor, fps: float) -> tuple[float | None, s
 def _load(spec: str, device, dtype) -> VideoDecoder:
     """A registered name or folder, optionally with a runtime as in bench (``NAME@chunkK``: a Wan-family
     decoder decoding K latent frames per causal call, lab.runtime.chunked)."""
-    from lab.eval.bench import split_runtime
+    from lab.eval.bench import load_for_bench, split_runtime
 
-    name, runtime = split_runtime(spec)
-    if runtime == "auto":
+    if split_runtime(spec)[1] == "auto":
         raise LabError(f"table: {spec}: give the chunk explicitly (NAME@chunkK); @fast picks it by timing, which "
                        f"python -m lab bench does.")
-    torch.manual_seed(0)  # a decoder without trained weights must be the same random one every run
-    dec = load_decoder(name, device=device, dtype=dtype).eval()
-    if runtime is not None:
-        from lab.runtime import set_chunk
-        set_chunk(dec, runtime)
-    return dec
+    # The same seeded load as bench: a decoder without trained weights is the same random one every run.
+    return load_for_bench(spec, None, device, dtype).eval()
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab.errors import LatentShapeError
 from lab.models.interface import DecoderStream, LatentGeometry, VideoDecoder
+from lab.runtime.chunked import decode_wan_chunked, decoder_step
 
 # --- configs ---------------------------------------------------------------------------------------
 # The diffusers defaults *are* the released models: Wan 2.1 VAE (decoder 73.3M parameters) and
@@ -63,7 +64,6 @@ class WanDecoderAdapter(VideoDecoder):
 
     def _decode_raw(self, z):
         if self.chunk_frames > 1:  # lab.runtime.chunked: the same result as diffusers' loop, fewer calls
-            from lab.runtime.chunked import decode_wan_chunked
             return decode_wan_chunked(self.vae, z, self.chunk_frames).clamp(-1.0, 1.0)  # diffusers clamps too
         return self.vae.decode(z).sample
 
@@ -104,13 +104,7 @@ class WanStream(DecoderStream):
             raise LatentShapeError(f"{a.name}: the first push() takes one latent frame (N, C, 1, H, W), got "
                                    f"{z_t.shape[2]} frames (Wan decodes the first latent frame on its own); later "
                                    f"pushes may carry several frames.")
-        vae = a.vae
-        x = vae.post_quant_conv(a.denormalize(z_t))
-        vae._conv_idx = [0]
-        out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=self.frames_done == 0)
-        if vae.config.patch_size is not None:
-            from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
-            out = unpatchify(out, patch_size=vae.config.patch_size)
+        out = decoder_step(a.vae, a.vae.post_quant_conv(a.denormalize(z_t)), first_chunk=self.frames_done == 0)
         self.frames_done += z_t.shape[2]
         return out.clamp(-1.0, 1.0)
 

@@ -31,7 +31,6 @@ class CriterionContext:
     model: nn.Module  # the teacher's VAE (module paths of the group refer to it)
     analysis: ChannelAnalysis | None
     seed: int = 0
-    balanced: bool = False  # weighted criteria: every consumer counts equally instead of by its weight
 
     def gram(self) -> torch.Tensor:
         if self.analysis is None:
@@ -127,7 +126,7 @@ def independence_out(ctx: CriterionContext) -> list[int]:
     return weighted_greedy_select(grams, metrics, ctx.k)
 
 
-def independence_jacobian(ctx: CriterionContext) -> list[int]:
+def independence_jacobian(ctx: CriterionContext, balanced: bool = False) -> list[int]:
     """Greedy selection minimising the first-order decoder-output error of the fold (residual weighted by the output's Jacobian)."""
     from lab.analysis.linalg import weighted_greedy_select
     if ctx.analysis is None:
@@ -142,7 +141,7 @@ def independence_jacobian(ctx: CriterionContext) -> list[int]:
         raise ConfigError(f"independence-jacobian needs the output sensitivity of {ctx.group.name}'s consumers; "
                           f"run analysis.add_sensitivity(teacher, latents) first (prune() does it for you).")
     # Not normalised per consumer: the Jacobian already puts every consumer in output units.
-    return weighted_greedy_select(grams, metrics, ctx.k, normalise=ctx.balanced)
+    return weighted_greedy_select(grams, metrics, ctx.k, normalise=balanced)
 
 
 def magnitude(ctx: CriterionContext) -> list[int]:
@@ -170,9 +169,8 @@ def random(ctx: CriterionContext) -> list[int]:
 register_criterion("independence", independence, True)
 register_criterion("independence-out", independence_out, True)
 register_criterion("independence-jacobian", independence_jacobian, True, needs_sensitivity=True)
-register_criterion("independence-jacobian-balanced", lambda ctx: independence_jacobian(
-    CriterionContext(ctx.group, ctx.k, ctx.model, ctx.analysis, ctx.seed, balanced=True)), True,
-    "independence-jacobian with every consumer of the group counted equally", needs_sensitivity=True)
+register_criterion("independence-jacobian-balanced", lambda ctx: independence_jacobian(ctx, balanced=True), True,
+                   "independence-jacobian with every consumer of the group counted equally", needs_sensitivity=True)
 register_criterion("magnitude", magnitude, False)
 register_criterion("magnitude-l2", magnitude_l2, False)
 register_criterion("variance", variance, True)

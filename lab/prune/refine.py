@@ -20,10 +20,8 @@ import logging
 import time
 from typing import Callable
 
-import torch
-
 from lab.analysis import ChannelAnalysis, ChannelGroup
-from lab.analysis.linalg import RIDGE, residual_gram, subset_residual
+from lab.analysis.linalg import residual_after, subset_residual
 
 log = logging.getLogger("lab")
 
@@ -35,15 +33,7 @@ def proxy_error(analysis: ChannelAnalysis, group: ChannelGroup, keep: list[int])
     pairs = [(g, m) for g, m in pairs if g is not None and m is not None]
     if not pairs:
         return subset_residual(analysis.selection_gram(group), keep)
-    s = torch.as_tensor(keep)
-    total = 0.0
-    for g, m in pairs:
-        r = residual_gram(g)
-        rss = r[s][:, s]
-        ridge = RIDGE * float(torch.diagonal(rss).max().clamp_min(1e-300))
-        sol = torch.linalg.solve(rss + ridge * torch.eye(len(keep), dtype=r.dtype), r[s])
-        total += float((m * (r - r[:, s] @ sol)).sum())
-    return total
+    return sum(float((m * residual_after(g, keep)).sum()) for g, m in pairs)
 
 
 def best_swaps(analysis: ChannelAnalysis, group: ChannelGroup, keep: list[int], n: int) -> list[list[int]]:

@@ -36,44 +36,46 @@ def chunk_bounds(latent_frames: int, chunk: int) -> list[tuple[int, int]]:
     return [(0, 1)] + [(a, min(a + chunk, latent_frames)) for a in range(1, latent_frames, chunk)]
 
 
-def decode_wan_chunked(vae, z: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Raw (denormalised) latents (N, C, T, h, w) -> video (N, 3, F, H, W), unclamped, through any
-    Wan-style VAE (diffusers ``AutoencoderKLWan`` or the lab's ``WanStudentVAE``): ``post_quant_conv``,
-    then ``decoder`` per chunk with the VAE's own feature cache."""
-    bounds = chunk_bounds(z.shape[2], chunk)
-    vae.clear_cache()
-    try:
-        x = vae.post_quant_conv(z)
-
-        def run(a: int, b: int) -> torch.Tensor:
-            vae._conv_idx = [0]
-            return vae.decoder(x[:, :, a:b], feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=a == 0)
-
-        out = run(*bounds[0])
-        if len(bounds) > 1:
-            first = out
-            a, b = bounds[1]
-            y = run(a, b)
-            # Frames per latent frame after the first (4 for Wan) fix the total: allocate once.
-            per = y.shape[2] // (b - a)
-            total = first.shape[2] + per * (z.shape[2] - 1)
-            out = torch.empty(*y.shape[:2], total, *y.shape[3:], dtype=y.dtype, device=y.device)
-            out[:, :, :first.shape[2]] = first
-            at = first.shape[2]
-            for i, (a, b) in enumerate(bounds[1:]):
-                if i:
-                    y = run(a, b)
-                out[:, :, at:at + y.shape[2]] = y
-                at += y.shape[2]
-            if at != total:
-                raise LabError(f"chunked decode produced {at} frames, expected {total}")
-    finally:
-        vae.clear_cache()
+def decoder_step(vae, x: torch.Tensor, first_chunk: bool) -> torch.Tensor:
+    """One causal call of a Wan-style decoder on post-quant latents ``x`` (N, C, k, h, w), with the VAE's
+    own feature cache: video frames, unpatchified (frame-local), unclamped. Streams and chunked decodes
+    both go through here."""
+    vae._conv_idx = [0]
+    out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=first_chunk)
     patch = getattr(vae.config, "patch_size", None)
     if patch is not None:
         from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
         out = unpatchify(out, patch_size=patch)
     return out
+
+
+def decode_wan_chunked(vae, z: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Raw (denormalised) latents (N, C, T, h, w) -> video (N, 3, F, H, W), unclamped, through any
+    Wan-style VAE (diffusers ``AutoencoderKLWan`` or the lab's ``WanStudentVAE``): ``post_quant_conv``,
+    then ``decoder_step`` per chunk."""
+    bounds = chunk_bounds(z.shape[2], chunk)
+    vae.clear_cache()
+    try:
+        x = vae.post_quant_conv(z)
+        out = decoder_step(vae, x[:, :, :1], True)
+        if len(bounds) == 1:
+            return out
+        first = out
+        at = first.shape[2]
+        for a, b in bounds[1:]:
+            y = decoder_step(vae, x[:, :, a:b], False)
+            if out is first:
+                # Frames per latent frame after the first (4 for Wan) fix the total: allocate once.
+                total = at + y.shape[2] // (b - a) * (z.shape[2] - 1)
+                out = torch.empty(*y.shape[:2], total, *y.shape[3:], dtype=y.dtype, device=y.device)
+                out[:, :, :at] = first
+            out[:, :, at:at + y.shape[2]] = y
+            at += y.shape[2]
+        if at != out.shape[2]:
+            raise LabError(f"chunked decode produced {at} frames, expected {out.shape[2]}")
+        return out
+    finally:
+        vae.clear_cache()
 
 
 def is_chunkable(decoder) -> bool:

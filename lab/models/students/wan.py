@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.autoencoder_kl_wan import (WanCausalConv3d, WanDecoder3d, WanResample,
-                                                              WanResidualBlock, WanRMS_norm, unpatchify)
+                                                              WanResidualBlock, WanRMS_norm)
 from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
