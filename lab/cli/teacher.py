@@ -43,6 +43,10 @@ def add_arguments(p):
     p.add_argument("--init-from", metavar="RUN_OR_FOLDER",
                    help="warm start a new run from the model weights of this run folder or exported diffusers "
                         "folder (optimizer, step and schedule start fresh; recorded in the card)")
+    p.add_argument("--anchor-steps", type=int, default=0,
+                   help="open with N steps on fixed block-mean latents, so the decoder learns to read its input "
+                        "before the latents are free (needed by mini-ltx, which otherwise collapses to the average "
+                        "clip; default 0)")
     p.add_argument("--stop-at", type=int, help="stop (checkpointed) at this step, as if interrupted")
 
 
@@ -63,7 +67,8 @@ def run(args):
                       short_sides=tuple(int(s) for s in args.short_sides.split(",")), wan_clip=not args.no_wan_clip,
                       device=args.device, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
                       export_minutes=args.export_minutes if args.export_to else 0.0, export_to=args.export_to,
-                      eval_frames=args.eval_frames, init_from=args.init_from)
+                      eval_frames=args.eval_frames, init_from=args.init_from,
+                      anchor_steps=args.anchor_steps)
     command = shlex.join(["python", "-m", "lab"] + sys.argv[1:]) if sys.argv[1:2] == ["teacher"] else None
     result = train(cfg, run_dir, stop_at=args.stop_at, command=command)
     losses = result.pop("losses")

@@ -9,6 +9,14 @@ from pathlib import Path
 TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
 
 
+def _anchor(recipe: dict) -> str:
+    n = recipe.get("anchor_steps", 0)
+    if not n:
+        return ""
+    return (f"\nThe first {n} steps are anchored (`lab.teachers.anchor`): the decoder decodes fixed block-mean "
+            f"latents and the encoder regresses them, then plain VAE training frees the latents.")
+
+
 def write_card(path: Path, info: dict) -> None:
     r = info["recipe"]
     target = TARGET_PSNR.get(info["model"])
@@ -45,7 +53,7 @@ Held out: `carphone` entirely (and its distorted twin), `bikes` from frame 200 o
 ## Recipe
 L1 x {r['l1_weight']} + MSE x {r['mse_weight']} + KL x {r['kl_weight']}
 (+ LPIPS x {r['perceptual_weight']}), AdamW lr {r['lr']} ({r['warmup']} warmup steps, cosine to
-{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}.
+{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}.{_anchor(r)}
 
 ## Held-out reconstruction (encode -> decode of the exported fp16 weights, computed in float32)
 

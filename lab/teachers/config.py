@@ -109,6 +109,7 @@ class TrainConfig:
     export_to: str | None = None
     eval_frames: int = 9
     init_from: str | None = None  # warm start: model weights of this run/folder (new run only)
+    anchor_steps: int = 0      # opening steps on fixed block-mean latents (lab.teachers.anchor)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -133,6 +134,8 @@ class TrainConfig:
                            f"(e.g. {2 * p.spatial_multiple}).")
         if (self.eval_frames - 1) % p.frame_multiple:
             raise LabError(f"--eval-frames {self.eval_frames}: use 1 + {p.frame_multiple}k frames.")
+        if self.anchor_steps < 0:
+            raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
         for name in ("steps", "batch"):
             if getattr(self, name) < 1:
                 raise LabError(f"--{name} must be >= 1, got {getattr(self, name)}")

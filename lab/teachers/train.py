@@ -1,7 +1,9 @@
 """The teacher training loop: a VAE (encoder + decoder) on random windows of real clips.
 
 One loop, top to bottom: sample a batch of windows -> encode -> sample the posterior -> decode ->
-L1 + MSE (+ a small KL, + optional LPIPS) -> AdamW step with warmup + cosine LR. Every few minutes
+L1 + MSE (+ a small KL, + optional LPIPS) -> AdamW step with warmup + cosine LR. During the first
+``anchor_steps`` steps (``lab.teachers.anchor``) the decoder decodes fixed block-mean latents and the
+encoder regresses them, so that the decoder learns to read its input before the latents are free. Every few minutes
 the full training state is checkpointed (resumable) and, if asked, the weights are exported to a
 diffusers folder. Logs are one JSON object per line in ``<run>/log.jsonl``.
 """
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from lab.data.clips import ClipWindows
 from lab.errors import LabError
+from lab.teachers.anchor import anchor_latents
 from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
 from lab.teachers.config import TrainConfig, get_preset, training_clips
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
@@ -28,7 +31,7 @@ log = logging.getLogger("lab.teachers")
 
 # Config fields a resumed run must share with the run it resumes (the rest, e.g. how often to
 # log or export, may change between sessions; 'steps' may be raised to train longer).
-_FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip")
+_FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "anchor_steps")
 
 
 def build_model(cfg: TrainConfig):
@@ -45,16 +48,28 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def vae_loss(vae, x: torch.Tensor, noise: torch.Generator, cfg: TrainConfig, perceptual=None):
+def vae_loss(vae, x: torch.Tensor, noise: torch.Generator, cfg: TrainConfig, perceptual=None,
+             anchored: bool = False):
+    """The step's loss and its parts. ``anchored``: decode the anchor latents instead of a posterior sample
+    and add the encoder's regression onto them (``lab.teachers.anchor``)."""
     posterior = vae.encode(x).latent_dist
-    z = posterior.sample(generator=noise)
+    mean, logvar = posterior.mean.float(), posterior.logvar.float()
+    if anchored:
+        preset = get_preset(cfg.model)
+        target = anchor_latents(x.float(), preset.frame_multiple, preset.spatial_multiple, mean.shape[1])
+        z = target.to(posterior.mean.dtype)
+    else:
+        z = posterior.sample(generator=noise)
     rec = vae.decode(z).sample.float()
     x = x.float()
     l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
-    mean, logvar = posterior.mean.float(), posterior.logvar.float()
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
     loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
     parts = {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    if anchored:
+        anchor = F.mse_loss(mean, target)
+        loss = loss + anchor
+        parts["anchor"] = anchor.item()
     if perceptual is not None:
         frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731  (N*T, 3, H, W)
         p = perceptual(frames(rec), frames(x)).mean()
@@ -126,7 +141,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast:
-                loss, parts = vae_loss(vae, x, gens["noise"], cfg, perceptual)
+                loss, parts = vae_loss(vae, x, gens["noise"], cfg, perceptual, anchored=step < cfg.anchor_steps)
             if not torch.isfinite(loss):
                 raise LabError(f"step {step}: the loss is {loss.item()}; lower --lr (now {cfg.lr}) or resume from "
                                f"the last checkpoint in {run_dir}.")

@@ -1,0 +1,61 @@
+"""Latent anchoring: the anchor latents are block means in the encoder's latent geometry, and the
+trainer uses them for exactly the first ``anchor_steps`` steps."""
+
+import json
+
+import pytest
+import torch
+
+from lab.data.clips import ClipSpec, ClipWindows
+from lab.errors import LabError
+from lab.teachers.anchor import anchor_fold, anchor_latents
+from lab.teachers.config import TrainConfig, get_preset
+from lab.teachers.train import build_model, train
+
+
+@pytest.mark.parametrize("model,frames,size", [("wan2.1-tiny", 9, 32), ("ltx-video-tiny", 17, 64)])
+def test_anchor_latents_have_the_encoders_geometry(model, frames, size):
+    cfg = TrainConfig(model=model)
+    preset = get_preset(model)
+    x = torch.rand(1, 3, frames, size, size) * 2 - 1
+    with torch.no_grad():
+        mean = build_model(cfg).encode(x).latent_dist.mean
+    z = anchor_latents(x, preset.frame_multiple, preset.spatial_multiple, mean.shape[1])
+    assert z.shape == mean.shape
+
+
+def test_anchor_latents_are_block_means():
+    # LTX geometry: t8, s32, 128 channels -> r = 4 (48 used channels: 3 colours x 16 sub-blocks).
+    assert anchor_fold(32, 128) == 4 and anchor_fold(8, 16) == 2 and anchor_fold(8, 3) == 1
+    x = torch.zeros(1, 3, 9, 32, 64)
+    x[:, 0, 0] = 0.5                 # frame 0, red: latent frame 0 only
+    x[:, 1, 1:, :, 32:] = -1.0       # frames 1-8, green, right latent pixel only
+    x[:, 2, 1:5, :8, :8] = 1.0       # frames 1-4, blue, top-left 8x8 sub-block: half the group's mean
+    z = anchor_latents(x, 8, 32, 128)
+    assert z.shape == (1, 128, 2, 1, 2)
+    red, green, blue = z[0, 0:16], z[0, 16:32], z[0, 32:48]
+    assert torch.allclose(red[:, 0], torch.full((16, 1, 2), 0.5)) and red[:, 1].abs().max() == 0
+    assert torch.allclose(green[:, 1, 0, 1], torch.full((16,), -1.0)) and green[:, :, :, 0].abs().max() == 0
+    assert blue[0, 1, 0, 0] == pytest.approx(0.5) and blue[1:].abs().max() == 0 and blue[0, 0].abs().max() == 0
+    assert z[0, 48:].abs().max() == 0  # channels past 3 r^2 stay zero
+
+
+def test_anchor_latents_reject_a_clip_off_the_grid():
+    with pytest.raises(LabError, match="multiples of 32"):
+        anchor_latents(torch.zeros(1, 3, 9, 48, 64), 8, 32, 128)
+    with pytest.raises(LabError, match="1\\+8k"):
+        anchor_latents(torch.zeros(1, 3, 8, 32, 32), 8, 32, 128)
+
+
+def test_trainer_anchors_the_first_steps_only(tmp_path, bundled_clip_path):
+    data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
+    cfg = TrainConfig(model="ltx-video-tiny", steps=4, batch=1, frames=9, crop=64, lr=3e-4, warmup=1, threads=1,
+                      anchor_steps=2, log_every=1, checkpoint_minutes=60.0)
+    train(cfg, tmp_path / "run", data=data)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert ["anchor" in rec for rec in logged] == [True, True, False, False]
+    assert all(rec["anchor"] > 0 for rec in logged[:2])
+    with pytest.raises(LabError, match="different anchor_steps"):
+        train(TrainConfig.from_dict({**cfg.to_dict(), "anchor_steps": 0, "steps": 5}), tmp_path / "run", data=data)
+    with pytest.raises(LabError, match="anchor-steps"):
+        TrainConfig(model="mini-ltx", frames=9, crop=64, anchor_steps=-1).validate()
