@@ -47,6 +47,9 @@ def add_arguments(p):
                    help="open with N steps on fixed block-mean latents, so the decoder learns to read its input "
                         "before the latents are free (needed by mini-ltx, which otherwise collapses to the average "
                         "clip; default 0)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="with --init-from: train the decoder only, so the latent space (and every decoder trained "
+                        "on it) stays valid")
     p.add_argument("--stop-at", type=int, help="stop (checkpointed) at this step, as if interrupted")
 
 
@@ -68,7 +71,7 @@ def run(args):
                       device=args.device, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
                       export_minutes=args.export_minutes if args.export_to else 0.0, export_to=args.export_to,
                       eval_frames=args.eval_frames, init_from=args.init_from,
-                      anchor_steps=args.anchor_steps)
+                      anchor_steps=args.anchor_steps, freeze_encoder=args.freeze_encoder)
     command = shlex.join(["python", "-m", "lab"] + sys.argv[1:]) if sys.argv[1:2] == ["teacher"] else None
     result = train(cfg, run_dir, stop_at=args.stop_at, command=command)
     losses = result.pop("losses")

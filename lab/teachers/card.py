@@ -9,12 +9,17 @@ from pathlib import Path
 TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
 
 
-def _anchor(recipe: dict) -> str:
-    n = recipe.get("anchor_steps", 0)
-    if not n:
-        return ""
-    return (f"\nThe first {n} steps are anchored (`lab.teachers.anchor`): the decoder decodes fixed block-mean "
-            f"latents and the encoder regresses them, then plain VAE training frees the latents.")
+def _recipe_notes(recipe: dict) -> str:
+    """What the recipe line does not say: an anchored opening, a frozen encoder."""
+    notes = []
+    if recipe.get("anchor_steps"):
+        notes.append(f"The first {recipe['anchor_steps']} steps are anchored (`lab.teachers.anchor`): the decoder "
+                     f"decodes fixed block-mean latents and the encoder regresses them, then plain VAE training "
+                     f"frees the latents.")
+    if recipe.get("freeze_encoder"):
+        notes.append("Decoder-only fine-tune: the encoder (and `quant_conv`) stay at the warm start's weights, so "
+                     "the latent space, its statistics and every decoder trained on it are unchanged.")
+    return "".join("\n" + n for n in notes)
 
 
 def write_card(path: Path, info: dict) -> None:
@@ -53,7 +58,7 @@ Held out: `carphone` entirely (and its distorted twin), `bikes` from frame 200 o
 ## Recipe
 L1 x {r['l1_weight']} + MSE x {r['mse_weight']} + KL x {r['kl_weight']}
 (+ LPIPS x {r['perceptual_weight']}), AdamW lr {r['lr']} ({r['warmup']} warmup steps, cosine to
-{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}.{_anchor(r)}
+{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}.{_recipe_notes(r)}
 
 ## Held-out reconstruction (encode -> decode of the exported fp16 weights, computed in float32)
 

@@ -110,6 +110,7 @@ class TrainConfig:
     eval_frames: int = 9
     init_from: str | None = None  # warm start: model weights of this run/folder (new run only)
     anchor_steps: int = 0      # opening steps on fixed block-mean latents (lab.teachers.anchor)
+    freeze_encoder: bool = False  # decoder-only fine-tune of a warm start: the latent space stays as it was
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -134,6 +135,9 @@ class TrainConfig:
                            f"(e.g. {2 * p.spatial_multiple}).")
         if (self.eval_frames - 1) % p.frame_multiple:
             raise LabError(f"--eval-frames {self.eval_frames}: use 1 + {p.frame_multiple}k frames.")
+        if self.freeze_encoder and not self.init_from:
+            raise LabError("--freeze-encoder fine-tunes the decoder of a trained teacher; name it with --init-from "
+                           "(e.g. data/checkpoints/mini-wan).")
         if self.anchor_steps < 0:
             raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
         for name in ("steps", "batch"):

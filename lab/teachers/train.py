@@ -31,7 +31,8 @@ log = logging.getLogger("lab.teachers")
 
 # Config fields a resumed run must share with the run it resumes (the rest, e.g. how often to
 # log or export, may change between sessions; 'steps' may be raised to train longer).
-_FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "anchor_steps")
+_FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "anchor_steps",
+                    "freeze_encoder")
 
 
 def build_model(cfg: TrainConfig):
@@ -91,7 +92,13 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     vae = build_model(cfg).to(device).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    if cfg.freeze_encoder:
+        # Decoder-only: the encoder's latents (and so every decoder trained on them) stay what they were.
+        for module in (vae.encoder, getattr(vae, "quant_conv", None)):
+            for p in (module.parameters() if module is not None else ()):
+                p.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     gens = {"data": torch.Generator().manual_seed(cfg.seed), "noise": torch.Generator().manual_seed(cfg.seed + 1)}
     step, wall = 0, 0.0
     meta = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -147,7 +154,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
                                f"the last checkpoint in {run_dir}.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             opt.step()
             step += 1
             dt = time.monotonic() - t0

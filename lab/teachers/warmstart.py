@@ -29,7 +29,7 @@ def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict
     if (src / WEIGHTS).is_file():
         from safetensors.torch import load_file
         weights = {k: v.float() for k, v in load_file(src / WEIGHTS).items()}
-        return weights, {"source": str(source), "step": None, "command": _card_command(src / "README.md"),
+        return weights, {"source": str(source), "step": None, "command": _card_commands(src / "README.md"),
                          "wall_s": None}
     raise CheckpointError(f"--init-from {source}: neither a run folder ({STATE_FILE}) nor a diffusers folder "
                           f"({WEIGHTS}); point it at e.g. runs/teachers/mini-wan or data/checkpoints/mini-wan.")
@@ -44,14 +44,14 @@ def apply_init_weights(vae: torch.nn.Module, weights: dict, source: str) -> None
                               f"warm-start only from a run of the same --model.") from exc
 
 
-def _card_command(card: Path) -> str | None:
-    """The reproduce command from an exported folder's README (the first line of its code block)."""
+def _card_commands(card: Path) -> str | None:
+    """The training commands from an exported folder's README, in order: every ``python -m lab teacher
+    train`` line of its Reproduce section (a warm-started export lists its whole chain there)."""
     if not card.is_file():
         return None
     lines = card.read_text().splitlines()
     for i, line in enumerate(lines):
         if line.strip() == "## Reproduce":
-            for follow in lines[i + 1:]:
-                if follow.startswith("python -m lab"):
-                    return follow.strip()
+            found = [f.strip() for f in lines[i + 1:] if f.startswith("python -m lab teacher train")]
+            return "\n".join(found) or None
     return None

@@ -1,5 +1,6 @@
-"""Latent anchoring: the anchor latents are block means in the encoder's latent geometry, and the
-trainer uses them for exactly the first ``anchor_steps`` steps."""
+"""Latent anchoring and the decoder-only fine-tune: the anchor latents are block means in the encoder's
+latent geometry, the trainer uses them for exactly the first ``anchor_steps`` steps, and a frozen encoder
+does not move."""
 
 import json
 
@@ -59,3 +60,20 @@ def test_trainer_anchors_the_first_steps_only(tmp_path, bundled_clip_path):
         train(TrainConfig.from_dict({**cfg.to_dict(), "anchor_steps": 0, "steps": 5}), tmp_path / "run", data=data)
     with pytest.raises(LabError, match="anchor-steps"):
         TrainConfig(model="mini-ltx", frames=9, crop=64, anchor_steps=-1).validate()
+
+
+def test_freeze_encoder_trains_the_decoder_only(tmp_path, bundled_clip_path):
+    from lab.teachers.checkpoint import load_state
+    data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
+    base = dict(model="wan2.1-tiny", steps=2, batch=1, frames=5, crop=32, lr=1e-3, warmup=1, threads=1,
+                checkpoint_minutes=60.0)
+    train(TrainConfig(**base), tmp_path / "first", data=data)
+    train(TrainConfig(**{**base, "steps": 3}, init_from=str(tmp_path / "first"), freeze_encoder=True),
+          tmp_path / "second", data=data)
+    before, after = load_state(tmp_path / "first")["model"], load_state(tmp_path / "second")["model"]
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    trained = [k for k in before if k.startswith("decoder.") and k.endswith("weight")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+    with pytest.raises(LabError, match="--init-from"):
+        TrainConfig(**base, freeze_encoder=True).validate()

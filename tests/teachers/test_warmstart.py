@@ -90,3 +90,15 @@ def test_the_card_names_every_command_that_made_the_run(tmp_path, windows):
     assert _commands({**info, "step": 1, "resumed": None}, {"steps": 10}) == f"{first} --stop-at 1"
     warm = _warm_start({"source": "runs/a", "step": 1000, "command": "python -m lab teacher train --run runs/a"})
     assert "--init-from runs/a" in warm and "(step 1000)" in warm and "python -m lab teacher train --run runs/a" in warm
+
+
+def test_a_warm_start_from_an_export_carries_its_whole_command_chain(tmp_path):
+    from lab.teachers.warmstart import _card_commands
+    card = tmp_path / "README.md"
+    card.write_text("# x\n\npython -m lab teacher train --not-this-one\n\n## Reproduce\n\nWarm-started from:\n\n```\n"
+                    "python -m lab teacher train --run a\n```\nthen:\n\n```\npython -m lab teacher train --run b "
+                    "--stop-at 3\npython -m lab teacher train --run b\n```\nthen `python -m lab teacher export ...`\n")
+    assert _card_commands(card).splitlines() == ["python -m lab teacher train --run a",
+                                                 "python -m lab teacher train --run b --stop-at 3",
+                                                 "python -m lab teacher train --run b"]
+    assert _card_commands(tmp_path / "absent.md") is None
