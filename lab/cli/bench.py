@@ -3,6 +3,7 @@
 from lab.cli import table
 from lab.cli.common import DTYPES, device_of, parse_size
 from lab.eval.bench import bench
+from lab.runtime.compiled import MODES
 
 HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, params, MACs, speedup vs the first"
 
@@ -10,8 +11,9 @@ HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, 
 def add_arguments(p):
     p.add_argument("--decoders", required=True,
                    help="comma-separated decoder names or folders; D1 is the baseline. NAME@chunkK runs a Wan-family "
-                        "decoder K latent frames per call, NAME@fast picks K by timing (lab.runtime); with the plain "
-                        "NAME in the list too, its max_abs_err against it is reported")
+                        "decoder K latent frames per call, NAME@fast picks K by timing, NAME@compile[-MODE|-auto] runs "
+                        "it under torch.compile, '+' joins them (lab.runtime); with the plain NAME in the list too, "
+                        "its max_abs_err against it is reported")
     p.add_argument("--weights", default=None,
                    help="override the weights of every registered decoder (e.g. 'random' for full-size models)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -20,7 +22,8 @@ def add_arguments(p):
     p.add_argument("--size", type=parse_size, default=(256, 256), help="output HxW (default 256x256)")
     p.add_argument("--repeats", type=int, default=5, help="timed decodes per decoder (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed decodes per decoder first")
-    p.add_argument("--compile", action="store_true", help="torch.compile each decoder (compiled during warm-up)")
+    p.add_argument("--compile", nargs="?", const="default", default=None, choices=MODES, metavar="MODE",
+                   help="torch.compile every decoder (mode 'default' unless given; compiled during warm-up)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one extra decode per decoder)")
 
@@ -29,12 +32,13 @@ def run(args):
     device_of(args.device)
     names = [n.strip() for n in args.decoders.split(",") if n.strip()]
     return bench(names, weights=args.weights, device=args.device, dtype=args.dtype, frames=args.frames,
-                 size=args.size, repeats=args.repeats, warmup=args.warmup, compile=args.compile,
+                 size=args.size, repeats=args.repeats, warmup=args.warmup, compile=args.compile or False,
                  memory=not args.no_memory, macs=not args.no_macs)
 
 
 def render(result) -> str:
-    cols = ["decoder", "seconds", "fps", "speedup", "max_abs_err", "decoder_params", "macs", "peak_mem_bytes"]
+    cols = ["decoder", "chunk", "compile_mode", "seconds", "fps", "speedup", "max_abs_err", "decoder_params", "macs",
+            "peak_mem_bytes"]
     head = (f"{result['device']} {result['dtype']}, {result['frames']} frames at {result['size'][0]}x"
             f"{result['size'][1]}, median of {result['repeats']} after {result['warmup']} warm-up")
     return head + "\n" + table(result["decoders"], [c for c in cols if any(c in r for r in result["decoders"])])

@@ -16,15 +16,19 @@ Method (so the numbers can be compared):
   just before the decode, i.e. what the decode itself added.
 
 Runtimes: a decoder spec ``NAME@chunkK`` runs a Wan-family decoder K latent frames per causal call
-(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``). When the plain NAME is
+(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``); ``NAME@compile`` runs
+its modules under torch.compile (``@compile-MODE`` for a mode, ``@compile-auto`` to pick the mode by
+timing, lab.runtime.compiled); ``+`` combines them (``wan2.1@chunk4+compile``). When the plain NAME is
 benchmarked too, the row reports ``max_abs_err`` of its output against it on the same latents, so a
-fast path is shown to be exact in the same run that shows it fast.
+fast path is shown to be exact in the same run that shows it fast. Compilation happens in the warm-up
+(or, for ``@compile-auto``, in the mode search) and is never timed as a decode.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 import statistics
 import subprocess
 import sys
@@ -56,29 +60,65 @@ def timed(fn, z: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def split_runtime(spec: str) -> tuple[str, str | int | None]:
-    """'wan2.1@chunk4' -> ('wan2.1', 4); 'wan2.1@fast' -> ('wan2.1', 'auto'); 'wan2.1' -> ('wan2.1', None)."""
-    name, at, runtime = spec.rpartition("@")
+@dataclass(frozen=True)
+class Runtime:
+    """How a spec's decoder runs: ``chunk`` latent frames per causal call (an int, 'auto' = by timing, or
+    None = the decoder's default), under torch.compile ``compile`` (a mode, 'auto', or None = eager)."""
+    chunk: int | str | None = None
+    compile: str | None = None
+
+    @property
+    def searched(self) -> bool:
+        return self.chunk == "auto" or self.compile == "auto"
+
+
+def split_runtime(spec: str) -> tuple[str, Runtime | None]:
+    """'wan2.1@chunk4' -> ('wan2.1', Runtime(chunk=4)); 'wan2.1@fast' -> chunk 'auto'; 'wan2.1@compile' ->
+    compile 'default'; 'ltx-video@compile-auto' -> compile 'auto'; 'a@chunk2+compile' -> both;
+    'wan2.1' -> ('wan2.1', None)."""
+    from lab.runtime.compiled import MODES
+
+    name, at, suffix = spec.rpartition("@")
     if not at:
         return spec, None
-    if runtime == "fast":
-        return name, "auto"
-    if runtime.startswith("chunk") and runtime[5:].isdigit() and int(runtime[5:]) >= 1:
-        return name, int(runtime[5:])
-    raise LabError(f"bench: unknown runtime '@{runtime}' in '{spec}'; use NAME@chunkK (K >= 1 latent frames per "
-                   f"call) or NAME@fast (K chosen by timing).")
+    chunk, mode = None, None
+    for part in suffix.split("+"):
+        if part == "fast" and chunk is None:
+            chunk = "auto"
+        elif part.startswith("chunk") and part[5:].isdigit() and int(part[5:]) >= 1 and chunk is None:
+            chunk = int(part[5:])
+        elif part == "compile" and mode is None:
+            mode = "default"
+        elif part.startswith("compile-") and part[8:] in MODES + ("auto",) and mode is None:
+            mode = part[8:]
+        else:
+            raise LabError(f"unknown runtime '{part}' in '{spec}'; use NAME@chunkK (K >= 1 latent frames per call), "
+                           f"NAME@fast (K chosen by timing), NAME@compile or NAME@compile-MODE (MODE: "
+                           f"{', '.join(MODES)}, or auto), each at most once, joined by '+'.")
+    return name, Runtime(chunk, mode)
 
 
 def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecoder:
+    """Load a spec's decoder with its fixed runtime applied ('auto' parts are left to the caller's search)."""
     # --weights applies to registered decoders; a saved folder carries its own weights.
     name, runtime = split_runtime(spec)
     registered = {e.name for e in list_entries()}
     torch.manual_seed(0)
     dec = load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
-    if isinstance(runtime, int):
+    if runtime is not None and isinstance(runtime.chunk, int):
         from lab.runtime import set_chunk
-        set_chunk(dec, runtime)
+        set_chunk(dec, runtime.chunk)
+    if runtime is not None and runtime.compile not in (None, "auto"):
+        from lab.runtime.compiled import compile_decoder
+        compile_decoder(dec, runtime.compile)
     return dec
+
+
+def fixed_spec(base: str, dec: VideoDecoder) -> str:
+    """The spec that loads ``dec`` as it is now (after a search picked its chunk and compile mode)."""
+    parts = ([f"chunk{dec.chunk_frames}"] if dec.chunk_frames > 1 else []) + \
+        ([f"compile-{dec.compile_mode}"] if dec.compile_mode else [])
+    return f"{base}@{'+'.join(parts)}" if parts else base
 
 
 def random_latents(dec: VideoDecoder, frames: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -143,7 +183,10 @@ def _probe_memory(spec: dict) -> dict:
 
 def bench(decoders: list[str], *, weights: str | None = None, device: str | torch.device = "cpu",
           dtype: str = "fp32", frames: int = 17, size: tuple[int, int] = (256, 256), repeats: int = 5,
-          warmup: int = 1, compile: bool = False, memory: bool = True, macs: bool = True) -> dict:
+          warmup: int = 1, compile: bool | str = False, memory: bool = True, macs: bool = True) -> dict:
+    """Time ``decoders`` (names or folders, each optionally with a runtime, see the module docstring) on
+    random latents of one shape. ``compile``: True or a torch.compile mode compiles every decoder that
+    its spec does not already compile."""
     from lab.cli.common import DTYPES
     if not decoders:
         raise LabError("bench: name at least one decoder (--decoders D1,D2,...)")
@@ -160,13 +203,20 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
                "latents_shape": list(z.shape), "frames": dec.geometry.frames_for(z.shape[2]),
                "size": list(size)}
         base, runtime = split_runtime(name)
-        if runtime == "auto":
+        if runtime is not None and runtime.chunk == "auto":
             from lab.runtime import choose_chunk
             chosen = choose_chunk(dec, z)
             row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
-            name = f"{base}@chunk{chosen['chunk']}"  # what the memory probe must load
+        if runtime is not None and runtime.compile == "auto":
+            from lab.runtime.compiled import choose_compile_mode
+            chosen = choose_compile_mode(dec, z)
+            row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "max_abs_err",
+                                                              "rejected")})
+        if runtime is not None and runtime.searched:
+            name = fixed_spec(base, dec)  # what the memory probe must load
         if runtime is not None:
             row["chunk"] = dec.chunk_frames
+            row["compile_mode"] = dec.compile_mode
             if base in plain:
                 ref = decs[plain[base]]
                 row["max_abs_err"] = float((dec.decode(z).float() - ref.decode(zs[plain[base]]).float()).abs().max())
@@ -180,13 +230,12 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
                 row.update(cpu_peak_memory(name, weights if base in registered else None,
                                            dtype, frames, size))
         rows.append(row)
-    fns = []
-    for dec in decs:
-        if compile:
-            # Instance attribute shadows the method, so decode() (validation, normalization) runs the
-            # compiled graph.
-            dec._decode_raw = torch.compile(dec._decode_raw)
-        fns.append(dec.decode)
+    if compile:
+        from lab.runtime.compiled import compile_decoder
+        for dec in decs:
+            if dec.compile_mode is None:  # a spec's own @compile-MODE wins over the global flag
+                compile_decoder(dec, "default" if compile is True else compile)
+    fns = [dec.decode for dec in decs]
     for fn, z in zip(fns, zs):
         for _ in range(warmup):
             fn(z)

@@ -59,9 +59,10 @@ def _load(spec: str, device, dtype) -> VideoDecoder:
     decoder decoding K latent frames per causal call, lab.runtime.chunked)."""
     from lab.eval.bench import load_for_bench, split_runtime
 
-    if split_runtime(spec)[1] == "auto":
-        raise LabError(f"table: {spec}: give the chunk explicitly (NAME@chunkK); @fast picks it by timing, which "
-                       f"python -m lab bench does.")
+    runtime = split_runtime(spec)[1]
+    if runtime is not None and runtime.searched:
+        raise LabError(f"table: {spec}: give the runtime explicitly (NAME@chunkK, NAME@compile-MODE); @fast and "
+                       f"@compile-auto pick it by timing, which python -m lab bench does.")
     # The same seeded load as bench: a decoder without trained weights is the same random one every run.
     return load_for_bench(spec, None, device, dtype).eval()
 

@@ -261,6 +261,8 @@ class VideoDecoder(nn.Module):
     # Latent frames per causal call for Wan-family decoders (lab.runtime.chunked.set_chunk); 1 = the
     # reference path. Other decoders ignore it.
     chunk_frames: int = 1
+    # The torch.compile mode its modules run under (lab.runtime.compiled.compile_decoder); None = eager.
+    compile_mode: str | None = None
 
     def _save_model(self, folder: Path) -> None:
         raise NotImplementedError
