@@ -11,8 +11,11 @@ the mean of each group of ``t`` frames) at ``r x r`` sub-blocks of every ``s x s
 into channels (3 r^2 of them; the rest are zero). The decoder learns to decode these anchors and the
 encoder learns to output them (MSE on its posterior mean). After the phase, plain VAE training takes
 over with a decoder that already depends on its input, and the latents are free to move away from the
-anchors. On mini-ltx (128x128 crops) held-out-like windows reach ~14.8 dB after 300 anchored steps and
-keep improving jointly, while plain training sits at the mean-colour level (~11.9 dB) from step 100 on.
+anchors. Measured on mini-ltx (128x128 crops, batch 4, 9 frames): on a fixed batch of training windows
+plain training sits at the mean-colour level (11.5 dB vs 11.9 for each window's mean colour) from step
+100 on, while 300 anchored steps reach 14.8 dB and joint training goes on from there (15.6 dB at step
+500). The shipped mini-ltx (300 anchored of 8000 steps) reaches 19.2 / 19.0 dB on held-out carphone /
+bikes, where the collapsed one had 11.8 / 12.7.
 """
 
 from __future__ import annotations

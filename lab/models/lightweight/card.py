@@ -127,7 +127,9 @@ def write_card(folder: Path, info: dict) -> Path:
     o = cfg["optim"]
     rows = "\n".join(f"| {c} | {m['frames']} | {m['size'][1]}x{m['size'][0]} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
                      f"{m['teacher_psnr']:.2f} | {m['teacher_ssim']:.4f} |" for c, m in scores.items())
-    warnings = "".join(f"\n- {w}" for w in info["final"].get("warnings", []))
+    # Paths as the repository names them: a card is read on other machines than the one that trained.
+    root = f"{paths.REPO_ROOT}/"
+    warnings = "".join(f"\n- {w.replace(root, '')}" for w in info["final"].get("warnings", []))
     gan = (f"GAN (PatchGAN, {cfg['gan']['channels']} channels, lr {cfg['gan']['lr']:g}) switched on at step "
            f"{cfg['gan']['start_step']} (Heaviside){', adaptive weight' if cfg['gan'].get('adaptive') else ''}"
            if any("gan" in ph["losses"] for ph in cfg["phases"]) else
