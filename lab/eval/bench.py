@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -35,6 +35,8 @@ def test_compile_and_eager_swap_the_forward_without_compiling():
     with pytest.raises(LabError, match="max-autotune-no-cudagraphs"):
         compile_decoder(dec, "fastest")
     assert device_modes(torch.device("cpu")) == ("default", "max-autotune-no-cudagraphs")
+    with pytest.raises(LabError, match="eager is always timed"):
+        choose_compile_mode(dec, torch.zeros(1, 16, 2, 4, 4), modes=("eager",))
 
 
 @pytest.mark.slow
