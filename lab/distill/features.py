@@ -62,15 +62,33 @@ def _stage_output_group(stage: str, num_up: int, groups: set[str]) -> str | None
     return f"up{i + 1}.in" if f"up{i + 1}.in" in groups else f"up{i + 1}.stream"
 
 
+def _ltx_stage_output_group(stage: str, groups: list[str]) -> str | None:
+    """The channel group an LTX-Video stage's output lives in: the last residual stream the stage
+    creates, or (a stage that neither changes width nor upsamples) the stream it was handed."""
+    order = ["mid"] + sorted({g.split(".")[0] for g in groups if g.startswith("up")}, key=lambda u: int(u[2:]))
+    if stage not in order:
+        return None
+    for s in reversed(order[:order.index(stage) + 1]):
+        streams = [g for g in groups if g.startswith(f"{s}.") and g.endswith(".stream")]
+        if streams:
+            return streams[-1]
+    return None
+
+
 def kept_channels(student, stage: str) -> list[int] | None:
     """The teacher channel indices a pruned student kept at a stage's output, if it records them."""
     cfg = getattr(getattr(student, "vae", None), "config", None)
     kept = dict(getattr(cfg, "kept", None) or {}) if cfg is not None else {}
     if not kept:
         return None
-    from lab.models.students.wan import teacher_widths
-    groups = set(teacher_widths(dict(cfg.teacher_config)))
-    group = _stage_output_group(stage, len(student.vae.decoder.up_blocks), groups)
+    teacher_config = dict(cfg.teacher_config)
+    if "base_dim" in teacher_config:  # a Wan teacher
+        from lab.models.students.wan import teacher_widths
+        groups = set(teacher_widths(teacher_config))
+        group = _stage_output_group(stage, len(student.vae.decoder.up_blocks), groups)
+    else:  # an LTX-Video teacher
+        from lab.models.students.ltx import teacher_widths
+        group = _ltx_stage_output_group(stage, list(teacher_widths(teacher_config)))
     return list(kept[group]) if group in kept else None
 
 
