@@ -202,7 +202,9 @@ class Trainer:
         self.teacher = load_decoder(cfg.teacher, weights=cfg.teacher_weights, device=self.device).eval()
         self.teacher.requires_grad_(False)
         init = self.out / "init"
-        if self.env.main and not resume:
+        # A run resumed before it saved its student (it stopped during setup) builds it now: the same
+        # config and seed give the same student.
+        if self.env.main and (not resume or not (init / "lab_decoder.json").exists()):
             build_student(cfg, self.teacher).save(init)
         self.env.barrier()
         if not (init / "lab_decoder.json").exists():
@@ -264,7 +266,14 @@ class Trainer:
         self._new_phase_state()
         self.teacher_psnr = None
         self.resumed_from = None
-        if resume:
+        if resume and self._latest_ckpt_name() is None:
+            # Stopped before its first checkpoint: nothing to restore, so the run starts over in place
+            # (refusing would leave a folder that can be neither resumed nor started again).
+            if self.store:
+                self.store.truncate_after(-1)  # what the stopped attempt logged is re-logged from step 0
+            self._warn(f"{self.out} has no complete checkpoint yet (the run stopped before its first one); "
+                       f"starting it from step 0.")
+        elif resume:
             self._load_latest_checkpoint()
 
     def _warn(self, text: str):

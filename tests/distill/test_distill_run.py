@@ -116,6 +116,27 @@ def test_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path):
         assert [p.name for p in r.phases()] == ["align", "joint", "finetune"]
 
 
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tiny_run, tmp_path):
+    straight, _ = tiny_run
+    out = tmp_path / "early"
+    with pytest.raises(KeyboardInterrupt):
+        distill(TINY, out, callbacks=[StopAt(1)])
+    import shutil
+    for folder in ("init", "checkpoints"):           # as if it had stopped before saving its student or
+        shutil.rmtree(out / folder)                  # its first checkpoint (e.g. in setup)
+    (out / "checkpoints").mkdir()
+    final = distill(None, out, resume=True)
+    assert final["step"] == 6
+    a, b = _train_rows(straight), _train_rows(out)
+    assert set(a) == set(b)
+    for key in a:
+        assert [s for s, _ in a[key]] == [s for s, _ in b[key]], key       # the stopped attempt's rows are gone
+        assert [v for _, v in a[key]] == pytest.approx([v for _, v in b[key]], rel=1e-4, abs=1e-6), key
+    with RunReader(out) as r:
+        assert r.status() == "finished" and [p.name for p in r.phases()] == ["align", "joint", "finetune"]
+        assert any("starting it from step 0" in e["message"] for e in r.events("warning"))
+
+
 def test_nan_loss_stops_with_a_clear_error_and_a_usable_checkpoint(tmp_path, sample_clips):
     calls = {"n": 0}
 
