@@ -100,7 +100,8 @@ _register_lightweight()
 
 
 # Trained students shipped in data/checkpoints (distilled by the lab; see each folder's README card).
-def _add_shipped_student(name: str, description: str) -> None:
+def _add_shipped_student(name: str, description: str, channels: int = 16,
+                         compression: tuple[int, int, int] = (4, 8, 8)) -> None:
     folder = paths.checkpoints_dir() / name
     if not (folder / "config.json").exists():
         return  # not shipped in this checkout: nothing to list
@@ -120,10 +121,13 @@ def _add_shipped_student(name: str, description: str) -> None:
         return dec
 
     register(ModelEntry(
-        name=name, family="student", latent_channels=16, compression=(4, 8, 8),
+        name=name, family="student", latent_channels=channels, compression=compression,
         weights=f"data/checkpoints/{name} (distilled by the lab)", loader=load,
         param_counter=lambda: load().decoder_params(), description=description, tags=("mini",)))
 
 
 _add_shipped_student("mini-wan-flash", "Flash-VAED student of mini-wan: up2/up3 at 12.5% (independence-aware), "
                                        "flash-vaed operators, three-phase distillation")
+_add_shipped_student("mini-ltx-flash", "Flash-VAED student of mini-ltx: keep=flash-vaed (independence-aware), "
+                                       "flash-vaed operators, three-phase distillation",
+                     channels=128, compression=(8, 32, 32))

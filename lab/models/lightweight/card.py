@@ -27,7 +27,7 @@ from lab.errors import LabError
 from lab.models import load_decoder
 
 HELD_OUT_TEXT = ("`carphone` entirely and `bikes` from frame 200 on (training samples `bikes` frames 0-191 only), "
-                 "as for mini-wan itself")
+                 "as for the mini teachers themselves")
 
 
 def _run_info(run: Path) -> dict:
