@@ -52,7 +52,7 @@ class StageTaps:
             h.remove()
 
 
-def _stage_output_group(stage: str, num_up: int, groups: set[str]) -> str | None:
+def _wan_stage_output_group(stage: str, num_up: int, groups: set[str]) -> str | None:
     """The channel group (lab.analysis.groups naming) that a Wan stage's output lives in."""
     if not stage.startswith("up"):
         return None
@@ -81,14 +81,13 @@ def kept_channels(student, stage: str) -> list[int] | None:
     kept = dict(getattr(cfg, "kept", None) or {}) if cfg is not None else {}
     if not kept:
         return None
-    teacher_config = dict(cfg.teacher_config)
-    if "base_dim" in teacher_config:  # a Wan teacher
+    if stage_kind(student) == "wan":
         from lab.models.students.wan import teacher_widths
-        groups = set(teacher_widths(teacher_config))
-        group = _stage_output_group(stage, len(student.vae.decoder.up_blocks), groups)
-    else:  # an LTX-Video teacher
+        groups = set(teacher_widths(dict(cfg.teacher_config)))
+        group = _wan_stage_output_group(stage, len(student.vae.decoder.up_blocks), groups)
+    else:
         from lab.models.students.ltx import teacher_widths
-        group = _ltx_stage_output_group(stage, list(teacher_widths(teacher_config)))
+        group = _ltx_stage_output_group(stage, list(teacher_widths(dict(cfg.teacher_config))))
     return list(kept[group]) if group in kept else None
 
 

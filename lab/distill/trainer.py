@@ -266,14 +266,7 @@ class Trainer:
         self._new_phase_state()
         self.teacher_psnr = None
         self.resumed_from = None
-        if resume and self._latest_ckpt_name() is None:
-            # Stopped before its first checkpoint: nothing to restore, so the run starts over in place
-            # (refusing would leave a folder that can be neither resumed nor started again).
-            if self.store:
-                self.store.truncate_after(-1)  # what the stopped attempt logged is re-logged from step 0
-            self._warn(f"{self.out} has no complete checkpoint yet (the run stopped before its first one); "
-                       f"starting it from step 0.")
-        elif resume:
+        if resume:
             self._load_latest_checkpoint()
 
     def _warn(self, text: str):
@@ -549,8 +542,12 @@ class Trainer:
     def _ckpt_dir(self) -> Path:
         return self.out / "checkpoints"
 
+    def _complete_checkpoints(self) -> list[Path]:
+        """Checkpoint folders whose state file was written (the last file a checkpoint writes), oldest first."""
+        return sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
+
     def _latest_ckpt_name(self) -> str | None:
-        done = sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
+        done = self._complete_checkpoints()
         return str(done[-1]) if done else None
 
     def _state(self) -> dict:
@@ -594,7 +591,7 @@ class Trainer:
 
     def _prune_checkpoints(self):
         keep = self.cfg.keep_checkpoints
-        done = sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
+        done = self._complete_checkpoints()
         best = self.store.best_checkpoint()
         best_path = self.store.resolve(best.path).resolve() if best else None
         for p in done[:-keep]:
@@ -606,8 +603,13 @@ class Trainer:
         from safetensors.torch import load_file
         latest = self._latest_ckpt_name()
         if latest is None:
-            raise ConfigError(f"cannot resume {self.out}: it has no complete checkpoint in {self._ckpt_dir()} "
-                              f"(the run stopped before its first one); start it again without --resume.")
+            # Stopped before its first checkpoint: nothing to restore, so the run starts over in place
+            # (refusing would leave a folder that can be neither resumed nor started again).
+            if self.store:
+                self.store.truncate_after(-1)  # what the stopped attempt logged is re-logged from step 0
+            self._warn(f"{self.out} has no complete checkpoint yet (the run stopped before its first one); "
+                       f"starting it from step 0.")
+            return
         path = Path(latest)
         tensors = load_file(str(path / CKPT_WEIGHTS), device=str(self.device))
         group = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731

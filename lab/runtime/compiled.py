@@ -53,7 +53,8 @@ def _compiled_forwards(decoder, mode: str) -> list:
 def _install(decoder, forwards: list | None, mode: str | None) -> None:
     # An instance attribute ``forward`` shadows the class's method (nn.Module.__call__ looks it up on
     # the instance), so removing it restores eager exactly.
-    for m, fwd in zip(_modules(decoder), forwards or [None] * len(_modules(decoder))):
+    modules = _modules(decoder)
+    for m, fwd in zip(modules, forwards or [None] * len(modules)):
         if fwd is None:
             m.__dict__.pop("forward", None)
         else:

@@ -3,9 +3,9 @@
 One loop, top to bottom: sample a batch of windows -> encode -> sample the posterior -> decode ->
 L1 + MSE (+ a small KL, + optional LPIPS) -> AdamW step with warmup + cosine LR. During the first
 ``anchor_steps`` steps (``lab.teachers.anchor``) the decoder decodes fixed block-mean latents and the
-encoder regresses them, so that the decoder learns to read its input before the latents are free. Every few minutes
-the full training state is checkpointed (resumable) and, if asked, the weights are exported to a
-diffusers folder. Logs are one JSON object per line in ``<run>/log.jsonl``.
+encoder regresses them, so that the decoder learns to read its input before the latents are free.
+Every few minutes the full training state is checkpointed (resumable) and, if asked, the weights are
+exported to a diffusers folder. Logs are one JSON object per line in ``<run>/log.jsonl``.
 """
 
 from __future__ import annotations
@@ -94,9 +94,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
     vae = build_model(cfg).to(device).train()
     if cfg.freeze_encoder:
         # Decoder-only: the encoder's latents (and so every decoder trained on them) stay what they were.
-        for module in (vae.encoder, getattr(vae, "quant_conv", None)):
-            for p in (module.parameters() if module is not None else ()):
-                p.requires_grad_(False)
+        for module in filter(None, (vae.encoder, getattr(vae, "quant_conv", None))):
+            module.requires_grad_(False)
     trainable = [p for p in vae.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     gens = {"data": torch.Generator().manual_seed(cfg.seed), "noise": torch.Generator().manual_seed(cfg.seed + 1)}
