@@ -81,7 +81,7 @@ class ChannelRecorder:
             x = args[0]
             st = self.stats.get(name)
             if st is None:
-                st = self.stats[name] = ChannelStats(x.shape[channel_dim], diag_only=diag_only)
+                st = self.stats[name] = ChannelStats(x.shape[channel_dim], diag_only=diag_only, device=x.device)
             st.update(x, channel_dim=channel_dim)
         return hook
 

@@ -57,7 +57,7 @@ def greedy_select(g: torch.Tensor, k: int | None = None) -> tuple[list[int], lis
     floor = GREEDY_FLOOR * max(float(torch.diagonal(r).max()), 1e-300)
     order: list[int] = []
     residuals = [float(torch.diagonal(r).sum())]
-    chosen = torch.zeros(c, dtype=torch.bool)
+    chosen = torch.zeros(c, dtype=torch.bool, device=r.device)
     by_variance = torch.argsort(torch.diagonal(r), descending=True).tolist()
     for _ in range(k):
         d = torch.diagonal(r)
@@ -90,7 +90,7 @@ def residual_after(g: torch.Tensor, keep: list[int]) -> torch.Tensor:
     s = torch.as_tensor(keep)
     rss = r[s][:, s]
     ridge = RIDGE * float(torch.diagonal(rss).max().clamp_min(1e-300))
-    sol = torch.linalg.solve(rss + ridge * torch.eye(len(keep), dtype=r.dtype), r[s])
+    sol = torch.linalg.solve(rss + ridge * torch.eye(len(keep), dtype=r.dtype, device=r.device), r[s])
     return r - r[:, s] @ sol
 
 
@@ -106,7 +106,7 @@ def independence_scores(g: torch.Tensor) -> torch.Tensor:
     r = residual_gram(g)
     d = torch.diagonal(r)
     ridge = RIDGE * float(d.max().clamp_min(1e-300))
-    inv = torch.linalg.inv(r + ridge * torch.eye(r.shape[0], dtype=r.dtype))
+    inv = torch.linalg.inv(r + ridge * torch.eye(r.shape[0], dtype=r.dtype, device=r.device))
     resid = 1.0 / torch.diagonal(inv)
     return (resid / d.clamp_min(ridge)).clamp(0.0, 1.0)
 
@@ -149,7 +149,8 @@ def fold_weights(g: torch.Tensor, keep: list[int], ridge: float = FOLD_RIDGE
     dropped = [i for i in range(c) if i not in kept]
     s = torch.as_tensor(list(keep) + [c])  # the constant channel rides along
     if not dropped:
-        return dropped, torch.zeros(0, len(keep), dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+        return (dropped, torch.zeros(0, len(keep), dtype=torch.float64, device=g.device),
+                torch.zeros(0, dtype=torch.float64, device=g.device))
     d = torch.as_tensor(dropped)
     gss = g[s][:, s]
     k = len(keep)
@@ -158,7 +159,8 @@ def fold_weights(g: torch.Tensor, keep: list[int], ridge: float = FOLD_RIDGE
     floor = RIDGE * float(torch.diagonal(gss)[:-1].max().clamp_min(1e-300))
     lam = max(ridge * scale, floor)
     # Penalise the channel coefficients only: the constant's entry (the count) gets no ridge.
-    reg = torch.diag(torch.cat([torch.full((k,), lam, dtype=g.dtype), torch.zeros(1, dtype=g.dtype)]))
+    reg = torch.diag(torch.cat([torch.full((k,), lam, dtype=g.dtype, device=g.device),
+                                torch.zeros(1, dtype=g.dtype, device=g.device)]))
     sol = torch.linalg.solve(gss + reg, g[s][:, d])  # (|S|+1, |D|)
     return dropped, sol[:-1].T.contiguous(), sol[-1].contiguous()
 
@@ -182,16 +184,16 @@ def weighted_greedy_select(grams: list[torch.Tensor], weights: list[torch.Tensor
         if _check_aug(g) != c or tuple(m.shape) != (c, c):
             raise LabError(f"Gram {tuple(g.shape)} and metric {tuple(m.shape)} do not fit {c} channels")
         r = residual_gram(g)
-        m = m.to(torch.float64)
+        m = m.to(device=r.device, dtype=torch.float64)  # metrics from a CUDA teacher's weights meet CPU Grams
         total = float((m * r).sum())
         scale = 1.0 / total if normalise and total > 0 else 1.0
         rs.append(r.clone())
         mrs.append((m @ r) * scale)
         floors.append(GREEDY_FLOOR * max(float(torch.diagonal(r).max()), 1e-300))
-    chosen = torch.zeros(c, dtype=torch.bool)
+    chosen = torch.zeros(c, dtype=torch.bool, device=rs[0].device)
     order: list[int] = []
     for _ in range(k):
-        gain = torch.zeros(c, dtype=torch.float64)
+        gain = torch.zeros(c, dtype=torch.float64, device=rs[0].device)
         for r, mr, floor in zip(rs, mrs, floors):
             d = torch.diagonal(r)
             g_c = (r * mr).sum(dim=0) / d.clamp_min(floor)

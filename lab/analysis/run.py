@@ -107,11 +107,12 @@ class ChannelAnalysis:
                            f"(LayerNorm inputs are recorded with a full Gram)")
         n, c, k = float(st.count), st.channels, len(keep)
         idx = torch.as_tensor(keep)
-        m2 = st.sumsq / n
+        gram, sums = st.gram.cpu(), st.sum.cpu()  # the accumulators live on the teacher's device
+        m2 = st.sumsq.cpu() / n
 
         def mean_var(ix, size):
             # E over positions of (mean_c x_c^2 - (mean_c x_c)^2) for the channel set ix.
-            sq_mean = float(st.gram[ix][:, ix].sum()) / (size * size * n)
+            sq_mean = float(gram[ix][:, ix].sum()) / (size * size * n)
             return float(m2[ix].mean()) - sq_mean
 
         all_ix = torch.arange(c)
@@ -119,7 +120,7 @@ class ChannelAnalysis:
         if var_all <= 0:
             return 1.0, 0.0
         gain = (max(var_kept, 0.0) / var_all) ** 0.5 if k > 1 else 1.0
-        shift = (float(st.sum[idx].mean()) - float(st.sum.mean())) / n / var_all ** 0.5
+        shift = (float(sums[idx].mean()) - float(sums.mean())) / n / var_all ** 0.5
         return gain, shift
 
     # ----- reports -----------------------------------------------------------------------------

@@ -25,12 +25,13 @@ from typing import Iterable
 import torch
 
 from lab.analysis.groups import ChannelGroup
+from lab.analysis.stats import chunk_dtype
 from lab.errors import LabError
 
 
 def output_sensitivity(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, groups: list[ChannelGroup], *,
                        probes: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
-    """consumer path -> M (C x C, float64): the mean over positions and probes of g g^T, with g the
+    """consumer path -> M (C x C, float64, on the CPU): the mean over positions and probes of g g^T, with g the
     gradient of a random projection of the decoder output with respect to the consumer's input."""
     clips = [latents] if torch.is_tensor(latents) else list(latents)
     if not clips:
@@ -47,8 +48,10 @@ def output_sensitivity(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, 
             x = args[0]
             if torch.is_tensor(x) and x.requires_grad:
                 def grad_hook(grad):
-                    q = grad.detach().to(torch.float64).transpose(0, 1).reshape(grad.shape[1], -1)
-                    sums[path] = sums.get(path, 0) + q @ q.T
+                    # Accumulated in float64 on the gradient's device; each probe's product in the chunk
+                    # precision of ChannelStats (float32 on accelerators, float64 on the CPU).
+                    q = grad.detach().to(chunk_dtype(grad)).transpose(0, 1).reshape(grad.shape[1], -1)
+                    sums[path] = sums.get(path, 0) + (q @ q.T).double()
                     counts[path] = counts.get(path, 0) + q.shape[1]
                 x.register_hook(grad_hook)
         return pre_hook
@@ -78,4 +81,5 @@ def output_sensitivity(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, 
     if not sums:
         raise LabError("no consumer layer of these channel groups ran during the sensitivity probes; "
                        "the groups do not belong to this decoder.")
-    return {p: sums[p] / counts[p] for p in sums}
+    # On the CPU, with the Grams they are combined with (selection and refinement solve there).
+    return {p: sums[p].cpu() / counts[p] for p in sums}

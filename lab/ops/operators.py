@@ -159,6 +159,12 @@ def _eigh(sym: torch.Tensor):
         torch.set_num_threads(threads)
 
 
+def _cpu64(weight: torch.Tensor) -> torch.Tensor:
+    """The teacher weight in float64 on the CPU for the fits: ``_eigh`` is a host LAPACK call, and float64
+    is slow on consumer GPUs. The fitted factors go back with ``copy_`` (to the op's device and dtype)."""
+    return weight.detach().to("cpu", torch.float64)
+
+
 def _rel_err(approx: torch.Tensor, exact: torch.Tensor) -> float:
     return float((approx - exact).norm() / exact.norm().clamp_min(1e-12))
 
@@ -178,7 +184,7 @@ class DepthwiseSeparable3d(SwapOp):
         return self.pointwise(self.depthwise(self.time.apply(x, cache_x)))
 
     def init_from(self, spec: ConvSpec, **options) -> dict:
-        w = spec.weight.double()
+        w = _cpu64(spec.weight)
         o, i = w.shape[:2]
         per_in = w.reshape(o, i, -1).transpose(0, 1)  # (in, out, taps): one matrix per input channel
         # Best rank-1 fit of each slice = its top right singular vector (top eigenvector of the
@@ -215,7 +221,7 @@ class Conv2Plus1d(SwapOp):
         return self.temporal(_unfold(self.spatial(xf), t))
 
     def init_from(self, spec: ConvSpec, **options) -> dict:
-        w = spec.weight.double()
+        w = _cpu64(spec.weight)
         o, i, kt, kh, kw = w.shape
         m = self.mid_channels
         mat = w.permute(0, 2, 1, 3, 4).reshape(o * kt, i * kh * kw)
@@ -223,7 +229,7 @@ class Conv2Plus1d(SwapOp):
         # A @ B is the best rank-m approximation of mat (Eckart-Young).
         _, vecs = _eigh(mat @ mat.T)
         r = min(m, vecs.shape[1])
-        a = torch.zeros(o * kt, m, dtype=w.dtype)
+        a = torch.zeros(o * kt, m, dtype=w.dtype, device=w.device)
         a[:, :r] = vecs[:, -r:].flip(1)
         b = a.T @ mat
         with torch.no_grad():

@@ -30,11 +30,11 @@ def fold_into(weight: torch.Tensor, bias: torch.Tensor | None, gram: torch.Tenso
               ridge: float = FOLD_RIDGE):
     """(weight, bias) of a consumer reading all channels -> reading ``keep`` only, with the dropped
     channels' (ridge-regularised) least-squares reconstruction folded in. Works in float64; returns
-    float64 tensors."""
-    w = weight.detach().to(torch.float64)
-    dropped, wls, b = fold_weights(gram, keep, ridge)
+    float64 tensors on the CPU (where the fold's least squares ran, also for a CUDA teacher)."""
+    w = weight.detach().to("cpu", torch.float64)
+    dropped, wls, b = fold_weights(gram.cpu(), keep, ridge)
     new_w = w[:, keep].clone()
-    new_b = None if bias is None else bias.detach().to(torch.float64).clone()
+    new_b = None if bias is None else bias.detach().to("cpu", torch.float64).clone()
     if dropped:
         wd = w[:, dropped]
         new_w += torch.einsum("od...,ds->os...", wd, wls)

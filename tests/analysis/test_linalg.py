@@ -84,6 +84,36 @@ def test_streaming_stats_equal_direct_computation(monkeypatch):
         st.update(torch.randn(1, 4, 1, 2, 2))
 
 
+def test_accumulators_live_on_the_input_device_in_float64():
+    # 'meta' stands in for CUDA: adding its tensors into host accumulators raises, as CUDA ones do.
+    st = ChannelStats(4)
+    st.update(torch.empty(2, 4, 3, 5, device="meta"))
+    sq = ChannelStats(4, diag_only=True)
+    sq.update(torch.empty(2, 4, 3, 5, device="meta", dtype=torch.bfloat16))
+    for t in (st.sum, st.sumsq, st.gram, sq.sum, sq.sumsq):
+        assert t.device.type == "meta" and t.dtype == torch.float64
+    assert st.count == sq.count == 30 and st.device.type == "meta"
+    assert stats_mod.chunk_dtype(torch.empty(1, device="meta")) == torch.float32  # off the CPU: fp32 chunks
+
+
+def test_float32_chunk_products_match_float64_accumulation(monkeypatch):
+    # What accelerators do (float64 matmuls are slow there): each chunk in float32, summed in float64.
+    monkeypatch.setattr(stats_mod, "CHUNK_POSITIONS", 50)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 6, 3, 8, 8, generator=g) * torch.linspace(0.1, 3.0, 6).view(1, 6, 1, 1, 1) + 1.5
+    exact = ChannelStats(6)
+    exact.update(x)
+    assert stats_mod.chunk_dtype(x) == torch.float64  # the CPU keeps float64 products
+    monkeypatch.setattr(stats_mod, "chunk_dtype", lambda t: torch.float32)
+    fast = ChannelStats(6)
+    fast.update(x[:, :, :1])
+    fast.update(x[:, :, 1:])
+    assert fast.gram.dtype == torch.float64 and fast.count == exact.count
+    assert torch.allclose(fast.augmented(), exact.augmented(), rtol=1e-5)
+    assert torch.allclose(fast.covariance(), exact.covariance(), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(independence_scores(fast.augmented()), independence_scores(exact.augmented()), atol=1e-4)
+
+
 def test_fold_is_exact_for_a_linear_consumer_on_low_rank_inputs():
     g = torch.Generator().manual_seed(3)
     basis = torch.randn(1, 3, 4, 6, 6, generator=g)

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from lab.distill import load_config
+from lab.distill.trainer import DistEnv
 from lab.runs.store import RunReader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +33,40 @@ def _short_config(tmp_path, **changes) -> Path:
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
     return path
+
+
+@pytest.fixture
+def one_rank_gloo(tmp_path):
+    """A real single-process gloo group (what torchrun's ranks share), torn down afterwards."""
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_dist_env_reduces_on_the_backend_device_and_pins_ddp_to_the_rank_gpu(one_rank_gloo, monkeypatch):
+    env = DistEnv("cpu")
+    env.world = 2  # a one-rank group sums one copy, so mean() halves: the all-reduce really ran
+    seen = []
+    real = torch.distributed.all_reduce
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, *a, **k: (seen.append(t.device), real(t, *a, **k)))
+    assert env.mean({"b": 3.0, "a": 1.0}) == {"a": 0.5, "b": 1.5}
+    assert seen == [torch.device("cpu")]
+    env.barrier()
+    ddp = env.wrap(torch.nn.Linear(2, 2))
+    assert isinstance(ddp, torch.nn.parallel.DistributedDataParallel) and ddp.device_ids is None
+    # NCCL takes CUDA tensors only: the reduce (and DDP) go to this rank's GPU.
+    env.device = torch.device("cuda", 1)
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda *a: "nccl")
+    assert env.reduce_device() == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda *a: "gloo")
+    assert env.reduce_device() == torch.device("cpu")
+    made = {}
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda m, **kw: made.update(kw) or m)
+    env.wrap(torch.nn.Linear(2, 2))
+    assert made["device_ids"] == [1] and made["output_device"] == 1
 
 
 @pytest.mark.slow

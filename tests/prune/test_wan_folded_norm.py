@@ -1,13 +1,15 @@
 """Folded RMS norms of pruned Wan students (lab.models.students.folded_norm.WanFoldedRMSNorm)."""
 
+import copy
 from types import SimpleNamespace
 
+import pytest
 import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
 from lab.analysis import ChannelStats
 from lab.analysis.groups import norm_tap
-from lab.models.students.folded_norm import WanFoldedRMSNorm
+from lab.models.students.folded_norm import FoldedRMSNorm, WanFoldedRMSNorm
 from lab.models.students.wan import WanStudentVAE
 from lab.prune.transfer import folded_norm_state
 
@@ -64,3 +66,21 @@ def test_folded_norms_are_built_from_the_config_and_old_configs_load_plain(tiny_
     from lab.errors import ConfigError
     with pytest.raises(ConfigError, match="not an RMS norm"):
         WanStudentVAE(teacher_config=tc, folded_norms=["decoder.up_blocks.3.resnets.0.conv1"])
+
+
+@pytest.mark.parametrize("kind", ["wan", "ltx"])
+def test_folded_norm_cast_to_bf16_keeps_an_fp32_form_under_autocast(kind):
+    # ms = (x - 10)^2 + 1: terms near 100 that cancel to ~1, where bf16's spacing is 0.5-1, so a bf16
+    # form comes out near or below 0 and the norm divides by sqrt(eps).
+    norm = WanFoldedRMSNorm(1, images=False) if kind == "wan" else FoldedRMSNorm(1)
+    with torch.no_grad():
+        norm.quad.fill_(1.0), norm.lin.fill_(-20.0), norm.const.fill_(101.0)
+    shape = (2, 1, 3, 4, 4) if kind == "wan" else (2, 3, 4, 4, 1)  # channels first / last
+    x = (10.0 + 0.3 * torch.randn(shape, generator=torch.Generator().manual_seed(0))).to(torch.bfloat16)
+    want = norm(x.float())
+    low = copy.deepcopy(norm).to(torch.bfloat16)
+    assert [getattr(low, n).dtype for n in ("quad", "lin", "const")] == [torch.float32] * 3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = low(x)
+    assert got.dtype == torch.bfloat16 and torch.isfinite(got).all()
+    assert torch.allclose(got.float(), want, rtol=1e-2, atol=1e-2)

@@ -13,13 +13,22 @@ nearly a sign function), which distorts everything downstream.
 
 ``folded_mean_square`` is the shared estimate; ``FoldedRMSNorm`` is the channels-last form (LTX, as
 diffusers' RMSNorm), ``WanFoldedRMSNorm`` the channels-first form (Wan, as diffusers' WanRMS_norm).
+
+Precision: the form is a difference of large terms (x^T Q x + l^T x + c with l pointing against x), so
+in bf16 it can come out negative, clamp to 0 and divide by sqrt(eps). Both norms therefore keep
+``quad``/``lin``/``const`` in float32 whatever dtype the module is cast to, and compute in float32
+with autocast off, returning the input's dtype.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 from torch import nn
+
+_FORM = ("quad", "lin", "const")
 
 
 def folded_mean_square(x: torch.Tensor, quad: torch.Tensor, lin: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
@@ -36,6 +45,24 @@ def _init_form(module: nn.Module, dim: int) -> None:
     module.register_buffer("const", torch.zeros(()))
 
 
+def _apply_keeping_form_fp32(module: nn.Module, apply, fn, recurse: bool):
+    """nn.Module._apply that lets ``.to(torch.bfloat16)`` / ``.half()`` move the form's buffers but not
+    narrow them: they are re-made in float32 from the values they had before the cast."""
+    before = {n: module._buffers[n] for n in _FORM}
+    out = apply(fn, recurse)
+    for n, old in before.items():
+        new = module._buffers[n]
+        if new is not None and new.is_floating_point() and torch.finfo(new.dtype).bits < 32:
+            module._buffers[n] = old.to(device=new.device, dtype=torch.float32)
+    return out
+
+
+def _fp32(x: torch.Tensor):
+    """Autocast off: it would run the form's matmuls in bf16, whatever dtype their inputs have."""
+    dev = x.device.type
+    return torch.autocast(dev, enabled=False) if torch.amp.is_autocast_available(dev) else nullcontext()
+
+
 class FoldedRMSNorm(nn.Module):
     """Channels-last folded RMS norm with a per-channel weight (LTX students; parameter names as
     diffusers' RMSNorm)."""
@@ -46,10 +73,14 @@ class FoldedRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         _init_form(self, dim)
 
+    def _apply(self, fn, recurse=True):
+        return _apply_keeping_form_fp32(self, super()._apply, fn, recurse)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        ms = folded_mean_square(xf, self.quad, self.lin, self.const)
-        return (xf * torch.rsqrt(ms + self.eps)).to(x.dtype) * self.weight.to(x.dtype)
+        with _fp32(x):
+            xf = x.float()
+            ms = folded_mean_square(xf, self.quad, self.lin, self.const)
+            return (xf * torch.rsqrt(ms + self.eps) * self.weight.float()).to(x.dtype)
 
 
 class WanFoldedRMSNorm(WanRMS_norm):
@@ -63,10 +94,13 @@ class WanFoldedRMSNorm(WanRMS_norm):
         self.eps = eps  # F.normalize's floor on the norm is 1e-12 too
         _init_form(self, dim)
 
+    def _apply(self, fn, recurse=True):
+        return _apply_keeping_form_fp32(self, super()._apply, fn, recurse)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
         dim = 1 if self.channel_first else -1
-        last = xf.movedim(dim, -1)
-        inv = torch.rsqrt(folded_mean_square(last, self.quad, self.lin, self.const) + self.eps)
-        y = (last * inv).movedim(-1, dim).to(x.dtype)
-        return y * self.gamma + self.bias
+        bias = self.bias.float() if torch.is_tensor(self.bias) else self.bias
+        with _fp32(x):
+            last = x.float().movedim(dim, -1)
+            inv = torch.rsqrt(folded_mean_square(last, self.quad, self.lin, self.const) + self.eps)
+            return ((last * inv).movedim(-1, dim) * self.gamma.float() + bias).to(x.dtype)
