@@ -1,9 +1,10 @@
 """python -m lab bench: decode latency, throughput, memory, size and MACs of several decoders, in one process."""
 
 from lab.cli import table
-from lab.cli.common import DTYPES, device_of, parse_size
-from lab.eval.bench import bench
-from lab.runtime.compiled import MODES
+from lab.cli.common import DTYPES, parse_size
+from lab.errors import LabError
+from lab.eval.bench import bench, check_device
+from lab.runtime.compiled import AUTO_MODES, MODES
 
 HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, params, MACs, speedup vs the first"
 
@@ -23,22 +24,39 @@ def add_arguments(p):
     p.add_argument("--repeats", type=int, default=5, help="timed decodes per decoder (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed decodes per decoder first")
     p.add_argument("--compile", nargs="?", const="default", default=None, choices=MODES, metavar="MODE",
-                   help="torch.compile every decoder (mode 'default' unless given; compiled during warm-up)")
+                   help="torch.compile every decoder (mode 'default' unless given; compiled in a first, untimed "
+                        "decode; CUDA-graph modes are refused for causal decoders)")
+    p.add_argument("--compile-candidates", default=None, metavar="MODES",
+                   help=f"comma-separated modes that NAME@compile-auto tries besides eager (if not given: "
+                        f"{','.join(AUTO_MODES)}; each more mode compiles every chunk shape again)")
+    p.add_argument("--reference", default=None, choices=["fp32"],
+                   help="also decode with each plain decoder in float32 (loaded once more, then freed) and report "
+                        "psnr_vs_fp32 and max_abs_err_vs_fp32 per row")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--no-macs", action="store_true", help="skip the MAC count (one extra decode per decoder)")
 
 
 def run(args):
-    device_of(args.device)
+    check_device(args.device)  # before any model is loaded; says which torch build is missing CUDA
     names = [n.strip() for n in args.decoders.split(",") if n.strip()]
+    candidates = None
+    if args.compile_candidates:
+        candidates = tuple(m.strip() for m in args.compile_candidates.split(",") if m.strip())
+        unknown = [m for m in candidates if m not in MODES]
+        if unknown:
+            raise LabError(f"--compile-candidates: unknown mode(s) {', '.join(unknown)}; choose among "
+                           f"{', '.join(MODES)} (eager is always timed)")
     return bench(names, weights=args.weights, device=args.device, dtype=args.dtype, frames=args.frames,
                  size=args.size, repeats=args.repeats, warmup=args.warmup, compile=args.compile or False,
-                 memory=not args.no_memory, macs=not args.no_macs)
+                 memory=not args.no_memory, macs=not args.no_macs, reference=args.reference,
+                 compile_candidates=candidates)
 
 
 def render(result) -> str:
-    cols = ["decoder", "chunk", "compile_mode", "seconds", "fps", "speedup", "max_abs_err", "decoder_params", "macs",
-            "peak_mem_bytes"]
+    cols = ["decoder", "chunk", "compile_mode", "seconds", "fps", "speedup", "max_abs_err", "psnr_vs_fp32",
+            "decoder_params", "weights_bytes", "macs", "decode_mem_bytes", "peak_mem_bytes"]
     head = (f"{result['device']} {result['dtype']}, {result['frames']} frames at {result['size'][0]}x"
             f"{result['size'][1]}, median of {result['repeats']} after {result['warmup']} warm-up")
-    return head + "\n" + table(result["decoders"], [c for c in cols if any(c in r for r in result["decoders"])])
+    notes = [f"{r['decoder']}: {r['note']}" for r in result["decoders"] if r.get("note")]
+    return "\n".join([head, table(result["decoders"], [c for c in cols if any(c in r for r in result["decoders"])]),
+                      *notes])

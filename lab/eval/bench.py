@@ -2,32 +2,49 @@
 
 Method (so the numbers can be compared):
 - each decoder gets random normal latents of the geometry that decodes to ``frames`` x ``size``;
-- every decoder is warmed up first (``warmup`` decodes; with ``--compile`` this absorbs compilation);
+- every decoder is warmed up first (``warmup`` decodes);
 - the timed repeats are interleaved (D1, D2, ..., D1, D2, ...) so load changes on a shared machine
   hit all decoders alike; each decode is bracketed by device synchronisation; ``seconds`` is the
   median, and ``speedup`` is D1's median over each decoder's median;
-- ``macs`` come from one decode under torch.utils.flop_counter.FlopCounterMode (MACs = FLOPs / 2;
-  it counts matmuls and convolutions, which is where decoders spend their arithmetic);
-- ``peak_mem_bytes``: on CUDA, ``torch.cuda.max_memory_allocated`` over one decode after a reset
-  (weights + latents + activations); on CPU, the peak resident set size (VmHWM) during one decode
-  in a fresh subprocess that has loaded the decoder, with the high-water mark reset just before
-  the decode (``/proc/self/clear_refs``), so it is the process's resident memory (interpreter,
-  torch, weights) plus the decode's working set; ``decode_mem_bytes`` is that peak minus the RSS
-  just before the decode, i.e. what the decode itself added.
+- ``macs`` come from one decode of the eager (uncompiled) modules under
+  torch.utils.flop_counter.FlopCounterMode (MACs = FLOPs / 2; it counts matmuls and convolutions,
+  which is where decoders spend their arithmetic);
+- ``weights_bytes``: the bytes of the decoder modules' parameters and buffers (the encoder a teacher
+  also carries is not counted);
+- ``decode_mem_bytes``: what one decode itself adds at its peak. On CUDA it is
+  ``torch.cuda.max_memory_allocated`` over the decode (after a reset) minus the memory allocated just
+  before it, so the other loaded decoders, their latents and caches do not count; ``peak_mem_bytes``
+  is the whole process's peak over that decode (every loaded model included). A CUDA-graph mode's
+  memory pool is allocated when the graph is recorded, before the measured decode. On CPU both come
+  from the peak resident set size (VmHWM) during one decode in a fresh subprocess that has loaded the
+  decoder, with the high-water mark reset just before the decode (``/proc/self/clear_refs``):
+  ``peak_mem_bytes`` is the process's resident memory (interpreter, torch, weights) plus the decode's
+  working set, ``decode_mem_bytes`` that peak minus the RSS just before the decode;
+- on CUDA, cuDNN picks its convolution algorithms by benchmarking (``cudnn.benchmark``; the warm-up
+  absorbs it) and TF32 is off, so float32 means IEEE float32 wherever outputs are compared (the fp32
+  reference, exactness of the runtimes); half-precision timings do not use TF32 either way;
+- ``reference='fp32'`` (CLI ``--reference fp32``): each decoder's plain eager version is loaded once
+  more in float32, decodes the same latents (cast to float32), and is freed; every row reports
+  ``psnr_vs_fp32`` (dB, peak-to-peak 2 on the [-1, 1] video) and ``max_abs_err_vs_fp32``: what the
+  benchmark dtype and the runtime cost in accuracy.
 
 Runtimes: a decoder spec ``NAME@chunkK`` runs a Wan-family decoder K latent frames per causal call
-(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``); ``NAME@compile`` runs
-its modules under torch.compile (``@compile-MODE`` for a mode, ``@compile-auto`` to pick the mode by
-timing, lab.runtime.compiled); ``+`` combines them (``wan2.1@chunk4+compile``). When the plain NAME is
-benchmarked too, the row reports ``max_abs_err`` of its output against it on the same latents, so a
-fast path is shown to be exact in the same run that shows it fast. Compilation happens in the warm-up
-(or, for ``@compile-auto``, in the mode search) and is never timed as a decode.
+(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``); for a decoder that is
+not causal (LTX-Video) both are no-ops (chunk 1, a row ``note`` says so). ``NAME@compile`` runs its
+modules under torch.compile (``@compile-MODE`` for a mode, ``@compile-auto`` to pick the mode by timing
+among eager and ``compile_candidates``, lab.runtime.compiled); ``+`` combines them
+(``wan2.1@chunk4+compile``). When the plain NAME is benchmarked too, the row reports ``max_abs_err`` of
+its output against it on the same latents, so a fast path is shown to be exact in the same run that
+shows it fast. Compilation happens in a first decode before anything is measured (reported as
+``compile_seconds``; for ``@compile-auto``, in the mode search) and is never timed as a decode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import statistics
 import subprocess
 import sys
@@ -45,6 +62,17 @@ from lab.models.registry import list_entries
 log = logging.getLogger("lab")
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device; a CUDA device that this torch cannot use is refused with why."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        build = ("a CPU-only build: install a CUDA build of torch" if torch.version.cuda is None
+                 else "a CUDA build, but no GPU or driver is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+        raise LabError(f"--device {device} was asked for but CUDA is not available: torch {torch.__version__} has "
+                       f"torch.version.cuda = {torch.version.cuda} ({build}); or use --device cpu.")
+    return dev
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -58,6 +86,20 @@ def timed(fn, z: torch.Tensor) -> float:
     fn(z)
     synchronize(z.device)
     return time.perf_counter() - t0
+
+
+def video_error(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """(PSNR in dB with peak-to-peak 2, max abs error) of video ``out`` against ``ref``, both in [-1, 1],
+    computed in float32 (inf when identical)."""
+    diff = out.float() - ref.float()
+    mse, err = float(diff.square().mean()), float(diff.abs().max())
+    return (math.inf if mse == 0 else 10.0 * math.log10(4.0 / mse)), err
+
+
+def weights_bytes(dec: VideoDecoder) -> int:
+    """Bytes of the decoder modules' parameters and buffers (each tensor once)."""
+    seen = {id(t): t for m in dec.decoder_modules() for t in (*m.parameters(), *m.buffers())}
+    return sum(t.numel() * t.element_size() for t in seen.values())
 
 
 @dataclass(frozen=True)
@@ -98,20 +140,37 @@ def split_runtime(spec: str) -> tuple[str, Runtime | None]:
     return name, Runtime(chunk, mode)
 
 
-def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecoder:
-    """Load a spec's decoder with its fixed runtime applied ('auto' parts are left to the caller's search)."""
+def load_plain(name: str, weights: str | None, device, dtype) -> VideoDecoder:
+    """A decoder by name or folder, eager, with the bench's seed (random weights are the same in any dtype:
+    they are drawn in float32 on the CPU, then cast)."""
     # --weights applies to registered decoders; a saved folder carries its own weights.
-    name, runtime = split_runtime(spec)
     registered = {e.name for e in list_entries()}
     torch.manual_seed(0)
-    dec = load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
+    return load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
+
+
+def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecoder:
+    """Load a spec's decoder with its fixed runtime applied ('auto' parts are left to the caller's search)."""
+    name, runtime = split_runtime(spec)
+    dec = load_plain(name, weights, device, dtype)
     if runtime is not None and isinstance(runtime.chunk, int):
-        from lab.runtime import set_chunk
-        set_chunk(dec, runtime.chunk)
+        from lab.runtime import is_chunkable, set_chunk
+        if is_chunkable(dec):  # elsewhere a no-op: the decoder takes the whole clip in one call (runtime_note)
+            set_chunk(dec, runtime.chunk)
     if runtime is not None and runtime.compile not in (None, "auto"):
         from lab.runtime.compiled import compile_decoder
         compile_decoder(dec, runtime.compile)
     return dec
+
+
+def runtime_note(dec: VideoDecoder, runtime: Runtime | None) -> str | None:
+    """Why a spec's chunk part does nothing for ``dec`` (None when it applies)."""
+    from lab.runtime import is_chunkable
+    if runtime is None or runtime.chunk is None or is_chunkable(dec):
+        return None
+    part, what = ("@fast", "chunk 1, no search") if runtime.chunk == "auto" else (f"@chunk{runtime.chunk}", "chunk 1")
+    return (f"{part} does nothing for {dec.name}: it is not a causal decoder and decodes the whole clip in one "
+            f"call ({what})")
 
 
 def fixed_spec(base: str, dec: VideoDecoder) -> str:
@@ -131,17 +190,46 @@ def random_latents(dec: VideoDecoder, frames: int, size: tuple[int, int], seed: 
 
 
 def count_macs(dec: VideoDecoder, z: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter:
+    """MACs of one decode, counted on the eager modules (a compiled decoder is run uncompiled for it)."""
+    from lab.runtime.compiled import eager
+    with eager(dec), FlopCounterMode(display=False) as counter:
         dec.decode(z)
     return counter.get_total_flops() // 2
 
 
-def cuda_peak_memory(dec: VideoDecoder, z: torch.Tensor) -> int:
+def cuda_decode_memory(dec: VideoDecoder, z: torch.Tensor) -> dict:
+    """One decode's CUDA memory: the process's peak over it, and the decode's own share (that peak minus
+    what was allocated just before it: other models, latents and caches do not count)."""
     synchronize(z.device)
+    before = torch.cuda.memory_allocated(z.device)
     torch.cuda.reset_peak_memory_stats(z.device)
-    dec.decode(z)
+    out = dec.decode(z)
     synchronize(z.device)
-    return int(torch.cuda.max_memory_allocated(z.device))
+    peak = int(torch.cuda.max_memory_allocated(z.device))
+    del out
+    return {"peak_mem_bytes": peak, "decode_mem_bytes": max(0, peak - before), "allocated_before_decode": before}
+
+
+def cuda_peak_memory(dec: VideoDecoder, z: torch.Tensor) -> int:
+    """The process's peak CUDA memory over one decode (all loaded models included)."""
+    return cuda_decode_memory(dec, z)["peak_mem_bytes"]
+
+
+@contextlib.contextmanager
+def cuda_bench_flags(device: torch.device):
+    """On CUDA: cuDNN benchmarks its conv algorithms (fixed shapes, warm-up absorbs it) and TF32 is off (so
+    float32 comparisons compare IEEE float32, not TF32's 10-bit mantissa); restored after."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = saved
 
 
 def _status_bytes(key: str) -> int:
@@ -183,58 +271,93 @@ def _probe_memory(spec: dict) -> dict:
 
 def bench(decoders: list[str], *, weights: str | None = None, device: str | torch.device = "cpu",
           dtype: str = "fp32", frames: int = 17, size: tuple[int, int] = (256, 256), repeats: int = 5,
-          warmup: int = 1, compile: bool | str = False, memory: bool = True, macs: bool = True) -> dict:
+          warmup: int = 1, compile: bool | str = False, memory: bool = True, macs: bool = True,
+          reference: str | None = None, compile_candidates: tuple[str, ...] | None = None) -> dict:
     """Time ``decoders`` (names or folders, each optionally with a runtime, see the module docstring) on
     random latents of one shape. ``compile``: True or a torch.compile mode compiles every decoder that
-    its spec does not already compile."""
+    its spec does not already compile. ``reference='fp32'``: accuracy of every row against its plain
+    decoder in float32. ``compile_candidates``: the modes ``@compile-auto`` tries besides eager
+    (default lab.runtime.compiled.AUTO_MODES)."""
     from lab.cli.common import DTYPES
     if not decoders:
         raise LabError("bench: name at least one decoder (--decoders D1,D2,...)")
     if repeats < 1 or warmup < 0:
         raise LabError(f"bench: --repeats must be >= 1 and --warmup >= 0, got {repeats} and {warmup}")
-    device = torch.device(device)
-    decs = [load_for_bench(n, weights, device, DTYPES[dtype]) for n in decoders]
+    if reference not in (None, "fp32"):
+        raise LabError(f"bench: --reference takes fp32, got '{reference}'")
+    device = check_device(device)
+    with cuda_bench_flags(device):
+        rows = _bench(decoders, weights, device, dtype, DTYPES[dtype], frames, size, repeats, warmup, compile,
+                      memory, macs, reference, compile_candidates)
+    return {"device": str(device), "dtype": dtype, "frames": frames, "size": list(size), "repeats": repeats,
+            "warmup": warmup, "compile": compile, "reference": reference, "threads": torch.get_num_threads(),
+            "peak_mem_kind": ("cuda max_memory_allocated (decode_mem_bytes: the decode's own share)"
+                              if device.type == "cuda"
+                              else "cpu peak RSS of a fresh process (load + one decode)") if memory else None,
+            "decoders": rows}
+
+
+def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats, warmup, compile, memory, macs,
+           reference, compile_candidates) -> list[dict]:
+    from lab.runtime.compiled import compile_decoder, strict_compile
+    decs = [load_for_bench(n, weights, device, torch_dtype) for n in decoders]
+    if compile:
+        for name, dec in zip(decoders, decs):
+            runtime = split_runtime(name)[1]
+            if runtime is None or runtime.compile is None:  # a spec's own @compile-MODE / -auto wins
+                compile_decoder(dec, "default" if compile is True else compile)
     zs = [random_latents(d, frames, size) for d in decs]
     rows = []
     plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
     registered = {e.name for e in list_entries()}
     for i, (name, dec, z) in enumerate(zip(decoders, decs, zs)):
         row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
-               "latents_shape": list(z.shape), "frames": dec.geometry.frames_for(z.shape[2]),
-               "size": list(size)}
+               "weights_bytes": weights_bytes(dec), "latents_shape": list(z.shape),
+               "frames": dec.geometry.frames_for(z.shape[2]), "size": list(size)}
         base, runtime = split_runtime(name)
-        if runtime is not None and runtime.chunk == "auto":
+        notes = [n for n in [runtime_note(dec, runtime)] if n]
+        if runtime is not None and runtime.chunk == "auto" and not notes:
             from lab.runtime import choose_chunk
             chosen = choose_chunk(dec, z)
             row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
         if runtime is not None and runtime.compile == "auto":
             from lab.runtime.compiled import choose_compile_mode
-            chosen = choose_compile_mode(dec, z)
-            row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "max_abs_err",
-                                                              "rejected")})
+            chosen = choose_compile_mode(dec, z, modes=compile_candidates)
+            row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "psnr", "max_abs_err",
+                                                              "rejected", "reused")})
+        elif dec.compile_mode is not None:
+            # Compile now, outside anything measured; a recompile-limit hit would otherwise time eager as compiled.
+            mode = dec.compile_mode
+            try:
+                with strict_compile(f"{name} ({mode})"):
+                    row["compile_seconds"] = timed(dec.decode, z)
+            except Exception as exc:  # one decoder's failed compile should not cost the whole (long) bench
+                compile_decoder(dec, "eager")
+                notes.append(f"compile-{mode} failed, timed eager: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                log.warning("bench: %s: %s", name, notes[-1])
         if runtime is not None and runtime.searched:
             name = fixed_spec(base, dec)  # what the memory probe must load
-        if runtime is not None:
+        if runtime is not None or dec.compile_mode is not None:
             row["chunk"] = dec.chunk_frames
             row["compile_mode"] = dec.compile_mode
-            if base in plain:
+            if base in plain and plain[base] != i:
                 ref = decs[plain[base]]
-                row["max_abs_err"] = float((dec.decode(z).float() - ref.decode(zs[plain[base]]).float()).abs().max())
+                row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))[1]
                 row["max_abs_err_vs"] = base
         if macs:
             row["macs"] = int(count_macs(dec, z))
         if memory:
             if device.type == "cuda":
-                row["peak_mem_bytes"] = cuda_peak_memory(dec, z)
+                row.update(cuda_decode_memory(dec, z))
             else:
                 row.update(cpu_peak_memory(name, weights if base in registered else None,
                                            dtype, frames, size))
+        if notes:
+            row["note"] = "; ".join(notes)
         rows.append(row)
-    if compile:
-        from lab.runtime.compiled import compile_decoder
-        for dec in decs:
-            if dec.compile_mode is None:  # a spec's own @compile-MODE wins over the global flag
-                compile_decoder(dec, "default" if compile is True else compile)
+    if reference == "fp32":
+        fp32_reference(decoders, decs, zs, rows, weights, device)
     fns = [dec.decode for dec in decs]
     for fn, z in zip(fns, zs):
         for _ in range(warmup):
@@ -248,11 +371,32 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
     for row, ts in zip(rows, times):
         sec = statistics.median(ts)
         row.update(seconds=sec, fps=row["frames"] / sec, speedup=base / sec, times=ts)
-    return {"device": str(device), "dtype": dtype, "frames": frames, "size": list(size), "repeats": repeats,
-            "warmup": warmup, "compile": compile, "threads": torch.get_num_threads(),
-            "peak_mem_kind": ("cuda max_memory_allocated" if device.type == "cuda"
-                              else "cpu peak RSS of a fresh process (load + one decode)") if memory else None,
-            "decoders": rows}
+    return rows
+
+
+def fp32_reference(decoders: list[str], decs: list[VideoDecoder], zs: list[torch.Tensor], rows: list[dict],
+                   weights: str | None, device: torch.device) -> None:
+    """Add ``psnr_vs_fp32`` and ``max_abs_err_vs_fp32`` to ``rows``: each decoder's output against its plain
+    eager decoder in float32 on the same latents. One float32 copy (and its video) at a time, freed before
+    the next, so the GPU holds at most one extra model."""
+    by_base: dict[str, list[int]] = {}
+    for i, name in enumerate(decoders):
+        by_base.setdefault(split_runtime(name)[0], []).append(i)
+    for base, idx in by_base.items():
+        ref_dec = load_plain(base, weights, device, torch.float32)
+        ref = ref_dec.decode(zs[idx[0]].float())
+        del ref_dec
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        for i in idx:
+            if zs[i].shape != zs[idx[0]].shape:  # same base, same geometry and seed: cannot differ
+                raise LabError(f"bench: {decoders[i]} got latents {tuple(zs[i].shape)}, its fp32 reference "
+                               f"{tuple(zs[idx[0]].shape)}")
+            psnr, err = video_error(decs[i].decode(zs[i]), ref)
+            rows[i].update(psnr_vs_fp32=psnr, max_abs_err_vs_fp32=err)
+        del ref
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
