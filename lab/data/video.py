@@ -1,4 +1,9 @@
-"""Video IO through PyAV: read a clip to a tensor that a given VAE can encode, write mp4.
+"""Video IO: read a clip to a tensor that a given VAE can encode, write mp4.
+
+PyAV is the backend (exact frame counts, H.264 output that browsers play). Where it is not
+installed (e.g. GPU machines that carry only OpenCV), OpenCV reads and writes instead; ``backend()``
+says which is in use. Both are imported where they are used, so ``python -m lab`` never needs them
+just to start.
 
 Tensors follow the decoder interface: float in [-1, 1], (N, 3, T, H, W). Frames read from disk
 are uint8 (T, H, W, 3).
@@ -6,20 +11,37 @@ are uint8 (T, H, W, 3).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab.errors import VideoReadError, VideoShapeError
+from lab.errors import LabError, VideoReadError, VideoShapeError
+
+
+def backend() -> str:
+    """'av' (PyAV) when installed, else 'cv2' (OpenCV); LAB_VIDEO_BACKEND=cv2 forces OpenCV."""
+    forced = os.environ.get("LAB_VIDEO_BACKEND")
+    if forced in ("av", "cv2"):
+        if importlib.util.find_spec(forced) is None:
+            raise LabError(f"LAB_VIDEO_BACKEND={forced}, but {forced} is not installed; pip install "
+                           f"{'av' if forced == 'av' else 'opencv-python-headless'}, or unset LAB_VIDEO_BACKEND.")
+        return forced
+    for name in ("av", "cv2"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    raise LabError("no video backend: install PyAV (pip install av) or OpenCV (pip install opencv-python-headless).")
 
 
 def probe(path: str | os.PathLike) -> dict:
     """Frames, size, fps and duration of a video file, without decoding it all."""
     path = _check_exists(path)
+    if backend() == "cv2":
+        return _probe_cv2(path)
+    import av
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -40,6 +62,20 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None, start: i
                 stride: int = 1) -> np.ndarray:
     """Decode frames ``start, start+stride, ...`` (at most ``max_frames``) as uint8 (T, H, W, 3)."""
     path = _check_exists(path)
+    if start < 0 or stride < 1:
+        raise VideoReadError(f"read_frames: start must be >= 0 and stride >= 1, got {start} and {stride}")
+    if backend() == "cv2":
+        frames = _read_cv2(path, max_frames, start, stride)
+    else:
+        frames = _read_av(path, max_frames, start, stride)
+    if not frames:
+        raise VideoReadError(f"{path}: no frames decoded (start={start}, stride={stride}); the file is empty "
+                             f"or shorter than the requested start.")
+    return np.stack(frames)
+
+
+def _read_av(path: Path, max_frames, start, stride) -> list[np.ndarray]:
+    import av
     frames = []
     try:
         with av.open(str(path)) as container:
@@ -57,10 +93,47 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None, start: i
         if not frames:
             raise VideoReadError(f"{path} is not a readable video ({exc}). Re-encode it as mp4 (H.264).") from exc
         # A truncated file: keep the frames that decoded, as ffmpeg itself would.
-    if not frames:
-        raise VideoReadError(f"{path}: no frames decoded (start={start}, stride={stride}); the file is empty "
-                             f"or shorter than the requested start.")
-    return np.stack(frames)
+    return frames
+
+
+def _open_cv2(path: Path):
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoReadError(f"{path} is not a readable video (OpenCV could not open it). Re-encode it as mp4 (H.264).")
+    return cv2, cap
+
+
+def _read_cv2(path: Path, max_frames, start, stride) -> list[np.ndarray]:
+    cv2, cap = _open_cv2(path)
+    frames = []
+    try:
+        i = 0
+        while max_frames is None or len(frames) < max_frames:
+            ok, bgr = cap.read()  # decode every frame: seeking by index is not exact in all containers
+            if not ok:
+                break
+            if i >= start and (i - start) % stride == 0:
+                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            i += 1
+    finally:
+        cap.release()
+    if not frames and start == 0:
+        raise VideoReadError(f"{path} is not a readable video (OpenCV decoded no frame). Re-encode it as mp4 (H.264).")
+    return frames
+
+
+def _probe_cv2(path: Path) -> dict:
+    cv2, cap = _open_cv2(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    if not w or not h:
+        raise VideoReadError(f"{path} has no video stream.")
+    return {"frames": frames, "height": h, "width": w, "fps": fps, "duration_s": frames / fps if fps else 0.0}
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -144,6 +217,11 @@ def write_video(path: str | os.PathLike, video, fps: float = 24.0, crf: int = 18
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
+    if backend() == "cv2":
+        _write_cv2(tmp, frames, fps)
+        os.replace(tmp, path)
+        return path
+    import av
     from fractions import Fraction
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
@@ -157,6 +235,20 @@ def write_video(path: str | os.PathLike, video, fps: float = 24.0, crf: int = 18
             container.mux(packet)
     os.replace(tmp, path)
     return path
+
+
+def _write_cv2(path: Path, frames: np.ndarray, fps: float) -> None:
+    # OpenCV's pip wheels carry no H.264 encoder: mp4v plays in players, not in every browser.
+    import cv2
+    h, w = frames.shape[1:3]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    if not out.isOpened():
+        raise VideoReadError(f"OpenCV cannot write {path}; install PyAV (pip install av) to write H.264 mp4.")
+    try:
+        for f in frames:
+            out.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
+    finally:
+        out.release()
 
 
 def side_by_side(*videos: torch.Tensor) -> torch.Tensor:
