@@ -50,6 +50,13 @@ def add_arguments(p):
     p.add_argument("--freeze-encoder", action="store_true",
                    help="with --init-from: train the decoder only, so the latent space (and every decoder trained "
                         "on it) stays valid")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop after this many minutes of training (checkpointed, exported with --export-to); the "
+                        "LR cosine then follows the clock (default 0: no limit)")
+    p.add_argument("--stills", metavar="skimage|FILE.npz",
+                   help="add still photographs as video (synthetic pan/zoom/roll): 'skimage' for scikit-image's "
+                        "bundled photos, or a .npz of uint8 (H, W, 3) arrays")
+    p.add_argument("--stills-fraction", type=float, default=0.25, help="share of each batch cut from the photos")
     p.add_argument("--stop-at", type=int, help="stop (checkpointed) at this step, as if interrupted")
 
 
@@ -71,12 +78,13 @@ def run(args):
                       device=args.device, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
                       export_minutes=args.export_minutes if args.export_to else 0.0, export_to=args.export_to,
                       eval_frames=args.eval_frames, init_from=args.init_from,
-                      anchor_steps=args.anchor_steps, freeze_encoder=args.freeze_encoder)
+                      anchor_steps=args.anchor_steps, freeze_encoder=args.freeze_encoder,
+                      max_minutes=args.max_minutes, stills=args.stills, stills_fraction=args.stills_fraction)
     command = shlex.join(["python", "-m", "lab"] + sys.argv[1:]) if sys.argv[1:2] == ["teacher"] else None
     result = train(cfg, run_dir, stop_at=args.stop_at, command=command)
     losses = result.pop("losses")
     result["first_loss"] = losses[0] if losses else None
-    if args.export_to and result["step"] >= cfg.steps:
+    if args.export_to and result["stopped_by"] in ("steps", "time"):
         result["export"] = _summary(export_run(run_dir, Path(args.export_to), eval_frames=17), Path(args.export_to))
     return result
 

@@ -86,26 +86,36 @@ class ClipWindows:
         return [{"clip": name, "frames": int(c.shape[0]), "height": int(c.shape[1]), "width": int(c.shape[2])}
                 for name, c in self.clips]
 
+    def to(self, device) -> "ClipWindows":
+        """Keep the uint8 clips on ``device`` (e.g. the GPU: a few hundred MB at most), so batches are cut
+        there and no float copy of a batch crosses the bus."""
+        device = torch.device(device)
+        self.clips = [(n, torch.as_tensor(c).to(device)) for n, c in self.clips]
+        return self
+
     def sample(self, batch: int, frames: int, crop: int, generator: torch.Generator) -> torch.Tensor:
-        """A batch (B, 3, frames, crop, crop), float in [-1, 1]. Clips are drawn uniformly (each clip,
-        long or short, counts the same), then a window, a crop and a flip uniformly within it."""
+        """A batch (B, 3, frames, crop, crop), float in [-1, 1], on the clips' device. Clips are drawn
+        uniformly (each clip, long or short, counts the same), then a window, a crop and a flip uniformly
+        within it. All draws come from one ``torch.rand`` on the CPU ``generator`` (reproducible, and no
+        per-sample device round trip)."""
         usable = [c for _, c in self.clips if c.shape[0] >= frames and min(c.shape[1:3]) >= crop]
         if not usable:
             raise VideoShapeError(f"no clip has {frames} frames and a {crop}x{crop} crop; clips are "
                                   f"{[s['frames'] for s in self.summary()]} frames long with short sides "
                                   f"{self.short_sides}: ask for fewer frames or a smaller crop.")
-        out = torch.empty(batch, frames, crop, crop, 3, dtype=torch.uint8)
-        for i in range(batch):
-            clip = usable[_randint(len(usable), generator)]
-            t0 = _randint(clip.shape[0] - frames + 1, generator)
-            y0 = _randint(clip.shape[1] - crop + 1, generator)
-            x0 = _randint(clip.shape[2] - crop + 1, generator)
-            win = torch.from_numpy(clip[t0:t0 + frames, y0:y0 + crop, x0:x0 + crop])
-            if _randint(2, generator):
-                win = win.flip(2)
-            out[i] = win
+        u = torch.rand(batch, 5, generator=generator).tolist()
+        wins = []
+        for r in u:
+            clip = usable[_pick(len(usable), r[0])]
+            t0 = _pick(clip.shape[0] - frames + 1, r[1])
+            y0 = _pick(clip.shape[1] - crop + 1, r[2])
+            x0 = _pick(clip.shape[2] - crop + 1, r[3])
+            win = torch.as_tensor(clip[t0:t0 + frames, y0:y0 + crop, x0:x0 + crop])
+            wins.append(win.flip(2) if r[4] >= 0.5 else win)
+        out = torch.stack(wins)  # uint8 (B, T, crop, crop, 3), on the clips' device
         return out.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
 
 
-def _randint(n: int, generator: torch.Generator) -> int:
-    return int(torch.randint(n, (1,), generator=generator).item())
+def _pick(n: int, u: float) -> int:
+    """An index in [0, n) from a uniform draw u in [0, 1)."""
+    return min(int(u * n), n - 1)

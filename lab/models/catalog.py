@@ -34,6 +34,19 @@ MINI_LTX_CONFIG = {
     "decoder_layers_per_block": (1, 1, 1, 1, 1),
 }
 
+# Wider mini teachers (base width 32): at 12.5% their narrowest pruned stage (up3, 32 channels) keeps 4
+# channels, so a pruning comparison measures selection, not noise. The deep stages stay at 64 channels
+# (Wan dim_mult 1,2,2,2 rather than 1,2,4,4): the high-resolution stages, where decoding spends its time
+# and where Flash-VAED prunes, are widened, and the fp16 weights stay under 10 MiB (the repository carries
+# them, and a device run returns files of at most 16 MiB). Trained on a GPU by scripts/gpu/run.sh.
+MINI_WAN_W32_CONFIG = {"base_dim": 32, "decoder_base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2]}
+MINI_LTX_W32_CONFIG = {
+    "block_out_channels": (32, 64, 64, 64),
+    "decoder_block_out_channels": (32, 64, 64, 64),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1, 1),
+}
+
 
 def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = None):
     def loader(weights=None, device=None, dtype=None):
@@ -86,6 +99,15 @@ _add_teacher("mini-ltx", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_CONF
              compression=(8, 32, 32), checkpoint="mini-ltx",
              weights_text="data/checkpoints/mini-ltx (trained by the lab on real clips)",
              description="the lab's trained mini LTX-architecture VAE", tags=("mini",))
+_add_teacher("mini-wan-w32", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_W32_CONFIG, channels=16,
+             compression=(4, 8, 8), checkpoint="mini-wan-w32",
+             weights_text="data/checkpoints/mini-wan-w32 (trained by the lab on a GPU, real clips + photos)",
+             description="the lab's wide mini Wan-architecture VAE (base width 32: up3 keeps 4 channels at 12.5%)",
+             tags=("mini",))
+_add_teacher("mini-ltx-w32", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_W32_CONFIG, channels=128,
+             compression=(8, 32, 32), checkpoint="mini-ltx-w32",
+             weights_text="data/checkpoints/mini-ltx-w32 (trained by the lab on a GPU, real clips + photos)",
+             description="the lab's wide mini LTX-architecture VAE (widths 32-64)", tags=("mini",))
 _add_teacher("wan2.1-tiny", AutoencoderKLWan, WanDecoderAdapter, WAN_TINY_CONFIG, channels=16,
              compression=(4, 8, 8), weights_text="random (test config of the real class)",
              description="Wan 2.1 architecture at base width 8, for tests", tags=("test",))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 # Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
-TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
+TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0, "mini-wan-w32": 28.0, "mini-ltx-w32": 26.0}
 
 
 def _recipe_notes(recipe: dict) -> str:
@@ -20,6 +20,28 @@ def _recipe_notes(recipe: dict) -> str:
         notes.append("Decoder-only fine-tune: the encoder (and `quant_conv`) stay at the warm start's weights, so "
                      "the latent space, its statistics and every decoder trained on it are unchanged.")
     return "".join("\n" + n for n in notes)
+
+
+def _machine(info: dict) -> str:
+    if info["machine"].startswith("CPU"):
+        return (f"{info['machine']}. **Trained on CPU at reduced scale because this session has no GPU**:\n"
+                f"  small crops, few steps; a GPU run of the same command with `--device cuda` and larger\n"
+                f"  `--crop/--frames/--batch/--steps` will give a much better teacher.")
+    return f"{info['machine']}."
+
+
+def _length(info: dict, r: dict) -> str:
+    if r.get("max_minutes") and info["step"] < r["steps"]:
+        return f"{info['step']} steps in its {r['max_minutes']:g}-minute budget (the LR cosine follows the clock)"
+    return f"{info['step']} steps of {r['steps']} planned"
+
+
+def _photos(r: dict) -> str:
+    if not r.get("stills"):
+        return ""
+    return (f"\nPlus {r['stills_fraction']:.0%} of every batch cut from still photographs (scikit-image's bundled "
+            f"photos, `{r['stills']}`) along random synthetic camera paths: pan, zoom, small roll "
+            f"(`lab.data.stills`).")
 
 
 def write_card(path: Path, info: dict) -> None:
@@ -42,16 +64,14 @@ as a VAE (encoder + decoder) on real video. Loaded by `load_decoder("{info['mode
 - config: `{info['config']}`
 - parameters: decoder {info['params_decoder'] / 1e6:.2f}M, encoder {info['params_encoder'] / 1e6:.2f}M;
   weights stored in fp16 ({info['weights_bytes'] / 1e6:.1f} MB)
-- trained: {info['step']} steps of {r['steps']} planned, {info['wall_s'] / 60:.1f} min of training
+- trained: {_length(info, r)}, {info['wall_s'] / 60:.1f} min of training
   ({info['s_per_step']:.2f} s/step), started {info.get('started')}
-- machine: {info['machine']}. **Trained on CPU at reduced scale because this session has no GPU**:
-  small crops, few steps; a GPU run of the same command with `--device cuda` and larger
-  `--crop/--frames/--batch/--steps` will give a much better teacher.
+- machine: {_machine(info)}
 {verdict}
 ## Data
 Training clips (random {r['crop']}x{r['crop']} crops, random {r['frames']}-frame windows,
 horizontal flips; each clip kept at short sides {info['train_scales']}):
-{', '.join(info['train_clips'])}.
+{', '.join(info['train_clips'])}.{_photos(r)}
 Held out: `carphone` entirely (and its distorted twin), `bikes` from frame 200 on
 (training samples frames 0-191 only).
 
@@ -93,7 +113,11 @@ def _commands(info: dict, r: dict) -> str:
     for i, session in enumerate(sessions):
         cmd = session["command"] or "(not recorded)"
         last = i + 1 == len(sessions)
-        stop = (info["step"] if info["step"] < r["steps"] else None) if last else sessions[i + 1]["from_step"]
+        # A run stopped by its time budget is reproduced by the same budget (its step count varies with
+        # the machine's speed); --stop-at would cut a step-scheduled rerun at a different LR.
+        timed = r.get("max_minutes") and "--max-minutes" in cmd
+        stop = (info["step"] if info["step"] < r["steps"] and not timed else None) if last \
+            else sessions[i + 1]["from_step"]
         if stop is not None and "--stop-at" not in cmd:
             cmd += f" --stop-at {stop}"
         lines.append(cmd)

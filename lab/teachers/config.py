@@ -27,11 +27,13 @@ class Preset:
 
 
 def presets() -> dict[str, Preset]:
-    from lab.models.catalog import MINI_LTX_CONFIG, MINI_WAN_CONFIG
+    from lab.models.catalog import MINI_LTX_CONFIG, MINI_LTX_W32_CONFIG, MINI_WAN_CONFIG, MINI_WAN_W32_CONFIG
     from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
     return {
         "mini-wan": Preset(AutoencoderKLWan, MINI_WAN_CONFIG, 4, 8),
         "mini-ltx": Preset(AutoencoderKLLTXVideo, MINI_LTX_CONFIG, 8, 32),
+        "mini-wan-w32": Preset(AutoencoderKLWan, MINI_WAN_W32_CONFIG, 4, 8),
+        "mini-ltx-w32": Preset(AutoencoderKLLTXVideo, MINI_LTX_W32_CONFIG, 8, 32),
         # The test configs of the same classes: for tests of the trainer itself.
         "wan2.1-tiny": Preset(AutoencoderKLWan, WAN_TINY_CONFIG, 4, 8),
         "ltx-video-tiny": Preset(AutoencoderKLLTXVideo, LTX_TINY_CONFIG, 8, 32),
@@ -111,6 +113,9 @@ class TrainConfig:
     init_from: str | None = None  # warm start: model weights of this run/folder (new run only)
     anchor_steps: int = 0      # opening steps on fixed block-mean latents (lab.teachers.anchor)
     freeze_encoder: bool = False  # decoder-only fine-tune of a warm start: the latent space stays as it was
+    max_minutes: float = 0.0   # > 0: stop after this much training time; the LR schedule then runs on time
+    stills: str | None = None  # photos as extra video: 'skimage' or a .npz (lab.data.stills); None: clips only
+    stills_fraction: float = 0.25  # share of each batch cut from the photos
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -138,6 +143,10 @@ class TrainConfig:
         if self.freeze_encoder and not self.init_from:
             raise LabError("--freeze-encoder fine-tunes the decoder of a trained teacher; name it with --init-from "
                            "(e.g. data/checkpoints/mini-wan).")
+        if self.max_minutes < 0:
+            raise LabError(f"--max-minutes must be >= 0 (0: no time limit), got {self.max_minutes}")
+        if self.stills is not None and not (0 < self.stills_fraction < 1):
+            raise LabError(f"--stills-fraction must be in (0, 1), got {self.stills_fraction}")
         if self.anchor_steps < 0:
             raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
         for name in ("steps", "batch"):

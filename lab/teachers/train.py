@@ -32,7 +32,7 @@ log = logging.getLogger("lab.teachers")
 # Config fields a resumed run must share with the run it resumes (the rest, e.g. how often to
 # log or export, may change between sessions; 'steps' may be raised to train longer).
 _FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "anchor_steps",
-                    "freeze_encoder")
+                    "freeze_encoder", "stills", "stills_fraction")
 
 
 def build_model(cfg: TrainConfig):
@@ -41,11 +41,15 @@ def build_model(cfg: TrainConfig):
     return preset.cls(**preset.config)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over cfg.warmup steps, then cosine from cfg.lr down to cfg.lr * min_lr_ratio."""
+def lr_at(step: int, cfg: TrainConfig, wall_s: float = 0.0) -> float:
+    """Linear warmup over cfg.warmup steps, then cosine from cfg.lr down to cfg.lr * min_lr_ratio. With
+    ``max_minutes`` the cosine follows whichever budget runs out first, steps or time, so a run stopped
+    by the clock still ends at the low learning rate."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.max_minutes:
+        progress = max(progress, min(1.0, wall_s / (cfg.max_minutes * 60)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -66,16 +70,17 @@ def vae_loss(vae, x: torch.Tensor, noise: torch.Generator, cfg: TrainConfig, per
     l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
     loss = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.kl_weight * kl
-    parts = {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    # Parts stay tensors: reading them (.item()) waits for the GPU, so the loop reads them only when it logs.
+    parts = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
     if anchored:
         anchor = F.mse_loss(mean, target)
         loss = loss + anchor
-        parts["anchor"] = anchor.item()
+        parts["anchor"] = anchor.detach()
     if perceptual is not None:
         frames = lambda v: v.permute(0, 2, 1, 3, 4).flatten(0, 1)  # noqa: E731  (N*T, 3, H, W)
         p = perceptual(frames(rec), frames(x)).mean()
         loss = loss + cfg.perceptual_weight * p
-        parts["lpips"] = p.item()
+        parts["lpips"] = p.detach()
     return loss, parts
 
 
@@ -127,7 +132,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    data = data or ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
+    data = data or training_data(cfg)
+    if device.type == "cuda":
+        data.to(device)  # uint8 clips live on the GPU: windows are cut there (no per-batch host copies)
     perceptual = _perceptual(cfg, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
 
@@ -136,36 +143,40 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
                              "rng": rng_state(gens), "step": step, "wall_s": wall, "meta": meta})
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     last_ckpt = last_export = time.monotonic()
     losses = []
     stop = _StopOnSignal()  # SIGTERM/SIGINT: finish the step, checkpoint, return (resume later)
     with open(run_dir / "log.jsonl", "a") as logf, stop:
-        while step < end and not stop.requested:
+        while step < end and wall < budget_s and not stop.requested:
             t0 = time.monotonic()
-            x = data.sample(cfg.batch, cfg.frames, cfg.crop, gens["data"]).to(device)
-            lr = lr_at(step, cfg)
+            x = data.sample(cfg.batch, cfg.frames, cfg.crop, gens["data"]).to(device, non_blocking=True)
+            lr = lr_at(step, cfg, wall)
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast:
                 loss, parts = vae_loss(vae, x, gens["noise"], cfg, perceptual, anchored=step < cfg.anchor_steps)
-            if not torch.isfinite(loss):
-                raise LabError(f"step {step}: the loss is {loss.item()}; lower --lr (now {cfg.lr}) or resume from "
-                               f"the last checkpoint in {run_dir}.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             opt.step()
             step += 1
+            if device.type == "cuda" and (step % cfg.log_every == 0 or step == end):
+                torch.cuda.synchronize(device)  # logged step times are the GPU's, not the launch queue's
             dt = time.monotonic() - t0
             wall += dt
-            losses.append(loss.item())
+            losses.append(loss.detach())
             if step % cfg.log_every == 0 or step == end:
-                rec = {"step": step, "loss": round(loss.item(), 6), **{k: round(v, 6) for k, v in parts.items()},
+                if not torch.isfinite(loss):  # checked when logging: a per-step check would stall the GPU
+                    raise LabError(f"step {step}: the loss is {loss.item()}; lower --lr (now {cfg.lr}) or resume "
+                                   f"from the last checkpoint in {run_dir}.")
+                rec = {"step": step, "loss": round(loss.item(), 6),
+                       **{k: round(v.item(), 6) for k, v in parts.items()},
                        "lr": lr, "grad_norm": round(grad_norm.item(), 4), "s_per_step": round(dt, 3),
                        "wall_s": round(wall, 1)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
-                log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, loss.item(), parts["l1"], lr, dt)
+                log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, loss.item(), rec["l1"], lr, dt)
             now = time.monotonic()
             if now - last_ckpt > cfg.checkpoint_minutes * 60:
                 checkpoint()
@@ -175,8 +186,22 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
                 _export_now(vae, cfg, data, run_dir, step, wall, meta, logf)
                 last_export = time.monotonic()
         checkpoint()
+    losses = torch.stack(losses).float().tolist() if losses else []
     return {"run": str(run_dir), "model": cfg.model, "step": step, "steps": cfg.steps, "wall_s": round(wall, 1),
+            "stopped_by": "signal" if stop.requested else "time" if wall >= budget_s else "steps",
             "losses": losses, "last_loss": losses[-1] if losses else None}
+
+
+def training_data(cfg: TrainConfig):
+    """The configured windows: the real training clips, plus camera moves over photos with --stills."""
+    clips = ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
+    if cfg.stills is None:
+        return clips
+    from lab.data.mix import MixedWindows
+    from lab.data.stills import StillWindows, load_photos, skimage_photos
+    photos = skimage_photos() if cfg.stills == "skimage" else load_photos(cfg.stills)
+    stills = StillWindows(photos, short_side=max(cfg.short_sides), device=cfg.device)
+    return MixedWindows(clips, stills, cfg.stills_fraction)
 
 
 def _export_now(vae, cfg, data, run_dir, step, wall, meta, logf) -> None:

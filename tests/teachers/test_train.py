@@ -80,3 +80,24 @@ def test_sigterm_checkpoints_and_stops(tmp_path, bundled_windows):
     result = train(tiny(steps=10_000), tmp_path / "run", data=bundled_windows)
     assert 0 < result["step"] < 10_000
     assert load_state(tmp_path / "run")["step"] == result["step"]  # resumable from where it stopped
+
+
+def test_a_time_budget_stops_the_run_and_drives_the_schedule(tmp_path, bundled_windows):
+    cfg = tiny(steps=1000, max_minutes=1e-4)  # 6 ms: the first step already spends it
+    result = train(cfg, tmp_path / "run", data=bundled_windows)
+    assert result["stopped_by"] == "time" and 1 <= result["step"] < 1000
+    from lab.teachers.checkpoint import load_state
+    assert load_state(tmp_path / "run")["step"] == result["step"]  # checkpointed where it stopped
+    # With a budget, the cosine follows whichever runs out first: half the time is half the decay.
+    timed = tiny(steps=10**6, warmup=0, lr=1e-3, min_lr_ratio=0.0, max_minutes=10.0)
+    assert lr_at(5, timed, wall_s=300.0) == pytest.approx(0.5e-3, rel=1e-3)
+    assert lr_at(5, timed, wall_s=600.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_photos_join_the_training_windows(tmp_path, bundled_windows):
+    pytest.importorskip("skimage", reason="scikit-image ships the photos")
+    from lab.data.mix import MixedWindows
+    from lab.data.stills import StillWindows, skimage_photos
+    mixed = MixedWindows(bundled_windows, StillWindows(skimage_photos(("coffee",)), short_side=64), 0.5)
+    result = train(tiny(steps=2), tmp_path / "run", data=mixed)
+    assert result["step"] == 2 and all(v == v for v in result["losses"])
