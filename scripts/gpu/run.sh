@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The device run (issue 18): the lab's CUDA paths, the wide mini teachers, the 480x832x81 bench.
+#
+# Prepare here first (scripts/gpu/prepare.sh), then two calls of the device tool, back to back so the
+# second finds the machine warm (carry [".whl", ".gpu", "data/samples"]):
+#   bash scripts/gpu/run.sh --phases env,smoke,probe       # ~2.5 min: every CUDA path + the teachers' s/step
+#   TEACHER_MINUTES=4 bash scripts/gpu/run.sh --phases teachers,bench   # ~9 min: teachers, then the bench
+# The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
+# Phases: env smoke probe teachers bench compile (compile only when named: it did not fit in 2026-11).
+#   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
+#
+# Runs from the checkout with PYTHONPATH (never pip install -e): the carried wheels go to /tmp/site.
+# Each phase has its own timeout and writes its files to $OUT as it finishes, so a timeout loses only
+# the phase it cut. Everything stays under 9 minutes with the defaults (TEACHER_MINUTES=4).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+DRY=0
+PHASES=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --phases) PHASES="$2"; shift ;;
+    *) echo "run.sh: unknown argument $1 (use --dry-run, --phases a,b)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ -z "$PHASES" ]; then
+  [ $DRY = 1 ] || { echo "run.sh: name the phases (--phases env,smoke,probe or teachers,bench; see the header)" >&2; exit 2; }
+  PHASES="env,smoke,probe,teachers,bench"
+fi
+OUT=${OUT:-runs/gpu/out}
+WORK=${WORK:-runs/gpu}
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PY=${PYTHON:-python3}
+
+if ls .whl/*.whl >/dev/null 2>&1 && ! "$PY" -c "import diffusers" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "run.sh: installing the carried wheels failed" >&2; exit 1; }
+  export PYTHONPATH="$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+else
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+[ -f .gpu/assets/videos/wan2_1_generated_832x480_81f.mp4 ] && export LAB_SHARED_ASSETS="$PWD/.gpu/assets"
+
+has() { case ",$PHASES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+# phase NAME SECONDS CMD...: run with a timeout; its log is appended to $OUT/run.log (one file: a device
+# run returns at most 8), with one status line per phase.
+mkdir -p "$WORK/logs"
+phase() {
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout -k 15 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1
+  local rc=$?
+  { echo "=== phase $name: rc=$rc ($((SECONDS - t0)) s)"; tail -n 60 "$WORK/logs/$name.log"; } >> "$OUT/run.log"
+  echo "phase $name: rc=$rc ($((SECONDS - t0)) s)"
+  tail -n 12 "$WORK/logs/$name.log"
+  return $rc
+}
+
+if [ $DRY = 1 ]; then
+  DEV=cpu; DT=fp32; WAN=wan2.1-tiny; LTX=ltx-video-tiny; FRAMES=9; SIZE=64x64; REP=1
+  TMIN=0.2; SMOKE=(--dry-run --parallel 2)
+else
+  DEV=cuda; DT=bf16; WAN=wan2.1; LTX=ltx-video; FRAMES=81; SIZE=480x832; REP=${BENCH_REPEATS:-3}
+  TMIN=${TEACHER_MINUTES:-4}; SMOKE=(--device cuda --timeout 110)
+fi
+
+if has env; then
+  phase env 60 "$PY" -c "
+import torch, platform, sys
+print('python', sys.version.split()[0], platform.machine())
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+if torch.cuda.is_available(): print('gpu', torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0).total_memory // 2**20, 'MiB')
+import diffusers, cv2; print('diffusers', diffusers.__version__, 'cv2', cv2.__version__)
+from lab.data.video import backend; print('video backend', backend())
+"
+fi
+
+has smoke && phase smoke 150 "$PY" scripts/gpu/smoke.py "${SMOKE[@]}" --out "$OUT" --workdir "$WORK/smoke"
+
+if has probe; then  # the teachers' real recipe for a few steps: seconds per step and peak memory
+  phase probe 120 "$PY" scripts/gpu/probe.py $([ $DRY = 1 ] && echo --dry-run) --out "$OUT"
+fi
+
+if has teachers; then
+  phase teachers $(awk "BEGIN {print int($TMIN * 60 + 110)}") "$PY" scripts/gpu/teachers.py \
+    $([ $DRY = 1 ] && echo --dry-run) --minutes "$TMIN" --out "$OUT" --work "$WORK/teachers" \
+    --wan-batch "${WAN_BATCH:-16}" --ltx-batch "${LTX_BATCH:-16}" ${TEACHERS_ONLY:+--only "$TEACHERS_ONLY"}
+fi
+
+if has bench; then
+  # Flash-VAED students of the full-size architectures (random weights: speed only). Channel choice does
+  # not change speed; independence is tried first (it exercises the CUDA analysis), magnitude if it fails.
+  for fam in wan ltx; do
+    t=$([ $fam = wan ] && echo $WAN || echo $LTX)
+    for crit in independence magnitude; do
+      rm -rf "$WORK/flash-$fam"
+      phase "prune-$fam-$crit" 120 "$PY" -m lab prune --teacher "$t" --weights random --plan flash-vaed \
+        --criterion "$crit" --frames 9 --size 64x64 --device "$DEV" --out "$WORK/flash-$fam" --json && \
+        [ -f "$WORK/flash-$fam/lab_decoder.json" ] && break
+    done
+  done
+  common=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $REP --json)
+  if [ $DRY = 0 ]; then common+=(--reference fp32); else common+=(--no-memory); fi
+  phase bench-wan 240 sh -c "$PY -m lab bench --decoders $WAN,$WAN@fast,$WORK/flash-wan,$WORK/flash-wan@fast ${common[*]} > $OUT/bench-wan.json"
+  phase bench-ltx 120 sh -c "$PY -m lab bench --decoders $LTX,$LTX@fast,$WORK/flash-ltx ${common[*]} > $OUT/bench-ltx.json"
+fi
+
+if has compile; then
+  # One compile mode per decoder, each against its eager self in the same process.
+  common=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $REP --json)
+  [ $DRY = 1 ] && common+=(--no-memory)
+  phase compile-wan 200 sh -c "$PY -m lab bench --decoders $WORK/flash-wan,$WORK/flash-wan@compile ${common[*]} > $OUT/compile-wan.json"
+  phase compile-ltx 120 sh -c "$PY -m lab bench --decoders $LTX,$LTX@compile,$WORK/flash-ltx,$WORK/flash-ltx@compile ${common[*]} > $OUT/compile-ltx.json"
+fi
+echo "run.sh: done"; grep '^=== phase' "$OUT/run.log"

@@ -1,0 +1,120 @@
+"""Train the wide mini teachers side by side on one GPU for a fixed time, export each, pack the exports
+(phase 2 of scripts/gpu/run.sh).
+
+Runs, all at once (small models leave most of an H100-class GPU idle, so they share it):
+  mini-wan-w32          real clips + photos with synthetic camera motion   -> exported, returned
+  mini-ltx-w32          real clips + photos                                -> exported, returned
+  mini-wan-w32-nostills real clips only: the ablation that says whether the photos help (figures only)
+Each is ``python -m lab teacher train ... --max-minutes M --export-to ...``; the export scores the
+fp16 weights on the held-out clips (carphone, bikes[200:]). Each export folder is packed into one
+``$OUT/<name>.tar`` (a device run returns at most 8 files); ``$OUT/teachers.json`` has the figures.
+
+    python scripts/gpu/teachers.py --minutes 4 --out $OUT           # on the GPU machine
+    python scripts/gpu/teachers.py --dry-run --out /tmp/t            # CPU, tiny models, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# name -> (preset, extra arguments). Recipes sized for one H100/H200 shared by three runs.
+GPU_RUNS = {
+    "mini-wan-w32": ("mini-wan-w32", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128", "--lr", "1e-3",
+                                      "--warmup", "100", "--stills", "{stills}"]),
+    "mini-ltx-w32": ("mini-ltx-w32", ["--batch", "{ltx_batch}", "--frames", "17", "--crop", "128", "--lr", "5e-4",
+                                      "--warmup", "100", "--anchor-steps", "300", "--stills", "{stills}"]),
+    "mini-wan-w32-nostills": ("mini-wan-w32", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128",
+                                               "--lr", "1e-3", "--warmup", "100"]),
+}
+# The dry run: the same code paths on the test configs of the same classes, a few steps on the CPU.
+DRY_RUNS = {
+    "mini-wan-w32": ("wan2.1-tiny", ["--batch", "2", "--frames", "5", "--crop", "32", "--warmup", "2",
+                                     "--steps", "3", "--short-sides", "64", "--no-wan-clip", "--stills", "{stills}"]),
+    "mini-ltx-w32": ("ltx-video-tiny", ["--batch", "1", "--frames", "9", "--crop", "32", "--warmup", "2",
+                                        "--steps", "2", "--anchor-steps", "1", "--short-sides", "64",
+                                        "--no-wan-clip", "--stills", "{stills}"]),
+}
+
+
+def launch(name: str, preset: str, extra: list[str], args, work: Path, device: str) -> subprocess.Popen:
+    fill = {"stills": args.stills, "wan_batch": str(args.wan_batch), "ltx_batch": str(args.ltx_batch)}
+    cmd = [sys.executable, "-m", "lab", "teacher", "train", "--model", preset, "--run", str(work / "runs" / name),
+           "--device", device, "--max-minutes", str(args.minutes), "--steps", "100000",
+           "--checkpoint-minutes", "2", "--export-to", str(work / "export" / name), "--json"]
+    cmd += [a.format(**fill) for a in extra]
+    if "--steps" in extra:  # the dry run's own step count wins over the time budget
+        i = cmd.index("--steps")
+        del cmd[i:i + 2]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    log = open(work / f"{name}.log", "w")
+    print(f"start {name}: {' '.join(cmd[2:])}", flush=True)
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def pack(folder: Path, dest: Path) -> Path:
+    tmp = dest.with_name(dest.name + ".part")
+    with tarfile.open(tmp, "w") as tar:
+        for f in sorted(folder.iterdir()):
+            tar.add(f, arcname=f"{folder.name}/{f.name}")
+    tmp.replace(dest)
+    return dest
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=4.0, help="training minutes per run (all run at once)")
+    p.add_argument("--out", default="runs/gpu/out")
+    p.add_argument("--work", default="runs/gpu/teachers")
+    p.add_argument("--stills", default=".gpu/stills.npz", help="photos: a .npz, or 'skimage'")
+    p.add_argument("--wan-batch", type=int, default=16)
+    p.add_argument("--ltx-batch", type=int, default=16)
+    p.add_argument("--only", help="comma-separated run names (default: all)")
+    p.add_argument("--threads", type=int, default=5, help="torch CPU threads per run (the export scores on the CPU)")
+    p.add_argument("--dry-run", action="store_true", help="tiny models on the CPU, a few steps")
+    a = p.parse_args()
+    if a.stills != "skimage" and not Path(a.stills).is_file():
+        a.stills = "skimage"  # no prepared file: read scikit-image's photos directly
+    out, work = Path(a.out), Path(a.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    runs = DRY_RUNS if a.dry_run else GPU_RUNS
+    if a.only:
+        runs = {k: v for k, v in runs.items() if k in a.only.split(",")}
+    device = "cpu" if a.dry_run else "cuda"
+    if a.dry_run:
+        a.threads = 1
+    t0 = time.monotonic()
+    procs = {name: launch(name, preset, extra, a, work, device) for name, (preset, extra) in runs.items()}
+    summary = {}
+    for name, proc in procs.items():
+        stdout, _ = proc.communicate()
+        row = {"returncode": proc.returncode}
+        try:
+            row.update(json.loads(stdout))
+        except ValueError:
+            row["log_tail"] = (work / f"{name}.log").read_text()[-2000:]
+        export = work / "export" / name
+        if proc.returncode == 0 and (export / "config.json").exists() and "nostills" not in name:
+            row["tar"] = str(pack(export, out / f"{name}.tar"))
+        summary[name] = row
+        held = (row.get("export") or {}).get("heldout") or {}
+        print(f"{'OK  ' if proc.returncode == 0 else 'FAIL'} {name}: step {row.get('step')} "
+              + " ".join(f"{k} {v['psnr']:.2f} dB" for k, v in held.items()), flush=True)
+    summary["_wall_s"] = round(time.monotonic() - t0, 1)
+    (out / "teachers.json").write_text(json.dumps(summary, indent=1))
+    return 0 if all(r["returncode"] == 0 for k, r in summary.items() if not k.startswith("_")) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

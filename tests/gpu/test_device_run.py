@@ -1,0 +1,45 @@
+"""The device run (scripts/gpu) cannot rot between the sessions that have a GPU: its dry run executes
+every phase on the CPU at tiny shapes, through the same scripts and lab commands the GPU run uses."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_dry_run_passes_every_phase(tmp_path, sample_clips):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")}
+    proc = subprocess.run(["bash", "scripts/gpu/run.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    out = tmp_path / "out"
+    log = (out / "run.log").read_text()
+    phases = dict(re.findall(r"^=== phase (\S+): rc=(\d+)", log, flags=re.M))
+    assert set(phases) >= {"env", "smoke", "probe", "teachers", "bench-wan", "bench-ltx"}, log[-3000:]
+    assert all(rc == "0" for rc in phases.values()), log[-5000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    smoke = json.loads((out / "smoke.json").read_text())
+    assert len(smoke) == 8 and all(r["ok"] for r in smoke)
+    teachers = json.loads((out / "teachers.json").read_text())
+    assert {k for k in teachers if not k.startswith("_")} == {"mini-wan-w32", "mini-ltx-w32"}
+    for name in ("mini-wan-w32", "mini-ltx-w32"):
+        assert teachers[name]["returncode"] == 0 and teachers[name]["export"]["heldout"]
+        assert (out / f"{name}.tar").stat().st_size < 16 * 2**20
+    wan = json.loads((out / "bench-wan.json").read_text())
+    assert [r["decoder"].split("/")[-1] for r in wan["decoders"]] == [
+        "wan2.1-tiny", "wan2.1-tiny@fast", "flash-wan", "flash-wan@fast"]
+    assert wan["decoders"][2]["decoder_params"] < wan["decoders"][0]["decoder_params"]
+    ltx = json.loads((out / "bench-ltx.json").read_text())
+    assert len(ltx["decoders"]) == 3 and ltx["decoders"][1]["chunk"] == 1  # @fast is a no-op for LTX
+    # What comes back from a device run: at most 8 files.
+    assert len([p for p in out.rglob("*") if p.is_file()]) <= 8
+
+
+def test_the_gpu_run_refuses_to_guess_its_phases():
+    proc = subprocess.run(["bash", "scripts/gpu/run.sh"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "name the phases" in proc.stderr
