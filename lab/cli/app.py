@@ -24,6 +24,8 @@ def add_arguments(p):
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: compare 7860, dashboard 8501)")
     p.add_argument("--runs", default="runs", help="dashboard: folder of runs to show (default runs/)")
+    p.add_argument("--device", default=None,
+                   help="compare: where decoders run (cpu, cuda, cuda:N; default: cuda when there is one)")
 
 
 def _require(module: str, extra: str) -> None:
@@ -45,6 +47,11 @@ def _apps_module(name: str):
 def run(args):
     if args.app == "compare":
         _require("gradio", "apps")
+        if args.device:
+            import os
+
+            from lab.cli.common import device_of
+            os.environ["LAB_DEVICE"] = str(device_of(args.device))  # read by lab.compare.default_device
         port = args.port or 7860
         log.info("compare demo on http://%s:%d (Ctrl+C to stop)", args.host, port)
         _apps_module("compare").launch(host=args.host, port=port)

@@ -19,14 +19,21 @@ def add_arguments(p):
     p.add_argument("--teacher", default="mini-wan", help="teacher to start from (default mini-wan)")
     p.add_argument("--quick", action="store_true",
                    help="fewer frames, smaller clips, a few distillation steps (about a minute; what the tests run)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where every step runs")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default 1 on CPU, so shared-CPU ratios stay steady; torch's choice on a GPU)")
 
 
 def run(args):
     from lab.demo import full_settings, quick_settings, run_demo
 
-    torch.set_num_threads(max(1, args.threads))
+    from lab.cli.common import device_of
+    device = device_of(args.device)  # a clear error when CUDA is asked for and missing
+    threads = args.threads or (1 if device.type == "cpu" else None)
+    if threads:
+        torch.set_num_threads(max(1, threads))
     settings = (quick_settings if args.quick else full_settings)(args.teacher)
+    settings.device = str(device)
     return run_demo(args.out, settings)
 
 

@@ -10,6 +10,7 @@ decode, and timed (lab.compare.measure).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -41,6 +42,10 @@ KEEP_CALLS = 8
 
 
 def default_device() -> torch.device:
+    """LAB_DEVICE when set (``python -m lab app compare --device`` sets it), else CUDA when there is one."""
+    chosen = os.environ.get("LAB_DEVICE")
+    if chosen:
+        return torch.device(chosen)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -24,7 +24,7 @@ def trainer_available() -> tuple[bool, str]:
 
 
 def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_clips: list[str], steps: int,
-                   frames: int, size: tuple[int, int], seed: int, threads: int) -> dict:
+                   frames: int, size: tuple[int, int], seed: int, threads: int, device: str = "cpu") -> dict:
     """A lab.distill config for a short run. ``val_clips`` must not include the demo's held-out clip;
     the trainer uses them to size the feature-alignment heads (no val clip: phase 1 is skipped) and
     to pick its 'best' student, but phases switch on training losses and the demo takes the last one."""
@@ -50,7 +50,7 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
                          "min_delta": 0.01}},
         ],
         "eval_every": max(1, steps), "checkpoint_every": 0, "sample_every": 0, "seed": seed,
-        "threads": threads,
+        "threads": threads, "device": device,
     }
 
 
@@ -73,7 +73,7 @@ def progress_logger(steps: int):
 
 
 def distill_student(teacher, student, clips: list[str], *, steps: int, frames: int, size: tuple[int, int],
-                    run_dir: Path, val_clips: list[str] = (), seed: int = 0):
+                    run_dir: Path, val_clips: list[str] = (), seed: int = 0, device: str = "cpu"):
     """Distil ``student`` from ``teacher`` on ``clips`` for at most ``steps`` steps (fewer when the
     phases plateau). Returns (student, info). When the trainer is not available the student comes back
     unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so."""
@@ -93,7 +93,7 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
         shutil.rmtree(run_dir)
     init = student.save(run_dir.parent / f"{run_dir.name}-init")
     config = distill_config(teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
-                            size=size, seed=seed, threads=torch.get_num_threads())
+                            size=size, seed=seed, threads=torch.get_num_threads(), device=device)
     final = distill(config, run_dir, callbacks=[progress_logger(steps)])
     trained = load_decoder(final["last"], device=student.device, dtype=student.dtype)
     info = {k: final.get(k) for k in ("step", "phases", "metrics", "store", "last", "warnings")}

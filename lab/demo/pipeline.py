@@ -42,14 +42,14 @@ def _log_analyze_step(event: dict) -> None:
         log.debug("      analyze step %d/%d (%s)", event["step"], event["steps_total"], event["clip"])
 
 
-def load_teacher(name: str):
+def load_teacher(name: str, device: str = "cpu"):
     from lab.models import load_decoder
     try:
-        return load_decoder(name), True
+        return load_decoder(name, device=device), True
     except WeightsNotFoundError as exc:
         log.warning("%s\nfalling back to the untrained architecture (random weights)", exc)
         torch.manual_seed(0)
-        return load_decoder(name, weights="random"), False
+        return load_decoder(name, weights="random", device=device), False
 
 
 def run_demo(out: str | Path, s: DemoSettings) -> dict:
@@ -61,7 +61,7 @@ def run_demo(out: str | Path, s: DemoSettings) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s.seed)
     steps = StepLog()
-    teacher, trained = load_teacher(s.teacher)
+    teacher, trained = load_teacher(s.teacher, s.device)
     kind = teacher.adapter_kind
     keep = FLASH_VAED_KEEP[kind]
 
@@ -89,7 +89,7 @@ def run_demo(out: str | Path, s: DemoSettings) -> dict:
         from lab.demo.distill_step import distill_student
         student, dinfo = distill_student(teacher, swapped, s.calibration_clips, steps=s.distill_steps,
                                          frames=s.calib_frames, size=s.calib_size, run_dir=out / "distill",
-                                         val_clips=s.distill_val_clips, seed=s.seed)
+                                         val_clips=s.distill_val_clips, seed=s.seed, device=s.device)
         entry["status"] = dinfo["status"]
     distilled = dinfo["status"] == "ok"
     student.name = f"{teacher.name}-flash-vaed" + ("" if distilled else "-undistilled")
@@ -188,7 +188,7 @@ def quality_summary(ev: dict, distilled: bool) -> dict:
 def run_bench(teacher_name: str, trained: bool, students: dict[str, Path], s: DemoSettings) -> dict:
     from lab.eval.bench import bench
     names = [teacher_name, *(str(p) for p in students.values())]
-    result = bench(names, weights=None if trained else "random", device="cpu", frames=s.bench_frames,
+    result = bench(names, weights=None if trained else "random", device=s.device, frames=s.bench_frames,
                    size=s.bench_size, repeats=s.bench_repeats, warmup=1, memory=s.bench_memory, macs=True)
     for row, label in zip(result["decoders"], [f"{teacher_name} (teacher)", *students]):
         row["label"] = label

@@ -34,6 +34,7 @@ class DemoSettings:
     bench_memory: bool = True
     profile_repeats: int = 2
     seed: int = 0
+    device: str = "cpu"   # where every step runs (analysis, pruning, distillation, eval, bench, profile)
     quick: bool = False
     calibration_clips: list[str] = field(default_factory=list)
     distill_val_clips: list[str] = field(default_factory=list)

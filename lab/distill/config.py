@@ -137,8 +137,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "fp32"                  # fp32 | bf16 (autocast on CUDA)
-    grad_checkpointing: bool = False
-    threads: int = 1
+    threads: int | None = None           # torch CPU threads (None: torch's choice; CPU configs pin 1)
     log_every: int = 1
 
     def to_dict(self) -> dict:
@@ -191,8 +190,10 @@ class DistillConfig:
             raise ConfigError(f"ema.decay must be in (0, 1), got {self.ema.decay}.")
         if self.dtype not in ("fp32", "bf16"):
             raise ConfigError(f"dtype must be fp32 or bf16, got {self.dtype!r}.")
-        for k in ("eval_every", "threads", "log_every", "keep_checkpoints"):
+        for k in ("eval_every", "log_every", "keep_checkpoints"):
             _positive(k, getattr(self, k))
+        if self.threads is not None:
+            _positive("threads", self.threads)
         for k in ("checkpoint_every", "sample_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}.")
@@ -205,8 +206,18 @@ def _positive(where: str, v) -> None:
 
 
 # ----- loading -----------------------------------------------------------------------------------
+# Keys that once existed, with why they are gone: a config that names one gets the reason, not "unknown key".
+REMOVED = {
+    "grad_checkpointing": "grad_checkpointing was removed: it never saved memory. The students never declared "
+                          "support, and diffusers' Wan decoder ignores the flag in its causal loop. The students "
+                          "are small (0.2-6M parameters), so lower data.batch or data.crop if a step does not fit."}
+
+
 def from_dict(data: dict) -> DistillConfig:
     """A validated DistillConfig from a plain dict (the shape of the TOML/YAML file)."""
+    gone = [k for k in data if k in REMOVED] if isinstance(data, dict) else []
+    if gone:
+        raise ConfigError(REMOVED[gone[0]])
     return _build(DistillConfig, data, "config").validate()
 
 

@@ -9,6 +9,7 @@ the ranks draw different windows, which shards the (random-access) data without 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -28,16 +29,22 @@ class ValClip:
 
 
 class TeacherBatches:
-    def __init__(self, teacher, clips: list, short_sides: list[int]):
+    def __init__(self, teacher, clips: list, short_sides: list[int], autocast=None):
         self.teacher = teacher
         specs = [clip_spec(c) for c in clips]
         self.windows = ClipWindows(specs, short_sides=tuple(short_sides))
+        if teacher.device.type == "cuda":
+            self.windows.to(teacher.device)  # uint8 clips on the GPU: windows are cut there, no host copies
+        # The trainer's autocast (bf16 on CUDA): the frozen encoder runs in it like the decoders do.
+        self.autocast = autocast or contextlib.nullcontext()
 
     def sample(self, batch: int, frames: int, crop: int, generator: torch.Generator):
         """(real clip window, teacher latents): the teacher's encoder runs under no_grad."""
         real = self.windows.sample(batch, frames, crop, generator)
         real = real.to(self.teacher.device, self.teacher.dtype)
-        return real, self.teacher.encode(real)
+        with torch.no_grad(), self.autocast:
+            z = self.teacher.encode(real)
+        return real, z
 
 
 def clip_spec(clip) -> ClipSpec:

@@ -82,15 +82,33 @@ class DistEnv:
 
     def barrier(self):
         if self.world > 1:
-            torch.distributed.barrier()
+            # NCCL otherwise guesses the GPU of this rank (and warns it may hang if it guesses wrong).
+            on_gpu = self.reduce_device().type == "cuda"
+            torch.distributed.barrier(device_ids=[self.device.index] if on_gpu else None)
+
+    def reduce_device(self) -> torch.device:
+        """Where tensors for collectives must live: NCCL reduces CUDA tensors only (a CPU tensor kills the
+        first step), gloo reduces CPU tensors."""
+        backend = str(torch.distributed.get_backend()) if torch.distributed.is_initialized() else ""
+        return self.device if self.device.type == "cuda" and "nccl" in backend else torch.device("cpu")
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         if self.world == 1 or not values:
             return values
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.reduce_device())
         torch.distributed.all_reduce(t)
         return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """``model`` in DistributedDataParallel when there is more than one rank (else as it is); on CUDA
+        pinned to this rank's GPU, as DDP wants for single-device modules."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+        on_gpu = {"device_ids": [self.device.index], "output_device": self.device.index} \
+            if self.device.type == "cuda" else {}
+        return DistributedDataParallel(model, find_unused_parameters=True, **on_gpu)
 
     def broadcast(self, obj):
         if self.world == 1:
@@ -212,11 +230,9 @@ class Trainer:
         self.student = load_decoder(str(init), device=self.device).train()
         if not hasattr(self.student, "decode_with_grad"):
             raise ConfigError(f"the student {type(self.student).__name__} has no decode_with_grad; it cannot train.")
-        if cfg.grad_checkpointing and hasattr(getattr(self.student, "vae", None), "enable_gradient_checkpointing"):
-            self.student.vae.enable_gradient_checkpointing()
 
         self.val = load_val_clips(self.teacher, cfg.data.val_clips, cfg.data.val_frames, cfg.data.val_size)
-        self.data = TeacherBatches(self.teacher, cfg.data.clips, cfg.data.short_sides)
+        self.data = TeacherBatches(self.teacher, cfg.data.clips, cfg.data.short_sides, autocast=self.autocast)
         # The EMA copy is made before any hook is registered on the student (deepcopy would copy hooks).
         self.ema = copy.deepcopy(self.student).eval().requires_grad_(False) if cfg.ema.enabled else None
         # Stage widths are read off one forward pass; any latents of the right geometry will do when
@@ -229,10 +245,7 @@ class Trainer:
                                  stage_widths(self.teacher, stages, probe)).to(self.device)
         self.model = StudentModule(self.student, aligner)
         self.teacher_taps = StageTaps(self.teacher, stages) if stages else None
-        self.ddp = self.model
-        if self.env.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-            self.ddp = DistributedDataParallel(self.model, find_unused_parameters=True)
+        self.ddp = self.env.wrap(self.model)
         self.available = {"features": bool(stages), "lpips": False, "discriminator": False}
 
         used = {name for ph in cfg.phases for name, w in ph.losses.items() if w > 0}
@@ -705,7 +718,8 @@ def distill(config, out, resume: bool = False, callbacks=()) -> dict:
             raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
         config = json.loads((out / "config.json").read_text())
     cfg = load_config(config)
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     env = DistEnv(cfg.device)
     old = None
     try:

@@ -149,3 +149,12 @@ def test_cpu_peak_memory_is_measured_in_a_fresh_process(session):
     assert row["peak_mem_kind"].startswith("cpu peak RSS of a fresh process")
     assert row["peak_mem_bytes"] > row["decode_mem_bytes"] > 0
     assert session.memory(spec) is session.memory(spec)  # cached: no second process
+
+
+def test_the_device_is_the_users_choice(monkeypatch):
+    # python -m lab app compare --device sets LAB_DEVICE; without it, CUDA when there is one.
+    from lab.compare import default_device
+    monkeypatch.setenv("LAB_DEVICE", "cpu")
+    assert default_device() == torch.device("cpu")
+    monkeypatch.delenv("LAB_DEVICE")
+    assert default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -105,3 +105,10 @@ def test_demo_video_and_student(demo_run):
     z = torch.randn(r["eval"]["latents_shape"])
     video = student.decode(z)
     assert video.shape[2:] == torch.Size(shape[2:]) and video.abs().max() <= 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_demo_on_a_missing_gpu_says_so(tmp_path, capsys):
+    assert main(["demo", "--quick", "--device", "cuda", "--out", str(tmp_path / "d")]) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything was written

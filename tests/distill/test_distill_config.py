@@ -52,6 +52,7 @@ def test_defaults_are_the_method_defaults():
     ({"student": {"keep": 0.5}, "phases": []}, ["phases is empty"]),
     ({"student": {"keep": 0.5}, "phases": [{"losses": {"pixel_real_l1": 1.0}, "feature_decay": True}]},
      ["feature_decay needs a 'feature' loss"]),
+    ({"student": {"keep": 0.5}, "grad_checkpointing": True}, ["grad_checkpointing was removed", "data.batch"]),
 ])
 def test_bad_configs_name_the_problem(data, words):
     with pytest.raises(ConfigError) as err:
@@ -75,3 +76,8 @@ def test_unparseable_and_missing_files(tmp_path):
         load_config(broken)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_threads_are_torchs_choice_unless_a_config_pins_them():
+    assert from_dict({"student": {"keep": 0.5}}).threads is None  # a GPU run is not pinned to one core
+    assert from_dict({"student": {"keep": 0.5}, "threads": 2}).threads == 2
