@@ -1,10 +1,15 @@
 """Train the wide mini teachers side by side on one GPU for a fixed time, export each, pack the exports
 (phase 2 of scripts/gpu/run.sh).
 
-Runs, all at once (small models leave most of an H100-class GPU idle, so they share it):
+Runs, all at once on the one GPU:
   mini-wan-w32          real clips + photos with synthetic camera motion   -> exported, returned
   mini-ltx-w32          real clips + photos                                -> exported, returned
-  mini-wan-w32-nostills real clips only: the ablation that says whether the photos help (figures only)
+  mini-wan-w32-nostills real clips only: the ablation that says whether the photos help (figures only;
+                        with --fresh, since it compares two runs from the same random start)
+Measured on an H200 (2026-11-28): mini-wan-w32 at batch 16 x 17 x 128 x 128 is compute-bound (0.50 s/step
+alone, 0.76 beside mini-ltx-w32, 32.6 GiB); mini-ltx-w32 is light (0.04 s/step, 1.3 GiB at batch 16).
+By default each run continues from the teacher already shipped in data/checkpoints (weights only), so
+the minutes of successive device sessions add up; --fresh starts from random weights.
 Each is ``python -m lab teacher train ... --max-minutes M --export-to ...``; the export scores the
 fp16 weights on the held-out clips (carphone, bikes[200:]). Each export folder is packed into one
 ``$OUT/<name>.tar`` (a device run returns at most 8 files); ``$OUT/teachers.json`` has the figures.
@@ -51,6 +56,14 @@ def launch(name: str, preset: str, extra: list[str], args, work: Path, device: s
            "--device", device, "--max-minutes", str(args.minutes), "--steps", "100000",
            "--checkpoint-minutes", "2", "--export-to", str(work / "export" / name), "--json"]
     cmd += [a.format(**fill) for a in extra]
+    shipped = REPO / "data" / "checkpoints" / preset
+    if args.continue_shipped and (shipped / "config.json").exists():
+        # A device session gives minutes, not hours: each one continues from the teacher the last one
+        # shipped (weights only; the card records the chain), so training accumulates across sessions.
+        cmd += ["--init-from", str(shipped)]
+        if "--anchor-steps" in cmd:  # anchoring is for a fresh model: it would pull trained latents back
+            i = cmd.index("--anchor-steps")
+            del cmd[i:i + 2]
     if "--steps" in extra:  # the dry run's own step count wins over the time budget
         i = cmd.index("--steps")
         del cmd[i:i + 2]
@@ -82,6 +95,8 @@ def main() -> int:
     p.add_argument("--only", help="comma-separated run names (default: all)")
     p.add_argument("--threads", type=int, default=5, help="torch CPU threads per run (the export scores on the CPU)")
     p.add_argument("--dry-run", action="store_true", help="tiny models on the CPU, a few steps")
+    p.add_argument("--fresh", dest="continue_shipped", action="store_false",
+                   help="start from random weights instead of the shipped data/checkpoints/<preset>")
     a = p.parse_args()
     if a.stills != "skimage" and not Path(a.stills).is_file():
         a.stills = "skimage"  # no prepared file: read scikit-image's photos directly
@@ -95,6 +110,8 @@ def main() -> int:
     if a.dry_run:
         a.threads = 1
     t0 = time.monotonic()
+    if a.continue_shipped:
+        runs = {k: v for k, v in runs.items() if not k.endswith("-nostills")}  # an ablation starts fresh
     procs = {name: launch(name, preset, extra, a, work, device) for name, (preset, extra) in runs.items()}
     summary = {}
     for name, proc in procs.items():
