@@ -1,6 +1,12 @@
 """The compare demo (Gradio Blocks): pick a teacher and a clip, drag a keep ratio, see the student's
 decode, timings, metrics and the channel-independence figures. Only wiring: everything it does is in
-lab.compare.handlers. Run it with ``python -m lab app compare [--port N] [--host 127.0.0.1]``.
+lab.compare.handlers. Run it with ``python -m lab app compare [--port N] [--host 127.0.0.1] [--models-dir DIR]
+[--allow-downloads]``.
+
+Anyone who can open the page can type into its fields, so they load only registered names and what lies
+in the models folders the app was started with (lab.compare.access); the hub is offline unless started
+with --allow-downloads. Gradio's analytics are off, its cache of uploads and outputs is swept while the
+app runs and emptied when it stops (delete_cache), and the app's own temporary folder is removed then.
 
 Named API endpoints (gradio_client: ``Client(url).predict(..., api_name="/decode")``):
 /check_upload, /load, /figures, /decode.
@@ -9,13 +15,22 @@ Named API endpoints (gradio_client: ``Client(url).predict(..., api_name="/decode
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 
-import gradio as gr
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no usage reports, no version check
 
-from lab.compare import LIMITS, clip_choices, extra_decoders, handlers
-from lab.errors import LabError
-from lab.ops.plan import PLANS
-from lab.prune import CRITERIA
+import gradio as gr  # noqa: E402
+
+from lab.compare import LIMITS, clip_choices, extra_decoders, handlers  # noqa: E402
+from lab.compare.session import sweep_stale_tmpdirs  # noqa: E402
+from lab.errors import LabError  # noqa: E402
+from lab.ops.plan import PLANS  # noqa: E402
+from lab.prune import CRITERIA  # noqa: E402
+
+log = logging.getLogger("lab")
+#: Gradio's cache (uploads, the videos it serves): every 15 min, delete files older than an hour
+DELETE_CACHE = (900, 3600)
 
 
 def _ui_errors(fn):
@@ -68,15 +83,17 @@ check_upload = _plain_errors(handlers.check_upload)
 
 
 def build() -> gr.Blocks:
-    with gr.Blocks(title="VAED Lab: compare decoders") as demo:
+    with gr.Blocks(title="VAED Lab: compare decoders", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown("# VAED Lab: compare video VAE decoders\nDrag the keep ratio: the student is rebuilt from the "
                     "cached channel analysis and decoded again. " + handlers.device_markdown(), elem_id="device")
         with gr.Row():
             with gr.Column(scale=1):
                 teacher = gr.Dropdown(handlers.teacher_choices(), value="mini-wan", allow_custom_value=True,
-                                      label="teacher (a registered name or a saved folder)", elem_id="teacher")
-                weights = gr.Textbox(label="weights (hub id, local folder, checkpoint file or 'random'; "
-                                           "empty: default)")
+                                      label="teacher (a registered name or a folder under the app's models folders)",
+                                      elem_id="teacher")
+                weights = gr.Textbox(label="weights (a folder or checkpoint file under the app's models folders, "
+                                           "'random', or a hub id if the app allows downloads; empty: default)",
+                                     elem_id="weights")
                 clip = gr.Dropdown(clip_choices(), value="bbb-128", label="clip", elem_id="clip")
                 upload = gr.File(label=f"or upload a clip ({LIMITS.describe()})", type="filepath",
                                  elem_id="upload")
@@ -99,7 +116,8 @@ def build() -> gr.Blocks:
                                                 label="decoders")
                     extras = gr.Dropdown(extra_decoders(), value=[], multiselect=True,
                                          label="registered decoders (lightweight, students) of this teacher's latents")
-                    saved = gr.Textbox(label="saved students (folders, comma-separated)")
+                    saved = gr.Textbox(label="saved students (folders under the app's models folders, "
+                                             "comma-separated)")
                     vmaf = gr.Checkbox(False, label="VMAF (slow)")
                     memory = gr.Checkbox(False, label="CPU peak memory (a fresh process per decoder: slow; "
                                                       "on a GPU it is always measured)")
@@ -142,12 +160,25 @@ def build() -> gr.Blocks:
     return demo
 
 
-def launch(host: str = "127.0.0.1", port: int | None = None, *, block: bool = True, **kwargs):
-    """Queue (one job at a time: decodes share one CPU/GPU) and serve on ``host`` (loopback by default)."""
+def launch(host: str = "127.0.0.1", port: int | None = None, *, models_dirs=None, allow_downloads: bool = False,
+           block: bool = True, **kwargs):
+    """Queue (one job at a time: decodes share one CPU/GPU) and serve on ``host`` (loopback by default).
+    ``models_dirs``: the folders the fields may load from (default: data/checkpoints and ./runs);
+    ``allow_downloads``: let weights come from the hub. With ``block``, returns when the server stops,
+    its temporary folders cleared."""
+    for old in sweep_stale_tmpdirs():
+        log.info("removed %s, left by a compare app that did not stop cleanly", old)
+    access = handlers.configure(models_dirs, allow_downloads)
+    log.info("compare app: %s", access.describe())
     demo = build()
     demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
-                max_file_size=LIMITS.max_bytes, allowed_paths=[str(handlers.CACHE.out_root)], **kwargs)
+    try:
+        demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
+                    max_file_size=LIMITS.max_bytes, allowed_paths=[str(handlers.CACHE.out_root)], **kwargs)
+    finally:
+        if block:
+            demo.close()
+            handlers.CACHE.close()
     return demo
 
 

@@ -4,6 +4,10 @@ student's frames look like now, how does it compare with the last run.
     python -m lab app dashboard --runs runs/distill --port 8501
     streamlit run apps/dashboard.py --server.address 127.0.0.1 -- --runs runs/distill
 
+The runs folder is fixed when the server starts (``--runs``, or LAB_DASHBOARD_RUNS): anyone who can
+open the page can read what it shows, so no browser user may point it at another folder. Files a
+store names (sample clips) are served only from inside their run (lab.runs.view.read_run_file).
+
 Thin on purpose: reading runs is lab.runs.store (RunReader: read-only, never blocks the trainer),
 shaping data and drawing figures is lab.runs.view. This file only lays the page out.
 
@@ -28,17 +32,20 @@ if importlib.util.find_spec("lab") is None:  # `streamlit run apps/dashboard.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.runs import view  # noqa: E402
-from lab.runs.store import RunReader, RunStoreError, RunSummary, list_runs_with_errors  # noqa: E402
+from lab.runs.store import RunReader, RunStoreError, RunSummary  # noqa: E402
 
 DEFAULT_RUNS = "runs/distill"
 RUNS_ENV = "LAB_DASHBOARD_RUNS"  # the runs folder when there is no command line (AppTest, notebooks)
 DEFAULT_REFRESH_S = 2.0
 IDLE_REFRESH_S = 10.0  # how often the run list looks for new runs while none is live
-READ_ERRORS = (RunStoreError, sqlite3.DatabaseError, OSError)
+# ValueError/TypeError: a store whose meta or events hold values the lab cannot read (bad JSON)
+READ_ERRORS = (RunStoreError, sqlite3.DatabaseError, OSError, ValueError, TypeError)
 
 
 def runs_dir_from_args(argv: list[str]) -> str:
-    """``--runs DIR`` from the arguments after ``streamlit run apps/dashboard.py --``."""
+    """``--runs DIR`` from the arguments after ``streamlit run apps/dashboard.py --``: read on every
+    rerun from the server's own command line and environment, never from the session, which a
+    browser can write."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--runs", default=None)
     args, _ = parser.parse_known_args(argv)
@@ -85,17 +92,17 @@ def chart(fig, key: str) -> None:
 # -- sidebar --------------------------------------------------------------------------------------
 
 def sidebar() -> dict:
-    st.session_state.setdefault("runs_dir", runs_dir_from_args(sys.argv[1:]))
+    root = Path(runs_dir_from_args(sys.argv[1:])).expanduser()
     with st.sidebar:
         st.header("VAED Lab · runs")
-        st.text_input("runs folder", key="runs_dir", help="the folder your runs write to (--out RUN)")
+        st.caption(f"runs folder: `{root}` (set when the dashboard starts: --runs DIR)")
         refresh = st.number_input("refresh every (s) while a run is live", min_value=0.5, max_value=60.0,
                                   value=DEFAULT_REFRESH_S, step=0.5, key="refresh_s")
         smoothing = st.slider("smoothing", min_value=0.0, max_value=0.95, value=0.0, step=0.05, key="smoothing",
                               help="exponential moving average of the curves (raw curves stay faint underneath)")
         log_y = st.checkbox("log-scale loss axes", value=True, key="log_y")
         st.button("rescan runs", key="rescan")
-    return {"root": Path(st.session_state["runs_dir"]).expanduser(), "refresh": float(refresh),
+    return {"root": root, "refresh": float(refresh),
             "smoothing": float(smoothing), "log_y": bool(log_y)}
 
 
@@ -119,7 +126,7 @@ def run_panel(run: RunSummary, label: str, opts: dict) -> None:
     # this panel's refresh off)
     bands = view.phase_bands(phases, series.last_step)
     current = view.phase_at(bands, series.last_step)
-    st.subheader(f"{label} · {view.STATUS_BADGE.get(status, status)}")
+    st.subheader(f"{label} · {view.STATUS_BADGE.get(str(status), status)}")
     if status == "failed" and meta.get("error"):
         st.error(f"the run failed: {meta['error']}")
     cols = st.columns(6)
@@ -170,12 +177,7 @@ def draw_panel(panel, run, series, bands, samples, checkpoints, meta, events, op
     elif panel == "throughput & memory":
         chart(view.perf_figure(series, bands), "perf")
     elif panel == "samples":
-        sample = view.latest_sample(samples, run.path)
-        if sample is None:
-            st.info("no sample clip yet (the trainer renders real | teacher | student at each evaluation).")
-        else:
-            st.caption(f"step {sample.step}: real | teacher | student")
-            st.video(str(view.resolve(run.path, sample.path)))
+        samples_panel(run, samples)
     elif panel == "checkpoints":
         if checkpoints:
             st.dataframe(view.checkpoints_table(checkpoints, run.path), hide_index=True)
@@ -189,6 +191,24 @@ def draw_panel(panel, run, series, bands, samples, checkpoints, meta, events, op
                       for e in events], hide_index=True)
     else:
         st.info("no events yet.")
+
+
+def samples_panel(run: RunSummary, samples) -> None:
+    refused = view.refused_samples(samples, run.path)
+    if refused:
+        st.warning(f"skipped {len(refused)} sample(s) whose path is outside the run folder (e.g. {refused[-1].path!r}, "
+                   f"step {refused[-1].step}); the dashboard only serves files inside a run.")
+    sample = view.latest_sample(samples, run.path)
+    if sample is None:
+        st.info("no sample clip yet (the trainer renders real | teacher | student at each evaluation).")
+        return
+    try:  # the bytes, not the path: Streamlit would open the path itself, after our check
+        clip = view.read_run_file(run.path, sample.path)
+    except (view.OutsideRunError, OSError) as exc:
+        st.error(f"cannot show the sample of step {sample.step}: {exc}")
+        return
+    st.caption(f"step {sample.step}: real | teacher | student")
+    st.video(clip, format=view.video_type(sample.path))
 
 
 def _draw(series, keys, title, bands, opts, key, log=False, empty=None) -> None:
@@ -234,7 +254,7 @@ def runs_overview(root: Path, known: set[str], labels: dict[str, str]) -> None:
     When a run folder appears, goes away, or turns readable (a store caught half-created shows as
     damaged until its writer has made its tables), the whole page reruns to pick it up."""
     try:
-        runs, damaged = list_runs_with_errors(root)
+        runs, damaged = view.scan_runs(root)
     except RunStoreError as exc:
         st.error(str(exc))
         return
@@ -252,7 +272,7 @@ def watch_for_new_runs(root: Path, known: set[str]) -> None:
 
 def _listing(root: Path) -> set[str]:
     try:
-        return _listing_of(*list_runs_with_errors(root))
+        return _listing_of(*view.scan_runs(root))
     except RunStoreError:
         return set()
 
@@ -270,7 +290,7 @@ def main() -> None:
     root = opts["root"]
     st.title("Distillation runs")
     try:
-        runs, damaged = list_runs_with_errors(root)
+        runs, damaged = view.scan_runs(root)
     except RunStoreError as exc:
         st.error(str(exc))
         return

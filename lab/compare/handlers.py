@@ -3,12 +3,16 @@ widgets (also the parameters of the named API endpoints), outputs are paths, fig
 markdown. apps/compare.py binds these to Gradio components and turns LabError into gr.Error.
 
 Sessions are shared through one SessionCache: a teacher + clip is encoded and analysed once, whoever
-asks (browser or gradio_client).
+asks (browser or gradio_client). The cache loads only what its ModelAccess allows (registered names and
+the app's models folders, lab.compare.access); ``configure`` sets that policy when the app starts.
 """
 
 from __future__ import annotations
 
-from lab.compare.clips import LIMITS, validate_upload
+import atexit
+
+from lab.compare.access import ModelAccess, block_downloads
+from lab.compare.clips import LIMITS, clip_choices, validate_upload
 from lab.compare.session import (Progress, SessionCache, StudentSpec, default_device, extra_decoders, merge_keep,
                                  no_progress)
 from lab.errors import ConfigError
@@ -19,7 +23,18 @@ TABLE_COLUMNS = ["decoder", "kind", "decoder_params", "seconds", "fps", "speedup
                  "psnr", "ssim", "vmaf", "psnr_vs_teacher", "ssim_vs_teacher", "vmaf_vs_teacher", "error"]
 DEFAULT_DECODERS = ["teacher", "student"]
 
-CACHE = SessionCache()
+CACHE = SessionCache(access=ModelAccess.start())
+atexit.register(CACHE.close)  # its temporary folder goes when the process ends, however the app stopped
+
+
+def configure(models_dirs=None, allow_downloads: bool = False) -> ModelAccess:
+    """The app's policy: what its fields may load, and whether the hub may be reached. Sessions made
+    under an earlier policy are dropped."""
+    CACHE.access = ModelAccess.start(models_dirs, allow_downloads)
+    CACHE.clear()
+    if not allow_downloads:
+        block_downloads()
+    return CACHE.access
 
 
 def teacher_choices() -> list[str]:
@@ -41,7 +56,10 @@ def session(teacher, weights, clip, upload, frames, short_side):
         raise ConfigError("choose a teacher (e.g. mini-wan), or type a registered name or a saved folder.")
     if upload:
         return CACHE.get(teacher, weights, str(upload), True, frames, short_side)
-    return CACHE.get(teacher, weights, clip or "bbb-128", False, frames, short_side)
+    clip = clip or "bbb-128"
+    if clip not in clip_choices():  # a clip name, never a path on the server
+        raise ConfigError(f"unknown clip '{clip}'; pick one of {', '.join(clip_choices())}, or upload a video.")
+    return CACHE.get(teacher, weights, clip, False, frames, short_side)
 
 
 def check_upload(upload) -> str:

@@ -5,6 +5,9 @@ Moving a keep ratio rebuilds the student from the cached analysis (``lab.prune.p
 analysis=...)`` only selects channels and folds weights: no decoder pass), then decodes it. Every
 decoder compared gets the same latents; each is scored against the real clip and the teacher's
 decode, and timed (lab.compare.measure).
+
+A session given a ``ModelAccess`` (the app's) loads only what that allows (lab.compare.access);
+without one (notebooks, scripts) it loads any name or folder, as ``load_decoder`` does.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Callable
 
 import torch
 
+from lab.compare.access import ModelAccess
 from lab.compare.clips import LIMITS, ClipLimits, load_working_clip
 from lab.compare.figures import explained_variance_figure, group_views, independence_figure
 from lab.compare.measure import cpu_memory, measure_decode
 from lab.compare.render import difference, labelled_row
 from lab.data.video import write_video
-from lab.errors import ConfigError, LabError
+from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.models.registry import list_entries
 
@@ -39,6 +43,9 @@ Progress = Callable[[float, str], None]
 STUDENT_CACHE = 4
 #: compare calls whose video files are kept on disk (the app has copied older ones to its cache)
 KEEP_CALLS = 8
+#: the app's temporary folders: tempdir/<prefix>XXXX, holding OWNER_FILE (the pid of the server)
+APP_TMP_PREFIX = "vaed-compare-app-"
+OWNER_FILE = "owner.pid"
 
 
 def default_device() -> torch.device:
@@ -104,15 +111,19 @@ class CompareResult:
 
 class CompareSession:
     """See the module docstring. ``clip`` is a bundled/sample name, or a file path with ``upload=True``
-    (validated against ``limits``)."""
+    (validated against ``limits``). ``access``: what the teacher, its weights and other decoders may
+    be (the app's ModelAccess); None loads anything."""
 
     def __init__(self, teacher: str = "mini-wan", *, weights: str | None = None, clip: str = "bbb-128",
                  upload: bool = False, frames: int = 9, short_side: int = 64, device=None,
-                 out_dir: str | Path | None = None, limits: ClipLimits = LIMITS):
+                 out_dir: str | Path | None = None, limits: ClipLimits = LIMITS, access: ModelAccess | None = None):
         self.device = torch.device(device) if device is not None else default_device()
+        self.access = access
         t0 = time.perf_counter()
+        if access is not None:  # from here on only resolved references: what was checked is what loads
+            teacher, weights = access.decoder(teacher), access.weights(weights)
         self.teacher_ref, self.teacher_weights = teacher, weights or None
-        self.teacher = load_decoder(teacher, weights=weights or None, device=self.device)
+        self.teacher = self._load_teacher(teacher, weights or None)
         if not self.teacher.has_encoder:
             raise LabError(f"{self.teacher.name} is a {self.teacher.family} without an encoder; pick a teacher VAE "
                            f"(mini-wan, mini-ltx, wan2.1 with weights, ...) so the clip can be encoded.")
@@ -132,10 +143,20 @@ class CompareSession:
         self._views = None
         self._students: OrderedDict[StudentSpec, tuple] = OrderedDict()
         self._others: dict[str, object] = {}
+        self._refs: dict[str, str] = {}  # what the user typed -> what was checked and loaded
         self._teacher_run: tuple[torch.Tensor, dict] | None = None
         self._calls = 0
         self._memory: dict = {}  # decoder key -> CPU peak memory (a fresh process each: measured once)
         self._lock = threading.RLock()
+
+    def _load_teacher(self, teacher: str, weights: str | None):
+        try:
+            return load_decoder(teacher, weights=weights, device=self.device)
+        except WeightsNotFoundError as exc:
+            if self.access is None or self.access.allow_downloads:
+                raise
+            raise WeightsNotFoundError(f"{exc} (this app reads weights only from its models folders and the local "
+                                       f"Hugging Face cache: start it with --allow-downloads to fetch them)") from None
 
     # ----- what the session is -----------------------------------------------------------------
     def describe(self) -> dict:
@@ -214,13 +235,14 @@ class CompareSession:
         """A registered decoder or a folder saved by the lab, checked to decode this teacher's latents."""
         with self._lock:
             if name not in self._others:
-                dec = load_decoder(name, device=self.device)
+                ref = self.access.decoder(name) if self.access is not None else name
+                dec = load_decoder(ref, device=self.device)
                 if dec.geometry != self.teacher.geometry:
                     raise ConfigError(f"{dec.name} decodes {dec.geometry.channels}-channel latents with compression "
                                       f"{list(dec.geometry.compression)}, but {self.teacher.name} makes "
                                       f"{self.teacher.geometry.channels}-channel latents with "
                                       f"{list(self.teacher.geometry.compression)}; pick a decoder of this teacher.")
-                self._others[name] = dec
+                self._others[name], self._refs[name] = dec, ref
             return self._others[name]
 
     def teacher_run(self) -> tuple[torch.Tensor, dict]:
@@ -243,7 +265,8 @@ class CompareSession:
                     student, _ = self.student(spec)
                     ref = str(student.save(self.out_dir / "students" / f"s{len(self._memory):04d}"))
                 else:
-                    ref = spec
+                    self.other(spec)
+                    ref = self._refs[spec]
                 size = self.clip_info["size"]
                 self._memory[spec] = cpu_memory(ref, weights, self.clip_info["frames"], (size[0], size[1]))
             return self._memory[spec]
@@ -336,12 +359,17 @@ def extra_decoders(geometry=None) -> list[str]:
 
 class SessionCache:
     """Sessions by (teacher, weights, clip, frames, short side), most recent kept: every user and API
-    call on the same teacher and clip shares one cached analysis."""
+    call on the same teacher and clip shares one cached analysis. ``access``: what sessions may load
+    (lab.compare.access); the app's cache always has one. Without ``out_root`` the cache makes its own
+    temporary folder, marked with this process's pid so that a later start can clear it if this
+    process dies before ``close``."""
 
-    def __init__(self, capacity: int = 2, out_root: str | Path | None = None, device=None):
+    def __init__(self, capacity: int = 2, out_root: str | Path | None = None, device=None,
+                 access: ModelAccess | None = None):
         self.capacity = capacity
-        self.out_root = Path(out_root) if out_root else Path(tempfile.mkdtemp(prefix="vaed-compare-"))
+        self.out_root = Path(out_root) if out_root else _owned_tmpdir()
         self.device = device
+        self.access = access
         self._sessions: OrderedDict[tuple, CompareSession] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -358,9 +386,57 @@ class SessionCache:
                 return self._sessions[key]
             out = self.out_root / f"s{abs(hash(key)) % 10**10:010d}"
             session = CompareSession(teacher, weights=weights, clip=clip, upload=upload, frames=int(frames),
-                                     short_side=int(short_side), device=self.device, out_dir=out)
+                                     short_side=int(short_side), device=self.device, out_dir=out,
+                                     access=self.access)
             self._sessions[key] = session
             while len(self._sessions) > self.capacity:
                 _, old = self._sessions.popitem(last=False)
                 old.close()
             return session
+
+    def clear(self) -> None:
+        """Drop every session and its files (the app's policy changed, or it is shutting down)."""
+        with self._lock:
+            while self._sessions:
+                self._sessions.popitem()[1].close()
+
+    def close(self) -> None:
+        """Drop every session and remove the cache's folder (the app calls it when it stops)."""
+        self.clear()
+        shutil.rmtree(self.out_root, ignore_errors=True)
+
+
+def _owned_tmpdir() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=APP_TMP_PREFIX))
+    (folder / OWNER_FILE).write_text(str(os.getpid()))
+    return folder
+
+
+def sweep_stale_tmpdirs(tmp: str | Path | None = None) -> list[Path]:
+    """Remove the temporary folders of compare apps that died without cleaning up (killed, crashed):
+    those of this user whose owner pid is gone. Folders of a live app, and any folder without an owner
+    file, are left alone. Returns what was removed."""
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{APP_TMP_PREFIX}*"):
+        try:
+            if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # not a pid an app wrote: leave its folder alone
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

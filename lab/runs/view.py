@@ -5,12 +5,19 @@ Nothing here imports Streamlit, so notebooks and tests use it directly. Everythi
 through ``RunReader`` (read-only, never blocks the writer). ``RunSeries`` keeps a run's scalars in
 memory and polls only what is new (``RunReader.scalars(since_step=...)``), so a live view does not
 re-read the whole store on every refresh.
+
+A store is data: anyone who can write a run folder can make it name any path. ``contained`` and
+``read_run_file`` resolve every path a store names (symlinks followed) and refuse those outside the
+run's own folder, so the dashboard never serves another file of the machine.
 """
 
 from __future__ import annotations
 
 import math
+import mimetypes
 import os
+import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +26,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from lab.runs.store import Checkpoint, Phase, RunReader, RunSummary, Sample
+from lab.errors import LabError
+from lab.runs.store import STORE_FILE, Checkpoint, Phase, RunReader, RunStoreError, RunSummary, Sample
 
 # Plain symbols, not emoji: a browser without an emoji font (headless chromium here) shows emoji as boxes.
 STATUS_BADGE = {"running": "● running", "finished": "✓ finished", "failed": "✗ failed",
@@ -291,22 +299,129 @@ def checkpoints_table(checkpoints: list[Checkpoint], folder: str | os.PathLike) 
     """Checkpoints with the best one marked, and whether each file is still on disk."""
     return pd.DataFrame([{
         "step": c.step, "best": "★ best" if c.is_best else "", "metric": c.metric_name or "",
-        "value": c.metric, "path": c.path, "on disk": resolve(folder, c.path).exists(),
+        "value": c.metric, "path": c.path, "on disk": _on_disk(folder, c.path),
     } for c in checkpoints], columns=["step", "best", "metric", "value", "path", "on disk"])
 
 
+def _on_disk(folder: str | os.PathLike, rel_path: str) -> bool:
+    # a path outside the run reads as absent: the page must not probe the machine's other files
+    target = contained(folder, rel_path)
+    return target is not None and target.exists()
+
+
+# -- files a run names --------------------------------------------------------------------------
+
+class OutsideRunError(LabError, ValueError):
+    """A path recorded in a run store that is not a regular file inside that run's folder."""
+
+
+#: the largest sample clip the dashboard reads into memory to serve (the trainer's are a few MB)
+MAX_MEDIA_BYTES = 256 * 2**20
+
+
 def resolve(folder: str | os.PathLike, rel_path: str) -> Path:
-    """A path recorded in the store (relative to the run folder when inside it) on this machine."""
+    """A path recorded in the store (relative to the run folder when inside it) on this machine,
+    unchecked: use ``contained`` before opening it."""
     p = Path(rel_path)
     return p if p.is_absolute() else Path(folder) / p
 
 
+def contained(folder: str | os.PathLike, rel_path: str) -> Path | None:
+    """The real path (symlinks followed) of a file the store names, or None when it lies outside the
+    run folder (``../``, an absolute path elsewhere, a symlink leading out) or is no valid path."""
+    try:
+        root = Path(folder).resolve()
+        target = resolve(root, rel_path).resolve()
+    except (OSError, ValueError, TypeError, RuntimeError):  # a NUL byte, a number, a symlink loop
+        return None
+    return target if target.is_relative_to(root) else None
+
+
+def read_run_file(folder: str | os.PathLike, rel_path: str, limit: int = MAX_MEDIA_BYTES) -> bytes:
+    """The bytes of a regular file inside the run folder. The file is checked again once open (the same
+    inode as the path, resolved afresh, inside the run), so a symlink swapped in between is refused too."""
+    target = contained(folder, rel_path)
+    if target is None:
+        raise OutsideRunError(f"the run store names {rel_path!r}, which is outside the run folder {folder}; "
+                              f"the dashboard only serves files inside a run. Re-render the sample inside the run.")
+    # O_NONBLOCK: a FIFO planted under the sample's name must not hang the page
+    fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        again = contained(folder, rel_path)
+        if not stat.S_ISREG(st.st_mode) or again is None or not _same_file(again, st):
+            raise OutsideRunError(f"{rel_path!r} in run {folder} is not a regular file inside the run (it changed "
+                                  f"while being opened, or is a device or pipe); re-render the sample.")
+        if st.st_size > limit:
+            raise OutsideRunError(f"{rel_path!r} in run {folder} is {st.st_size / 2**20:.0f} MB, over the "
+                                  f"dashboard's {limit / 2**20:.0f} MB limit for a sample; render shorter samples.")
+        return f.read(limit + 1)[:limit]
+
+
+def video_type(rel_path: str) -> str:
+    """The MIME type a sample is served as: its video type by suffix, else mp4 (never text or html,
+    whatever the file is called)."""
+    guessed = mimetypes.guess_type(str(rel_path))[0] or ""
+    return guessed if guessed.startswith("video/") else "video/mp4"
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
 def latest_sample(samples: list[Sample], folder: str | os.PathLike, name: str = "triptych") -> Sample | None:
-    """The newest sample of that name whose file exists (a listed file may have been cleaned up)."""
+    """The newest sample of that name whose file exists inside the run (a listed file may have been cleaned
+    up; one outside the run folder is never shown)."""
     for s in sorted((s for s in samples if s.name == name), key=lambda s: s.step, reverse=True):
-        if resolve(folder, s.path).is_file():
+        target = contained(folder, s.path)
+        if target is not None and target.is_file():
             return s
     return None
+
+
+def refused_samples(samples: list[Sample], folder: str | os.PathLike) -> list[Sample]:
+    """Samples whose recorded path leads outside the run folder (the dashboard says it skipped them)."""
+    return [s for s in samples if contained(folder, s.path) is None]
+
+
+# -- the run list -------------------------------------------------------------------------------
+
+def scan_runs(root: str | os.PathLike) -> tuple[list[RunSummary], list[tuple[str, str]]]:
+    """(runs newest first, [(folder, why it was skipped)]) under ``root``: the folder itself if it is a
+    run, else its sub-folders two levels deep. Unlike ``store.list_runs_with_errors``, a store whose
+    meta table holds values the lab cannot read (bad JSON, a status that is not text) is skipped with
+    its reason instead of failing the whole listing: one bad run must not take the page down."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RunStoreError(f"runs folder {root} does not exist; start the dashboard with --runs and the folder your "
+                            f"distillation runs write to (python -m lab app dashboard --runs DIR).")
+    candidates = [root] if (root / STORE_FILE).is_file() else sorted(
+        {p.parent for pattern in (f"*/{STORE_FILE}", f"*/*/{STORE_FILE}") for p in root.glob(pattern)})
+    runs, skipped = [], []
+    for folder in candidates:
+        try:
+            runs.append(read_summary(folder))
+        except (RunStoreError, sqlite3.DatabaseError, OSError) as exc:
+            skipped.append((str(folder), str(exc)))
+        except (ValueError, TypeError) as exc:
+            skipped.append((str(folder), f"its store holds a value the lab cannot read ({type(exc).__name__}: "
+                                         f"{exc}); it is damaged or was not written by the lab. Start the run again "
+                                         f"in a new folder."))
+    runs.sort(key=lambda r: r.created, reverse=True)
+    return runs, skipped
+
+
+def read_summary(folder: str | os.PathLike) -> RunSummary:
+    """One run's summary, checked to be what the page can show (a status, a name and times it can use)."""
+    with RunReader(folder) as reader:
+        summary = reader.summary()
+    if not isinstance(summary.status, str) or not isinstance(summary.kind, str):
+        raise TypeError(f"status {summary.status!r} and kind {summary.kind!r} must be text")
+    return summary
 
 
 def headline(series: RunSeries) -> dict[str, float]:

@@ -87,6 +87,30 @@ def test_figures_endpoint_marks_the_ratio(client):
     assert "up2" in json.loads(curve["plot"])["layout"]["title"]["text"]
 
 
+def _app_error(client, **fields):
+    with pytest.raises(gradio_client.exceptions.AppError) as info:
+        client.predict(**{**DECODE_ARGS, **fields}, keep=0.5, api_name="/decode")
+    return str(info.value)
+
+
+def test_fields_do_not_load_or_probe_paths_on_the_server(client, tmp_path):
+    # issue 21, item 5: teacher, weights and saved students loaded any path on the server, and their
+    # errors told existing from missing paths. Now: one answer for all, and nothing outside is read.
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "config.json").write_text("{}")
+    teacher = {_app_error(client, teacher=ref).replace(ref, "REF")
+               for ref in ("/etc", str(tmp_path / "secret"), "/no/such/folder", "../../etc")}
+    assert len(teacher) == 1, teacher
+    weights = {_app_error(client, weights=ref).replace(ref, "REF")
+               for ref in ("/etc/passwd", "/etc/no-such-file", str(tmp_path / "secret"), "/proc/self/environ")}
+    assert len(weights) == 1, weights
+    assert "--allow-downloads" in _app_error(client, weights="Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+    refs = ["/etc", str(tmp_path / "secret"), "/no/such/folder"]
+    _, _, _, rows, _ = client.predict(**{**DECODE_ARGS, "decoders": [], "saved": ",".join(refs)}, keep=0.5,
+                                      api_name="/decode")
+    assert len({row["error"].replace(ref, "REF") for row, ref in zip(rows, refs)}) == 1, rows
+
+
 def test_bad_uploads_get_an_error_and_the_app_keeps_serving(client, tmp_path):
     bad = tmp_path / "holiday.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))  # an mp4 header, then garbage
@@ -163,7 +187,9 @@ def test_cli_starts_the_demo_on_loopback(tmp_path):
     import sys
     import urllib.request
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp_path / "tmp")}
+    env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the app turns analytics off itself
     proc = subprocess.Popen([sys.executable, "-m", "lab", "app", "compare", "--port", str(port)],
                             cwd=Path(__file__).resolve().parents[2], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -177,6 +203,9 @@ def test_cli_starts_the_demo_on_loopback(tmp_path):
                 time.sleep(0.5)
         assert body is not None, f"the app did not come up: {proc.poll()=} {proc.stderr.read() if proc.poll() else ''}"
         assert "gradio" in body.lower()
+        assert [p.name.startswith("vaed-compare-app-") for p in (tmp_path / "tmp").iterdir()].count(True) == 1
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # SIGTERM stops it like Ctrl+C: its temporary folder goes with it
+    assert not list((tmp_path / "tmp").glob("vaed-compare-app-*"))

@@ -32,11 +32,19 @@ def runs_root(tmp_path_factory, sample_clips):
     return root
 
 
+@pytest.fixture(autouse=True)
+def _runs_env(monkeypatch):
+    # _app sets the runs folder the way the server is started (never through the session); this
+    # restores the environment after each test
+    monkeypatch.setenv("LAB_DASHBOARD_RUNS", "")
+
+
 def _app(root):
+    # AppTest runs the script in this process: the environment stands for the server's --runs
+    import os
+    os.environ["LAB_DASHBOARD_RUNS"] = str(root)
     from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["runs_dir"] = str(root)
-    return at.run()
+    return AppTest.from_file(APP, default_timeout=120).run()
 
 
 def _no_failure(at):
@@ -180,7 +188,8 @@ def test_runs_folder_comes_from_the_command_line(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(APP, default_timeout=120).run()
     _no_failure(at)
-    assert at.text_input(key="runs_dir").value == str(tmp_path)
+    assert any(str(tmp_path) in c.value for c in at.caption)
+    assert not at.text_input, "the runs folder must not be a field a browser user can change"
     assert at.dataframe[0].value["run"].tolist() == ["cli-run"]
 
 
@@ -205,3 +214,76 @@ def test_every_status_is_listed_and_a_failure_says_why(tmp_path):
         assert _metrics(at)["loss"] == "nan"
     finally:
         live.close()
+
+
+def _sql(run, statement, *args):
+    import sqlite3
+    with sqlite3.connect(run / "store.sqlite") as db:
+        db.execute(statement, args)
+    db.close()
+
+
+def test_samples_outside_the_run_are_never_served(tmp_path):
+    # issue 21, item 3: a store is data; one naming /etc/passwd (or a symlink to it) made the samples
+    # panel serve that file as media
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"not yours")
+    runs = tmp_path / "runs"
+    with RunStore.create(runs / "run", {}) as s:
+        s.log_scalars(0, {"train/loss": 1.0})
+        (runs / "run" / "samples").mkdir(exist_ok=True)
+        (runs / "run" / "samples" / "link.mp4").symlink_to(secret)
+        s.finish()
+    for step, path in ((1, str(secret)), (2, "../../secret.mp4"), (3, "samples/link.mp4"), (4, "/etc/passwd")):
+        _sql(runs / "run", "INSERT INTO samples (step, name, path, wall) VALUES (?, 'triptych', ?, 0)", step, path)
+    at = _app(runs)
+    at.radio(key="panel").set_value("samples").run()
+    _no_failure(at)
+    assert not at.get("video"), "a file outside the run was served"
+    assert len(at.warning) == 1 and "skipped 4 sample(s)" in at.warning[0].value
+    assert "outside the run folder" in at.warning[0].value
+    assert any("no sample clip yet" in i.value for i in at.info)
+
+
+def test_a_sample_inside_the_run_is_served_as_bytes(tmp_path):
+    with RunStore.create(tmp_path / "run", {}) as s:
+        s.log_scalars(0, {"train/loss": 1.0})
+        (tmp_path / "run" / "samples").mkdir(exist_ok=True)
+        (tmp_path / "run" / "samples" / "t.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        s.add_sample(0, "triptych", tmp_path / "run" / "samples" / "t.mp4")
+        s.finish()
+    at = _app(tmp_path)
+    at.radio(key="panel").set_value("samples").run()
+    _no_failure(at)
+    assert len(at.get("video")) == 1 and not at.warning
+
+
+def test_the_runs_folder_cannot_be_changed_from_the_session(tmp_path):
+    # the old sidebar had a "runs folder" field any browser user could point anywhere
+    RunStore.create(tmp_path / "mine" / "run", {}).close()
+    RunStore.create(tmp_path / "other" / "secret-run", {}).close()
+    from streamlit.testing.v1 import AppTest
+    import os
+    os.environ["LAB_DASHBOARD_RUNS"] = str(tmp_path / "mine")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["runs_dir"] = str(tmp_path / "other")
+    at.run()
+    _no_failure(at)
+    assert at.dataframe[0].value["run"].tolist() == ["run"]
+
+
+@pytest.mark.parametrize("key, value", [("status", "{not json"), ("created", '"yesterday"'),
+                                        ("status", "[1, 2]"), ("heartbeat", "[1]")])
+def test_a_store_with_bad_meta_is_skipped_not_the_page(tmp_path, key, value):
+    # issue 21, item 7: one store with bad JSON in its meta table took the whole page down
+    with RunStore.create(tmp_path / "good", {}) as s:
+        s.log_scalars(0, {"train/loss": 1.0})
+        s.finish()
+    with RunStore.create(tmp_path / "bad", {}) as s:
+        s.log_scalars(0, {"train/loss": 1.0})
+        s.finish("running" if key == "heartbeat" else "finished")
+    _sql(tmp_path / "bad", "UPDATE meta SET value = ? WHERE key = ?", value, key)
+    at = _app(tmp_path)
+    _no_failure(at)
+    assert at.dataframe[0].value["run"].tolist() == ["good"]
+    assert len(at.warning) == 1 and "bad" in at.warning[0].value and "cannot read" in at.warning[0].value

@@ -1,6 +1,7 @@
 """lab.runs.view: the dashboard's data shaping and figures, on real run stores written with RunStore."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +163,51 @@ def test_latest_sample_skips_files_that_are_gone(tmp_path):
                Sample(9, "student", "samples/s9.mp4")]
     assert view.latest_sample(samples, tmp_path).step == 4
     assert view.latest_sample(samples, tmp_path, name="student") is None
+
+
+def test_paths_a_store_names_are_confined_to_the_run(tmp_path):
+    # issue 21, item 3: every stored path resolves inside its run folder, symlinks included
+    run, secret = tmp_path / "run", tmp_path / "secret.mp4"
+    (run / "samples").mkdir(parents=True)
+    secret.write_bytes(b"not yours")
+    (run / "samples" / "ok.mp4").write_bytes(b"clip")
+    (run / "samples" / "out.mp4").symlink_to(secret)
+    (run / "samples" / "in.mp4").symlink_to(run / "samples" / "ok.mp4")
+    (run / "escape").symlink_to(tmp_path)
+    assert view.read_run_file(run, "samples/ok.mp4") == b"clip"
+    assert view.read_run_file(run, str(run / "samples" / "in.mp4")) == b"clip"  # absolute, inside
+    for bad in ("samples/out.mp4", "../secret.mp4", str(secret), "/etc/passwd", "escape/secret.mp4",
+                "samples/\x00.mp4", 5):
+        assert view.contained(run, bad) is None, bad
+        with pytest.raises(view.OutsideRunError, match="outside the run folder"):
+            view.read_run_file(run, bad)
+    samples = [Sample(1, "triptych", "samples/ok.mp4"), Sample(2, "triptych", "samples/out.mp4")]
+    assert view.latest_sample(samples, run).step == 1
+    assert [s.step for s in view.refused_samples(samples, run)] == [2]
+    table = view.checkpoints_table([Checkpoint(1, str(secret), None, None, False)], run)
+    assert table["on disk"].tolist() == [False]  # an outside file is not even probed
+
+
+def test_run_files_that_are_not_regular_or_too_big_are_refused(tmp_path):
+    import os
+    (tmp_path / "samples").mkdir()
+    os.mkfifo(tmp_path / "samples" / "pipe.mp4")  # would block a plain open() forever
+    with pytest.raises(view.OutsideRunError, match="not a regular file"):
+        view.read_run_file(tmp_path, "samples/pipe.mp4")
+    (tmp_path / "samples" / "big.mp4").write_bytes(b"x" * 100)
+    with pytest.raises(view.OutsideRunError, match="limit"):
+        view.read_run_file(tmp_path, "samples/big.mp4", limit=10)
+    assert view.video_type("samples/a.webm") == "video/webm" and view.video_type("x.html") == "video/mp4"
+
+
+def test_scan_runs_skips_a_store_with_bad_meta(tmp_path):
+    import sqlite3
+    for name in ("good", "bad"):
+        with RunStore.create(tmp_path / name, {}) as s:
+            s.finish()
+    with sqlite3.connect(tmp_path / "bad" / "store.sqlite") as db:
+        db.execute("UPDATE meta SET value = '{oops' WHERE key = 'config'")
+    db.close()
+    runs, skipped = view.scan_runs(tmp_path)
+    assert [r.name for r in runs] == ["good"]
+    assert [Path(f).name for f, _ in skipped] == ["bad"] and "cannot read" in skipped[0][1]
