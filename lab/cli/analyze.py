@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from lab.cli import table
-from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, parse_size
+from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int
 from lab.errors import LabError
 from lab.models import load_decoder
 
@@ -23,7 +23,7 @@ def add_arguments(p):
     add_device_args(p)
     p.add_argument("--clips", nargs="+", default=["bbb-128"],
                    help="calibration clips: bundled/sample names or video paths (default: the bundled clip)")
-    p.add_argument("--frames", type=int, default=9, help="frames per clip (default 9)")
+    p.add_argument("--frames", type=positive_int, default=9, help="frames per clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop clips to HxW (default: as read)")
     p.add_argument("--random-latents", metavar="TxHxW", default=None,
                    help="analyse N(0,1) latents of this latent size instead of clips (e.g. 2x60x104 for "

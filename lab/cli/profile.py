@@ -3,7 +3,8 @@
 import logging
 
 from lab.cli import table
-from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, parse_size
+from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int,
+                            threads_arg)
 from lab.errors import LabError
 from lab.models import load_decoder
 
@@ -14,14 +15,14 @@ log = logging.getLogger("lab")
 def add_arguments(p):
     add_decoder_args(p)
     add_device_args(p)
-    p.add_argument("--frames", type=int, default=9, help="output frames to decode (1 + t*k, e.g. 9 for Wan; default 9)")
+    p.add_argument("--frames", type=positive_int, default=9, help="output frames to decode (1 + t*k, e.g. 9 for Wan; default 9)")
     p.add_argument("--size", type=parse_size, default=(128, 128), help="output HxW (default 128x128)")
-    p.add_argument("--repeats", type=int, default=3, help="timed decodes; medians are reported (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed decodes; medians are reported (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="decodes before timing (the MAC count is the first; default 1)")
     p.add_argument("--plan", default=None,
                    help="profile the decoder after an operator swap: a plan name (flash-vaed) or STAGE=OP,...")
     p.add_argument("--figure", default=None, help="also write a plotly HTML figure of the profile here")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=threads_arg, default=0,
                    help="torch CPU threads (0: torch's default; 1 gives steadier timings on a shared CPU)")
 
 

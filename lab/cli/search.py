@@ -9,7 +9,8 @@ import logging
 import torch
 
 from lab.cli import table
-from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, parse_size
+from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int,
+                            threads_arg)
 from lab.errors import LabError
 from lab.models import load_decoder
 
@@ -22,7 +23,7 @@ def add_arguments(p):
 
     add_decoder_args(p)
     add_device_args(p)
-    p.add_argument("--frames", type=int, default=9, help="output frames to decode (default 9)")
+    p.add_argument("--frames", type=positive_int, default=9, help="output frames to decode (default 9)")
     p.add_argument("--size", type=parse_size, default=(64, 64), help="output HxW (default 64x64)")
     p.add_argument("--budget", type=float, default=30.0,
                    help="quality budget: least PSNR (dB) of the swapped decoder's output against the unswapped "
@@ -35,9 +36,9 @@ def add_arguments(p):
     p.add_argument("--clip", default=None,
                    help="encode this clip with the decoder's own encoder for the latents (default: N(0,1) latents, "
                         "which need no encoder and suit timing with --weights random)")
-    p.add_argument("--repeats", type=int, default=3, help="timed decodes per candidate; medians are used (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed decodes per candidate; medians are used (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random latents")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=threads_arg, default=0,
                    help="torch CPU threads (0: torch's default; 1 gives steadier timings on a shared CPU)")
 
 

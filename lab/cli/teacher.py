@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from lab import paths
+from lab.cli.common import (add_downloads_arg, apply_downloads_arg, device_arg, positive_int,
+                            threads_arg)
 from lab.teachers.config import TrainConfig, get_preset, presets
 
 HELP = "train a mini teacher VAE on real clips (resumable), or export a run to a diffusers folder"
@@ -20,26 +22,28 @@ def add_arguments(p):
     p.add_argument("--model", default="mini-wan", help=f"what to train: {', '.join(presets())} (default mini-wan)")
     p.add_argument("--run", help="run folder (state.pt, log.jsonl); an existing run is resumed "
                                  "(default runs/teachers/MODEL)")
-    p.add_argument("--steps", type=int, default=3000, help="total optimizer steps (default 3000)")
-    p.add_argument("--batch", type=int, help="clips per step (default 4 for Wan, 2 for LTX)")
-    p.add_argument("--frames", type=int, help="frames per window, 1+4k (Wan, default 5) or 1+8k (LTX, default 9)")
-    p.add_argument("--crop", type=int, help="square crop size in pixels (default 48 Wan, 64 LTX)")
+    p.add_argument("--steps", type=positive_int, default=3000, help="total optimizer steps (default 3000)")
+    p.add_argument("--batch", type=positive_int, help="clips per step (default 4 for Wan, 2 for LTX)")
+    p.add_argument("--frames", type=positive_int,
+                   help="frames per window, 1+4k (Wan, default 5) or 1+8k (LTX, default 9)")
+    p.add_argument("--crop", type=positive_int, help="square crop size in pixels (default 48 Wan, 64 LTX)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (default 100)")
     p.add_argument("--kl-weight", type=float, default=1e-6, help="KL weight (default 1e-6)")
     p.add_argument("--perceptual-weight", type=float, default=0.0,
                    help="LPIPS weight (default 0: off); needs the LPIPS backbone weights")
+    add_downloads_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--short-sides", default="128,256", help="scales the clips are kept at (default 128,256)")
     p.add_argument("--no-wan-clip", action="store_true", help="train without the Wan-generated clip")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu or cuda (bf16 autocast on cuda)")
+    p.add_argument("--threads", type=threads_arg, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="save the training state this often")
     p.add_argument("--export-to", help="export to this diffusers folder every --export-minutes and at the end "
                                        "(train); the destination folder (export; default data/checkpoints/MODEL)")
     p.add_argument("--export-minutes", type=float, default=10.0)
-    p.add_argument("--eval-frames", type=int, default=9, help="held-out clip length for periodic exports; the "
-                                                              "final export uses 17")
+    p.add_argument("--eval-frames", type=positive_int, default=9,
+                   help="held-out clip length for periodic exports; the final export uses 17")
     p.add_argument("--init-from", metavar="RUN_OR_FOLDER",
                    help="warm start a new run from the model weights of this run folder or exported diffusers "
                         "folder (optimizer, step and schedule start fresh; recorded in the card)")
@@ -62,6 +66,7 @@ def add_arguments(p):
 
 def run(args):
     from lab.teachers.export import export_run
+    apply_downloads_arg(args)
     model = args.model
     get_preset(model)  # a clear error for an unknown name
     run_dir = Path(args.run) if args.run else paths.REPO_ROOT / "runs" / "teachers" / model

@@ -12,6 +12,7 @@ are uint8 (T, H, W, 3).
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab.errors import LabError, VideoReadError, VideoShapeError
+from lab.errors import ConfigError, LabError, VideoReadError, VideoShapeError
+
+#: Largest frame the lab decodes (8K UHD, 7680x4320). Decoding allocates a frame before anything can
+#: look at it, and the float copies downstream are 12x larger: a 16000x16000 image would take ~9 GB.
+MAX_FRAME_PIXELS = 7680 * 4320
+#: Largest uint8 clip read_frames returns (frames x H x W x 3 bytes); its float tensor is 4x this.
+MAX_DECODED_BYTES = 2 << 30
+#: Frame rates write_video accepts (encoders fail on zero, negative or absurd rates).
+MAX_FPS = 1000.0
 
 
 def backend() -> str:
@@ -43,10 +52,12 @@ def probe(path: str | os.PathLike) -> dict:
         return _probe_cv2(path)
     import av
     try:
-        with av.open(str(path)) as container:
+        with _open_av(path) as container:
             if not container.streams.video:
                 raise VideoReadError(f"{path} has no video stream.")
             s = container.streams.video[0]
+            if not s.width or not s.height:
+                _refuse_oversized_av(path)
             fps = float(s.average_rate) if s.average_rate else 0.0
             frames = s.frames or 0
             duration = float(s.duration * s.time_base) if s.duration else (
@@ -58,12 +69,64 @@ def probe(path: str | os.PathLike) -> dict:
         raise VideoReadError(f"{path} is not a readable video ({exc}). Re-encode it as mp4 (H.264).") from exc
 
 
+def _open_av(path: Path):
+    # max_pixels: ffmpeg refuses to decode a larger frame while probing, instead of allocating it.
+    import av
+    return av.open(str(path), stream_options=[{"max_pixels": str(MAX_FRAME_PIXELS)}])
+
+
+def _refuse_oversized_av(path: Path) -> None:
+    """The stream's size is unknown after probing: open again with ffmpeg's log captured to learn
+    whether the frames exceed MAX_FRAME_PIXELS (ffmpeg says so, with the size) or the file is damaged.
+    Only this failure path touches the process-wide log level."""
+    import av
+    import av.logging
+    old = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs, _open_av(path):
+            pass
+    except av.error.FFmpegError:
+        pass
+    finally:
+        av.logging.set_level(old)
+    for _, _, message in logs:
+        if "exceeds specified max pixel count" in message:
+            size = message.split("Picture size ")[-1].split(" ")[0].split("x")
+            _too_large(path, *(map(int, size) if len(size) == 2 and all(map(str.isdigit, size)) else (0, 0)))
+    raise VideoReadError(f"{path} is not a readable video (no frame size found). Re-encode it as mp4 (H.264).")
+
+
+def _too_large(path: Path, width: int, height: int) -> None:
+    got = f"{width}x{height}" if width and height else "larger than that"
+    raise VideoReadError(f"{path}: frames of {got} exceed the lab's limit of {MAX_FRAME_PIXELS / 1e6:.1f} "
+                         f"megapixels per frame; downscale it first, e.g. ffmpeg -i IN -vf scale=1280:-2 OUT.mp4.")
+
+
+def _check_decoded_size(path: Path, info: dict, max_frames: int | None, start: int, stride: int) -> None:
+    """Refuse, before decoding, a read whose frames or whole clip would not fit in memory."""
+    w, h = info["width"], info["height"]
+    if w * h > MAX_FRAME_PIXELS:
+        _too_large(path, w, h)
+    total = info["frames"] if info["frames"] > 0 else None
+    frames = -(-max(total - start, 0) // stride) if total else None
+    frames = max_frames if frames is None else (frames if max_frames is None else min(frames, max_frames))
+    if frames and frames * w * h * 3 > MAX_DECODED_BYTES:
+        fit = max(1, MAX_DECODED_BYTES // (w * h * 3))
+        raise VideoReadError(f"{path}: {frames} frames of {w}x{h} would take {frames * w * h * 3 / 2**30:.3g} GiB "
+                             f"decoded, over the lab's {MAX_DECODED_BYTES / 2**30:.3g} GiB limit; read at most "
+                             f"{fit} frames (--frames), or downscale the video first.")
+
+
 def read_frames(path: str | os.PathLike, max_frames: int | None = None, start: int = 0,
                 stride: int = 1) -> np.ndarray:
-    """Decode frames ``start, start+stride, ...`` (at most ``max_frames``) as uint8 (T, H, W, 3)."""
+    """Decode frames ``start, start+stride, ...`` (at most ``max_frames``) as uint8 (T, H, W, 3).
+    The size is probed first: frames over MAX_FRAME_PIXELS or a clip over MAX_DECODED_BYTES are
+    refused before anything is allocated."""
     path = _check_exists(path)
     if start < 0 or stride < 1:
         raise VideoReadError(f"read_frames: start must be >= 0 and stride >= 1, got {start} and {stride}")
+    _check_decoded_size(path, probe(path), max_frames, start, stride)
     if backend() == "cv2":
         frames = _read_cv2(path, max_frames, start, stride)
     else:
@@ -78,7 +141,7 @@ def _read_av(path: Path, max_frames, start, stride) -> list[np.ndarray]:
     import av
     frames = []
     try:
-        with av.open(str(path)) as container:
+        with _open_av(path) as container:
             if not container.streams.video:
                 raise VideoReadError(f"{path} has no video stream.")
             stream = container.streams.video[0]
@@ -127,7 +190,7 @@ def _probe_cv2(path: Path) -> dict:
     cv2, cap = _open_cv2(path)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        frames = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # images report a huge negative count
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         cap.release()
@@ -211,19 +274,39 @@ def write_video(path: str | os.PathLike, video, fps: float = 24.0, crf: int = 18
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise VideoShapeError(f"write_video takes uint8 (T, H, W, 3) frames or a video tensor, got "
                               f"{frames.dtype} {frames.shape}")
+    fps = check_fps(fps)
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; write the video to a file in it, e.g. {path / 'video.mp4'}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.mp4")
-    if backend() == "cv2":
-        _write_cv2(tmp, frames, fps)
+    try:
+        (_write_cv2 if backend() == "cv2" else _write_av)(tmp, frames, fps, crf)
         os.replace(tmp, path)
-        return path
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a file behind, whatever stopped the write
+        raise
+    return path
+
+
+def check_fps(fps) -> float:
+    """A frame rate the encoders take: finite, > 0 and at most MAX_FPS (0 would silently become 24)."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and 0 < value <= MAX_FPS):
+        raise ConfigError(f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r}; e.g. 16 or 24.")
+    return value
+
+
+def _write_av(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     import av
     from fractions import Fraction
-    with av.open(str(tmp), mode="w") as container:
+    with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -233,12 +316,11 @@ def write_video(path: str | os.PathLike, video, fps: float = 24.0, crf: int = 18
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
-def _write_cv2(path: Path, frames: np.ndarray, fps: float) -> None:
-    # OpenCV's pip wheels carry no H.264 encoder: mp4v plays in players, not in every browser.
+def _write_cv2(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
+    # OpenCV's pip wheels carry no H.264 encoder: mp4v plays in players, not in every browser (and
+    # takes no crf).
     import cv2
     h, w = frames.shape[1:3]
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))

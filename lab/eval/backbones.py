@@ -7,9 +7,11 @@
   variants in blocks A/C/E), keys as in ``pt_inception-2015-12-05-6726825d.pth``; 2048-d pool features.
 - :func:`build_videomae`: ``transformers``' VideoMAE configured for 8-frame clips, for video FID.
 
-Weights never ship with the lab. They load from ``$LAB_METRIC_WEIGHTS`` (default ``data/metric_weights``);
-when a file is missing the lab tries its public URL once (unless offline) and otherwise raises an
-error naming the file, the folder and where to get it.
+Weights never ship with the lab. They load from ``$LAB_METRIC_WEIGHTS`` (default ``data/metric_weights``).
+A missing file is an error naming the file, the folder and where to get it. The lab downloads it from
+its public URL only when the user allowed downloads (``LAB_ALLOW_DOWNLOADS=1``, or a command's
+``--allow-downloads``) and the machine is not marked offline: a configured perceptual loss must never
+reach the network behind the user's back.
 """
 
 from __future__ import annotations
@@ -43,27 +45,41 @@ def _offline() -> bool:
     return any(os.environ.get(k, "") not in ("", "0") for k in ("HF_HUB_OFFLINE", "LAB_OFFLINE"))
 
 
+def downloads_allowed() -> bool:
+    """True only when the user asked for downloads (LAB_ALLOW_DOWNLOADS=1) and nothing marks the machine offline."""
+    return os.environ.get("LAB_ALLOW_DOWNLOADS", "") not in ("", "0") and not _offline()
+
+
 def weight_file(name: str, metric: str) -> Path:
-    """Local path of a public weights file, downloading it once when the network allows."""
+    """Local path of a public weights file; downloaded once only when downloads_allowed()."""
     path = weights_dir() / name
     if path.exists():
         return path
     url = WEIGHT_FILES[name]
-    reason = "offline mode (HF_HUB_OFFLINE / LAB_OFFLINE)"
-    if not _offline():
+    if _offline():
+        reason = "offline mode (HF_HUB_OFFLINE / LAB_OFFLINE)"
+    elif not downloads_allowed():
+        reason = "downloads are off; LAB_ALLOW_DOWNLOADS=1 or --allow-downloads lets the lab fetch it"
+    else:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            with urllib.request.urlopen(url, timeout=15) as r, open(tmp, "wb") as f:
-                f.write(r.read())
-            tmp.replace(path)
-            return path
+            return _download(url, path)
         except OSError as exc:
-            path.with_suffix(".part").unlink(missing_ok=True)
             reason = f"download failed: {exc}"
     raise WeightsNotFoundError(
         f"{metric} needs the weights file {path} ({reason}). Download {url} on a machine with network "
         f"access and put it at {path} (or point LAB_METRIC_WEIGHTS at the folder that holds it).")
+
+
+def _download(url: str, path: Path) -> Path:
+    tmp = path.with_suffix(".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=15) as r, open(tmp, "wb") as f:
+            f.write(r.read())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _load_state(path: Path) -> dict:

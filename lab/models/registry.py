@@ -122,16 +122,19 @@ def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
             f"diffusers config.json.")
     try:
         meta = json.loads(meta_path.read_text())
-        kind = meta["adapter"]
-    except (ValueError, KeyError) as exc:
+    except (ValueError, OSError) as exc:
         raise CheckpointError(f"{meta_path} is corrupted ({exc}); re-save the decoder.") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("adapter"), str):
+        raise CheckpointError(f"{meta_path} is corrupted: expected a JSON object naming its 'adapter', got "
+                              f"{json.dumps(meta)[:80]}; re-save the decoder.")
+    kind = meta["adapter"]
     _load_catalog()
     if kind not in _ADAPTERS:
         raise CheckpointError(f"{folder} was saved by an adapter '{kind}' this lab does not know "
                               f"(known: {', '.join(sorted(_ADAPTERS))}); update the lab.")
     try:
         dec = _ADAPTERS[kind].from_saved(folder, meta)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:  # TypeError: a field of the wrong type
         raise CheckpointError(f"could not load the decoder saved at {folder}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}. The files may be corrupted "
                               f"or from a different model; re-save it.") from exc
@@ -146,7 +149,7 @@ def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
     from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
 
     cfg_path = folder / "config.json" if (folder / "config.json").exists() else folder / "vae" / "config.json"
-    cls_name = json.loads(cfg_path.read_text()).get("_class_name", "")
+    cls_name = _class_name(cfg_path)
     pairs = {"AutoencoderKLWan": (AutoencoderKLWan, WanDecoderAdapter),
              "AutoencoderKLLTXVideo": (AutoencoderKLLTXVideo, LTXDecoderAdapter)}
     if cls_name not in pairs:
@@ -156,3 +159,17 @@ def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
     vae = load_diffusers_model(cls, str(folder), config={}, hub_subfolder=None, what=cls_name,
                                device=device, dtype=dtype)
     return adapter(folder.name, vae).eval()
+
+
+def _class_name(cfg_path: Path) -> str:
+    """The ``_class_name`` of a diffusers config.json, or a CheckpointError saying the file is broken."""
+    from lab.errors import CheckpointError
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"{cfg_path} is not valid JSON ({exc}); restore the folder's config.json "
+                              f"(download it again, or save the VAE again with save_pretrained).") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path} is not a diffusers config (a JSON object with _class_name); restore "
+                              f"the folder's config.json (download it again, or save the VAE with save_pretrained).")
+    return str(cfg.get("_class_name") or "")
