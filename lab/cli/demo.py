@@ -5,6 +5,7 @@ import logging
 import torch
 
 from lab.cli import table
+from lab.cli.common import device_arg, threads_arg
 
 HELP = "run the whole method at small scale (analyze, prune, swap, distill, eval, bench) and write a report"
 DESCRIPTION = ("The lab's main job on the embedded default: mini-wan, the bundled clip and fetched sample clips when "
@@ -15,12 +16,18 @@ log = logging.getLogger("lab")
 
 
 def add_arguments(p):
-    p.add_argument("--out", default="runs/demo", help="where to write the outputs (default runs/demo)")
+    p.add_argument("--out", default="runs/demo",
+                   help="where to write the outputs (default runs/demo): a new or empty folder, or an earlier demo's "
+                        "(its outputs are replaced)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even if it holds other files: the demo's own files are replaced, the "
+                        "others kept")
     p.add_argument("--teacher", default="mini-wan", help="teacher to start from (default mini-wan)")
     p.add_argument("--quick", action="store_true",
                    help="fewer frames, smaller clips, a few distillation steps (about a minute; what the tests run)")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where every step runs")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--device", default="cpu", type=device_arg,
+                   help="cpu (default), cuda or cuda:N: where every step runs")
+    p.add_argument("--threads", type=threads_arg, default=None,
                    help="torch CPU threads (default 1 on CPU, so shared-CPU ratios stay steady; torch's choice on a GPU)")
 
 
@@ -34,7 +41,7 @@ def run(args):
         torch.set_num_threads(max(1, threads))
     settings = (quick_settings if args.quick else full_settings)(args.teacher)
     settings.device = str(device)
-    return run_demo(args.out, settings)
+    return run_demo(args.out, settings, overwrite=args.overwrite)
 
 
 def render(r) -> str:

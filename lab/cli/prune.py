@@ -7,9 +7,10 @@ import json
 import logging
 from pathlib import Path
 
-from lab.cli.common import DTYPES, device_of, parse_size
+from lab.cli.common import DTYPES, device_arg, device_of, parse_size, positive_int
 from lab.errors import ConfigError
 from lab.models import load_decoder
+from lab.models.interface import check_save_target
 
 HELP = "prune a teacher into a narrower student (independence-aware by default) and save it"
 log = logging.getLogger("lab")
@@ -41,7 +42,7 @@ def add_arguments(p):
     p.add_argument("--clips", nargs="+", default=["bbb-128"],
                    help="calibration clips (default: the bundled clip; at small keep ratios pass several varied ones, "
                         "e.g. bbb-128 bigbuckbunny bikes)")
-    p.add_argument("--frames", type=int, default=9, help="frames per calibration clip (default 9)")
+    p.add_argument("--frames", type=positive_int, default=9, help="frames per calibration clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop calibration clips to HxW")
     p.add_argument("--no-fold", action="store_true", help="slice weights only (no least-squares fold)")
     p.add_argument("--ridge", type=float, default=None,
@@ -51,9 +52,13 @@ def add_arguments(p):
                    help="Wan: narrowed groups' RMS norms divide by the teacher's rms estimated from the kept "
                         "channels (higher PSNR before training; LTX students always do this)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg)
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    p.add_argument("--out", required=True, help="folder to save the student in")
+    p.add_argument("--out", required=True, help="folder to save the student in (new, empty, or a decoder the lab "
+                                                "saved, which is replaced)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="save into --out even if it holds other files: the decoder's files (config.json, the "
+                        "safetensors, lab_decoder.json) are written over, other files are kept")
 
 
 def _operators(text: str | None):
@@ -76,6 +81,7 @@ def run(args):
     from lab.prune import prune
     from lab.prune.plan import flash_vaed_keep
 
+    check_save_target(Path(args.out), args.overwrite)  # refused before the pruning, not after it
     teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
     operators = _operators(args.operators)
     if args.plan:
@@ -94,7 +100,17 @@ def run(args):
                           ridge=FOLD_RIDGE if args.ridge is None else args.ridge, fold_norms=args.fold_norms,
                           refine=args.refine, refine_swaps=args.refine_swaps,
                           sensitivity_probes=args.sensitivity_probes)
-    student.save(out)
+    student.save(out, overwrite=args.overwrite)
     log.info("saved %s (%d decoder params, teacher %d)", out, info["decoder_params"], info["teacher_decoder_params"])
     info.pop("transfer", None)
     return {"out": str(out), **info}
+
+
+def render(r: dict) -> str:
+    share = r["decoder_params"] / max(1, r["teacher_decoder_params"])
+    lines = [f"saved {r['out']}: {r['decoder_params']} decoder params, {share:.1%} of {r['teacher']}'s "
+             f"{r['teacher_decoder_params']} (criterion {r['criterion']})",
+             "widths: " + ", ".join(f"{g}={w}" for g, w in r.get("widths", {}).items())]
+    if r.get("operators"):
+        lines.append(f"operators: {r['operators']}")
+    return "\n".join(lines)

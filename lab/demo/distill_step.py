@@ -5,7 +5,6 @@ pruned and swapped student. Everything the demo needs from the trainer goes thro
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 log = logging.getLogger("lab")
@@ -73,10 +72,15 @@ def progress_logger(steps: int):
 
 
 def distill_student(teacher, student, clips: list[str], *, steps: int, frames: int, size: tuple[int, int],
-                    run_dir: Path, val_clips: list[str] = (), seed: int = 0, device: str = "cpu"):
+                    run_dir: Path, val_clips: list[str] = (), seed: int = 0, device: str = "cpu",
+                    overwrite: bool = False):
     """Distil ``student`` from ``teacher`` on ``clips`` for at most ``steps`` steps (fewer when the
     phases plateau). Returns (student, info). When the trainer is not available the student comes back
-    unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so."""
+    unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so.
+
+    The run goes to ``run_dir`` and the student it starts from to ``<run_dir>-init``. A previous demo's
+    run there is replaced (only the run's own files: lab.distill.run_folder); a folder holding anything
+    else is refused unless ``overwrite``."""
     import torch
 
     ok, why = trainer_available()
@@ -84,17 +88,19 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
         log.warning("distill: skipped: %s; the student is evaluated undistilled", why)
         return student, {"status": "skipped", "reason": why, "steps": 0}
     from lab.distill import distill
+    from lab.distill.run_folder import check_run_target
     from lab.models import load_decoder
+    from lab.runs.store import is_run
 
     run_dir = Path(run_dir)
-    if run_dir.exists():
-        # A previous demo's run in the same --out: the demo starts its distillation afresh every time.
+    replace = is_run(run_dir)  # a previous demo's run in the same --out: the demo starts it afresh every time
+    check_run_target(run_dir, overwrite or replace)  # before anything is written
+    if replace:
         log.info("      replacing the previous distillation run in %s", run_dir)
-        shutil.rmtree(run_dir)
-    init = student.save(run_dir.parent / f"{run_dir.name}-init")
+    init = student.save(run_dir.parent / f"{run_dir.name}-init", overwrite=overwrite)
     config = distill_config(teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
                             size=size, seed=seed, threads=torch.get_num_threads(), device=device)
-    final = distill(config, run_dir, callbacks=[progress_logger(steps)])
+    final = distill(config, run_dir, callbacks=[progress_logger(steps)], overwrite=overwrite or replace)
     trained = load_decoder(final["last"], device=student.device, dtype=student.dtype)
     info = {k: final.get(k) for k in ("step", "phases", "metrics", "store", "last", "warnings")}
     return trained, {"status": "ok", "steps": final["step"], "max_steps": steps, "run": str(run_dir),

@@ -1,11 +1,16 @@
 """The main job, step by step: analyze -> prune (Flash-VAED widths; independence vs random/magnitude at
 the same width) -> operator swap -> short distillation -> eval on a held-out clip -> bench -> profile
--> report. Each step logs on stderr; ``run_demo`` returns the results dict that results.json holds."""
+-> report. Each step logs on stderr; ``run_demo`` returns the results dict that results.json holds.
+
+The demo writes only into its own --out folder: a new or empty one, or an earlier demo's (marked by
+``lab_demo.json``), whose outputs it replaces file by file (other files in it are kept); any other folder
+is refused before the first step unless ``overwrite``. One demo at a time writes a folder (``lab.runs.lock``)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import logging
 import time
 from pathlib import Path
@@ -52,13 +57,57 @@ def load_teacher(name: str, device: str = "cpu"):
         return load_decoder(name, weights="random", device=device), False
 
 
-def run_demo(out: str | Path, s: DemoSettings) -> dict:
+DEMO_MARKER = "lab_demo.json"
+#: The decoder folders and the distillation run the demo writes under --out.
+DECODER_OUTPUTS = ("student", "students/pruned", "distill-init")
+RUN_OUTPUT = "distill"
+
+
+def run_demo(out: str | Path, s: DemoSettings, overwrite: bool = False) -> dict:
+    from lab.runs.lock import RunLock
+    out = Path(out)
+    check_outputs(out, overwrite)
+    with RunLock(out):
+        (out / DEMO_MARKER).write_text(json.dumps({"kind": "demo", "written_by": "python -m lab demo"}) + "\n")
+        return _run_demo(out, s, overwrite)
+
+
+def check_outputs(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an --out (or a folder in it the demo writes) that holds files not written
+    by the lab, unless ``overwrite``."""
+    from lab.distill.run_folder import check_run_target
+    from lab.models.interface import FolderNotEmptyError, check_save_target
+    from lab.runs.store import is_run, is_run_leftover
+    if out.exists() and not out.is_dir():
+        raise FolderNotEmptyError(f"--out {out} is a file, not a folder; choose another --out.")
+    if overwrite:
+        return
+    if out.is_dir() and not is_demo_folder(out) and any(not is_run_leftover(p.name) for p in out.iterdir()):
+        raise FolderNotEmptyError(f"--out {out} is not empty and is not a demo's folder (no {DEMO_MARKER}); choose "
+                                  f"a new or empty --out, or pass --overwrite to write the demo into it (its own "
+                                  f"files are replaced, other files kept).")
+    for sub in DECODER_OUTPUTS:
+        check_save_target(out / sub)
+    if not is_run(out / RUN_OUTPUT):
+        check_run_target(out / RUN_OUTPUT)
+
+
+def is_demo_folder(out: Path) -> bool:
+    """A folder the demo wrote: its marker, or (demos before the marker) a results.json of the demo's schema."""
+    if (out / DEMO_MARKER).is_file():
+        return True
+    try:
+        results = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(results, dict) and "schema_version" in results and "settings" in results
+
+
+def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
     from lab.analysis import analyze, calibration_latents
     from lab.prune import FLASH_VAED_KEEP, prune
 
     t_start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s.seed)
     steps = StepLog()
     teacher, trained = load_teacher(s.teacher, s.device)
@@ -89,12 +138,13 @@ def run_demo(out: str | Path, s: DemoSettings) -> dict:
         from lab.demo.distill_step import distill_student
         student, dinfo = distill_student(teacher, swapped, s.calibration_clips, steps=s.distill_steps,
                                          frames=s.calib_frames, size=s.calib_size, run_dir=out / "distill",
-                                         val_clips=s.distill_val_clips, seed=s.seed, device=s.device)
+                                         val_clips=s.distill_val_clips, seed=s.seed, device=s.device,
+                                         overwrite=overwrite)
         entry["status"] = dinfo["status"]
     distilled = dinfo["status"] == "ok"
     student.name = f"{teacher.name}-flash-vaed" + ("" if distilled else "-undistilled")
-    student_dir = student.save(out / "student")
-    pruned_dir = pruned["independence"].save(out / "students" / "pruned")
+    student_dir = student.save(out / "student", overwrite=overwrite)
+    pruned_dir = pruned["independence"].save(out / "students" / "pruned", overwrite=overwrite)
 
     with steps.step("eval", f"held-out clip {s.heldout_note}"):
         decoders = {"pruned-independence": pruned["independence"],

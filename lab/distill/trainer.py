@@ -7,11 +7,18 @@ maybe checkpoint. Phases switch on a plateau of a smoothed metric or at max_step
 recorded in the run store. The student may be any VideoDecoder with ``decode_with_grad``; a phase made
 only of feature terms is skipped (reason 'no feature taps') when the student has no comparable stages.
 
-Durability: checkpoints are folders written under a temporary name and renamed into place
-(safetensors weights + a weights_only-loadable state file); ``resume=True`` reloads the newest one,
-forgets store rows logged after it and continues with the same data order, optimizer, EMA and
-schedule state, so it logs the same losses as an uninterrupted run. SIGTERM / Ctrl-C mark the run
-``interrupted``; any other exception marks it ``failed`` with the error text.
+Durability: one process writes a run folder at a time (``lab.runs.lock``; a second is refused with the
+first one's pid, a killed one's lock is gone with it). Checkpoints are folders written under a temporary
+name and renamed into place (safetensors weights + a weights_only-loadable state file); ``best/`` and
+``last/`` are swapped in whole (``VideoDecoder.save``). ``resume=True`` reloads the newest checkpoint that
+can be read (an unreadable one is set aside as ``unreadable-step-*`` and the one before it is used),
+forgets the store rows and step events logged after it and continues with the same data order, optimizer,
+EMA and schedule state. The losses it logs are then bit-identical to an uninterrupted run's on the same
+machine and threads: loss terms are summed in name order, not in the config's key order (a resumed run
+reads its config back from config.json, whose keys are sorted). SIGTERM / Ctrl-C mark the run
+``interrupted``; any other exception marks it ``failed`` with the error text, except a resume that fails
+before it changed anything, which leaves the run's status as it was. See ``lab.distill.run_folder`` for
+which folders a run may be written into and what ``overwrite`` replaces.
 
 Scale-out: under ``torchrun`` (WORLD_SIZE > 1) the student is wrapped in DistributedDataParallel
 (gloo on CPU, nccl on CUDA), each rank draws its own windows (seed + rank), logged losses are
@@ -42,8 +49,10 @@ from lab.distill.hooks import Callback, RunStoreLogger, StepState, as_callback
 from lab.distill.losses import (LOSSES, NEEDS, PIXEL_TERMS, LossInputs, PatchGAN3D, adaptive_gan_factor,
                                discriminator_hinge)
 from lab.distill.schedule import FeatureWeightDecay, PlateauDetector, lr_at
-from lab.errors import ConfigError, LabError, WeightsNotFoundError
+from lab.distill.run_folder import UNREADABLE_PREFIX, open_run_folder, run_config
+from lab.errors import CheckpointError, ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
+from lab.models.interface import exchange_paths
 from lab.runs.store import RunReader, RunStore
 
 log = logging.getLogger("lab")
@@ -210,7 +219,10 @@ class Trainer:
         try:
             self._setup(resume)
         except BaseException as exc:
-            self._fail(exc)
+            if resume and self.store:
+                self._resume_failed(exc)
+            else:
+                self._fail(exc)
             raise
 
     # -- setup ------------------------------------------------------------------------------------
@@ -223,7 +235,7 @@ class Trainer:
         # A run resumed before it saved its student (it stopped during setup) builds it now: the same
         # config and seed give the same student.
         if self.env.main and (not resume or not (init / "lab_decoder.json").exists()):
-            build_student(cfg, self.teacher).save(init)
+            build_student(cfg, self.teacher).save(init, overwrite=True)  # the run's own folder
         self.env.barrier()
         if not (init / "lab_decoder.json").exists():
             raise ConfigError(f"cannot resume {self.out}: its initial student folder {init} is missing.")
@@ -285,7 +297,8 @@ class Trainer:
     def _warn(self, text: str):
         log.warning("%s", text)
         self.warnings.append(text)
-        if self.store:
+        # Once per run: a resumed run meets the same conditions again (e.g. no LPIPS weights) in its setup.
+        if self.store and text not in {e.get("message") for e in self.store.events("warning")}:
             self.store.log_event(self.step, "warning", {"message": text})
 
     def _new_phase_state(self):
@@ -361,7 +374,10 @@ class Trainer:
             g["lr"] = lr
         batch, frames, crop = ph.batch or cfg.data.batch, ph.frames or cfg.data.frames, ph.crop or cfg.data.crop
         real, z = self.data.sample(batch, frames, crop, self.gen)
-        weights = self._active_losses(ph)
+        # Terms are computed and summed in name order, not in the config's key order: a resumed run reads
+        # its config back from config.json (keys sorted), and a different summation order alone makes the
+        # losses of a resumed run drift (~1e-4 after a few steps) from those of an uninterrupted one.
+        weights = dict(sorted(self._active_losses(ph).items()))
         need_feats = "feature" in weights
         if self.teacher_taps is not None:
             self.teacher_taps.collect()
@@ -510,7 +526,7 @@ class Trainer:
             metrics = self._validation_metrics()
             if metrics.get(BEST_METRIC, -math.inf) > self.best:
                 self.best, self.best_step = metrics[BEST_METRIC], self.step
-                self._eval_model().save(self.out / "best")
+                self._eval_model().save(self.out / "best", overwrite=True)
                 self.store.log_event(self.step, "best", {BEST_METRIC: self.best})
             if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                 self._sample()
@@ -556,7 +572,8 @@ class Trainer:
         return self.out / "checkpoints"
 
     def _complete_checkpoints(self) -> list[Path]:
-        """Checkpoint folders whose state file was written (the last file a checkpoint writes), oldest first."""
+        """Checkpoint folders whose state file was written (the last file a checkpoint writes), oldest first.
+        All of them are this run's: a run folder holds one run (lab.distill.run_folder)."""
         return sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
 
     def _latest_ckpt_name(self) -> str | None:
@@ -592,10 +609,12 @@ class Trainer:
         torch.save({**self._state(), "data_rng": gens}, tmp / CKPT_STATE)
         (tmp / "meta.json").write_text(json.dumps({"step": self.step, "phase": self.cfg.phases[
             min(self.phase_idx, len(self.cfg.phases) - 1)].name, "best_step": self.best_step}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        self._eval_model().save(self.out / "last")
+        if final.exists() and exchange_paths(tmp, final):
+            shutil.rmtree(tmp)  # this step's earlier checkpoint (the run's end writes its last step again)
+        else:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        self._eval_model().save(self.out / "last", overwrite=True)
         is_best = self.best_step == self.step
         self.store.add_checkpoint(self.step, final, BEST_METRIC, self.best if is_best else None, is_best=is_best)
         self._prune_checkpoints()
@@ -609,33 +628,60 @@ class Trainer:
         best_path = self.store.resolve(best.path).resolve() if best else None
         for p in done[:-keep]:
             if best_path is None or p.resolve() != best_path:
-                shutil.rmtree(p, ignore_errors=True)
-                self.store.remove_checkpoint(int(p.name.split("-")[1]))
+                # Forgotten first, then renamed away whole: a kill in between leaves neither a listed
+                # checkpoint without files nor a half-deleted one (the temporary name is cleared on resume).
+                self.store.remove_checkpoint(_ckpt_step(p))
+                trash = p.with_name(f".{p.name}.deleted")
+                shutil.rmtree(trash, ignore_errors=True)
+                os.replace(p, trash)
+                shutil.rmtree(trash, ignore_errors=True)
 
     def _load_latest_checkpoint(self):
-        from safetensors.torch import load_file
-        latest = self._latest_ckpt_name()
-        if latest is None:
-            # Stopped before its first checkpoint: nothing to restore, so the run starts over in place
-            # (refusing would leave a folder that can be neither resumed nor started again).
+        """Restore the newest checkpoint that can be read; rank 0 chooses, every rank loads that one."""
+        picked = self._pick_checkpoint() if self.env.main else None
+        path = self.env.broadcast(str(picked[0]) if picked else None)
+        if path is None:
+            # Stopped before its first checkpoint (or none can be read): nothing to restore, so the run starts
+            # over in place (refusing would leave a folder that can be neither resumed nor started again).
             if self.store:
                 self.store.truncate_after(-1)  # what the stopped attempt logged is re-logged from step 0
             self._warn(f"{self.out} has no complete checkpoint yet (the run stopped before its first one); "
                        f"starting it from step 0.")
             return
-        path = Path(latest)
-        tensors = load_file(str(path / CKPT_WEIGHTS), device=str(self.device))
+        tensors, state = picked[1:] if picked else _read_checkpoint(Path(path), self.device)
+        self._restore(Path(path), tensors, state)
+
+    def _pick_checkpoint(self):
+        """(path, tensors, state) of the newest readable checkpoint, or None. Unreadable ones (a disk error,
+        a file cut short) are set aside as ``unreadable-step-*``, with an event saying why."""
+        for path in reversed(self._complete_checkpoints()):
+            try:
+                return (path, *_read_checkpoint(path, self.device))
+            except CheckpointError as exc:
+                aside = path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1])
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(path, aside)
+                log.warning("%s; set aside as %s, resuming from the checkpoint before it", exc, aside)
+                if self.store:
+                    self.store.log_event(_ckpt_step(path), "checkpoint_skipped",
+                                         {"checkpoint": str(path), "moved_to": str(aside), "reason": str(exc)})
+        return None
+
+    def _restore(self, path: Path, tensors: dict, state: dict):
         group = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
-        self.student.load_state_dict(group("student."))
-        self.model.aligner.load_state_dict(group("heads."))
-        if self.ema is not None and group("ema."):
-            self.ema.load_state_dict(group("ema."))
-        if self.disc is not None and group("disc."):
-            self.disc.load_state_dict(group("disc."))
-        state = torch.load(path / CKPT_STATE, map_location=self.device, weights_only=True)
-        self.opt.load_state_dict(state["optimizer"])
-        if self.opt_d is not None and state["opt_d"] is not None:
-            self.opt_d.load_state_dict(state["opt_d"])
+        try:
+            self.student.load_state_dict(group("student."))
+            self.model.aligner.load_state_dict(group("heads."))
+            if self.ema is not None and group("ema."):
+                self.ema.load_state_dict(group("ema."))
+            if self.disc is not None and group("disc."):
+                self.disc.load_state_dict(group("disc."))
+            self.opt.load_state_dict(state["optimizer"])
+            if self.opt_d is not None and state["opt_d"] is not None:
+                self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path} does not match this run's student or losses ({str(exc).splitlines()[0]});"
+                                  f" resume with the run's own config (drop --config).") from None
         self.step, self.phase_idx, self.phase_step = state["step"], state["phase_idx"], state["phase_step"]
         self.best, self.best_step = state["best"], state["best_step"]
         if self.phase_idx < len(self.cfg.phases):
@@ -654,8 +700,21 @@ class Trainer:
         self.resumed_from = str(path)
         if self.store:
             self.store.truncate_after(self.step)
+            self._restore_checkpoint_records(path)
             self.store.log_event(self.step, "resumed", {"checkpoint": str(path)})
         log.info("resumed %s from %s (step %d, phase %d)", self.out, path, self.step, self.phase_idx)
+
+    def _restore_checkpoint_records(self, path: Path):
+        """The store's checkpoint list as it was when ``path`` was written: truncation dropped the later
+        ones (and with a later best, the best mark), and a kill may have come before ``path`` was listed."""
+        listed = {c.step: c for c in self.store.checkpoints()}
+        if self.step not in listed:
+            is_best = self.best_step == self.step
+            self.store.add_checkpoint(self.step, path, BEST_METRIC, self.best if is_best else None, is_best=is_best)
+            listed = {c.step: c for c in self.store.checkpoints()}
+        best = listed.get(self.best_step)
+        if best is not None and not best.is_best:
+            self.store.add_checkpoint(best.step, self.store.resolve(best.path), BEST_METRIC, self.best, is_best=True)
 
     # -- the end ----------------------------------------------------------------------------------
     def _finish(self) -> dict:
@@ -684,6 +743,13 @@ class Trainer:
         self._emit("on_end", final)
         return final
 
+    def _resume_failed(self, exc: BaseException):
+        """A resume that failed in its setup changed nothing the run had: its status (e.g. finished) stays."""
+        text = f"{type(exc).__name__}: {exc}"
+        self.store.log_event(self.store.last_step() or 0, "resume_failed", {"message": text})
+        previous = self.store.previous_status
+        self.store.finish(previous if previous in ("finished", "failed") else "interrupted")
+
     def _fail(self, exc: BaseException):
         if isinstance(exc, KeyboardInterrupt):
             if self.store:
@@ -704,23 +770,49 @@ def _changed_keys(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+def _ckpt_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[1])
+
+
+def _read_checkpoint(path: Path, device) -> tuple[dict, dict]:
+    """(tensors, state) of a checkpoint folder; CheckpointError when a file cannot be read or is incomplete."""
+    from safetensors.torch import load_file
+    try:
+        tensors = load_file(str(path / CKPT_WEIGHTS), device=str(device))
+        state = torch.load(path / CKPT_STATE, map_location=device, weights_only=True)
+    except Exception as exc:  # a cut or damaged file fails in many ways (safetensors, pickle, zip, OS errors)
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in ("step", "phase_idx", "phase_step", "optimizer", "data_rng", "torch_rng")
+               if not isinstance(state, dict) or k not in state]
+    if missing or not any(k.startswith("student.") for k in tensors):
+        raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or 'the student weights'})")
+    return tensors, state
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def distill(config, out, resume: bool = False, callbacks=()) -> dict:
+def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = False) -> dict:
     """Run (or resume) a distillation into the run folder ``out``; returns the final dict (also stored
     in the run store's meta as ``final``). ``config``: a path, a dict or a DistillConfig; with
-    ``resume`` and ``config=None`` the run's own config.json is used."""
+    ``resume`` and ``config=None`` the run's own config.json is used. ``out`` must be new, empty or (with
+    ``resume``) a run; ``overwrite`` starts a run in any other folder, replacing only a run's own files
+    there (``lab.distill.run_folder``). The process holds the run's lock until it returns."""
     out = Path(out)
     if config is None:
         if not resume:
             raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
-        config = json.loads((out / "config.json").read_text())
+        config = run_config(out)
     cfg = load_config(config)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = DistEnv(cfg.device)
+    try:
+        lock = open_run_folder(out, resume, overwrite) if env.main else None
+    except BaseException:
+        env.close()
+        raise
     old = None
     try:
         import threading
@@ -733,4 +825,6 @@ def distill(config, out, resume: bool = False, callbacks=()) -> dict:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+        if lock is not None:
+            lock.release()
         env.close()

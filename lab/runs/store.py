@@ -28,8 +28,11 @@ Scalar key conventions (what the dashboard and notebooks plot; a trainer may add
     val/<metric>                validation vs the real clip: val/psnr, val/ssim, val/vmaf, ...
     val/<metric>_vs_teacher     validation vs the teacher's decode
     val/retention               student PSNR / teacher PSNR vs the real clip
-Event kinds: phase, eval, checkpoint, resume, error. Sample names: ``triptych`` (real | teacher |
-student, side by side, mp4) and optionally ``student``.
+Event kinds logged by the steps (a resumed run forgets those after its checkpoint and logs them again):
+    phase, phase_end, eval, best
+Event kinds of the run's sessions (kept: ``SESSION_EVENTS``):
+    resume, resumed, interrupted, error, resume_failed, warning, config_changed, checkpoint_skipped
+Sample names: ``triptych`` (real | teacher | student, side by side, mp4) and optionally ``student``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ STORE_FILE = "store.sqlite"
 CONFIG_FILE = "config.json"
 STALE_SECONDS = 120.0
 STATUSES = ("running", "finished", "failed", "interrupted")
+SESSION_EVENTS = ("resume", "resumed", "interrupted", "error", "resume_failed", "warning", "config_changed",
+                  "checkpoint_skipped")
+_STORE_TMP = f".{STORE_FILE}.tmp"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -270,6 +276,7 @@ class RunStore(_Base):
     def __init__(self, folder: str | os.PathLike, _conn: sqlite3.Connection):
         super().__init__(folder)
         self._conn = _conn
+        self.previous_status: str | None = None  # set by resume()
 
     @classmethod
     def _connect(cls, db_path: Path) -> sqlite3.Connection:
@@ -284,19 +291,29 @@ class RunStore(_Base):
     @classmethod
     def create(cls, folder: str | os.PathLike, config: dict, kind: str = "distill",
                name: str | None = None) -> "RunStore":
-        """A new run. Refuses a folder that already holds one (resume it with ``RunStore.resume``)."""
+        """A new run. Refuses a folder that already holds one (resume it with ``RunStore.resume``).
+
+        The store is the run's marker (``is_run``), so it is written first and whole: built under a
+        temporary name and renamed into place, a run killed while it starts leaves either a complete
+        store or no run at all (only files that ``is_run_leftover`` recognises)."""
         folder = Path(folder)
         if (folder / STORE_FILE).exists():
-            raise RunStoreError(f"{folder} already holds a run; resume it (--resume) or choose another --out.")
+            raise RunStoreError(f"{folder} already holds a run; resume it (--resume), replace it (--overwrite) "
+                                f"or choose another --out.")
         folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / _STORE_TMP
+        for p in (tmp, *(tmp.with_name(tmp.name + x) for x in ("-wal", "-shm", "-journal"))):
+            p.unlink(missing_ok=True)
+        now = time.time()
+        draft = cls(folder, cls._connect(tmp))
+        draft._set_meta(name=name or folder.name, kind=kind, config=config, created=now, status="running",
+                        pid=os.getpid(), host=socket.gethostname(), heartbeat=now)
+        draft.close()  # the last connection: SQLite folds the WAL into the file and removes it
+        os.replace(tmp, folder / STORE_FILE)
+        _atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True, default=str))
         (folder / "checkpoints").mkdir(exist_ok=True)
         (folder / "samples").mkdir(exist_ok=True)
-        _atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True, default=str))
-        store = cls(folder, cls._connect(folder / STORE_FILE))
-        now = time.time()
-        store._set_meta(name=name or folder.name, kind=kind, config=config, created=now, status="running",
-                        pid=os.getpid(), host=socket.gethostname(), heartbeat=now)
-        return store
+        return cls(folder, cls._connect(folder / STORE_FILE))
 
     @classmethod
     def resume(cls, folder: str | os.PathLike) -> "RunStore":
@@ -309,7 +326,8 @@ class RunStore(_Base):
             store.meta()
         except sqlite3.DatabaseError as exc:
             raise RunStoreError(f"cannot resume {folder}: its store is damaged ({exc}).") from exc
-        store.log_event(store.last_step() or 0, "resume", {"previous_status": store.status()})
+        store.previous_status = store.status()  # restored if the resume fails before it changes anything
+        store.log_event(store.last_step() or 0, "resume", {"previous_status": store.previous_status})
         store._set_meta(status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time())
         return store
 
@@ -373,8 +391,11 @@ class RunStore(_Base):
 
     def truncate_after(self, step: int) -> None:
         """Forget everything logged after ``step``: a resumed run restarts from its last checkpoint
-        and re-logs the steps after it."""
+        and re-logs the steps after it. Events of the run's sessions (``SESSION_EVENTS``: resumes,
+        interruptions, errors, warnings) stay: they are history, not something the steps re-log."""
+        keep = ",".join("?" * len(SESSION_EVENTS))
         self._tx([("DELETE FROM scalars WHERE step > ?", [(int(step),)]),
+                  (f"DELETE FROM events WHERE step > ? AND kind NOT IN ({keep})", [(int(step), *SESSION_EVENTS)]),
                   ("DELETE FROM samples WHERE step > ?", [(int(step),)]),
                   ("DELETE FROM checkpoints WHERE step > ?", [(int(step),)]),
                   ("DELETE FROM phases WHERE start_step > ?", [(int(step),)]),
@@ -392,6 +413,18 @@ class RunStore(_Base):
         if error is not None:
             items["error"] = error
         self._set_meta(**items)
+
+
+def is_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is a run of the lab (its marker: the run store)."""
+    return (Path(folder) / STORE_FILE).is_file()
+
+
+def is_run_leftover(name: str) -> bool:
+    """Files a run leaves before its store exists (the writer's lock, a store being created): a folder
+    holding only these counts as empty, so a run killed while it started can be started again."""
+    from lab.runs.lock import LOCK_FILE
+    return name == LOCK_FILE or name.startswith(_STORE_TMP)
 
 
 def _relative(folder: Path, path: str | os.PathLike) -> str:

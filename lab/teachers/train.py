@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from lab.data.clips import ClipWindows
 from lab.errors import LabError
+from lab.runs.lock import RunLock
 from lab.teachers.anchor import anchor_latents
 from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
 from lab.teachers.config import TrainConfig, get_preset, training_clips
@@ -88,9 +89,15 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
           data: ClipWindows | None = None) -> dict:
     """Train (or resume) the run in ``run_dir`` until ``cfg.steps`` (or ``stop_at``, which simulates
     an interruption: the state is checkpointed there). Returns a summary. ``data`` replaces the
-    configured training clips (tests train on the small bundled clip)."""
+    configured training clips (tests train on the small bundled clip). One process at a time trains a
+    run folder: a second one is refused (``lab.runs.lock``) instead of both writing its state."""
     cfg.validate()
-    run_dir = Path(run_dir)
+    with RunLock(run_dir):
+        return _train(cfg, Path(run_dir), stop_at=stop_at, command=command, data=data)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str | None,
+           data: ClipWindows | None) -> dict:
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LabError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu.")

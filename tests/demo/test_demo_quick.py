@@ -112,3 +112,23 @@ def test_demo_on_a_missing_gpu_says_so(tmp_path, capsys):
     assert main(["demo", "--quick", "--device", "cuda", "--out", str(tmp_path / "d")]) == 1
     assert "no CUDA GPU" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_demo_runs_again_into_its_own_out_and_keeps_files_it_did_not_write(demo_run):
+    # Last in this file: it replaces the outputs the tests above read.
+    _, r, out = demo_run
+    mine = [out / "mine.txt", out / "distill" / "notes.txt", out / "student" / "notes.txt"]
+    for p in mine:
+        p.write_text("keep")
+    before = (out / "results.json").stat().st_mtime_ns
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["demo", "--quick", "--out", str(out), "--json"]) == 0
+    assert all(p.read_text() == "keep" for p in mine)
+    assert (out / "results.json").stat().st_mtime_ns > before
+    from lab.models import load_decoder
+    from lab.runs.store import RunReader
+    assert load_decoder(str(out / "student")).family == "student"
+    with RunReader(out / "distill") as run:
+        assert run.status() == "finished" and not run.events("resume")   # a fresh run, not the old one resumed

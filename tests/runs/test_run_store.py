@@ -125,3 +125,41 @@ def test_damaged_and_missing_stores_give_clear_errors(tmp_path):
     assert [r.name for r in list_runs(tmp_path / "good")] == ["good"]
     with pytest.raises(RunStoreError, match="does not exist"):
         list_runs(tmp_path / "nowhere")
+
+
+def test_truncate_forgets_the_events_of_the_steps_it_forgets_and_keeps_the_sessions_history(tmp_path):
+    s = RunStore.create(tmp_path / "r", {})
+    s.start_phase(0, "align", 0, "start")
+    s.log_event(0, "warning", {"message": "no LPIPS weights"})
+    for step in range(1, 7):
+        s.log_scalars(step, {"train/loss": float(step)})
+        if step % 2 == 0:
+            s.log_event(step, "eval", {"val/psnr": float(step)})
+    s.start_phase(1, "joint", 4, "max_steps (4)")
+    s.log_event(5, "interrupted", {})
+    s.close()
+    s = RunStore.resume(tmp_path / "r")   # logs 'resume' at the last step, 6
+    s.truncate_after(3)                    # resumed from the checkpoint of step 3: steps 4-6 are logged again
+    with RunReader(tmp_path / "r") as r:
+        assert [e["step"] for e in r.events("eval")] == [2]        # 4 and 6 would otherwise appear twice
+        assert [e["name"] for e in r.events("phase")] == ["align"]
+        assert [e["kind"] for e in r.events() if e["kind"] in store_mod.SESSION_EVENTS] == [
+            "warning", "interrupted", "resume"]
+
+
+def test_a_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
+    # Killed while it is created, a run leaves no store (so no half-made run) and nothing but leftovers
+    # that a new start clears.
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(store_mod.RunStore, "_set_meta", killed)
+    with pytest.raises(KeyboardInterrupt):
+        RunStore.create(tmp_path / "r", {"lr": 1.0})
+    monkeypatch.undo()
+    assert not store_mod.is_run(tmp_path / "r")
+    assert all(store_mod.is_run_leftover(p.name) for p in (tmp_path / "r").iterdir())
+    RunStore.create(tmp_path / "r", {"lr": 1.0}).close()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoints", "config.json", "samples",
+                                                                  "store.sqlite"]   # the leftovers are gone
+    with RunReader(tmp_path / "r") as r:
+        assert r.config() == {"lr": 1.0} and r.status() == "running"
