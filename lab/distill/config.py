@@ -8,10 +8,13 @@ values are rejected before anything loads, so a typo never silently trains with 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from lab.errors import ConfigError
 
@@ -194,6 +197,13 @@ class DistillConfig:
             _positive(k, getattr(self, k))
         if self.threads is not None:
             _positive("threads", self.threads)
+            if self.threads > (os.cpu_count() or 1):  # torch would try (and fail) to start that many threads
+                raise ConfigError(f"threads must be at most {os.cpu_count() or 1}, this machine's CPU count; "
+                                  f"got {self.threads}.")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}.") from None
         for k in ("checkpoint_every", "sample_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}.")
