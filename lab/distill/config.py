@@ -198,12 +198,12 @@ class DistillConfig:
         if self.threads is not None:
             _positive("threads", self.threads)
             if self.threads > (os.cpu_count() or 1):  # torch would try (and fail) to start that many threads
-                raise ConfigError(f"threads must be at most {os.cpu_count() or 1}, this machine's CPU count; "
-                                  f"got {self.threads}.")
+                raise ConfigError(f"threads in the config must be at most {os.cpu_count() or 1}, this machine's CPU "
+                                  f"count; got {self.threads}.")
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError):
-            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}.") from None
+            raise ConfigError(f"device {self.device!r} in the config is not a device; use cpu, cuda or cuda:N.") from None
         for k in ("checkpoint_every", "sample_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}.")

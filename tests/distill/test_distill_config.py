@@ -53,8 +53,8 @@ def test_defaults_are_the_method_defaults():
     ({"student": {"keep": 0.5}, "phases": [{"losses": {"pixel_real_l1": 1.0}, "feature_decay": True}]},
      ["feature_decay needs a 'feature' loss"]),
     ({"student": {"keep": 0.5}, "grad_checkpointing": True}, ["grad_checkpointing was removed", "data.batch"]),
-    ({"student": {"keep": 0.5}, "threads": 100000}, ["threads must be at most", "CPU count"]),
-    ({"student": {"keep": 0.5}, "device": "banana"}, ["device must be cpu, cuda or cuda:N", "banana"]),
+    ({"student": {"keep": 0.5}, "threads": 100000}, ["threads in the config must be at most", "CPU count"]),
+    ({"student": {"keep": 0.5}, "device": "banana"}, ["use cpu, cuda or cuda:N", "banana"]),
 ])
 def test_bad_configs_name_the_problem(data, words):
     with pytest.raises(ConfigError) as err:
