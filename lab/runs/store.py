@@ -261,13 +261,18 @@ class RunReader(_Base):
         if not self.db_path.is_file():
             raise RunStoreError(f"{self.folder} is not a run: it has no {STORE_FILE}. Point at a folder made by "
                                 f"`python -m lab distill --out RUN` (or a folder of such runs).")
+        # A WAL reader needs the -shm file beside the store, which it cannot create in a folder it may not
+        # write (a run copied to read-only storage, another user's run): there it reads the store as an
+        # immutable file instead, which is safe because nobody can be writing into that folder through us.
+        writable = os.access(self.folder, os.W_OK) and os.access(self.db_path, os.W_OK)
+        query = "mode=ro" if writable else "mode=ro&immutable=1"
         try:
-            self._conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5.0,
+            self._conn = sqlite3.connect(f"file:{self.db_path}?{query}", uri=True, timeout=5.0,
                                          check_same_thread=False)
             self._conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
             raise RunStoreError(f"the run store {self.db_path} cannot be read ({exc}); it is damaged or not a "
-                                f"run store. Delete the run folder or start the run again.") from exc
+                                f"run store. Start the run again in a new folder (the damaged one is kept).") from exc
 
 
 class RunStore(_Base):

@@ -163,3 +163,20 @@ def test_a_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
                                                                   "store.sqlite"]   # the leftovers are gone
     with RunReader(tmp_path / "r") as r:
         assert r.config() == {"lr": 1.0} and r.status() == "running"
+
+
+
+def test_a_run_on_read_only_storage_reads_without_creating_files(tmp_path, monkeypatch):
+    # A WAL reader creates store.sqlite-shm beside the store, which fails on read-only storage ("attempt
+    # to write a readonly database"). Where the folder is not writable, the store is read as immutable.
+    # (Root can write anywhere, so the folder's read-only state is given through os.access.)
+    from lab.runs import store as store_module
+    from lab.runs.store import RunReader, RunStore
+    run = tmp_path / "run"
+    RunStore.create(run, {"a": 1}).close()
+    assert not (run / "store.sqlite-shm").exists()
+    monkeypatch.setattr(store_module.os, "access", lambda path, mode: False)
+    reader = RunReader(run)
+    assert reader.status() == "running"
+    reader.close()
+    assert not (run / "store.sqlite-shm").exists() and not (run / "store.sqlite-wal").exists()
