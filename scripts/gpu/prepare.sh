@@ -33,13 +33,15 @@ mkdir -p .gpu/assets/videos
 if [ -f "$SHARED/$WAN" ]; then cp -f "$SHARED/$WAN" ".gpu/assets/$WAN"
 else echo "prepare: $SHARED/$WAN is absent; the teachers will train without the Wan-generated clip" >&2; fi
 
-# 4. The photos for synthetic camera motion, as one compressed file (scikit-image's bundled photos).
+# 4. The photos for synthetic camera motion, as one compressed file (scikit-image's bundled photos), at
+#    the short side the trainer keeps them at (256, the largest --short-sides): 3 MB instead of 8.
 "$PY" - <<'PY'
 from pathlib import Path
+from lab.data.clips import resize_short_side
 from lab.data.stills import save_photos, skimage_photos
 out = Path(".gpu/stills.npz")
 if not out.exists():
-    save_photos(out, skimage_photos())
+    save_photos(out, {k: resize_short_side(v[None], 256)[0] for k, v in skimage_photos().items()})
 PY
 
 # 5. Size: what the device tool sends is the working tree (tracked + untracked-not-ignored) plus carry.
@@ -51,4 +53,4 @@ if [ "$mib" -gt "$LIMIT_MIB" ]; then
   echo "prepare: too large for the device tool; remove untracked files or shrink .gpu/.whl" >&2
   exit 1
 fi
-echo 'prepare: ready. device run: command "bash scripts/gpu/run.sh", carry [".whl", ".gpu", "data/samples"]'
+echo 'prepare: ready. device runs (see scripts/gpu/run.sh): "bash scripts/gpu/run.sh --phases env,smoke,probe", then "... --phases teachers,bench"; carry [".whl", ".gpu", "data/samples"]'

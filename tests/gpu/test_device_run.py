@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_the_dry_run_passes_every_phase(tmp_path, sample_clips):
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")}
+    import sys
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
     proc = subprocess.run(["bash", "scripts/gpu/run.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1200)
     out = tmp_path / "out"
@@ -43,3 +44,17 @@ def test_the_dry_run_passes_every_phase(tmp_path, sample_clips):
 def test_the_gpu_run_refuses_to_guess_its_phases():
     proc = subprocess.run(["bash", "scripts/gpu/run.sh"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "name the phases" in proc.stderr
+
+
+@pytest.mark.slow
+def test_prepare_fits_the_device_tools_size_limit():
+    # What a device run sends (the tree and the carried wheels, clips and photos) must stay under 60 MiB
+    # of the tool's 64: a commit that grows the tree past it would strand the next GPU session.
+    import sys
+    proc = subprocess.run(["bash", "scripts/gpu/prepare.sh"], cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    mib = int(re.search(r"tree \+ carry = (\d+) MiB", proc.stdout).group(1))
+    assert mib <= 60
+    assert (REPO / ".whl").is_dir() and list((REPO / ".whl").glob("diffusers-*.whl"))
+    assert (REPO / ".gpu" / "stills.npz").stat().st_size < 4 * 2**20
