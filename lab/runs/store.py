@@ -455,10 +455,23 @@ def list_runs_with_errors(root: str | os.PathLike) -> tuple[list[RunSummary], li
         {p.parent for pattern in (f"*/{STORE_FILE}", f"*/*/{STORE_FILE}") for p in root.glob(pattern)})
     runs, errors = [], []
     for folder in candidates:
+        # Each run on its own: one damaged or foreign store is reported, never the whole listing lost.
         try:
-            with RunReader(folder) as reader:
-                runs.append(reader.summary())
-        except (RunStoreError, sqlite3.DatabaseError) as exc:
+            runs.append(_checked_summary(folder))
+        except (RunStoreError, sqlite3.DatabaseError, OSError) as exc:
             errors.append((str(folder), str(exc)))
+        except (ValueError, TypeError) as exc:
+            errors.append((str(folder), f"its store holds a value the lab cannot read ({type(exc).__name__}: "
+                                        f"{exc}); it is damaged or was not written by the lab. Start the run again "
+                                        f"in a new folder."))
     runs.sort(key=lambda r: r.created, reverse=True)
     return runs, errors
+
+
+def _checked_summary(folder: Path) -> RunSummary:
+    """One run's summary, checked to be usable (its status and kind are text)."""
+    with RunReader(folder) as reader:
+        summary = reader.summary()
+    if not isinstance(summary.status, str) or not isinstance(summary.kind, str):
+        raise TypeError(f"status {summary.status!r} and kind {summary.kind!r} must be text")
+    return summary

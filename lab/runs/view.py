@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import mimetypes
 import os
-import sqlite3
 import stat
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lab.errors import LabError
-from lab.runs.store import STORE_FILE, Checkpoint, Phase, RunReader, RunStoreError, RunSummary, Sample
+from lab.runs.store import (Checkpoint, Phase, RunReader, RunStoreError, RunSummary, Sample,
+                             list_runs_with_errors)
 
 # Plain symbols, not emoji: a browser without an emoji font (headless chromium here) shows emoji as boxes.
 STATUS_BADGE = {"running": "● running", "finished": "✓ finished", "failed": "✗ failed",
@@ -391,37 +391,13 @@ def refused_samples(samples: list[Sample], folder: str | os.PathLike) -> list[Sa
 # -- the run list -------------------------------------------------------------------------------
 
 def scan_runs(root: str | os.PathLike) -> tuple[list[RunSummary], list[tuple[str, str]]]:
-    """(runs newest first, [(folder, why it was skipped)]) under ``root``: the folder itself if it is a
-    run, else its sub-folders two levels deep. Unlike ``store.list_runs_with_errors``, a store whose
-    meta table holds values the lab cannot read (bad JSON, a status that is not text) is skipped with
-    its reason instead of failing the whole listing: one bad run must not take the page down."""
-    root = Path(root)
-    if not root.is_dir():
+    """(runs newest first, [(folder, why it was skipped)]) under ``root``: ``store.list_runs_with_errors``
+    (one bad store is skipped with its reason, never the whole page), with the dashboard's own message
+    for a missing runs folder."""
+    if not Path(root).is_dir():
         raise RunStoreError(f"runs folder {root} does not exist; start the dashboard with --runs and the folder your "
                             f"distillation runs write to (python -m lab app dashboard --runs DIR).")
-    candidates = [root] if (root / STORE_FILE).is_file() else sorted(
-        {p.parent for pattern in (f"*/{STORE_FILE}", f"*/*/{STORE_FILE}") for p in root.glob(pattern)})
-    runs, skipped = [], []
-    for folder in candidates:
-        try:
-            runs.append(read_summary(folder))
-        except (RunStoreError, sqlite3.DatabaseError, OSError) as exc:
-            skipped.append((str(folder), str(exc)))
-        except (ValueError, TypeError) as exc:
-            skipped.append((str(folder), f"its store holds a value the lab cannot read ({type(exc).__name__}: "
-                                         f"{exc}); it is damaged or was not written by the lab. Start the run again "
-                                         f"in a new folder."))
-    runs.sort(key=lambda r: r.created, reverse=True)
-    return runs, skipped
-
-
-def read_summary(folder: str | os.PathLike) -> RunSummary:
-    """One run's summary, checked to be what the page can show (a status, a name and times it can use)."""
-    with RunReader(folder) as reader:
-        summary = reader.summary()
-    if not isinstance(summary.status, str) or not isinstance(summary.kind, str):
-        raise TypeError(f"status {summary.status!r} and kind {summary.kind!r} must be text")
-    return summary
+    return list_runs_with_errors(root)
 
 
 def headline(series: RunSeries) -> dict[str, float]:
