@@ -2,8 +2,9 @@
 
 from lab.cli import table
 from lab.cli.common import DTYPES, device_arg, parse_size, positive_int
+from lab.devices import check_device
 from lab.errors import LabError
-from lab.eval.bench import bench, check_device
+from lab.eval.bench import bench
 from lab.runtime.compiled import AUTO_MODES, MODES
 
 HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, params, MACs, speedup vs the first"

@@ -41,10 +41,9 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def device_of(name: str) -> torch.device:
-    dev = torch.device(device_arg(name, error=LabError))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LabError(f"--device {name} was asked for but this machine has no CUDA GPU; use --device cpu.")
-    return dev
+    """--device: a name torch understands, on a device this machine has (lab.devices.check_device)."""
+    from lab.devices import check_device
+    return check_device(device_arg(name, error=LabError))
 
 
 def device_arg(text: str, error: type[Exception] = argparse.ArgumentTypeError, where: str = "") -> str:

@@ -54,23 +54,13 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lab.devices import check_device
 from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 from lab.models.registry import list_entries
 
 log = logging.getLogger("lab")
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device; a CUDA device that this torch cannot use is refused with why."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        build = ("a CPU-only build: install a CUDA build of torch" if torch.version.cuda is None
-                 else "a CUDA build, but no GPU or driver is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
-        raise LabError(f"--device {device} was asked for but CUDA is not available: torch {torch.__version__} has "
-                       f"torch.version.cuda = {torch.version.cuda} ({build}); or use --device cpu.")
-    return dev
 
 
 def synchronize(device: torch.device) -> None:

@@ -10,7 +10,8 @@ import torch
 
 from lab.cli import main
 from lab.errors import LabError
-from lab.eval.bench import bench, check_device, cuda_bench_flags, cuda_decode_memory, video_error
+from lab.devices import check_device
+from lab.eval.bench import bench, cuda_bench_flags, cuda_decode_memory, video_error
 
 SMALL = dict(weights="random", frames=9, size=(32, 32), repeats=1, warmup=0, memory=False, macs=False)
 
