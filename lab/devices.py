@@ -1,10 +1,14 @@
-"""Which device a command may run on: one check, so every command says the same thing when CUDA is missing."""
+"""The compute a run may ask for: a device torch understands and this machine has, and a CPU thread count
+torch can start. One place, so the commands and the config files say the same thing."""
 
 from __future__ import annotations
 
+import argparse
+import os
+
 import torch
 
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -18,3 +22,29 @@ def check_device(device: str | torch.device) -> torch.device:
                        f"(CUDA is not available: torch {torch.__version__} has torch.version.cuda = "
                        f"{torch.version.cuda}, {build}); or use --device cpu.")
     return dev
+
+
+def device_arg(text: str, error: type[Exception] = argparse.ArgumentTypeError, where: str = "") -> str:
+    """A device name torch understands (cpu, cuda, cuda:N, mps); kept as text."""
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise error(f"{where}unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    return text
+
+
+def max_threads() -> int:
+    """The most torch threads the lab sets: this machine's CPU count. torch allocates per-thread state
+    up front, so an absurd count (100000) ends in a MemoryError or a segfault, not in slowness."""
+    return os.cpu_count() or 1
+
+
+def check_threads(n: int | None, where: str = "", error: type[Exception] = ConfigError) -> int | None:
+    """``n`` when it is None, 0 (torch's choice) or 1..max_threads(); else ``error`` naming the bound."""
+    if n is None:
+        return None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise error(f"{where}must be a whole number >= 1 (or 0 for torch's choice), got {n!r}")
+    if n > max_threads():
+        raise error(f"{where}must be at most {max_threads()}, this machine's CPU count; got {n}")
+    return n

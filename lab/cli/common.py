@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from lab.devices import check_threads, device_arg
 from lab.errors import ConfigError, LabError
 
 
@@ -46,15 +47,6 @@ def device_of(name: str) -> torch.device:
     return check_device(device_arg(name, error=LabError))
 
 
-def device_arg(text: str, error: type[Exception] = argparse.ArgumentTypeError, where: str = "") -> str:
-    """A device name torch understands (cpu, cuda, cuda:N, mps); kept as text."""
-    try:
-        torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise error(f"{where}unknown device {text!r}; use cpu, cuda or cuda:N") from None
-    return text
-
-
 def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(x) for x in text.lower().split("x"))
@@ -85,26 +77,9 @@ def fps_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def max_threads() -> int:
-    """The most torch threads the lab sets: this machine's CPU count. torch allocates per-thread state
-    up front, so an absurd count (100000) ends in a MemoryError or a segfault, not in slowness."""
-    return os.cpu_count() or 1
-
-
 def threads_arg(text: str) -> int:
     """--threads: 0 (torch's choice) up to max_threads()."""
     try:
         return check_threads(int(text), error=argparse.ArgumentTypeError)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got '{text}'") from None
-
-
-def check_threads(n: int | None, where: str = "", error: type[Exception] = ConfigError) -> int | None:
-    """``n`` when it is None, 0 (torch's choice) or 1..max_threads(); else ``error`` naming the bound."""
-    if n is None:
-        return None
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise error(f"{where}must be a whole number >= 1 (or 0 for torch's choice), got {n!r}")
-    if n > max_threads():
-        raise error(f"{where}must be at most {max_threads()}, this machine's CPU count; got {n}")
-    return n

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lab.cli.common import add_downloads_arg, apply_downloads_arg, check_threads, device_arg
+from lab.cli.common import add_downloads_arg, apply_downloads_arg
 from lab.errors import ConfigError
 
 HELP = "distill a student decoder from its teacher (three phases, resumable, torchrun-ready)"
@@ -30,7 +30,6 @@ def add_arguments(p):
 def run(args):
     from lab.distill import distill
     _check_writable(Path(args.out))
-    _check_config(args.config or _run_config_file(Path(args.out), args.resume))
     apply_downloads_arg(args)
     return distill(args.config, args.out, resume=args.resume, overwrite=args.overwrite)
 
@@ -43,22 +42,6 @@ def _check_writable(out: Path) -> None:
     if blocked:
         raise ConfigError(f"{blocked[0]} is not writable; copy the run to a writable folder (or fix the "
                           f"permissions) and pass that as --out.")
-
-
-def _run_config_file(out: Path, resume: bool) -> Path | None:
-    # Without one, distill() reads the store's copy of the config, or says that out is not a run.
-    return out / "config.json" if resume and (out / "config.json").is_file() else None
-
-
-def _check_config(source) -> None:
-    """The config's machine-facing values, before anything is built: threads = 100000 ends in a
-    MemoryError or a segfault inside torch, and an unknown device in a traceback."""
-    if source is None:
-        return  # distill() says that a config is needed
-    from lab.distill.config import load_config
-    cfg = load_config(source)
-    check_threads(cfg.threads, "threads in the config ")
-    device_arg(cfg.device, error=ConfigError, where="device in the config: ")
 
 
 def render(result: dict) -> str:

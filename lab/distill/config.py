@@ -8,14 +8,12 @@ values are rejected before anything loads, so a typo never silently trains with 
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from lab.devices import check_threads, device_arg
 from lab.errors import ConfigError
 
 
@@ -197,13 +195,8 @@ class DistillConfig:
             _positive(k, getattr(self, k))
         if self.threads is not None:
             _positive("threads", self.threads)
-            if self.threads > (os.cpu_count() or 1):  # torch would try (and fail) to start that many threads
-                raise ConfigError(f"threads in the config must be at most {os.cpu_count() or 1}, this machine's CPU "
-                                  f"count; got {self.threads}.")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device {self.device!r} in the config is not a device; use cpu, cuda or cuda:N.") from None
+            check_threads(self.threads, "threads in the config ")  # torch would try (and fail) to start them all
+        device_arg(self.device, error=ConfigError, where="device in the config: ")
         for k in ("checkpoint_every", "sample_every"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}.")
