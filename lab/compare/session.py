@@ -34,6 +34,7 @@ from lab.data.video import write_video
 from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.models.registry import list_entries
+from lab.pids import pid_alive
 
 log = logging.getLogger("lab")
 
@@ -424,19 +425,7 @@ def sweep_stale_tmpdirs(tmp: str | Path | None = None) -> list[Path]:
             pid = int((folder / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:  # not a pid an app wrote: leave its folder alone
-        return True
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True

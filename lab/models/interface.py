@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lab.errors import LatentShapeError, LabError, VideoShapeError
+from lab.pids import pid_alive
 
 # Written next to the diffusers files of every decoder the lab saves; says which adapter loads it.
 LAB_META_FILE = "lab_decoder.json"
@@ -359,18 +360,8 @@ def _remove_stale_temps(folder: Path) -> None:
         return
     for p in folder.parent.iterdir():
         pid = p.name[len(prefix):].split("-", 1)[0] if p.name.startswith(prefix) else ""
-        if pid.isdigit() and p.is_dir() and not _pid_alive(int(pid)):
+        if pid.isdigit() and p.is_dir() and not pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 _RENAME_EXCHANGE = 2

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.pids import pid_alive
 
 STORE_FILE = "store.sqlite"
 CONFIG_FILE = "config.json"
@@ -113,16 +114,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class Phase:
     idx: int
@@ -182,7 +173,7 @@ class _Base:
         if status != "running":
             return status
         stale = time.time() - float(m.get("heartbeat", 0)) > STALE_SECONDS
-        gone = m.get("host") == socket.gethostname() and not _pid_alive(int(m.get("pid", -1)))
+        gone = m.get("host") == socket.gethostname() and not pid_alive(int(m.get("pid", -1)))
         return "interrupted" if (stale or gone) else "running"
 
     def keys(self) -> list[str]:
