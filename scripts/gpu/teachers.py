@@ -53,8 +53,10 @@ DRY_RUNS = {
 def launch(name: str, preset: str, extra: list[str], args, work: Path, device: str) -> subprocess.Popen:
     fill = {"stills": args.stills, "wan_batch": str(args.wan_batch), "ltx_batch": str(args.ltx_batch)}
     cmd = [sys.executable, "-m", "lab", "teacher", "train", "--model", preset, "--run", str(work / "runs" / name),
-           "--device", device, "--max-minutes", str(args.minutes), "--steps", "100000",
+           "--device", device, "--max-minutes", str(args.minutes),
            "--checkpoint-minutes", "2", "--export-to", str(work / "export" / name), "--json"]
+    # The clock stops a GPU run (the step count is only a bound); the dry run gives its own step count.
+    cmd += [] if "--steps" in extra else ["--steps", "100000"]
     cmd += [a.format(**fill) for a in extra]
     shipped = REPO / "data" / "checkpoints" / preset
     if args.continue_shipped and (shipped / "config.json").exists():
@@ -64,9 +66,6 @@ def launch(name: str, preset: str, extra: list[str], args, work: Path, device: s
         if "--anchor-steps" in cmd:  # anchoring is for a fresh model: it would pull trained latents back
             i = cmd.index("--anchor-steps")
             del cmd[i:i + 2]
-    if "--steps" in extra:  # the dry run's own step count wins over the time budget
-        i = cmd.index("--steps")
-        del cmd[i:i + 2]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     log = open(work / f"{name}.log", "w")
