@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lab.data.clips import resize_short_side
 from lab.errors import LabError
 
 # scikit-image's bundled natural photographs (colour ones first; grey ones are used as grey RGB).
@@ -83,12 +84,9 @@ class StillWindows:
         self.max_shift, self.max_zoom, self.max_roll = max_shift, max_zoom, max_roll
         self.images = []
         for name in self.names:
-            x = torch.from_numpy(np.ascontiguousarray(photos[name])).permute(2, 0, 1)[None].float()
-            h, w = x.shape[-2:]
-            scale = short_side / min(h, w)
-            if scale < 1:  # photos are kept at the clips' scale, so texture density matches the video
-                x = F.interpolate(x, size=(max(short_side, round(h * scale)), max(short_side, round(w * scale))),
-                                  mode="bilinear", align_corners=False, antialias=True)
+            # Photos are kept at the clips' scale (the clips' own resize), so texture density matches the video.
+            img = resize_short_side(np.ascontiguousarray(photos[name])[None], short_side)[0]
+            x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
             self.images.append(x.div_(127.5).sub_(1.0).to(self.device))
 
     def summary(self) -> list[dict]:
