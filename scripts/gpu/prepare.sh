@@ -11,7 +11,13 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 LIMIT_MIB=${LIMIT_MIB:-60}
 
-git check-ignore -q .gpu || { echo 'prepare: .gpu/ must be git-ignored (see .gitignore)' >&2; exit 1; }
+# The device tool sends git's view of the tree. A checkout git will not read (no .git, or owned by another
+# user, as in CI) falls back to .gitignore and a walk that leaves out the ignored folders.
+GIT=(git -c safe.directory='*')
+if "${GIT[@]}" rev-parse --is-inside-work-tree >/dev/null 2>&1; then in_git=1; else in_git=0; fi
+if [ "$in_git" = 1 ]; then ignored() { "${GIT[@]}" check-ignore -q "$1"; }
+else ignored() { grep -qxF "/$1/" .gitignore; }; fi
+ignored .gpu || { echo 'prepare: .gpu/ must be git-ignored (see .gitignore)' >&2; exit 1; }
 
 # 1. Wheels. The GPU image has torch, numpy, safetensors, huggingface_hub, cv2, scikit-image, scipy;
 #    it lacks diffusers and importlib_metadata (a diffusers requirement). Pure-Python wheels.
@@ -45,7 +51,13 @@ if not out.exists():
 PY
 
 # 5. Size: what the device tool sends is the working tree (tracked + untracked-not-ignored) plus carry.
-bytes=$( { git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s 2>/dev/null;
+tree_files() {
+  if [ "$in_git" = 1 ]; then "${GIT[@]}" ls-files -z --cached --others --exclude-standard
+  else find . \( -path ./.git -o -path ./.whl -o -path ./.gpu -o -path ./.gl -o -path ./data/samples -o -path ./runs \
+                 -o -path ./build -o -path ./dist -o -name __pycache__ -o -name .pytest_cache -o -name '*.egg-info' \
+                 -o -name .ipynb_checkpoints \) -prune -o -type f ! -name '*.pyc' ! -name '*.part' -print0; fi
+}
+bytes=$( { tree_files | xargs -0 -r stat -c %s 2>/dev/null;
            find .whl .gpu data/samples -type f -printf '%s\n'; } | awk '{s+=$1} END {print s+0}')
 mib=$(( bytes / 1048576 ))
 echo "prepare: tree + carry = ${mib} MiB (limit ${LIMIT_MIB} MiB)"
