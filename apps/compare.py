@@ -25,7 +25,7 @@ import gradio as gr  # noqa: E402
 from lab.compare import LIMITS, clip_choices, extra_decoders, handlers  # noqa: E402
 from lab.compare.session import sweep_stale_tmpdirs  # noqa: E402
 from lab.errors import LabError  # noqa: E402
-from lab.ops.plan import PLANS  # noqa: E402
+from lab.ops.plan import plan_names  # noqa: E402
 from lab.prune import CRITERIA  # noqa: E402
 
 log = logging.getLogger("lab")
@@ -109,7 +109,7 @@ def build() -> gr.Blocks:
                     per_stage = gr.Textbox(label="per-stage ratios (override), e.g. up2=0.125,up3=0.25")
                 with gr.Row():
                     criterion = gr.Dropdown(list(CRITERIA), value="independence", label="criterion")
-                    operators = gr.Dropdown(list(PLANS), value="keep", allow_custom_value=True,
+                    operators = gr.Dropdown(plan_names(), value="keep", allow_custom_value=True,
                                             label="operator swap (plan or STAGE=OP,...)")
                 with gr.Row():
                     decoders = gr.CheckboxGroup(handlers.DEFAULT_DECODERS, value=handlers.DEFAULT_DECODERS,

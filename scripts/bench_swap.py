@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     if args.prune:
         # Issue 4's pruning (lab.prune) on top: Flash-VAED widths, random channels and no fold, since
         # only latency is measured here (no calibration decode of the full-size teacher needed).
-        from lab.prune import FLASH_VAED_KEEP, prune
-        models["pruned_swapped"], _ = prune(teacher, FLASH_VAED_KEEP[teacher.adapter_kind], criterion="random",
+        from lab.prune import prune
+        models["pruned_swapped"], _ = prune(teacher, "flash-vaed", criterion="random",
                                             fold=False, operators=args.plan)
     with torch.no_grad():
         ref = teacher.decode(z)  # also the warm-up

@@ -24,8 +24,8 @@ from typing import Iterable
 
 import torch
 
-from lab.analysis.groups import ChannelGroup
 from lab.analysis.stats import chunk_dtype
+from lab.arch.groups import ChannelGroup
 from lab.errors import LabError
 
 

@@ -35,7 +35,7 @@ def run(args):
         import torch
         torch.set_num_threads(args.threads)
     dec = load_decoder(args.decoder, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
-    from lab.models.stages import decoder_stages
+    from lab.arch import decoder_stages
     decoder_stages(dec)  # a clear error for a decoder without a stage map, before any work
     g = dec.geometry
     latent_frames = g.latent_frames_for(args.frames)

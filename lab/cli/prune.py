@@ -79,18 +79,14 @@ def _operators(text: str | None):
 def run(args):
     from lab.analysis.linalg import FOLD_RIDGE
     from lab.prune import prune
-    from lab.prune.plan import flash_vaed_keep
 
     check_save_target(Path(args.out), args.overwrite)  # refused before the pruning, not after it
     teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
     operators = _operators(args.operators)
     if args.plan:
-        kind = teacher.adapter_kind
         if args.plan not in ("flash-vaed",):
             raise ConfigError(f"unknown prune plan '{args.plan}'; plans: flash-vaed. Or give --keep RATIO.")
-        if kind not in ("wan", "ltx"):
-            raise ConfigError(f"plan {args.plan} is defined for wan and ltx teachers, not '{kind}'")
-        keep = flash_vaed_keep(kind, len(teacher.vae.decoder.up_blocks))
+        keep = args.plan  # the teacher family's Flash-VAED widths (lab.arch); prune() refuses non-teachers
         operators = operators or args.plan
     else:
         keep = args.keep

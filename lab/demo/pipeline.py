@@ -105,14 +105,14 @@ def is_demo_folder(out: Path) -> bool:
 
 def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
     from lab.analysis import analyze, calibration_latents
-    from lab.prune import FLASH_VAED_KEEP, prune
+    from lab.prune import prune
 
     t_start = time.perf_counter()
     torch.manual_seed(s.seed)
     steps = StepLog()
     teacher, trained = load_teacher(s.teacher, s.device)
-    kind = teacher.adapter_kind
-    keep = FLASH_VAED_KEEP[kind]
+    arch = teacher.arch
+    keep = arch.flash_vaed_keep(arch.num_up_blocks(teacher.vae))
 
     with steps.step("analyze", f"{teacher.name} on {', '.join(s.calibration_clips)} ({s.calib_frames} frames at "
                                f"{s.calib_size[0]}x{s.calib_size[1]}), live hooks on every prunable tensor"):
@@ -255,10 +255,11 @@ def run_profile(teacher, student, s: DemoSettings) -> dict:
 
 
 def report_figures(results: dict, stage_report: dict, keep: dict) -> dict:
+    from lab.analysis.figures import explained_variance_figure, independence_figure
     from lab.demo import figures as f
     from lab.ops.figures import profile_figure
-    return {"Channel independence per stage": f.independence_heatmap(stage_report),
-            "Explained variance vs kept channels": f.explained_variance_figure(stage_report, keep),
+    return {"Channel independence per stage": independence_figure(stage_report, keep=keep),
+            "Explained variance vs kept channels": explained_variance_figure(stage_report, keep=keep),
             "PSNR on the held-out clip": f.metrics_figure(results["eval"]["decoders"]),
             "Decode speedup": f.bench_figure(results["bench"]),
             "Profile: teacher": profile_figure(results["profile"]["teacher"]),

@@ -1,5 +1,5 @@
 """Stage feature taps for feature alignment: forward hooks on the teacher's and the student's stages
-(lab.models.stages), and the map from a student stage output to the teacher's.
+(the family's stage map, lab.arch), and the map from a student stage output to the teacher's.
 
 Wan decoders run their stages once per latent frame, so a hook sees one chunk per call; the chunks
 are concatenated along time. For a pruned stage the student's channels are the teacher's kept
@@ -14,17 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.models.stages import stage_kind, stage_paths
 
 
 def stage_modules(decoder) -> dict[str, nn.Module]:
     """Stage name -> the module whose output is the stage's output, or {} for decoders without the
     lab's stage map (lightweight decoders)."""
-    kind = stage_kind(decoder)
-    if kind is None:
+    arch = getattr(decoder, "arch", None)
+    if arch is None:
         return {}
     vae = decoder.vae
-    paths = stage_paths(kind, len(vae.decoder.up_blocks))
+    paths = arch.stages_of(vae)
     return {stage: vae.get_submodule(ps[-1]) for stage, ps in paths.items()}
 
 
@@ -52,42 +51,14 @@ class StageTaps:
             h.remove()
 
 
-def _wan_stage_output_group(stage: str, num_up: int, groups: set[str]) -> str | None:
-    """The channel group (lab.analysis.groups naming) that a Wan stage's output lives in."""
-    if not stage.startswith("up"):
-        return None
-    i = int(stage[2:])
-    if i == num_up - 1:
-        return f"up{i}.stream"
-    return f"up{i + 1}.in" if f"up{i + 1}.in" in groups else f"up{i + 1}.stream"
-
-
-def _ltx_stage_output_group(stage: str, groups: list[str]) -> str | None:
-    """The channel group an LTX-Video stage's output lives in: the last residual stream the stage
-    creates, or (a stage that neither changes width nor upsamples) the stream it was handed."""
-    order = ["mid"] + sorted({g.split(".")[0] for g in groups if g.startswith("up")}, key=lambda u: int(u[2:]))
-    if stage not in order:
-        return None
-    for s in reversed(order[:order.index(stage) + 1]):
-        streams = [g for g in groups if g.startswith(f"{s}.") and g.endswith(".stream")]
-        if streams:
-            return streams[-1]
-    return None
-
-
 def kept_channels(student, stage: str) -> list[int] | None:
     """The teacher channel indices a pruned student kept at a stage's output, if it records them."""
     cfg = getattr(getattr(student, "vae", None), "config", None)
     kept = dict(getattr(cfg, "kept", None) or {}) if cfg is not None else {}
     if not kept:
         return None
-    if stage_kind(student) == "wan":
-        from lab.models.students.wan import teacher_widths
-        groups = set(teacher_widths(dict(cfg.teacher_config)))
-        group = _wan_stage_output_group(stage, len(student.vae.decoder.up_blocks), groups)
-    else:
-        from lab.models.students.ltx import teacher_widths
-        group = _ltx_stage_output_group(stage, list(teacher_widths(dict(cfg.teacher_config))))
+    group = student.arch.stage_output_group(stage, list(student.teacher_group_widths()),
+                                            student.arch.num_up_blocks(student.vae))
     return list(kept[group]) if group in kept else None
 
 

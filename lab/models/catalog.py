@@ -1,4 +1,4 @@
-"""Every decoder the lab knows by name. Imported lazily by the registry.
+"""Every decoder the lab knows by name. Imported by lab.models (its __init__), after the registry.
 
 Teachers are diffusers' own classes; mini teachers are the same classes at reduced width, trained
 by the lab on real clips (``python -m lab teacher train``) and shipped in ``data/checkpoints``.
@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
+from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab import paths
 from lab.errors import WeightsNotFoundError
 from lab.models.registry import ModelEntry, register, register_adapter
 from lab.models.teachers import (LTX09_CONFIG, LTX_TINY_CONFIG, WAN21_CONFIG, WAN_TINY_CONFIG,
                                  LTXDecoderAdapter, WanDecoderAdapter)
+from lab.models.teachers import LTX2_CONFIG, LTX2_TINY_CONFIG, LTX2DecoderAdapter
 from lab.models.weights import count_params, load_diffusers_model
 
 register_adapter("wan", WanDecoderAdapter)
 register_adapter("ltx", LTXDecoderAdapter)
+register_adapter("ltx-2", LTX2DecoderAdapter)
 import lab.models.students  # noqa: E402,F401  (registers the student adapters)
 
 WAN_HUB = ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "vae")
 LTX_HUB = ("Lightricks/LTX-Video", "vae")
+LTX2_HUB = ("Lightricks/LTX-2", "vae")
 
 # Mini teachers: same classes and latent geometry as the real ones, reduced widths (see
 # data/checkpoints/<name>/README.md for how the shipped weights were trained).
@@ -48,7 +51,7 @@ MINI_LTX_W32_CONFIG = {
 }
 
 
-def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = None):
+def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = None, hub_by_default: bool = True):
     def loader(weights=None, device=None, dtype=None):
         if weights is None and checkpoint is not None:
             folder = paths.checkpoints_dir() / checkpoint
@@ -59,7 +62,7 @@ def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = N
                     f"git checkout -- {Path('data/checkpoints') / checkpoint}, train new ones with "
                     f"python -m lab teacher train --model {name}, or pass --weights random.")
             weights = str(folder)
-        if weights is None and hub is not None:
+        if weights is None and hub is not None and hub_by_default:
             weights = hub[0]
         if weights is None:
             weights = "random"
@@ -74,11 +77,11 @@ def _decoder_parts(cls) -> list[str]:
 
 
 def _add_teacher(name, cls, adapter, config, *, channels, compression, weights_text, description, tags=(),
-                 hub=None, checkpoint=None):
+                 hub=None, checkpoint=None, hub_by_default=True):
     register(ModelEntry(
         name=name, family="teacher", latent_channels=channels, compression=compression,
         weights=weights_text,
-        loader=_teacher(name, cls, adapter, config, hub=hub, checkpoint=checkpoint),
+        loader=_teacher(name, cls, adapter, config, hub=hub, checkpoint=checkpoint, hub_by_default=hub_by_default),
         param_counter=lambda: count_params(cls, config, _decoder_parts(cls)),
         description=description, tags=tuple(tags)))
 
@@ -91,6 +94,13 @@ _add_teacher("ltx-video", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX09_CONFIG
              compression=(8, 32, 32), hub=LTX_HUB,
              weights_text=f"hub {LTX_HUB[0]} (subfolder {LTX_HUB[1]}); or --weights FOLDER|FILE; or --weights random",
              description="LTX-Video 0.9 VAE decoder (diffusers AutoencoderKLLTXVideo, default config)")
+# LTX-2: random weights unless asked for the hub's (--weights Lightricks/LTX-2, subfolder vae), a folder or
+# a file: the VAE is 1.2B parameters (4.9 GB in fp32) and the lab's LTX-2 work runs on random weights.
+_add_teacher("ltx-2", AutoencoderKLLTX2Video, LTX2DecoderAdapter, LTX2_CONFIG, channels=128,
+             compression=(8, 32, 32), hub=LTX2_HUB, hub_by_default=False,
+             weights_text=f"random unless asked: --weights {LTX2_HUB[0]} (hub, subfolder {LTX2_HUB[1]}) | FOLDER | FILE",
+             description="LTX-2 video VAE decoder (diffusers AutoencoderKLLTX2Video, default config), causal, "
+                         "3 residual up blocks")
 _add_teacher("mini-wan", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_CONFIG, channels=16, compression=(4, 8, 8),
              checkpoint="mini-wan", weights_text="data/checkpoints/mini-wan (trained by the lab on real clips)",
              description="the lab's trained mini Wan-architecture VAE (base width 16), the embedded default",
@@ -114,6 +124,23 @@ _add_teacher("wan2.1-tiny", AutoencoderKLWan, WanDecoderAdapter, WAN_TINY_CONFIG
 _add_teacher("ltx-video-tiny", AutoencoderKLLTXVideo, LTXDecoderAdapter, LTX_TINY_CONFIG, channels=128,
              compression=(8, 32, 32), weights_text="random (test config of the real class)",
              description="LTX-Video architecture at widths 8-32, one layer per block, for tests", tags=("test",))
+_add_teacher("ltx-2-tiny", AutoencoderKLLTX2Video, LTX2DecoderAdapter, LTX2_TINY_CONFIG, channels=128,
+             compression=(8, 32, 32), weights_text="random (test config of the real class)",
+             description="LTX-2 architecture at decoder widths 64-8, one layer per block, for tests", tags=("test",))
+
+# Wan 2.2 (TI2V-5B VAE, residual up blocks, lab.arch.wan22): random weights unless asked for the hub's
+# (--weights Wan-AI/Wan2.2-TI2V-5B-Diffusers, subfolder vae), a folder or a file.
+from lab.models.wan22 import WAN22_CONFIG, WAN22_HUB, WAN22_TINY_CONFIG, Wan22DecoderAdapter  # noqa: E402
+
+register_adapter(Wan22DecoderAdapter.adapter_kind, Wan22DecoderAdapter)
+_add_teacher("wan2.2", AutoencoderKLWan, Wan22DecoderAdapter, WAN22_CONFIG, channels=48, compression=(4, 16, 16),
+             hub=WAN22_HUB, hub_by_default=False,
+             weights_text=f"random unless asked: --weights {WAN22_HUB[0]} (hub, subfolder {WAN22_HUB[1]}) | FOLDER | FILE",
+             description="Wan 2.2 TI2V-5B VAE decoder (diffusers AutoencoderKLWan, is_residual, 48 channels, "
+                         "patch size 2), causal")
+_add_teacher("wan2.2-tiny", AutoencoderKLWan, Wan22DecoderAdapter, WAN22_TINY_CONFIG, channels=48,
+             compression=(4, 16, 16), weights_text="random (test config of the real class)",
+             description="Wan 2.2 architecture at decoder widths 64-16, for tests", tags=("test",))
 
 # Lightweight decoders (TAE-192, EfficientViT, TAE-Temporal) for every latent space above.
 from lab.models.lightweight.variants import register_all as _register_lightweight  # noqa: E402

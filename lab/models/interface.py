@@ -163,8 +163,8 @@ class VideoDecoder(nn.Module):
             if z.shape[2] == c:
                 hint = " The channels are on axis 2: these look like N,T,C,H,W; use z.permute(0, 2, 1, 3, 4)."
             else:
-                hint = (f" These may be another VAE's latents (Wan 2.1 has 16 channels, LTX-Video 128); "
-                        f"pick the decoder that matches them (python -m lab models).")
+                hint = (" These may be another VAE's latents (Wan 2.1 has 16 channels, LTX-Video 128); "
+                        "pick the decoder that matches them (python -m lab models).")
             raise LatentShapeError(f"{self.name} decodes {c}-channel latents, got {z.shape[1]} channels "
                                    f"(shape {tuple(z.shape)}).{hint}")
         if min(z.shape) < 1:
@@ -263,6 +263,9 @@ class VideoDecoder(nn.Module):
         return folder
 
     adapter_kind: str = ""
+    # The VAE family (lab.arch.Architecture) of teachers and the students built from them; None for
+    # decoders of another layout (lightweight), which have no stage map or channel groups.
+    arch = None
     # Latent frames per causal call for Wan-family decoders (lab.runtime.chunked.set_chunk); 1 = the
     # reference path. Other decoders ignore it.
     chunk_frames: int = 1

@@ -57,7 +57,6 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _ADAPTERS: dict[str, type] = {}
-_catalog_loaded = False
 
 
 def register(entry: ModelEntry) -> ModelEntry:
@@ -70,20 +69,11 @@ def register_adapter(kind: str, cls: type) -> None:
     _ADAPTERS[kind] = cls
 
 
-def _load_catalog() -> None:
-    global _catalog_loaded
-    if not _catalog_loaded:
-        _catalog_loaded = True
-        import lab.models.catalog  # noqa: F401  (registers the built-in entries)
-
-
 def list_entries(family: str | None = None) -> list[ModelEntry]:
-    _load_catalog()
     return [e for e in _REGISTRY.values() if family is None or e.family == family]
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_catalog()
     if name in _REGISTRY:
         return _REGISTRY[name]
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
@@ -99,7 +89,6 @@ def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, d
     A VideoDecoder passes through unchanged."""
     if isinstance(name_or_path, VideoDecoder):
         return name_or_path
-    _load_catalog()
     name = str(name_or_path)
     if name in _REGISTRY:
         return _REGISTRY[name].load(weights, device=device, dtype=dtype)
@@ -128,7 +117,6 @@ def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
         raise CheckpointError(f"{meta_path} is corrupted: expected a JSON object naming its 'adapter', got "
                               f"{json.dumps(meta)[:80]}; re-save the decoder.")
     kind = meta["adapter"]
-    _load_catalog()
     if kind not in _ADAPTERS:
         raise CheckpointError(f"{folder} was saved by an adapter '{kind}' this lab does not know "
                               f"(known: {', '.join(sorted(_ADAPTERS))}); update the lab.")
@@ -144,20 +132,24 @@ def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
 
 def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
     """A plain diffusers VAE folder (e.g. a downloaded Wan 2.1 'vae' folder) loads as a teacher."""
-    from lab.models.teachers import LTXDecoderAdapter, WanDecoderAdapter
+    from lab.models.teachers import LTX2DecoderAdapter, LTXDecoderAdapter, WanDecoderAdapter
     from lab.models.weights import load_diffusers_model
-    from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
+    from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, AutoencoderKLWan
 
     cfg_path = folder / "config.json" if (folder / "config.json").exists() else folder / "vae" / "config.json"
     cls_name = _class_name(cfg_path)
     pairs = {"AutoencoderKLWan": (AutoencoderKLWan, WanDecoderAdapter),
-             "AutoencoderKLLTXVideo": (AutoencoderKLLTXVideo, LTXDecoderAdapter)}
+             "AutoencoderKLLTXVideo": (AutoencoderKLLTXVideo, LTXDecoderAdapter),
+             "AutoencoderKLLTX2Video": (AutoencoderKLLTX2Video, LTX2DecoderAdapter)}
     if cls_name not in pairs:
         raise UnknownModelError(f"{folder} holds a {cls_name or 'model of unknown class'}; the lab decodes "
                                 f"with {', '.join(pairs)} folders or folders it saved itself.")
     cls, adapter = pairs[cls_name]
     vae = load_diffusers_model(cls, str(folder), config={}, hub_subfolder=None, what=cls_name,
                                device=device, dtype=dtype)
+    if getattr(vae.config, "is_residual", False):  # AutoencoderKLWan with residual blocks: the Wan 2.2 VAE
+        from lab.models.wan22 import Wan22DecoderAdapter
+        adapter = Wan22DecoderAdapter
     return adapter(folder.name, vae).eval()
 
 

@@ -1,4 +1,5 @@
-"""Teacher adapters over diffusers' own video VAEs: ``AutoencoderKLWan`` and ``AutoencoderKLLTXVideo``.
+"""Teacher adapters over diffusers' own video VAEs: ``AutoencoderKLWan``, ``AutoencoderKLLTXVideo`` and
+``AutoencoderKLLTX2Video`` (LTX-2).
 
 The lab never re-implements these models; it wraps them behind :class:`VideoDecoder` so that every
 other part of the lab (analysis, pruning, profiling, distillation, evaluation) sees one interface.
@@ -9,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
+from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, AutoencoderKLWan
 
+from lab.arch import LTX, LTX2, WAN
 from lab.errors import LatentShapeError
 from lab.models.interface import DecoderStream, LatentGeometry, VideoDecoder
 from lab.runtime.chunked import decode_wan_chunked, decoder_step
+from lab.runtime.ltx2_stream import streaming as ltx2_streaming
 
 # --- configs ---------------------------------------------------------------------------------------
 # The diffusers defaults *are* the released models: Wan 2.1 VAE (decoder 73.3M parameters) and
@@ -48,6 +51,7 @@ class WanDecoderAdapter(VideoDecoder):
 
     causal = True
     adapter_kind = "wan"
+    arch = WAN
 
     def __init__(self, name: str, vae: AutoencoderKLWan, family: str = "teacher"):
         cfg = vae.config
@@ -109,15 +113,6 @@ class WanStream(DecoderStream):
         return out.clamp(-1.0, 1.0)
 
 
-def ltx_decode(vae, z: torch.Tensor, decode_timestep: float) -> torch.Tensor:
-    """Raw latents -> video through an LTX-Video VAE (the teacher's or a student's): timestep-conditioned
-    models decode at ``decode_timestep``, the others take no conditioning."""
-    temb = None
-    if vae.config.timestep_conditioning:
-        temb = torch.full((z.shape[0],), decode_timestep, device=z.device, dtype=z.dtype)
-    return vae.decode(z, temb).sample
-
-
 class LTXDecoderAdapter(VideoDecoder):
     """Any ``AutoencoderKLLTXVideo`` (LTX-Video 0.9 and later, the lab's mini-ltx, tiny configs).
 
@@ -129,6 +124,7 @@ class LTXDecoderAdapter(VideoDecoder):
 
     causal = False
     adapter_kind = "ltx"
+    arch = LTX
 
     def __init__(self, name: str, vae: AutoencoderKLLTXVideo, family: str = "teacher",
                  decode_timestep: float = 0.0):
@@ -149,7 +145,7 @@ class LTXDecoderAdapter(VideoDecoder):
         return [self.vae.decoder]
 
     def _decode_raw(self, z):
-        return ltx_decode(self.vae, z, self.decode_timestep)
+        return self.arch.decode_raw(self.vae, z, self.decode_timestep)
 
     def _encode_raw(self, video, sample, generator):
         dist = self.vae.encode(video).latent_dist
@@ -161,3 +157,92 @@ class LTXDecoderAdapter(VideoDecoder):
     @classmethod
     def from_saved(cls, folder: Path, meta: dict) -> "LTXDecoderAdapter":
         return cls(meta["name"], AutoencoderKLLTXVideo.from_pretrained(str(folder)), meta.get("family", "teacher"))
+
+
+# --- LTX-2 ------------------------------------------------------------------------------------------
+# The diffusers defaults of AutoencoderKLLTX2Video are the released LTX-2 video VAE (decoder 528.4M
+# parameters: widths 1024 -> 512 -> 256 -> 128, 5 resnets per block). The tiny config keeps every
+# structural feature (causal reflect-padded convs, three residual depth-to-space up blocks that halve
+# the width, 128 latent channels, 32x spatial / 8x temporal compression); only widths and depths shrink.
+LTX2_CONFIG: dict = {}
+LTX2_TINY_CONFIG = {
+    "block_out_channels": (8, 16, 32, 32),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_block_out_channels": (16, 32, 64),
+    "decoder_layers_per_block": (1, 1, 1, 1),
+}
+
+
+def ltx2_geometry(tc) -> LatentGeometry:
+    """Latent geometry from an AutoencoderKLLTX2Video config (a dict or its FrozenDict), read off the
+    decoder: ``patch_size`` times the upsamplers' strides. (The model's own ``spatial_compression_ratio``
+    comes from the *encoder's* scaling flags unless the config sets it, which gives 64x / 16x for the
+    default config although the VAE compresses 32x / 8x.)"""
+    n = len(tc["decoder_block_out_channels"])
+    scaling = tc.get("decoder_spatio_temporal_scaling", True)
+    scaling = (scaling,) * n if isinstance(scaling, bool) else tuple(scaling)
+    kinds = tuple(tc.get("upsample_type") or ("spatiotemporal",) * n)
+    t = s = 1
+    for on, kind in zip(scaling, kinds):
+        if on:
+            t *= 2 if kind in ("temporal", "spatiotemporal") else 1
+            s *= 2 if kind in ("spatial", "spatiotemporal") else 1
+    return LatentGeometry(tc["latent_channels"], (tc.get("patch_size_t", 1) * t, tc.get("patch_size", 4) * s,
+                                                  tc.get("patch_size", 4) * s))
+
+
+class LTX2DecoderAdapter(LTXDecoderAdapter):
+    """Any ``AutoencoderKLLTX2Video`` (LTX-2, tiny test configs).
+
+    Normalization as LTX-2 pipelines apply it (the latents_mean / latents_std buffers and
+    ``scaling_factor``): raw = z * latents_std / scaling_factor + latents_mean. Models with timestep
+    conditioning are decoded at ``decode_timestep`` (default 0.0) as LTX-Video's.
+
+    The decoder is causal in time when ``decoder_causal`` (the default): its convs pad time with the
+    first frame repeated in front, so an output frame never depends on later latent frames. Such
+    decoders (``causal`` True) also ``stream()``: chunks of latent frames in, their new frames out, the
+    same video as ``decode`` (lab.runtime.ltx2_stream keeps each causal conv's last input frames).
+    Non-causal ones (``decoder_causal=False``) decode whole clips only.
+    """
+
+    adapter_kind = "ltx-2"
+    arch = LTX2
+
+    def __init__(self, name: str, vae: AutoencoderKLLTX2Video, family: str = "teacher",
+                 decode_timestep: float = 0.0):
+        VideoDecoder.__init__(self, name, ltx2_geometry(vae.config), vae.latents_mean.float().cpu(),
+                              vae.latents_std.float().cpu(), vae.config.scaling_factor)
+        self.family = family
+        self.vae = vae
+        self.decode_timestep = decode_timestep
+        self.causal = LTX2.is_causal(vae)
+
+    def stream(self) -> "LTX2Stream":
+        return LTX2Stream(self) if self.causal else super().stream()
+
+    @classmethod
+    def from_saved(cls, folder: Path, meta: dict) -> "LTX2DecoderAdapter":
+        return cls(meta["name"], AutoencoderKLLTX2Video.from_pretrained(str(folder)), meta.get("family", "teacher"))
+
+
+class LTX2Stream(DecoderStream):
+    """Causal LTX-2 decoding in chunks (teachers and students): every push takes k >= 1 latent frames and
+    yields their new frames (1 + 8(k-1) on the first push, 8k after). Pushing a clip in any chunking gives
+    what ``decode`` gives, up to float summation order (lab.runtime.ltx2_stream)."""
+
+    def __init__(self, adapter):
+        self.adapter = adapter
+        self.reset()
+
+    def reset(self) -> None:
+        self.cache: dict = {}
+        self.frames_done = 0
+
+    @torch.no_grad()
+    def push(self, z_t: torch.Tensor) -> torch.Tensor:
+        a = self.adapter
+        a.check_latents(z_t)
+        with ltx2_streaming(a.vae.decoder, self.cache, first=self.frames_done == 0):
+            out = a._decode_raw(a.denormalize(z_t))
+        self.frames_done += z_t.shape[2]
+        return out.clamp(-1.0, 1.0)

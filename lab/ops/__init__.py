@@ -3,8 +3,8 @@
 (``profiler``, ``figures``) and the per-stage operator search (``search``)."""
 
 from lab.ops.operators import OPERATORS, get_operator, list_operators, register_operator
-from lab.ops.plan import PLANS, resolve_plan
+from lab.ops.plan import plan_names, resolve_plan
 from lab.ops.swap import apply_operators, swap_decoder
 
-__all__ = ["OPERATORS", "PLANS", "apply_operators", "get_operator", "list_operators", "register_operator",
+__all__ = ["OPERATORS", "apply_operators", "get_operator", "list_operators", "plan_names", "register_operator",
            "resolve_plan", "swap_decoder"]

@@ -8,6 +8,9 @@ Two contracts exist in the lab's decoders and every operator honours the one of 
   and replaces that many zero frames. The enclosing block does the cache bookkeeping.
 - LTX-Video (``LTXVideoCausalConv3d``): ``forward(x)``. Time is padded by repeating the edge frames,
   in front only (``is_causal=True``) or on both sides (``is_causal=False``, the decoder's default).
+- LTX-2 (``LTX2VideoCausalConv3d``): ``forward(x, causal=True)``: LTX-Video's padding, chosen per call
+  (the decoder passes its setting), and space padded with 'reflect'. Operators take the same ``causal``
+  argument and build their spatial convs with the layer's padding mode.
 
 Built-in operators (Flash-VAED section 1.2), each with an initialisation from the teacher layer:
 
@@ -27,6 +30,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d
+from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoCausalConv3d
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 from torch import nn
 
 from lab.errors import ConfigError, LabError
@@ -37,8 +43,9 @@ from lab.errors import ConfigError, LabError
 
 @dataclass(frozen=True)
 class TimePadding:
-    """How a layer pads time. mode: 'wan' (zeros in front, takes cache_x), 'ltx-causal' (repeat the
-    first frame in front) or 'ltx-symmetric' (repeat edge frames on both sides)."""
+    """How a layer pads time. mode: 'zeros-cached' (zeros in front, which cache_x frames replace: Wan),
+    'replicate-causal' (repeat the first frame in front: causal LTX) or 'replicate-symmetric' (repeat
+    edge frames on both sides: LTX-Video's non-causal decoder)."""
 
     mode: str
     front: int
@@ -48,17 +55,33 @@ class TimePadding:
     def causal(self) -> bool:
         return self.back == 0
 
-    def apply(self, x: torch.Tensor, cache_x: torch.Tensor | None = None) -> torch.Tensor:
-        if self.mode == "wan":
+    @staticmethod
+    def replicate(kt: int, causal: bool) -> "TimePadding":
+        return (TimePadding("replicate-causal", kt - 1, 0) if causal
+                else TimePadding("replicate-symmetric", (kt - 1) // 2, (kt - 1) // 2))
+
+    def apply(self, x: torch.Tensor, cache_x: torch.Tensor | None = None, causal: bool | None = None) -> torch.Tensor:
+        """``causal``: the call's setting for layers whose causality is a call argument (LTX-2); None
+        keeps the layer's own."""
+        if causal is not None and self.mode != "zeros-cached" and causal != self.causal:
+            return TimePadding.replicate(self.front + self.back + 1, causal).apply(x, cache_x)
+        if self.mode == "zeros-cached":
             front = self.front
             # Same arithmetic as WanCausalConv3d.forward: cached frames stand in for zero frames.
             if cache_x is not None and front > 0:
                 x = torch.cat([cache_x.to(x.device, x.dtype), x], dim=2)
                 front -= cache_x.shape[2]
             return F.pad(x, (0, 0, 0, 0, front, 0)) if front > 0 else x
+        front = self.front
         if cache_x is not None:
-            raise LabError("LTX-Video convolutions take no cache_x: the LTX decoder sees the whole clip at once.")
-        parts = [x[:, :, :1].expand(-1, -1, self.front, -1, -1)] if self.front else []
+            # Streaming a causal LTX-2 decoder (lab.runtime.ltx2_stream): the previous chunk's last input
+            # frames stand in for the replicated first frame.
+            if self.back:
+                raise LabError("symmetric (non-causal) replicate padding looks at the next frames: it takes no "
+                               "cache_x, the decoder sees the whole clip at once.")
+            x = torch.cat([cache_x.to(x.device, x.dtype), x], dim=2)
+            front = max(0, front - cache_x.shape[2])
+        parts = [x[:, :, :1].expand(-1, -1, front, -1, -1)] if front else []
         parts.append(x)
         if self.back:
             parts.append(x[:, :, -1:].expand(-1, -1, self.back, -1, -1))
@@ -77,35 +100,66 @@ class ConvSpec:
     weight: torch.Tensor  # (out, in, kt, kh, kw)
     bias: torch.Tensor | None
     layer_type: str
+    spatial_padding_mode: str = "zeros"  # 'reflect' in LTX-2
 
 
-def conv_spec(layer: nn.Module) -> ConvSpec:
-    """Read a WanCausalConv3d or an LTXVideoCausalConv3d; refuse layers an operator cannot replace."""
+def _read_wan_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], TimePadding]:
+    pads = layer._padding  # (w, w, h, h, 2*pt, 0)
+    if pads[2] != pads[3] or pads[0] != pads[1]:
+        raise LabError(f"WanCausalConv3d with asymmetric spatial padding {pads[:4]} cannot be replaced; keep it.")
+    return layer, (pads[2], pads[0]), TimePadding("zeros-cached", pads[4], pads[5])
+
+
+def _read_ltx_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], TimePadding]:
+    conv = layer.conv
+    kt = layer.kernel_size[0]
+    time = (TimePadding("replicate-causal", kt - 1, 0) if layer.is_causal
+            else TimePadding("replicate-symmetric", (kt - 1) // 2, (kt - 1) // 2))
+    if conv.padding_mode != "zeros":
+        raise LabError(f"LTXVideoCausalConv3d with padding_mode={conv.padding_mode!r} cannot be replaced (operators "
+                       f"pad space with zeros); keep it.")
+    return conv, (conv.padding[1], conv.padding[2]), time
+
+
+def _read_ltx2_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], TimePadding]:
+    # Causality is a call argument; the default (the layer's own, causal=True) is replaced by the
+    # decoder's setting in conv_spec(layer, causal).
+    conv = layer.conv
+    if conv.padding_mode not in ("zeros", "reflect"):
+        raise LabError(f"LTX2VideoCausalConv3d with padding_mode={conv.padding_mode!r} cannot be replaced; keep it.")
+    return conv, (conv.padding[1], conv.padding[2]), TimePadding.replicate(layer.kernel_size[0], True)
+
+
+#: Conv classes whose temporal causality is a forward argument (``causal=``) rather than a layer setting.
+RUNTIME_CAUSAL: tuple[type, ...] = (LTX2VideoCausalConv3d,)
+
+#: Per conv class (a registry, as Torch-Pruning dispatches per layer type): how to read its dense conv,
+#: spatial padding and temporal padding. A family whose convs operators may replace adds its class here.
+CONV_READERS: dict[type, Callable[[nn.Module], tuple[nn.Module, tuple[int, int], TimePadding]]] = {
+    WanCausalConv3d: _read_wan_conv,
+    LTXVideoCausalConv3d: _read_ltx_conv,
+    LTX2VideoCausalConv3d: _read_ltx2_conv,
+}
+
+
+def conv_spec(layer: nn.Module, causal: bool | None = None) -> ConvSpec:
+    """Read a conv of a class in CONV_READERS; refuse layers an operator cannot replace. ``causal``: the
+    decoder's setting, for classes in RUNTIME_CAUSAL (whose layers do not know it)."""
     kind = type(layer).__name__
-    if kind == "WanCausalConv3d":
-        conv, pads = layer, layer._padding  # (w, w, h, h, 2*pt, 0)
-        time = TimePadding("wan", pads[4], pads[5])
-        spatial = (pads[2], pads[0])
-        if pads[2] != pads[3] or pads[0] != pads[1]:
-            raise LabError(f"{kind} with asymmetric spatial padding {pads[:4]} cannot be replaced; keep it.")
-    elif kind == "LTXVideoCausalConv3d":
-        conv = layer.conv
-        kt = layer.kernel_size[0]
-        time = (TimePadding("ltx-causal", kt - 1, 0) if layer.is_causal
-                else TimePadding("ltx-symmetric", (kt - 1) // 2, (kt - 1) // 2))
-        spatial = (conv.padding[1], conv.padding[2])
-        if conv.padding_mode != "zeros":
-            raise LabError(f"{kind} with padding_mode={conv.padding_mode!r} cannot be replaced (operators pad "
-                           f"space with zeros); keep it.")
-    else:
-        raise LabError(f"cannot replace a {kind}: operators replace WanCausalConv3d and LTXVideoCausalConv3d "
-                       f"layers only.")
+    reader = CONV_READERS.get(type(layer))
+    if reader is None:
+        raise LabError(f"cannot replace a {kind}: operators replace "
+                       f"{' and '.join(c.__name__ for c in CONV_READERS)} layers only.")
+    conv, spatial, time = reader(layer)
+    if causal is not None and isinstance(layer, RUNTIME_CAUSAL):
+        time = TimePadding.replicate(tuple(conv.kernel_size)[0], causal)
     if tuple(conv.stride) != (1, 1, 1) or tuple(conv.dilation) != (1, 1, 1) or conv.groups != 1:
         raise LabError(f"cannot replace a {kind} with stride {tuple(conv.stride)}, dilation "
                        f"{tuple(conv.dilation)}, groups {conv.groups}: only dense stride-1 convs have a "
                        f"drop-in operator (strided temporal convs are kept).")
     return ConvSpec(conv.in_channels, conv.out_channels, tuple(conv.kernel_size), spatial, time,
-                    conv.weight.detach(), None if conv.bias is None else conv.bias.detach(), kind)
+                    conv.weight.detach(), None if conv.bias is None else conv.bias.detach(), kind,
+                    conv.padding_mode)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -117,7 +171,8 @@ class SwapOp(nn.Module):
 
     Subclasses set ``op_name`` and ``temporal_mixing`` ('causal' when they look at past frames through
     ``self.time``, 'none' when each output frame depends on its own input frame only) and implement
-    ``forward(x, cache_x=None)`` and ``init_from(spec, **options) -> dict``."""
+    ``forward(x, cache_x=None, causal=None)`` (``causal``: the call's setting in LTX-2 decoders, for
+    ``self.time.apply``) and ``init_from(spec, **options) -> dict``."""
 
     op_name = ""
     temporal_mixing = "causal"
@@ -177,11 +232,12 @@ class DepthwiseSeparable3d(SwapOp):
     def __init__(self, spec: ConvSpec):
         super().__init__(spec)
         i, o = spec.in_channels, spec.out_channels
-        self.depthwise = nn.Conv3d(i, i, spec.kernel, padding=(0, *spec.spatial_padding), groups=i, bias=False)
+        self.depthwise = nn.Conv3d(i, i, spec.kernel, padding=(0, *spec.spatial_padding), groups=i, bias=False,
+                                   padding_mode=spec.spatial_padding_mode)
         self.pointwise = nn.Conv3d(i, o, 1, bias=spec.bias is not None)
 
-    def forward(self, x, cache_x=None):
-        return self.pointwise(self.depthwise(self.time.apply(x, cache_x)))
+    def forward(self, x, cache_x=None, causal=None):
+        return self.pointwise(self.depthwise(self.time.apply(x, cache_x, causal)))
 
     def init_from(self, spec: ConvSpec, **options) -> dict:
         w = _cpu64(spec.weight)
@@ -212,12 +268,12 @@ class Conv2Plus1d(SwapOp):
         kt, kh, kw = spec.kernel
         self.mid_channels = spec.out_channels  # 9*in*out + 3*out*out: ~27/12 fewer MACs than 3x3x3 at in=out
         self.spatial = nn.Conv2d(spec.in_channels, self.mid_channels, (kh, kw), padding=spec.spatial_padding,
-                                 bias=False)
+                                 bias=False, padding_mode=spec.spatial_padding_mode)
         self.temporal = nn.Conv3d(self.mid_channels, spec.out_channels, (kt, 1, 1), bias=spec.bias is not None)
 
-    def forward(self, x, cache_x=None):
+    def forward(self, x, cache_x=None, causal=None):
         # Zero or replicated time padding commutes with a bias-free per-frame conv, so pad first.
-        xf, t = _fold(self.time.apply(x, cache_x))
+        xf, t = _fold(self.time.apply(x, cache_x, causal))
         return self.temporal(_unfold(self.spatial(xf), t))
 
     def init_from(self, spec: ConvSpec, **options) -> dict:
@@ -250,10 +306,10 @@ class FrameConv2d(SwapOp):
     def __init__(self, spec: ConvSpec):
         super().__init__(spec)
         self.conv = nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel[1:], padding=spec.spatial_padding,
-                              bias=spec.bias is not None)
+                              bias=spec.bias is not None, padding_mode=spec.spatial_padding_mode)
         self.collapse = ""
 
-    def forward(self, x, cache_x=None):
+    def forward(self, x, cache_x=None, causal=None):
         xf, t = _fold(x)
         return _unfold(self.conv(xf), t)
 
@@ -293,7 +349,7 @@ OPERATORS: dict[str, OperatorSpec] = {}
 
 def register_operator(name: str, build: Callable[[ConvSpec], SwapOp] | None, description: str,
                       causal: bool = True, replace: bool = False) -> OperatorSpec:
-    """Add an operator. ``build(spec)`` returns a module with ``forward(x, cache_x=None)`` and
+    """Add an operator. ``build(spec)`` returns a module with ``forward(x, cache_x=None, causal=None)`` and
     ``init_from(spec, **options) -> dict``. Declare ``causal=False`` for ops that look ahead in time;
     causal decoders also probe every built op and refuse one whose output leaks future frames."""
     if name in OPERATORS and not replace:

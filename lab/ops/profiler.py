@@ -24,12 +24,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from lab.arch import decoder_stages
 from lab.ops.operators import SwapOp
-from lab.models.stages import decoder_stages
 
 # Operator type of a module, by class name; a typed module is timed as one unit (its children are not).
 _TYPES = {
-    "WanCausalConv3d": "causal_conv3d", "LTXVideoCausalConv3d": "causal_conv3d", "Conv3d": "conv3d",
+    "WanCausalConv3d": "causal_conv3d", "LTXVideoCausalConv3d": "causal_conv3d",
+    "LTX2VideoCausalConv3d": "causal_conv3d", "Conv3d": "conv3d",
     "Conv2d": "conv2d", "WanAttentionBlock": "attention", "Attention": "attention",
     "WanRMS_norm": "norm", "RMSNorm": "norm", "GroupNorm": "norm", "LayerNorm": "norm",
     "PerChannelRMSNorm": "norm", "SiLU": "activation", "GELU": "activation", "ReLU": "activation",

@@ -16,10 +16,11 @@ import statistics
 
 import torch
 
+from lab.arch import arch_of
 from lab.errors import ConfigError
 from lab.ops.plan import resolve_plan
 from lab.ops.profiler import _Hooks, _sync_for
-from lab.ops.swap import family_kind, stage_modules, swap_decoder
+from lab.ops.swap import stage_modules, swap_decoder
 
 log = logging.getLogger("lab")
 
@@ -65,14 +66,15 @@ def search_plan(decoder, latents: torch.Tensor, candidates=DEFAULT_CANDIDATES, s
     """
     if max_rel_err is None and min_psnr_db is None:
         raise ConfigError("give a quality budget: max_rel_err and/or min_psnr_db.")
-    kind, n_up = family_kind(decoder), len(decoder.vae.decoder.up_blocks)
-    plan = resolve_plan(base, kind, n_up)
+    arch = arch_of(decoder, "the operator search")
+    n_up = arch.num_up_blocks(decoder.vae)
+    plan = resolve_plan(base, arch, n_up)
     for op in candidates:
-        resolve_plan({"mid": op}, kind, n_up)  # validates operator names early
+        resolve_plan({"mid": op}, arch, n_up)  # validates operator names early
     if stages is None:
         stages = [s for s in plan if s not in ("conv_in", "head")]
     else:
-        resolve_plan({s: "keep" for s in stages}, kind, n_up)  # validates stage names
+        resolve_plan({s: "keep" for s in stages}, arch, n_up)  # validates stage names
     reference = decoder.decode(latents)
 
     def ok(err):

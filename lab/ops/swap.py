@@ -1,9 +1,10 @@
 """Apply a swap plan: replace, in place, the 3D convs of each named stage by the named operator.
 
 Works on any module tree with the diffusers VAE's paths and block classes (``adapter.vae`` of a teacher,
-or a pruned student), so pruning and swapping compose in either order. What is never swapped, whatever
-the plan says (Flash-VAED keeps them): Wan's temporal upsampling ``time_conv`` and 2D resample convs,
-LTX's depth-to-space upsampler convs, attention, and 1x1x1 convs (already pointwise, nothing to gain).
+or a pruned student), so pruning and swapping compose in either order. What a plan may replace is the
+family's swap rules (lab.arch): its causal conv classes; never the subtrees it keeps (Wan's temporal
+upsampling ``time_conv`` and 2D resample convs, LTX's depth-to-space upsampler convs, attention), and
+never 1x1x1 convs (already pointwise, nothing to gain).
 """
 
 from __future__ import annotations
@@ -14,83 +15,47 @@ import logging
 import torch
 from torch import nn
 
+from lab.arch import Architecture, arch_of, decoder_stages, get_architecture
 from lab.errors import LabError
-from lab.models.stages import decoder_stages, stage_kind, stage_paths
 from lab.ops.operators import FrameConv2d, SwapOp, conv_spec, get_operator
 from lab.ops.plan import resolve_plan
 
 log = logging.getLogger("lab")
 
-_CAUSAL_CONVS = ("WanCausalConv3d", "LTXVideoCausalConv3d")
-# Subtrees whose convs stay: temporal upsampling / depth-to-space convs and attention.
-_KEPT_SUBTREES = ("WanResample", "LTXVideoUpsampler3d", "WanAttentionBlock", "LTXVideoAttention")
-
-
 def _kernel(layer: nn.Module) -> tuple[int, ...]:
     return tuple(layer.kernel_size)
 
 
-def swappable_convs(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+def swappable_convs(module: nn.Module, arch: Architecture, prefix: str = "") -> list[tuple[str, nn.Module]]:
     """(path, layer) of the convs a plan may replace inside ``module`` (including swapped ones)."""
     found = []
     for name, child in module.named_children():
         path = f"{prefix}.{name}" if prefix else name
-        kind = type(child).__name__
         if isinstance(child, SwapOp):
             found.append((path, child))
-        elif kind in _CAUSAL_CONVS:
+        elif isinstance(child, arch.causal_convs):
             if torch.Size(_kernel(child)).numel() > 1:
                 found.append((path, child))
-        elif kind not in _KEPT_SUBTREES:
-            found.extend(swappable_convs(child, path))
-    if not prefix and (isinstance(module, SwapOp) or type(module).__name__ in _CAUSAL_CONVS):
+        elif not isinstance(child, arch.kept_subtrees):
+            found.extend(swappable_convs(child, arch, path))
+    if not prefix and (isinstance(module, SwapOp) or isinstance(module, arch.causal_convs)):
         # A stage path that is itself a conv (Wan's decoder.conv_in / conv_out).
         if isinstance(module, SwapOp) or torch.Size(_kernel(module)).numel() > 1:
             found.append(("", module))
     return found
 
 
-def family_kind(decoder) -> str:
-    """The stage-map kind ('wan' or 'ltx') of an adapter: teachers say it in ``adapter_kind``; students
-    built from them (e.g. 'wan-student') keep the teacher's module paths, so the prefix decides."""
-    kind = stage_kind(decoder)
-    if kind is None:
-        raise LabError(f"{getattr(decoder, 'name', decoder)} is not a Wan or LTX-Video decoder with a diffusers-style "
-                       f"vae (adapter kind '{getattr(decoder, 'adapter_kind', '?')}'); operator swaps and the "
-                       f"profiler need one of those module trees.")
-    return kind
-
-
 def stage_modules(decoder) -> dict[str, list[nn.Module]]:
-    """Stage name -> modules of an adapter (teacher or student), by the shared stage map."""
-    family_kind(decoder)  # the swap-specific error for decoders without one
+    """Stage name -> modules of an adapter (teacher or student), by its family's stage map."""
+    arch_of(decoder, "operator swaps and the profiler")  # the swap-specific error for decoders without one
     return decoder_stages(decoder)
-
-
-def decoder_is_causal(vae_like: nn.Module, kind: str) -> bool:
-    if kind == "wan":
-        return True
-    return bool(getattr(vae_like.decoder.conv_in, "is_causal", False))
-
-
-def _decoder_params(vae_like: nn.Module, kind: str) -> int:
-    parts = [vae_like.decoder] + ([vae_like.post_quant_conv] if kind == "wan" else [])
-    return sum(p.numel() for m in parts for p in m.parameters())
 
 
 def _count(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def run_vae(vae_like: nn.Module, kind: str, z_raw: torch.Tensor) -> torch.Tensor:
-    """Decode raw (denormalised) latents with the VAE itself, as the adapters do."""
-    if kind == "ltx" and vae_like.config.timestep_conditioning:
-        temb = torch.zeros(z_raw.shape[0], device=z_raw.device, dtype=z_raw.dtype)
-        return vae_like.decode(z_raw, temb).sample
-    return vae_like.decode(z_raw).sample
-
-
-def _capture_io(vae_like, kind, z_raw, layers: dict[str, nn.Module], max_calls: int = 2) -> dict[str, list]:
+def _capture_io(vae_like, arch: Architecture, z_raw, layers: dict[str, nn.Module], max_calls: int = 2) -> dict[str, list]:
     """Each layer's first ``max_calls`` (args, output) during a decode of the calibration latents."""
     seen: dict[str, list] = {p: [] for p in layers}
     handles = []
@@ -102,16 +67,17 @@ def _capture_io(vae_like, kind, z_raw, layers: dict[str, nn.Module], max_calls: 
         handles.append(layer.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            run_vae(vae_like, kind, z_raw)
+            arch.decode_raw(vae_like, z_raw)
     finally:
         for h in handles:
             h.remove()
     return seen
 
 
-def _check_causal(op: nn.Module, path: str, op_name: str, wan: bool) -> None:
-    """Probe a built op: a change to the last frame must leave earlier outputs alone, and (Wan) a chunk
-    decoded with the previous frame as cache_x must equal the same frames of the whole-clip output."""
+def _check_causal(op: nn.Module, path: str, op_name: str, frame_cache: bool) -> None:
+    """Probe a built op: a change to the last frame must leave earlier outputs alone, and (families with
+    a frame cache, Wan) a chunk decoded with the previous frame as cache_x must equal the same frames of
+    the whole-clip output."""
     p = next(op.parameters(), None)
     dev, dt = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
     g = torch.Generator().manual_seed(0)
@@ -128,18 +94,18 @@ def _check_causal(op: nn.Module, path: str, op_name: str, wan: bool) -> None:
         tol = rel * float(y.abs().max().clamp_min(1.0))
         if (y[:, :, :-1] - y2[:, :, :-1]).abs().max() > tol:
             raise LabError(f"operator '{op_name}' at {path} is not causal: changing the last input frame changed "
-                           f"earlier output frames. Causal decoders ({'Wan' if wan else 'causal LTX'}) need ops "
+                           f"earlier output frames. Causal decoders need ops "
                            f"that look only at past frames; use dwsep3d, conv2plus1d or conv2d, or fix the op's "
                            f"temporal padding (all of it in front).")
-        if wan:
+        if frame_cache:
             chunk = op(x[:, :, 1:], x[:, :, :1])
             if (chunk - y[:, :, 1:]).abs().max() > tol:
-                raise LabError(f"operator '{op_name}' at {path} breaks Wan's cache contract: forward(x, cache_x) with "
+                raise LabError(f"operator '{op_name}' at {path} breaks the frame cache contract: forward(x, cache_x) with "
                                f"the previous frame as cache_x differs from the whole-clip output. Prepend cache_x "
                                f"in place of that many front padding frames (see WanCausalConv3d.forward).")
 
 
-def apply_operators(vae_like: nn.Module, kind: str, operators: dict[str, str] | str,
+def apply_operators(vae_like: nn.Module, arch: Architecture | str, operators: dict[str, str] | str,
                     init_from_existing: bool = True, calibration: torch.Tensor | None = None,
                     collapse: str = "auto") -> dict:
     """Replace, in place, the swappable convs of each stage by the plan's operator.
@@ -152,13 +118,14 @@ def apply_operators(vae_like: nn.Module, kind: str, operators: dict[str, str] | 
     means 'sum' (exact on static content). Returns a summary: per layer and per stage, the operator and
     params before/after, and the init fit errors.
     """
-    num_up = len(vae_like.decoder.up_blocks)
-    plan = resolve_plan(operators, kind, num_up)
-    causal = decoder_is_causal(vae_like, kind)
+    arch = get_architecture(arch)
+    num_up = arch.num_up_blocks(vae_like)
+    plan = resolve_plan(operators, arch, num_up)
+    causal = arch.is_causal(vae_like)
     if collapse not in ("auto", "current", "sum"):
         raise LabError(f"collapse must be 'auto', 'current' or 'sum', got '{collapse}'.")
-    params_before = _decoder_params(vae_like, kind)
-    paths = stage_paths(kind, num_up)
+    params_before = arch.decoder_params(vae_like)
+    paths = arch.stage_paths(num_up)
 
     # 1. Decide what to replace (and refuse bad requests before touching the model).
     targets: list[tuple[str, str, str, nn.Module]] = []  # (stage, path, op, layer)
@@ -168,11 +135,11 @@ def apply_operators(vae_like: nn.Module, kind: str, operators: dict[str, str] | 
         spec = get_operator(op_name)
         if causal and not spec.causal:
             raise LabError(f"operator '{op_name}' looks at future frames, so it cannot go into stage '{stage}' of a "
-                           f"causal {kind} decoder (streaming would change). Pick a causal operator: dwsep3d, "
+                           f"causal {arch.title} decoder (streaming would change). Pick a causal operator: dwsep3d, "
                            f"conv2plus1d or conv2d.")
         for root in paths[stage]:
             module = vae_like.get_submodule(root)
-            for rel, layer in swappable_convs(module):
+            for rel, layer in swappable_convs(module, arch):
                 path = f"{root}.{rel}" if rel else root
                 if isinstance(layer, SwapOp):
                     raise LabError(f"{path} was already replaced by '{layer.op_name}'; apply plans to an unswapped "
@@ -182,14 +149,14 @@ def apply_operators(vae_like: nn.Module, kind: str, operators: dict[str, str] | 
     # 2. Real inputs of the layers whose 2D collapse is chosen by measured error.
     io = {}
     if init_from_existing and collapse == "auto" and calibration is not None:
-        auto = {p: l for s, p, o, l in targets if get_operator(o).build is FrameConv2d}
+        auto = {path: layer for _, path, op, layer in targets if get_operator(op).build is FrameConv2d}
         if auto:
-            io = _capture_io(vae_like, kind, calibration, auto)
+            io = _capture_io(vae_like, arch, calibration, auto)
 
     # 3. Build, initialise, probe, install.
     rows = []
     for stage, path, op_name, layer in targets:
-        spec = conv_spec(layer)
+        spec = conv_spec(layer, causal)
         op = get_operator(op_name).build(spec)
         w = spec.weight
         op.to(device=w.device, dtype=w.dtype)
@@ -200,7 +167,7 @@ def apply_operators(vae_like: nn.Module, kind: str, operators: dict[str, str] | 
             else:
                 info = op.init_from(spec)
         if causal:
-            _check_causal(op, path, op_name, wan=kind == "wan")
+            _check_causal(op, path, op_name, frame_cache=arch.frame_cache)
         parent_path, _, attr = path.rpartition(".")
         setattr(vae_like.get_submodule(parent_path) if parent_path else vae_like, attr, op)
         rows.append({"stage": stage, "path": path, "operator": op_name, "kernel": list(spec.kernel),
@@ -213,8 +180,8 @@ def apply_operators(vae_like: nn.Module, kind: str, operators: dict[str, str] | 
         stages[stage] = {"operator": op_name, "layers": len(mine),
                          "params_before": sum(r["params_before"] for r in mine),
                          "params_after": sum(r["params_after"] for r in mine)}
-    summary = {"kind": kind, "plan": plan, "causal": causal, "replaced": rows, "stages": stages,
-               "params_before": params_before, "params_after": _decoder_params(vae_like, kind)}
+    summary = {"kind": arch.name, "plan": plan, "causal": causal, "replaced": rows, "stages": stages,
+               "params_before": params_before, "params_after": arch.decoder_params(vae_like)}
     log.debug("swapped %d layers: %d -> %d params", len(rows), params_before, summary["params_after"])
     return summary
 
@@ -245,7 +212,7 @@ def swap_decoder(decoder, operators: dict[str, str] | str, calibration: torch.Te
     if calibration is not None:
         target.check_latents(calibration)
         z_raw = target.denormalize(calibration)
-    summary = apply_operators(target.vae, family_kind(target), operators, init_from_existing, z_raw, collapse)
+    summary = apply_operators(target.vae, arch_of(target, "operator swaps"), operators, init_from_existing, z_raw, collapse)
     label = operators if isinstance(operators, str) else "swap"
     target.name = f"{decoder.name}+{label}"
     return target, summary

@@ -4,8 +4,8 @@ least-squares reconstruction of the dropped channels folded into the next layers
 
 from lab.prune.build import prune
 from lab.prune.criteria import CRITERIA, CriterionContext, get_criterion, register_criterion
-from lab.prune.plan import FLASH_VAED_KEEP, parse_keep, resolve_keep
+from lab.prune.plan import FLASH_VAED, parse_keep, resolve_keep
 from lab.prune.transfer import fold_into, transfer
 
-__all__ = ["CRITERIA", "CriterionContext", "FLASH_VAED_KEEP", "fold_into", "get_criterion", "parse_keep", "prune",
+__all__ = ["CRITERIA", "CriterionContext", "FLASH_VAED", "fold_into", "get_criterion", "parse_keep", "prune",
            "register_criterion", "resolve_keep", "transfer"]

@@ -10,33 +10,33 @@ import time
 import torch
 
 from lab.analysis import ChannelAnalysis, analyze, calibration_latents
-from lab.analysis.groups import ltx_groups, wan_groups
 from lab.analysis.linalg import FOLD_RIDGE
+from lab.arch import ARCHITECTURES, Architecture
 from lab.errors import ConfigError
 from lab.models.registry import load_decoder
-from lab.models.students import ltx as ltx_student
-from lab.models.students.wan import TEACHER_KEYS, WanStudentAdapter, WanStudentVAE
 from lab.prune.criteria import INDEPENDENCE_FAMILY, NEEDS_SENSITIVITY, CriterionContext, get_criterion, select
-from lab.prune.ltx import transfer_ltx
 from lab.prune.plan import group_widths, resolve_keep
-from lab.prune.transfer import transfer
+from lab.prune.students import student_builder
 
 log = logging.getLogger("lab")
 
 
-def _check_teacher(teacher) -> str:
-    kind = getattr(teacher, "adapter_kind", "")
-    if kind in ("wan", "ltx"):
-        return kind
-    raise ConfigError(f"{teacher.name} is a {getattr(teacher, 'family', '?')} of kind '{kind or '?'}'; only teachers "
-                      f"(Wan 2.1 and LTX-Video families) can be pruned. Pass the teacher it came from.")
+def _check_teacher(teacher) -> Architecture:
+    arch = getattr(teacher, "arch", None)
+    if arch is not None and getattr(teacher, "family", None) == "teacher":
+        return arch
+    raise ConfigError(f"{teacher.name} is a {getattr(teacher, 'family', '?')} of kind "
+                      f"'{getattr(teacher, 'adapter_kind', '?')}'; only teachers (of the "
+                      f"{', '.join(a.title for a in ARCHITECTURES.values())} families) can be pruned. Pass the "
+                      f"teacher it came from.")
 
 
 def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips=None, frames: int = 9,
           size=None, operators=None, name: str | None = None, seed: int = 0, fold: bool = True,
           ridge: float = FOLD_RIDGE, analysis: ChannelAnalysis | None = None, subscribers=(),
           fold_norms: bool = False, refine: int = 0, refine_swaps: int = 0, sensitivity_probes: int = 4):
-    """Return (student, info). ``keep``: ratio in (0, 1] for every prunable stage, or {stage: ratio}.
+    """Return (student, info). ``keep``: ratio in (0, 1] for every prunable stage, {stage: ratio}, or
+    'flash-vaed' (the teacher family's Flash-VAED widths).
     Calibration: ``latents`` (normalized, a tensor or a list), else ``clips`` (names/paths, encoded by
     the teacher; default the bundled clip), or a ready ``analysis`` of this teacher. ``ridge``: the
     fold's regularisation, relative to the kept channels' mean variance (lab.analysis.linalg.FOLD_RIDGE;
@@ -52,11 +52,11 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
         raise ConfigError(f"refine passes and swaps must be >= 0 and sensitivity probes >= 1 (got refine={refine}, "
                           f"refine_swaps={refine_swaps}, sensitivity_probes={sensitivity_probes}).")
     teacher = load_decoder(teacher) if isinstance(teacher, str) else teacher
-    kind = _check_teacher(teacher)
+    arch = _check_teacher(teacher)
     tvae = teacher.vae
-    groups = wan_groups(tvae) if kind == "wan" else ltx_groups(tvae)
-    n_up = len(tvae.decoder.up_blocks)
-    ratios = resolve_keep(keep, kind, groups, n_up)
+    groups = arch.prune_groups(tvae)
+    n_up = arch.num_up_blocks(tvae)
+    ratios = resolve_keep(keep, arch, groups, n_up)
     widths = group_widths(groups, ratios)
     _, needs_stats, _ = get_criterion(criterion)
     info: dict = {"teacher": teacher.name, "criterion": criterion, "ratios": ratios, "fold": fold,
@@ -87,8 +87,8 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
     kept = _select(criterion, groups, widths, tvae, analysis, seed)
 
     def build(kept):
-        return _build_student(teacher, kind, groups, widths, kept, ratios, criterion, analysis, fold, ridge,
-                              fold_norms)
+        return student_builder(arch)(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge,
+                                     fold_norms)
 
     if refine > 0 and widths:
         from lab.prune.refine import refine_selection
@@ -114,12 +114,11 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
     if operators:
         from lab.ops.plan import resolve_plan
         from lab.ops.swap import apply_operators
-        plan = {s: op for s, op in resolve_plan(operators, kind, n_up).items() if op != "keep"}
+        plan = {s: op for s, op in resolve_plan(operators, arch, n_up).items() if op != "keep"}
         if plan:
-            apply_operators(svae, kind, plan, init_from_existing=True)
+            apply_operators(svae, arch, plan, init_from_existing=True)
             svae.register_to_config(operators=plan)
-            if kind == "wan":
-                svae.clear_cache()
+            arch.reset(svae)
         info["operators"] = plan
     student = adapter(name or f"{teacher.name}-student", svae)
     student = student.to(device=teacher.device, dtype=teacher.dtype).eval()
@@ -138,41 +137,3 @@ def _calibration(teacher, latents, clips, frames, size) -> list:
 def _select(criterion, groups, widths, tvae, analysis, seed) -> dict[str, list[int]]:
     return {g.name: select(criterion, CriterionContext(g, widths[g.name], tvae, analysis, seed))
             for g in groups if g.name in widths}
-
-
-def _build_student(teacher, kind, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
-    """(student VAE, adapter class, transfer report) for a selection: the narrower model with the
-    teacher's selected filters copied and the dropped channels folded into the next layers."""
-    tvae = teacher.vae
-    if kind == "wan":
-        tc = {k: _plain(tvae.config[k]) for k in TEACHER_KEYS if k in tvae.config}
-        # fold_norms: the norms of narrowed groups divide by the teacher's rms estimated from the kept
-        # channels (lab.models.students.folded_norm) instead of a rescaled plain norm; full-width groups
-        # keep the teacher's norm. Opt-in for Wan: it raises every criterion's PSNR (e.g. independence at
-        # 50% of mini-wan up2/up3 36.7 -> 39.9 dB) but helps random selection more at 25% (see issue 4).
-        folded = ([n for g in groups if g.name in kept and len(kept[g.name]) < g.width for n in g.norms]
-                  if fold_norms else [])
-        svae = WanStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
-                             criterion=criterion, operators={}, patch_size=tc.get("patch_size"),
-                             folded_norms=folded)
-        transfer_report = transfer(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
-        adapter = WanStudentAdapter
-    else:
-        tc = {k: _plain(tvae.config[k]) for k in ltx_student.TEACHER_KEYS if k in tvae.config}
-        tc["latents_mean"] = _plain(tvae.latents_mean.float().cpu())
-        tc["latents_std"] = _plain(tvae.latents_std.float().cpu())
-        svae = ltx_student.LTXStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept,
-                                         ratios=ratios, criterion=criterion, operators={},
-                                         timestep_conditioning=bool(tc.get("timestep_conditioning")))
-        transfer_report = transfer_ltx(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
-        adapter = ltx_student.LTXStudentAdapter
-    return svae, adapter, transfer_report
-
-
-def _plain(v):
-    """Config values as JSON-friendly Python (FrozenDict lists/tuples -> lists)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    return v

@@ -19,16 +19,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.analysis import ChannelAnalysis, ChannelGroup
-from lab.analysis.groups import D2S_FACTOR
+from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoUpsampler3d
+from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoUpsampler3d
+
+from lab.analysis import ChannelAnalysis
 from lab.analysis.linalg import FOLD_RIDGE
+from lab.arch.groups import D2S_FACTOR, ChannelGroup
 from lab.errors import LabError
 from lab.prune.transfer import _rows, fold_into, load_student_state
 from lab.prune.transfer import folded_norm_state as _folded_norm  # shared with Wan students
 
 
-def merged_upsampler_weight(ups: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias) of an LTXVideoUpsampler3d's conv with its residual shortcut (if any) folded in."""
+def merged_upsampler_weight(ups: nn.Module, causal: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) of an LTXVideoUpsampler3d's (or LTX2VideoUpsampler3d's) conv with its residual
+    shortcut (if any) folded in. ``causal``: the decoder's setting, for LTX-2 convs (whose causality is
+    a call argument); LTX-Video convs carry their own."""
     conv = ups.conv.conv
     w = conv.weight.detach().to(torch.float64).clone()
     b = None if conv.bias is None else conv.bias.detach().to(torch.float64).clone()
@@ -37,7 +42,10 @@ def merged_upsampler_weight(ups: nn.Module) -> tuple[torch.Tensor, torch.Tensor 
         if factor != D2S_FACTOR:
             raise LabError(f"cannot fold a residual upsampler with stride {ups.stride}")
         kt = conv.kernel_size[0]
-        t_now = kt - 1 if ups.conv.is_causal else (kt - 1) // 2  # the tap that reads the current frame
+        causal = getattr(ups.conv, "is_causal", causal)
+        if causal is None:
+            raise LabError("merged_upsampler_weight needs the decoder's causal setting for an LTX-2 upsampler")
+        t_now = kt - 1 if causal else (kt - 1) // 2  # the tap that reads the current frame
         hc, wc = conv.kernel_size[1] // 2, conv.kernel_size[2] // 2
         groups_in = conv.in_channels // factor
         for c in range(conv.out_channels // factor):
@@ -48,9 +56,12 @@ def merged_upsampler_weight(ups: nn.Module) -> tuple[torch.Tensor, torch.Tensor 
 
 def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup],
                  kept: dict[str, list[int]], analysis: ChannelAnalysis | None, fold: bool = True,
-                 ridge: float = FOLD_RIDGE) -> dict:
-    """Copy an AutoencoderKLLTXVideo's decoder into an LTXStudentVAE built at the widths of ``kept``
-    (group -> kept teacher channels; groups not listed keep every channel). Returns a short report."""
+                 ridge: float = FOLD_RIDGE, causal: bool | None = None) -> dict:
+    """Copy an AutoencoderKLLTXVideo's (or AutoencoderKLLTX2Video's) decoder into an LTXStudentVAE (or
+    LTX2StudentVAE) built at the widths of ``kept`` (group -> kept teacher channels; groups not listed
+    keep every channel). ``causal``: the decoder's setting (LTX-2; see merged_upsampler_weight). LTX-2's
+    1x1 shortcuts are plain ``nn.Conv3d`` (weights at ``PATH.weight``), every other conv wraps one
+    (``PATH.conv.weight``). Returns a short report."""
     keep = {g.name: list(kept.get(g.name, range(g.width))) for g in groups}
     pruned = {g.name for g in groups if len(keep[g.name]) < g.width}
     consumer_of: dict[str, ChannelGroup] = {}
@@ -69,12 +80,13 @@ def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Ch
     for path in sorted(set(consumer_of) | set(producer_of)):
         layer = teacher_vae.get_submodule(path)
         parent = teacher_vae.get_submodule(path.rpartition(".")[0])
-        if type(parent).__name__ == "LTXVideoUpsampler3d":
-            w, b = merged_upsampler_weight(parent)
+        conv = getattr(layer, "conv", layer)  # a causal-conv wrapper, or a plain nn.Conv3d (LTX-2 shortcut)
+        key = f"{path}.conv" if conv is not layer else path
+        if isinstance(parent, (LTXVideoUpsampler3d, LTX2VideoUpsampler3d)):
+            w, b = merged_upsampler_weight(parent, causal)
             if parent.residual:
                 report["merged_residual"].append(path)
         else:
-            conv = layer.conv
             w = conv.weight.detach().to(torch.float64)
             b = None if conv.bias is None else conv.bias.detach().to(torch.float64)
         if path in consumer_of and consumer_of[path].name in pruned:
@@ -90,9 +102,9 @@ def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Ch
             g, role = producer_of[path]
             rows = _rows(role, keep[g.name], w.shape[0])
             w, b = w[rows], (None if b is None else b[rows])
-        new[f"{path}.conv.weight"] = w
+        new[f"{key}.weight"] = w
         if b is not None:
-            new[f"{path}.conv.bias"] = b
+            new[f"{key}.bias"] = b
 
     # 2. Norms.
     for g in groups:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.analysis import ChannelAnalysis, ChannelGroup, fold_weights
-from lab.analysis.groups import norm_tap
+from lab.analysis import ChannelAnalysis, fold_weights
 from lab.analysis.linalg import FOLD_RIDGE
+from lab.arch.groups import D2S_FACTOR, ChannelGroup, norm_tap
 from lab.errors import LabError
 
 
@@ -77,7 +77,6 @@ def _rows(role: str, keep: list[int], out_channels: int) -> list[int]:
         c = out_channels // 2
         return list(keep) + [c + i for i in keep]
     if role == "rows_d2s":  # depth-to-space: rows c*8 .. c*8+7 are channel c's sub-positions
-        from lab.analysis.groups import D2S_FACTOR
         return [c * D2S_FACTOR + k for c in keep for k in range(D2S_FACTOR)]
     return list(keep)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lab.analysis import ChannelRecorder, analyze, channel_groups
-from lab.analysis.groups import consumer_tap
+from lab.arch.groups import consumer_tap
 from lab.errors import LabError
 
 

@@ -20,9 +20,9 @@ def _run(pipe, output_type, **kw):
 
 @pytest.fixture(scope="module")
 def pruned_student():
-    from lab.prune import FLASH_VAED_KEEP, prune
+    from lab.prune import prune
     teacher = load_decoder("mini-wan")
-    student, _ = prune(teacher, FLASH_VAED_KEEP["wan"], "independence", frames=5, size=(48, 48),
+    student, _ = prune(teacher, "flash-vaed", "independence", frames=5, size=(48, 48),
                        operators="flash-vaed")
     return teacher, student
 

@@ -76,9 +76,9 @@ def test_cli_profile_bad_frames(capsys):
 
 def test_profile_of_a_pruned_student(tiny_wan):
     """Students ('wan-student' adapters from lab.prune) keep the teacher's paths: same stage rows."""
-    from lab.prune import FLASH_VAED_KEEP, prune
+    from lab.prune import prune
 
-    student, _ = prune(tiny_wan, FLASH_VAED_KEEP["wan"], criterion="random", fold=False, operators="flash-vaed")
+    student, _ = prune(tiny_wan, "flash-vaed", criterion="random", fold=False, operators="flash-vaed")
     result = profile_decoder(student, 2, (4, 4), repeats=1)
     st = _by_stage(result)
     assert result["decoder_params"] == student.decoder_params()

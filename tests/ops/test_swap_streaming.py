@@ -89,7 +89,7 @@ def test_flash_vaed_ltx_layer_choices(tiny_ltx):
     swapped, summary = swap_decoder(tiny_ltx, "flash-vaed")
     dec = swapped.vae.decoder
     assert isinstance(dec.mid_block.resnets[0].conv1, DepthwiseSeparable3d)
-    assert dec.mid_block.resnets[0].conv1.time.mode == "ltx-symmetric"  # LTX's decoder is not causal
+    assert dec.mid_block.resnets[0].conv1.time.mode == "replicate-symmetric"  # LTX's decoder is not causal
     assert type(dec.up_blocks[1].upsamplers[0].conv).__name__ == "LTXVideoCausalConv3d"  # depth-to-space stays
     assert not any(isinstance(m, SwapOp) for m in dec.up_blocks[2].modules())  # up2 stays 3D
     assert isinstance(dec.up_blocks[3].resnets[0].conv1, FrameConv2d)

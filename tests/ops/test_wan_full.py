@@ -56,11 +56,10 @@ def test_flash_vaed_swap_of_full_wan(wan21):
 
 def test_flash_vaed_pruned_and_swapped_student_is_about_5_9m(wan21):
     from lab.prune import prune
-    from lab.prune.plan import FLASH_VAED_KEEP
 
     # Random channel choice without folding: the parameter count and streaming depend on the widths
     # and operators only, and this needs no calibration decode of the full-size teacher.
-    student, info = prune(wan21, FLASH_VAED_KEEP["wan"], criterion="random", fold=False, operators="flash-vaed")
+    student, info = prune(wan21, "flash-vaed", criterion="random", fold=False, operators="flash-vaed")
     assert info["widths"]["up2.stream"] == 24 and info["widths"]["up3.stream"] == 12
     n = student.decoder_params()
     assert 5_600_000 < n < 6_200_000, n  # the authors' student: ~5.9M

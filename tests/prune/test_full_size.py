@@ -10,7 +10,7 @@ import torch
 
 from lab.analysis import analyze
 from lab.models import load_decoder
-from lab.prune import FLASH_VAED_KEEP, prune
+from lab.prune import prune
 
 Z = torch.randn(1, 16, 2, 2, 2, generator=torch.Generator().manual_seed(0))
 
@@ -35,7 +35,7 @@ def test_full_size_analysis_covers_every_group(full_analysis):
 
 @pytest.mark.skipif(importlib.util.find_spec("lab.ops.swap") is None, reason="lab.ops.swap (issue 5) is absent")
 def test_flash_vaed_student_of_full_wan(full_wan, full_analysis, tmp_path):
-    s, info = prune(full_wan, FLASH_VAED_KEEP["wan"], "independence", analysis=full_analysis, operators="flash-vaed")
+    s, info = prune(full_wan, "flash-vaed", "independence", analysis=full_analysis, operators="flash-vaed")
     assert info["widths"]["up2.stream"] == 24 and info["widths"]["up3.stream"] == 12
     assert 5.7e6 < s.decoder_params() < 6.1e6  # Flash-VAED's released student: 5.9M
     whole = s.decode(Z)

@@ -8,13 +8,13 @@ from diffusers import AutoencoderKLLTXVideo
 
 from lab import paths
 from lab.analysis import analyze
-from lab.analysis.groups import ltx_groups
+from lab.arch.ltx import ltx_groups
 from lab.errors import ConfigError
 from lab.models import load_decoder
 from lab.models.students.ltx import LTXStudentAdapter, teacher_widths
 from lab.models.teachers import LTXDecoderAdapter
 from lab.prune import prune
-from lab.prune.plan import flash_vaed_keep
+from lab.arch import LTX
 
 Z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(0))  # -> 9 frames of 64x64
 
@@ -34,7 +34,7 @@ def tiny_analysis(tiny_ltx):
 
 @pytest.fixture(scope="module")
 def tiny_student(tiny_ltx, tiny_analysis):
-    return prune(tiny_ltx, flash_vaed_keep("ltx", 4), "independence", analysis=tiny_analysis, name="ltx-st")
+    return prune(tiny_ltx, LTX.flash_vaed_keep(4), "independence", analysis=tiny_analysis, name="ltx-st")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_full_width_student_is_the_teacher_with_conditioning_noise_and_residual_
     torch.manual_seed(1)  # the same injected noise
     assert torch.allclose(s.decode(Z), ref, atol=1e-4)
     # Pruned, it still runs and indexes the conditioning tables of the kept channels only.
-    s, info = prune(cond_teacher, flash_vaed_keep("ltx", 3), "independence", latents=[Z])
+    s, info = prune(cond_teacher, LTX.flash_vaed_keep(3), "independence", latents=[Z])
     assert set(info["ratios"]) == {"up1", "up2"} and s.decode(Z).shape == ref.shape
     res = s.vae.decoder.up_blocks[2].resnets[0]
     assert res.shift_scale_1.shape == (2, info["widths"]["up2.stream"]) and res.temb_index_1.max() < 16
@@ -152,7 +152,7 @@ def test_folded_rms_norm_matches_the_teacher_norm_on_redundant_channels():
     from diffusers.models.normalization import RMSNorm
 
     from lab.analysis import ChannelStats
-    from lab.analysis.groups import norm_tap
+    from lab.arch.groups import norm_tap
     from lab.models.students.ltx import FoldedRMSNorm
     from lab.prune.ltx import _folded_norm
     g = torch.Generator().manual_seed(0)

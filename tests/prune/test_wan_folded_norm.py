@@ -8,7 +8,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
 from lab.analysis import ChannelStats
-from lab.analysis.groups import norm_tap
+from lab.arch.groups import norm_tap
 from lab.models.students.folded_norm import FoldedRMSNorm, WanFoldedRMSNorm
 from lab.models.students.wan import WanStudentVAE
 from lab.prune.transfer import folded_norm_state
@@ -52,7 +52,7 @@ def test_identity_form_is_the_plain_norm():
 
 
 def test_folded_norms_are_built_from_the_config_and_old_configs_load_plain(tiny_wan):
-    from lab.prune.build import _plain
+    from lab.prune.students import _plain
     from lab.models.students.wan import TEACHER_KEYS
     tc = {k: _plain(tiny_wan.vae.config[k]) for k in TEACHER_KEYS if k in tiny_wan.vae.config}
     path = "decoder.up_blocks.3.resnets.0.norm2"

@@ -19,6 +19,10 @@ class StudentAdapter(VideoDecoder):
     def teacher_name(self) -> str:
         return self.vae.config.teacher
 
+    def teacher_group_widths(self) -> dict[str, int]:
+        """Channel group -> its width in the teacher (what the student's ``kept`` indices index)."""
+        return self.vae.teacher_widths()
+
     def _save_model(self, folder: Path) -> None:
         self.vae.save_pretrained(folder, safe_serialization=True)
 

@@ -16,7 +16,7 @@ What differs from the teacher, and why:
   map of its input, folded into the conv's current-frame tap by pruning (exact), so the student's
   upsampler reads any kept channel set.
 
-Widths are per channel group (see lab.analysis.groups.ltx_groups): ``mid.stream``, ``up{i}.in``,
+Widths are per channel group (see lab.arch.ltx.ltx_groups): ``mid.stream``, ``up{i}.in``,
 ``up{i}.stream``, ``mid.res{j}.hidden``, ``up{i}.conv_in.hidden``, ``up{i}.res{j}.hidden``. Groups not
 listed keep the teacher's width; ``kept`` lists the teacher channel indices of each group (defaults to
 the first ``width`` channels), which the student uses to index the timestep conditioning.
@@ -35,11 +35,12 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import RMSNorm
 from torch import nn
 
+from lab.arch import LTX
+from lab.arch.ltx import ltx_groups
 from lab.errors import ConfigError
 from lab.models.interface import LatentGeometry
 from lab.models.students.base import StudentAdapter
 from lab.models.students.folded_norm import FoldedRMSNorm
-from lab.models.teachers import ltx_decode
 
 # The AutoencoderKLLTXVideo config keys the decoder and latent normalisation depend on (latents_mean /
 # latents_std are buffers in the teacher; the student keeps them in this config as lists).
@@ -76,7 +77,6 @@ def teacher_decoder_skeleton(tc: dict) -> LTXVideoDecoder3d:
 
 def teacher_widths(tc: dict) -> dict[str, int]:
     """Group name -> width in the teacher (what a student of it may shrink)."""
-    from lab.analysis.groups import ltx_groups
     return {g.name: g.width for g in ltx_groups(SimpleNamespace(decoder=teacher_decoder_skeleton(tc)))}
 
 
@@ -243,7 +243,7 @@ class LTXStudentVAE(ModelMixin, ConfigMixin):
                  kept: dict | None = None, ratios: dict | None = None, criterion: str = "",
                  operators: dict | None = None, timestep_conditioning: bool = False):
         # timestep_conditioning duplicates teacher_config's so that code reading vae.config of an LTX
-        # model (lab.ops.swap.run_vae) works on the student unchanged.
+        # model (lab.arch.ltx.LTXArchitecture.decode_raw) works on the student unchanged.
         super().__init__()
         tc = dict(teacher_config or {})
         missing = [k for k in _REQUIRED if k not in tc]
@@ -266,7 +266,10 @@ class LTXStudentVAE(ModelMixin, ConfigMixin):
         self.decoder = LTXStudentDecoder3d(tc, w, index, full)
         if operators:
             from lab.ops.swap import apply_operators
-            apply_operators(self, "ltx", dict(operators), init_from_existing=False)
+            apply_operators(self, LTX, dict(operators), init_from_existing=False)
+
+    def teacher_widths(self) -> dict[str, int]:
+        return teacher_widths(dict(self.config.teacher_config))
 
     def decode(self, z: torch.Tensor, temb: torch.Tensor | None = None, return_dict: bool = True):
         """Raw (denormalised) latents -> video, unclamped (as AutoencoderKLLTXVideo.decode without tiling)."""
@@ -288,6 +291,7 @@ class LTXStudentAdapter(StudentAdapter):
     vae_class = LTXStudentVAE
     causal = False
     adapter_kind = "ltx-student"
+    arch = LTX
 
     def __init__(self, name: str, vae: LTXStudentVAE, decode_timestep: float = 0.0):
         tc = vae.config.teacher_config
@@ -302,4 +306,4 @@ class LTXStudentAdapter(StudentAdapter):
         return [self.vae.decoder]
 
     def _decode_raw(self, z):
-        return ltx_decode(self.vae, z, self.decode_timestep)
+        return self.arch.decode_raw(self.vae, z, self.decode_timestep)

@@ -4,7 +4,7 @@ decoder.conv_in, decoder.mid_block, decoder.up_blocks.i, decoder.norm_out, decod
 maps, hooks and operator swaps apply to it unchanged. It keeps Wan's feature-cache interface
 (clear_cache, _feat_map, _conv_idx), so lab.models.teachers.WanStream streams it causally.
 
-Widths are per channel group (see lab.analysis.groups): ``up{i}.stream`` (residual stream of up
+Widths are per channel group (see lab.arch.wan.wan_groups): ``up{i}.stream`` (residual stream of up
 block i), ``up{i}.in`` (input of block i when its first resnet has a shortcut conv) and
 ``up{i}.res{j}.hidden`` (conv1 output of resnet j). Groups not listed keep the teacher's width.
 
@@ -25,6 +25,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from lab.arch import WAN
 from lab.errors import ConfigError
 from lab.models.students.base import StudentAdapter
 from lab.runtime.chunked import decode_wan_chunked
@@ -72,7 +73,8 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         if missing:
             raise ConfigError(f"WanStudentVAE needs the teacher's AutoencoderKLWan config; missing {missing}")
         if tc.get("is_residual"):
-            raise ConfigError("Wan 2.2-style decoders (is_residual=True) cannot be pruned yet; use a Wan 2.1 teacher.")
+            raise ConfigError("Wan 2.2-style decoders (is_residual=True) have their own student class "
+                              "(lab.models.students.wan22.Wan22StudentVAE); WanStudentVAE is for Wan 2.1 teachers.")
         full = teacher_widths(tc)
         widths = dict(widths or {})
         bad = [g for g in widths if g not in full]
@@ -94,8 +96,11 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         self.clear_cache()
         if operators:
             from lab.ops.swap import apply_operators
-            apply_operators(self, "wan", dict(operators), init_from_existing=False)
+            apply_operators(self, WAN, dict(operators), init_from_existing=False)
             self.clear_cache()
+
+    def teacher_widths(self) -> dict[str, int]:
+        return teacher_widths(dict(self.config.teacher_config))
 
     def _narrow(self, w: dict[str, int], full: dict[str, int]) -> None:
         """Rebuild, at the planned widths, every layer whose input or output width changed."""
@@ -172,6 +177,7 @@ class WanStudentAdapter(StudentAdapter):
     vae_class = WanStudentVAE
     causal = True
     adapter_kind = "wan-student"
+    arch = WAN
 
     def __init__(self, name: str, vae: WanStudentVAE):
         tc = vae.config.teacher_config
