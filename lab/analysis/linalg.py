@@ -111,9 +111,11 @@ def independence_scores(g: torch.Tensor) -> torch.Tensor:
     return (resid / d.clamp_min(ridge)).clamp(0.0, 1.0)
 
 
-def explained_variance_curve(g: torch.Tensor) -> list[float]:
-    """Fraction of the map's variance explained by the greedy best k channels, for k = 0..C."""
-    _, residuals = greedy_select(g)
+def explained_variance_curve(g: torch.Tensor, residuals: list[float] | None = None) -> list[float]:
+    """Fraction of the map's variance explained by the greedy best k channels, for k = 0..C
+    (``residuals``: greedy_select(g)'s, when the caller already has them)."""
+    if residuals is None:
+        _, residuals = greedy_select(g)
     total = residuals[0]
     if total <= 0:
         return [1.0] * len(residuals)

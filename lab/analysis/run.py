@@ -13,8 +13,10 @@ from typing import Iterable
 import torch
 
 from lab.analysis import linalg
-from lab.analysis.groups import ChannelGroup, channel_groups, consumer_tap, norm_tap, taps
+from lab.analysis.groups import taps
 from lab.analysis.hooks import ChannelRecorder, Subscriber
+from lab.arch import channel_groups
+from lab.arch.groups import ChannelGroup, consumer_tap, norm_tap
 from lab.errors import LabError
 
 log = logging.getLogger("lab")
@@ -128,10 +130,12 @@ class ChannelAnalysis:
         g = self.group(group) if isinstance(group, str) else group
         gram = self.selection_gram(g)
         scores = linalg.independence_scores(gram)
-        curve = linalg.explained_variance_curve(gram)
+        order, residuals = linalg.greedy_select(gram)
+        curve = linalg.explained_variance_curve(gram, residuals)
         out = {
             "group": g.name, "stage": g.stage, "width": g.width, "prunable": g.prunable,
             "independence": scores.tolist(),
+            "selection_order": list(order),  # the independence criterion's ranking (greedy selection)
             "independence_mean": float(scores.mean()),
             "explained_variance": curve,
             "explained_at": {str(r): curve[max(1, round(r * g.width))] for r in REPORT_RATIOS},

@@ -27,7 +27,7 @@ import torch
 
 from lab.compare.access import ModelAccess
 from lab.compare.clips import LIMITS, ClipLimits, load_working_clip
-from lab.compare.figures import explained_variance_figure, group_views, independence_figure
+from lab.analysis.figures import explained_variance_figure, stage_figure
 from lab.compare.measure import cpu_memory, measure_decode
 from lab.compare.render import difference, labelled_row
 from lab.data.video import write_video
@@ -141,7 +141,7 @@ class CompareSession:
         self.analysis_runs = 0  # how many times the decoder was streamed for analysis (tests check it is 1)
         self.student_builds = 0
         self._analysis = None
-        self._views = None
+        self._report = None
         self._students: OrderedDict[StudentSpec, tuple] = OrderedDict()
         self._others: dict[str, object] = {}
         self._refs: dict[str, str] = {}  # what the user typed -> what was checked and loaded
@@ -191,23 +191,24 @@ class CompareSession:
                 self.analysis_runs += 1
             return self._analysis
 
-    def views(self, progress: Progress = no_progress):
+    def report(self, progress: Progress = no_progress) -> dict:
+        """The analysis's stage report with correlation matrices, computed once per clip."""
         with self._lock:
-            if self._views is None:
-                self._views = group_views(self.analysis(progress))
-            return self._views
+            if self._report is None:
+                self._report = self.analysis(progress).stage_report(matrices=True)
+            return self._report
 
     def stages(self) -> list[str]:
-        return list(self.views())
+        return list(self.report())
 
     def prunable_stages(self) -> list[str]:
-        return [s for s, gs in self.views().items() if any(g.prunable for g in gs)]
+        return [s for s, rs in self.report().items() if any(r["prunable"] for r in rs)]
 
     def heatmap(self, stage: str, keep):
-        return independence_figure(self.views(), stage, keep)
+        return stage_figure(self.report(), stage, keep)
 
     def explained_variance(self, stage: str, keep):
-        return explained_variance_figure(self.views(), stage, keep)
+        return explained_variance_figure(self.report(), stage=stage, keep=keep)
 
     # ----- decoders ----------------------------------------------------------------------------
     def student(self, spec: StudentSpec, progress: Progress = no_progress):

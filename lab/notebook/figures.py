@@ -1,12 +1,10 @@
-"""Plotly figures of the lab's results, shaped for the notebooks (and usable by apps): explained
-variance and independence per stage, a correlation heatmap, pruning criteria side by side,
-operator candidates per stage, and speed against quality. Each takes the plain dicts the lab's
-functions return, so a figure can be redrawn from saved JSON. (The profiler chart is
-``lab.ops.figures.profile_figure``.)"""
+"""Plotly figures of the lab's results, shaped for the notebooks (and usable by apps): pruning
+criteria side by side, operator candidates per stage, and speed against quality. Each takes the plain
+dicts the lab's functions return, so a figure can be redrawn from saved JSON. (The analysis figures,
+shared with the main job's report and the compare app, are ``lab.analysis.figures``; the profiler
+chart is ``lab.ops.figures.profile_figure``.)"""
 
 from __future__ import annotations
-
-from lab.errors import LabError
 
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf"]
@@ -15,57 +13,6 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 def _go():
     import plotly.graph_objects as go
     return go
-
-
-def _reports(stage_report: dict) -> list[dict]:
-    rows = [r for reports in stage_report.values() for r in reports]
-    if not rows:
-        raise LabError("the stage report is empty: analyze() recorded nothing (stream more latent frames)")
-    return rows
-
-
-def explained_variance_figure(stage_report: dict, groups: list[str] | None = None):
-    """Explained variance against the fraction of channels kept (greedy independence order), one line
-    per channel group. A curve that rises steeply means few channels carry the signal: the rest are
-    nearly linear combinations of them and can be pruned with little loss."""
-    go = _go()
-    fig = go.Figure()
-    for i, r in enumerate(_reports(stage_report)):
-        if groups is not None and r["group"] not in groups:
-            continue
-        curve = r["explained_variance"]
-        xs = [k / r["width"] for k in range(len(curve))]
-        fig.add_trace(go.Scatter(x=xs, y=curve, mode="lines", name=f'{r["group"]} ({r["width"]} ch)',
-                                 line=dict(color=_PALETTE[i % len(_PALETTE)])))
-    fig.update_layout(title="explained variance vs fraction of channels kept", xaxis_title="fraction kept",
-                      yaxis_title="explained variance", yaxis_range=[0, 1.02], height=420)
-    return fig
-
-
-def independence_figure(stage_report: dict):
-    """Box plot of per-channel independence scores, one box per channel group, grouped by stage.
-    Low scores: a channel is well predicted from the others (redundant)."""
-    go = _go()
-    fig = go.Figure()
-    for r in _reports(stage_report):
-        fig.add_trace(go.Box(y=r["independence"], name=r["group"], boxpoints=False,
-                             marker_color=_PALETTE[sorted(stage_report).index(r["stage"]) % len(_PALETTE)]))
-    fig.update_layout(title="channel independence per group (1 = not predictable from the others)",
-                      yaxis_title="independence score", showlegend=False, height=420)
-    return fig
-
-
-def correlation_figure(report: dict):
-    """Heatmap of |correlation| between the channels of one group (a report made with matrices=True)."""
-    if "correlation" not in report:
-        raise LabError("this report has no correlation matrix; make it with group_report(..., matrices=True)")
-    go = _go()
-    z = [[abs(v) for v in row] for row in report["correlation"]]
-    fig = go.Figure(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="|r|")))
-    fig.update_layout(title=f'|channel correlation| in {report["group"]} ({report["width"]} channels)',
-                      xaxis_title="channel", yaxis_title="channel", height=420, width=480,
-                      yaxis_autorange="reversed")
-    return fig
 
 
 def criteria_figure(rows: list[dict], metric: str = "psnr"):
