@@ -33,7 +33,12 @@ class StudentConfig:
 
 @dataclass
 class DataConfig:
+    # Clip names and files ('bikes[0:192]') are held in memory; folders, globs ('/videos/**/*.mp4') and a
+    # manifest are streamed from disk by `workers` loader processes (lab.data.dataset, lab.data.stream).
     clips: list = field(default_factory=lambda: ["bbb-128", "bigbuckbunny", "bikes"])
+    manifest: str | None = None      # CSV/JSONL of path[,start,stop,split]; rows of other splits than train are held out
+    cache: str | None = None         # a latent cache (python -m lab data encode): train on it, no encoder per step
+    workers: int = 2                 # loader processes of a streamed spec (0: build batches in the trainer)
     val_clips: list = field(default_factory=lambda: ["carphone"])  # held out: never trained on
     crop: int = 64
     frames: int = 9
@@ -177,8 +182,18 @@ class DistillConfig:
                 raise ConfigError(f"{where}: feature_decay needs a 'feature' loss in the phase.")
         for k in ("crop", "frames", "batch", "val_frames", "val_size"):
             _positive(f"data.{k}", getattr(self.data, k))
-        if not self.data.clips:
-            raise ConfigError("data.clips is empty: name training clips (bbb-128, bigbuckbunny, bikes) or paths.")
+        if not (self.data.clips or self.data.manifest or self.data.cache):
+            raise ConfigError("data.clips is empty: name training clips (bbb-128, bigbuckbunny, bikes), paths, folders "
+                              "or globs, or give data.manifest or data.cache.")
+        if not isinstance(self.data.workers, int) or isinstance(self.data.workers, bool) or self.data.workers < 0:
+            raise ConfigError(f"data.workers must be a whole number >= 0 (0: no loader processes), got "
+                              f"{self.data.workers!r}.")
+        if self.data.cache:
+            fixed = [f"phases[{i}] ({ph.name}).{k}" for i, ph in enumerate(self.phases) for k in ("crop", "frames")
+                     if getattr(ph, k) is not None and getattr(ph, k) != getattr(self.data, k)]
+            if fixed:
+                raise ConfigError(f"data.cache holds windows of one shape (data.frames x data.crop); {fixed[0]} asks "
+                                  f"for another. Drop the override, or train that phase without the cache.")
         overlap = set(map(str, self.data.clips)) & set(map(str, self.data.val_clips))
         if overlap:
             raise ConfigError(f"data.val_clips {sorted(overlap)} are also training clips; validation clips must be "
@@ -292,3 +307,13 @@ def _value(hint, value, where: str):
         names = " or ".join(a.__name__ for a in plain)
         raise ConfigError(f"{where} must be {names}, got {type(value).__name__} {value!r}.")
     return value
+
+
+def changed_keys(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (e.g. a resumed run's longer phases)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for key in sorted(set(old) | set(new))
+                for k in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [k for i, (a, b) in enumerate(zip(old, new)) for k in changed_keys(a, b, f"{prefix}{i}.")]
+    return [] if old == new else [prefix.rstrip(".")]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab.errors import ConfigError
+
 
 @dataclass
 class LossInputs:
@@ -102,6 +104,25 @@ def adaptive_gan_factor(rec: torch.Tensor, gan: torch.Tensor, weight: torch.Tens
 NEEDS = {"perceptual": "lpips", "perceptual_teacher": "lpips", "feature": "features", "gan": "discriminator"}
 #: Terms that count as "the pixel loss" for the phase-2 feature-weight decay.
 PIXEL_TERMS = ("pixel_teacher_l1", "pixel_teacher_mse", "pixel_real_l1", "pixel_real_mse")
+
+
+def output_layer_weight(student, z: torch.Tensor) -> torch.nn.Parameter:
+    """The weight of the student's output layer: the last layer with a matrix/kernel weight to finish during
+    a forward (found with hooks on a small decode), where the adaptive GAN weight compares gradients."""
+    order = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod)) for m in student.modules()
+             if isinstance(getattr(m, "weight", None), torch.nn.Parameter) and m.weight.ndim >= 2
+             and not list(m.children())]
+    try:
+        with torch.no_grad():
+            student.decode_with_grad(z[:1, :, :2])
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order:
+        raise ConfigError("gan.adaptive: the student has no layer with a weight matrix to compare gradients at; "
+                          "set gan.adaptive = false.")
+    return order[-1].weight
 
 
 class PatchGAN3D(nn.Module):

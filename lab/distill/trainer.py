@@ -1,4 +1,7 @@
-"""The distillation trainer: ``distill(config, out, resume=False, callbacks=())`` -> final dict.
+"""The distillation loop (``Trainer``; ``lab.distill.run.distill`` starts it in a process). Its helpers
+each do one job: ``distributed`` (ranks and collectives), ``student`` (what trains), ``data`` (windows
+and latents), ``losses``, ``schedule``, ``evaluation``, ``checkpoints`` (writing and reading them) and
+``summary`` (the run's final record).
 
 One plain loop (read ``Trainer.fit``): sample real windows -> the frozen teacher encodes and decodes
 them (its stage outputs recorded by hooks) -> the student decodes the same latents -> the phase's
@@ -32,169 +35,35 @@ import copy
 import json
 import logging
 import math
-import os
-import shutil
-import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from lab.distill.config import DistillConfig, load_config
-from lab.distill.data import TeacherBatches, load_val_clips
+from lab.distill.checkpoints import CheckpointFolder, checkpoint_step, read_checkpoint, restore_checkpoint_records
+from lab.distill.config import DistillConfig, changed_keys
+from lab.distill.data import load_val_clips, training_batches
+from lab.distill.distributed import DistEnv
+from lab.distill.evaluation import validation_metrics, write_triptych
 from lab.distill.features import FeatureAligner, StageTaps, comparable_stages
 from lab.distill.hooks import Callback, RunStoreLogger, StepState, as_callback
 from lab.distill.losses import (LOSSES, NEEDS, PIXEL_TERMS, LossInputs, PatchGAN3D, adaptive_gan_factor,
-                               discriminator_hinge)
+                               discriminator_hinge, output_layer_weight)
 from lab.distill.schedule import FeatureWeightDecay, PlateauDetector, lr_at
-from lab.distill.run_folder import UNREADABLE_PREFIX, open_run_folder, run_config
+from lab.distill.student import StudentModule, build_student, stage_widths
+from lab.distill.summary import phase_history
 from lab.errors import CheckpointError, ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
-from lab.models.interface import exchange_paths
-from lab.runs.store import RunReader, RunStore
+from lab.runs.store import RunStore
 
 log = logging.getLogger("lab")
 
-CKPT_WEIGHTS = "weights.safetensors"
-CKPT_STATE = "state.pt"
 BEST_METRIC = "val/psnr"
 
 
 class TrainingError(LabError):
     """Training cannot go on (a NaN/inf loss); the message names the last usable checkpoint."""
-
-
-# ----- distributed helpers -------------------------------------------------------------------------
-class DistEnv:
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(device)
-        self.initialized_here = False
-        if self.world > 1:
-            import torch.distributed as dist
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", self.local_rank)
-                torch.cuda.set_device(self.device)
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-                self.initialized_here = True
-        elif self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device '{device}' was asked for but this machine has no CUDA GPU; set device = 'cpu'.")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self):
-        if self.world > 1:
-            # NCCL otherwise guesses the GPU of this rank (and warns it may hang if it guesses wrong).
-            on_gpu = self.reduce_device().type == "cuda"
-            torch.distributed.barrier(device_ids=[self.device.index] if on_gpu else None)
-
-    def reduce_device(self) -> torch.device:
-        """Where tensors for collectives must live: NCCL reduces CUDA tensors only (a CPU tensor kills the
-        first step), gloo reduces CPU tensors."""
-        backend = str(torch.distributed.get_backend()) if torch.distributed.is_initialized() else ""
-        return self.device if self.device.type == "cuda" and "nccl" in backend else torch.device("cpu")
-
-    def mean(self, values: dict[str, float]) -> dict[str, float]:
-        if self.world == 1 or not values:
-            return values
-        keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.reduce_device())
-        torch.distributed.all_reduce(t)
-        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
-
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """``model`` in DistributedDataParallel when there is more than one rank (else as it is); on CUDA
-        pinned to this rank's GPU, as DDP wants for single-device modules."""
-        if self.world == 1:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-        on_gpu = {"device_ids": [self.device.index], "output_device": self.device.index} \
-            if self.device.type == "cuda" else {}
-        return DistributedDataParallel(model, find_unused_parameters=True, **on_gpu)
-
-    def broadcast(self, obj):
-        if self.world == 1:
-            return obj
-        box = [obj]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def gather(self, obj) -> list:
-        if self.world == 1:
-            return [obj]
-        out = [None] * self.world
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def close(self):
-        if self.initialized_here:
-            torch.distributed.destroy_process_group()
-
-
-# ----- the student and what trains with it ---------------------------------------------------------
-class StudentModule(nn.Module):
-    """The student plus the projection heads, as one module (what DDP wraps). ``forward`` decodes the
-    latents and returns the video and the aligned (student, teacher) stage pairs."""
-
-    def __init__(self, student, aligner: FeatureAligner):
-        super().__init__()
-        self.student, self.aligner = student, aligner
-        self.taps = StageTaps(student, aligner.stages) if aligner.stages else None
-
-    def forward(self, z, teacher_feats: dict | None = None):
-        if self.taps is not None:
-            self.taps.collect()  # drop anything recorded outside training (e.g. a validation decode)
-        video = self.student.decode_with_grad(z)
-        pairs = {}
-        if self.taps is not None:
-            feats = self.taps.collect()
-            if teacher_feats is not None:
-                pairs = {s: self.aligner.pair(s, feats[s], teacher_feats[s]) for s in self.aligner.stages}
-        return video, pairs
-
-
-def build_student(cfg: DistillConfig, teacher):
-    """A saved student folder, or the recipe (prune + operator swap, as `python -m lab prune` does)."""
-    sc = cfg.student
-    if sc.folder:
-        return load_decoder(sc.folder, weights=sc.weights, device=teacher.device)
-    from lab.prune import FLASH_VAED_KEEP, prune
-    keep, operators = sc.keep, sc.operators
-    if keep == "flash-vaed":
-        kind = getattr(teacher, "adapter_kind", "")
-        if kind not in FLASH_VAED_KEEP:
-            raise ConfigError(f"student.keep = 'flash-vaed' is defined for wan and ltx teachers, not '{kind}'.")
-        keep, operators = FLASH_VAED_KEEP[kind], operators or "flash-vaed"
-    elif isinstance(keep, str):
-        from lab.prune import parse_keep
-        keep = parse_keep(keep)
-    if isinstance(operators, str) and "=" in operators:
-        from lab.ops.plan import parse_plan_text
-        operators = parse_plan_text(operators)
-    s = cfg.student.calibration_size
-    student, _ = prune(teacher, keep, sc.criterion, clips=list(sc.calibration_clips), frames=sc.calibration_frames,
-                       size=(s, s), operators=operators, name="student", seed=cfg.seed, refine=sc.refine)
-    return student
-
-
-def stage_widths(decoder, stages: list[str], z: torch.Tensor) -> dict[str, int]:
-    """Channel count of each stage's output, measured with one small decode."""
-    if not stages:
-        return {}
-    taps = StageTaps(decoder, stages)
-    try:
-        with torch.no_grad():
-            decoder.decode(z)
-        return {s: int(t.shape[1]) for s, t in taps.collect().items()}
-    finally:
-        taps.remove()
 
 
 # ----- the trainer ---------------------------------------------------------------------------------
@@ -206,11 +75,12 @@ class Trainer:
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.dtype == "bf16"
                          and self.device.type == "cuda" else nullcontext())
         self.store: RunStore | None = None
+        self.ckpts = CheckpointFolder(self.out)
         self.step = 0
         if env.main:
             if resume:
                 self.store = RunStore.resume(self.out)
-                changed = _changed_keys(self.store.config(), json.loads(json.dumps(cfg.to_dict())))
+                changed = changed_keys(self.store.config(), json.loads(json.dumps(cfg.to_dict())))
                 if changed:  # e.g. longer phases for a resumed run; recorded so the history stays honest
                     self.store.log_event(self.store.last_step() or 0, "config_changed", {"keys": changed})
             else:
@@ -244,7 +114,8 @@ class Trainer:
             raise ConfigError(f"the student {type(self.student).__name__} has no decode_with_grad; it cannot train.")
 
         self.val = load_val_clips(self.teacher, cfg.data.val_clips, cfg.data.val_frames, cfg.data.val_size)
-        self.data = TeacherBatches(self.teacher, cfg.data.clips, cfg.data.short_sides, autocast=self.autocast)
+        self.data = training_batches(self.teacher, cfg.data, teacher_name=cfg.teacher, seed=cfg.seed,
+                                     rank=self.env.rank, world=self.env.world, autocast=self.autocast)
         # The EMA copy is made before any hook is registered on the student (deepcopy would copy hooks).
         self.ema = copy.deepcopy(self.student).eval().requires_grad_(False) if cfg.ema.enabled else None
         # Stage widths are read off one forward pass; any latents of the right geometry will do when
@@ -356,7 +227,7 @@ class Trainer:
             final = self._finish()
         except KeyboardInterrupt:
             if self.store:
-                self.store.log_event(self.step, "interrupted", {"last_checkpoint": self._latest_ckpt_name()})
+                self.store.log_event(self.step, "interrupted", {"last_checkpoint": self.ckpts.latest()})
                 self.store.finish("interrupted")
             raise
         except BaseException as exc:
@@ -373,7 +244,7 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
         batch, frames, crop = ph.batch or cfg.data.batch, ph.frames or cfg.data.frames, ph.crop or cfg.data.crop
-        real, z = self.data.sample(batch, frames, crop, self.gen)
+        real, z = self.data.sample(batch, frames, crop, self.gen, step=self.step)  # step: streamed/cached data
         # Terms are computed and summed in name order, not in the config's key order: a resumed run reads
         # its config back from config.json (keys sorted), and a different summation order alone makes the
         # losses of a resumed run drift (~1e-4 after a few steps) from those of an uninterrupted one.
@@ -416,7 +287,7 @@ class Trainer:
             raise TrainingError(
                 f"the loss became {float(total.detach())} at step {self.step} (phase '{ph.name}', terms {bad}); "
                 f"training stopped before the bad update. The last usable checkpoint is "
-                f"{self._latest_ckpt_name() or 'none (none was written yet)'}; resume from it with --resume after "
+                f"{self.ckpts.latest() or 'none (none was written yet)'}; resume from it with --resume after "
                 f"lowering optim.lr or the weight of {bad or 'the terms'}.")
         self.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -483,33 +354,12 @@ class Trainer:
         self._emit("on_phase", self.step, old, self.cfg.phases[self.phase_idx].name, reason)
         self._skip_unusable_phases()
 
-    def _output_layer_weight(self, z: torch.Tensor) -> torch.nn.Parameter:
-        """The weight of the student's output layer: the last layer with a matrix/kernel weight to finish
-        during a forward (found once, with hooks on a small decode), where the adaptive GAN weight compares
-        gradients."""
-        if self._out_weight is None:
-            order = []
-            hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
-                     for m in self.student.modules()
-                     if isinstance(getattr(m, "weight", None), torch.nn.Parameter) and m.weight.ndim >= 2
-                     and not list(m.children())]
-            try:
-                with torch.no_grad():
-                    self.student.decode_with_grad(z[:1, :, :2])
-            finally:
-                for h in hooks:
-                    h.remove()
-            if not order:
-                raise TrainingError("gan.adaptive: the student has no layer with a weight matrix to compare "
-                                    "gradients at; set gan.adaptive = false.")
-            self._out_weight = order[-1].weight
-        return self._out_weight
-
     def _adaptive_gan_factor(self, terms: dict, weights: dict, z: torch.Tensor) -> float:
         """||d rec / d W_out|| / ||d gan / d W_out|| (detached), rec = the weighted non-GAN terms."""
         rec = sum(weights[n] * terms[n] for n in terms if n != "gan")
-        return adaptive_gan_factor(rec, terms["gan"], self._output_layer_weight(z),
-                                   self.cfg.gan.adaptive_max)
+        if self._out_weight is None:
+            self._out_weight = output_layer_weight(self.student, z)
+        return adaptive_gan_factor(rec, terms["gan"], self._out_weight, self.cfg.gan.adaptive_max)
 
     def _skip_unusable_phases(self):
         while self.phase_idx < len(self.cfg.phases):
@@ -539,47 +389,13 @@ class Trainer:
         return self.ema if self.ema is not None else self.student
 
     def _validation_metrics(self) -> dict:
-        from lab.eval.metrics import psnr, ssim
-        model = self._eval_model()
-        was_training = model.training
-        model.eval()
-        rows = []
-        for v in self.val:
-            with self.autocast:
-                out = model.decode(v.latents).float()
-            row = {"val/psnr": psnr(out, v.real.float()), "val/ssim": ssim(out, v.real.float()),
-                   "val/psnr_vs_teacher": psnr(out, v.teacher.float()),
-                   "val/ssim_vs_teacher": ssim(out, v.teacher.float()),
-                   "val/teacher_psnr": psnr(v.teacher.float(), v.real.float())}
-            row["val/retention"] = row["val/psnr"] / row["val/teacher_psnr"]
-            if self.cfg.vmaf:
-                from lab.eval.vmaf import vmaf
-                row["val/vmaf"] = vmaf(out, v.real.float())
-            rows.append(row)
-        model.train(was_training)
-        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
+        return validation_metrics(self._eval_model(), self.val, self.autocast, self.cfg.vmaf)
 
     def _sample(self):
-        from lab.data.video import side_by_side, write_video
-        v = self.val[0]
-        out = self._eval_model().decode(v.latents)
-        path = write_video(self.out / "samples" / f"triptych-{self.step:07d}.mp4",
-                           side_by_side(v.real, v.teacher, out))
+        path = write_triptych(self.out / "samples" / f"triptych-{self.step:07d}.mp4", self._eval_model(), self.val[0])
         self.store.add_sample(self.step, "triptych", path)
 
-    # -- checkpoints ------------------------------------------------------------------------------
-    def _ckpt_dir(self) -> Path:
-        return self.out / "checkpoints"
-
-    def _complete_checkpoints(self) -> list[Path]:
-        """Checkpoint folders whose state file was written (the last file a checkpoint writes), oldest first.
-        All of them are this run's: a run folder holds one run (lab.distill.run_folder)."""
-        return sorted(p for p in self._ckpt_dir().glob("step-*") if (p / CKPT_STATE).exists())
-
-    def _latest_ckpt_name(self) -> str | None:
-        done = self._complete_checkpoints()
-        return str(done[-1]) if done else None
-
+    # -- checkpoints (what the training state is; lab.distill.checkpoints writes and reads it) ---------------
     def _state(self) -> dict:
         return {"step": self.step, "phase_idx": self.phase_idx, "phase_step": self.phase_step,
                 "best": self.best, "best_step": self.best_step,
@@ -594,47 +410,23 @@ class Trainer:
         if not self.env.main:
             self.env.barrier()
             return
-        from safetensors.torch import save_file
-        final = self._ckpt_dir() / f"step-{self.step:07d}"
-        tmp = self._ckpt_dir() / f".step-{self.step:07d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         tensors = {f"student.{k}": v for k, v in self.student.state_dict().items()}
         tensors.update({f"heads.{k}": v for k, v in self.model.aligner.state_dict().items()})
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         if self.disc is not None:
             tensors.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_WEIGHTS))
-        torch.save({**self._state(), "data_rng": gens}, tmp / CKPT_STATE)
-        (tmp / "meta.json").write_text(json.dumps({"step": self.step, "phase": self.cfg.phases[
-            min(self.phase_idx, len(self.cfg.phases) - 1)].name, "best_step": self.best_step}))
-        if final.exists() and exchange_paths(tmp, final):
-            shutil.rmtree(tmp)  # this step's earlier checkpoint (the run's end writes its last step again)
-        else:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+        phase = self.cfg.phases[min(self.phase_idx, len(self.cfg.phases) - 1)].name
+        final = self.ckpts.write(self.step, tensors, {**self._state(), "data_rng": gens},
+                                 {"step": self.step, "phase": phase, "best_step": self.best_step})
         self._eval_model().save(self.out / "last", overwrite=True)
         is_best = self.best_step == self.step
         self.store.add_checkpoint(self.step, final, BEST_METRIC, self.best if is_best else None, is_best=is_best)
-        self._prune_checkpoints()
+        best = self.store.best_checkpoint()
+        self.ckpts.prune(self.cfg.keep_checkpoints, self.store.resolve(best.path).resolve() if best else None,
+                         forget=self.store.remove_checkpoint)
         self._emit("on_checkpoint", self.step, str(final), is_best)
         self.env.barrier()
-
-    def _prune_checkpoints(self):
-        keep = self.cfg.keep_checkpoints
-        done = self._complete_checkpoints()
-        best = self.store.best_checkpoint()
-        best_path = self.store.resolve(best.path).resolve() if best else None
-        for p in done[:-keep]:
-            if best_path is None or p.resolve() != best_path:
-                # Forgotten first, then renamed away whole: a kill in between leaves neither a listed
-                # checkpoint without files nor a half-deleted one (the temporary name is cleared on resume).
-                self.store.remove_checkpoint(_ckpt_step(p))
-                trash = p.with_name(f".{p.name}.deleted")
-                shutil.rmtree(trash, ignore_errors=True)
-                os.replace(p, trash)
-                shutil.rmtree(trash, ignore_errors=True)
 
     def _load_latest_checkpoint(self):
         """Restore the newest checkpoint that can be read; rank 0 chooses, every rank loads that one."""
@@ -648,24 +440,15 @@ class Trainer:
             self._warn(f"{self.out} has no complete checkpoint yet (the run stopped before its first one); "
                        f"starting it from step 0.")
             return
-        tensors, state = picked[1:] if picked else _read_checkpoint(Path(path), self.device)
+        tensors, state = picked[1:] if picked else read_checkpoint(Path(path), self.device)
         self._restore(Path(path), tensors, state)
 
     def _pick_checkpoint(self):
-        """(path, tensors, state) of the newest readable checkpoint, or None. Unreadable ones (a disk error,
-        a file cut short) are set aside as ``unreadable-step-*``, with an event saying why."""
-        for path in reversed(self._complete_checkpoints()):
-            try:
-                return (path, *_read_checkpoint(path, self.device))
-            except CheckpointError as exc:
-                aside = path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1])
-                shutil.rmtree(aside, ignore_errors=True)
-                os.replace(path, aside)
-                log.warning("%s; set aside as %s, resuming from the checkpoint before it", exc, aside)
-                if self.store:
-                    self.store.log_event(_ckpt_step(path), "checkpoint_skipped",
-                                         {"checkpoint": str(path), "moved_to": str(aside), "reason": str(exc)})
-        return None
+        def record(path, aside, exc):
+            if self.store:
+                self.store.log_event(checkpoint_step(path), "checkpoint_skipped",
+                                     {"checkpoint": str(path), "moved_to": str(aside), "reason": str(exc)})
+        return self.ckpts.pick(self.device, on_unreadable=record)
 
     def _restore(self, path: Path, tensors: dict, state: dict):
         group = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
@@ -700,21 +483,9 @@ class Trainer:
         self.resumed_from = str(path)
         if self.store:
             self.store.truncate_after(self.step)
-            self._restore_checkpoint_records(path)
+            restore_checkpoint_records(self.store, path, self.step, self.best_step, self.best, BEST_METRIC)
             self.store.log_event(self.step, "resumed", {"checkpoint": str(path)})
         log.info("resumed %s from %s (step %d, phase %d)", self.out, path, self.step, self.phase_idx)
-
-    def _restore_checkpoint_records(self, path: Path):
-        """The store's checkpoint list as it was when ``path`` was written: truncation dropped the later
-        ones (and with a later best, the best mark), and a kill may have come before ``path`` was listed."""
-        listed = {c.step: c for c in self.store.checkpoints()}
-        if self.step not in listed:
-            is_best = self.best_step == self.step
-            self.store.add_checkpoint(self.step, path, BEST_METRIC, self.best if is_best else None, is_best=is_best)
-            listed = {c.step: c for c in self.store.checkpoints()}
-        best = listed.get(self.best_step)
-        if best is not None and not best.is_best:
-            self.store.add_checkpoint(best.step, self.store.resolve(best.path), BEST_METRIC, self.best, is_best=True)
 
     # -- the end ----------------------------------------------------------------------------------
     def _finish(self) -> dict:
@@ -724,20 +495,10 @@ class Trainer:
         self._checkpoint()
         final = {"out": str(self.out), "store": str(self.out / "store.sqlite"), "step": self.step,
                  "best": str(self.out / "best"), "best_step": self.best_step, "best_val_psnr": self.best,
-                 "last": str(self.out / "last"), "checkpoint": self._latest_ckpt_name(),
+                 "last": str(self.out / "last"), "checkpoint": self.ckpts.latest(),
                  "metrics": metrics, "warnings": self.warnings}
         if self.store:
-            with RunReader(self.out) as r:
-                first = {k: v for k, v in r.scalars([BEST_METRIC, "val/retention"]).items()}
-                phases = r.phases()
-                # The store keeps why each phase *started*; a phase ended for the reason the next one started
-                # with (the last one: its phase_end event, or the run's end).
-                ends = r.events("phase_end")
-                last_end = ends[-1].get("reason") if ends else None
-                final["phases"] = [{"name": p.name, "start": p.start_step, "end": p.end_step, "started_because": p.reason,
-                                    "ended_because": phases[i + 1].reason if i + 1 < len(phases) else last_end}
-                                   for i, p in enumerate(phases)]
-            final["initial"] = {k: v[0][1] for k, v in first.items() if v and v[0][0] == 0}
+            final["phases"], final["initial"] = phase_history(self.out, BEST_METRIC)
             self.store.finish("finished", final=final)
         final = self.env.broadcast(final)    # every rank returns rank 0's view of the run
         self._emit("on_end", final)
@@ -759,72 +520,3 @@ class Trainer:
             text = f"{type(exc).__name__}: {exc}"
             self.store.log_event(self.step, "error", {"message": text})
             self.store.finish("failed", error=text)
-
-
-def _changed_keys(old, new, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [k for key in sorted(set(old) | set(new))
-                for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [k for i, (a, b) in enumerate(zip(old, new)) for k in _changed_keys(a, b, f"{prefix}{i}.")]
-    return [] if old == new else [prefix.rstrip(".")]
-
-
-def _ckpt_step(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
-
-
-def _read_checkpoint(path: Path, device) -> tuple[dict, dict]:
-    """(tensors, state) of a checkpoint folder; CheckpointError when a file cannot be read or is incomplete."""
-    from safetensors.torch import load_file
-    try:
-        tensors = load_file(str(path / CKPT_WEIGHTS), device=str(device))
-        state = torch.load(path / CKPT_STATE, map_location=device, weights_only=True)
-    except Exception as exc:  # a cut or damaged file fails in many ways (safetensors, pickle, zip, OS errors)
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in ("step", "phase_idx", "phase_step", "optimizer", "data_rng", "torch_rng")
-               if not isinstance(state, dict) or k not in state]
-    if missing or not any(k.startswith("student.") for k in tensors):
-        raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or 'the student weights'})")
-    return tensors, state
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = False) -> dict:
-    """Run (or resume) a distillation into the run folder ``out``; returns the final dict (also stored
-    in the run store's meta as ``final``). ``config``: a path, a dict or a DistillConfig; with
-    ``resume`` and ``config=None`` the run's own config.json is used. ``out`` must be new, empty or (with
-    ``resume``) a run; ``overwrite`` starts a run in any other folder, replacing only a run's own files
-    there (``lab.distill.run_folder``). The process holds the run's lock until it returns."""
-    out = Path(out)
-    if config is None:
-        if not resume:
-            raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
-        config = run_config(out)
-    cfg = load_config(config)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    env = DistEnv(cfg.device)
-    try:
-        lock = open_run_folder(out, resume, overwrite) if env.main else None
-    except BaseException:
-        env.close()
-        raise
-    old = None
-    try:
-        import threading
-        if threading.current_thread() is threading.main_thread():
-            old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:
-        old = None
-    try:
-        return Trainer(cfg, out, resume, callbacks, env).fit()
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
-        if lock is not None:
-            lock.release()
-        env.close()

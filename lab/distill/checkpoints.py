@@ -1,0 +1,119 @@
+"""A run's ``checkpoints/`` folder: one ``step-NNNNNNN`` folder per checkpoint (safetensors weights + a
+weights_only-loadable state file + meta.json), written under a temporary name and renamed into place,
+so a kill leaves either the previous checkpoints or the new one complete, never half of one.
+
+What goes into a checkpoint (the training state) is the trainer's business; this module owns how it is
+written, listed, pruned, read back and set aside when it cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lab.distill.run_folder import UNREADABLE_PREFIX
+from lab.errors import CheckpointError
+from lab.models.interface import exchange_paths
+
+log = logging.getLogger("lab")
+
+CKPT_WEIGHTS = "weights.safetensors"
+CKPT_STATE = "state.pt"
+#: What a readable checkpoint's state must hold.
+STATE_KEYS = ("step", "phase_idx", "phase_step", "optimizer", "data_rng", "torch_rng")
+
+
+class CheckpointFolder:
+    def __init__(self, run: Path):
+        self.dir = Path(run) / "checkpoints"
+
+    def complete(self) -> list[Path]:
+        """Checkpoint folders whose state file was written (the last file a checkpoint writes), oldest first.
+        All of them are this run's: a run folder holds one run (lab.distill.run_folder)."""
+        return sorted(p for p in self.dir.glob("step-*") if (p / CKPT_STATE).exists())
+
+    def latest(self) -> str | None:
+        done = self.complete()
+        return str(done[-1]) if done else None
+
+    def write(self, step: int, tensors: dict[str, torch.Tensor], state: dict, meta: dict) -> Path:
+        """Write checkpoint ``step`` (replacing this step's earlier one, as the run's end writes its last step
+        again) and return its folder."""
+        final = self.dir / f"step-{step:07d}"
+        tmp = self.dir / f".step-{step:07d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_WEIGHTS))
+        torch.save(state, tmp / CKPT_STATE)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if final.exists() and exchange_paths(tmp, final):
+            shutil.rmtree(tmp)  # now this step's earlier checkpoint
+        else:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        return final
+
+    def prune(self, keep: int, protect: Path | None, forget: Callable[[int], None]) -> None:
+        """Remove all but the newest ``keep`` checkpoints, never ``protect`` (the best one). ``forget(step)``
+        drops a checkpoint from the run store before its files go."""
+        for p in self.complete()[:-keep]:
+            if protect is None or p.resolve() != protect:
+                # Forgotten first, then renamed away whole: a kill in between leaves neither a listed
+                # checkpoint without files nor a half-deleted one (the temporary name is cleared on resume).
+                forget(checkpoint_step(p))
+                trash = p.with_name(f".{p.name}.deleted")
+                shutil.rmtree(trash, ignore_errors=True)
+                os.replace(p, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+
+    def pick(self, device, on_unreadable: Callable[[Path, Path, CheckpointError], None] = lambda *a: None):
+        """(path, tensors, state) of the newest readable checkpoint, or None. Unreadable ones (a disk error,
+        a file cut short) are set aside as ``unreadable-step-*``; ``on_unreadable(path, aside, error)`` is
+        told (the trainer records an event)."""
+        for path in reversed(self.complete()):
+            try:
+                return (path, *read_checkpoint(path, device))
+            except CheckpointError as exc:
+                aside = path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1])
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(path, aside)
+                log.warning("%s; set aside as %s, resuming from the checkpoint before it", exc, aside)
+                on_unreadable(path, aside, exc)
+        return None
+
+
+def restore_checkpoint_records(store, path: Path, step: int, best_step: int | None, best: float, metric: str) -> None:
+    """The store's checkpoint list as it was when ``path`` (step ``step``) was written: truncation dropped the
+    later ones (and with a later best, the best mark), and a kill may have come before ``path`` was listed."""
+    listed = {c.step: c for c in store.checkpoints()}
+    if step not in listed:
+        is_best = best_step == step
+        store.add_checkpoint(step, path, metric, best if is_best else None, is_best=is_best)
+        listed = {c.step: c for c in store.checkpoints()}
+    previous_best = listed.get(best_step)
+    if previous_best is not None and not previous_best.is_best:
+        store.add_checkpoint(previous_best.step, store.resolve(previous_best.path), metric, best, is_best=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[1])
+
+
+def read_checkpoint(path: Path, device) -> tuple[dict, dict]:
+    """(tensors, state) of a checkpoint folder; CheckpointError when a file cannot be read or is incomplete."""
+    try:
+        tensors = load_file(str(path / CKPT_WEIGHTS), device=str(device))
+        state = torch.load(path / CKPT_STATE, map_location=device, weights_only=True)
+    except Exception as exc:  # a cut or damaged file fails in many ways (safetensors, pickle, zip, OS errors)
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing or not any(k.startswith("student.") for k in tensors):
+        raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or 'the student weights'})")
+    return tensors, state

@@ -1,0 +1,58 @@
+"""``distill(config, out, resume=False, callbacks=(), overwrite=False)``: one distillation run as a process
+sees it. It reads the config, joins the process group (``torchrun``), takes the run folder's lock (one
+writer per run, lab.runs.lock via lab.distill.run_folder), turns SIGTERM into an interrupt (the run is
+marked ``interrupted`` and resumes from its last checkpoint) and runs the trainer's loop."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import torch
+
+from lab.distill.config import load_config
+from lab.distill.distributed import DistEnv
+from lab.distill.run_folder import open_run_folder, run_config
+from lab.distill.trainer import Trainer
+from lab.errors import ConfigError
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = False) -> dict:
+    """Run (or resume) a distillation into the run folder ``out``; returns the final dict (also stored
+    in the run store's meta as ``final``). ``config``: a path, a dict or a DistillConfig; with
+    ``resume`` and ``config=None`` the run's own config.json is used. ``out`` must be new, empty or (with
+    ``resume``) a run; ``overwrite`` starts a run in any other folder, replacing only a run's own files
+    there (``lab.distill.run_folder``). The process holds the run's lock until it returns."""
+    out = Path(out)
+    if config is None:
+        if not resume:
+            raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
+        config = run_config(out)
+    cfg = load_config(config)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    env = DistEnv(cfg.device)
+    try:
+        lock = open_run_folder(out, resume, overwrite) if env.main else None
+    except BaseException:
+        env.close()
+        raise
+    old = None
+    try:
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:
+        old = None
+    try:
+        return Trainer(cfg, out, resume, callbacks, env).fit()
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+        if lock is not None:
+            lock.release()
+        env.close()
