@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs (see README):
 #   make demo   installs the lab and runs the main job on the embedded default
-#   make test   installs the lab with its test tools and runs the whole test suite
+#   make test   installs the lab with its test tools, lints (ruff) and runs the whole test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --disable-pip-version-check -q
 
@@ -16,4 +16,5 @@ demo: install
 	$(PYTHON) -m lab demo
 
 test: install-test
+	$(PYTHON) -m ruff check lab apps scripts tests notebooks
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -ra --durations=15

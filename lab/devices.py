@@ -10,6 +10,9 @@ import torch
 
 from lab.errors import ConfigError, LabError
 
+#: Compute dtypes by the names commands and configs take.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def check_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch.device; a CUDA device that this torch cannot use is refused, naming the torch

@@ -2,7 +2,7 @@
 write its README.md card from the run (config, store) and a fresh held-out evaluation, so the card
 can be regenerated at any time and every number in it comes from code.
 
-    python -m lab.models.lightweight.card --run runs/lightweight/tae-64-wan \
+    python -m lab ship --run runs/lightweight/tae-64-wan \
         --config configs/lightweight/tae-64-wan.toml [--name tae-64-wan] [--weights last|best] [--fp32]
 
 Lightweight decoders are stored in fp16 (half the size; the lab loads them back in float32); other
@@ -13,8 +13,6 @@ that a selection on the validation clip (carphone) makes that clip's figures sli
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import time
@@ -24,14 +22,18 @@ import torch
 
 from lab import paths
 from lab.errors import LabError
+from lab.eval.metrics import psnr, ssim
+from lab.eval.table import heldout_videos
 from lab.models import load_decoder
+from lab.models.lightweight.adapter import LightweightAdapter
+from lab.models.registry import get_entry, list_entries
+from lab.runs.store import RunReader
 
 HELD_OUT_TEXT = ("`carphone` entirely and `bikes` from frame 200 on (training samples `bikes` frames 0-191 only), "
                  "as for the mini teachers themselves")
 
 
 def _run_info(run: Path) -> dict:
-    from lab.runs.store import RunReader
     if not (run / "store.sqlite").exists():
         raise LabError(f"{run} is not a distillation run (no store.sqlite); pass --run RUN of `python -m lab distill`.")
     with RunReader(run) as r:
@@ -50,8 +52,6 @@ def _run_info(run: Path) -> dict:
 @torch.no_grad()
 def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17) -> dict:
     """{clip: {psnr, ssim, frames, size, teacher_psnr, teacher_ssim}} of the shipped weights (in float32)."""
-    from lab.eval.metrics import psnr, ssim
-    from lab.eval.table import heldout_videos
     tea = load_decoder(teacher, dtype=torch.float32).eval()
     dec = load_decoder(str(decoder_folder), dtype=torch.float32).eval()
     out = {}
@@ -177,7 +177,7 @@ Run warnings:{warnings or ' none'}{effect}
 
 ```
 {info['command']}
-python -m lab.models.lightweight.card --run {info['run']} --config {info['config_path']} --name {info['name']} --weights {info['which']}{' --fp32' if info['weights_dtype'] == 'float32' else ''}
+python -m lab ship --run {info['run']} --config {info['config_path']} --name {info['name']} --weights {info['which']}{' --fp32' if info['weights_dtype'] == 'float32' else ''}
 ```
 The first command trains (CPU float results match up to summation order); the second writes this folder
 from the run's {info['which']} weights and regenerates this card.
@@ -193,8 +193,6 @@ def ship(run: str | Path, config_path: str, name: str | None = None, dest: str |
          fp16: bool | None = None, frames: int = 17, which: str = "last") -> dict:
     """Copy ``run``'s ``which`` ('last' or 'best') weights to ``dest`` (default data/checkpoints/<name>)
     and write the card."""
-    from lab.models.lightweight.adapter import LightweightAdapter
-    from lab.models.registry import get_entry, list_entries
 
     run = Path(run)
     info = _run_info(run)
@@ -238,29 +236,3 @@ def ship(run: str | Path, config_path: str, name: str | None = None, dest: str |
     }
     write_card(dest, card)
     return {k: card[k] for k in ("name", "step", "train_s", "wall_s", "weights_bytes", "heldout")} | {"folder": str(dest)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lab.models.lightweight.card", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a finished `python -m lab distill` run folder")
-    p.add_argument("--config", required=True, help="the config file the run was started with (for the card)")
-    p.add_argument("--name", default=None, help="decoder name (default: the run folder's name)")
-    p.add_argument("--dest", default=None, help="output folder (default data/checkpoints/NAME)")
-    p.add_argument("--weights", choices=["last", "best"], default="last",
-                   help="the run's last step (default) or its best validation step")
-    p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: fp16 for lightweight decoders)")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        result = ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None,
-                      which=args.weights)
-    except LabError as exc:
-        print(f"error: {exc}")
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

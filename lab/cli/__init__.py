@@ -15,9 +15,10 @@ import argparse
 import importlib
 import json
 import logging
-import math
 import os
 import sys
+
+from lab.jsonio import dumps
 
 # Command name -> module under lab.cli. Add a command by adding a module and a line here.
 COMMANDS = {
@@ -34,6 +35,7 @@ COMMANDS = {
     "profile": "lab.cli.profile",
     "search": "lab.cli.search",
     "distill": "lab.cli.distill",
+    "ship": "lab.cli.ship",
     "app": "lab.cli.app",
 }
 
@@ -83,38 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         render = getattr(args._module, "render", None)
         print(render(result) if render else dumps(result))
     return 0
-
-
-def dumps(result, indent: int | None = 2) -> str:
-    """Strict JSON of a command's result (see the module docstring for non-finite numbers)."""
-    return json.dumps(json_safe(result), indent=indent, default=_json_default, allow_nan=False)
-
-
-def json_safe(obj):
-    """``obj`` with tensors/numpy values as Python values and non-finite floats as "inf"/"-inf"/"nan"."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
-    converted = _json_default(obj) if type(obj).__module__ in ("torch", "numpy") else obj
-    return obj if converted is obj else json_safe(converted)
-
-
-def _json_default(obj):
-    try:
-        import numpy as np
-        import torch
-        if isinstance(obj, torch.Tensor):
-            return obj.tolist()
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:
-        pass
-    return str(obj)
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from lab.devices import check_threads, device_arg
+from lab.devices import DTYPES, check_threads, device_arg
 from lab.errors import ConfigError, LabError
 
 
@@ -38,7 +38,6 @@ def apply_downloads_arg(args) -> None:
         os.environ["LAB_ALLOW_DOWNLOADS"] = "1"
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def device_of(name: str) -> torch.device:

@@ -44,46 +44,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.devices import check_device
+from lab.devices import DTYPES, check_device
 from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 from lab.models.registry import list_entries
+from lab.runtime.timing import synchronize, timed, video_error
 
 log = logging.getLogger("lab")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, z: torch.Tensor) -> float:
-    """Seconds of one call ``fn(z)``, with the device synchronised before and after (CUDA runs
-    asynchronously: without the syncs the clock would stop before the work does)."""
-    synchronize(z.device)
-    t0 = time.perf_counter()
-    fn(z)
-    synchronize(z.device)
-    return time.perf_counter() - t0
-
-
-def video_error(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(PSNR in dB with peak-to-peak 2, max abs error) of video ``out`` against ``ref``, both in [-1, 1],
-    computed in float32 (inf when identical)."""
-    diff = out.float() - ref.float()
-    mse, err = float(diff.square().mean()), float(diff.abs().max())
-    return (math.inf if mse == 0 else 10.0 * math.log10(4.0 / mse)), err
 
 
 def weights_bytes(dec: VideoDecoder) -> int:
@@ -242,7 +218,6 @@ def cpu_peak_memory(name: str, weights: str | None, dtype: str, frames: int, siz
 
 
 def _probe_memory(spec: dict) -> dict:
-    from lab.cli.common import DTYPES
     dec = load_for_bench(spec["name"], spec["weights"], "cpu", DTYPES[spec["dtype"]])
     z = random_latents(dec, spec["frames"], tuple(spec["size"]))
     try:
@@ -268,7 +243,6 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
     its spec does not already compile. ``reference='fp32'``: accuracy of every row against its plain
     decoder in float32. ``compile_candidates``: the modes ``@compile-auto`` tries besides eager
     (default lab.runtime.compiled.AUTO_MODES)."""
-    from lab.cli.common import DTYPES
     if not decoders:
         raise LabError("bench: name at least one decoder (--decoders D1,D2,...)")
     if repeats < 1 or warmup < 0:

@@ -1,7 +1,7 @@
 """The decoder comparison table: several decoders of one latent space, side by side on the teacher's
 latents of the held-out real clips (the clips no mini teacher and no student trained on).
 
-For each held-out clip (``lab.teachers.config.HELDOUT``: carphone at its native 176x144, bikes from
+For each held-out clip (``lab.data.heldout.HELDOUT``: carphone at its native 176x144, bikes from
 frame 200 at 128x128) the teacher's encoder makes the latents once; every decoder decodes those same
 latents and is scored against the real clip (PSNR, SSIM, VMAF). Timing follows ``lab.eval.bench``:
 each decoder decodes the first clip's latents, all are warmed up, then the timed repeats are
@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
+from lab.data.heldout import HELDOUT, load_heldout
 from lab.errors import LabError
-from lab.eval.bench import timed
+from lab.runtime.timing import timed
 from lab.eval.metrics import psnr, ssim
 from lab.models.interface import VideoDecoder
 
@@ -29,16 +31,13 @@ DEFAULT_REPORT = "docs/results/lightweight-mini-wan.md"
 
 def heldout_videos(teacher: VideoDecoder, frames: int = 17, clips: list[str] | None = None) -> dict:
     """{held-out clip name: real video (1, 3, T, H, W) in [-1, 1]} fitted to the teacher's grid."""
-    from lab.teachers.config import HELDOUT, Preset
-    from lab.teachers.heldout import load_heldout
-
     known = {c.name: c for c in HELDOUT}
     names = list(clips or known)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise LabError(f"unknown held-out clip(s) {unknown}; held-out clips: {', '.join(known)}")
     g = teacher.geometry
-    grid = Preset(cls=None, config={}, frame_multiple=g.t, spatial_multiple=g.spatial)
+    grid = SimpleNamespace(frame_multiple=g.t, spatial_multiple=g.spatial)
     return {n: load_heldout(known[n], frames, grid) for n in names}
 
 

@@ -36,6 +36,7 @@ import time
 import torch
 
 from lab.errors import LabError
+from lab.runtime.timing import timed, video_error
 
 MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
@@ -173,7 +174,6 @@ def choose_compile_mode(decoder, z: torch.Tensor, modes: tuple[str, ...] | None 
     not repeated; its winner is installed (compiled on the next decode) and the report says
     ``reused``. Returns {'mode', 'seconds': {mode: median}, 'compile_seconds': {mode: first decode},
     'psnr': {mode: dB}, 'max_abs_err': {mode: err}, 'rejected': {mode: why}}."""
-    from lab.eval.bench import timed, video_error
 
     if repeats < 1:
         raise LabError(f"repeats must be >= 1, got {repeats}")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+import torch
 from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab import paths
 from lab.data.clips import ClipSpec
+from lab.data.heldout import BIKES_TRAIN_STOP, HELDOUT  # noqa: F401 (HELDOUT: the teachers' held-out split)
 from lab.data.samples import sample_clip
 from lab.errors import LabError
 
@@ -47,12 +49,6 @@ def get_preset(name: str) -> Preset:
     return table[name]
 
 
-# Frames of 'bikes' that training never samples: held-out frames start BIKES_HELDOUT_START, and a
-# gap of 8 frames keeps a training window from touching them.
-BIKES_TRAIN_STOP = 192
-BIKES_HELDOUT_START = 200
-
-
 def training_clips(include_wan_generated: bool = True) -> list[ClipSpec]:
     """The real clips a teacher learns from. 'carphone' (and its distorted twin, the same content)
     is held out entirely; 'bikes' only up to frame BIKES_TRAIN_STOP."""
@@ -67,21 +63,6 @@ def training_clips(include_wan_generated: bool = True) -> list[ClipSpec]:
                            f"--no-wan-clip to train on the sample clips only.")
         specs.append(ClipSpec("wan2.1-generated", str(wan)))
     return specs
-
-
-@dataclass(frozen=True)
-class HeldOutClip:
-    name: str
-    clip: str           # a sample clip name
-    start: int
-    short_side: int | None  # resize the short side to this first (None: native size)
-    square: bool        # then center-crop a square (else: crop to the VAE's grid)
-
-
-HELDOUT = [
-    HeldOutClip("carphone", "carphone", 0, None, False),            # never seen, native 176x144
-    HeldOutClip("bikes-heldout", "bikes", BIKES_HELDOUT_START, 128, True),  # unseen frames, 128x128
-]
 
 
 @dataclass
@@ -116,6 +97,11 @@ class TrainConfig:
     max_minutes: float = 0.0   # > 0: stop after this much training time; the LR schedule then runs on time
     stills: str | None = None  # photos as extra video: 'skimage' or a .npz (lab.data.stills); None: clips only
     stills_fraction: float = 0.25  # share of each batch cut from the photos
+    # A dataset instead of the built-in clips (lab.data.dataset): clip names, files, folders or globs, and/or
+    # a CSV/JSONL manifest whose non-train splits are held out. Folders, globs and manifests are streamed.
+    clips: list | None = None
+    manifest: str | None = None
+    workers: int = 2           # loader processes of a streamed spec
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -147,6 +133,8 @@ class TrainConfig:
             raise LabError(f"--max-minutes must be >= 0 (0: no time limit), got {self.max_minutes}")
         if self.stills is not None and not (0 < self.stills_fraction < 1):
             raise LabError(f"--stills-fraction must be in (0, 1), got {self.stills_fraction}")
+        if self.workers < 0:
+            raise LabError(f"--workers must be >= 0 (0: no loader processes), got {self.workers}")
         if self.anchor_steps < 0:
             raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
         for name in ("steps", "batch"):
@@ -154,3 +142,9 @@ class TrainConfig:
                 raise LabError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if not (0 < self.lr < 1):
             raise LabError(f"--lr {self.lr} is not a learning rate; use e.g. 1e-3.")
+
+
+def build_model(cfg: TrainConfig):
+    preset = get_preset(cfg.model)
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
+    return preset.cls(**preset.config)

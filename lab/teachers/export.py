@@ -18,8 +18,11 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from lab.data.clips import ClipWindows
+from lab.errors import CheckpointError
 from lab.teachers.card import write_card
-from lab.teachers.config import TrainConfig, get_preset, training_clips
+from lab.teachers.checkpoint import load_state
+from lab.teachers.config import TrainConfig, build_model, get_preset
+from lab.teachers.data import training_clip_windows
 from lab.teachers.heldout import evaluate
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -57,7 +60,8 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
            meta: dict, eval_frames: int = 17) -> dict:
     """Write ``out_dir`` (config.json, fp16 safetensors, README.md) and return what the card says."""
     preset = get_preset(cfg.model)
-    data = data or ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
+    if data is None:
+        data = training_clip_windows(cfg)  # the run's own clips or dataset
     model = copy.deepcopy(vae).float().cpu().eval()
     mean, std = latent_stats(model, data, frame_multiple=preset.frame_multiple,
                              spatial_multiple=preset.spatial_multiple)
@@ -107,9 +111,6 @@ def _machine(cfg: TrainConfig) -> str:
 
 def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17) -> dict:
     """Export the last checkpoint of a run (what ``python -m lab teacher export`` does)."""
-    from lab.errors import CheckpointError
-    from lab.teachers.checkpoint import load_state
-    from lab.teachers.train import build_model
     state = load_state(Path(run_dir))
     if state is None:
         raise CheckpointError(f"{run_dir} has no training state (state.pt); train first with "

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from lab.data.samples import sample_clip
-from lab.data.video import fit_clip, read_frames, to_tensor
+from lab.data.heldout import HELDOUT, load_heldout
 from lab.eval.metrics import psnr, ssim
-from lab.teachers.config import HELDOUT, HeldOutClip, Preset
-
-
-def load_heldout(clip: HeldOutClip, frames: int, preset: Preset) -> torch.Tensor:
-    raw = to_tensor(read_frames(sample_clip(clip.clip), start=clip.start, max_frames=frames))
-    size = None
-    if clip.short_side is not None:
-        h, w = raw.shape[-2:]
-        s = clip.short_side // preset.spatial_multiple * preset.spatial_multiple
-        size = (s, s) if clip.square else (h * s // min(h, w) // preset.spatial_multiple * preset.spatial_multiple,
-                                           w * s // min(h, w) // preset.spatial_multiple * preset.spatial_multiple)
-    return fit_clip(raw, frames=frames, size=size, frame_multiple=preset.frame_multiple,
-                    spatial_multiple=preset.spatial_multiple)
+from lab.teachers.config import Preset
 
 
 @torch.no_grad()

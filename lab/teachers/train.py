@@ -5,7 +5,9 @@ L1 + MSE (+ a small KL, + optional LPIPS) -> AdamW step with warmup + cosine LR.
 ``anchor_steps`` steps (``lab.teachers.anchor``) the decoder decodes fixed block-mean latents and the
 encoder regresses them, so that the decoder learns to read its input before the latents are free.
 Every few minutes the full training state is checkpointed (resumable) and, if asked, the weights are
-exported to a diffusers folder. Logs are one JSON object per line in ``<run>/log.jsonl``.
+exported to a diffusers folder. Logs go to the run store (``lab.runs.store``, kind 'teacher'), so teacher
+runs show in the distillation dashboard beside the distillation runs, and, as one JSON object per line,
+to ``<run>/log.jsonl`` (what the model cards quote).
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from lab.data.clips import ClipWindows
+from lab.data.stream import sample_windows
 from lab.errors import LabError
 from lab.runs.lock import RunLock
+from lab.runs.store import STORE_FILE, RunStore
 from lab.teachers.anchor import anchor_latents
 from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
-from lab.teachers.config import TrainConfig, get_preset, training_clips
+from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F401 (build_model: tests and callers import it here)
+from lab.teachers.data import training_data
+from lab.teachers.export import export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
 
 log = logging.getLogger("lab.teachers")
@@ -33,13 +39,7 @@ log = logging.getLogger("lab.teachers")
 # Config fields a resumed run must share with the run it resumes (the rest, e.g. how often to
 # log or export, may change between sessions; 'steps' may be raised to train longer).
 _FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "anchor_steps",
-                    "freeze_encoder", "stills", "stills_fraction")
-
-
-def build_model(cfg: TrainConfig):
-    preset = get_preset(cfg.model)
-    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
-    return preset.cls(**preset.config)
+                    "freeze_encoder", "stills", "stills_fraction", "clips", "manifest")
 
 
 def lr_at(step: int, cfg: TrainConfig, wall_s: float = 0.0) -> float:
@@ -137,8 +137,32 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
         meta["init_from"] = provenance  # the card names the earlier run's command
         log.info("warm start from %s (step %s)", cfg.init_from, provenance["step"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    store = _open_store(run_dir, cfg, step)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # this session's settings
+    try:
+        return _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop_at, data, device)
+    except BaseException as exc:
+        # Ctrl-C and SIGTERM end the loop cleanly (_StopOnSignal); what arrives here is a failure.
+        store.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                     error=None if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        store.close()
 
+
+def _open_store(run_dir: Path, cfg: TrainConfig, step: int) -> RunStore:
+    """The run's store: created with the run (config.json written with it), or reopened on resume with what
+    was logged after the checkpoint forgotten (those steps are trained and logged again)."""
+    if (run_dir / STORE_FILE).exists():
+        store = RunStore.resume(run_dir)
+        store.truncate_after(step)
+        return store
+    store = RunStore.create(run_dir, cfg.to_dict(), kind="teacher")
+    store.start_phase(0, "train", step, "start" if step == 0 else "resumed a run made before teacher runs had a store")
+    return store
+
+
+def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop_at, data, device) -> dict:
     data = data or training_data(cfg)
     if device.type == "cuda":
         data.to(device)  # uint8 clips live on the GPU: windows are cut there (no per-batch host copies)
@@ -148,6 +172,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
     def checkpoint():
         save_state(run_dir, {"config": cfg.to_dict(), "model": vae.state_dict(), "optimizer": opt.state_dict(),
                              "rng": rng_state(gens), "step": step, "wall_s": wall, "meta": meta})
+        store.log_event(step, "checkpoint", {"wall_s": round(wall, 1)})  # one state file, replaced each time
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
@@ -157,7 +182,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
     with open(run_dir / "log.jsonl", "a") as logf, stop:
         while step < end and wall < budget_s and not stop.requested:
             t0 = time.monotonic()
-            x = data.sample(cfg.batch, cfg.frames, cfg.crop, gens["data"]).to(device, non_blocking=True)
+            x = sample_windows(data, cfg.batch, cfg.frames, cfg.crop, gens["data"], step).to(device, non_blocking=True)
             lr = lr_at(step, cfg, wall)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -183,6 +208,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
                        "wall_s": round(wall, 1)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
+                store.log_scalars(step, {"train/loss": rec["loss"], **{f"train/{k}": rec[k] for k in parts},
+                                         "lr": lr, "train/grad_norm": rec["grad_norm"], "perf/step_s": dt,
+                                         "perf/samples_per_s": cfg.batch / dt})
                 log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, loss.item(), rec["l1"], lr, dt)
             now = time.monotonic()
             if now - last_ckpt > cfg.checkpoint_minutes * 60:
@@ -194,25 +222,14 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
                 last_export = time.monotonic()
         checkpoint()
     losses = torch.stack(losses).float().tolist() if losses else []
-    return {"run": str(run_dir), "model": cfg.model, "step": step, "steps": cfg.steps, "wall_s": round(wall, 1),
-            "stopped_by": "signal" if stop.requested else "time" if wall >= budget_s else "steps",
-            "losses": losses, "last_loss": losses[-1] if losses else None}
-
-
-def training_data(cfg: TrainConfig):
-    """The configured windows: the real training clips, plus camera moves over photos with --stills."""
-    clips = ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
-    if cfg.stills is None:
-        return clips
-    from lab.data.mix import MixedWindows
-    from lab.data.stills import StillWindows, load_photos, skimage_photos
-    photos = skimage_photos() if cfg.stills == "skimage" else load_photos(cfg.stills)
-    stills = StillWindows(photos, short_side=max(cfg.short_sides), device=cfg.device)
-    return MixedWindows(clips, stills, cfg.stills_fraction)
+    stopped_by = "signal" if stop.requested else "time" if wall >= budget_s else "steps"
+    summary = {"run": str(run_dir), "model": cfg.model, "step": step, "steps": cfg.steps, "wall_s": round(wall, 1),
+               "stopped_by": stopped_by, "last_loss": losses[-1] if losses else None}
+    store.finish("finished" if step >= cfg.steps else "interrupted", final=summary)
+    return {**summary, "losses": losses}
 
 
 def _export_now(vae, cfg, data, run_dir, step, wall, meta, logf) -> None:
-    from lab.teachers.export import export
     result = export(vae, cfg, Path(cfg.export_to), data=data, step=step, wall_s=wall, meta=meta,
                     eval_frames=cfg.eval_frames)
     logf.write(json.dumps({"step": step, "export": cfg.export_to, "heldout": result["heldout"]}) + "\n")

@@ -83,6 +83,9 @@ def human_cases(tmp) -> dict[str, list[str]]:
         "distill": ["distill", "--config", str(paths.REPO_ROOT / "configs" / "distill" / "tiny.toml"),
                     "--out", f"{tmp}/distill"],
         "demo": ["demo", "--quick", "--teacher", "wan2.1-tiny", "--out", f"{tmp}/demo"],
+        # after distill (the cases run in order): ship that run's student with its card
+        "ship": ["ship", "--run", f"{tmp}/distill", "--config", str(paths.REPO_ROOT / "configs" / "distill" / "tiny.toml"),
+                 "--name", "tiny-flash", "--dest", f"{tmp}/shipped"],
     }
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab.cli import dumps, json_safe, main
+from lab.cli import main
+from lab.jsonio import dumps, json_safe
 
 
 def _strict(text: str):

@@ -53,7 +53,7 @@ def bbb_latents(bundled_clip_path):
 def test_shipped_variant_decodes_real_latents_well_above_random_weights(name, bbb_latents):
     if not _shipped(name):
         pytest.fail(f"data/checkpoints/{name} is missing: train it with configs/lightweight/{name}.toml and ship it "
-                    f"with python -m lab.models.lightweight.card")
+                    f"with python -m lab ship")
     clip, z = bbb_latents
     trained = load_decoder(name)  # the registered name prefers the shipped folder
     assert trained.dtype == torch.float32 and trained.decoder_params() == SMALL[name]

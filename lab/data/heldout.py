@@ -1,0 +1,46 @@
+"""The real clips and frames every teacher and student is scored on and never trained on: 'carphone'
+entirely (native 176x144) and 'bikes' from frame BIKES_HELDOUT_START (128x128). Training samples 'bikes'
+only up to BIKES_TRAIN_STOP; the gap keeps a training window from touching the held-out frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lab.data.samples import sample_clip
+from lab.data.video import fit_clip, read_frames, to_tensor
+
+# Frames of 'bikes' that training never samples: held-out frames start BIKES_HELDOUT_START, and a
+# gap of 8 frames keeps a training window from touching them.
+BIKES_TRAIN_STOP = 192
+BIKES_HELDOUT_START = 200
+
+
+@dataclass(frozen=True)
+class HeldOutClip:
+    name: str
+    clip: str           # a sample clip name
+    start: int
+    short_side: int | None  # resize the short side to this first (None: native size)
+    square: bool        # then center-crop a square (else: crop to the VAE's grid)
+
+
+HELDOUT = [
+    HeldOutClip("carphone", "carphone", 0, None, False),            # never seen, native 176x144
+    HeldOutClip("bikes-heldout", "bikes", BIKES_HELDOUT_START, 128, True),  # unseen frames, 128x128
+]
+
+
+def load_heldout(clip: HeldOutClip, frames: int, grid) -> torch.Tensor:
+    """The held-out clip as a (1, 3, T, H, W) video in [-1, 1] fitted to a VAE's grid (``grid.frame_multiple``,
+    ``grid.spatial_multiple``: a teacher preset, or a decoder's latent geometry)."""
+    raw = to_tensor(read_frames(sample_clip(clip.clip), start=clip.start, max_frames=frames))
+    size = None
+    if clip.short_side is not None:
+        h, w = raw.shape[-2:]
+        s = clip.short_side // grid.spatial_multiple * grid.spatial_multiple
+        size = (s, s) if clip.square else (h * s // min(h, w) // grid.spatial_multiple * grid.spatial_multiple,
+                                           w * s // min(h, w) // grid.spatial_multiple * grid.spatial_multiple)
+    return fit_clip(raw, frames=frames, size=size, frame_multiple=grid.frame_multiple,
+                    spatial_multiple=grid.spatial_multiple)

@@ -1,0 +1,50 @@
+"""The layering rules of lab.arch (issue 20): one place knows each VAE family, and imports point one way."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("import_graph", ROOT / "scripts" / "import_graph.py")
+import_graph = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(import_graph)
+
+
+def test_imports_have_no_cycle():
+    # Function-local imports count too: a cycle hidden inside a function is still a cycle.
+    for level in ("module", "package"):
+        assert import_graph.cycles(import_graph.graph(level, local=True)) == [], level
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert import_graph.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_arch_sits_below_the_rest_of_the_lab():
+    # Models, analysis, pruning, swaps and distillation ask lab.arch; lab.arch asks none of them.
+    g = import_graph.graph("module", local=True)
+    for module, targets in g.items():
+        if module.startswith("lab.arch"):
+            outside = {t for t in targets if not t.startswith("lab.arch") and t != "lab.errors"}
+            assert not outside, f"{module} imports {outside}"
+
+
+_SWITCH = re.compile(r"""(==|!=)\s*["'](wan|ltx)(-student)?["']|in\s*\(\s*["'](wan|ltx)["']\s*,|\.split\(["']-["']\)\[0\]""")
+
+
+def test_no_family_switch_outside_lab_arch():
+    hits = []
+    for path in sorted((ROOT / "lab").rglob("*.py")):
+        if "arch" in path.relative_to(ROOT / "lab").parts[:1]:
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if _SWITCH.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert not hits, "family switches outside lab/arch:\n" + "\n".join(hits)
+
+
+def test_the_switch_pattern_catches_what_it_should():
+    # The rule above would pass vacuously if its pattern matched nothing.
+    for line in ('if kind == "wan":', "x != 'ltx-student'", 'if k in ("wan", "ltx"):', 'k.split("-")[0]'):
+        assert _SWITCH.search(line), line
+    assert not _SWITCH.search('name = "wan2.1"')
