@@ -61,6 +61,12 @@ def add_arguments(p):
                    help="add still photographs as video (synthetic pan/zoom/roll): 'skimage' for scikit-image's "
                         "bundled photos, or a .npz of uint8 (H, W, 3) arrays")
     p.add_argument("--stills-fraction", type=float, default=0.25, help="share of each batch cut from the photos")
+    p.add_argument("--data", action="append", metavar="SPEC",
+                   help="train on this instead of the built-in clips: a folder, glob, video file or clip name "
+                        "(repeat for more); folders and globs are streamed from disk")
+    p.add_argument("--manifest", help="a CSV/JSONL manifest (path, start, stop, split) to train on; rows of other "
+                                      "splits than 'train' are held out")
+    p.add_argument("--workers", type=int, default=2, help="loader processes for a streamed dataset (default 2)")
     p.add_argument("--stop-at", type=int, help="stop (checkpointed) at this step, as if interrupted")
 
 
@@ -84,7 +90,8 @@ def run(args):
                       export_minutes=args.export_minutes if args.export_to else 0.0, export_to=args.export_to,
                       eval_frames=args.eval_frames, init_from=args.init_from,
                       anchor_steps=args.anchor_steps, freeze_encoder=args.freeze_encoder,
-                      max_minutes=args.max_minutes, stills=args.stills, stills_fraction=args.stills_fraction)
+                      max_minutes=args.max_minutes, stills=args.stills, stills_fraction=args.stills_fraction,
+                      clips=args.data, manifest=args.manifest, workers=args.workers)
     command = shlex.join(["python", "-m", "lab"] + sys.argv[1:]) if sys.argv[1:2] == ["teacher"] else None
     result = train(cfg, run_dir, stop_at=args.stop_at, command=command)
     losses = result.pop("losses")

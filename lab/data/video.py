@@ -159,6 +159,60 @@ def _read_av(path: Path, max_frames, start, stride) -> list[np.ndarray]:
     return frames
 
 
+def read_window(path: str | os.PathLike, start: int, count: int, info: dict | None = None) -> np.ndarray:
+    """Frames ``[start, start + count)`` as uint8 (count, H, W, 3), decoding only what the window needs:
+    PyAV seeks to the keyframe before ``start`` and decodes from there (a streamed training window costs a
+    few frames, not the whole file). ``info`` is the file's ``probe`` (probed again when not given).
+    Raises VideoReadError when the window cannot be read whole (a file cut short, or ``start`` past its end),
+    so a loader can skip it instead of training on a short window."""
+    path = _check_exists(path)
+    if start < 0 or count < 1:
+        raise VideoReadError(f"read_window: start must be >= 0 and count >= 1, got {start} and {count}")
+    info = info or probe(path)
+    _check_decoded_size(path, info, count, 0, 1)
+    frames = (_read_cv2(path, count, start, 1) if backend() == "cv2" else _read_window_av(path, start, count, info))
+    if len(frames) < count:
+        exc = VideoReadError(f"{path}: frames {start}..{start + count - 1} asked for, {len(frames)} decoded; the "
+                             f"file is shorter than its header says, or cut short.")
+        exc.readable_until = start + len(frames)  # where decoding stopped: later windows of the file fail too
+        raise exc
+    return np.stack(frames)
+
+
+def _read_window_av(path: Path, start: int, count: int, info: dict) -> list[np.ndarray]:
+    import av
+    frames: list[np.ndarray] = []
+    try:
+        with _open_av(path) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"{path} has no video stream.")
+            stream = container.streams.video[0]
+            rate, base = stream.average_rate, stream.time_base
+            first = stream.start_time or 0
+            if start and rate and base:
+                # Seek by timestamp to the keyframe at or before the window, then count frames by their pts.
+                container.seek(first + int(start / (rate * base)), backward=True, any_frame=False, stream=stream)
+            index = None
+            for frame in container.decode(stream):
+                if frame.pts is not None and rate and base:
+                    index = round(float((frame.pts - first) * base * rate))
+                else:  # no timestamps to count by: count decoded frames (only exact when nothing was skipped)
+                    index = 0 if index is None else index + 1
+                if index < start:
+                    continue
+                if not frames and index > start:
+                    # The seek landed past the window (a stream without usable keyframe timestamps):
+                    # read it from the beginning instead.
+                    return _read_av(path, count, start, 1)
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) >= count:
+                    break
+    except av.error.FFmpegError as exc:
+        if not frames:
+            raise VideoReadError(f"{path} is not a readable video ({exc}). Re-encode it as mp4 (H.264).") from exc
+    return frames
+
+
 def _open_cv2(path: Path):
     import cv2
     cap = cv2.VideoCapture(str(path))
