@@ -16,8 +16,10 @@ LIMIT_MIB=${LIMIT_MIB:-60}
 GIT=(git -c safe.directory='*')
 if "${GIT[@]}" rev-parse --is-inside-work-tree >/dev/null 2>&1; then in_git=1; else in_git=0; fi
 if [ "$in_git" = 1 ]; then ignored() { "${GIT[@]}" check-ignore -q "$1"; }
-else ignored() { grep -qxF "/$1/" .gitignore; }; fi
-ignored .gpu || { echo 'prepare: .gpu/ must be git-ignored (see .gitignore)' >&2; exit 1; }
+else ignored() { grep -qxF "/${1%/}/" .gitignore; }; fi
+# The trailing slash: a pattern for a folder (/.gpu/) matches a path git knows is a folder, and on a fresh
+# checkout .gpu does not exist yet.
+ignored .gpu/ || { echo 'prepare: .gpu/ must be git-ignored (see .gitignore)' >&2; exit 1; }
 
 # 1. Wheels. The GPU image has torch, numpy, safetensors, huggingface_hub, cv2, scikit-image, scipy;
 #    it lacks diffusers and importlib_metadata (a diffusers requirement). Pure-Python wheels.
