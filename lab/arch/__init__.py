@@ -1,5 +1,7 @@
 """The VAE families the lab knows, one ``Architecture`` object each (lab.arch.base), and the registry
-that finds a decoder's. Adding a family: one module here defining its Architecture, one line below.
+that finds a decoder's. Adding a family: one module here defining its Architecture, one line below; its
+teacher adapter and catalog entry in lab/models; and, to prune it, a student class (lab/models/students)
+whose builder registers in lab/prune/students.py (Wan 2.2 and LTX-2 needed one each: their blocks differ).
 
 Teachers and students carry their family as ``decoder.arch`` (an Architecture, or None for decoders of
 another layout such as the lightweight ones); ``arch_of`` returns it or explains why there is none.

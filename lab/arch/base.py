@@ -3,7 +3,7 @@
 The rest of the lab is family-agnostic: analysis, pruning, operator swaps, feature distillation and the
 profiler ask a decoder's architecture (``decoder.arch``) for what differs between families, never test
 a family name. One family is one module in lab/arch defining one ``Architecture`` subclass instance,
-plus a line in lab/arch/__init__.py that registers it.
+plus a line in lab/arch/__init__.py that registers it (see there for what else a prunable family needs).
 
 What an Architecture owns:
 - the **stage map**: ``conv_in``, ``mid``, ``up0`` ... ``upN``, ``head`` (the rows of Flash-VAED's
