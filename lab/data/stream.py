@@ -210,6 +210,15 @@ class WindowStream(torch.utils.data.IterableDataset):
                                     f"{self.frames}-frame window (see the 'skipped' lines above).")
 
 
+#: Seconds a streamed batch may take to arrive from a worker before the loader raises.
+WORKER_TIMEOUT_S = 600
+
+
+def _worker_context() -> str:
+    import multiprocessing
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _worker_init(_):
     # Workers decode; torch ops in them are small, and N workers x all-core thread pools oversubscribe.
     torch.set_num_threads(1)
@@ -260,9 +269,14 @@ class StreamWindows:
         """A DataLoader over the steps from ``start_step`` (items: see WindowStream)."""
         ds = self.stream(batch, frames, crop, start_step, steps)
         pin = self.device.type == "cuda"
+        if not self.workers:
+            return torch.utils.data.DataLoader(ds, batch_size=None, pin_memory=pin)
+        # Workers start from a fresh forkserver process, not a fork of this one: a fork taken after the
+        # probe threads or torch's thread pools have run can inherit a held lock and hang forever (it did,
+        # in a test run). A worker that still stalls is an error after WORKER_TIMEOUT_S, not a silent hang.
         return torch.utils.data.DataLoader(ds, batch_size=None, num_workers=self.workers, pin_memory=pin,
-                                           worker_init_fn=_worker_init if self.workers else None,
-                                           prefetch_factor=2 if self.workers else None)
+                                           worker_init_fn=_worker_init, prefetch_factor=2,
+                                           multiprocessing_context=_worker_context(), timeout=WORKER_TIMEOUT_S)
 
     def sample_uint8(self, batch: int, frames: int, crop: int, generator=None, *, step: int | None = None):
         """uint8 (B, T, crop, crop, 3) on the CPU (pinned on CUDA machines)."""
