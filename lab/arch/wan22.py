@@ -22,38 +22,23 @@ stream a width-changing resnet opens (``up{i}.stream``), and a width-changing bl
 
 from __future__ import annotations
 
-from diffusers.models.autoencoders.autoencoder_kl_wan import (DupUp3D, WanAttentionBlock, WanCausalConv3d,
-                                                              WanResample)
+from diffusers.models.autoencoders.autoencoder_kl_wan import (DupUp3D)
 from torch import nn
 
 from lab.arch.base import Architecture
+from lab.arch.wan import WanArchitecture
 from lab.arch.groups import ChannelGroup, Consumer
 from lab.errors import LabError
 
 
-class Wan22Architecture(Architecture):
+class Wan22Architecture(WanArchitecture):
+    """Wan 2.1's stage map, decoder parts, causality, Flash-VAED ratio and plan (depthwise-separable 3D convs in
+    the low-resolution stages, per-frame 2D convs in the two high-resolution ones), frame cache and pipeline
+    API; its own channel map, and the DupUp3D shortcuts kept besides Wan 2.1's kept subtrees."""
+
     name = "wan2.2"
     title = "Wan 2.2"
-    flash_vaed_ratio = 0.125  # as Wan 2.1 (Flash-VAED section 1.3): the last two up blocks at 12.5%
-    # As Wan 2.1: depthwise-separable 3D convs in the low-resolution stages, per-frame 2D convs in the two
-    # high-resolution ones; the temporal upsamplers, 2D resample convs and DupUp3D shortcuts are kept.
-    plans = {"flash-vaed": {"mid": "dwsep3d", "up0": "dwsep3d", "up1": "dwsep3d", "up2": "conv2d", "up3": "conv2d"},
-             "keep": {}}
-    causal_convs = (WanCausalConv3d,)
-    kept_subtrees = (WanResample, WanAttentionBlock, DupUp3D)
-    frame_cache = True
-    pipeline_api = "wan"  # AutoencoderKLWan's API (Wan 2.2 pipelines use the same class)
-
-    def stage_paths(self, num_up_blocks: int) -> dict[str, list[str]]:
-        ups = {f"up{i}": [f"decoder.up_blocks.{i}"] for i in range(num_up_blocks)}
-        return {"conv_in": ["post_quant_conv", "decoder.conv_in"], "mid": ["decoder.mid_block"], **ups,
-                "head": ["decoder.norm_out", "decoder.conv_out"]}
-
-    def decoder_parts(self, vae: nn.Module) -> list[nn.Module]:
-        return [vae.post_quant_conv, vae.decoder]
-
-    def is_causal(self, vae: nn.Module) -> bool:
-        return True
+    kept_subtrees = (*WanArchitecture.kept_subtrees, DupUp3D)
 
     def prune_groups(self, vae: nn.Module) -> list[ChannelGroup]:
         return wan22_groups(vae)
@@ -62,7 +47,7 @@ class Wan22Architecture(Architecture):
         if stage in ("conv_in", "mid"):
             return ("conv_in and mid write the residual stream that the mid attention reads and that the DupUp3D "
                     "shortcuts carry on into the up blocks; it is kept at full width")
-        return super().unprunable_reason(stage)
+        return Architecture.unprunable_reason(self, stage)  # not Wan 2.1's: its up0 reason does not apply
 
     def stage_output_group(self, stage: str, group_names: list[str], num_up_blocks: int) -> str | None:
         """An up block's output: the next block's ``.in`` group when the block changes width, else the
