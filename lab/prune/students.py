@@ -7,6 +7,7 @@ rather than a switch on the family: a new family registers its builder next to i
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -37,7 +38,10 @@ def student_builder(arch: Architecture) -> StudentBuilder:
     return _BUILDERS[arch.name]
 
 
-def build_wan_student(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
+def _build_wan_like(vae_cls, adapter_cls, teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge,
+                    fold_norms):
+    """Wan 2.1 and Wan 2.2 students: the same group roles (rows, rows_paired, RMS norms) and transfer; the
+    student class differs (Wan 2.2's rebuilds its parameter-free DupUp3D shortcuts from ``kept`` itself)."""
     tvae = teacher.vae
     tc = {k: _plain(tvae.config[k]) for k in TEACHER_KEYS if k in tvae.config}
     # fold_norms: the norms of narrowed groups divide by the teacher's rms estimated from the kept
@@ -46,17 +50,28 @@ def build_wan_student(teacher, groups, widths, kept, ratios, criterion, analysis
     # 50% of mini-wan up2/up3 36.7 -> 39.9 dB) but helps random selection more at 25% (see issue 4).
     folded = ([n for g in groups if g.name in kept and len(kept[g.name]) < g.width for n in g.norms]
               if fold_norms else [])
-    svae = WanStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
-                         criterion=criterion, operators={}, patch_size=tc.get("patch_size"), folded_norms=folded)
-    return svae, WanStudentAdapter, transfer(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
+    svae = vae_cls(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
+                   criterion=criterion, operators={}, patch_size=tc.get("patch_size"), folded_norms=folded)
+    return svae, adapter_cls, transfer(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
+
+
+build_wan_student = partial(_build_wan_like, WanStudentVAE, WanStudentAdapter)
+build_wan22_student = partial(_build_wan_like, Wan22StudentVAE, Wan22StudentAdapter)
+
+
+def _ltx_teacher_config(tvae, keys) -> dict:
+    """What an LTX-Video or LTX-2 student records of its teacher, with the latent statistics (buffers, not
+    config fields, in these classes)."""
+    tc = {k: _plain(tvae.config[k]) for k in keys if k in tvae.config}
+    tc["latents_mean"] = _plain(tvae.latents_mean.float().cpu())
+    tc["latents_std"] = _plain(tvae.latents_std.float().cpu())
+    return tc
 
 
 def build_ltx_student(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
     # LTX students always fold the norms of pruned groups (lab.prune.ltx); fold_norms is Wan's opt-in.
     tvae = teacher.vae
-    tc = {k: _plain(tvae.config[k]) for k in ltx_student.TEACHER_KEYS if k in tvae.config}
-    tc["latents_mean"] = _plain(tvae.latents_mean.float().cpu())
-    tc["latents_std"] = _plain(tvae.latents_std.float().cpu())
+    tc = _ltx_teacher_config(tvae, ltx_student.TEACHER_KEYS)
     svae = ltx_student.LTXStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept,
                                      ratios=ratios, criterion=criterion, operators={},
                                      timestep_conditioning=bool(tc.get("timestep_conditioning")))
@@ -71,9 +86,7 @@ def build_ltx2_student(teacher, groups, widths, kept, ratios, criterion, analysi
     # As LTX-Video (the same channel map and transfer; norms of pruned groups always folded), on the
     # LTX-2 student class; the upsampler merge needs the decoder's causal setting (a call argument in LTX-2).
     tvae = teacher.vae
-    tc = {k: _plain(tvae.config[k]) for k in ltx2_student.TEACHER_KEYS if k in tvae.config}
-    tc["latents_mean"] = _plain(tvae.latents_mean.float().cpu())
-    tc["latents_std"] = _plain(tvae.latents_std.float().cpu())
+    tc = _ltx_teacher_config(tvae, ltx2_student.TEACHER_KEYS)
     svae = ltx2_student.LTX2StudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept,
                                        ratios=ratios, criterion=criterion, operators={},
                                        timestep_conditioning=bool(tc.get("timestep_conditioning")))
@@ -82,20 +95,6 @@ def build_ltx2_student(teacher, groups, widths, kept, ratios, criterion, analysi
 
 
 register_student_builder(LTX2, build_ltx2_student)
-
-
-def build_wan22_student(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
-    # As Wan 2.1 (same roles: rows, rows_paired, RMS norms), with the residual student class; the
-    # parameter-free DupUp3D shortcuts are rebuilt from ``kept`` by the student itself.
-    tvae = teacher.vae
-    tc = {k: _plain(tvae.config[k]) for k in TEACHER_KEYS if k in tvae.config}
-    folded = ([n for g in groups if g.name in kept and len(kept[g.name]) < g.width for n in g.norms]
-              if fold_norms else [])
-    svae = Wan22StudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
-                           criterion=criterion, operators={}, patch_size=tc.get("patch_size"), folded_norms=folded)
-    return svae, Wan22StudentAdapter, transfer(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
-
-
 register_student_builder(WAN22, build_wan22_student)
 
 def _plain(v):
