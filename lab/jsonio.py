@@ -28,8 +28,9 @@ def json_safe(obj):
 
 def _json_default(obj):
     try:
+        # deferred: jsonio needs neither numpy nor torch; it converts their values when they are there
         import numpy as np
-        import torch
+        import torch  # deferred: as numpy above
         if isinstance(obj, torch.Tensor):
             return obj.tolist()
         if isinstance(obj, np.generic):

@@ -145,7 +145,7 @@ def stage_figure(stage_report: dict, stage: str, keep):
     with the kept block outlined; right, the independence of every group of the stage with each kept |
     dropped boundary. ``stage_report`` must carry matrices (stage_report(matrices=True))."""
     go = _go()
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # deferred: plotly, as in _go
 
     rows = _reports(stage_report, stage)
     main = next((r for r in rows if r["group"].endswith(".stream")), rows[0])

@@ -18,6 +18,7 @@ from lab.analysis.hooks import ChannelRecorder, Subscriber
 from lab.arch import channel_groups
 from lab.arch.groups import ChannelGroup, consumer_tap, norm_tap
 from lab.errors import LabError
+from lab.analysis.sensitivity import output_sensitivity
 
 log = logging.getLogger("lab")
 
@@ -56,7 +57,6 @@ class ChannelAnalysis:
     def add_sensitivity(self, decoder, latents, *, probes: int = 4, seed: int = 0) -> "ChannelAnalysis":
         """Estimate how much the decoder output depends on each consumer's input channels (Jacobian
         Grams, lab.analysis.sensitivity) on ``latents`` and keep them with the analysis."""
-        from lab.analysis.sensitivity import output_sensitivity
 
         if decoder.name != self.decoder_name:
             raise LabError(f"this analysis was recorded on {self.decoder_name}, not {decoder.name}; probe the same "

@@ -19,6 +19,7 @@ import os
 import sys
 
 from lab.jsonio import dumps
+from lab.errors import LabError
 
 # Command name -> module under lab.cli. Add a command by adding a module and a line here.
 COMMANDS = {
@@ -56,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lab.errors import LabError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -33,6 +33,7 @@ def add_arguments(p):
 
 
 def run(args):
+    # deferred: loaded when the command runs, not when build_parser imports every command
     from lab.analysis import analyze, calibration_latents
 
     device, dtype = device_of(args.device), DTYPES[args.dtype]

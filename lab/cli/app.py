@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from lab import paths
 from lab.errors import LabError
+from lab.cli.common import device_of
 
 HELP = "start an app: the Gradio compare demo or the Streamlit distillation dashboard"
 DESCRIPTION = (HELP + ". compare: pick a teacher and a clip, drag a keep ratio, compare decodes, timings and "
@@ -63,9 +65,6 @@ def run(args):
     if args.app == "compare":
         _require("gradio", "apps")
         if args.device:
-            import os
-
-            from lab.cli.common import device_of
             os.environ["LAB_DEVICE"] = str(device_of(args.device))  # read by lab.compare.default_device
         port = args.port or 7860
         dirs = _models_dirs(args.models_dir)

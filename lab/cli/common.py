@@ -10,8 +10,9 @@ import os
 
 import torch
 
-from lab.devices import DTYPES, check_threads, device_arg
+from lab.devices import DTYPES, check_device, check_threads, device_arg
 from lab.errors import ConfigError, LabError
+from lab.data.video import check_fps
 
 
 def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", default: str | None = None) -> None:
@@ -38,11 +39,8 @@ def apply_downloads_arg(args) -> None:
         os.environ["LAB_ALLOW_DOWNLOADS"] = "1"
 
 
-
-
 def device_of(name: str) -> torch.device:
     """--device: a name torch understands, on a device this machine has (lab.devices.check_device)."""
-    from lab.devices import check_device
     return check_device(device_arg(name, error=LabError))
 
 
@@ -69,7 +67,6 @@ def positive_int(text: str) -> int:
 
 def fps_arg(text: str) -> float:
     """A frame rate: finite and > 0 (an encoder given 0 silently writes 24 fps)."""
-    from lab.data.video import check_fps
     try:
         return check_fps(text)
     except ConfigError as exc:

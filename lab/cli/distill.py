@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lab.cli.common import add_downloads_arg, apply_downloads_arg
 from lab.errors import ConfigError
+from lab.runs.store import STORE_FILE
 
 HELP = "distill a student decoder from its teacher (three phases, resumable, torchrun-ready)"
 
@@ -28,6 +29,7 @@ def add_arguments(p):
 
 
 def run(args):
+    # deferred: the trainer loads when the command runs, not when build_parser imports every command
     from lab.distill import distill
     _check_writable(Path(args.out))
     apply_downloads_arg(args)
@@ -36,7 +38,6 @@ def run(args):
 
 def _check_writable(out: Path) -> None:
     """A run folder this process can write, said in one line here rather than in a traceback from sqlite."""
-    from lab.runs.store import STORE_FILE
     existing = next(p for p in (out, *out.parents) if p.exists())  # the folder that will be written in
     blocked = [p for p in (existing, out / STORE_FILE) if p.exists() and not os.access(p, os.W_OK)]
     if blocked:

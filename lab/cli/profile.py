@@ -2,11 +2,17 @@
 
 import logging
 
+import torch
+
 from lab.cli import table
 from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int,
                             threads_arg)
 from lab.errors import LabError
 from lab.models import load_decoder
+from lab.ops.profiler import profile_decoder
+from lab.arch import decoder_stages
+from lab.ops.swap import swap_decoder
+from lab.ops.figures import profile_figure
 
 HELP = "per-stage latency and MAC shares of a decoder, and the operator types inside each stage"
 log = logging.getLogger("lab")
@@ -27,22 +33,17 @@ def add_arguments(p):
 
 
 def run(args):
-    from lab.ops.profiler import profile_decoder
-
     if args.repeats < 1 or args.warmup < 1:
         raise LabError("--repeats and --warmup must be at least 1.")
     if args.threads:
-        import torch
         torch.set_num_threads(args.threads)
     dec = load_decoder(args.decoder, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
-    from lab.arch import decoder_stages
     decoder_stages(dec)  # a clear error for a decoder without a stage map, before any work
     g = dec.geometry
     latent_frames = g.latent_frames_for(args.frames)
     latent_size = g.latent_size_for(*args.size)
     summary = None
     if args.plan:
-        from lab.ops.swap import swap_decoder
         dec, summary = swap_decoder(dec, args.plan, copy_model=False)
     log.info("profiling %s: %d latent frames at %dx%d latent size on %s", dec.name, latent_frames, *latent_size,
              args.device)
@@ -50,7 +51,6 @@ def run(args):
     if summary is not None:
         result["plan"] = summary["plan"]
     if args.figure:
-        from lab.ops.figures import profile_figure
         profile_figure(result).write_html(args.figure)
         result["figure"] = args.figure
     return result

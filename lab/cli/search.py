@@ -13,14 +13,13 @@ from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, device_of
                             threads_arg)
 from lab.errors import LabError
 from lab.models import load_decoder
+from lab.ops.search import DEFAULT_CANDIDATES, search_plan
 
 HELP = "operator search: the fastest operator per stage within a quality budget (a plan for prune --operators)"
 log = logging.getLogger("lab")
 
 
 def add_arguments(p):
-    from lab.ops.search import DEFAULT_CANDIDATES
-
     add_decoder_args(p)
     add_device_args(p)
     p.add_argument("--frames", type=positive_int, default=9, help="output frames to decode (default 9)")
@@ -45,6 +44,7 @@ def add_arguments(p):
 def _latents(dec, args, device, dtype) -> tuple[torch.Tensor, str]:
     g = dec.geometry
     if args.clip:
+        # deferred: loaded when --clip is given, not when build_parser imports every command
         from lab.analysis import calibration_latents
         z, names = calibration_latents(dec, [args.clip], frames=args.frames, size=args.size)
         return z[0], names[0]
@@ -56,8 +56,6 @@ def _latents(dec, args, device, dtype) -> tuple[torch.Tensor, str]:
 
 
 def run(args):
-    from lab.ops.search import search_plan
-
     if args.repeats < 1:
         raise LabError("--repeats must be at least 1.")
     if args.frames < 1:

@@ -1,6 +1,8 @@
 """python -m lab ship: copy a finished distillation run's student (a Flash-VAED student or a lightweight
 decoder) into data/checkpoints/NAME with a model card written from the run and a held-out evaluation."""
 
+import torch
+
 HELP = "ship a finished distillation run's decoder to data/checkpoints with its model card"
 
 
@@ -16,9 +18,7 @@ def add_arguments(p):
 
 
 def run(args):
-    import torch
-
-    from lab.ship import ship
+    from lab.ship import ship  # deferred: loaded when the command runs, not when build_parser imports every command
     torch.set_num_threads(args.threads)
     return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None, which=args.weights)
 

@@ -71,6 +71,7 @@ def add_arguments(p):
 
 
 def run(args):
+    # deferred: loaded when the command runs, not when build_parser imports every command
     from lab.teachers.export import export_run
     apply_downloads_arg(args)
     model = args.model
@@ -79,6 +80,7 @@ def run(args):
     if args.action == "export":
         out = Path(args.export_to) if args.export_to else paths.checkpoints_dir() / model
         return _summary(export_run(run_dir, out, eval_frames=17), out)
+    # deferred: the trainer loads when the command runs, not when build_parser imports every command
     from lab.teachers.train import train
     family = "ltx" if "ltx" in model else "wan"
     d = _DEFAULTS[family]

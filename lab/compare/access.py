@@ -19,8 +19,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub.constants
+
 from lab import paths
 from lab.errors import LabError, WeightsNotFoundError
+from lab.models.registry import list_entries
 
 #: org/name, as the hub spells repository ids (checked by syntax only: never by looking at the disk)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -100,14 +103,13 @@ class ModelAccess:
 
 
 def _registered(name: str) -> bool:
-    from lab.models.registry import list_entries
     return any(e.name == name for e in list_entries())
 
 
 def fetch_from_hub(repo_id: str) -> str:
     """The local folder of a hub repository's VAE files (downloaded into the Hugging Face cache). The
     app passes this folder on, never the id, so an id can never be read as a path on the server."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # deferred: looked up per call, so it can be patched (tests)
     try:
         return snapshot_download(repo_id, allow_patterns=HUB_FILES)
     except Exception as exc:  # network, missing or gated repositories: the same to the user
@@ -119,6 +121,5 @@ def fetch_from_hub(repo_id: str) -> str:
 def block_downloads() -> None:
     """Switch the Hugging Face hub to offline mode for this process and the processes it starts (the
     app measures CPU memory in fresh processes): every hub request fails at once, cached files load."""
-    import huggingface_hub.constants
     os.environ["HF_HUB_OFFLINE"] = "1"
     huggingface_hub.constants.HF_HUB_OFFLINE = True

@@ -22,6 +22,7 @@ import torch
 from lab.data.samples import BUNDLED, SAMPLES, resolve_clip
 from lab.data.video import fit_clip, probe, read_frames, to_tensor
 from lab.errors import LabError, VideoReadError, VideoShapeError
+from lab import paths
 
 
 class UploadError(LabError, ValueError):
@@ -50,7 +51,6 @@ LIMITS = ClipLimits()
 
 def clip_choices() -> list[str]:
     """Names the clip selector offers: bundled clips (always there), then fetched samples on disk."""
-    from lab import paths
     fetched = [n for n in SAMPLES if (paths.samples_dir() / f"{n}.mp4").exists()]
     return list(BUNDLED) + fetched
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import atexit
 
+import torch
+
 from lab.compare.access import ModelAccess, block_downloads
 from lab.compare.clips import LIMITS, clip_choices, validate_upload
 from lab.compare.session import (Progress, SessionCache, StudentSpec, default_device, extra_decoders, merge_keep,
@@ -43,7 +45,6 @@ def teacher_choices() -> list[str]:
 
 
 def device_markdown() -> str:
-    import torch
     dev = default_device()
     if dev.type == "cuda":
         return f"Running on **GPU** ({torch.cuda.get_device_name(dev)})."

@@ -24,7 +24,7 @@ def labelled_row(videos: list[torch.Tensor], labels: list[str]) -> np.ndarray:
     width = videos[0].shape[-1]
     strip = np.full((LABEL_HEIGHT, frames.shape[2], 3), 255, dtype=np.uint8)
     try:
-        from PIL import Image, ImageDraw
+        from PIL import Image, ImageDraw  # deferred: Pillow is optional here (see the except below)
         img = Image.fromarray(strip)
         draw = ImageDraw.Draw(img)
         for i, text in enumerate(labels):

@@ -35,6 +35,9 @@ from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.models.registry import list_entries
 from lab.pids import pid_alive
+from lab.prune import parse_keep, prune
+from lab.analysis import analyze
+from lab.eval.evaluate import MetricSet
 
 log = logging.getLogger("lab")
 
@@ -90,7 +93,6 @@ class StudentSpec:
 
 def merge_keep(global_ratio: float, per_stage: str | None, prunable: list[str]):
     """The slider's ratio for every prunable stage, overridden by 'STAGE=RATIO,...' text when given."""
-    from lab.prune import parse_keep
     text = (per_stage or "").strip()
     if not text:
         return float(global_ratio)
@@ -178,8 +180,6 @@ class CompareSession:
         """The teacher's channel analysis on this clip's latents: streamed once, then cached."""
         with self._lock:
             if self._analysis is None:
-                from lab.analysis import analyze
-
                 def step(event):
                     if event["event"] == "step":
                         progress(event["step"] / event["steps_total"],
@@ -213,7 +213,6 @@ class CompareSession:
     # ----- decoders ----------------------------------------------------------------------------
     def student(self, spec: StudentSpec, progress: Progress = no_progress):
         """(student, prune info) for ``spec``, built from the cached analysis (no decoder pass)."""
-        from lab.prune import prune
         with self._lock:
             if spec in self._students:
                 self._students.move_to_end(spec)
@@ -280,7 +279,6 @@ class CompareSession:
         ``memory``: also measure CPU peak memory (a fresh process per decoder, cached; on CUDA it is
         always measured, in process). A decoder that cannot be built gets a row with its ``error``;
         the others still run."""
-        from lab.eval.evaluate import MetricSet
         if not decoders:
             raise ConfigError("choose at least one decoder to compare (teacher, student, or a saved/registered one).")
         with self._lock:

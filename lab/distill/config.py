@@ -8,13 +8,17 @@ values are rejected before anything loads, so a typo never silently trains with 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from lab.devices import check_threads, device_arg
 from lab.errors import ConfigError
+from lab.distill.losses import LOSSES
 
 
 @dataclass
@@ -150,7 +154,6 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "DistillConfig":
-        from lab.distill.losses import LOSSES
         if not self.phases:
             raise ConfigError("phases is empty: give at least one [[phases]] section.")
         if self.student.folder is None and self.student.keep is None:
@@ -252,13 +255,11 @@ def load_config(source) -> DistillConfig:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            import tomllib
+            import tomllib  # deferred: tomllib is Python 3.11+, and the project allows 3.10
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
             data = yaml.safe_load(text) or {}
         elif suffix == ".json":
-            import json
             data = json.loads(text)
         else:
             raise ConfigError(f"config {path}: unknown format '{suffix}'; use .toml, .yaml or .json.")

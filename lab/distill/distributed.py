@@ -23,7 +23,7 @@ class DistEnv:
         self.device = torch.device(device)
         self.initialized_here = False
         if self.world > 1:
-            import torch.distributed as dist
+            import torch.distributed as dist  # deferred: only multi-process runs need torch.distributed
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", self.local_rank)
                 torch.cuda.set_device(self.device)
@@ -62,7 +62,7 @@ class DistEnv:
         pinned to this rank's GPU, as DDP wants for single-device modules."""
         if self.world == 1:
             return model
-        from torch.nn.parallel import DistributedDataParallel
+        from torch.nn.parallel import DistributedDataParallel  # deferred: only multi-process runs need it
         on_gpu = {"device_ids": [self.device.index], "output_device": self.device.index} \
             if self.device.type == "cuda" else {}
         return DistributedDataParallel(model, find_unused_parameters=True, **on_gpu)

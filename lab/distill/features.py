@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lab.errors import ConfigError
 
 
 def stage_modules(decoder) -> dict[str, nn.Module]:
@@ -69,7 +70,6 @@ def comparable_stages(teacher, student, requested: list[str] | None = None) -> l
     common = [k for k in t if k in s]
     if requested is None:
         return [k for k in common if k not in ("conv_in", "head")]
-    from lab.errors import ConfigError
     bad = [k for k in requested if k not in common]
     if bad:
         raise ConfigError(f"feature_stages {bad} are not stages of both the teacher and the student; "

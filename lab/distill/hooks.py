@@ -85,6 +85,7 @@ class TensorBoardLogger(Callback):
 
     def __init__(self, logdir: str):
         try:
+            # deferred: tensorboard is optional (see the except below)
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("TensorBoardLogger needs the 'tensorboard' package: pip install tensorboard "

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import torch
+import threading
 
 from lab.distill.config import load_config
 from lab.distill.distributed import DistEnv
@@ -43,7 +44,6 @@ def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = F
         raise
     old = None
     try:
-        import threading
         if threading.current_thread() is threading.main_thread():
             old = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:

@@ -17,6 +17,7 @@ from pathlib import Path
 from lab.errors import ConfigError
 from lab.runs.lock import RunLock
 from lab.runs.store import CONFIG_FILE, STORE_FILE, RunReader, RunStoreError, is_run, is_run_leftover
+from lab.models.interface import FolderNotEmptyError, remove_saved_decoder
 
 RUN_STUDENTS = ("best", "last", "init")
 CKPT_PREFIX = "step-"
@@ -51,7 +52,6 @@ def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False) -> R
 def check_run_target(out: Path, overwrite: bool = False) -> None:
     """Raise unless a run may start in ``out``: new, empty, a run (which the caller then refuses or, with
     ``overwrite``, replaces), or any folder with ``overwrite``. Writes nothing."""
-    from lab.models.interface import FolderNotEmptyError
     if out.exists() and not out.is_dir():
         raise FolderNotEmptyError(f"--out {out} is a file, not a folder; choose another --out.")
     if not overwrite and _foreign(out):
@@ -79,7 +79,6 @@ def _foreign(out: Path) -> bool:
 
 def clear_run(out: Path) -> None:
     """Remove what a run wrote in ``out`` (see the module docstring); keep everything else."""
-    from lab.models.interface import remove_saved_decoder
     if not out.is_dir():
         return
     for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", CONFIG_FILE):

@@ -56,6 +56,7 @@ from lab.distill.summary import phase_history
 from lab.errors import CheckpointError, ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.runs.store import RunStore
+from lab.eval.backbones import load_lpips
 
 log = logging.getLogger("lab")
 
@@ -135,7 +136,6 @@ class Trainer:
         self.lpips = None
         if used & {"perceptual", "perceptual_teacher"}:
             try:
-                from lab.eval.backbones import load_lpips
                 self.lpips = load_lpips(self.device)
                 self.available["lpips"] = True
             except WeightsNotFoundError as exc:

@@ -307,6 +307,7 @@ def build_videomae(config: dict | None = None, source: str | None = None):
     """A ``transformers`` VideoMAEModel for 8-frame clips: from ``source`` (a transformers folder or
     hub id) or, with ``source=None`` and a ``config``, at random init (tests)."""
     try:
+        # deferred: transformers is optional (only the video FID needs it)
         from transformers import VideoMAEConfig, VideoMAEModel
     except ImportError as exc:
         raise WeightsNotFoundError("video FID needs transformers: pip install 'vaed-lab[pipelines]'") from exc

@@ -58,6 +58,8 @@ from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 from lab.models.registry import list_entries
 from lab.runtime.timing import synchronize, timed, video_error
+from lab.runtime import choose_chunk, is_chunkable, set_chunk
+from lab.runtime.compiled import MODES, choose_compile_mode, compile_decoder, eager, strict_compile
 
 log = logging.getLogger("lab")
 
@@ -84,7 +86,6 @@ def split_runtime(spec: str) -> tuple[str, Runtime | None]:
     """'wan2.1@chunk4' -> ('wan2.1', Runtime(chunk=4)); 'wan2.1@fast' -> chunk 'auto'; 'wan2.1@compile' ->
     compile 'default'; 'ltx-video@compile-auto' -> compile 'auto'; 'a@chunk2+compile' -> both;
     'wan2.1' -> ('wan2.1', None)."""
-    from lab.runtime.compiled import MODES
 
     name, at, suffix = spec.rpartition("@")
     if not at:
@@ -120,18 +121,15 @@ def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecode
     name, runtime = split_runtime(spec)
     dec = load_plain(name, weights, device, dtype)
     if runtime is not None and isinstance(runtime.chunk, int):
-        from lab.runtime import is_chunkable, set_chunk
         if is_chunkable(dec):  # elsewhere a no-op: the decoder takes the whole clip in one call (runtime_note)
             set_chunk(dec, runtime.chunk)
     if runtime is not None and runtime.compile not in (None, "auto"):
-        from lab.runtime.compiled import compile_decoder
         compile_decoder(dec, runtime.compile)
     return dec
 
 
 def runtime_note(dec: VideoDecoder, runtime: Runtime | None) -> str | None:
     """Why a spec's chunk part does nothing for ``dec`` (None when it applies)."""
-    from lab.runtime import is_chunkable
     if runtime is None or runtime.chunk is None or is_chunkable(dec):
         return None
     part, what = ("@fast", "chunk 1, no search") if runtime.chunk == "auto" else (f"@chunk{runtime.chunk}", "chunk 1")
@@ -157,7 +155,6 @@ def random_latents(dec: VideoDecoder, frames: int, size: tuple[int, int], seed: 
 
 def count_macs(dec: VideoDecoder, z: torch.Tensor) -> int:
     """MACs of one decode, counted on the eager modules (a compiled decoder is run uncompiled for it)."""
-    from lab.runtime.compiled import eager
     with eager(dec), FlopCounterMode(display=False) as counter:
         dec.decode(z)
     return counter.get_total_flops() // 2
@@ -263,7 +260,6 @@ def bench(decoders: list[str], *, weights: str | None = None, device: str | torc
 
 def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats, warmup, compile, memory, macs,
            reference, compile_candidates) -> list[dict]:
-    from lab.runtime.compiled import compile_decoder, strict_compile
     decs = [load_for_bench(n, weights, device, torch_dtype) for n in decoders]
     if compile:
         for name, dec in zip(decoders, decs):
@@ -281,11 +277,9 @@ def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats,
         base, runtime = split_runtime(name)
         notes = [n for n in [runtime_note(dec, runtime)] if n]
         if runtime is not None and runtime.chunk == "auto" and not notes:
-            from lab.runtime import choose_chunk
             chosen = choose_chunk(dec, z)
             row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
         if runtime is not None and runtime.compile == "auto":
-            from lab.runtime.compiled import choose_compile_mode
             chosen = choose_compile_mode(dec, z, modes=compile_candidates)
             row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "psnr", "max_abs_err",
                                                               "rejected", "reused")})

@@ -44,7 +44,7 @@ class MetricSet:
 
     def prepare(self) -> "MetricSet":
         """Load the backbones now, so missing weights fail before any decoding is spent."""
-        from lab.eval import backbones as b
+        from lab.eval import backbones as b  # deferred: keeps the one-letter aliases out of the module namespace
         loaders = {"lpips": b.load_lpips, "fid": b.load_inception, "video_fid": b.load_videomae}
         for name in self.names:
             if name in loaders:
@@ -52,7 +52,7 @@ class MetricSet:
         return self
 
     def accumulators(self) -> dict:
-        from lab.eval import metrics as m
+        from lab.eval import metrics as m  # deferred: as in prepare (one-letter aliases)
         out = {}
         for name in self.names:
             if name == "psnr":
@@ -62,9 +62,10 @@ class MetricSet:
             elif name == "temporal":
                 out[name] = m.TemporalConsistency()
             elif name == "vmaf":
-                from lab.eval.vmaf import VMAF
+                from lab.eval.vmaf import VMAF  # deferred: with the aliases above, for symmetry
                 out[name] = VMAF(fps=self.fps)
             else:
+                # deferred: as in prepare (one-letter aliases)
                 from lab.eval import backbones as b
                 from lab.eval import perceptual as p
                 if name == "lpips":

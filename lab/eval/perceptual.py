@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from lab.eval.accumulate import MeanAccumulator
 from lab.eval.frechet import GaussianStats, frechet_from_stats
 from lab.eval.metrics import check_pair
+from lab.eval.backbones import load_inception, load_lpips, load_videomae
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,7 +37,6 @@ class LPIPS(MeanAccumulator):
     def __init__(self, net=None, batch: int = 8):
         super().__init__()
         if net is None:
-            from lab.eval.backbones import load_lpips
             net = load_lpips()
         self.net, self.batch = net, batch
 
@@ -72,7 +72,6 @@ class FID(_FrechetPair):
     def __init__(self, net=None, batch: int = 16):
         super().__init__()
         if net is None:
-            from lab.eval.backbones import load_inception
             net = load_inception()
         self.net, self.batch = net, batch
 
@@ -100,7 +99,6 @@ class VideoFID(_FrechetPair):
     def __init__(self, model=None, batch: int = 4):
         super().__init__()
         if model is None:
-            from lab.eval.backbones import load_videomae
             model = load_videomae()
         self.model, self.batch = model, batch
         self.frames = model.config.num_frames

@@ -23,6 +23,11 @@ from lab.errors import LabError
 from lab.runtime.timing import timed
 from lab.eval.metrics import psnr, ssim
 from lab.models.interface import VideoDecoder
+from lab.eval.vmaf import VMAF
+from lab.eval.bench import load_for_bench, split_runtime
+from lab.models.registry import get_entry, list_entries
+from lab import paths
+from lab.runs.store import RunReader
 
 log = logging.getLogger("lab")
 
@@ -43,7 +48,6 @@ def heldout_videos(teacher: VideoDecoder, frames: int = 17, clips: list[str] | N
 
 def _vmaf(x: torch.Tensor, y: torch.Tensor, fps: float) -> tuple[float | None, str | None]:
     """VMAF, or (None, why) when ffmpeg/libvmaf cannot score here: the table then says why."""
-    from lab.eval.vmaf import VMAF
     acc = VMAF(fps=fps, threads=1)
     try:
         return acc.update(x, y).compute(), None
@@ -56,7 +60,6 @@ def _vmaf(x: torch.Tensor, y: torch.Tensor, fps: float) -> tuple[float | None, s
 def _load(spec: str, device, dtype) -> VideoDecoder:
     """A registered name or folder, optionally with a runtime as in bench (``NAME@chunkK``: a Wan-family
     decoder decoding K latent frames per causal call, lab.runtime.chunked)."""
-    from lab.eval.bench import load_for_bench, split_runtime
 
     runtime = split_runtime(spec)[1]
     if runtime is not None and runtime.searched:
@@ -129,10 +132,7 @@ def decoder_table(decoders: list[str], *, teacher: str = "mini-wan", clips: list
 def provenance(spec: str) -> str:
     """Where a decoder's weights come from, in one line: its card's selection sentence for a shipped
     folder, the run and step for a run's ``last``/``best`` folder, else the registry's weights text."""
-    from lab.models.registry import get_entry, list_entries
 
-    from lab import paths
-    from lab.eval.bench import split_runtime
 
     spec = split_runtime(spec)[0]  # a runtime suffix does not change where the weights come from
     registered = {e.name for e in list_entries()}
@@ -144,7 +144,6 @@ def provenance(spec: str) -> str:
             return f"{folder.name}/README.md: {line.replace(' figures below', ' figures')}"
     run = folder.parent
     if folder.name in ("last", "best") and (run / "store.sqlite").is_file():
-        from lab.runs.store import RunReader
         with RunReader(run) as r:
             meta = r.meta()
         final, cfg = meta.get("final") or {}, meta.get("config") or {}

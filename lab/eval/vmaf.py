@@ -22,7 +22,7 @@ from lab.eval.metrics import check_pair
 
 def ffmpeg_exe() -> str:
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # deferred: a missing imageio-ffmpeg becomes the error below
     except ImportError as exc:
         raise LabError("VMAF needs the ffmpeg binary of imageio-ffmpeg: pip install imageio-ffmpeg") from exc
     return imageio_ffmpeg.get_ffmpeg_exe()

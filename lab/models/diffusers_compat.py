@@ -44,9 +44,12 @@ from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, D
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
+import diffusers
+from diffusers import AutoencoderKLWan
 
 from lab.errors import ConfigError, LabError
 from lab.models.interface import VideoDecoder
+from lab.models import load_decoder
 
 # Every attribute diffusers' Wan and LTX-Video pipelines read from ``pipe.vae`` (diffusers 0.42):
 # names on the VAE, and names in its config.
@@ -105,7 +108,6 @@ def _family(decoder: VideoDecoder) -> str:
 def _teacher_classes(family: str) -> tuple[type, ...]:
     """The diffusers VAE classes whose encoder can serve a family's decoders (Wan 2.1 and 2.2 share
     AutoencoderKLWan; LTX-2's VAE has LTX-Video's API and normalisation)."""
-    import diffusers
     names = _CLASSES[family].teacher_class_names
     return tuple(getattr(diffusers, n) for n in names if hasattr(diffusers, n))
 
@@ -125,7 +127,6 @@ def _temperal_downsample(decoder: VideoDecoder) -> list[bool]:
 
 def _normalisation(vae) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(latents_mean, latents_std, scaling_factor) of a diffusers Wan or LTX-Video VAE, as its pipelines use them."""
-    from diffusers import AutoencoderKLWan
     if isinstance(vae, AutoencoderKLWan):
         return (torch.tensor(vae.config.latents_mean, dtype=torch.float32),
                 torch.tensor(vae.config.latents_std, dtype=torch.float32), 1.0)
@@ -228,7 +229,6 @@ class DiffusersVAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         return self
 
     def _load_teacher(self, source: str):
-        from lab.models import load_decoder
         try:
             dec = load_decoder(source)
         except LabError as exc:
@@ -539,7 +539,6 @@ def as_diffusers_vae(decoder: VideoDecoder | str, teacher=None) -> DiffusersVAE:
     as a diffusers VAE. ``teacher`` supplies ``encode`` (image- and video-to-video pipelines); without it the
     teacher the decoder records is loaded on the first ``encode``."""
     if isinstance(decoder, (str, os.PathLike)):
-        from lab.models import load_decoder
         decoder = load_decoder(str(decoder))
     return DiffusersVAE.from_decoder(decoder, teacher=teacher)
 
@@ -549,7 +548,6 @@ def load_diffusers_vae(folder: str | os.PathLike, teacher=None, device=None, dty
     diffusers VAE, on ``device`` in ``dtype`` (folded-norm buffers stay float32). With a teacher VAE (e.g.
     ``teacher=pipe.vae``) and no ``device``/``dtype``, the decoder is loaded on the teacher's device and dtype,
     so one ``vae.dtype`` serves the pipeline's encode and decode."""
-    from lab.models import load_decoder
     if isinstance(teacher, torch.nn.Module) and device is None and dtype is None:
         p = next(teacher.parameters())
         device, dtype = p.device, p.dtype
@@ -561,6 +559,7 @@ def tiny_wan_pipeline(vae, text_dim: int = 32, num_layers: int = 1, seed: int = 
     with a tiny random transformer (the one of diffusers' own WanPipeline tests) and no text encoder: call it
     with ``prompt_embeds`` of shape (B, L, text_dim). Its videos are what a random denoiser makes; it exists
     to show and test the VAE slot offline, where the decoding step is exactly the production one."""
+    # deferred: the Wan pipeline classes need transformers (the 'pipelines' extra)
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
     z = int(vae.config.z_dim)

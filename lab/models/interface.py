@@ -373,7 +373,7 @@ _AT_FDCWD = -100
 
 def _renameat2():
     try:
-        import ctypes
+        import ctypes  # deferred: ctypes and renameat2 are optional; Linux only, see _RENAMEAT2
         fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
     except (OSError, AttributeError):
         return None
@@ -390,7 +390,7 @@ def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     either is missing. Returns False where the OS or the filesystem cannot, so the caller falls back."""
     if _RENAMEAT2 is None:
         return False
-    import ctypes
+    import ctypes  # deferred: ctypes and renameat2 are optional; Linux only, see _RENAMEAT2
     if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     err = ctypes.get_errno()

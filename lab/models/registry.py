@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.errors import UnknownModelError
+from lab.errors import CheckpointError, UnknownModelError
 from lab.models.interface import LAB_META_FILE, VideoDecoder
+from lab.models.weights import load_diffusers_model
 
 
 @dataclass
@@ -100,8 +101,6 @@ def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, d
 
 
 def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
-    from lab.errors import CheckpointError
-
     meta_path = folder / LAB_META_FILE
     if not meta_path.exists():
         if (folder / "config.json").exists() or (folder / "vae" / "config.json").exists():
@@ -132,8 +131,9 @@ def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
 
 def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
     """A plain diffusers VAE folder (e.g. a downloaded Wan 2.1 'vae' folder) loads as a teacher."""
+    # deferred: the registry never imports the adapters that register into it (lab/models/__init__.py)
     from lab.models.teachers import LTX2DecoderAdapter, LTXDecoderAdapter, WanDecoderAdapter
-    from lab.models.weights import load_diffusers_model
+    # deferred: the registry itself does not need diffusers, only plain diffusers folders do
     from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, AutoencoderKLWan
 
     cfg_path = folder / "config.json" if (folder / "config.json").exists() else folder / "vae" / "config.json"
@@ -148,14 +148,13 @@ def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
     vae = load_diffusers_model(cls, str(folder), config={}, hub_subfolder=None, what=cls_name,
                                device=device, dtype=dtype)
     if getattr(vae.config, "is_residual", False):  # AutoencoderKLWan with residual blocks: the Wan 2.2 VAE
-        from lab.models.wan22 import Wan22DecoderAdapter
+        from lab.models.wan22 import Wan22DecoderAdapter  # deferred: as the teacher adapters above
         adapter = Wan22DecoderAdapter
     return adapter(folder.name, vae).eval()
 
 
 def _class_name(cfg_path: Path) -> str:
     """The ``_class_name`` of a diffusers config.json, or a CheckpointError saying the file is broken."""
-    from lab.errors import CheckpointError
     try:
         cfg = json.loads(cfg_path.read_text())
     except (ValueError, OSError) as exc:

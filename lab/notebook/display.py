@@ -63,7 +63,7 @@ def video_html(videos, labels=None, fps: float = 8.0, scale: int = 2) -> str:
 
 def show_video(videos, labels=None, fps: float = 8.0, scale: int = 2):
     """Display :func:`video_html` in the notebook (returns the IPython HTML object)."""
-    from IPython.display import HTML, display
+    from IPython.display import HTML, display  # deferred: IPython, from the notebooks extra
 
     out = HTML(video_html(videos, labels, fps=fps, scale=scale))
     display(out)
@@ -73,8 +73,8 @@ def show_video(videos, labels=None, fps: float = 8.0, scale: int = 2):
 def frames_figure(videos: dict, frames=None, title: str = ""):
     """A plotly grid of still frames: one row per named video, one column per frame index (default:
     first, middle and last). All videos must have the same frame count and size."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # deferred: plotly, from the notebooks extra
+    from plotly.subplots import make_subplots  # deferred: plotly, from the notebooks extra
 
     if not videos:
         raise VideoShapeError("frames_figure needs at least one named video")
@@ -121,7 +121,7 @@ def table_html(rows: list[dict], columns: list[str] | None = None, digits: int =
 
 
 def show_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3):
-    from IPython.display import HTML, display
+    from IPython.display import HTML, display  # deferred: IPython, from the notebooks extra
 
     out = HTML(table_html(rows, columns, digits))
     display(out)

@@ -11,7 +11,7 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 
 
 def _go():
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # deferred: plotly, from the notebooks extra
     return go
 
 

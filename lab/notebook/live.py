@@ -13,7 +13,7 @@ from lab.errors import LabError
 
 
 def _figure_widget(fig):
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # deferred: plotly, from the notebooks extra
     try:
         return go.FigureWidget(fig)
     except ImportError as exc:  # plotly >= 6 renders widgets through anywidget
@@ -27,8 +27,8 @@ class LiveAnalysisView:
     after every step (they settle as more frames are seen)."""
 
     def __init__(self, group: str, every: int = 1):
-        from plotly.subplots import make_subplots
-        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots  # deferred: plotly, from the notebooks extra
+        import plotly.graph_objects as go  # deferred: plotly, from the notebooks extra
 
         if every < 1:
             raise LabError(f"every must be >= 1, got {every}")
@@ -73,7 +73,7 @@ class LiveLossCurves:
     value}, 'phase': str}`` (``LiveDistillView`` makes them from a distillation run's callbacks)."""
 
     def __init__(self, title: str = "training losses", log_y: bool = True):
-        import plotly.graph_objects as go
+        import plotly.graph_objects as go  # deferred: plotly, from the notebooks extra
 
         fig = go.Figure()
         fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=380,
@@ -109,11 +109,12 @@ def distill_view(title: str = "distillation", log_y: bool = True):
     """A ``lab.distill`` callback that draws the run live: a ``LiveLossCurves`` of the ``train/...``
     losses with phase markers (``figure``) and the validation PSNR against the teacher after each eval
     (``val_figure``). Pass it as ``distill(config, out, callbacks=[view])``."""
+    # deferred: importing lab.distill loads the whole trainer; only this view needs it
     from lab.distill.hooks import Callback
 
     class LiveDistillView(Callback):
         def __init__(self):
-            import plotly.graph_objects as go
+            import plotly.graph_objects as go  # deferred: plotly, from the notebooks extra
 
             self.curves = LiveLossCurves(title=f"{title}: training losses", log_y=log_y)
             self.figure = self.curves.figure

@@ -28,7 +28,7 @@ def parameters_cell_index(nb) -> int:
 def inject_parameters(nb, parameters: dict):
     """Insert (or replace) the injected-parameters cell after the parameters cell. Values are written
     as Python literals (repr), so only plain values (numbers, strings, lists, dicts, None) are allowed."""
-    import nbformat
+    import nbformat  # deferred: nbformat, from the notebooks extra
 
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
     if not parameters:
@@ -49,8 +49,8 @@ def execute_notebook(path: str | os.PathLike, parameters: dict | None = None, *,
     """Run ``path`` top to bottom with ``parameters`` injected; returns the executed notebook (not saved).
     The kernel starts in ``cwd`` (default: the repository root, so ``import lab`` works even without
     an installed package). Raises nbclient's CellExecutionError, which names the failing cell."""
-    import nbformat
-    from nbclient import NotebookClient
+    import nbformat  # deferred: nbformat, from the notebooks extra
+    from nbclient import NotebookClient  # deferred: nbclient, from the notebooks extra
 
     path = Path(path)
     if not path.is_file():
@@ -66,7 +66,7 @@ def execute_notebook(path: str | os.PathLike, parameters: dict | None = None, *,
 def strip_outputs(path: str | os.PathLike) -> bool:
     """Remove outputs and execution counts (notebooks are stored without them). Returns True when the
     file changed; written atomically."""
-    import nbformat
+    import nbformat  # deferred: nbformat, from the notebooks extra
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)

@@ -19,8 +19,8 @@ def profile_rows(result: dict) -> list[dict]:
 def profile_figure(result: dict):
     """Two stacked bar charts side by side: share of latency and share of MACs per stage, split by
     operator type."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go  # deferred: plotly takes a second to import, and only figures need it
+    from plotly.subplots import make_subplots  # deferred: plotly, as above
 
     rows = profile_rows(result)
     stages = [s["stage"] for s in result["stages"]]

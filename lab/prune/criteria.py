@@ -22,6 +22,7 @@ from torch import nn
 
 from lab.analysis import ChannelAnalysis, ChannelGroup, greedy_select
 from lab.errors import ConfigError
+from lab.analysis.linalg import residual_gram, weighted_greedy_select
 
 
 @dataclass
@@ -107,7 +108,6 @@ def independence(ctx: CriterionContext) -> list[int]:
 
 def independence_out(ctx: CriterionContext) -> list[int]:
     """Greedy selection minimising the consumers' output error of the fold (residual weighted by their weights)."""
-    from lab.analysis.linalg import weighted_greedy_select
     if ctx.analysis is None:
         ctx.gram()  # raises the usual "needs activation statistics" error
     grams, metrics = [], []
@@ -128,7 +128,6 @@ def independence_out(ctx: CriterionContext) -> list[int]:
 
 def independence_jacobian(ctx: CriterionContext, balanced: bool = False) -> list[int]:
     """Greedy selection minimising the first-order decoder-output error of the fold (residual weighted by the output's Jacobian)."""
-    from lab.analysis.linalg import weighted_greedy_select
     if ctx.analysis is None:
         ctx.gram()  # raises the usual "needs activation statistics" error
     grams, metrics = [], []
@@ -156,7 +155,6 @@ def magnitude_l2(ctx: CriterionContext) -> list[int]:
 
 def variance(ctx: CriterionContext) -> list[int]:
     """Largest activation variance (as the group's consumers see it)."""
-    from lab.analysis.linalg import residual_gram
     return _top(torch.diagonal(residual_gram(ctx.gram())), ctx.k)
 
 

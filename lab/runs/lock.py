@@ -61,9 +61,9 @@ class RunLock:
 
 def _try_lock(fd: int) -> bool:
     try:
-        import fcntl
+        import fcntl  # deferred: POSIX only
     except ImportError:  # Windows: lock one byte far past the pid, so the pid stays readable
-        import msvcrt
+        import msvcrt  # deferred: Windows only
         os.lseek(fd, 1 << 20, os.SEEK_SET)
         try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)

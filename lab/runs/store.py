@@ -48,6 +48,7 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.pids import pid_alive
+from lab.runs.lock import LOCK_FILE
 
 STORE_FILE = "store.sqlite"
 CONFIG_FILE = "config.json"
@@ -419,7 +420,6 @@ def is_run(folder: str | os.PathLike) -> bool:
 def is_run_leftover(name: str) -> bool:
     """Files a run leaves before its store exists (the writer's lock, a store being created): a folder
     holding only these counts as empty, so a run killed while it started can be started again."""
-    from lab.runs.lock import LOCK_FILE
     return name == LOCK_FILE or name.startswith(_STORE_TMP)
 
 

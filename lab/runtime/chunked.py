@@ -22,6 +22,7 @@ import statistics
 import time
 
 import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
 from lab.errors import LabError
 from lab.runtime.timing import timed
@@ -45,7 +46,6 @@ def decoder_step(vae, x: torch.Tensor, first_chunk: bool) -> torch.Tensor:
     out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=first_chunk)
     patch = getattr(vae.config, "patch_size", None)
     if patch is not None:
-        from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
         out = unpatchify(out, patch_size=patch)
     return out
 

@@ -16,6 +16,8 @@ from lab.data.clips import ClipSpec
 from lab.data.heldout import BIKES_TRAIN_STOP, HELDOUT  # noqa: F401 (HELDOUT: the teachers' held-out split)
 from lab.data.samples import sample_clip
 from lab.errors import LabError
+from lab.models.catalog import MINI_LTX_CONFIG, MINI_LTX_W32_CONFIG, MINI_WAN_CONFIG, MINI_WAN_W32_CONFIG
+from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
 
 WAN_GENERATED = "videos/wan2_1_generated_832x480_81f.mp4"
 
@@ -29,8 +31,6 @@ class Preset:
 
 
 def presets() -> dict[str, Preset]:
-    from lab.models.catalog import MINI_LTX_CONFIG, MINI_LTX_W32_CONFIG, MINI_WAN_CONFIG, MINI_WAN_W32_CONFIG
-    from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
     return {
         "mini-wan": Preset(AutoencoderKLWan, MINI_WAN_CONFIG, 4, 8),
         "mini-ltx": Preset(AutoencoderKLLTXVideo, MINI_LTX_CONFIG, 8, 32),

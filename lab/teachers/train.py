@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import threading
 
 from lab.data.clips import ClipWindows
 from lab.data.stream import sample_windows
@@ -33,6 +34,7 @@ from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F4
 from lab.teachers.data import training_data
 from lab.teachers.export import export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
+from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 
 log = logging.getLogger("lab.teachers")
 
@@ -240,7 +242,6 @@ def _export_now(vae, cfg, data, run_dir, step, wall, meta, logf) -> None:
 def _perceptual(cfg: TrainConfig, device):
     if cfg.perceptual_weight <= 0:
         return None
-    from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
     net = load_lpips().to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -259,7 +260,6 @@ class _StopOnSignal:
         self.requested = True
 
     def __enter__(self):
-        import threading
         if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old[sig] = signal.signal(sig, self._handle)

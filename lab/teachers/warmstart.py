@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from lab.errors import CheckpointError
 from lab.teachers.checkpoint import STATE_FILE, load_state
@@ -27,7 +28,6 @@ def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict
         return state["model"], {"source": str(source), "step": state["step"], "command": meta.get("command"),
                                 "wall_s": state.get("wall_s")}
     if (src / WEIGHTS).is_file():
-        from safetensors.torch import load_file
         weights = {k: v.float() for k, v in load_file(src / WEIGHTS).items()}
         return weights, {"source": str(source), "step": None, "command": _card_commands(src / "README.md"),
                          "wall_s": None}

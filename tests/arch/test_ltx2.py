@@ -9,7 +9,6 @@ import torch
 from diffusers import AutoencoderKLLTX2Video
 from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoCausalConv3d
 
-from lab.analysis import analyze
 from lab.arch import LTX2, arch_of, get_architecture
 from lab.arch.groups import norm_tap
 from lab.errors import LabError
@@ -20,23 +19,9 @@ from lab.models.teachers import LTX2_TINY_CONFIG, LTX2DecoderAdapter
 from lab.ops.operators import SwapOp, conv_spec, get_operator
 from lab.prune import prune
 
+# The shared fixtures (teacher, analysis, flash: tests/arch/conftest.py) read these.
+TEACHER, STUDENT = "ltx-2-tiny", "ltx2-flash"
 Z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(0))  # -> 9 frames of 64x64
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    torch.manual_seed(0)
-    return load_decoder("ltx-2-tiny")
-
-
-@pytest.fixture(scope="module")
-def analysis(teacher):
-    return analyze(teacher, Z)
-
-
-@pytest.fixture(scope="module")
-def flash(teacher, analysis):
-    return prune(teacher, "flash-vaed", "independence", analysis=analysis, operators="flash-vaed", name="ltx2-flash")
 
 
 def test_architecture_stage_map_widths_and_plan(teacher):

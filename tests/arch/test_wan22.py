@@ -14,22 +14,9 @@ from lab.models import load_decoder
 from lab.models.students.wan22 import IndexedDupUp3D, Wan22StudentAdapter
 from lab.prune import prune
 
+# The shared fixtures (teacher, analysis, flash: tests/arch/conftest.py) read these.
+TEACHER, STUDENT = "wan2.2-tiny", "tiny22"
 Z = torch.randn(1, 48, 3, 2, 2, generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return load_decoder("wan2.2-tiny")
-
-
-@pytest.fixture(scope="module")
-def analysis(teacher):
-    return analyze(teacher, Z)
-
-
-@pytest.fixture(scope="module")
-def student(teacher, analysis):
-    return prune(teacher, "flash-vaed", "independence", analysis=analysis, operators="flash-vaed", name="tiny22")
 
 
 def test_catalog_entries_and_full_size_parameter_count():
@@ -76,8 +63,8 @@ def test_channel_map_and_what_cannot_be_pruned(teacher, analysis):
     assert widths == {n: g.width for n, g in groups.items()}
 
 
-def test_flash_vaed_student_decodes_streams_and_is_causal(teacher, student):
-    s, info = student
+def test_flash_vaed_student_decodes_streams_and_is_causal(teacher, flash):
+    s, info = flash
     assert isinstance(s, Wan22StudentAdapter) and s.arch is WAN22
     assert info["widths"]["up3.in"] == 4 and info["widths"]["up3.stream"] == 2 and info["widths"]["up2.stream"] == 4
     assert info["operators"]["up3"] == "conv2d" and info["operators"]["mid"] == "dwsep3d"
@@ -92,17 +79,17 @@ def test_flash_vaed_student_decodes_streams_and_is_causal(teacher, student):
     assert torch.equal(out[:, :, :5], whole[:, :, :5]) and not torch.equal(out[:, :, 5:], whole[:, :, 5:])
 
 
-def test_student_saves_and_reloads_identically(student, tmp_path):
-    s, _ = student
+def test_student_saves_and_reloads_identically(flash, tmp_path):
+    s, _ = flash
     r = load_decoder(str(s.save(tmp_path / "st")))
     assert type(r) is type(s) and r.name == "tiny22" and r.vae.config.kept == s.vae.config.kept
     assert r.vae.config.operators == s.vae.config.operators
     assert torch.equal(r.decode(Z), s.decode(Z))
 
 
-def test_diffusers_facade_serves_the_student_with_the_wan_api(teacher, student):
+def test_diffusers_facade_serves_the_student_with_the_wan_api(teacher, flash):
     from lab.models.diffusers_compat import as_diffusers_vae
-    s, _ = student
+    s, _ = flash
     vae = as_diffusers_vae(s, teacher=teacher)
     assert type(vae).__name__ == "WanDiffusersVAE" and vae.config.z_dim == 48
     assert (vae.decode(teacher.denormalize(Z)).sample - s.decode(Z)).abs().max() < 1e-4

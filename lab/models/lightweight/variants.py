@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from lab import paths
 from lab.errors import CheckpointError, WeightsNotFoundError
 from lab.models.lightweight.adapter import LightweightAdapter
 from lab.models.lightweight.effvit import EfficientViTVideoDecoder
 from lab.models.lightweight.tae import TinyVideoDecoder
-from lab.models.registry import ModelEntry, register
+from lab.models.registry import ModelEntry, load_saved, register
 from lab.models.weights import place
 
 
@@ -122,8 +123,6 @@ def _loader(name: str, cls, config: dict):
 
 
 def _load_weights(name, cls, config, path: Path, device, dtype) -> LightweightAdapter:
-    from lab.models.registry import load_saved
-
     if path.is_dir():
         dec = load_saved(path, device=device, dtype=dtype)
         if not isinstance(dec, LightweightAdapter) or type(dec.model) is not cls:
@@ -132,8 +131,6 @@ def _load_weights(name, cls, config, path: Path, device, dtype) -> LightweightAd
         dec.name = name
         return dec
     if path.suffix == ".safetensors" and path.is_file():
-        from safetensors.torch import load_file
-
         dec = build(cls, config, name)
         try:
             dec.model.load_state_dict(load_file(str(path)), strict=True)

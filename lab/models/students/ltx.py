@@ -75,9 +75,14 @@ def teacher_decoder_skeleton(tc: dict) -> LTXVideoDecoder3d:
         return LTXVideoDecoder3d(**decoder_kwargs(tc))
 
 
+def skeleton_widths(decoder: nn.Module) -> dict[str, int]:
+    """Group name -> width of an LTX-Video or LTX-2 decoder (a meta-device skeleton is enough)."""
+    return {g.name: g.width for g in ltx_groups(SimpleNamespace(decoder=decoder))}
+
+
 def teacher_widths(tc: dict) -> dict[str, int]:
     """Group name -> width in the teacher (what a student of it may shrink)."""
-    return {g.name: g.width for g in ltx_groups(SimpleNamespace(decoder=teacher_decoder_skeleton(tc)))}
+    return skeleton_widths(teacher_decoder_skeleton(tc))
 
 
 def _rms_norm(dim: int, folded: bool) -> nn.Module:
@@ -89,24 +94,35 @@ class LTXStudentResnetBlock3d(nn.Module):
     -> conv2 -> [noise], plus an optional LayerNorm -> 1x1 conv shortcut) with separate input, hidden and
     output widths. Submodule names match diffusers' ``LTXVideoResnetBlock3d``. With timestep
     conditioning, ``temb`` is the block embedder's full-width output (4 chunks of the teacher's width);
-    ``temb_index_1`` / ``temb_index_2`` pick the chunks' entries of the kept input / hidden channels."""
+    ``temb_index_1`` / ``temb_index_2`` pick the chunks' entries of the kept input / hidden channels.
+
+    The LTX-2 block (lab.models.students.ltx2) is this one with other convs and norms: it builds through
+    ``_build`` and overrides ``_norm`` / ``_conv``, the two calls that differ."""
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, shortcut: bool,
                  eps: float = 1e-6, is_causal: bool = False, inject_noise: bool = False,
                  temb_index_1: torch.Tensor | None = None, temb_index_2: torch.Tensor | None = None,
                  folded_norms: tuple[bool, bool] = (False, False)):
         super().__init__()
+        self._build(in_channels, hidden_channels, out_channels, shortcut, eps, inject_noise, temb_index_1,
+                    temb_index_2, folded_norms, norm=_rms_norm,
+                    conv=lambda cin, cout: LTXVideoCausalConv3d(cin, cout, kernel_size=3, is_causal=is_causal),
+                    shortcut_conv=lambda cin, cout: LTXVideoCausalConv3d(cin, cout, kernel_size=1, is_causal=is_causal))
+
+    def _build(self, in_channels, hidden_channels, out_channels, shortcut, eps, inject_noise, temb_index_1,
+               temb_index_2, folded_norms, norm, conv, shortcut_conv) -> None:
+        """The block's layers, in diffusers' order; ``norm(dim, folded)``, ``conv(cin, cout)`` (3x3x3) and
+        ``shortcut_conv(cin, cout)`` (1x1x1) build the family's own."""
         if not shortcut and in_channels != out_channels:
             raise ConfigError(f"a resnet without a shortcut conv must keep its width ({in_channels} -> {out_channels})")
         self.nonlinearity = nn.SiLU()
-        self.norm1 = _rms_norm(in_channels, folded_norms[0])
-        self.conv1 = LTXVideoCausalConv3d(in_channels, hidden_channels, kernel_size=3, is_causal=is_causal)
-        self.norm2 = _rms_norm(hidden_channels, folded_norms[1])
+        self.norm1 = norm(in_channels, folded_norms[0])
+        self.conv1 = conv(in_channels, hidden_channels)
+        self.norm2 = norm(hidden_channels, folded_norms[1])
         self.dropout = nn.Dropout(0.0)
-        self.conv2 = LTXVideoCausalConv3d(hidden_channels, out_channels, kernel_size=3, is_causal=is_causal)
+        self.conv2 = conv(hidden_channels, out_channels)
         self.norm3 = nn.LayerNorm(in_channels, eps=eps, elementwise_affine=True, bias=True) if shortcut else None
-        self.conv_shortcut = (LTXVideoCausalConv3d(in_channels, out_channels, kernel_size=1, is_causal=is_causal)
-                              if shortcut else None)
+        self.conv_shortcut = shortcut_conv(in_channels, out_channels) if shortcut else None
         self.per_channel_scale1 = nn.Parameter(torch.zeros(hidden_channels, 1, 1)) if inject_noise else None
         self.per_channel_scale2 = nn.Parameter(torch.zeros(out_channels, 1, 1)) if inject_noise else None
         self.shift_scale_1 = self.shift_scale_2 = None
@@ -122,8 +138,17 @@ class LTXStudentResnetBlock3d(nn.Module):
         spatial = torch.randn(h.shape[-2:], generator=generator, device=h.device, dtype=h.dtype)[None]
         return h + (spatial * scale)[None, :, None, ...]
 
-    def forward(self, inputs: torch.Tensor, temb: torch.Tensor | None = None, generator=None) -> torch.Tensor:
-        h = self.norm1(inputs.movedim(1, -1)).movedim(-1, 1)
+    def _norm(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A channels-first tensor through one of the block's RMS norms (LTX-Video's are channels-last)."""
+        return norm(x.movedim(1, -1)).movedim(-1, 1)
+
+    def _conv(self, conv: nn.Module, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        """conv1 / conv2 (LTX-Video's convs fix their causality at construction; LTX-2's take it per call)."""
+        return conv(x)
+
+    def forward(self, inputs: torch.Tensor, temb: torch.Tensor | None = None, generator=None,
+                causal: bool = True) -> torch.Tensor:
+        h = self._norm(self.norm1, inputs)
         if self.shift_scale_1 is not None:
             t = temb.unflatten(1, (4, -1))  # (B, 4, C_teacher, 1, 1, 1)
             view = (None, ..., None, None, None)
@@ -132,13 +157,13 @@ class LTXStudentResnetBlock3d(nn.Module):
             shift_1, scale_1 = ss1.unbind(dim=1)
             shift_2, scale_2 = ss2.unbind(dim=1)
             h = h * (1 + scale_1) + shift_1
-        h = self.conv1(self.nonlinearity(h))
+        h = self._conv(self.conv1, self.nonlinearity(h), causal)
         if self.per_channel_scale1 is not None:
             h = self._noise(h, self.per_channel_scale1, generator)
-        h = self.norm2(h.movedim(1, -1)).movedim(-1, 1)
+        h = self._norm(self.norm2, h)
         if self.shift_scale_1 is not None:
             h = h * (1 + scale_2) + shift_2
-        h = self.conv2(self.dropout(self.nonlinearity(h)))
+        h = self._conv(self.conv2, self.dropout(self.nonlinearity(h)), causal)
         if self.per_channel_scale2 is not None:
             h = self._noise(h, self.per_channel_scale2, generator)
         if self.norm3 is not None:
@@ -146,6 +171,87 @@ class LTXStudentResnetBlock3d(nn.Module):
         if self.conv_shortcut is not None:
             inputs = self.conv_shortcut(inputs)
         return h + inputs
+
+
+def narrow_decoder(dec: nn.Module, kw: dict, widths: dict[str, int], index: dict[str, torch.Tensor],
+                   full: dict[str, int], block, conv, norm, family: str) -> None:
+    """Rebuild, for real and at its student width, every layer with parameters of an LTX-Video or LTX-2
+    decoder skeleton built on the meta device from ``kw`` (its constructor's arguments). The family's
+    layers come from ``block(in, hidden, out, shortcut, eps, inject_noise, temb_index_1, temb_index_2,
+    folded_norms)`` (a student resnet), ``conv(cin, cout)`` (its 3x3x3 causal conv) and ``norm(dim,
+    folded)``; ``family`` names it in the error that catches a student out of step with the channel map."""
+    cond, eps = kw["timestep_conditioning"], kw["resnet_norm_eps"]
+    used = set()
+
+    def w(name):
+        used.add(name)
+        return widths[name]
+
+    def resnet(old, src, hidden, dst, shortcut):
+        inject = old.per_channel_scale1 is not None  # the teacher block's own setting
+        return block(w(src), w(hidden), w(dst), shortcut, eps, inject,
+                     index[src] if cond else None, index[hidden] if cond else None,
+                     (widths[src] < full[src], widths[hidden] < full[hidden]))
+
+    def embedder(old):
+        # Kept at the teacher's width: it maps a scalar timestep, and the resnets index its output.
+        return None if old is None else PixArtAlphaCombinedTimestepSizeEmbeddings(
+            old.timestep_embedder.linear_2.out_features, 0)
+
+    dec.conv_in = conv(kw["in_channels"], w("mid.stream"))
+    stream = "mid.stream"
+    mid = dec.mid_block
+    mid.time_embedder = embedder(mid.time_embedder)
+    for j in range(len(mid.resnets)):
+        mid.resnets[j] = resnet(mid.resnets[j], stream, f"mid.res{j}.hidden", stream, False)
+    for i, blk in enumerate(dec.up_blocks):
+        ups = blk.upsamplers[0] if blk.upsamplers is not None else None
+        if blk.conv_in is not None:
+            new = f"up{i}.in" if ups is not None else f"up{i}.stream"
+            blk.conv_in = resnet(blk.conv_in, stream, f"up{i}.conv_in.hidden", new, True)
+            stream = new
+        blk.time_embedder = embedder(blk.time_embedder)
+        if ups is not None:
+            new = f"up{i}.stream"
+            factor = ups.stride[0] * ups.stride[1] * ups.stride[2]
+            ups.residual, ups.upscale_factor = False, 1  # a teacher residual is folded into the conv
+            ups.conv = conv(w(stream), factor * w(new))
+            stream = new
+        for j in range(len(blk.resnets)):
+            blk.resnets[j] = resnet(blk.resnets[j], stream, f"up{i}.res{j}.hidden", stream, False)
+    dec.norm_out = norm(w(stream), widths[stream] < full[stream])
+    dec.conv_out = conv(w(stream), dec.out_channels)
+    if cond:
+        dec.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
+        dec.time_embedder = embedder(dec.time_embedder)
+        dec.scale_shift_table = nn.Parameter(torch.zeros(2, w(stream)))
+        dec.register_buffer("out_index", torch.as_tensor(index[stream], dtype=torch.long), persistent=False)
+    dec.last_group = stream
+    unused = set(widths) - used
+    left = [n for n, t in list(dec.named_parameters()) + list(dec.named_buffers()) if t.is_meta]
+    if unused or left:
+        raise ConfigError(f"{family} student construction is out of step with the channel map (groups never used: "
+                          f"{sorted(unused)}, layers not rebuilt: {left[:5]}); this is a lab bug.")
+
+
+def condition_output(dec: nn.Module, hidden_states: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
+    """The decoder's output scale/shift (with timestep conditioning), gathered for the kept channels of
+    the last stream (see LTXStudentResnetBlock3d)."""
+    if dec.time_embedder is not None:
+        t = dec.time_embedder(timestep=temb.flatten(), resolution=None, aspect_ratio=None,
+                              batch_size=hidden_states.size(0), hidden_dtype=hidden_states.dtype)
+        t = t.view(hidden_states.size(0), -1, 1, 1, 1).unflatten(1, (2, -1)).index_select(2, dec.out_index)
+        shift, scale = (t + dec.scale_shift_table[None, ..., None, None, None]).unbind(dim=1)
+        hidden_states = hidden_states * (1 + scale) + shift
+    return hidden_states
+
+
+def unpatchify(dec: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """conv_out's patches -> frames (as diffusers' LTX decoders end)."""
+    p, p_t = dec.patch_size, dec.patch_size_t
+    b, _, f, h, w = hidden_states.shape
+    hidden_states = hidden_states.reshape(b, -1, p_t, p, p, f, h, w)
+    return hidden_states.permute(0, 1, 5, 2, 6, 4, 7, 3).flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
 class LTXStudentDecoder3d(LTXVideoDecoder3d):
@@ -157,58 +263,16 @@ class LTXStudentDecoder3d(LTXVideoDecoder3d):
         kw = decoder_kwargs(tc)
         with torch.device("meta"):
             super().__init__(**kw)
-        causal, cond, eps = kw["is_causal"], kw["timestep_conditioning"], kw["resnet_norm_eps"]
-        used = set()
+        causal = kw["is_causal"]
 
-        def w(name):
-            used.add(name)
-            return widths[name]
+        def block(cin, hidden, cout, shortcut, eps, inject, temb_index_1, temb_index_2, folded):
+            return LTXStudentResnetBlock3d(cin, hidden, cout, shortcut, eps, causal, inject, temb_index_1,
+                                           temb_index_2, folded)
 
-        def resnet(old, src, hidden, dst, shortcut):
-            inject = old.per_channel_scale1 is not None  # the teacher block's own setting
-            return LTXStudentResnetBlock3d(w(src), w(hidden), w(dst), shortcut, eps, causal, inject,
-                                           index[src] if cond else None, index[hidden] if cond else None,
-                                           (widths[src] < full[src], widths[hidden] < full[hidden]))
+        def conv(cin, cout):
+            return LTXVideoCausalConv3d(cin, cout, kernel_size=3, is_causal=causal)
 
-        def embedder(old):
-            # Kept at the teacher's width: it maps a scalar timestep, and the resnets index its output.
-            return None if old is None else PixArtAlphaCombinedTimestepSizeEmbeddings(
-                old.timestep_embedder.linear_2.out_features, 0)
-
-        self.conv_in = LTXVideoCausalConv3d(kw["in_channels"], w("mid.stream"), kernel_size=3, is_causal=causal)
-        stream = "mid.stream"
-        mid = self.mid_block
-        mid.time_embedder = embedder(mid.time_embedder)
-        for j in range(len(mid.resnets)):
-            mid.resnets[j] = resnet(mid.resnets[j], stream, f"mid.res{j}.hidden", stream, False)
-        for i, blk in enumerate(self.up_blocks):
-            ups = blk.upsamplers[0] if blk.upsamplers is not None else None
-            if blk.conv_in is not None:
-                new = f"up{i}.in" if ups is not None else f"up{i}.stream"
-                blk.conv_in = resnet(blk.conv_in, stream, f"up{i}.conv_in.hidden", new, True)
-                stream = new
-            blk.time_embedder = embedder(blk.time_embedder)
-            if ups is not None:
-                new = f"up{i}.stream"
-                factor = ups.stride[0] * ups.stride[1] * ups.stride[2]
-                ups.residual, ups.upscale_factor = False, 1  # a teacher residual is folded into the conv
-                ups.conv = LTXVideoCausalConv3d(w(stream), factor * w(new), kernel_size=3, is_causal=causal)
-                stream = new
-            for j in range(len(blk.resnets)):
-                blk.resnets[j] = resnet(blk.resnets[j], stream, f"up{i}.res{j}.hidden", stream, False)
-        self.norm_out = _rms_norm(w(stream), widths[stream] < full[stream])
-        self.conv_out = LTXVideoCausalConv3d(w(stream), self.out_channels, kernel_size=3, is_causal=causal)
-        if cond:
-            self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
-            self.time_embedder = embedder(self.time_embedder)
-            self.scale_shift_table = nn.Parameter(torch.zeros(2, w(stream)))
-            self.register_buffer("out_index", torch.as_tensor(index[stream], dtype=torch.long), persistent=False)
-        self.last_group = stream
-        unused = set(widths) - used
-        left = [n for n, t in list(self.named_parameters()) + list(self.named_buffers()) if t.is_meta]
-        if unused or left:
-            raise ConfigError(f"LTX student construction is out of step with the channel map (groups never used: "
-                              f"{sorted(unused)}, layers not rebuilt: {left[:5]}); this is a lab bug.")
+        narrow_decoder(self, kw, widths, index, full, block, conv, _rms_norm, "LTX")
 
     def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         # diffusers' LTXVideoDecoder3d.forward, except that the output scale/shift is gathered for the
@@ -220,23 +284,25 @@ class LTXStudentDecoder3d(LTXVideoDecoder3d):
         for up_block in self.up_blocks:
             hidden_states = up_block(hidden_states, temb)
         hidden_states = self.norm_out(hidden_states.movedim(1, -1)).movedim(-1, 1)
-        if self.time_embedder is not None:
-            t = self.time_embedder(timestep=temb.flatten(), resolution=None, aspect_ratio=None,
-                                   batch_size=hidden_states.size(0), hidden_dtype=hidden_states.dtype)
-            t = t.view(hidden_states.size(0), -1, 1, 1, 1).unflatten(1, (2, -1)).index_select(2, self.out_index)
-            shift, scale = (t + self.scale_shift_table[None, ..., None, None, None]).unbind(dim=1)
-            hidden_states = hidden_states * (1 + scale) + shift
+        hidden_states = condition_output(self, hidden_states, temb)
         hidden_states = self.conv_out(self.conv_act(hidden_states))
-        p, p_t = self.patch_size, self.patch_size_t
-        b, _, f, h, w = hidden_states.shape
-        hidden_states = hidden_states.reshape(b, -1, p_t, p, p, f, h, w)
-        return hidden_states.permute(0, 1, 5, 2, 6, 4, 7, 3).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        return unpatchify(self, hidden_states)
 
 
 class LTXStudentVAE(ModelMixin, ConfigMixin):
-    """A narrower LTX-Video decoder (no encoder). Config records where it came from."""
+    """A narrower LTX-Video decoder (no encoder). Config records where it came from.
+
+    LTX-2's student VAE (lab.models.students.ltx2) is this class with the family's own hooks below and
+    ``decode``; both check a config the same way."""
 
     config_name = "config.json"
+    #: the family's hooks: its decoder class, Architecture, teacher widths from a teacher config, the
+    #: teacher config keys it cannot do without and the teacher class (for errors)
+    _decoder_class = LTXStudentDecoder3d
+    _arch = LTX
+    _teacher_widths = staticmethod(teacher_widths)
+    _required = _REQUIRED
+    _teacher_class = "AutoencoderKLLTXVideo"
 
     @register_to_config
     def __init__(self, teacher: str = "", teacher_config: dict | None = None, widths: dict | None = None,
@@ -246,10 +312,11 @@ class LTXStudentVAE(ModelMixin, ConfigMixin):
         # model (lab.arch.ltx.LTXArchitecture.decode_raw) works on the student unchanged.
         super().__init__()
         tc = dict(teacher_config or {})
-        missing = [k for k in _REQUIRED if k not in tc]
+        missing = [k for k in self._required if k not in tc]
         if missing:
-            raise ConfigError(f"LTXStudentVAE needs the teacher's AutoencoderKLLTXVideo config; missing {missing}")
-        full = teacher_widths(tc)
+            raise ConfigError(f"{type(self).__name__} needs the teacher's {self._teacher_class} config; "
+                              f"missing {missing}")
+        full = self._teacher_widths(tc)
         widths, kept = dict(widths or {}), dict(kept or {})
         bad = [g for g in list(widths) + list(kept) if g not in full]
         if bad:
@@ -263,13 +330,14 @@ class LTXStudentVAE(ModelMixin, ConfigMixin):
             if len(idx) != n or len(set(idx)) != n or min(idx) < 0 or max(idx) >= full[g]:
                 raise ConfigError(f"kept indices of group {g} must be {n} distinct channels of [0, {full[g]})")
             index[g] = torch.tensor(idx, dtype=torch.long)
-        self.decoder = LTXStudentDecoder3d(tc, w, index, full)
+        self.decoder = self._decoder_class(tc, w, index, full)
         if operators:
+            # deferred: lab.ops sits above lab.models (README, Imports point one way)
             from lab.ops.swap import apply_operators
-            apply_operators(self, LTX, dict(operators), init_from_existing=False)
+            apply_operators(self, self._arch, dict(operators), init_from_existing=False)
 
     def teacher_widths(self) -> dict[str, int]:
-        return teacher_widths(dict(self.config.teacher_config))
+        return self._teacher_widths(dict(self.config.teacher_config))
 
     def decode(self, z: torch.Tensor, temb: torch.Tensor | None = None, return_dict: bool = True):
         """Raw (denormalised) latents -> video, unclamped (as AutoencoderKLLTXVideo.decode without tiling)."""
@@ -286,19 +354,22 @@ def ltx_geometry(tc: dict) -> LatentGeometry:
 
 class LTXStudentAdapter(StudentAdapter):
     """A pruned (and optionally operator-swapped) LTX-Video student behind the lab's decoder interface.
-    Like its teacher it is not causal and decodes conditioned models at ``decode_timestep``."""
+    Like its teacher it is not causal and decodes conditioned models at ``decode_timestep``. (LTX-2's
+    adapter is this one with its own geometry, causality and streaming.)"""
 
     vae_class = LTXStudentVAE
     causal = False
     adapter_kind = "ltx-student"
     arch = LTX
+    #: the latent geometry from the teacher config the student records
+    _geometry = staticmethod(ltx_geometry)
 
     def __init__(self, name: str, vae: LTXStudentVAE, decode_timestep: float = 0.0):
         tc = vae.config.teacher_config
         c = tc["latent_channels"]
         mean = torch.tensor(tc["latents_mean"]) if tc.get("latents_mean") is not None else torch.zeros(c)
         std = torch.tensor(tc["latents_std"]) if tc.get("latents_std") is not None else torch.ones(c)
-        super().__init__(name, ltx_geometry(tc), mean, std, tc.get("scaling_factor", 1.0))
+        super().__init__(name, self._geometry(tc), mean, std, tc.get("scaling_factor", 1.0))
         self.vae = vae
         self.decode_timestep = decode_timestep
 

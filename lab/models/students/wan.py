@@ -54,10 +54,44 @@ def teacher_widths(teacher_config: dict) -> dict[str, int]:
     return out
 
 
+# The teacher config keys a Wan (2.1 or 2.2) student cannot be built without.
+_NEEDED = ("base_dim", "z_dim", "dim_mult", "num_res_blocks", "temperal_downsample")
+
+
+def wan_decoder(tc: dict, is_residual: bool) -> WanDecoder3d:
+    """The teacher's ``WanDecoder3d`` from its AutoencoderKLWan config (as AutoencoderKLWan builds it)."""
+    return WanDecoder3d(dim=tc.get("decoder_base_dim") or tc["base_dim"], z_dim=tc["z_dim"], dim_mult=tc["dim_mult"],
+                        num_res_blocks=tc["num_res_blocks"], attn_scales=tc.get("attn_scales", []),
+                        temperal_upsample=list(tc["temperal_downsample"])[::-1], dropout=tc.get("dropout", 0.0),
+                        out_channels=tc.get("out_channels", 3), is_residual=is_residual)
+
+
+def checked_widths(widths: dict, full: dict[str, int], kept: dict[str, list[int]] | None = None) -> dict[str, int]:
+    """Every group's student width (``widths``, else the teacher's ``full`` width), checked against the
+    teacher's groups; with ``kept``, its channel lists are checked too."""
+    bad = [g for g in widths if g not in full]
+    if bad:
+        raise ConfigError(f"unknown channel group(s) {bad} for this teacher; groups: {', '.join(full)}")
+    w = {g: int(widths.get(g, n)) for g, n in full.items()}
+    for g, n in w.items():
+        if not 1 <= n <= full[g]:
+            raise ConfigError(f"group {g} width {n} is outside [1, {full[g]}] (the teacher's width)")
+        if kept is not None and g in kept and (len(kept[g]) != n or not all(0 <= i < full[g] for i in kept[g])):
+            raise ConfigError(f"kept channels of {g} must be {n} indices in [0, {full[g]}); got {kept[g]}")
+    return w
+
+
 class WanStudentVAE(ModelMixin, ConfigMixin):
-    """A narrower Wan decoder (no encoder). Config records where it came from."""
+    """A narrower Wan decoder (no encoder). Config records where it came from.
+
+    Wan 2.2's student VAE (lab.models.students.wan22) is this class with its own ``_check_family``,
+    ``_build`` and the class attributes below; the config checks, folded norms, operator swaps and the
+    feature-cache interface are shared."""
 
     config_name = "config.json"
+    #: the family's Architecture (for operator swaps) and its teacher widths from a teacher config
+    _arch = WAN
+    _teacher_widths = staticmethod(teacher_widths)
 
     @register_to_config
     def __init__(self, teacher: str = "", teacher_config: dict | None = None, widths: dict | None = None,
@@ -68,39 +102,35 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         # vae.config.patch_size) works on the student unchanged.
         super().__init__()
         tc = dict(teacher_config or {})
-        missing = [k for k in ("base_dim", "z_dim", "dim_mult", "num_res_blocks", "temperal_downsample")
-                   if k not in tc]
+        missing = [k for k in _NEEDED if k not in tc]
         if missing:
-            raise ConfigError(f"WanStudentVAE needs the teacher's AutoencoderKLWan config; missing {missing}")
-        if tc.get("is_residual"):
-            raise ConfigError("Wan 2.2-style decoders (is_residual=True) have their own student class "
-                              "(lab.models.students.wan22.Wan22StudentVAE); WanStudentVAE is for Wan 2.1 teachers.")
-        full = teacher_widths(tc)
-        widths = dict(widths or {})
-        bad = [g for g in widths if g not in full]
-        if bad:
-            raise ConfigError(f"unknown channel group(s) {bad} for this teacher; groups: {', '.join(full)}")
-        w = {g: int(widths.get(g, n)) for g, n in full.items()}
-        for g, n in w.items():
-            if not 1 <= n <= full[g]:
-                raise ConfigError(f"group {g} width {n} is outside [1, {full[g]}] (the teacher's width)")
-        self.post_quant_conv = WanCausalConv3d(tc["z_dim"], tc["z_dim"], 1)
-        self.decoder = WanDecoder3d(dim=tc.get("decoder_base_dim") or tc["base_dim"], z_dim=tc["z_dim"],
-                                    dim_mult=tc["dim_mult"], num_res_blocks=tc["num_res_blocks"],
-                                    attn_scales=tc.get("attn_scales", []),
-                                    temperal_upsample=list(tc["temperal_downsample"])[::-1],
-                                    dropout=tc.get("dropout", 0.0), out_channels=tc.get("out_channels", 3),
-                                    is_residual=False)
-        self._narrow(w, full)
+            raise ConfigError(f"{type(self).__name__} needs the teacher's AutoencoderKLWan config; missing {missing}")
+        self._check_family(tc)
+        self._build(tc, dict(widths or {}), kept)
         self._fold_norms(list(folded_norms or []))
         self.clear_cache()
         if operators:
+            # deferred: lab.ops sits above lab.models (README, Imports point one way)
             from lab.ops.swap import apply_operators
-            apply_operators(self, WAN, dict(operators), init_from_existing=False)
+            apply_operators(self, self._arch, dict(operators), init_from_existing=False)
             self.clear_cache()
 
+    @staticmethod
+    def _check_family(tc: dict) -> None:
+        if tc.get("is_residual"):
+            raise ConfigError("Wan 2.2-style decoders (is_residual=True) have their own student class "
+                              "(lab.models.students.wan22.Wan22StudentVAE); WanStudentVAE is for Wan 2.1 teachers.")
+
+    def _build(self, tc: dict, widths: dict, kept: dict | None) -> None:
+        """post_quant_conv and the decoder at the planned widths (Wan 2.1 students do not use ``kept``)."""
+        full = teacher_widths(tc)
+        w = checked_widths(widths, full)
+        self.post_quant_conv = WanCausalConv3d(tc["z_dim"], tc["z_dim"], 1)
+        self.decoder = wan_decoder(tc, is_residual=False)
+        self._narrow(w, full)
+
     def teacher_widths(self) -> dict[str, int]:
-        return teacher_widths(dict(self.config.teacher_config))
+        return self._teacher_widths(dict(self.config.teacher_config))
 
     def _narrow(self, w: dict[str, int], full: dict[str, int]) -> None:
         """Rebuild, at the planned widths, every layer whose input or output width changed."""
@@ -142,7 +172,6 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         """Replace the listed WanRMS_norm modules by folded ones of the same shape (before operator swaps,
         which may replace whole stages and their norms with them)."""
         for path in paths:
-            parent, _, name = path.rpartition(".")
             try:
                 old = self.get_submodule(path)
             except AttributeError:
@@ -153,7 +182,11 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
             images = old.gamma.dim() == 3  # (C, 1, 1) for 2-D (image) norms, (C, 1, 1, 1) for video
             new = WanFoldedRMSNorm(old.gamma.shape[0], channel_first=old.channel_first, images=images,
                                    bias=isinstance(old.bias, nn.Parameter))
-            setattr(self.get_submodule(parent), name, new)
+            self._set(path, new)
+
+    def _set(self, path: str, module: nn.Module) -> None:
+        parent, _, name = path.rpartition(".")
+        setattr(self.get_submodule(parent), name, module)
 
     # ----- Wan's feature-cache interface (what WanStream drives) ------------------------------
     def clear_cache(self) -> None:

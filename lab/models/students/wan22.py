@@ -17,29 +17,18 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from diffusers.configuration_utils import register_to_config
-from diffusers.models.autoencoders.autoencoder_kl_wan import DupUp3D, WanCausalConv3d, WanDecoder3d, WanRMS_norm
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.autoencoders.autoencoder_kl_wan import DupUp3D, WanCausalConv3d, WanRMS_norm
 from torch import nn
 
 from lab.arch.wan22 import WAN22, dupup_source, wan22_groups
 from lab.errors import ConfigError
-from lab.models.students.wan import WanStudentAdapter, WanStudentVAE
-
-_NEEDED = ("base_dim", "z_dim", "dim_mult", "num_res_blocks", "temperal_downsample")
-
-
-def _decoder(tc: dict) -> WanDecoder3d:
-    return WanDecoder3d(dim=tc.get("decoder_base_dim") or tc["base_dim"], z_dim=tc["z_dim"], dim_mult=tc["dim_mult"],
-                        num_res_blocks=tc["num_res_blocks"], attn_scales=tc.get("attn_scales", []),
-                        temperal_upsample=list(tc["temperal_downsample"])[::-1], dropout=tc.get("dropout", 0.0),
-                        out_channels=tc.get("out_channels", 3), is_residual=True)
+from lab.models.students.wan import WanStudentAdapter, WanStudentVAE, checked_widths, wan_decoder
 
 
 def teacher_groups(teacher_config: dict):
     """The teacher's channel groups, from its config (the decoder is built on the meta device: no memory)."""
     with torch.device("meta"):
-        dec = _decoder(teacher_config)
+        dec = wan_decoder(teacher_config, is_residual=True)
     return wan22_groups(SimpleNamespace(decoder=dec))
 
 
@@ -77,49 +66,29 @@ def _conv_like(layer: nn.Module, cin: int, cout: int) -> nn.Module:
 
 
 class Wan22StudentVAE(WanStudentVAE):
-    """A narrower Wan 2.2 decoder (no encoder). Config records where it came from."""
+    """A narrower Wan 2.2 decoder (no encoder). Config records where it came from. The Wan 2.1 student VAE
+    (same config keys, checks, folded norms and operator swaps) with the residual decoder, narrowed from
+    its channel map."""
 
     config_name = "config.json"
+    _arch = WAN22
+    _teacher_widths = staticmethod(teacher_widths)
 
-    @register_to_config
-    def __init__(self, teacher: str = "", teacher_config: dict | None = None, widths: dict | None = None,
-                 kept: dict | None = None, ratios: dict | None = None, criterion: str = "",
-                 operators: dict | None = None, patch_size: int | None = None,
-                 folded_norms: list | None = None):
-        # patch_size duplicates teacher_config's so that the lab's Wan streaming code (which reads
-        # vae.config.patch_size to unpatchify) works on the student unchanged.
-        ModelMixin.__init__(self)
-        tc = dict(teacher_config or {})
-        missing = [k for k in _NEEDED if k not in tc]
-        if missing:
-            raise ConfigError(f"Wan22StudentVAE needs the teacher's AutoencoderKLWan config; missing {missing}")
+    @staticmethod
+    def _check_family(tc: dict) -> None:
         if not tc.get("is_residual"):
             raise ConfigError("Wan22StudentVAE is for Wan 2.2-style decoders (is_residual=True); a Wan 2.1 teacher "
                               "gives a WanStudentVAE.")
+
+    def _build(self, tc: dict, widths: dict, kept: dict | None) -> None:
+        """post_quant_conv and the decoder at the planned widths; ``kept`` places the DupUp3D gathers."""
         self.post_quant_conv = WanCausalConv3d(tc["z_dim"], tc["z_dim"], 1)
-        self.decoder = _decoder(tc)
+        self.decoder = wan_decoder(tc, is_residual=True)
         groups = wan22_groups(self)
         full = {g.name: g.width for g in groups}
-        widths, kept = dict(widths or {}), {k: list(v) for k, v in dict(kept or {}).items()}
-        bad = [g for g in widths if g not in full]
-        if bad:
-            raise ConfigError(f"unknown channel group(s) {bad} for this teacher; groups: {', '.join(full)}")
-        w = {g: int(widths.get(g, n)) for g, n in full.items()}
-        for g, n in w.items():
-            if not 1 <= n <= full[g]:
-                raise ConfigError(f"group {g} width {n} is outside [1, {full[g]}] (the teacher's width)")
-            if g in kept and (len(kept[g]) != n or not all(0 <= i < full[g] for i in kept[g])):
-                raise ConfigError(f"kept channels of {g} must be {n} indices in [0, {full[g]}); got {kept[g]}")
+        kept = {k: list(v) for k, v in dict(kept or {}).items()}
+        w = checked_widths(widths, full, kept)
         self._narrow(groups, w, kept)
-        self._fold_norms(list(folded_norms or []))
-        self.clear_cache()
-        if operators:
-            from lab.ops.swap import apply_operators
-            apply_operators(self, WAN22, dict(operators), init_from_existing=False)
-            self.clear_cache()
-
-    def teacher_widths(self) -> dict[str, int]:
-        return teacher_widths(dict(self.config.teacher_config))
 
     def _narrow(self, groups, w: dict[str, int], kept: dict[str, list[int]]) -> None:
         """Rebuild, at the planned widths, every layer (and norm, and DupUp3D shortcut) that reads or
@@ -167,10 +136,6 @@ class Wan22StudentVAE(WanStudentVAE):
                                           f"{c}, but the student drops it; keep {gin.name} whole or tie the selections")
                     index.append(pos[j])
             blk.avg_shortcut = IndexedDupUp3D(len(kin), len(kout), sc.factor_t, sc.factor_s, index)
-
-    def _set(self, path: str, module: nn.Module) -> None:
-        parent, _, name = path.rpartition(".")
-        setattr(self.get_submodule(parent), name, module)
 
 
 class Wan22StudentAdapter(WanStudentAdapter):
