@@ -1,5 +1,6 @@
 # The two commands a fresh machine needs (see README):
-#   make demo   installs the lab and runs the main job on the embedded default
+#   make demo   installs the lab, fetches the sample clips (offline: warns, goes on with the bundled clip)
+#               and runs the main job on the embedded default
 #   make test   installs the lab with its test tools, lints (ruff) and runs the whole test suite
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --disable-pip-version-check -q
@@ -13,7 +14,7 @@ install-test:
 	$(PIP) -e ".[all]"
 
 demo: install
-	$(PYTHON) -m lab demo
+	$(PYTHON) -m lab demo --fetch
 
 test: install-test
 	$(PYTHON) -m ruff check lab apps scripts tests notebooks

@@ -2,7 +2,7 @@
 and the least-squares algebra that turns them into independence scores, correlation matrices and
 explained-variance curves. (Pruning, in lab.prune, builds on this; nothing here imports it.)"""
 
-from lab.analysis.calibration import calibration_latents
+from lab.analysis.calibration import calibration_latents, default_calibration_clips
 from lab.analysis.hooks import ChannelRecorder
 from lab.analysis.linalg import (explained_variance_curve, fold_weights, greedy_select, independence_scores,
                                  subset_residual)
@@ -11,5 +11,5 @@ from lab.analysis.stats import ChannelStats
 from lab.arch import ChannelGroup, Consumer, channel_groups
 
 __all__ = ["ChannelAnalysis", "ChannelGroup", "ChannelRecorder", "ChannelStats", "Consumer", "analyze",
-           "calibration_latents", "channel_groups", "explained_variance_curve", "fold_weights", "greedy_select",
+           "calibration_latents", "channel_groups", "default_calibration_clips", "explained_variance_curve", "fold_weights", "greedy_select",
            "independence_scores", "subset_residual"]

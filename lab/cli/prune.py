@@ -39,9 +39,10 @@ def add_arguments(p):
                    help="random output probes per calibration clip for independence-jacobian / --refine (default 4)")
     p.add_argument("--operators", default=None,
                    help="also swap operators: a plan name, STAGE=OP pairs, or a JSON object")
-    p.add_argument("--clips", nargs="+", default=["bbb-128"],
-                   help="calibration clips (default: the bundled clip; at small keep ratios pass several varied ones, "
-                        "e.g. bbb-128 bigbuckbunny bikes)")
+    p.add_argument("--clips", nargs="+", default=None,
+                   help="calibration clips (default: every clip at hand that is not held out, read at 128x128 unless "
+                        "--size: bbb-128, plus bigbuckbunny and bikes' training frames after `python -m lab data "
+                        "fetch`; carphone is never among them)")
     p.add_argument("--frames", type=positive_int, default=9, help="frames per calibration clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop calibration clips to HxW")
     p.add_argument("--no-fold", action="store_true", help="slice weights only (no least-squares fold)")
@@ -107,6 +108,9 @@ def render(r: dict) -> str:
     lines = [f"saved {r['out']}: {r['decoder_params']} decoder params, {share:.1%} of {r['teacher']}'s "
              f"{r['teacher_decoder_params']} (criterion {r['criterion']})",
              "widths: " + ", ".join(f"{g}={w}" for g, w in r.get("widths", {}).items())]
+    cal = r.get("calibration")
+    if cal and isinstance(cal.get("clips"), list):
+        lines.append(f"calibrated on {', '.join(cal['clips'])}" + (" (the default clips)" if cal.get("default") else ""))
     if r.get("operators"):
         lines.append(f"operators: {r['operators']}")
     return "\n".join(lines)

@@ -10,11 +10,15 @@ import torch
 
 from lab.data.samples import sample_clip
 from lab.data.video import fit_clip, read_frames, to_tensor
+from lab.errors import LabError
 
 # Frames of 'bikes' that training never samples: held-out frames start BIKES_HELDOUT_START, and a
-# gap of 8 frames keeps a training window from touching them.
-BIKES_TRAIN_STOP = 192
+# gap of TRAIN_GAP frames keeps a training window from touching them.
+TRAIN_GAP = 8
 BIKES_HELDOUT_START = 200
+BIKES_TRAIN_STOP = BIKES_HELDOUT_START - TRAIN_GAP  # 192
+#: Sample clips that show a held-out clip's footage (carphone's compressed twin): held out with it.
+TWINS = {"carphone_distorted": "carphone"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,30 @@ HELDOUT = [
     HeldOutClip("carphone", "carphone", 0, None, False),            # never seen, native 176x144
     HeldOutClip("bikes-heldout", "bikes", BIKES_HELDOUT_START, 128, True),  # unseen frames, 128x128
 ]
+
+
+def training_stop(name: str) -> int | None:
+    """The first frame of clip ``name`` that training and calibration must not read: 0 for a clip held
+    out entirely (carphone and its twin), BIKES_TRAIN_STOP for 'bikes', None for a clip with no held-out frames."""
+    starts = [c.start for c in HELDOUT if c.clip == TWINS.get(name, name)]
+    if not starts:
+        return None
+    return 0 if min(starts) == 0 else max(0, min(starts) - TRAIN_GAP)
+
+
+def training_spec(name: str) -> str:
+    """``name`` limited to the frames training may read, written as lab.distill's clip specs are
+    ('bikes' -> 'bikes[0:192]'); a clip held out entirely is refused."""
+    stop = training_stop(name)
+    if stop == 0:
+        raise LabError(f"'{name}' is held out for evaluation (lab.data.heldout); it cannot be a training clip.")
+    return name if stop is None else f"{name}[0:{stop}]"
+
+
+def reads_heldout(name: str, frames: int, start: int = 0) -> bool:
+    """Whether reading ``frames`` frames of clip ``name`` from ``start`` touches its held-out frames."""
+    stop = training_stop(name)
+    return stop is not None and start + frames > stop
 
 
 def load_heldout(clip: HeldOutClip, frames: int, grid) -> torch.Tensor:

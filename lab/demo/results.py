@@ -7,25 +7,30 @@ from pathlib import Path
 from lab.errors import LabError
 from lab.jsonio import dumps
 
-SCHEMA_VERSION = 1
+#: 2: random selection over several seeds (quality.psnr_vs_teacher_before_training.random is {seeds, psnr,
+#: mean, min, max}), quality.independence_vs_baselines, eval roles pruned-random-seedK, clips.distill.
+SCHEMA_VERSION = 2
 
 #: top-level key -> keys it must have (None: any value)
 SCHEMA = {
     "schema_version": None, "created": None, "wall_seconds": None, "settings": None,
     "teacher": ("name", "trained_weights", "decoder_params"),
-    "clips": ("calibration", "heldout", "heldout_note"),
+    "clips": ("calibration", "distill", "heldout", "heldout_note"),
     "steps": ("analyze", "prune", "swap", "distill", "eval", "bench", "profile", "report"),
     "analysis": ("decoder", "groups"),
-    "pruning": ("ratios", "criteria", "decoder_params"),
+    "pruning": ("ratios", "criteria", "random_seeds", "decoder_params"),
     "swap": ("operators", "decoder_params"),
     "distill": ("status",),
     "eval": ("clip", "metrics", "decoders"),
-    "quality": ("retention", "independence_beats_baselines", "psnr_vs_teacher_before_training"),
+    "quality": ("retention", "independence_beats_baselines", "independence_vs_baselines", "random_seeds_beaten",
+                "psnr_vs_teacher_before_training"),
     "bench": ("device", "frames", "size", "repeats", "decoders"),
     "profile": ("teacher", "student"),
     "outputs": ("report", "results", "side_by_side", "student"),
 }
 EVAL_ROW = ("decoder", "role", "decoder_params", "vs_clip")
+#: quality.psnr_vs_teacher_before_training.random
+RANDOM_STATS = ("seeds", "psnr", "mean", "min", "max")
 BENCH_ROW = ("label", "decoder", "seconds", "fps", "speedup", "decoder_params")
 
 
@@ -37,6 +42,11 @@ def validate_results(r: dict) -> dict:
             missing += [f"{k}.{s}" for s in sub if s not in r[k]]
     for i, row in enumerate(r.get("eval", {}).get("decoders", [])):
         missing += [f"eval.decoders[{i}].{s}" for s in EVAL_ROW if s not in row]
+    rand = r.get("quality", {}).get("psnr_vs_teacher_before_training", {}).get("random")
+    if isinstance(rand, dict):
+        missing += [f"quality.psnr_vs_teacher_before_training.random.{s}" for s in RANDOM_STATS if s not in rand]
+    elif "quality" in r:
+        missing.append("quality.psnr_vs_teacher_before_training.random")
     for i, row in enumerate(r.get("bench", {}).get("decoders", [])):
         missing += [f"bench.decoders[{i}].{s}" for s in BENCH_ROW if s not in row]
     if missing:

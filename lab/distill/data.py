@@ -22,6 +22,7 @@ import torch
 from lab.data.cache import LatentCache
 from lab.data.clips import ClipSpec, ClipWindows
 from lab.data.dataset import resolve_spec, streamed
+from lab.data.heldout import training_stop
 from lab.data.stream import StreamWindows, sample_windows
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
@@ -92,10 +93,13 @@ def training_batches(teacher, data, *, teacher_name: str, seed: int, rank: int =
 
 def clip_spec(clip) -> ClipSpec:
     """A training clip: a name or path, optionally with a frame range ``name[start:stop]`` (e.g.
-    ``bikes[0:192]``, the frames mini-wan trained on: 'bikes' from frame 200 on is held out)."""
+    ``bikes[0:192]``, the frames mini-wan trained on: 'bikes' from frame 200 on is held out, so a plain
+    'bikes' means ``bikes[0:192]`` too)."""
     m = re.fullmatch(r"(.+)\[(\d*):(\d*)\]", str(clip))
     if not m:
-        return ClipSpec(str(clip), str(resolve_clip(clip)))
+        # A sample clip with held-out frames ('bikes' from frame 200) trains on the frames before them only.
+        stop = training_stop(str(clip))
+        return ClipSpec(str(clip), str(resolve_clip(clip)), 0, stop or None)
     name, start, stop = m.group(1), int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
     return ClipSpec(name, str(resolve_clip(name)), start, stop)
 

@@ -12,8 +12,11 @@ import torch
 from lab.analysis import ChannelAnalysis, analyze, calibration_latents
 from lab.analysis.linalg import FOLD_RIDGE
 from lab.arch import ARCHITECTURES, Architecture
+from lab.data.heldout import reads_heldout
 from lab.errors import ConfigError
 from lab.models.registry import load_decoder
+from lab.ops.plan import resolve_plan
+from lab.ops.swap import apply_operators
 from lab.prune.criteria import INDEPENDENCE_FAMILY, NEEDS_SENSITIVITY, CriterionContext, get_criterion, select
 from lab.prune.plan import group_widths, resolve_keep
 from lab.prune.students import student_builder
@@ -38,9 +41,10 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
     """Return (student, info). ``keep``: ratio in (0, 1] for every prunable stage, {stage: ratio}, or
     'flash-vaed' (the teacher family's Flash-VAED widths).
     Calibration: ``latents`` (normalized, a tensor or a list), else ``clips`` (names/paths, encoded by
-    the teacher; default the bundled clip), or a ready ``analysis`` of this teacher. ``ridge``: the
-    fold's regularisation, relative to the kept channels' mean variance (lab.analysis.linalg.FOLD_RIDGE;
-    0 = plain least squares). Wan teachers give a WanStudentAdapter, LTX-Video ones an LTXStudentAdapter.
+    the teacher; default every clip at hand that is not held out, at 128x128 unless ``size``:
+    lab.analysis.calibration.default_calibration_clips; info['calibration'] names them), or a ready
+    ``analysis`` of this teacher. ``ridge``: the fold's regularisation, relative to the kept channels'
+    mean variance (lab.analysis.linalg.FOLD_RIDGE; 0 = plain least squares). Wan teachers give a WanStudentAdapter, LTX-Video ones an LTXStudentAdapter.
     ``refine``: passes of output-checked local search over the selection (lab.prune.refine; 0 = off),
     each trying the other independence criteria's choices and ``refine_swaps`` proxy-ranked single swaps
     per narrowed group, scored by the student's error against the teacher on the calibration latents.
@@ -59,23 +63,23 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
     ratios = resolve_keep(keep, arch, groups, n_up)
     widths = group_widths(groups, ratios)
     _, needs_stats, _ = get_criterion(criterion)
+    # The operator plan is checked before the minutes of analysis, so a bad plan fails at once.
+    plan = {s: op for s, op in resolve_plan(operators, arch, n_up).items() if op != "keep"} if operators else {}
     info: dict = {"teacher": teacher.name, "criterion": criterion, "ratios": ratios, "fold": fold,
                   "ridge": float(ridge)}
 
     t0 = time.perf_counter()
     if analysis is None and widths and (needs_stats or fold or refine > 0):
         if latents is None:
-            latents, names = calibration_latents(teacher, clips or ("bbb-128",), frames=frames, size=size)
+            _warn_heldout(clips, frames)
+            latents, names = calibration_latents(teacher, clips or None, frames=frames, size=size)
         else:
             names = None
         analysis = analyze(teacher, latents, groups=groups, clip_names=names, subscribers=subscribers)
-        info["calibration"] = {"clips": names or "latents", "steps": analysis.steps}
+        info["calibration"] = {"clips": names or "latents", "default": bool(names) and not clips,
+                               "steps": analysis.steps}
         if names and len(names) == 1 and min(ratios.values(), default=1.0) <= 0.25:
-            # Measured on mini-wan at 12.5% of up2/up3: calibrated on the bundled cartoon alone, independence
-            # loses to random selection on held-out clips (14.9 vs 18.7 dB); on three clips it wins (21.7 vs 18.3).
-            log.warning("calibrating on one clip (%s) at keep ratios down to %.3g: which channels look redundant "
-                        "depends on what the clips show; pass several varied clips (e.g. --clips bbb-128 "
-                        "bigbuckbunny bikes after `python -m lab data fetch`).", names[0], min(ratios.values()))
+            _warn_one_clip(names[0], min(ratios.values()), defaulted=not clips)
     info["analysis_s"] = time.perf_counter() - t0
 
     if widths and (criterion in NEEDS_SENSITIVITY or refine > 0) and not analysis.sensitivity:
@@ -112,9 +116,6 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
 
     svae, adapter, info["transfer"] = build(kept)
     if operators:
-        from lab.ops.plan import resolve_plan
-        from lab.ops.swap import apply_operators
-        plan = {s: op for s, op in resolve_plan(operators, arch, n_up).items() if op != "keep"}
         if plan:
             apply_operators(svae, arch, plan, init_from_existing=True)
             svae.register_to_config(operators=plan)
@@ -130,8 +131,25 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
 def _calibration(teacher, latents, clips, frames, size) -> list:
     """The calibration latents as a list (encoding ``clips`` when no latents were given)."""
     if latents is None:
-        latents, _ = calibration_latents(teacher, clips or ("bbb-128",), frames=frames, size=size)
+        latents, _ = calibration_latents(teacher, clips or None, frames=frames, size=size)
     return [latents] if torch.is_tensor(latents) else list(latents)
+
+
+def _warn_one_clip(name: str, ratio: float, defaulted: bool) -> None:
+    # Measured on mini-wan at 12.5% of up2/up3: calibrated on the bundled cartoon alone, independence
+    # loses to random selection on held-out clips (14.9 vs 18.7 dB); on three clips it wins (21.7 vs 18.3).
+    fix = ("run `python -m lab data fetch`: the fetched sample clips are then calibrated on by default" if defaulted
+           else "pass several varied clips (e.g. --clips bbb-128 bigbuckbunny bikes after `python -m lab data fetch`)")
+    log.warning("calibrating on one clip (%s) at keep ratios down to %.3g: which channels look redundant depends on "
+                "what the clips show; %s.", name, ratio, fix)
+
+
+def _warn_heldout(clips, frames: int) -> None:
+    """Clips named by the caller are used as given, but a held-out one makes its held-out scores optimistic."""
+    touched = [str(c) for c in clips or () if reads_heldout(str(c), frames)]
+    if touched:
+        log.warning("calibrating on held-out frames of %s (lab.data.heldout): scores on them are no longer "
+                    "held out; leave --clips out for the default clips, which never include them.", ", ".join(touched))
 
 
 def _select(criterion, groups, widths, tvae, analysis, seed) -> dict[str, list[int]]:

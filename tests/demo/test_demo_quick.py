@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,12 @@ def _strict_json(text: str):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    # One run shared by the tests below; capsys is per test, so stdout is captured by hand.
+    # One run shared by the tests below; capsys is per test, so stdout is captured by hand. --fetch, as
+    # `make demo` runs it: several calibration clips and a real held-out clip (offline: the bundled clip).
     out = tmp_path_factory.mktemp("demo") / "run"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main(["demo", "--quick", "--out", str(out), "--json"])
+        rc = main(["demo", "--quick", "--fetch", "--out", str(out), "--json"])
     return rc, _strict_json(buf.getvalue()), out
 
 
@@ -53,8 +55,13 @@ def test_demo_outputs_and_schema(demo_run):
 @pytest.mark.slow
 def test_demo_numbers_are_measured(demo_run):
     _, r, _ = demo_run
+    from lab.demo.pipeline import RANDOM_SEEDS, random_role
+
     rows = {row["role"]: row for row in r["eval"]["decoders"]}
-    assert {"teacher", "pruned-independence", "pruned-magnitude", "pruned-random", "swapped"} <= set(rows)
+    seeds = r["pruning"]["random_seeds"]
+    assert len(seeds) == RANDOM_SEEDS == 5 and len(set(seeds)) == 5
+    randoms = [random_role(k) for k in seeds]
+    assert {"teacher", "pruned-independence", "pruned-magnitude", *randoms, "swapped"} <= set(rows)
     for role, row in rows.items():
         assert set(row["vs_clip"]) == {"psnr", "ssim", "vmaf", "temporal"}, role
         assert 5 < row["vs_clip"]["psnr"] < 60, role
@@ -62,9 +69,17 @@ def test_demo_numbers_are_measured(demo_run):
     final = rows[q["final_student"]]
     assert q["retention"] == pytest.approx(final["vs_clip"]["psnr"] / rows["teacher"]["vs_clip"]["psnr"])
     before = q["psnr_vs_teacher_before_training"]
-    assert q["independence_beats_baselines"] == (before["independence"] > max(before["magnitude"], before["random"]))
-    # Same widths for the three criteria; the swap makes the student smaller still.
-    params = {rows[k]["decoder_params"] for k in ("pruned-independence", "pruned-magnitude", "pruned-random")}
+    per_seed = [rows[role]["vs_teacher"]["psnr"] for role in randoms]
+    rand = before["random"]
+    assert rand["seeds"] == seeds and rand["psnr"] == per_seed
+    assert (rand["min"], rand["max"]) == (min(per_seed), max(per_seed))
+    assert rand["mean"] == pytest.approx(sum(per_seed) / 5)
+    assert q["random_seeds_beaten"] == sum(before["independence"] > p for p in per_seed)
+    assert q["independence_beats_baselines"] == (before["independence"] > max(before["magnitude"], rand["mean"]))
+    # Different seeds choose different channels.
+    assert len({round(p, 6) for p in per_seed}) > 1
+    # Same widths for every criterion and seed; the swap makes the student smaller still.
+    params = {rows[k]["decoder_params"] for k in ("pruned-independence", "pruned-magnitude", *randoms)}
     assert len(params) == 1 and rows["swapped"]["decoder_params"] < params.pop() < rows["teacher"]["decoder_params"]
     b = r["bench"]
     assert [row["label"] for row in b["decoders"]][0] == "mini-wan (teacher)"
@@ -73,6 +88,21 @@ def test_demo_numbers_are_measured(demo_run):
     assert student["speedup"] == pytest.approx(b["decoders"][0]["seconds"] / student["seconds"])
     assert student["macs"] < b["decoders"][0]["macs"]
     assert {row["stage"] for row in r["profile"]["student"]["stages"]} >= {"mid", "up0", "up3"}
+
+
+@pytest.mark.slow
+def test_demo_calibrates_on_every_clip_at_hand_but_the_held_out_ones(demo_run):
+    from lab.analysis.calibration import default_calibration_clips
+    from lab.data.heldout import reads_heldout
+
+    _, r, _ = demo_run
+    clips = r["clips"]
+    assert clips["calibration"] == default_calibration_clips(r["settings"]["calib_frames"])
+    assert clips["heldout"] not in clips["calibration"] or clips["heldout"] == "bbb-128"  # later frames of it
+    assert not any(reads_heldout(c, r["settings"]["calib_frames"]) for c in clips["calibration"])
+    assert not set(clips["distill_val"]) & set(clips["distill"])
+    if clips["heldout"] == "carphone":  # the sample clips were fetched: several calibration clips
+        assert clips["calibration"] == ["bbb-128", "bigbuckbunny", "bikes"] and "bikes[0:192]" in clips["distill"]
 
 
 @pytest.mark.slow
@@ -88,6 +118,9 @@ def test_demo_report_is_self_contained(demo_run):
                   "Decode speedup"):
         assert f"<h2>{title}</h2>" in html
     assert "side_by_side.mp4" in html
+    # It says what the baseline comparison measured, win or lose, not just whether independence won.
+    from lab.demo.report import comparison_text
+    assert html_escape(comparison_text(r["quality"])) in html and "5 seeds" in html
 
 
 @pytest.mark.slow
