@@ -15,6 +15,7 @@ from lab.arch.base import Architecture
 from lab.arch.groups import ChannelGroup, Consumer
 from lab.arch.ltx import LTX
 from lab.arch.ltx2 import LTX2
+from lab.arch.taef2 import TAEF2
 from lab.arch.wan import WAN
 from lab.arch.wan22 import WAN22
 from lab.errors import LabError
@@ -33,6 +34,7 @@ register_architecture(WAN)
 register_architecture(LTX)
 register_architecture(LTX2)
 register_architecture(WAN22)
+register_architecture(TAEF2)
 
 
 def get_architecture(arch: Architecture | str) -> Architecture:
@@ -77,5 +79,5 @@ def check_stage_names(decoder, names) -> None:
                        f"{', '.join(known)}.")
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "ChannelGroup", "Consumer", "LTX", "LTX2", "WAN", "arch_of", "channel_groups",
+__all__ = ["ARCHITECTURES", "Architecture", "ChannelGroup", "Consumer", "LTX", "LTX2", "TAEF2", "WAN", "arch_of", "channel_groups",
            "check_stage_names", "decoder_stages", "get_architecture", "register_architecture"]

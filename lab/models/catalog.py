@@ -142,6 +142,41 @@ _add_teacher("wan2.2-tiny", AutoencoderKLWan, Wan22DecoderAdapter, WAN22_TINY_CO
              compression=(4, 16, 16), weights_text="random (test config of the real class)",
              description="Wan 2.2 architecture at decoder widths 64-16, for tests", tags=("test",))
 
+# TAEF2 (madebyollin/taesd, MIT): a real image decoder trained at scale by someone else, decoded frame by
+# frame (lab.arch.taef2). Its weights are not shipped: a folder holding taef2_decoder.pth and
+# taef2_encoder.pth (../shared/assets/weights/taef2 where present), or random weights.
+from lab.models.taef2 import TAEF2DecoderAdapter, TAEF2Model, TAEF2StudentAdapter, load_released  # noqa: E402
+
+register_adapter(TAEF2DecoderAdapter.adapter_kind, TAEF2DecoderAdapter)
+register_adapter(TAEF2StudentAdapter.adapter_kind, TAEF2StudentAdapter)
+
+
+def _taef2_folder() -> Path | None:
+    shared = paths.shared_assets_dir()
+    return shared / "weights" / "taef2" if shared is not None and (shared / "weights" / "taef2").is_dir() else None
+
+
+def _load_taef2(weights=None, device=None, dtype=None):
+    if weights == "random":
+        vae = TAEF2Model()
+    else:
+        folder = weights or _taef2_folder()
+        if folder is None:
+            raise WeightsNotFoundError("taef2: no weights here; pass --weights FOLDER holding taef2_decoder.pth and "
+                                       "taef2_encoder.pth (madebyollin/taesd on GitHub, MIT), or --weights random.")
+        vae = load_released(folder)
+    dec = TAEF2DecoderAdapter("taef2", vae)
+    return dec.to(device=device, dtype=dtype) if (device or dtype) else dec
+
+
+register(ModelEntry(
+    name="taef2", family="teacher", latent_channels=32, compression=(1, 8, 8),
+    weights="--weights FOLDER (taef2_decoder.pth + taef2_encoder.pth, madebyollin/taesd); ../shared/assets/"
+            "weights/taef2 where present; or --weights random",
+    loader=_load_taef2, param_counter=lambda: sum(p.numel() for p in TAEF2Model(with_encoder=False).parameters()),
+    description="TAEF2, the tiny FLUX.2 image autoencoder (TAESD layout, 32 channels at /8), decoded frame by "
+                "frame; a real decoder trained by someone else", tags=("real",)))
+
 # Lightweight decoders (TAE-192, EfficientViT, TAE-Temporal) for every latent space above.
 from lab.models.lightweight.variants import register_all as _register_lightweight  # noqa: E402
 

@@ -14,26 +14,39 @@ from lab.eval.metrics import psnr
 from lab.notebook.figures import _PALETTE
 
 
-def compare_criteria(teacher, analysis, keep: float, latents: torch.Tensor, reference: torch.Tensor | None = None,
+def compare_criteria(teacher, analysis, keep, latents, reference=None,
                      criteria=("independence", "magnitude", "random"), seed: int = 0,
                      random_seeds: int = 3) -> list[dict]:
-    """Prune ``teacher`` at ``keep`` with each criterion (same widths, same calibration ``analysis``)
-    and score each student's decode of ``latents`` against ``reference`` (default: the teacher's own
-    decode, i.e. how much of the teacher the student keeps before any training). ``random`` is a
-    distribution, so it is scored by its mean over ``random_seeds`` seeds (``psnr_best`` is its luckiest
-    seed): one seed alone can land anywhere in it."""
+    """Prune ``teacher`` at ``keep`` (a ratio or {stage: ratio}) with each criterion (same widths, same
+    calibration ``analysis``) and score each student's decode of ``latents`` (one tensor, or a list of
+    held-out clips) against ``reference`` (default: the teacher's own decode, i.e. how much of the teacher
+    the student keeps before any training). PSNR pools the squared error over all clips; ``per_clip``
+    has each clip's. ``random`` is a distribution, so it is scored by its mean over ``random_seeds``
+    seeds (``psnr_min`` / ``psnr_best``: its unluckiest and luckiest seed): one seed alone can land
+    anywhere in it."""
+    from lab.eval.metrics import PSNR
     from lab.prune import prune
 
-    reference = teacher.decode(latents) if reference is None else reference
+    clips = [latents] if torch.is_tensor(latents) else list(latents)
+    refs = [teacher.decode(z) for z in clips] if reference is None else (
+        [reference] if torch.is_tensor(reference) else list(reference))
     rows = []
     for crit in criteria:
         seeds = range(seed, seed + (random_seeds if crit == "random" else 1))
-        scores = []
+        scores, per_clip = [], []
         for s in seeds:
             student, info = prune(teacher, keep, crit, analysis=analysis, seed=s)
-            scores.append(psnr(student.decode(latents), reference))
-        rows.append({"criterion": crit, "keep": float(keep), "psnr": sum(scores) / len(scores),
-                     "psnr_best": max(scores), "seeds": len(scores), "decoder_params": info["decoder_params"],
+            total, each = PSNR(), []
+            for z, ref in zip(clips, refs):
+                out = student.decode(z)
+                total.update(out, ref)
+                each.append(psnr(out, ref))
+            scores.append(total.compute())
+            per_clip.append(each)
+        rows.append({"criterion": crit, "keep": keep if isinstance(keep, dict) else float(keep),
+                     "psnr": sum(scores) / len(scores), "psnr_min": min(scores), "psnr_best": max(scores),
+                     "per_clip": [sum(c) / len(c) for c in zip(*per_clip)], "seeds": len(scores),
+                     "decoder_params": info["decoder_params"],
                      "teacher_decoder_params": info["teacher_decoder_params"]})
     return rows
 
@@ -188,3 +201,35 @@ def small_distill_config(source, *, steps_per_phase: int, frames: int, size: int
     cfg.eval_every = int(eval_every)
     cfg.checkpoint_every, cfg.sample_every, cfg.checkpoint_minutes = 0, 0, 0.0
     return cfg.validate()
+
+
+def real_decoder_comparison(keep: float, *, weights=None, calib_clips=("bbb-128", "bigbuckbunny", "bikes"),
+                            heldout_clip: str = "carphone", frames: int = 2, size=(128, 128), random_seeds: int = 3,
+                            device="cpu") -> tuple[list[dict] | None, str]:
+    """``compare_criteria`` on a real decoder the lab did not train: the released TAEF2 (lab.arch.taef2),
+    calibrated on ``calib_clips`` and scored on ``heldout_clip`` (native size) against its own decode.
+    Returns (rows, what they show), or (None, why) when its weights are not here (``weights``: a folder
+    with taef2_decoder.pth and taef2_encoder.pth; default ../shared/assets/weights/taef2)."""
+    from lab.analysis import analyze
+    from lab.data.samples import resolve_clip
+    from lab.data.video import load_clip
+    from lab.errors import WeightsNotFoundError
+    from lab.models import load_decoder
+
+    try:
+        real = load_decoder("taef2", weights=weights, device=device)
+    except WeightsNotFoundError as exc:
+        return None, f"skipped: {exc}"
+
+    def latents(clip, size):
+        v = load_clip(resolve_clip(clip), frames=frames, size=size, frame_multiple=1, spatial_multiple=8)
+        return real.encode(v.to(device))
+
+    analysis = analyze(real, [latents(c, size) for c in calib_clips], clip_names=list(calib_clips))
+    rows = compare_criteria(real, analysis, keep, latents(heldout_clip, None), random_seeds=random_seeds)
+    score = {r["criterion"]: r["psnr"] for r in rows}
+    best = max(score, key=score.get)
+    lead = score["independence"] - max(v for k, v in score.items() if k != "independence")
+    return rows, (f"TAEF2 at keep {keep:g}: {best} is best; independence "
+                  f"{'leads the next criterion by' if lead > 0 else 'trails the best by'} {abs(lead):.1f} dB "
+                  f"(PSNR against the teacher's decode of {heldout_clip}, before any training)")

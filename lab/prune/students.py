@@ -13,11 +13,13 @@ from typing import Callable
 import torch
 
 from lab.arch import LTX, LTX2, WAN, Architecture
+from lab.arch.taef2 import TAEF2
 from lab.arch.wan22 import WAN22
 from lab.errors import ConfigError
 from lab.models.students import ltx as ltx_student
 from lab.models.students import ltx2 as ltx2_student
 from lab.models.students.wan import TEACHER_KEYS, WanStudentAdapter, WanStudentVAE
+from lab.models.taef2 import TAEF2Model, TAEF2StudentAdapter
 from lab.models.students.wan22 import Wan22StudentAdapter, Wan22StudentVAE
 from lab.prune.ltx import transfer_ltx
 from lab.prune.transfer import transfer
@@ -96,6 +98,18 @@ def build_ltx2_student(teacher, groups, widths, kept, ratios, criterion, analysi
 
 register_student_builder(LTX2, build_ltx2_student)
 register_student_builder(WAN22, build_wan22_student)
+
+
+def build_taef2_student(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
+    # The same model class at the chosen widths, without the encoder; no norms over pruned channels.
+    c = teacher.vae.config
+    svae = TAEF2Model(latent_channels=c.latent_channels, width=c.width, pool_width=c.pool_width, blocks=list(c.blocks),
+                      pooled_stages=list(c.pooled_stages), with_encoder=False, widths=widths, kept=kept,
+                      teacher=teacher.name, criterion=criterion, ratios=ratios, operators={})
+    return svae, TAEF2StudentAdapter, transfer(teacher.vae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
+
+
+register_student_builder(TAEF2, build_taef2_student)
 
 def _plain(v):
     """Config values as JSON-friendly Python (FrozenDict lists/tuples -> lists)."""
