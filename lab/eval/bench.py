@@ -29,8 +29,8 @@ Method (so the numbers can be compared):
   benchmark dtype and the runtime cost in accuracy.
 
 Runtimes: a decoder spec ``NAME@chunkK`` runs a Wan-family decoder K latent frames per causal call
-(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``); for a decoder that is
-not causal (LTX-Video) both are no-ops (chunk 1, a row ``note`` says so). ``NAME@compile`` runs its
+(lab.runtime.chunked), ``NAME@fast`` picks K by timing (reported as ``chunk``); for a decoder without
+Wan's per-chunk loop (LTX-Video, LTX-2, TAEF2, lightweight) both are no-ops (chunk 1, a row ``note`` says so). ``NAME@compile`` runs its
 modules under torch.compile (``@compile-MODE`` for a mode, ``@compile-auto`` to pick the mode by timing
 among eager and ``compile_candidates``, lab.runtime.compiled); ``+`` combines them
 (``wan2.1@chunk4+compile``). When the plain NAME is benchmarked too, the row reports ``max_abs_err`` of
@@ -133,8 +133,8 @@ def runtime_note(dec: VideoDecoder, runtime: Runtime | None) -> str | None:
     if runtime is None or runtime.chunk is None or is_chunkable(dec):
         return None
     part, what = ("@fast", "chunk 1, no search") if runtime.chunk == "auto" else (f"@chunk{runtime.chunk}", "chunk 1")
-    return (f"{part} does nothing for {dec.name}: it is not a causal decoder and decodes the whole clip in one "
-            f"call ({what})")
+    return (f"{part} does nothing for {dec.name}: it has no per-chunk causal loop (Wan's feature cache) and decodes "
+            f"the whole clip in one call ({what})")
 
 
 def fixed_spec(base: str, dec: VideoDecoder) -> str:

@@ -70,32 +70,26 @@ def _ltx_teacher_config(tvae, keys) -> dict:
     return tc
 
 
-def build_ltx_student(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
-    # LTX students always fold the norms of pruned groups (lab.prune.ltx); fold_norms is Wan's opt-in.
+def _build_ltx_like(vae_cls, adapter_cls, teacher_keys, arch, teacher, groups, widths, kept, ratios, criterion,
+                    analysis, fold, ridge, fold_norms):
+    """LTX-Video and LTX-2 students: the same channel map and transfer (lab.prune.ltx), whose norms of pruned
+    groups are always folded (``fold_norms`` is Wan's opt-in); the upsampler merge needs the decoder's causal
+    setting (a call argument in LTX-2, read off the convs in LTX-Video)."""
     tvae = teacher.vae
-    tc = _ltx_teacher_config(tvae, ltx_student.TEACHER_KEYS)
-    svae = ltx_student.LTXStudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept,
-                                     ratios=ratios, criterion=criterion, operators={},
-                                     timestep_conditioning=bool(tc.get("timestep_conditioning")))
-    return svae, ltx_student.LTXStudentAdapter, transfer_ltx(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge)
+    tc = _ltx_teacher_config(tvae, teacher_keys)
+    svae = vae_cls(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept, ratios=ratios,
+                   criterion=criterion, operators={}, timestep_conditioning=bool(tc.get("timestep_conditioning")))
+    report = transfer_ltx(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge, causal=arch.is_causal(tvae))
+    return svae, adapter_cls, report
 
+
+build_ltx_student = partial(_build_ltx_like, ltx_student.LTXStudentVAE, ltx_student.LTXStudentAdapter,
+                            ltx_student.TEACHER_KEYS, LTX)
+build_ltx2_student = partial(_build_ltx_like, ltx2_student.LTX2StudentVAE, ltx2_student.LTX2StudentAdapter,
+                             ltx2_student.TEACHER_KEYS, LTX2)
 
 register_student_builder(WAN, build_wan_student)
 register_student_builder(LTX, build_ltx_student)
-
-
-def build_ltx2_student(teacher, groups, widths, kept, ratios, criterion, analysis, fold, ridge, fold_norms):
-    # As LTX-Video (the same channel map and transfer; norms of pruned groups always folded), on the
-    # LTX-2 student class; the upsampler merge needs the decoder's causal setting (a call argument in LTX-2).
-    tvae = teacher.vae
-    tc = _ltx_teacher_config(tvae, ltx2_student.TEACHER_KEYS)
-    svae = ltx2_student.LTX2StudentVAE(teacher=teacher.name, teacher_config=tc, widths=widths, kept=kept,
-                                       ratios=ratios, criterion=criterion, operators={},
-                                       timestep_conditioning=bool(tc.get("timestep_conditioning")))
-    report = transfer_ltx(tvae, svae, groups, kept, analysis, fold=fold, ridge=ridge, causal=LTX2.is_causal(tvae))
-    return svae, ltx2_student.LTX2StudentAdapter, report
-
-
 register_student_builder(LTX2, build_ltx2_student)
 register_student_builder(WAN22, build_wan22_student)
 

@@ -22,7 +22,7 @@ def test_fast_and_chunk_are_noops_for_non_causal_decoders():
     assert "note" not in plain
     for row, part in ((fast, "@fast"), (chunk, "@chunk4")):
         assert row["chunk"] == 1 and row["max_abs_err"] == 0 and "chunk_seconds" not in row
-        assert row["note"].startswith(f"{part} does nothing") and "not a causal decoder" in row["note"]
+        assert row["note"].startswith(f"{part} does nothing") and "no per-chunk causal loop" in row["note"]
     assert "no search" in fast["note"]
 
 
