@@ -111,8 +111,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config a run recorded. Strict, as distillation configs are: a key this lab does not know
+        (a run written by another lab version) is an error, never silently dropped."""
         known = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise LabError(f"the teacher run's config has key(s) {', '.join(unknown)} that this lab version does not "
+                           f"know (known: {', '.join(sorted(known))}); resume it with the lab version that wrote it, "
+                           f"or start a new run in another --out folder.")
+        cfg = cls(**d)
         cfg.short_sides = tuple(cfg.short_sides)
         return cfg
 

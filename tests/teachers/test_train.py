@@ -101,3 +101,12 @@ def test_photos_join_the_training_windows(tmp_path, bundled_windows):
     mixed = MixedWindows(bundled_windows, StillWindows(skimage_photos(("coffee",)), short_side=64), 0.5)
     result = train(tiny(steps=2), tmp_path / "run", data=mixed)
     assert result["step"] == 2 and all(v == v for v in result["losses"])
+
+
+def test_recorded_config_is_read_strictly():
+    from lab.errors import LabError
+    from lab.teachers.config import TrainConfig
+    d = TrainConfig(model="mini-wan").to_dict()
+    assert TrainConfig.from_dict(d).to_dict() == d
+    with pytest.raises(LabError, match="key\\(s\\) lr_warmup .*another --out folder"):
+        TrainConfig.from_dict({**d, "lr_warmup": 5})
