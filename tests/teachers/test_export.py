@@ -45,3 +45,16 @@ def test_export_writes_fp16_weights_and_latent_stats(tmp_path, bundled_clip_path
         saved = json.loads((folder / "config.json").read_text())
         mean, _ = latent_stats(vae.eval(), data, frame_multiple=4, spatial_multiple=8)
         assert saved["latents_mean"] == pytest.approx(mean, abs=1e-3)
+
+
+def test_card_data_section_summarises_datasets_and_does_not_vouch_for_their_split():
+    from lab.teachers.card import CARD_CLIPS, _clip_list, _held_out_text
+    few = [f"c{i}.mp4" for i in range(3)]
+    assert _clip_list(few) == "c0.mp4, c1.mp4, c2.mp4"
+    many = [f"/data/v{i}.mp4" for i in range(CARD_CLIPS + 30)]
+    text = _clip_list(many)
+    assert text.startswith(f"{len(many)} files, e.g. /data/v0.mp4") and "/data/v20.mp4" not in text
+    assert "frames 0-191" in _held_out_text({"clips": None, "manifest": None})  # the lab's own split
+    custom = _held_out_text({"clips": ["/data/**/*.mp4"], "manifest": None})
+    assert "cannot check" in custom and "frames 0-191" not in custom
+    assert "`m.csv` whose split is not train" in _held_out_text({"clips": None, "manifest": "m.csv"})
