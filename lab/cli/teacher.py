@@ -68,6 +68,8 @@ def add_arguments(p):
                                       "splits than 'train' are held out")
     p.add_argument("--workers", type=int, default=2, help="loader processes for a streamed dataset (default 2)")
     p.add_argument("--stop-at", type=int, help="stop (checkpointed) at this step, as if interrupted")
+    p.add_argument("--overwrite", action="store_true",
+                   help="export into a non-empty folder the lab did not export to (its other files are kept)")
 
 
 def run(args):
@@ -79,7 +81,7 @@ def run(args):
     run_dir = Path(args.run) if args.run else paths.REPO_ROOT / "runs" / "teachers" / model
     if args.action == "export":
         out = Path(args.export_to) if args.export_to else paths.checkpoints_dir() / model
-        return _summary(export_run(run_dir, out, eval_frames=17), out)
+        return _summary(export_run(run_dir, out, eval_frames=17, overwrite=args.overwrite), out)
     # deferred: the trainer loads when the command runs, not when build_parser imports every command
     from lab.teachers.train import train
     family = "ltx" if "ltx" in model else "wan"
@@ -95,11 +97,12 @@ def run(args):
                       max_minutes=args.max_minutes, stills=args.stills, stills_fraction=args.stills_fraction,
                       clips=args.data, manifest=args.manifest, workers=args.workers)
     command = shlex.join(["python", "-m", "lab"] + sys.argv[1:]) if sys.argv[1:2] == ["teacher"] else None
-    result = train(cfg, run_dir, stop_at=args.stop_at, command=command)
+    result = train(cfg, run_dir, stop_at=args.stop_at, command=command, overwrite_export=args.overwrite)
     losses = result.pop("losses")
     result["first_loss"] = losses[0] if losses else None
     if args.export_to and result["stopped_by"] in ("steps", "time"):
-        result["export"] = _summary(export_run(run_dir, Path(args.export_to), eval_frames=17), Path(args.export_to))
+        result["export"] = _summary(export_run(run_dir, Path(args.export_to), eval_frames=17, overwrite=True),
+                                    Path(args.export_to))  # checked when training started
     return result
 
 

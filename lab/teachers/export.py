@@ -9,6 +9,7 @@ The held-out figures in the card are measured on the exported (fp16-rounded) wei
 from __future__ import annotations
 
 import copy
+import json
 import os
 import platform
 import tempfile
@@ -19,6 +20,7 @@ from diffusers import AutoencoderKLWan
 
 from lab.data.clips import ClipWindows
 from lab.errors import CheckpointError
+from lab.models.interface import FolderNotEmptyError
 from lab.teachers.card import write_card
 from lab.teachers.checkpoint import load_state
 from lab.teachers.config import TrainConfig, build_model, get_preset
@@ -26,6 +28,35 @@ from lab.teachers.data import training_clip_windows
 from lab.teachers.heldout import evaluate
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+#: Written into every exported teacher folder: marks it as the lab's, so a later export may replace it.
+MARKER = "lab_teacher.json"
+EXPORTED = ("config.json", WEIGHTS, "README.md", MARKER)
+_CARD_TITLE = "the lab's trained mini teacher"  # the card's first line, which marks folders exported before MARKER
+
+
+def is_exported_teacher(folder: Path) -> bool:
+    """Whether ``folder`` holds a teacher the lab exported: its marker, or (exports made before the marker
+    existed, e.g. the shipped mini teachers) only the files an export writes, with the lab's card."""
+    folder = Path(folder)
+    if (folder / MARKER).is_file():
+        return True
+    names = {p.name for p in folder.iterdir()}
+    readme = folder / "README.md"
+    return names <= set(EXPORTED) and readme.is_file() and _CARD_TITLE in readme.read_text().split("\n", 1)[0]
+
+
+def check_export_target(out_dir, overwrite: bool = False) -> None:
+    """Raise unless a teacher may be exported into ``out_dir``: absent, empty, a teacher the lab exported,
+    or ``overwrite`` (the export's files are then written into it; its other files are kept). Called before
+    training starts, so a refusal comes before the minutes of training."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FolderNotEmptyError(f"{out_dir} is a file, not a folder; choose another --export-to folder.")
+    if overwrite or not out_dir.exists() or not any(out_dir.iterdir()) or is_exported_teacher(out_dir):
+        return
+    raise FolderNotEmptyError(f"{out_dir} is not empty and holds no teacher exported by the lab (no {MARKER}); choose "
+                              f"a new or empty --export-to folder, or pass --overwrite to write the teacher's files "
+                              f"({', '.join(EXPORTED)}) into it (its other files are kept).")
 
 
 @torch.no_grad()
@@ -57,8 +88,10 @@ def set_latent_stats(vae, mean: list[float], std: list[float]) -> None:
 
 
 def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = None, step: int, wall_s: float,
-           meta: dict, eval_frames: int = 17) -> dict:
-    """Write ``out_dir`` (config.json, fp16 safetensors, README.md) and return what the card says."""
+           meta: dict, eval_frames: int = 17, overwrite: bool = False) -> dict:
+    """Write ``out_dir`` (config.json, fp16 safetensors, README.md, the marker) and return what the card says.
+    ``out_dir`` must pass ``check_export_target`` (``overwrite``: write into any folder, keeping its other files)."""
+    check_export_target(out_dir, overwrite)
     preset = get_preset(cfg.model)
     if data is None:
         data = training_clip_windows(cfg)  # the run's own clips or dataset
@@ -87,8 +120,10 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "weights_bytes": os.path.getsize(Path(tmp) / WEIGHTS),
         }
         write_card(Path(tmp) / "README.md", info)
-        # File by file into place: a reader sees the old or the new file, never a partial one.
-        for name in ("config.json", WEIGHTS, "README.md"):
+        (Path(tmp) / MARKER).write_text(json.dumps({"model": cfg.model, "step": step}) + "\n")
+        (Path(tmp) / MARKER).chmod(0o644)
+        # File by file into place, the marker last: a reader sees the old or the new file, never a partial one.
+        for name in EXPORTED:
             os.replace(Path(tmp) / name, out_dir / name)
     return info
 
@@ -109,8 +144,9 @@ def _machine(cfg: TrainConfig) -> str:
             f"{threads} torch thread(s), cores shared with other jobs), float32; no GPU in this session")
 
 
-def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17) -> dict:
+def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17, overwrite: bool = False) -> dict:
     """Export the last checkpoint of a run (what ``python -m lab teacher export`` does)."""
+    check_export_target(out_dir, overwrite)
     state = load_state(Path(run_dir))
     if state is None:
         raise CheckpointError(f"{run_dir} has no training state (state.pt); train first with "
@@ -119,6 +155,6 @@ def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17) -> dict:
     vae = build_model(cfg)
     vae.load_state_dict(state["model"])
     return export(vae, cfg, out_dir, step=state["step"], wall_s=state["wall_s"], meta=state.get("meta", {}),
-                  eval_frames=eval_frames)
+                  eval_frames=eval_frames, overwrite=overwrite)
 
 

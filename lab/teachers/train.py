@@ -32,7 +32,7 @@ from lab.teachers.anchor import anchor_latents
 from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
 from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F401 (build_model: tests and callers import it here)
 from lab.teachers.data import training_data
-from lab.teachers.export import export
+from lab.teachers.export import check_export_target, export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 
@@ -88,12 +88,14 @@ def vae_loss(vae, x: torch.Tensor, noise: torch.Generator, cfg: TrainConfig, per
 
 
 def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, command: str | None = None,
-          data: ClipWindows | None = None) -> dict:
+          data: ClipWindows | None = None, overwrite_export: bool = False) -> dict:
     """Train (or resume) the run in ``run_dir`` until ``cfg.steps`` (or ``stop_at``, which simulates
     an interruption: the state is checkpointed there). Returns a summary. ``data`` replaces the
     configured training clips (tests train on the small bundled clip). One process at a time trains a
     run folder: a second one is refused (``lab.runs.lock``) instead of both writing its state."""
     cfg.validate()
+    if cfg.export_to:  # before the minutes of training; later exports replace the lab's own export
+        check_export_target(cfg.export_to, overwrite_export)
     with RunLock(run_dir):
         return _train(cfg, Path(run_dir), stop_at=stop_at, command=command, data=data)
 
@@ -232,8 +234,9 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
 
 
 def _export_now(vae, cfg, data, run_dir, step, wall, meta, logf) -> None:
+    # overwrite: train() checked the folder at its start, and a user's files in it are kept either way
     result = export(vae, cfg, Path(cfg.export_to), data=data, step=step, wall_s=wall, meta=meta,
-                    eval_frames=cfg.eval_frames)
+                    eval_frames=cfg.eval_frames, overwrite=True)
     logf.write(json.dumps({"step": step, "export": cfg.export_to, "heldout": result["heldout"]}) + "\n")
     logf.flush()
     vae.train()

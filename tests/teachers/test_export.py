@@ -23,7 +23,8 @@ def test_export_writes_fp16_weights_and_latent_stats(tmp_path, bundled_clip_path
     info = export(vae, cfg, tmp_path / model, data=data, step=0, wall_s=0.0, meta={"command": "test"},
                   eval_frames=frames)
     folder = tmp_path / model
-    assert {p.name for p in folder.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "README.md"}
+    assert {p.name for p in folder.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "README.md",
+                                                  "lab_teacher.json"}
     from safetensors.torch import load_file
     assert {t.dtype for t in load_file(folder / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}
     card = (folder / "README.md").read_text()
@@ -58,3 +59,30 @@ def test_card_data_section_summarises_datasets_and_does_not_vouch_for_their_spli
     custom = _held_out_text({"clips": ["/data/**/*.mp4"], "manifest": None})
     assert "cannot check" in custom and "frames 0-191" not in custom
     assert "`m.csv` whose split is not train" in _held_out_text({"clips": None, "manifest": "m.csv"})
+
+
+def test_export_refuses_a_users_folder_unless_overwrite_and_keeps_its_other_files(tmp_path, bundled_clip_path):
+    from lab.models.interface import FolderNotEmptyError
+    from lab.teachers.export import check_export_target, is_exported_teacher
+    data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(128,))
+    cfg = TrainConfig(model="wan2.1-tiny", frames=5, crop=32, eval_frames=5)
+    vae = build_model(cfg)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("# my notes\n")
+    with pytest.raises(FolderNotEmptyError, match="--overwrite"):
+        export(vae, cfg, mine, data=data, step=0, wall_s=0.0, meta={}, eval_frames=5)
+    assert (mine / "README.md").read_text() == "# my notes\n" and len(list(mine.iterdir())) == 1
+    with pytest.raises(FolderNotEmptyError):  # train() checks before its first step
+        from lab.teachers.train import train
+        train(TrainConfig(model="wan2.1-tiny", frames=5, crop=32, steps=1, export_to=str(mine)), tmp_path / "run",
+              data=data)
+    assert not (tmp_path / "run").exists()
+    (mine / "notes.txt").write_text("keep me")
+    export(vae, cfg, mine, data=data, step=0, wall_s=0.0, meta={}, eval_frames=5, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me" and is_exported_teacher(mine)
+    check_export_target(mine)  # the lab's export now: a later export may replace it
+    # Exports made before the marker existed (the shipped mini teachers) are recognised by their files and card.
+    (mine / "notes.txt").unlink()
+    (mine / "lab_teacher.json").unlink()
+    assert is_exported_teacher(mine)
