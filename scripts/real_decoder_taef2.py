@@ -115,7 +115,8 @@ def main(argv=None) -> dict:
             ts = time.perf_counter()
             trained, dinfo = distill_student(teacher, student, ["bbb-128", "bigbuckbunny", f"bikes[0:{BIKES_TRAIN_STOP}]"],
                                              steps=args.steps, frames=4, size=(128, 128), run_dir=work / f"keep{r}",
-                                             val_clips=val, seed=0)
+                                             val_clips=val, seed=0,
+                                             teacher_weights=args.weights)
             after, after_each = psnr_all(trained, held, held_videos)
             vs_teacher, _ = psnr_all(trained, held, refs)
             folders.append(dinfo["last"])

@@ -73,14 +73,16 @@ def progress_logger(steps: int):
 
 def distill_student(teacher, student, clips: list[str], *, steps: int, frames: int, size: tuple[int, int],
                     run_dir: Path, val_clips: list[str] = (), seed: int = 0, device: str = "cpu",
-                    overwrite: bool = False):
+                    overwrite: bool = False, teacher_source: str | None = None, teacher_weights: str | None = None):
     """Distil ``student`` from ``teacher`` on ``clips`` for at most ``steps`` steps (fewer when the
     phases plateau). Returns (student, info). When the trainer is not available the student comes back
     unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so.
 
     The run goes to ``run_dir`` and the student it starts from to ``<run_dir>-init``. A previous demo's
     run there is replaced (only the run's own files: lab.distill.run_folder); a folder holding anything
-    else is refused unless ``overwrite``."""
+    else is refused unless ``overwrite``. The trainer loads its own teacher: ``teacher_source`` (a registered
+    name or a saved folder; default ``teacher.name``) with ``teacher_weights`` (default: the name's own), which
+    must be the weights ``teacher`` has."""
     import torch
 
     ok, why = trainer_available()
@@ -98,8 +100,10 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
     if replace:
         log.info("      replacing the previous distillation run in %s", run_dir)
     init = student.save(run_dir.parent / f"{run_dir.name}-init", overwrite=overwrite)
-    config = distill_config(teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
+    config = distill_config(teacher_source or teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
                             size=size, seed=seed, threads=torch.get_num_threads(), device=device)
+    if teacher_weights is not None:
+        config["teacher_weights"] = teacher_weights
     final = distill(config, run_dir, callbacks=[progress_logger(steps)], overwrite=overwrite or replace)
     trained = load_decoder(final["last"], device=student.device, dtype=student.dtype)
     info = {k: final.get(k) for k in ("step", "phases", "metrics", "store", "last", "warnings")}

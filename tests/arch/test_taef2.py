@@ -90,8 +90,9 @@ def test_missing_or_foreign_weight_files_are_named(tmp_path):
 def test_distillation_runs_on_a_taef2_student(random_taef2, tmp_path):
     from lab.demo.distill_step import distill_student
     s, _ = prune(random_taef2, 0.5, "independence", latents=[Z])
+    teacher = random_taef2.save(tmp_path / "teacher")  # the trainer loads this very teacher (no released weights)
     trained, info = distill_student(random_taef2, s, ["bbb-128"], steps=3, frames=2, size=(32, 32),
-                                    run_dir=tmp_path / "run")
+                                    run_dir=tmp_path / "run", teacher_source=str(teacher))
     assert info["status"] == "ok" and info["steps"] >= 1
     assert isinstance(trained, TAEF2StudentAdapter) and trained.decoder_params() == s.decoder_params()
 
