@@ -3,7 +3,7 @@ TAEF2 decoder (madebyollin/taesd, MIT; lab.arch.taef2), on CPU. Writes docs/resu
 and .json.
 
     python scripts/real_decoder_taef2.py                       # weights from ../shared/assets/weights/taef2
-    python scripts/real_decoder_taef2.py --weights DIR --steps 300 --out /tmp/taef2.md
+    python scripts/real_decoder_taef2.py --weights DIR --steps 300 --out /tmp/taef2.md   # shorter distillation
 
 1. Round trip of the released autoencoder on real frames (PSNR against the real clip).
 2. Before any training: PSNR of each pruned decoder against the teacher's own decode of held-out real
@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     p.add_argument("--calib-frames", type=int, default=8)
     p.add_argument("--frames", type=int, default=17, help="frames per held-out clip")
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=300, help="distillation steps per student (0: skip)")
+    p.add_argument("--steps", type=int, default=1000, help="distillation steps per student, at most (phases end on plateaus; 0: skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(REPO_ROOT / "docs" / "results" / "real-decoder-taef2.md"))
     p.add_argument("--render", default=None, metavar="JSON", help="only rewrite --out from a saved .json of this script")
