@@ -5,7 +5,7 @@ import logging
 import torch
 
 from lab.cli import table
-from lab.cli.common import device_arg, threads_arg
+from lab.cli.common import device_arg, device_of, threads_arg
 
 HELP = "run the whole method at small scale (analyze, prune, swap, distill, eval, bench) and write a report"
 DESCRIPTION = ("The lab's main job on the embedded default: mini-wan, the bundled clip and fetched sample clips when "
@@ -35,10 +35,10 @@ def add_arguments(p):
 
 
 def run(args):
+    # deferred: loaded when the command runs, not when build_parser imports every command
     from lab.demo import full_settings, quick_settings, run_demo
     from lab.demo.settings import fetch_clips
 
-    from lab.cli.common import device_of
     device = device_of(args.device)  # a clear error when CUDA is asked for and missing
     if args.fetch:
         fetch_clips()  # before the settings, which pick the clips at hand
@@ -51,7 +51,7 @@ def run(args):
 
 
 def render(r) -> str:
-    from lab.demo.report import comparison_text
+    from lab.demo.report import comparison_text  # deferred: lab.demo loads when the command runs
     rows = [{"decoder": row["role"], "params": row["decoder_params"],
              **{f"{k} vs clip": v for k, v in row["vs_clip"].items()},
              "PSNR vs teacher": row.get("vs_teacher", {}).get("psnr", "-"), "retention": row.get("retention", "-")}

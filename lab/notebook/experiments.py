@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
-from lab.errors import LabError
-from lab.eval.metrics import psnr
+from lab.analysis import analyze, linalg
+from lab.data.samples import resolve_clip
+from lab.data.video import load_clip
+from lab.distill import load_config
+from lab.errors import LabError, WeightsNotFoundError
+from lab.eval.metrics import PSNR, psnr
+from lab.models import load_decoder
 from lab.notebook.figures import _PALETTE
+from lab.notebook.live import _figure_widget
+from lab.paths import REPO_ROOT
+from lab.prune import prune
 
 
 def compare_criteria(teacher, analysis, keep, latents, reference=None,
@@ -24,8 +33,6 @@ def compare_criteria(teacher, analysis, keep, latents, reference=None,
     has each clip's. ``random`` is a distribution, so it is scored by its mean over ``random_seeds``
     seeds (``psnr_min`` / ``psnr_best``: its unluckiest and luckiest seed): one seed alone can land
     anywhere in it."""
-    from lab.eval.metrics import PSNR
-    from lab.prune import prune
 
     clips = [latents] if torch.is_tensor(latents) else list(latents)
     refs = [teacher.decode(z) for z in clips] if reference is None else (
@@ -58,10 +65,9 @@ class KeepRatioExplorer:
 
     def __init__(self, teacher, analysis, latents, reference=None, criteria=("independence", "magnitude", "random"),
                  ratios=(0.125, 0.25, 0.375, 0.5, 0.75), initial: float = 0.25):
-        import ipywidgets as widgets
+        import ipywidgets as widgets  # deferred: ipywidgets and plotly, from the notebooks extra
         import plotly.graph_objects as go
 
-        from lab.notebook.live import _figure_widget
 
         if initial not in ratios:
             raise LabError(f"initial keep ratio {initial} is not one of the slider's ratios {list(ratios)}")
@@ -157,7 +163,6 @@ def selection_vs_random(analysis, group: str, keep: float, trials: int = 20, see
     """Explained variance of one channel group when ``keep`` of its channels are chosen greedily by
     independence, against random subsets of the same size (best and mean of ``trials``). This is the
     fact pruning relies on: the chosen channels predict the dropped ones far better than chance."""
-    from lab.analysis import linalg
 
     rep = analysis.group(group)
     gram = analysis.selection_gram(rep)
@@ -177,10 +182,6 @@ def small_distill_config(source, *, steps_per_phase: int, frames: int, size: int
     a DistillConfig) shrunk to notebook size: every phase capped at ``steps_per_phase`` steps, training
     and validation windows of ``frames`` x ``size`` x ``size``, no periodic checkpoints or samples (the
     run still saves its best and last students). The recipe itself (student, losses, phases) is kept."""
-    from pathlib import Path
-
-    from lab.distill import load_config
-    from lab.paths import REPO_ROOT
 
     if isinstance(source, (str, Path)) and not Path(source).is_absolute() and not Path(source).exists():
         source = REPO_ROOT / source
@@ -210,11 +211,6 @@ def real_decoder_comparison(keep: float, *, weights=None, calib_clips=("bbb-128"
     calibrated on ``calib_clips`` and scored on ``heldout_clip`` (native size) against its own decode.
     Returns (rows, what they show), or (None, why) when its weights are not here (``weights``: a folder
     with taef2_decoder.pth and taef2_encoder.pth; default ../shared/assets/weights/taef2)."""
-    from lab.analysis import analyze
-    from lab.data.samples import resolve_clip
-    from lab.data.video import load_clip
-    from lab.errors import WeightsNotFoundError
-    from lab.models import load_decoder
 
     try:
         real = load_decoder("taef2", weights=weights, device=device)
