@@ -35,7 +35,7 @@ from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
 from lab.demo.distill_step import distill_student
 from lab.eval.bench import bench
-from lab.eval.metrics import PSNR
+from lab.eval.metrics import PSNR, psnr
 from lab.models import load_decoder
 from lab.notebook.experiments import compare_criteria
 from lab import paths
@@ -64,7 +64,7 @@ def psnr_all(decoder, latents, targets) -> tuple[float, list[float]]:
     for z, t in zip(latents, targets):
         out = decoder.decode(z)
         total.update(out, t)
-        each.append(PSNR().update(out, t).compute())
+        each.append(psnr(out, t))
     return total.compute(), each
 
 

@@ -304,14 +304,22 @@ def is_saved_decoder(folder: str | os.PathLike) -> bool:
 def check_save_target(folder: str | os.PathLike, overwrite: bool = False) -> None:
     """Raise unless a decoder may be saved into ``folder``: it is absent, empty, a decoder the lab saved,
     or ``overwrite`` is set. Commands call it before their work, so a refusal comes before minutes of it."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise FolderNotEmptyError(f"{folder} is a file, not a folder; choose another output folder.")
-    if overwrite or not folder.exists() or is_saved_decoder(folder) or not any(folder.iterdir()):
-        return
-    raise FolderNotEmptyError(
+    check_output_folder(
+        folder, overwrite, is_saved_decoder, "output folder",
         f"{folder} is not empty and holds no decoder saved by the lab (no {LAB_META_FILE}); choose a new or "
         f"empty folder, or pass --overwrite to write the decoder's files into it (its other files are kept).")
+
+
+def check_output_folder(folder: str | os.PathLike, overwrite: bool, ours, what: str, refusal: str) -> None:
+    """The folder rule of everything the lab writes into a folder: allowed when ``folder`` is absent, empty,
+    written by the lab before (``ours(folder)``) or ``overwrite`` is set; a file there is refused (``what``
+    names the option to change), any other non-empty folder refused with ``refusal``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FolderNotEmptyError(f"{folder} is a file, not a folder; choose another {what}.")
+    if overwrite or not folder.exists() or not any(folder.iterdir()) or ours(folder):
+        return
+    raise FolderNotEmptyError(refusal)
 
 
 def remove_saved_decoder(folder: str | os.PathLike) -> None:

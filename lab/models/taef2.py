@@ -174,17 +174,24 @@ def load_released(folder: str | Path) -> TAEF2Model:
     return model
 
 
-def _decode(adapter, z):
-    return adapter.vae.decode(z).sample
+class _FrameDecoding:
+    """What the teacher and student adapters share: the decoder Sequential, decoded frame by frame."""
+
+    causal = False
+    arch = TAEF2
+
+    def decoder_modules(self):
+        return [self.vae.decoder]
+
+    def _decode_raw(self, z):
+        return self.vae.decode(z).sample
 
 
-class TAEF2DecoderAdapter(VideoDecoder):
+class TAEF2DecoderAdapter(_FrameDecoding, VideoDecoder):
     """The released TAEF2 (or a random one of its layout) as a frame-by-frame video teacher: raw latents
     are its latents (mean 0, std 1), T latent frames decode to T frames."""
 
-    causal = False
     adapter_kind = "taef2"
-    arch = TAEF2
 
     def __init__(self, name: str, vae: TAEF2Model, family: str = "teacher"):
         super().__init__(name, GEOMETRY)
@@ -194,12 +201,6 @@ class TAEF2DecoderAdapter(VideoDecoder):
     @property
     def has_encoder(self) -> bool:
         return self.vae.encoder is not None
-
-    def decoder_modules(self):
-        return [self.vae.decoder]
-
-    def _decode_raw(self, z):
-        return _decode(self, z)
 
     def _encode_raw(self, video, sample, generator):
         return self.vae.encode(video)  # deterministic: no posterior to sample
@@ -212,20 +213,12 @@ class TAEF2DecoderAdapter(VideoDecoder):
         return cls(meta["name"], TAEF2Model.from_pretrained(str(folder)), meta.get("family", "teacher"))
 
 
-class TAEF2StudentAdapter(StudentAdapter):
+class TAEF2StudentAdapter(_FrameDecoding, StudentAdapter):
     """A pruned TAEF2 decoder (``TAEF2Model`` at narrower widths, no encoder)."""
 
-    causal = False
     adapter_kind = "taef2-student"
-    arch = TAEF2
     vae_class = TAEF2Model
 
     def __init__(self, name: str, vae: TAEF2Model):
         super().__init__(name, GEOMETRY)
         self.vae = vae
-
-    def decoder_modules(self):
-        return [self.vae.decoder]
-
-    def _decode_raw(self, z):
-        return _decode(self, z)

@@ -20,7 +20,7 @@ from diffusers import AutoencoderKLWan
 
 from lab.data.clips import ClipWindows
 from lab.errors import CheckpointError
-from lab.models.interface import FolderNotEmptyError
+from lab.models.interface import check_output_folder
 from lab.teachers.card import write_card
 from lab.teachers.checkpoint import load_state
 from lab.teachers.config import TrainConfig, build_model, get_preset
@@ -49,14 +49,11 @@ def check_export_target(out_dir, overwrite: bool = False) -> None:
     """Raise unless a teacher may be exported into ``out_dir``: absent, empty, a teacher the lab exported,
     or ``overwrite`` (the export's files are then written into it; its other files are kept). Called before
     training starts, so a refusal comes before the minutes of training."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FolderNotEmptyError(f"{out_dir} is a file, not a folder; choose another --export-to folder.")
-    if overwrite or not out_dir.exists() or not any(out_dir.iterdir()) or is_exported_teacher(out_dir):
-        return
-    raise FolderNotEmptyError(f"{out_dir} is not empty and holds no teacher exported by the lab (no {MARKER}); choose "
-                              f"a new or empty --export-to folder, or pass --overwrite to write the teacher's files "
-                              f"({', '.join(EXPORTED)}) into it (its other files are kept).")
+    check_output_folder(
+        out_dir, overwrite, is_exported_teacher, "--export-to folder",
+        f"{out_dir} is not empty and holds no teacher exported by the lab (no {MARKER}); choose a new or empty "
+        f"--export-to folder, or pass --overwrite to write the teacher's files ({', '.join(EXPORTED)}) into it "
+        f"(its other files are kept).")
 
 
 @torch.no_grad()
