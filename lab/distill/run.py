@@ -1,25 +1,20 @@
 """``distill(config, out, resume=False, callbacks=(), overwrite=False)``: one distillation run as a process
 sees it. It reads the config, joins the process group (``torchrun``), takes the run folder's lock (one
-writer per run, lab.runs.lock via lab.distill.run_folder), turns SIGTERM into an interrupt (the run is
+writer per run, lab.runs.lock via lab.training.run_folder), turns SIGTERM into an interrupt (the run is
 marked ``interrupted`` and resumes from its last checkpoint) and runs the trainer's loop."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import torch
-import threading
 
 from lab.distill.config import load_config
 from lab.distill.distributed import DistEnv
-from lab.distill.run_folder import open_run_folder, run_config
+from lab.training.run_folder import open_run_folder, run_config
 from lab.distill.trainer import Trainer
 from lab.errors import ConfigError
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+from lab.training.signals import signals_interrupt
 
 
 def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = False) -> dict:
@@ -27,7 +22,7 @@ def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = F
     in the run store's meta as ``final``). ``config``: a path, a dict or a DistillConfig; with
     ``resume`` and ``config=None`` the run's own config.json is used. ``out`` must be new, empty or (with
     ``resume``) a run; ``overwrite`` starts a run in any other folder, replacing only a run's own files
-    there (``lab.distill.run_folder``). The process holds the run's lock until it returns."""
+    there (``lab.training.run_folder``). The process holds the run's lock until it returns."""
     out = Path(out)
     if config is None:
         if not resume:
@@ -42,17 +37,10 @@ def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = F
     except BaseException:
         env.close()
         raise
-    old = None
     try:
-        if threading.current_thread() is threading.main_thread():
-            old = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:
-        old = None
-    try:
-        return Trainer(cfg, out, resume, callbacks, env).fit()
+        with signals_interrupt():
+            return Trainer(cfg, out, resume, callbacks, env).fit()
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
         if lock is not None:
             lock.release()
         env.close()

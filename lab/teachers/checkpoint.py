@@ -1,61 +1,86 @@
-"""Resumable training state, written atomically.
+"""What a teacher run's checkpoint holds, written and read the way every training run of the lab does it
+(``lab.training.checkpoints``): ``<run>/checkpoints/step-NNNNNNN/`` with the VAE's weights as
+``model.*`` tensors in safetensors and the rest of the training state in a weights_only-loadable file
+(optimizer, step, wall time, the data and noise generators and torch's RNG, the run's config as a dict,
+the session metadata the card quotes). Each folder is written under a temporary name and renamed into
+place, so an interrupted write leaves the previous checkpoint valid; the newest ``KEEP`` are kept.
 
-A checkpoint holds everything the next step depends on: model and optimizer state, the step, the
-data and noise generators and the global torch RNG, plus the run's config and elapsed wall time.
-It is written to a temporary file and renamed over the old one, so an interrupted write never
-leaves a half checkpoint behind (the previous one stays valid).
-
-The state holds only tensors, numbers, strings, None and dicts/lists/tuples of them (the config
-as ``TrainConfig.to_dict()``), so it loads with ``torch.load(weights_only=True)``: reading a run
-folder never executes pickled code. ``save_state`` refuses anything else instead of writing a
-file that could not be read back.
+Runs made before teacher runs shared this format kept one ``<run>/state.pt``; ``load_state`` still reads
+it (resume, warm start, export), and the next checkpoint of a resumed one is written the new way.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import torch
 
 from lab.errors import CheckpointError
+from lab.training.checkpoints import CheckpointFolder, check_plain
 
-STATE_FILE = "state.pt"
+#: A run folder's state from before teacher checkpoints were step folders (still read, never written).
+LEGACY_STATE_FILE = "state.pt"
+#: What a readable teacher checkpoint's state must hold.
+STATE_KEYS = ("step", "optimizer", "rng", "config")
+#: Checkpoints kept per run: the newest, and one before it in case the newest cannot be read.
+KEEP = 2
+_MODEL = "model."
 
 
-_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device)
+def checkpoint_folder(run_dir: Path) -> CheckpointFolder:
+    return CheckpointFolder(run_dir, STATE_KEYS, weights_prefix=_MODEL)
 
 
-def _check_plain(value, where: str = "state") -> None:
-    """Raise if ``value`` holds anything torch.load(weights_only=True) would refuse to read."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_plain(k, f"{where} key")
-            _check_plain(v, f"{where}[{k!r}]")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
-    elif not isinstance(value, _PLAIN):
-        raise CheckpointError(f"{where} is a {type(value).__name__}; a training state may hold only tensors, "
-                              f"numbers, strings and dicts/lists of them (convert it, e.g. with to_dict()).")
+def is_teacher_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a teacher run's training state (a checkpoint, or a legacy state.pt)."""
+    return bool(checkpoint_folder(folder).complete()) or (Path(folder) / LEGACY_STATE_FILE).is_file()
 
 
 def save_state(run_dir: Path, state: dict) -> Path:
-    _check_plain(state)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / STATE_FILE
-    tmp = run_dir / f".{STATE_FILE}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    """Write ``state`` (with its ``model`` state dict) as the run's checkpoint at ``state['step']``; returns
+    the checkpoint folder (``prune_checkpoints`` then drops the older ones)."""
+    check_plain(state)
+    run_dir = Path(run_dir)
+    rest = {k: v for k, v in state.items() if k != "model"}
+    tensors = {_MODEL + k: v for k, v in state["model"].items()}
+    ckpts = checkpoint_folder(run_dir)
+    return ckpts.write(state["step"], tensors, rest, {"step": state["step"]})
 
 
-def load_state(run_dir: Path) -> dict | None:
-    """The run's last state, or None when the run has none yet."""
-    path = Path(run_dir) / STATE_FILE
-    if not path.exists():
-        return None
+def prune_checkpoints(run_dir: Path, forget=lambda step: None) -> None:
+    """Keep the newest ``KEEP`` checkpoints; ``forget(step)`` drops one from the run store before its files go."""
+    checkpoint_folder(Path(run_dir)).prune(KEEP, None, forget)
+
+
+def load_state(run_dir: Path, *, set_aside=None) -> dict | None:
+    """The run's newest readable training state (``model`` holds the state dict), or None when the run has
+    none yet. A checkpoint that cannot be read is skipped; with ``set_aside(path, aside, error)`` (a resume,
+    which owns the folder) it is also moved aside as ``unreadable-step-*`` and the callback told."""
+    run_dir = Path(run_dir)
+    ckpts = checkpoint_folder(run_dir)
+    if set_aside is not None:
+        picked = ckpts.pick("cpu", on_unreadable=set_aside)
+    else:  # a reader (export, warm start) leaves another run's folder as it is
+        picked = None
+        for path in reversed(ckpts.complete()):
+            try:
+                picked = (path, *ckpts.read(path, "cpu"))
+                break
+            except CheckpointError:
+                continue
+    if picked is not None:
+        _, tensors, state = picked
+        return {**state, "model": {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}}
+    if (run_dir / LEGACY_STATE_FILE).is_file():
+        return _load_legacy(run_dir / LEGACY_STATE_FILE)
+    if ckpts.complete():
+        raise CheckpointError(f"no checkpoint in {ckpts.dir} can be read; they are damaged. Point --run at "
+                              f"another run, or move {ckpts.dir} away to start this run over.")
+    return None
+
+
+def _load_legacy(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

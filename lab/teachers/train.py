@@ -8,6 +8,11 @@ Every few minutes the full training state is checkpointed (resumable) and, if as
 exported to a diffusers folder. Logs go to the run store (``lab.runs.store``, kind 'teacher'), so teacher
 runs show in the distillation dashboard beside the distillation runs, and, as one JSON object per line,
 to ``<run>/log.jsonl`` (what the model cards quote).
+
+What it shares with distillation is ``lab.training``: the run folder's rules (a user's folder is refused,
+one writer at a time, half-written leftovers cleared on resume), checkpoint folders (``lab.teachers.checkpoint``
+says what a teacher's holds; an unreadable one is set aside on resume), the warmup + cosine schedule and the
+signal handling (SIGTERM / Ctrl-C: finish the step, checkpoint, stop as ``interrupted``).
 """
 
 from __future__ import annotations
@@ -15,26 +20,28 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import threading
 
 from lab.data.clips import ClipWindows
 from lab.data.stream import sample_windows
 from lab.errors import LabError
 from lab.runs.lock import RunLock
-from lab.runs.store import STORE_FILE, RunStore
+from lab.runs.store import STORE_FILE, RunStore, is_run
 from lab.teachers.anchor import anchor_latents
-from lab.teachers.checkpoint import load_state, restore_rng, rng_state, save_state
+from lab.teachers.checkpoint import is_teacher_run, load_state, prune_checkpoints, restore_rng, rng_state, save_state
 from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F401 (build_model: tests and callers import it here)
 from lab.teachers.data import training_data
 from lab.teachers.export import check_export_target, export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
+from lab.training import schedule
+from lab.training.run_folder import check_run_target, remove_temps
+from lab.training.signals import StopOnSignal
 
 log = logging.getLogger("lab.teachers")
 
@@ -45,15 +52,11 @@ _FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "
 
 
 def lr_at(step: int, cfg: TrainConfig, wall_s: float = 0.0) -> float:
-    """Linear warmup over cfg.warmup steps, then cosine from cfg.lr down to cfg.lr * min_lr_ratio. With
-    ``max_minutes`` the cosine follows whichever budget runs out first, steps or time, so a run stopped
-    by the clock still ends at the low learning rate."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    if cfg.max_minutes:
-        progress = max(progress, min(1.0, wall_s / (cfg.max_minutes * 60)))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    """The lab's schedule (``lab.training.schedule.lr_at``) over the run's steps. With ``max_minutes`` the
+    cosine follows whichever budget runs out first, steps or time, so a run stopped by the clock still ends
+    at the low learning rate."""
+    spent = wall_s / (cfg.max_minutes * 60) if cfg.max_minutes else 0.0
+    return schedule.lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio, min_progress=spent)
 
 
 def vae_loss(vae, x: torch.Tensor, noise: torch.Generator, cfg: TrainConfig, perceptual=None,
@@ -94,10 +97,14 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
     configured training clips (tests train on the small bundled clip). One process at a time trains a
     run folder: a second one is refused (``lab.runs.lock``) instead of both writing its state."""
     cfg.validate()
+    run_dir = Path(run_dir)
     if cfg.export_to:  # before the minutes of training; later exports replace the lab's own export
         check_export_target(cfg.export_to, overwrite_export)
+    if not (is_run(run_dir) or is_teacher_run(run_dir)):
+        check_run_target(run_dir, flag="--run", can_overwrite=False)  # a user's folder is never written into
     with RunLock(run_dir):
-        return _train(cfg, Path(run_dir), stop_at=stop_at, command=command, data=data)
+        remove_temps(run_dir)  # half-written checkpoints of a killed session
+        return _train(cfg, run_dir, stop_at=stop_at, command=command, data=data)
 
 
 def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str | None,
@@ -118,7 +125,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
     step, wall = 0, 0.0
     meta = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
-    state = load_state(run_dir)
+    set_aside = []  # unreadable checkpoints moved aside; recorded once the store is open
+    state = load_state(run_dir, set_aside=lambda path, aside, exc: set_aside.append((path, aside, exc)))
     if state is not None:
         old = TrainConfig.from_dict(state["config"])
         changed = [k for k in _FIXED_ON_RESUME if getattr(old, k) != getattr(cfg, k)]
@@ -142,11 +150,14 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
         log.info("warm start from %s (step %s)", cfg.init_from, provenance["step"])
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _open_store(run_dir, cfg, step)
+    for path, aside, exc in set_aside:
+        store.log_event(step, "checkpoint_skipped", {"checkpoint": str(path), "moved_to": str(aside),
+                                                     "reason": str(exc)})
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # this session's settings
     try:
         return _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop_at, data, device)
     except BaseException as exc:
-        # Ctrl-C and SIGTERM end the loop cleanly (_StopOnSignal); what arrives here is a failure.
+        # Ctrl-C and SIGTERM end the loop cleanly (StopOnSignal); what arrives here is a failure.
         store.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                      error=None if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
         raise
@@ -171,18 +182,21 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
     if device.type == "cuda":
         data.to(device)  # uint8 clips live on the GPU: windows are cut there (no per-batch host copies)
     perceptual = _perceptual(cfg, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     def checkpoint():
-        save_state(run_dir, {"config": cfg.to_dict(), "model": vae.state_dict(), "optimizer": opt.state_dict(),
-                             "rng": rng_state(gens), "step": step, "wall_s": wall, "meta": meta})
-        store.log_event(step, "checkpoint", {"wall_s": round(wall, 1)})  # one state file, replaced each time
+        path = save_state(run_dir, {"config": cfg.to_dict(), "model": vae.state_dict(),
+                                    "optimizer": opt.state_dict(), "rng": rng_state(gens), "step": step,
+                                    "wall_s": wall, "meta": meta})
+        store.add_checkpoint(step, path)
+        prune_checkpoints(run_dir, forget=store.remove_checkpoint)
+        store.log_event(step, "checkpoint", {"wall_s": round(wall, 1)})
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     last_ckpt = last_export = time.monotonic()
     losses = []
-    stop = _StopOnSignal()  # SIGTERM/SIGINT: finish the step, checkpoint, return (resume later)
+    stop = StopOnSignal()  # SIGTERM/SIGINT: finish the step, checkpoint, return (resume later)
     with open(run_dir / "log.jsonl", "a") as logf, stop:
         while step < end and wall < budget_s and not stop.requested:
             t0 = time.monotonic()
@@ -249,34 +263,3 @@ def _perceptual(cfg: TrainConfig, device):
     for p in net.parameters():
         p.requires_grad_(False)
     return net
-
-
-class _StopOnSignal:
-    """While active, SIGTERM and SIGINT set ``requested`` instead of killing the process mid-step."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def _handle(self, signum, frame):
-        log.info("signal %d: stopping after this step and checkpointing", signum)
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # signals only reach the main thread
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -12,17 +12,17 @@ import torch
 from safetensors.torch import load_file
 
 from lab.errors import CheckpointError
-from lab.teachers.checkpoint import STATE_FILE, load_state
+from lab.teachers.checkpoint import is_teacher_run, load_state
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state_dict in float32, provenance) from a run folder (state.pt) or a diffusers folder
+    """(state_dict in float32, provenance) from a run folder (its newest checkpoint) or a diffusers folder
     (safetensors). The provenance names the source, its step and the command that trained it, for
     the model card."""
     src = Path(source)
-    if (src / STATE_FILE).is_file():
+    if is_teacher_run(src):
         state = load_state(src)
         meta = state.get("meta") or {}
         return state["model"], {"source": str(source), "step": state["step"], "command": meta.get("command"),
@@ -31,8 +31,8 @@ def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict
         weights = {k: v.float() for k, v in load_file(src / WEIGHTS).items()}
         return weights, {"source": str(source), "step": None, "command": _card_commands(src / "README.md"),
                          "wall_s": None}
-    raise CheckpointError(f"--init-from {source}: neither a run folder ({STATE_FILE}) nor a diffusers folder "
-                          f"({WEIGHTS}); point it at e.g. runs/teachers/mini-wan or data/checkpoints/mini-wan.")
+    raise CheckpointError(f"--init-from {source}: neither a teacher run folder (checkpoints/step-*) nor a diffusers "
+                          f"folder ({WEIGHTS}); point it at e.g. runs/teachers/mini-wan or data/checkpoints/mini-wan.")
 
 
 def apply_init_weights(vae: torch.nn.Module, weights: dict, source: str) -> None:

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from lab.distill.schedule import FeatureWeightDecay, PlateauDetector, lr_at
+from lab.distill.feature_weight import FeatureWeightDecay
+from lab.training.schedule import PlateauDetector, lr_at
 
 
 def test_plateau_fires_after_patience_without_improvement():

@@ -4,6 +4,7 @@ resumed teacher run forgets what it logged after its checkpoint (no duplicated r
 import pytest
 
 from lab.data.clips import ClipSpec, ClipWindows
+from lab.errors import LabError
 from lab.runs.store import RunReader
 from lab.runs.view import RunSeries, scan_runs
 from lab.teachers.config import TrainConfig
@@ -42,3 +43,29 @@ def test_a_resumed_teacher_run_logs_each_step_once(tmp_path, bundled_windows):
         assert r.status() == "finished"
         assert [s for s, _ in r.scalars(["train/loss"])["train/loss"]] == [1, 2, 3, 4, 5, 6]
         assert r.meta()["final"]["step"] == 6
+
+
+def test_teacher_checkpoints_are_the_lab_s_step_folders_and_a_damaged_one_is_set_aside(tmp_path, bundled_windows):
+    # The same checkpoint folders as distillation (lab.training.checkpoints): listed in the store, the newest
+    # two kept, and on resume a damaged newest one is moved aside and the run goes on from the one before.
+    run = tmp_path / "run"
+    train(tiny(checkpoint_minutes=0.0), run, data=bundled_windows, stop_at=4)
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step-0000003", "step-0000004"]
+    with RunReader(run) as r:
+        assert [c.step for c in r.checkpoints()] == [3, 4]
+    (run / "checkpoints" / "step-0000004" / "weights.safetensors").write_bytes(b"cut short")
+    result = train(tiny(checkpoint_minutes=0.0), run, data=bundled_windows)
+    assert result["step"] == 6 and (run / "checkpoints" / "unreadable-step-0000004").is_dir()
+    with RunReader(run) as r:
+        assert [s for s, _ in r.scalars(["train/loss"])["train/loss"]] == [1, 2, 3, 4, 5, 6]
+        assert [e for e in r.events("checkpoint_skipped")][0]["checkpoint"].endswith("step-0000004")
+
+
+def test_a_teacher_run_is_not_written_into_a_user_s_folder(tmp_path, bundled_windows):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")  # the user's own file, which a run would replace
+    with pytest.raises(LabError, match="--run .* is not empty and is not a run of the lab"):
+        train(tiny(), mine, data=bundled_windows)
+    assert (mine / "config.json").read_text() == "{}" and sorted(p.name for p in mine.iterdir()) == ["config.json"]

@@ -54,7 +54,7 @@ def test_init_from_an_exported_folder(tmp_path, windows):
 
 
 def test_init_from_names_the_problem(tmp_path, windows):
-    with pytest.raises(CheckpointError, match="neither a run folder"):
+    with pytest.raises(CheckpointError, match="neither a teacher run folder"):
         train(tiny(init_from=str(tmp_path)), tmp_path / "run", data=windows, stop_at=0)
     train(tiny(model="ltx-video-tiny", frames=9, crop=64, steps=1), tmp_path / "ltx", data=windows)
     with pytest.raises(CheckpointError, match="same --model"):
@@ -66,14 +66,23 @@ class NotPlain:
 
 
 def test_state_is_loaded_without_unpickling_code(tmp_path):
+    plain = {"model": {"w": torch.ones(2)}, "step": 3, "optimizer": {}, "rng": {}, "meta": None,
+             "config": {"crop": 32, "sides": [1, 2]}}
     with pytest.raises(CheckpointError, match="NotPlain"):
-        save_state(tmp_path, {"model": {}, "config": NotPlain()})
-    assert not (tmp_path / "state.pt").exists()
+        save_state(tmp_path, {**plain, "config": NotPlain()})
+    assert not (tmp_path / "checkpoints").exists()
     torch.save({"model": {}, "config": NotPlain()}, tmp_path / "state.pt")  # e.g. an old or foreign file
     with pytest.raises(CheckpointError, match="other than tensors"):
         load_state(tmp_path)
-    save_state(tmp_path, {"model": {"w": torch.ones(2)}, "config": {"crop": 32, "sides": [1, 2]}, "meta": None})
-    assert load_state(tmp_path)["config"] == {"crop": 32, "sides": [1, 2]}
+    save_state(tmp_path, plain)
+    assert load_state(tmp_path)["config"] == {"crop": 32, "sides": [1, 2]}  # the checkpoint, not the old file
+    # A checkpoint whose state would need unpickling is unreadable: a reader skips it, never runs it.
+    bad = tmp_path / "checkpoints" / "step-0000009"
+    bad.mkdir()
+    (bad / "weights.safetensors").write_bytes((tmp_path / "checkpoints" / "step-0000003" / "weights.safetensors")
+                                              .read_bytes())
+    torch.save({**plain, "step": 9, "config": NotPlain()}, bad / "state.pt")
+    assert load_state(tmp_path)["step"] == 3
 
 
 def test_the_card_names_every_command_that_made_the_run(tmp_path, windows):

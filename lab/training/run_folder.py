@@ -49,15 +49,19 @@ def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False) -> R
     return lock
 
 
-def check_run_target(out: Path, overwrite: bool = False) -> None:
+def check_run_target(out: Path, overwrite: bool = False, flag: str = "--out", can_overwrite: bool = True) -> None:
     """Raise unless a run may start in ``out``: new, empty, a run (which the caller then refuses or, with
-    ``overwrite``, replaces), or any folder with ``overwrite``. Writes nothing."""
+    ``overwrite``, replaces), or any folder with ``overwrite``. Writes nothing. ``flag`` names the option that
+    chose the folder; ``can_overwrite`` whether the command offers --overwrite for it."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
-        raise FolderNotEmptyError(f"--out {out} is a file, not a folder; choose another --out.")
+        raise FolderNotEmptyError(f"{flag} {out} is a file, not a folder; choose another {flag}.")
     if not overwrite and _foreign(out):
+        fix = (", or pass --overwrite to write the run into it (the run's own files are replaced, others kept)"
+               if can_overwrite else "")
         raise FolderNotEmptyError(
-            f"--out {out} is not empty and is not a run of the lab (no {STORE_FILE}); choose a new or empty "
-            f"folder, or pass --overwrite to write the run into it (the run's own files are replaced, others kept).")
+            f"{flag} {out} is not empty and is not a run of the lab (no {STORE_FILE}); choose a new or empty "
+            f"folder{fix}.")
 
 
 def run_config(out: str | Path) -> dict:

@@ -1,6 +1,8 @@
-"""Dynamic control of a distillation run: plateau detection, the decaying feature weight, and the
-per-phase learning-rate schedule. Every stateful piece has ``state_dict``/``load_state_dict`` of plain
-numbers, so a resumed run takes the same decisions as an uninterrupted one."""
+"""The schedule of every training run in the lab: the learning rate (linear warmup, then cosine down to a
+floor) and plateau detection (when a smoothed metric stopped improving). Teacher runs follow the LR over
+their steps (or their time budget); distillation phases follow it per phase and switch on plateaus. Every
+stateful piece has ``state_dict``/``load_state_dict`` of plain numbers, so a resumed run takes the same
+decisions as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -51,40 +53,14 @@ class PlateauDetector:
         self.smoothed, self.best, self.bad_updates = state["smoothed"], state["best"], int(state["bad_updates"])
 
 
-class FeatureWeightDecay:
-    """Phase 2's feature weight: ``w0 * clamp(pixel_now / pixel_at_phase_start, 0, 1)``, where both
-    pixel values are EMA-smoothed so one easy batch does not switch the features off."""
-
-    def __init__(self, w0: float, smoothing: float = 0.9):
-        self.w0, self.smoothing = float(w0), smoothing
-        self.start: float | None = None
-        self.now: float | None = None
-
-    def update(self, pixel: float) -> float:
-        if math.isfinite(pixel):
-            self.now = pixel if self.now is None else self.smoothing * self.now + (1 - self.smoothing) * pixel
-            if self.start is None:
-                self.start = self.now
-        return self.weight
-
-    @property
-    def weight(self) -> float:
-        if self.start is None or self.now is None or self.start <= 0:
-            return self.w0
-        return self.w0 * min(max(self.now / self.start, 0.0), 1.0)
-
-    def state_dict(self) -> dict:
-        return {"w0": self.w0, "start": self.start, "now": self.now}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.w0, self.start, self.now = float(state["w0"]), state["start"], state["now"]
-
-
-def lr_at(step_in_phase: int, phase_steps: int, base_lr: float, warmup: int, min_ratio: float) -> float:
+def lr_at(step: int, total_steps: int, base_lr: float, warmup: int, min_ratio: float,
+          min_progress: float = 0.0) -> float:
     """Linear warmup over ``warmup`` steps, then cosine from ``base_lr`` to ``base_lr * min_ratio`` at
-    ``phase_steps`` (the phase's max_steps; a phase that ends early on a plateau just stops sooner)."""
-    if warmup > 0 and step_in_phase < warmup:
-        return base_lr * (step_in_phase + 1) / warmup
-    span = max(1, phase_steps - warmup)
-    t = min(1.0, (step_in_phase - warmup) / span)
+    ``total_steps`` (a distillation phase's max_steps: a phase that ends early on a plateau just stops sooner).
+    ``min_progress`` moves the cosine on at least that far (a teacher run with a time budget passes the share
+    of its minutes spent, so a run stopped by the clock still ends at the low learning rate)."""
+    if warmup > 0 and step < warmup:
+        return base_lr * (step + 1) / warmup
+    span = max(1, total_steps - warmup)
+    t = max(min(1.0, (step - warmup) / span), min(1.0, min_progress))
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))

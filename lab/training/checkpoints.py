@@ -2,8 +2,11 @@
 weights_only-loadable state file + meta.json), written under a temporary name and renamed into place,
 so a kill leaves either the previous checkpoints or the new one complete, never half of one.
 
-What goes into a checkpoint (the training state) is the trainer's business; this module owns how it is
-written, listed, pruned, read back and set aside when it cannot be read.
+What goes into a checkpoint (the training state) is the training loop's business (a distillation's student,
+heads, EMA and discriminator; a teacher's VAE); this module owns how it is written, listed, pruned, read back
+and set aside when it cannot be read. The state file holds only tensors, numbers, strings and containers of
+them (``check_plain``), so it loads with ``torch.load(weights_only=True)``: reading a run folder never
+executes pickled code.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from lab.distill.run_folder import UNREADABLE_PREFIX
+from lab.training.run_folder import UNREADABLE_PREFIX
 from lab.errors import CheckpointError
 from lab.models.interface import exchange_paths
 
@@ -26,17 +29,37 @@ log = logging.getLogger("lab")
 
 CKPT_WEIGHTS = "weights.safetensors"
 CKPT_STATE = "state.pt"
-#: What a readable checkpoint's state must hold.
-STATE_KEYS = ("step", "phase_idx", "phase_step", "optimizer", "data_rng", "torch_rng")
+
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device)
+
+
+def check_plain(value, where: str = "state") -> None:
+    """Raise if ``value`` holds anything torch.load(weights_only=True) would refuse to read, instead of
+    writing a file that could not be read back."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_plain(k, f"{where} key")
+            check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain(v, f"{where}[{i}]")
+    elif not isinstance(value, _PLAIN):
+        raise CheckpointError(f"{where} is a {type(value).__name__}; a training state may hold only tensors, "
+                              f"numbers, strings and dicts/lists of them (convert it, e.g. with to_dict()).")
 
 
 class CheckpointFolder:
-    def __init__(self, run: Path):
+    """``run/checkpoints``. ``state_keys`` and ``weights_prefix`` say what a complete checkpoint of this kind of
+    run holds (a state key each, and at least one tensor named ``<prefix>...``); one that lacks them is
+    incomplete and set aside on resume like a damaged one."""
+
+    def __init__(self, run: Path, state_keys: tuple[str, ...], weights_prefix: str):
         self.dir = Path(run) / "checkpoints"
+        self.state_keys, self.weights_prefix = tuple(state_keys), weights_prefix
 
     def complete(self) -> list[Path]:
         """Checkpoint folders whose state file was written (the last file a checkpoint writes), oldest first.
-        All of them are this run's: a run folder holds one run (lab.distill.run_folder)."""
+        All of them are this run's: a run folder holds one run (lab.training.run_folder)."""
         return sorted(p for p in self.dir.glob("step-*") if (p / CKPT_STATE).exists())
 
     def latest(self) -> str | None:
@@ -46,6 +69,7 @@ class CheckpointFolder:
     def write(self, step: int, tensors: dict[str, torch.Tensor], state: dict, meta: dict) -> Path:
         """Write checkpoint ``step`` (replacing this step's earlier one, as the run's end writes its last step
         again) and return its folder."""
+        check_plain(state)
         final = self.dir / f"step-{step:07d}"
         tmp = self.dir / f".step-{step:07d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -73,13 +97,25 @@ class CheckpointFolder:
                 os.replace(p, trash)
                 shutil.rmtree(trash, ignore_errors=True)
 
+    def read(self, path: Path, device) -> tuple[dict, dict]:
+        """(tensors, state) of a checkpoint folder; CheckpointError when a file cannot be read or is incomplete."""
+        try:
+            tensors = load_file(str(path / CKPT_WEIGHTS), device=str(device))
+            state = torch.load(path / CKPT_STATE, map_location=device, weights_only=True)
+        except Exception as exc:  # a cut or damaged file fails in many ways (safetensors, pickle, zip, OS errors)
+            raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+        missing = [k for k in self.state_keys if not isinstance(state, dict) or k not in state]
+        if missing or not any(k.startswith(self.weights_prefix) for k in tensors):
+            raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or 'the model weights'})")
+        return tensors, state
+
     def pick(self, device, on_unreadable: Callable[[Path, Path, CheckpointError], None] = lambda *a: None):
         """(path, tensors, state) of the newest readable checkpoint, or None. Unreadable ones (a disk error,
         a file cut short) are set aside as ``unreadable-step-*``; ``on_unreadable(path, aside, error)`` is
         told (the trainer records an event)."""
         for path in reversed(self.complete()):
             try:
-                return (path, *read_checkpoint(path, device))
+                return (path, *self.read(path, device))
             except CheckpointError as exc:
                 aside = path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1])
                 shutil.rmtree(aside, ignore_errors=True)
@@ -104,16 +140,3 @@ def restore_checkpoint_records(store, path: Path, step: int, best_step: int | No
 
 def checkpoint_step(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[1])
-
-
-def read_checkpoint(path: Path, device) -> tuple[dict, dict]:
-    """(tensors, state) of a checkpoint folder; CheckpointError when a file cannot be read or is incomplete."""
-    try:
-        tensors = load_file(str(path / CKPT_WEIGHTS), device=str(device))
-        state = torch.load(path / CKPT_STATE, map_location=device, weights_only=True)
-    except Exception as exc:  # a cut or damaged file fails in many ways (safetensors, pickle, zip, OS errors)
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
-    if missing or not any(k.startswith("student.") for k in tensors):
-        raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or 'the student weights'})")
-    return tensors, state
