@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from lab.distill.checkpointing import BEST_METRIC, Checkpointing, checkpoint_folder
-from lab.distill.config import DistillConfig, changed_keys
+from lab.distill.config import DistillConfig
 from lab.distill.data import load_val_clips, training_batches
 from lab.distill.distributed import DistEnv
 from lab.distill.evaluation import validation_metrics, write_triptych
@@ -58,6 +58,7 @@ from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.eval.backbones import load_lpips
 from lab.runs.store import RunStore
+from lab.training.config import changed_keys
 from lab.training.schedule import PlateauDetector, lr_at
 
 log = logging.getLogger("lab")

@@ -6,7 +6,7 @@ the catalog so that what is trained is exactly what ``load_decoder`` builds.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
@@ -18,6 +18,7 @@ from lab.data.samples import sample_clip
 from lab.errors import LabError
 from lab.models.catalog import MINI_LTX_CONFIG, MINI_LTX_W32_CONFIG, MINI_WAN_CONFIG, MINI_WAN_W32_CONFIG
 from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
+from lab.training.config import build_dataclass
 
 WAN_GENERATED = "videos/wan2_1_generated_832x480_81f.mp4"
 
@@ -111,17 +112,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """The config a run recorded. Strict, as distillation configs are: a key this lab does not know
-        (a run written by another lab version) is an error, never silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise LabError(f"the teacher run's config has key(s) {', '.join(unknown)} that this lab version does not "
-                           f"know (known: {', '.join(sorted(known))}); resume it with the lab version that wrote it, "
-                           f"or start a new run in another --out folder.")
-        cfg = cls(**d)
-        cfg.short_sides = tuple(cfg.short_sides)
-        return cfg
+        """The config a run recorded, read strictly like every run config (``lab.training.config``): a key this
+        lab does not know (a run written by another lab version) or a value of the wrong type is an error,
+        never silently dropped."""
+        return build_dataclass(cls, d, "the teacher run's config")
 
     def validate(self) -> None:
         p = get_preset(self.model)
