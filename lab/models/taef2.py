@@ -26,8 +26,9 @@ from torch import nn
 
 from lab.arch.taef2 import TAEF2, TAEF2_POOLED, TAESD_BLOCKS, decoder_layout
 from lab.errors import ConfigError, WeightsNotFoundError
-from lab.models.interface import LatentGeometry, VideoDecoder
+from lab.models.interface import LatentGeometry
 from lab.models.students.base import StudentAdapter
+from lab.models.teachers import VAETeacherAdapter
 
 DECODER_FILE = "taef2_decoder.pth"
 ENCODER_FILE = "taef2_encoder.pth"
@@ -187,30 +188,18 @@ class _FrameDecoding:
         return self.vae.decode(z).sample
 
 
-class TAEF2DecoderAdapter(_FrameDecoding, VideoDecoder):
+class TAEF2DecoderAdapter(_FrameDecoding, VAETeacherAdapter):
     """The released TAEF2 (or a random one of its layout) as a frame-by-frame video teacher: raw latents
     are its latents (mean 0, std 1), T latent frames decode to T frames."""
 
     adapter_kind = "taef2"
+    vae_class = TAEF2Model
 
     def __init__(self, name: str, vae: TAEF2Model, family: str = "teacher"):
-        super().__init__(name, GEOMETRY)
-        self.family = family
-        self.vae = vae
-
-    @property
-    def has_encoder(self) -> bool:
-        return self.vae.encoder is not None
+        super().__init__(name, vae, family, GEOMETRY)
 
     def _encode_raw(self, video, sample, generator):
         return self.vae.encode(video)  # deterministic: no posterior to sample
-
-    def _save_model(self, folder: Path) -> None:
-        self.vae.save_pretrained(folder, safe_serialization=True)
-
-    @classmethod
-    def from_saved(cls, folder: Path, meta: dict) -> "TAEF2DecoderAdapter":
-        return cls(meta["name"], TAEF2Model.from_pretrained(str(folder)), meta.get("family", "teacher"))
 
 
 class TAEF2StudentAdapter(_FrameDecoding, StudentAdapter):

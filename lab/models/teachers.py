@@ -36,32 +36,52 @@ LTX_TINY_CONFIG = {
 }
 
 
-def wan_geometry(config) -> LatentGeometry:
-    t = config.scale_factor_temporal or 2 ** sum(config.temperal_downsample)
-    s = config.scale_factor_spatial or 8
-    return LatentGeometry(config.z_dim, (t, s, s))
+class VAETeacherAdapter(VideoDecoder):
+    """Base of the teacher adapters over one diffusers-style VAE (Wan, LTX-Video, LTX-2, TAEF2), held as
+    ``self.vae``. Subclasses set ``vae_class`` (what ``from_saved`` reloads) and pass their latent geometry
+    and normalization up; saved folders are the VAE's own diffusers folder."""
 
+    vae_class: type = None
 
-class WanDecoderAdapter(VideoDecoder):
-    """Any ``AutoencoderKLWan``: Wan 2.1, the lab's mini-wan, tiny test configs.
-
-    Latent normalization comes from ``config.latents_mean`` / ``latents_std`` (as Wan pipelines
-    apply them): raw = z * std + mean.
-    """
-
-    causal = True
-    adapter_kind = "wan"
-    arch = WAN
-
-    def __init__(self, name: str, vae: AutoencoderKLWan, family: str = "teacher"):
-        cfg = vae.config
-        super().__init__(name, wan_geometry(cfg), cfg.latents_mean, cfg.latents_std)
+    def __init__(self, name: str, vae, family: str, geometry: LatentGeometry, latents_mean=None,
+                 latents_std=None, scaling_factor: float = 1.0):
+        super().__init__(name, geometry, latents_mean, latents_std, scaling_factor)
         self.family = family
         self.vae = vae
 
     @property
     def has_encoder(self) -> bool:
         return self.vae.encoder is not None
+
+    def _save_model(self, folder: Path) -> None:
+        self.vae.save_pretrained(folder, safe_serialization=True)
+
+    @classmethod
+    def from_saved(cls, folder: Path, meta: dict) -> "VAETeacherAdapter":
+        return cls(meta["name"], cls.vae_class.from_pretrained(str(folder)), meta.get("family", "teacher"))
+
+
+def wan_geometry(config) -> LatentGeometry:
+    t = config.scale_factor_temporal or 2 ** sum(config.temperal_downsample)
+    s = config.scale_factor_spatial or 8
+    return LatentGeometry(config.z_dim, (t, s, s))
+
+
+class WanDecoderAdapter(VAETeacherAdapter):
+    """Any ``AutoencoderKLWan``: Wan 2.1, the lab's mini-wan, tiny test configs.
+
+    Latent normalization comes from ``config.latents_mean`` / ``latents_std`` (as Wan pipelines
+    apply them): raw = z * std + mean.
+    """
+
+    vae_class = AutoencoderKLWan
+    causal = True
+    adapter_kind = "wan"
+    arch = WAN
+
+    def __init__(self, name: str, vae: AutoencoderKLWan, family: str = "teacher"):
+        cfg = vae.config
+        super().__init__(name, vae, family, wan_geometry(cfg), cfg.latents_mean, cfg.latents_std)
 
     def decoder_modules(self):
         return [self.vae.post_quant_conv, self.vae.decoder]
@@ -77,13 +97,6 @@ class WanDecoderAdapter(VideoDecoder):
 
     def stream(self) -> "WanStream":
         return WanStream(self)
-
-    def _save_model(self, folder: Path) -> None:
-        self.vae.save_pretrained(folder, safe_serialization=True)
-
-    @classmethod
-    def from_saved(cls, folder: Path, meta: dict) -> "WanDecoderAdapter":
-        return cls(meta["name"], AutoencoderKLWan.from_pretrained(str(folder)), meta.get("family", "teacher"))
 
 
 class WanStream(DecoderStream):
@@ -113,7 +126,7 @@ class WanStream(DecoderStream):
         return out.clamp(-1.0, 1.0)
 
 
-class LTXDecoderAdapter(VideoDecoder):
+class LTXDecoderAdapter(VAETeacherAdapter):
     """Any ``AutoencoderKLLTXVideo`` (LTX-Video 0.9 and later, the lab's mini-ltx, tiny configs).
 
     Normalization as LTX pipelines apply it: raw = z * latents_std / scaling_factor + latents_mean.
@@ -122,24 +135,22 @@ class LTXDecoderAdapter(VideoDecoder):
     pipelines' default) without added noise.
     """
 
+    vae_class = AutoencoderKLLTXVideo
     causal = False
     adapter_kind = "ltx"
     arch = LTX
 
     def __init__(self, name: str, vae: AutoencoderKLLTXVideo, family: str = "teacher",
                  decode_timestep: float = 0.0):
-        geometry = LatentGeometry(vae.config.latent_channels,
-                                  (vae.temporal_compression_ratio, vae.spatial_compression_ratio,
-                                   vae.spatial_compression_ratio))
-        super().__init__(name, geometry, vae.latents_mean.float().cpu(), vae.latents_std.float().cpu(),
-                         vae.config.scaling_factor)
-        self.family = family
-        self.vae = vae
+        super().__init__(name, vae, family, self._geometry(vae), vae.latents_mean.float().cpu(),
+                         vae.latents_std.float().cpu(), vae.config.scaling_factor)
         self.decode_timestep = decode_timestep
 
-    @property
-    def has_encoder(self) -> bool:
-        return self.vae.encoder is not None
+    @staticmethod
+    def _geometry(vae) -> LatentGeometry:
+        return LatentGeometry(vae.config.latent_channels,
+                              (vae.temporal_compression_ratio, vae.spatial_compression_ratio,
+                               vae.spatial_compression_ratio))
 
     def decoder_modules(self):
         return [self.vae.decoder]
@@ -150,13 +161,6 @@ class LTXDecoderAdapter(VideoDecoder):
     def _encode_raw(self, video, sample, generator):
         dist = self.vae.encode(video).latent_dist
         return dist.sample(generator) if sample else dist.mode()
-
-    def _save_model(self, folder: Path) -> None:
-        self.vae.save_pretrained(folder, safe_serialization=True)
-
-    @classmethod
-    def from_saved(cls, folder: Path, meta: dict) -> "LTXDecoderAdapter":
-        return cls(meta["name"], AutoencoderKLLTXVideo.from_pretrained(str(folder)), meta.get("family", "teacher"))
 
 
 # --- LTX-2 ------------------------------------------------------------------------------------------
@@ -205,24 +209,22 @@ class LTX2DecoderAdapter(LTXDecoderAdapter):
     Non-causal ones (``decoder_causal=False``) decode whole clips only.
     """
 
+    vae_class = AutoencoderKLLTX2Video
     adapter_kind = "ltx-2"
     arch = LTX2
 
     def __init__(self, name: str, vae: AutoencoderKLLTX2Video, family: str = "teacher",
                  decode_timestep: float = 0.0):
-        VideoDecoder.__init__(self, name, ltx2_geometry(vae.config), vae.latents_mean.float().cpu(),
-                              vae.latents_std.float().cpu(), vae.config.scaling_factor)
-        self.family = family
-        self.vae = vae
-        self.decode_timestep = decode_timestep
+        super().__init__(name, vae, family, decode_timestep)
         self.causal = LTX2.is_causal(vae)
+
+    @staticmethod
+    def _geometry(vae) -> LatentGeometry:
+        # From the config, not the model's compression ratios (see ltx2_geometry).
+        return ltx2_geometry(vae.config)
 
     def stream(self) -> "LTX2Stream":
         return LTX2Stream(self) if self.causal else super().stream()
-
-    @classmethod
-    def from_saved(cls, folder: Path, meta: dict) -> "LTX2DecoderAdapter":
-        return cls(meta["name"], AutoencoderKLLTX2Video.from_pretrained(str(folder)), meta.get("family", "teacher"))
 
 
 class LTX2Stream(DecoderStream):
