@@ -21,8 +21,10 @@ log = logging.getLogger("lab")
 def add_arguments(p):
     add_decoder_args(p)
     add_device_args(p)
-    p.add_argument("--clips", nargs="+", default=["bbb-128"],
-                   help="calibration clips: bundled/sample names or video paths (default: the bundled clip)")
+    p.add_argument("--clips", nargs="+", default=None,
+                   help="calibration clips: bundled/sample names or video paths (default: every clip at hand "
+                        "that is not held out, read at 128x128 unless --size: bbb-128, plus bigbuckbunny and "
+                        "bikes' training frames after `python -m lab data fetch`; the same as prune's)")
     p.add_argument("--frames", type=positive_int, default=9, help="frames per clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop clips to HxW (default: as read)")
     p.add_argument("--random-latents", metavar="TxHxW", default=None,
