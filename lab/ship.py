@@ -1,6 +1,9 @@
-"""Ship a distilled decoder: copy a distillation run's weights into ``data/checkpoints/<name>/`` and
-write its README.md card from the run (config, store) and a fresh held-out evaluation, so the card
-can be regenerated at any time and every number in it comes from code.
+"""Ship a trained model: ``python -m lab ship --run RUN`` writes ``data/checkpoints/<name>/``, its weights
+and its README.md card (lab.cards), for every kind of model the lab ships, so the card can be regenerated at
+any time and every number in it comes from code.
+
+A distillation run (a Flash-VAED student or a lightweight decoder): its weights are copied, and the card is
+written from the run (config, store) and a fresh held-out evaluation against the teacher it distilled from.
 
     python -m lab ship --run runs/lightweight/tae-64-wan \
         --config configs/lightweight/tae-64-wan.toml [--name tae-64-wan] [--weights last|best] [--fp32]
@@ -9,18 +12,22 @@ Lightweight decoders are stored in fp16 (half the size; the lab loads them back 
 students (the Flash-VAED student, a few hundred KB) keep their float32 weights. ``--weights last``
 (default) ships the run's last step; ``best`` its best validation step. The card says which, and
 that a selection on the validation clip (carphone) makes that clip's figures slightly optimistic.
+
+A teacher run (``python -m lab teacher train``): its last checkpoint is exported as ``python -m lab teacher
+export`` does (lab.teachers.export: fp16 diffusers weights, latent statistics, the card), into
+``data/checkpoints/<model>``; ``--config``, ``--weights best``, ``--fp32`` and another ``--name`` are refused.
+
+    python -m lab ship --run runs/teachers/mini-wan [--dest FOLDER]
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from lab import paths
+from lab import cards, paths
 from lab.errors import LabError
 from lab.eval.metrics import psnr, ssim
 from lab.eval.table import heldout_videos
@@ -28,14 +35,20 @@ from lab.models import load_decoder
 from lab.models.lightweight.adapter import LightweightAdapter
 from lab.models.registry import get_entry, list_entries
 from lab.runs.store import RunReader
+from lab.teachers.export import export_run
 
-HELD_OUT_TEXT = ("`carphone` entirely and `bikes` from frame 200 on (training samples `bikes` frames 0-191 only), "
-                 "as for the mini teachers themselves")
+
+def _kind(run: Path) -> str:
+    """'distill' or 'teacher': which command made ``run`` (its run store says)."""
+    if not (run / "store.sqlite").exists():
+        raise LabError(f"{run} is not a run of the lab (no store.sqlite); pass --run RUN of `python -m lab distill` "
+                       f"or `python -m lab teacher train` (a teacher run made before run stores: "
+                       f"`python -m lab teacher export --run RUN`).")
+    with RunReader(run) as r:
+        return r.meta().get("kind", "distill")
 
 
 def _run_info(run: Path) -> dict:
-    if not (run / "store.sqlite").exists():
-        raise LabError(f"{run} is not a distillation run (no store.sqlite); pass --run RUN of `python -m lab distill`.")
     with RunReader(run) as r:
         meta = r.meta()
         series = r.scalars(["perf/step_s", "val/psnr"])
@@ -50,9 +63,10 @@ def _run_info(run: Path) -> dict:
 
 
 @torch.no_grad()
-def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17) -> dict:
-    """{clip: {psnr, ssim, frames, size, teacher_psnr, teacher_ssim}} of the shipped weights (in float32)."""
-    tea = load_decoder(teacher, dtype=torch.float32).eval()
+def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17, teacher_weights: str | None = None) -> dict:
+    """{clip: {psnr, ssim, frames, size, teacher_psnr, teacher_ssim}} of the shipped weights (in float32), on
+    the latents of the teacher the run distilled from (``teacher_weights``: the run's ``teacher_weights``)."""
+    tea = load_decoder(teacher, weights=teacher_weights, dtype=torch.float32).eval()
     dec = load_decoder(str(decoder_folder), dtype=torch.float32).eval()
     out = {}
     for name, video in heldout_videos(tea, frames).items():
@@ -62,21 +76,6 @@ def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17) -> dict
                      "teacher_psnr": round(psnr(ref, video), 3), "teacher_ssim": round(ssim(ref, video), 4),
                      "frames": int(video.shape[2]), "size": [int(video.shape[3]), int(video.shape[4])]}
     return out
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (cards are read from the repository)."""
-    try:
-        return str(path.resolve().relative_to(paths.REPO_ROOT.resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _machine(cfg: dict) -> str:
-    if str(cfg.get("device", "cpu")).startswith("cuda"):
-        return f"GPU ({cfg['device']})"
-    return (f"CPU only ({platform.processor() or platform.machine()}, {os.cpu_count()} cores on the machine "
-            f"shared with other jobs, {cfg.get('threads', 1)} torch thread), float32; no GPU in this session")
 
 
 def _losses(cfg: dict) -> str:
@@ -121,80 +120,76 @@ def _selection(which: str, info: dict) -> str:
             f"so its held-out figures below are slightly optimistic; `bikes-heldout` was never looked at.")
 
 
-def write_card(folder: Path, info: dict) -> Path:
-    cfg, dec, scores = info["config"], info["decoder"], info["heldout"]
-    d = cfg["data"]
-    o = cfg["optim"]
-    rows = "\n".join(f"| {c} | {m['frames']} | {m['size'][1]}x{m['size'][0]} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
-                     f"{m['teacher_psnr']:.2f} | {m['teacher_ssim']:.4f} |" for c, m in scores.items())
-    # Paths as the repository names them: a card is read on other machines than the one that trained.
-    root = f"{paths.REPO_ROOT}/"
-    warnings = "".join(f"\n- {w.replace(root, '')}" for w in info["final"].get("warnings", []))
+CPU_CAVEAT = ("small crops,\n  batch 1, a few hundred steps instead of the paper's tens of thousands. The same command on a "
+              "GPU with the\n  paper's scale (256 px crops, GAN from step 10000, >= 50000 steps) will give a much "
+              "better decoder.")
+
+
+def student_card(info: dict) -> cards.Card:
+    """The card of a shipped student or lightweight decoder (``info``: what ``ship`` gathered)."""
+    cfg, dec = info["config"], info["decoder"]
+    phases = ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in info["phases"])
+    return cards.Card(
+        name=info["name"], title=info["title"], intro=info["what"], load=info["load"],
+        facts=[f"architecture: {dec['description']}",
+               cards.parameters(f"{dec['params'] / 1e6:.3f}M (decoder)", info["weights_dtype"], info["weights_bytes"]),
+               cards.trained(f"{info['step']} steps ({phases})", info["train_s"],
+                             info["train_s"] / max(1, info["step"]), info["started"], wall_s=info["wall_s"]),
+               cards.machine(cards.describe_machine(cfg.get("device", "cpu"), cfg.get("threads", 1)), CPU_CAVEAT)],
+        sections=[("Data", _data(cfg, info["selection"])), ("Recipe", _recipe(info)),
+                  cards.heldout_section(
+                      "the shipped weights, computed in float32", info["heldout"], reference=cfg["teacher"],
+                      intro=f"{cfg['teacher']}'s encoder makes the latents; this decoder and {cfg['teacher']}'s own "
+                            f"decoder decode them."),
+                  cards.reproduce(
+                      f"{info['command']}\npython -m lab ship --run {info['run']} --config {info['config_path']} "
+                      f"--name {info['name']} --weights {info['which']}"
+                      f"{' --fp32' if info['weights_dtype'] == 'float32' else ''}",
+                      after=f"The first command trains (CPU float results match up to summation order); the second "
+                            f"writes this folder\nfrom the run's {info['which']} weights and regenerates this card.")])
+
+
+def _data(cfg: dict, selection: str) -> str:
+    d, teacher = cfg["data"], cfg["teacher"]
+    if d.get("cache"):  # what training read instead of the clips
+        source = (f"Latents: {teacher}'s frozen encoder, run once by `python -m lab data encode` into the latent "
+                  f"cache `{d['cache']}` (its index.json names the videos); random {d['crop']}x{d['crop']} crops of "
+                  f"its {d['frames']}-frame windows.")
+        held = cards.held_out_text([d["cache"]])
+    else:
+        clips = [f"`{c}`" for c in d["clips"]] + ([f"the train rows of `{d['manifest']}`"] if d.get("manifest") else [])
+        clips = cards.clip_list(clips, where="the config's `data.clips` / `data.manifest`")
+        source = (f"Latents: {teacher}'s frozen encoder, on the fly, of random {d['crop']}x{d['crop']} crops of "
+                  f"random\n{d['frames']}-frame windows (horizontal flips; clips kept at short sides "
+                  f"{d['short_sides']}) of\n{clips}.")
+        held = cards.held_out_text(d["clips"], d.get("manifest"), also=", as for the mini teachers themselves")
+    return (f"{source}\n{held} Validation during training: {', '.join(d['val_clips'])}\n({d['val_frames']} frames "
+            f"at {d['val_size']}x{d['val_size']}).\n{selection}")
+
+
+def _recipe(info: dict) -> str:
+    cfg, o = info["config"], info["config"]["optim"]
+    warnings = "".join(f"\n- {cards.unrooted(w)}" for w in info["final"].get("warnings", []))
     gan = (f"GAN (PatchGAN, {cfg['gan']['channels']} channels, lr {cfg['gan']['lr']:g}) switched on at step "
            f"{cfg['gan']['start_step']} (Heaviside){', adaptive weight' if cfg['gan'].get('adaptive') else ''}"
            if any("gan" in ph["losses"] for ph in cfg["phases"]) else
            "no GAN term")
-    phases = ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in info["phases"])
-    effect = _gan_effect(cfg, info["val_psnr"])
-    text = f"""# {info['name']}: {info['title']}
-
-{info['what']} Loaded by `{info['load']}`.
-
-- architecture: {dec['description']}
-- parameters: {dec['params'] / 1e6:.3f}M (decoder); weights stored in {info['weights_dtype']}
-  ({info['weights_bytes'] / 1e6:.2f} MB)
-- trained: {info['step']} steps ({phases}), {info['train_s'] / 60:.1f} min of training steps
-  ({info['train_s'] / max(1, info['step']):.2f} s/step), {info['wall_s'] / 60:.1f} min wall time in all, started
-  {info['started']}
-- machine: {_machine(cfg)}. **Trained on CPU at reduced scale because this session has no GPU**: small crops,
-  batch 1, a few hundred steps instead of the paper's tens of thousands. The same command on a GPU with the
-  paper's scale (256 px crops, GAN from step 10000, >= 50000 steps) will give a much better decoder.
-
-## Data
-Latents: {cfg['teacher']}'s frozen encoder, on the fly, of random {d['crop']}x{d['crop']} crops of random
-{d['frames']}-frame windows (horizontal flips; clips kept at short sides {d['short_sides']}) of
-{', '.join(f'`{c}`' for c in d['clips'])}.
-Held out: {HELD_OUT_TEXT}. Validation during training: {', '.join(d['val_clips'])}
-({d['val_frames']} frames at {d['val_size']}x{d['val_size']}).
-{info['selection']}
-
-## Recipe
-{_losses(cfg)}
-
-{gan}; AdamW lr {o['lr']:g} (betas {o['betas']}, {o['warmup_steps']} warmup steps, cosine to {o['min_lr_ratio']:g} x lr),
-grad clip {o['grad_clip']:g}, EMA {'on (decay %g)' % cfg['ema']['decay'] if cfg['ema']['enabled'] else 'off'}, seed {cfg['seed']}.
-Run warnings:{warnings or ' none'}{effect}
-
-## Held-out reconstruction (the shipped weights, computed in float32)
-
-{cfg['teacher']}'s encoder makes the latents; this decoder and {cfg['teacher']}'s own decoder decode them.
-
-| clip | frames | size (WxH) | PSNR (dB) | SSIM | {cfg['teacher']} PSNR | {cfg['teacher']} SSIM |
-|---|---|---|---|---|---|---|
-{rows}
-
-## Reproduce
-
-```
-{info['command']}
-python -m lab ship --run {info['run']} --config {info['config_path']} --name {info['name']} --weights {info['which']}{' --fp32' if info['weights_dtype'] == 'float32' else ''}
-```
-The first command trains (CPU float results match up to summation order); the second writes this folder
-from the run's {info['which']} weights and regenerates this card.
-"""
-    path = folder / "README.md"
-    tmp = folder / ".README.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    ema = f"on (decay {cfg['ema']['decay']:g})" if cfg["ema"]["enabled"] else "off"
+    return (f"{_losses(cfg)}\n\n{gan}; AdamW lr {o['lr']:g} (betas {o['betas']}, {o['warmup_steps']} warmup steps, "
+            f"cosine to {o['min_lr_ratio']:g} x lr),\ngrad clip {o['grad_clip']:g}, EMA {ema}, seed {cfg['seed']}.\n"
+            f"Run warnings:{warnings or ' none'}{_gan_effect(cfg, info['val_psnr'])}")
 
 
-def ship(run: str | Path, config_path: str, name: str | None = None, dest: str | Path | None = None,
+def ship(run: str | Path, config_path: str | None = None, name: str | None = None, dest: str | Path | None = None,
          fp16: bool | None = None, frames: int = 17, which: str = "last") -> dict:
     """Copy ``run``'s ``which`` ('last' or 'best') weights to ``dest`` (default data/checkpoints/<name>)
-    and write the card."""
-
+    and write the card. A teacher run is exported (``ship_teacher``)."""
     run = Path(run)
+    if _kind(run) == "teacher":
+        return ship_teacher(run, config_path, name, dest, fp16, frames, which)
+    if not config_path:
+        raise LabError(f"{run} is a distillation run: pass --config, the config file it was started with (its card "
+                       f"names it in the command that reproduces the run).")
     info = _run_info(run)
     if which not in ("last", "best"):
         raise LabError(f"--weights must be 'last' or 'best', got {which!r}")
@@ -227,12 +222,34 @@ def ship(run: str | Path, config_path: str, name: str | None = None, dest: str |
                   f"Flash-VAED student of {info['config']['teacher']}"),
         "what": ("Trained from scratch against the frozen encoder (METHOD.md section 2)." if lightweight else
                  "Distilled from the teacher's decoder (METHOD.md section 1)."),
-        "load": f'load_decoder("{name}")' if name in registered else f'load_decoder("{_shown(dest)}")',
+        "load": f'load_decoder("{name}")' if name in registered else f'load_decoder("{cards.shown(dest)}")',
         "decoder": {"description": description, "params": dec.decoder_params()},
         "weights_dtype": "fp16" if fp16 else "float32", "weights_bytes": sum(p.stat().st_size for p in weights),
         "command": f"python -m lab distill --config {config_path} --out {run} --json",
         "which": which, "selection": _selection(which, info),
-        "heldout": heldout_scores(dest, info["config"]["teacher"], frames),
+        "heldout": heldout_scores(dest, info["config"]["teacher"], frames, info["config"].get("teacher_weights")),
     }
-    write_card(dest, card)
+    cards.write_card(dest / "README.md", student_card(card))
     return {k: card[k] for k in ("name", "step", "train_s", "wall_s", "weights_bytes", "heldout")} | {"folder": str(dest)}
+
+
+def ship_teacher(run: Path, config_path: str | None = None, name: str | None = None, dest: str | Path | None = None,
+                 fp16: bool | None = None, frames: int = 17, which: str = "last") -> dict:
+    """Export a teacher run's last checkpoint with its card, as ``python -m lab teacher export`` does
+    (lab.teachers.export: fp16 weights, latent statistics, the marker): the options a distillation run
+    takes and a teacher's export cannot honour are refused rather than ignored."""
+    refused = [opt for opt, given in (("--config (a teacher run carries its own)", config_path),
+                                      ("--weights best (a teacher run keeps no best-validation weights)",
+                                       which != "last"),
+                                      ("--fp32 (a teacher ships in fp16)", fp16 is False)) if given]
+    with RunReader(run) as r:
+        model = r.meta()["config"]["model"]
+    if name not in (None, model):
+        refused.append(f"--name {name} (a teacher's folder is its model's name, {model}: load_decoder(\"{model}\") "
+                       f"finds it there; use --dest to write elsewhere)")
+    if refused:
+        raise LabError(f"{run} is a teacher run; drop {'; '.join(refused)}.")
+    folder = Path(dest) if dest else paths.checkpoints_dir() / model
+    info = export_run(run, folder, eval_frames=frames)
+    return {"name": model, "step": info["step"], "train_s": info["wall_s"], "wall_s": info["wall_s"],
+            "weights_bytes": info["weights_bytes"], "heldout": info["heldout"], "folder": str(folder)}

@@ -1,15 +1,19 @@
-"""python -m lab ship: copy a finished distillation run's student (a Flash-VAED student or a lightweight
-decoder) into data/checkpoints/NAME with a model card written from the run and a held-out evaluation."""
+"""python -m lab ship: every model the lab ships goes to data/checkpoints/NAME with its model card (lab.cards),
+written from the run and a held-out evaluation: a finished distillation run's student (a Flash-VAED student or
+a lightweight decoder), or a teacher run's last checkpoint (exported as `python -m lab teacher export` does)."""
 
 import torch
 
-HELP = "ship a finished distillation run's decoder to data/checkpoints with its model card"
+HELP = "ship a distillation run's decoder or a teacher run to data/checkpoints with its model card"
 
 
 def add_arguments(p):
-    p.add_argument("--run", required=True, help="a finished `python -m lab distill` run folder")
-    p.add_argument("--config", required=True, help="the config file the run was started with (for the card)")
-    p.add_argument("--name", default=None, help="decoder name (default: the run folder's name)")
+    p.add_argument("--run", required=True,
+                   help="a finished `python -m lab distill` run folder, or a `python -m lab teacher train` run folder")
+    p.add_argument("--config", default=None,
+                   help="the config file a distillation run was started with (for the card; required for one)")
+    p.add_argument("--name", default=None,
+                   help="decoder name (default: the run folder's name; a teacher's is its model's name)")
     p.add_argument("--dest", default=None, help="output folder (default data/checkpoints/NAME)")
     p.add_argument("--weights", choices=["last", "best"], default="last",
                    help="the run's last step (default) or its best validation step")
@@ -27,5 +31,6 @@ def render(result):
     lines = [f"shipped {result['name']} (step {result['step']}, {result['weights_bytes'] / 1e6:.2f} MB of weights) "
              f"to {result['folder']}; card: {result['folder']}/README.md"]
     for clip, s in result["heldout"].items():
-        lines.append(f"  held-out {clip}: {s['psnr']:.2f} dB PSNR (teacher {s['teacher_psnr']:.2f} dB)")
+        teacher = f" (teacher {s['teacher_psnr']:.2f} dB)" if "teacher_psnr" in s else ""
+        lines.append(f"  held-out {clip}: {s['psnr']:.2f} dB PSNR{teacher}")
     return "\n".join(lines)

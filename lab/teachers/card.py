@@ -1,12 +1,75 @@
-"""The README.md model card written beside exported weights: every number comes from the run."""
+"""The teacher's sections of the model card (lab.cards) written beside exported weights: every number comes
+from the run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lab import cards
+from lab.cards import CARD_CLIPS as CARD_CLIPS  # the card's limit, named where teacher cards are tested
+from lab.cards import clip_list as _clip_list
 
 # Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
 TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0, "mini-wan-w32": 28.0, "mini-ltx-w32": 26.0}
+#: The title every teacher card carries (lab.teachers.export recognises exports by it).
+TITLE = "the lab's trained mini teacher"
+CPU_CAVEAT = ("small crops, few steps; a GPU run of the same command with `--device cuda` and larger\n"
+              "  `--crop/--frames/--batch/--steps` will give a much better teacher.")
+
+
+def write_card(path: Path, info: dict) -> Path:
+    """Write the card of an exported teacher (``info``: what lab.teachers.export measured) to ``path``."""
+    return cards.write_card(path, teacher_card(info))
+
+
+def teacher_card(info: dict) -> cards.Card:
+    r = info["recipe"]
+    return cards.Card(
+        name=info["model"], title=f"{TITLE} ({info['class']})",
+        intro="Same diffusers class and latent geometry as the real model, reduced widths, trained by the lab\n"
+              "as a VAE (encoder + decoder) on real video.",
+        load=f'load_decoder("{info["model"]}")',
+        facts=[f"config: `{info['config']}`",
+               cards.parameters(f"decoder {info['params_decoder'] / 1e6:.2f}M, encoder "
+                                f"{info['params_encoder'] / 1e6:.2f}M", "fp16", info["weights_bytes"]),
+               cards.trained(_length(info, r), info["wall_s"], info["s_per_step"], info.get("started")),
+               cards.machine(info["machine"], CPU_CAVEAT)],
+        notice=_verdict(info),
+        sections=[("Data", _data(info, r)), ("Recipe", _recipe(r)),
+                  cards.heldout_section("encode -> decode of the exported fp16 weights, computed in float32",
+                                        info["heldout"]),
+                  ("Latent statistics",
+                   "`latents_mean`/`latents_std` are the per-channel statistics of the encoder's posterior means\n"
+                   "over 16 random training windows, so normalized latents are ~N(0, 1)."),
+                  cards.reproduce(
+                      _commands(info, r), before=_warm_start(info.get("init_from")),
+                      after=f"then `python -m lab ship --run RUN` (or `python -m lab teacher export --model {info['model']} "
+                            f"--run RUN --export-to data/checkpoints/{info['model']}`)\nwrites this folder from the "
+                            f"run's last checkpoint. `--stop-at` reproduces a run that was exported\nbefore its "
+                            f"planned last step (same schedule, cut there); CPU float results match up to summation "
+                            f"order.")])
+
+
+def _verdict(info: dict) -> str:
+    target = TARGET_PSNR.get(info["model"])
+    best = max(m["psnr"] for m in info["heldout"].values())
+    if target is None or best >= target:
+        return ""
+    return (f"**Below the lab's target of {target:.0f} dB held-out PSNR (best here {best:.1f} dB): not yet "
+            f"a useful teacher for quality figures; retrain it on a GPU with the command below.**")
+
+
+def _data(info: dict, r: dict) -> str:
+    return (f"Training clips (random {r['crop']}x{r['crop']} crops, random {r['frames']}-frame windows,\n"
+            f"horizontal flips; each clip kept at short sides {info['train_scales']}):\n"
+            f"{_clip_list(info['train_clips'])}.{_photos(r)}\n{_held_out_text(r)}")
+
+
+def _recipe(r: dict) -> str:
+    return (f"L1 x {r['l1_weight']} + MSE x {r['mse_weight']} + KL x {r['kl_weight']}\n"
+            f"(+ LPIPS x {r['perceptual_weight']}), AdamW lr {r['lr']} ({r['warmup']} warmup steps, cosine to\n"
+            f"{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}."
+            f"{_recipe_notes(r)}")
 
 
 def _recipe_notes(recipe: dict) -> str:
@@ -20,14 +83,6 @@ def _recipe_notes(recipe: dict) -> str:
         notes.append("Decoder-only fine-tune: the encoder (and `quant_conv`) stay at the warm start's weights, so "
                      "the latent space, its statistics and every decoder trained on it are unchanged.")
     return "".join("\n" + n for n in notes)
-
-
-def _machine(info: dict) -> str:
-    if info["machine"].startswith("CPU"):
-        return (f"{info['machine']}. **Trained on CPU at reduced scale because this session has no GPU**:\n"
-                f"  small crops, few steps; a GPU run of the same command with `--device cuda` and larger\n"
-                f"  `--crop/--frames/--batch/--steps` will give a much better teacher.")
-    return f"{info['machine']}."
 
 
 def _length(info: dict, r: dict) -> str:
@@ -44,83 +99,9 @@ def _photos(r: dict) -> str:
             f"(`lab.data.stills`).")
 
 
-#: Training clips a card names one by one; a dataset of more files is summarised.
-CARD_CLIPS = 12
-
-
-def _clip_list(clips: list[str]) -> str:
-    if len(clips) <= CARD_CLIPS:
-        return ", ".join(clips)
-    return (f"{len(clips)} files, e.g. {', '.join(clips[:CARD_CLIPS // 2])} (the recipe's `clips` / `manifest` say "
-            f"where they came from)")
-
-
 def _held_out_text(r: dict) -> str:
-    """What was kept out of training: the lab's own split for its built-in clips; for a user's dataset, only
-    what the lab can vouch for (a manifest's non-train rows), and that the table scores the lab's clips."""
-    if not r.get("clips") and not r.get("manifest"):
-        return ("Held out: `carphone` entirely (and its distorted twin), `bikes` from frame 200 on\n"
-                "(training samples frames 0-191 only).")
-    split = (f"the rows of `{r['manifest']}` whose split is not train were held out; " if r.get("manifest") else "")
-    return (f"Held out: {split}the table below scores the lab's held-out clips (`carphone`, `bikes` from frame 200), "
-            f"which the lab cannot check against this dataset: if it contains them, the figures are optimistic.")
-
-
-def write_card(path: Path, info: dict) -> None:
-    r = info["recipe"]
-    target = TARGET_PSNR.get(info["model"])
-    best = max(m["psnr"] for m in info["heldout"].values())
-    verdict = ""
-    if target is not None and best < target:
-        verdict = (f"\n**Below the lab's target of {target:.0f} dB held-out PSNR (best here {best:.1f} dB): not yet "
-                   f"a useful teacher for quality figures; retrain it on a GPU with the command below.**\n")
-    rows = "\n".join(f"| {name} | {m['frames']} | {m['size'][1]}x{m['size'][0]} | {m['psnr']:.2f} | {m['ssim']:.4f} |"
-                     for name, m in info["heldout"].items())
-    cmd = _commands(info, r)
-    warm = _warm_start(info.get("init_from"))
-    text = f"""# {info['model']}: the lab's trained mini teacher ({info['class']})
-
-Same diffusers class and latent geometry as the real model, reduced widths, trained by the lab
-as a VAE (encoder + decoder) on real video. Loaded by `load_decoder("{info['model']}")`.
-
-- config: `{info['config']}`
-- parameters: decoder {info['params_decoder'] / 1e6:.2f}M, encoder {info['params_encoder'] / 1e6:.2f}M;
-  weights stored in fp16 ({info['weights_bytes'] / 1e6:.1f} MB)
-- trained: {_length(info, r)}, {info['wall_s'] / 60:.1f} min of training
-  ({info['s_per_step']:.2f} s/step), started {info.get('started')}
-- machine: {_machine(info)}
-{verdict}
-## Data
-Training clips (random {r['crop']}x{r['crop']} crops, random {r['frames']}-frame windows,
-horizontal flips; each clip kept at short sides {info['train_scales']}):
-{_clip_list(info['train_clips'])}.{_photos(r)}
-{_held_out_text(r)}
-
-## Recipe
-L1 x {r['l1_weight']} + MSE x {r['mse_weight']} + KL x {r['kl_weight']}
-(+ LPIPS x {r['perceptual_weight']}), AdamW lr {r['lr']} ({r['warmup']} warmup steps, cosine to
-{r['min_lr_ratio']} x lr), batch {r['batch']}, grad clip {r['grad_clip']}, seed {r['seed']}.{_recipe_notes(r)}
-
-## Held-out reconstruction (encode -> decode of the exported fp16 weights, computed in float32)
-
-| clip | frames | size (WxH) | PSNR (dB) | SSIM |
-|---|---|---|---|---|
-{rows}
-
-## Latent statistics
-`latents_mean`/`latents_std` are the per-channel statistics of the encoder's posterior means
-over 16 random training windows, so normalized latents are ~N(0, 1).
-
-## Reproduce
-
-{warm}```
-{cmd}
-```
-then `python -m lab teacher export --model {info['model']} --run RUN --export-to data/checkpoints/{info['model']}`
-writes this folder from the run's last checkpoint. `--stop-at` reproduces a run that was exported
-before its planned last step (same schedule, cut there); CPU float results match up to summation order.
-"""
-    path.write_text(text)
+    """What was kept out of training: the built-in clips (no ``clips``) keep the lab's split."""
+    return cards.held_out_text(r.get("clips"), r.get("manifest"))
 
 
 def _commands(info: dict, r: dict) -> str:

@@ -21,6 +21,7 @@ from diffusers import AutoencoderKLWan
 from lab.data.clips import ClipWindows
 from lab.errors import CheckpointError
 from lab.models.interface import check_output_folder
+from lab.teachers.card import TITLE as _CARD_TITLE  # a card's first line: marks exports made before MARKER
 from lab.teachers.card import write_card
 from lab.teachers.checkpoint import load_state
 from lab.teachers.config import TrainConfig, build_model, get_preset
@@ -31,7 +32,6 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 #: Written into every exported teacher folder: marks it as the lab's, so a later export may replace it.
 MARKER = "lab_teacher.json"
 EXPORTED = ("config.json", WEIGHTS, "README.md", MARKER)
-_CARD_TITLE = "the lab's trained mini teacher"  # the card's first line, which marks folders exported before MARKER
 
 
 def is_exported_teacher(folder: Path) -> bool:
@@ -146,7 +146,7 @@ def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17, overwrite: b
     check_export_target(out_dir, overwrite)
     state = load_state(Path(run_dir))
     if state is None:
-        raise CheckpointError(f"{run_dir} has no training state (state.pt); train first with "
+        raise CheckpointError(f"{run_dir} has no training checkpoint (checkpoints/step-*); train first with "
                               f"python -m lab teacher train --run {run_dir}.")
     cfg = TrainConfig.from_dict(state["config"])
     vae = build_model(cfg)

@@ -1,0 +1,158 @@
+"""The model card: the README.md beside every model the lab ships, written by one writer (issue 20).
+
+Two kinds of shipped model feed it their own sections: a teacher export (``lab.teachers.card``, written by
+``python -m lab teacher export``) and a distilled student or lightweight decoder (``lab.ship``, written by
+``python -m lab ship``). This module owns what every card shares, so each is written in one place:
+
+    # NAME: TITLE
+    INTRO Loaded by `LOAD`.
+    - facts: what it is, parameters and stored weights, training length, machine (with the CPU caveat)
+    [a bold notice]
+    ## Data / ## Recipe / ... / ## Held-out reconstruction (HOW) / ## Reproduce
+
+and the sentences both kinds say alike: the machine line, the lab's held-out split, the training-clip list,
+the held-out metrics table, the reproduce block, repository-relative paths. Every number on a card comes
+from the run. Card readers rely on this shape: lab.teachers.export (a teacher card's title line),
+lab.teachers.warmstart (the commands under ``## Reproduce``), lab.eval.table (a student's selection line).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import paths
+from lab.data.heldout import BIKES_HELDOUT_START, BIKES_TRAIN_STOP
+from lab.data.samples import BUNDLED, SAMPLES
+
+#: Training clips a card names one by one; a dataset of more files is summarised.
+CARD_CLIPS = 12
+
+#: The lab's own held-out split, as every card states it (lab.data.heldout holds the numbers).
+LAB_SPLIT = (f"`carphone` entirely (and its distorted twin), `bikes` from frame {BIKES_HELDOUT_START} on "
+             f"(training samples `bikes` frames 0-{BIKES_TRAIN_STOP - 1} only)")
+#: The clips every card's held-out table scores, briefly.
+LAB_HELD_OUT_CLIPS = f"`carphone`, `bikes` from frame {BIKES_HELDOUT_START}"
+
+CPU_NOTICE = "**Trained on CPU at reduced scale because this session has no GPU**"
+
+
+@dataclass
+class Card:
+    """One model card: the kinds fill it, ``render`` lays it out."""
+
+    name: str
+    title: str
+    intro: str  # what the model is and how it was made; the card adds how to load it
+    load: str  # the call that loads it, e.g. load_decoder("mini-wan")
+    facts: list[str]  # the bullet list under the intro, each maybe wrapped with "\n  "
+    sections: list[tuple[str, str]] = field(default_factory=list)  # (heading, body) in order
+    notice: str = ""  # a bold warning between the facts and the first section
+
+    def render(self) -> str:
+        facts = "\n".join(f"- {f}" for f in self.facts)
+        notice = f"\n{self.notice}\n" if self.notice else ""
+        sections = "\n\n".join(f"## {heading}\n{body}" for heading, body in self.sections)
+        return (f"# {self.name}: {self.title}\n\n{self.intro} Loaded by `{self.load}`.\n\n"
+                f"{facts}\n{notice}\n{sections}\n")
+
+
+def write_card(path: Path, card: Card) -> Path:
+    """Write ``card`` to ``path`` (a README.md) atomically: a reader sees the old card or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(card.render())
+    tmp.replace(path)
+    return path
+
+
+# --- facts -------------------------------------------------------------------------------------------------
+
+def parameters(params: str, dtype: str, nbytes: int) -> str:
+    """The parameter count(s) and how the weights are stored."""
+    return f"parameters: {params}; weights stored in {dtype}\n  ({nbytes / 1e6:.2f} MB)"
+
+
+def trained(steps: str, train_s: float, s_per_step: float, started, wall_s: float | None = None) -> str:
+    """How long it trained: ``steps`` (e.g. '480 steps (train 0-480)'), the training time, and the wall
+    time in all when the run measured it apart from its steps."""
+    if wall_s is None:
+        return f"trained: {steps}, {train_s / 60:.1f} min of training\n  ({s_per_step:.2f} s/step), started {started}"
+    return (f"trained: {steps}, {train_s / 60:.1f} min of training steps\n  ({s_per_step:.2f} s/step), "
+            f"{wall_s / 60:.1f} min wall time in all, started {started}")
+
+
+def describe_machine(device: str, threads: int | None, gpu: str | None = None) -> str:
+    """The machine a model trained on, in the words every card uses; ``gpu`` names a GPU (default: the device)."""
+    if str(device).startswith("cuda"):
+        return gpu or f"GPU ({device})"
+    return (f"CPU only ({platform.processor() or platform.machine()}, {os.cpu_count()} cores on the machine, "
+            f"{threads} torch thread(s), cores shared with other jobs), float32; no GPU in this session")
+
+
+def machine(description: str, cpu_caveat: str) -> str:
+    """The machine fact; a CPU-trained model says it is a reduced-scale run and what a GPU run would change."""
+    if description.startswith("CPU"):
+        return f"machine: {description}. {CPU_NOTICE}: {cpu_caveat}"
+    return f"machine: {description}."
+
+
+# --- data --------------------------------------------------------------------------------------------------
+
+def clip_list(clips: list[str], where: str = "the recipe's `clips` / `manifest`") -> str:
+    """The training clips, one by one up to CARD_CLIPS; more are summarised (``where`` says where they came from)."""
+    if len(clips) <= CARD_CLIPS:
+        return ", ".join(clips)
+    return f"{len(clips)} files, e.g. {', '.join(clips[:CARD_CLIPS // 2])} ({where} say where they came from)"
+
+
+def held_out_text(clips: list | None = None, manifest: str | None = None, also: str = "") -> str:
+    """What was kept out of training. The lab's own clips (``clips`` empty, or bundled and sample clip names,
+    maybe with a frame range) keep the lab's split (``also`` adds to it); for a user's dataset the card says
+    only what the lab can vouch for (a manifest's non-train rows), and that the table scores the lab's clips."""
+    if not manifest and all(re.sub(r"\[\d*:\d*\]$", "", str(c)) in {*BUNDLED, *SAMPLES} for c in clips or ()):
+        return f"Held out: {LAB_SPLIT}{also}."
+    split = f"the rows of `{manifest}` whose split is not train were held out; " if manifest else ""
+    return (f"Held out: {split}the table below scores the lab's held-out clips ({LAB_HELD_OUT_CLIPS}), "
+            f"which the lab cannot check against this dataset: if it contains them, the figures are optimistic.")
+
+
+def shown(path: Path | str) -> str:
+    """``path`` relative to the repository when it is inside it: a card is read on other machines than the one
+    that trained."""
+    try:
+        return str(Path(path).resolve().relative_to(paths.REPO_ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def unrooted(text: str) -> str:
+    """``text`` with the repository's absolute prefix removed from the paths in it (e.g. a run's warnings)."""
+    return text.replace(f"{paths.REPO_ROOT}/", "")
+
+
+# --- held-out figures and provenance -------------------------------------------------------------------------
+
+def heldout_section(how: str, scores: dict, reference: str | None = None, intro: str = "") -> tuple[str, str]:
+    """The held-out reconstruction section: PSNR/SSIM per clip (``scores``: {clip: {frames, size, psnr, ssim}}),
+    with ``reference``'s own figures beside them (``teacher_psnr``/``teacher_ssim``) when given."""
+    cols = "| clip | frames | size (WxH) | PSNR (dB) | SSIM |"
+    if reference:
+        cols += f" {reference} PSNR | {reference} SSIM |"
+    rows = []
+    for clip, m in scores.items():
+        row = f"| {clip} | {m['frames']} | {m['size'][1]}x{m['size'][0]} | {m['psnr']:.2f} | {m['ssim']:.4f} |"
+        if reference:
+            row += f" {m['teacher_psnr']:.2f} | {m['teacher_ssim']:.4f} |"
+        rows.append(row)
+    rule = "|" + "---|" * (cols.count("|") - 1)
+    table = "\n".join([cols, rule, *rows])
+    return f"Held-out reconstruction ({how})", "\n" + (f"{intro}\n\n" if intro else "") + table
+
+
+def reproduce(commands: str, after: str, before: str = "") -> tuple[str, str]:
+    """The Reproduce section: ``before`` (e.g. an earlier run to make first), the commands in a block, ``after``."""
+    return "Reproduce", f"\n{before}```\n{commands}\n```\n{after}"

@@ -1,0 +1,78 @@
+"""One card writer (lab.cards) for every shipped model: the shape and shared sentences, and the teacher's card
+as the lab's card readers read it back (the export's title check, the warm start's Reproduce commands)."""
+
+import re
+
+from lab import cards
+from lab.teachers.card import TITLE, teacher_card, write_card
+from lab.teachers.config import TrainConfig
+
+HELDOUT = {"carphone": {"frames": 17, "size": [144, 176], "psnr": 18.02, "ssim": 0.5224},
+           "bikes-heldout": {"frames": 17, "size": [128, 128], "psnr": 17.39, "ssim": 0.4847}}
+CPU = "CPU only (x86_64, 2 cores on the machine, 1 torch thread(s), cores shared with other jobs), float32"
+
+
+def teacher_info(**over) -> dict:
+    return {"model": "mini-wan", "class": "AutoencoderKLWan", "config": {"base_dim": 16, "z_dim": 16},
+            "params_decoder": 2.06e6, "params_encoder": 1.54e6, "step": 197, "wall_s": 2178.0, "s_per_step": 11.05,
+            "machine": CPU, "train_clips": ["bigbuckbunny[0:end]", "bikes[0:192]"], "train_scales": [128, 256],
+            "recipe": TrainConfig(model="mini-wan", frames=9, crop=48, steps=280, batch=2).to_dict(),
+            "heldout": HELDOUT, "command": "python -m lab teacher train --model mini-wan --steps 280",
+            "started": "2026-11-23 14:06:24 UTC", "init_from": None, "resumed": None, "weights_bytes": 7.2e6,
+            **over}
+
+
+def headings(text: str) -> list[str]:
+    return re.findall(r"^## (.*)$", text, re.M)
+
+
+def test_a_teacher_card_has_the_shared_shape_and_the_title_exports_are_recognised_by(tmp_path):
+    path = write_card(tmp_path / "README.md", teacher_info())
+    text = path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # written atomically, no temporary left
+    assert text.startswith(f"# mini-wan: {TITLE} (AutoencoderKLWan)\n") and 'Loaded by `load_decoder("mini-wan")`.' in text
+    assert headings(text) == ["Data", "Recipe", "Held-out reconstruction (encode -> decode of the exported fp16 "
+                              "weights, computed in float32)", "Latent statistics", "Reproduce"]
+    assert f"Held out: {cards.LAB_SPLIT}." in text and "frames 0-191" in text
+    assert "| carphone | 17 | 176x144 | 18.02 | 0.5224 |" in text
+    assert "weights stored in fp16\n  (7.20 MB)" in text and "197 steps of 280 planned" in text
+    assert "python -m lab ship --run RUN" in text  # the one command that ships every model
+
+
+def test_the_cpu_caveat_and_the_target_verdict_say_what_the_run_was():
+    cpu = teacher_card(teacher_info()).render()
+    assert f"machine: {CPU}. {cards.CPU_NOTICE}: small crops" in cpu and "Below the lab's target of 28 dB" in cpu
+    good = {c: {**m, "psnr": 30.0} for c, m in HELDOUT.items()}
+    gpu = teacher_card(teacher_info(machine="NVIDIA H200 (bf16 autocast)", heldout=good)).render()
+    assert "- machine: NVIDIA H200 (bf16 autocast).\n" in gpu and cards.CPU_NOTICE not in gpu and "Below" not in gpu
+
+
+def test_the_warm_start_reads_back_the_whole_command_chain_of_a_written_card(tmp_path):
+    from lab.teachers.warmstart import _card_commands
+    earlier = "python -m lab teacher train --run runs/a --steps 1000"
+    info = teacher_info(init_from={"source": "runs/a", "step": 1000, "command": earlier},
+                        resumed=[{"command": "python -m lab teacher train --steps 280", "from_step": 63}])
+    write_card(tmp_path / "README.md", info)
+    assert _card_commands(tmp_path / "README.md").splitlines() == [
+        earlier, "python -m lab teacher train --model mini-wan --steps 280 --stop-at 63",
+        "python -m lab teacher train --steps 280 --stop-at 197"]
+
+
+def test_the_shared_helpers():
+    # The held-out table: one column per figure, a reference's columns beside them when given.
+    heading, body = cards.heldout_section("how", HELDOUT)
+    assert heading == "Held-out reconstruction (how)"
+    lines = body.strip().splitlines()
+    assert lines[1] == "|---|---|---|---|---|" and all(ln.count("|") == 6 for ln in lines)
+    scores = {c: {**m, "teacher_psnr": 19.0, "teacher_ssim": 0.6} for c, m in HELDOUT.items()}
+    lines = cards.heldout_section("how", scores, reference="mini-wan", intro="Why.")[1].strip().splitlines()
+    assert lines[0] == "Why." and lines[2].endswith("| mini-wan PSNR | mini-wan SSIM |")
+    assert all(ln.count("|") == 8 for ln in lines[2:]) and lines[-1].endswith("| 19.00 | 0.6000 |")
+    # The lab's split holds for its own clips (with or without a frame range), not for a user's files.
+    assert cards.held_out_text(None) == cards.held_out_text(["bbb-128", "bikes[0:192]"]) == f"Held out: {cards.LAB_SPLIT}."
+    assert "cannot check" in cards.held_out_text(["bbb-128", "/videos/mine.mp4"])
+    assert "`m.csv` whose split is not train" in cards.held_out_text(["bbb-128"], "m.csv")
+    assert cards.machine("GPU (cuda:0)", "x") == "machine: GPU (cuda:0)."
+    assert cards.describe_machine("cuda:1", 1) == "GPU (cuda:1)" and cards.describe_machine("cpu", 3).startswith("CPU only")
+    assert cards.unrooted(f"{cards.paths.REPO_ROOT}/data/x missing") == "data/x missing"
+    assert cards.shown(cards.paths.REPO_ROOT / "data" / "checkpoints" / "x") == "data/checkpoints/x"
