@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.data.clips import ClipSpec
+from lab.data.heldout import training_range
+from lab.data.samples import resolve_clip
 from lab.errors import ConfigError, VideoReadError
 
 log = logging.getLogger("lab.data")
@@ -111,10 +113,21 @@ def spec_key(clips=(), manifest: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def check_training_item(item: str) -> None:
+    """Raise (ConfigError) if a data.clips item names held-out frames: a held-out clip, or a range into them
+    (``lab.data.heldout.training_range``). Reads no file: configs are checked before a run starts."""
+    m = _RANGE.fullmatch(item)
+    if m and not _is_glob(item):
+        training_range(m.group(1), int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None, ranged=True)
+    elif not _is_glob(item):
+        training_range(item)
+
+
 def _expand(item: str) -> list[VideoEntry]:
     m = _RANGE.fullmatch(item)
     if m and not _is_glob(item):
         start, stop = int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
+        start, stop = training_range(m.group(1), start, stop, ranged=True)
         return [_checked(VideoEntry(str(_resolve_file(m.group(1))), start, stop), item)]
     path = Path(item).expanduser()
     if path.is_dir():
@@ -129,12 +142,11 @@ def _expand(item: str) -> list[VideoEntry]:
         if not files:
             log.warning("data: glob %s matches no file; skipped", item)
         return [VideoEntry(f) for f in files]
-    return [VideoEntry(str(_resolve_file(item)))]
+    return [VideoEntry(str(_resolve_file(item)), *training_range(item))]
 
 
 def _resolve_file(name: str) -> Path:
-    from lab.data.samples import resolve_clip  # a bundled or sample name, or a path (fetches samples on first use)
-    return Path(resolve_clip(name))
+    return Path(resolve_clip(name))  # a bundled or sample name, or a path (fetches samples on first use)
 
 
 def _checked(e: VideoEntry, where: str) -> VideoEntry:

@@ -10,7 +10,7 @@ import torch
 
 from lab.data.samples import sample_clip
 from lab.data.video import fit_clip, read_frames, to_tensor
-from lab.errors import LabError
+from lab.errors import ConfigError, LabError
 
 # Frames of 'bikes' that training never samples: held-out frames start BIKES_HELDOUT_START, and a
 # gap of TRAIN_GAP frames keeps a training window from touching them.
@@ -52,6 +52,26 @@ def training_spec(name: str) -> str:
     if stop == 0:
         raise LabError(f"'{name}' is held out for evaluation (lab.data.heldout); it cannot be a training clip.")
     return name if stop is None else f"{name}[0:{stop}]"
+
+
+def training_range(name: str, start: int = 0, stop: int | None = None, *, ranged: bool = False
+                   ) -> tuple[int, int | None]:
+    """The frames ``[start, stop)`` of clip ``name`` that training may read. A plain name of a clip with
+    held-out frames ('bikes', ``ranged=False``) means its frames before them; a range that reaches into them
+    ('bikes[150:]') and a clip held out entirely ('carphone') are refused: a model must never train on what it
+    is scored on. Names only: a path is the user's own file."""
+    limit = training_stop(name)
+    if limit is None:
+        return start, stop
+    if limit == 0:
+        raise ConfigError(f"'{name}' is held out for evaluation (lab.data.heldout); it cannot be a training clip.")
+    if not ranged:
+        return start, limit
+    if stop is None or stop > limit:
+        raise ConfigError(f"'{name}[{start}:{'' if stop is None else stop}]' reads frames of '{name}' that training "
+                          f"never reads (from frame {limit} on: the held-out frames and the gap before them, "
+                          f"lab.data.heldout); end the range at {limit} at most, e.g. '{name}[{start}:{limit}]'.")
+    return start, stop
 
 
 def reads_heldout(name: str, frames: int, start: int = 0) -> bool:

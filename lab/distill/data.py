@@ -22,7 +22,7 @@ import torch
 from lab.data.cache import LatentCache
 from lab.data.clips import ClipSpec, ClipWindows
 from lab.data.dataset import resolve_spec, streamed
-from lab.data.heldout import training_stop
+from lab.data.heldout import training_range
 from lab.data.stream import StreamWindows, sample_windows
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
@@ -98,9 +98,10 @@ def clip_spec(clip) -> ClipSpec:
     m = re.fullmatch(r"(.+)\[(\d*):(\d*)\]", str(clip))
     if not m:
         # A sample clip with held-out frames ('bikes' from frame 200) trains on the frames before them only.
-        stop = training_stop(str(clip))
-        return ClipSpec(str(clip), str(resolve_clip(clip)), 0, stop or None)
+        start, stop = training_range(str(clip))
+        return ClipSpec(str(clip), str(resolve_clip(clip)), start, stop)
     name, start, stop = m.group(1), int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
+    start, stop = training_range(name, start, stop, ranged=True)
     return ClipSpec(name, str(resolve_clip(name)), start, stop)
 
 
