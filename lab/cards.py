@@ -27,6 +27,7 @@ from pathlib import Path
 from lab import paths
 from lab.data.heldout import BIKES_HELDOUT_START, BIKES_TRAIN_STOP
 from lab.data.samples import BUNDLED, SAMPLES
+from lab.files import atomic_write_text
 
 #: Training clips a card names one by one; a dataset of more files is summarised.
 CARD_CLIPS = 12
@@ -62,11 +63,7 @@ class Card:
 
 def write_card(path: Path, card: Card) -> Path:
     """Write ``card`` to ``path`` (a README.md) atomically: a reader sees the old card or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(card.render())
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, card.render())
 
 
 # --- facts -------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lab.errors import LatentShapeError, LabError, VideoShapeError
+from lab.files import ordinary_permissions
 from lab.pids import pid_alive
 
 # Written next to the diffusers files of every decoder the lab saves; says which adapter loads it.
@@ -251,12 +252,14 @@ class VideoDecoder(nn.Module):
         folder.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}{_TMP_TAG}{os.getpid()}-", dir=folder.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a saved model is an ordinary shared folder
         try:
             self._save_model(tmp)
             meta = {"adapter": self.adapter_kind, "name": self.name, "family": self.family,
                     **self._meta_extra()}
             (tmp / LAB_META_FILE).write_text(json.dumps(meta, indent=2))
+            # mkdtemp's folder is private, and diffusers writes its weights file private too; a saved model
+            # is an ordinary folder of the user's, readable as their other files are.
+            ordinary_permissions(tmp)
             _install(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # after a swap it holds the previous decoder

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.files import atomic_write_text
 from lab.pids import pid_alive
 from lab.runs.lock import LOCK_FILE
 
@@ -107,12 +108,6 @@ def _unjson(text: str):
             return [fix(x) for x in v]
         return v
     return fix(json.loads(text))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -307,7 +302,7 @@ class RunStore(_Base):
                         pid=os.getpid(), host=socket.gethostname(), heartbeat=now)
         draft.close()  # the last connection: SQLite folds the WAL into the file and removes it
         os.replace(tmp, folder / STORE_FILE)
-        _atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True, default=str))
+        atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True, default=str))
         (folder / "checkpoints").mkdir(exist_ok=True)
         (folder / "samples").mkdir(exist_ok=True)
         return cls(folder, cls._connect(folder / STORE_FILE))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,9 @@ import torch
 from diffusers import AutoencoderKLWan
 
 from lab.data.clips import ClipWindows
+from lab.cards import describe_machine
 from lab.errors import CheckpointError
+from lab.files import ordinary_permissions
 from lab.models.interface import check_output_folder
 from lab.teachers.card import TITLE as _CARD_TITLE  # a card's first line: marks exports made before MARKER
 from lab.teachers.card import write_card
@@ -100,8 +101,6 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         model.half().save_pretrained(tmp, safe_serialization=True)
-        for f in Path(tmp).iterdir():
-            f.chmod(0o644)  # tempfile's folder is private; the checkpoint is for everyone
         # Score what ships: the fp16-rounded weights, computed in float32.
         shipped = type(model).from_pretrained(tmp).float().eval()
         heldout = evaluate(shipped, preset, frames=eval_frames)
@@ -109,7 +108,7 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "model": cfg.model, "class": type(model).__name__, "config": dict(preset.config),
             "params_decoder": _params(shipped, decoder=True), "params_encoder": _params(shipped, decoder=False),
             "step": step, "wall_s": round(wall_s, 1), "s_per_step": round(wall_s / max(step, 1), 3),
-            "machine": _machine(cfg), "train_clips": [s.describe() for s in data.specs],
+            "machine": _machine(cfg, meta), "train_clips": [s.describe() for s in data.specs],
             "train_scales": list(cfg.short_sides), "recipe": cfg.to_dict(), "heldout": heldout,
             "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
             "command": meta.get("command"), "started": meta.get("started"), "init_from": meta.get("init_from"),
@@ -118,7 +117,7 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
         }
         write_card(Path(tmp) / "README.md", info)
         (Path(tmp) / MARKER).write_text(json.dumps({"model": cfg.model, "step": step}) + "\n")
-        (Path(tmp) / MARKER).chmod(0o644)
+        ordinary_permissions(tmp)  # tempfile's folder and diffusers' weights file are private; an export is not
         # File by file into place, the marker last: a reader sees the old or the new file, never a partial one.
         for name in EXPORTED:
             os.replace(Path(tmp) / name, out_dir / name)
@@ -133,12 +132,10 @@ def _params(vae, decoder: bool) -> int:
     return sum(p.numel() for m in parts for p in m.parameters())
 
 
-def _machine(cfg: TrainConfig) -> str:
-    if cfg.device.startswith("cuda") and torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (bf16 autocast)"
-    threads = cfg.threads or torch.get_num_threads()
-    return (f"CPU only ({platform.processor() or platform.machine()}, {os.cpu_count()} cores on the machine, "
-            f"{threads} torch thread(s), cores shared with other jobs), float32; no GPU in this session")
+def _machine(cfg: TrainConfig, meta: dict) -> str:
+    """Where the run trained, as its sessions recorded it (lab.teachers.train); a run from before that record
+    is described by its configured device, never by the machine that exports it."""
+    return meta.get("machine") or describe_machine(cfg.device, cfg.threads or torch.get_num_threads())
 
 
 def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17, overwrite: bool = False) -> dict:

@@ -41,6 +41,8 @@ from lab.teachers.warmstart import apply_init_weights, load_init_weights
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 from lab.training import schedule
 from lab.training.run_folder import check_run_target, remove_temps
+from lab.cards import describe_machine
+from lab.files import atomic_write_text
 from lab.training.signals import StopOnSignal
 
 log = logging.getLogger("lab.teachers")
@@ -148,12 +150,16 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
         apply_init_weights(vae, weights, cfg.init_from)
         meta["init_from"] = provenance  # the card names the earlier run's command
         log.info("warm start from %s (step %s)", cfg.init_from, provenance["step"])
+    here = describe_machine(cfg.device, cfg.threads or torch.get_num_threads(),
+                            gpu=f"{torch.cuda.get_device_name(device)} (bf16 autocast)" if device.type == "cuda" else None)
+    if not meta.get("machine", "").startswith(here):  # the card says where the run trained, newest session first
+        meta["machine"] = here + (f"; earlier steps on {meta['machine']}" if meta.get("machine") else "")
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _open_store(run_dir, cfg, step)
     for path, aside, exc in set_aside:
         store.log_event(step, "checkpoint_skipped", {"checkpoint": str(path), "moved_to": str(aside),
                                                      "reason": str(exc)})
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))  # this session's settings
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))  # this session's settings
     try:
         return _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop_at, data, device)
     except BaseException as exc:

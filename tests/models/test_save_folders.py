@@ -101,3 +101,16 @@ def test_temporary_folders_of_a_killed_save_are_removed_by_the_next_save(decoder
         p.mkdir()
     decoder.save(tmp_path / "m")
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_saved_decoder_has_the_permissions_of_an_ordinary_write(decoder, tmp_path):
+    # The temporary folder (mkdtemp) and diffusers' weights file are private (0600/0700); a saved model is
+    # the user's ordinary folder, readable as their other files are.
+    old = os.umask(0o022)
+    try:
+        decoder.save(tmp_path / "d")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "d").iterdir()}
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert modes and set(modes.values()) == {0o644}, modes

@@ -69,3 +69,14 @@ def test_a_teacher_run_is_not_written_into_a_user_s_folder(tmp_path, bundled_win
     with pytest.raises(LabError, match="--run .* is not empty and is not a run of the lab"):
         train(tiny(), mine, data=bundled_windows)
     assert (mine / "config.json").read_text() == "{}" and sorted(p.name for p in mine.iterdir()) == ["config.json"]
+
+
+def test_a_teacher_run_records_the_machine_it_trained_on(tmp_path, bundled_windows):
+    # The card's machine line comes from the run, not from the machine that exports it later.
+    from lab.teachers.checkpoint import load_state
+    from lab.teachers.export import _machine
+    train(tiny(steps=2), tmp_path / "run", data=bundled_windows)
+    meta = load_state(tmp_path / "run")["meta"]
+    assert meta["machine"].startswith("CPU only") and "1 torch thread(s)" in meta["machine"]
+    assert _machine(tiny(device="cuda"), meta) == meta["machine"]
+    assert _machine(tiny(device="cuda"), {}).startswith("GPU")  # a run from before the record: its device
