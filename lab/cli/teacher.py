@@ -20,7 +20,7 @@ _DEFAULTS = {"wan": {"frames": 5, "crop": 48, "batch": 4}, "ltx": {"frames": 9, 
 def add_arguments(p):
     p.add_argument("action", choices=["train", "export"])
     p.add_argument("--model", default="mini-wan", help=f"what to train: {', '.join(presets())} (default mini-wan)")
-    p.add_argument("--run", help="run folder (store.sqlite, checkpoints/, log.jsonl); an existing run is resumed "
+    p.add_argument("--run", help="run folder (store.sqlite, checkpoints/); an existing run is resumed "
                                  "(default runs/teachers/MODEL)")
     p.add_argument("--steps", type=positive_int, default=3000, help="total optimizer steps (default 3000)")
     p.add_argument("--batch", type=positive_int, help="clips per step (default 4 for Wan, 2 for LTX)")

@@ -5,9 +5,9 @@ L1 + MSE (+ a small KL, + optional LPIPS) -> AdamW step with warmup + cosine LR.
 ``anchor_steps`` steps (``lab.teachers.anchor``) the decoder decodes fixed block-mean latents and the
 encoder regresses them, so that the decoder learns to read its input before the latents are free.
 Every few minutes the full training state is checkpointed (resumable) and, if asked, the weights are
-exported to a diffusers folder. Logs go to the run store (``lab.runs.store``, kind 'teacher'), so teacher
-runs show in the distillation dashboard beside the distillation runs, and, as one JSON object per line,
-to ``<run>/log.jsonl`` (what the model cards quote).
+exported to a diffusers folder. Logs go to the run store (``lab.runs.store``, kind 'teacher'), as distillation's
+do, so teacher runs show in the dashboard beside the distillation runs; a resumed run forgets the rows logged
+after its checkpoint, so each step is logged once.
 
 What it shares with distillation is ``lab.training``: the run folder's rules (a user's folder is refused,
 one writer at a time, half-written leftovers cleared on resume), checkpoint folders (``lab.teachers.checkpoint``
@@ -203,7 +203,7 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
     last_ckpt = last_export = time.monotonic()
     losses = []
     stop = StopOnSignal()  # SIGTERM/SIGINT: finish the step, checkpoint, return (resume later)
-    with open(run_dir / "log.jsonl", "a") as logf, stop:
+    with stop:
         while step < end and wall < budget_s and not stop.requested:
             t0 = time.monotonic()
             x = sample_windows(data, cfg.batch, cfg.frames, cfg.crop, gens["data"], step).to(device, non_blocking=True)
@@ -226,23 +226,18 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
                 if not torch.isfinite(loss):  # checked when logging: a per-step check would stall the GPU
                     raise LabError(f"step {step}: the loss is {loss.item()}; lower --lr (now {cfg.lr}) or resume "
                                    f"from the last checkpoint in {run_dir}.")
-                rec = {"step": step, "loss": round(loss.item(), 6),
-                       **{k: round(v.item(), 6) for k, v in parts.items()},
-                       "lr": lr, "grad_norm": round(grad_norm.item(), 4), "s_per_step": round(dt, 3),
-                       "wall_s": round(wall, 1)}
-                logf.write(json.dumps(rec) + "\n")
-                logf.flush()
-                store.log_scalars(step, {"train/loss": rec["loss"], **{f"train/{k}": rec[k] for k in parts},
-                                         "lr": lr, "train/grad_norm": rec["grad_norm"], "perf/step_s": dt,
-                                         "perf/samples_per_s": cfg.batch / dt})
-                log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, loss.item(), rec["l1"], lr, dt)
+                values = {"train/loss": loss.item(), **{f"train/{k}": v.item() for k, v in parts.items()}}
+                store.log_scalars(step, {**values, "lr": lr, "train/grad_norm": grad_norm.item(), "perf/step_s": dt,
+                                         "perf/samples_per_s": cfg.batch / dt, "perf/wall_s": wall})
+                log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, values["train/loss"],
+                         values["train/l1"], lr, dt)
             now = time.monotonic()
             if now - last_ckpt > cfg.checkpoint_minutes * 60:
                 checkpoint()
                 last_ckpt = now
             if cfg.export_to and cfg.export_minutes and now - last_export > cfg.export_minutes * 60:
                 checkpoint()
-                _export_now(vae, cfg, data, run_dir, step, wall, meta, logf)
+                _export_now(vae, cfg, data, step, wall, meta, store)
                 last_export = time.monotonic()
         checkpoint()
     losses = torch.stack(losses).float().tolist() if losses else []
@@ -253,12 +248,11 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
     return {**summary, "losses": losses}
 
 
-def _export_now(vae, cfg, data, run_dir, step, wall, meta, logf) -> None:
+def _export_now(vae, cfg, data, step, wall, meta, store) -> None:
     # overwrite: train() checked the folder at its start, and a user's files in it are kept either way
     result = export(vae, cfg, Path(cfg.export_to), data=data, step=step, wall_s=wall, meta=meta,
                     eval_frames=cfg.eval_frames, overwrite=True)
-    logf.write(json.dumps({"step": step, "export": cfg.export_to, "heldout": result["heldout"]}) + "\n")
-    logf.flush()
+    store.log_event(step, "export", {"folder": cfg.export_to, "heldout": result["heldout"]})
     vae.train()
 
 

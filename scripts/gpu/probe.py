@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from lab.runs.store import RunReader
 from lab.teachers.config import TrainConfig
 from lab.teachers.train import train
 
@@ -28,12 +29,14 @@ def probe(model: str, batch: int, frames: int, crop: int, steps: int, device: st
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, Path(tmp) / "run")
-        rows = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
-    steady = sorted(r["s_per_step"] for r in rows[2:]) or [rows[-1]["s_per_step"]]
+        with RunReader(Path(tmp) / "run") as r:
+            logged = r.scalars(["perf/step_s", "train/loss"])
+    times = [v for _, v in logged["perf/step_s"]]
+    steady = sorted(times[2:]) or times[-1:]
     return {"model": model, "batch": batch, "frames": frames, "crop": crop, "steps": steps,
             "s_per_step_median": steady[len(steady) // 2], "total_s": round(time.monotonic() - t0, 1),
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None,
-            "last_loss": rows[-1]["loss"]}
+            "last_loss": round(logged["train/loss"][-1][1], 6)}
 
 
 def main() -> int:
