@@ -17,7 +17,7 @@ from pathlib import Path
 from lab.errors import ConfigError
 from lab.runs.lock import RunLock
 from lab.runs.store import CONFIG_FILE, STORE_FILE, RunReader, RunStoreError, is_run, is_run_leftover
-from lab.models.interface import FolderNotEmptyError, remove_saved_decoder
+from lab.models.interface import check_output_folder, remove_saved_decoder
 
 RUN_STUDENTS = ("best", "last", "init")
 CKPT_PREFIX = "step-"
@@ -51,17 +51,14 @@ def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False) -> R
 
 def check_run_target(out: Path, overwrite: bool = False, flag: str = "--out", can_overwrite: bool = True) -> None:
     """Raise unless a run may start in ``out``: new, empty, a run (which the caller then refuses or, with
-    ``overwrite``, replaces), or any folder with ``overwrite``. Writes nothing. ``flag`` names the option that
-    chose the folder; ``can_overwrite`` whether the command offers --overwrite for it."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FolderNotEmptyError(f"{flag} {out} is a file, not a folder; choose another {flag}.")
-    if not overwrite and _foreign(out):
-        fix = (", or pass --overwrite to write the run into it (the run's own files are replaced, others kept)"
-               if can_overwrite else "")
-        raise FolderNotEmptyError(
-            f"{flag} {out} is not empty and is not a run of the lab (no {STORE_FILE}); choose a new or empty "
-            f"folder{fix}.")
+    ``overwrite``, replaces), or any folder with ``overwrite`` (the rule of every folder the lab writes,
+    ``check_output_folder``). Writes nothing. ``flag`` names the option that chose the folder;
+    ``can_overwrite`` whether the command offers --overwrite for it."""
+    fix = (", or pass --overwrite to write the run into it (the run's own files are replaced, others kept)"
+           if can_overwrite else "")
+    check_output_folder(out, overwrite, ours=_ours, what=flag, refusal=(
+        f"{flag} {out} is not empty and is not a run of the lab (no {STORE_FILE}); choose a new or empty "
+        f"folder{fix}."))
 
 
 def run_config(out: str | Path) -> dict:
@@ -76,9 +73,9 @@ def run_config(out: str | Path) -> dict:
         return r.config()
 
 
-def _foreign(out: Path) -> bool:
-    """A folder with files that are neither a run's nor what a run leaves before its store exists."""
-    return out.is_dir() and not is_run(out) and any(not is_run_leftover(p.name) for p in out.iterdir())
+def _ours(out: Path) -> bool:
+    """A run, or a folder holding only what a run leaves before its store exists."""
+    return is_run(out) or all(is_run_leftover(p.name) for p in out.iterdir())
 
 
 def clear_run(out: Path) -> None:
