@@ -40,7 +40,7 @@ from lab.teachers.export import check_export_target, export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 from lab.training import schedule
-from lab.training.run_folder import check_run_target, remove_temps
+from lab.training.run_folder import check_run_kind, check_run_target, remove_temps
 from lab.cards import describe_machine
 from lab.files import atomic_write_text
 from lab.training.signals import StopOnSignal
@@ -104,6 +104,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
         check_export_target(cfg.export_to, overwrite_export)
     if not (is_run(run_dir) or is_teacher_run(run_dir)):
         check_run_target(run_dir, flag="--run", can_overwrite=False)  # a user's folder is never written into
+    check_run_kind(run_dir, "teacher", flag="--run")
     with RunLock(run_dir):
         remove_temps(run_dir)  # half-written checkpoints of a killed session
         return _train(cfg, run_dir, stop_at=stop_at, command=command, data=data)

@@ -35,6 +35,8 @@ def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False) -> R
         raise RunStoreError(f"cannot resume {out}: it holds no run ({STORE_FILE} missing); start one with "
                             f"--config FILE --out {out}.")
     check_run_target(out, overwrite or resume)
+    if not overwrite:
+        check_run_kind(out, "distill")
     lock = RunLock(out).acquire()
     try:
         if not resume and is_run(out) and not overwrite:
@@ -59,6 +61,17 @@ def check_run_target(out: Path, overwrite: bool = False, flag: str = "--out", ca
     check_output_folder(out, overwrite, ours=_ours, what=flag, refusal=(
         f"{flag} {out} is not empty and is not a run of the lab (no {STORE_FILE}); choose a new or empty "
         f"folder{fix}."))
+
+
+def check_run_kind(out: Path, kind: str, flag: str = "--out") -> None:
+    """Raise if ``out`` holds a run of another kind: a teacher run is not resumed as a distillation, nor the
+    reverse (their checkpoints hold different models)."""
+    if not is_run(out):
+        return
+    with RunReader(out) as r:
+        found = r.meta().get("kind", "distill")
+    if found != kind:
+        raise RunStoreError(f"{flag} {out} holds a {found} run, not a {kind} run; choose another {flag} folder.")
 
 
 def run_config(out: str | Path) -> dict:

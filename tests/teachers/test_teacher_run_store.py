@@ -80,3 +80,19 @@ def test_a_teacher_run_records_the_machine_it_trained_on(tmp_path, bundled_windo
     assert meta["machine"].startswith("CPU only") and "1 torch thread(s)" in meta["machine"]
     assert _machine(tiny(device="cuda"), meta) == meta["machine"]
     assert _machine(tiny(device="cuda"), {}).startswith("GPU")  # a run from before the record: its device
+
+
+def test_a_teacher_run_and_a_distillation_run_do_not_resume_each_other(tmp_path, bundled_windows):
+    from pathlib import Path
+
+    from lab.distill import distill
+    from lab.runs.store import RunStoreError
+    train(tiny(steps=1), tmp_path / "teacher", data=bundled_windows)
+    tiny_distill = Path(__file__).resolve().parents[2] / "configs" / "distill" / "tiny.toml"
+    with pytest.raises(RunStoreError, match="holds a teacher run, not a distill run"):
+        distill(tiny_distill, tmp_path / "teacher", resume=True)
+    (tmp_path / "distill").mkdir()
+    from lab.runs.store import RunStore
+    RunStore.create(tmp_path / "distill", {"x": 1}).close()
+    with pytest.raises(RunStoreError, match="holds a distill run, not a teacher run; choose another --run"):
+        train(tiny(), tmp_path / "distill", data=bundled_windows)
