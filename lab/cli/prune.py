@@ -78,6 +78,7 @@ def _operators(text: str | None):
 
 
 def run(args):
+    # deferred: loaded when the command runs, not when build_parser imports every command
     from lab.analysis.linalg import FOLD_RIDGE
     from lab.prune import prune
 

@@ -24,16 +24,20 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from lab.data.clips import resize_short_side
 from lab.data.dataset import NoUsableDataError, resolve_spec, spec_key
 from lab.data.stream import log_once, probe_sources
+from lab.data.video import read_window
 from lab.errors import ConfigError, LabError
+from lab.files import atomic_write_text
 
 log = logging.getLogger("lab.data")
 
@@ -64,21 +68,6 @@ def plan_windows(sources, *, frames: int, per_file: int, stride: int) -> list[tu
             log_once(s.path, f"{s.name()}: {s.frames} frames, shorter than the {frames}-frame window")
         out += [(s.path, s.start + k * stride) for k in range(n)]
     return out
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    """Write to a temporary name in the same folder, then rename: a reader (or a resumed run) sees the old
-    index or the new one, never half of one. (The same steps as lab.demo.report.atomic_write_text, which
-    cannot be imported from here without loading the whole demo pipeline.)"""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp's files are private; an index is for everyone who reads the cache
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_index(folder: Path) -> dict | None:
@@ -119,8 +108,7 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
                  teacher_weights: str | None = None, device: str = "cpu", stop_after_shards: int | None = None) -> dict:
     """Encode the fixed windows of a spec into ``out`` (resuming a killed run). Returns a summary.
     ``stop_after_shards`` stops after writing that many shards in this call (tests simulate a kill with it)."""
-    from lab.models import load_decoder
-    from safetensors.torch import save_file
+    from lab.models import load_decoder  # deferred: lab.models pulls in diffusers; reading a cache never needs it
 
     stride = stride or frames
     for k, v in (("frames", frames), ("size", size), ("per_file", per_file), ("stride", stride),
@@ -179,11 +167,11 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
             encoded += len(frames_u8)
         index["shards"].append(entry)
         index["shards"].sort(key=lambda s: s["index"])
-        _write_json_atomic(out / INDEX, index)  # the shard counts only once the index lists it
+        atomic_write_text(out / INDEX, json.dumps(index, indent=1))  # the shard counts only once the index lists it
         written += 1
         log.info("cache %s: shard %d/%d (%d windows)", out, k + 1, n_shards, entry["windows"])
     index["complete"] = True
-    _write_json_atomic(out / INDEX, index)
+    atomic_write_text(out / INDEX, json.dumps(index, indent=1))
     return summary(out, index, encoded=encoded, seconds=time.perf_counter() - t0)
 
 
@@ -196,8 +184,6 @@ def summary(out: Path, index: dict, *, encoded: int, seconds: float) -> dict:
 
 def _fixed_window(path: str, first: int, frames: int, size: int, info: dict) -> np.ndarray:
     """uint8 (frames, size, size, 3): the short side resized to ``size``, a centered square kept."""
-    from lab.data.clips import resize_short_side
-    from lab.data.video import read_window
     clip = read_window(path, first, frames, info=info)
     if min(clip.shape[1:3]) < size:
         raise LabError(f"{path}: {clip.shape[1]}x{clip.shape[2]} is smaller than the cache's {size}x{size} windows")
@@ -248,7 +234,6 @@ class LatentCache:
                               f"crop = {self.size} (a phase may not override them), or encode another cache.")
 
     def _open(self, name: str):
-        from safetensors import safe_open
         if name not in self._files:
             if len(self._files) >= MAX_OPEN_SHARDS:  # thousands of shards would exhaust the file descriptors
                 self._files.pop(next(iter(self._files)))

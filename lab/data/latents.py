@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from lab.errors import LatentShapeError, VideoReadError
 
@@ -17,7 +18,6 @@ def load_latents(path: str | Path, key: str | None = None) -> torch.Tensor:
         raise VideoReadError(f"latents file not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
             obj = load_file(str(path))
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -37,7 +37,6 @@ def load_latents(path: str | Path, key: str | None = None) -> torch.Tensor:
 
 
 def save_latents(path: str | Path, z: torch.Tensor) -> Path:
-    from safetensors.torch import save_file
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

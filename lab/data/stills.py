@@ -32,7 +32,7 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field
 def skimage_photos(names: tuple[str, ...] = SKIMAGE_PHOTOS) -> dict[str, np.ndarray]:
     """{name: uint8 (H, W, 3)} of the photos scikit-image ships (those its installed version has)."""
     try:
-        from skimage import data
+        from skimage import data  # deferred: scikit-image is a test extra; a missing one becomes the error below
     except ImportError as exc:
         raise LabError("the still photographs come from scikit-image's data module; pip install scikit-image, "
                        "or pass a .npz of photos (python scripts/gpu/prepare.sh writes one).") from exc

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import count
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.data.dataset import NoUsableDataError, VideoEntry
+from lab.data.video import probe, read_window
 from lab.errors import LabError
 
 log = logging.getLogger("lab.data")
@@ -67,7 +69,6 @@ class Source:
 def probe_sources(entries: list[VideoEntry], threads: int = 4) -> list[Source]:
     """Probe every entry (in threads: PyAV releases the GIL while it opens files); unreadable ones are logged
     once and dropped."""
-    from lab.data.video import probe
 
     def one(e: VideoEntry):
         try:
@@ -169,7 +170,6 @@ class WindowStream(torch.utils.data.IterableDataset):
         return torch.from_numpy(np.stack(wins)), skipped
 
     def _window(self, rng, skipped: list) -> np.ndarray:
-        from lab.data.video import read_window
         for _ in range(MAX_DRAWS):
             # One draw of six numbers per try, whatever is known about the files: a worker that has already
             # met a bad file draws the same sequence as one that meets it now, so batches stay deterministic.
@@ -215,7 +215,6 @@ WORKER_TIMEOUT_S = 600
 
 
 def _worker_context() -> str:
-    import multiprocessing
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def probe(path: str | os.PathLike) -> dict:
     path = _check_exists(path)
     if backend() == "cv2":
         return _probe_cv2(path)
-    import av
+    import av  # deferred: PyAV may be missing (see backend()), and python -m lab starts without it
     try:
         with _open_av(path) as container:
             if not container.streams.video:
@@ -71,7 +72,7 @@ def probe(path: str | os.PathLike) -> dict:
 
 def _open_av(path: Path):
     # max_pixels: ffmpeg refuses to decode a larger frame while probing, instead of allocating it.
-    import av
+    import av  # deferred: as in probe (PyAV is optional here)
     return av.open(str(path), stream_options=[{"max_pixels": str(MAX_FRAME_PIXELS)}])
 
 
@@ -79,8 +80,8 @@ def _refuse_oversized_av(path: Path) -> None:
     """The stream's size is unknown after probing: open again with ffmpeg's log captured to learn
     whether the frames exceed MAX_FRAME_PIXELS (ffmpeg says so, with the size) or the file is damaged.
     Only this failure path touches the process-wide log level."""
-    import av
-    import av.logging
+    import av  # deferred: as in probe (PyAV is optional here)
+    import av.logging  # deferred: as in probe (PyAV is optional here)
     old = av.logging.get_level()
     av.logging.set_level(av.logging.ERROR)
     try:
@@ -138,7 +139,7 @@ def read_frames(path: str | os.PathLike, max_frames: int | None = None, start: i
 
 
 def _read_av(path: Path, max_frames, start, stride) -> list[np.ndarray]:
-    import av
+    import av  # deferred: as in probe (PyAV is optional here)
     frames = []
     try:
         with _open_av(path) as container:
@@ -180,7 +181,7 @@ def read_window(path: str | os.PathLike, start: int, count: int, info: dict | No
 
 
 def _read_window_av(path: Path, start: int, count: int, info: dict) -> list[np.ndarray]:
-    import av
+    import av  # deferred: as in probe (PyAV is optional here)
     frames: list[np.ndarray] = []
     try:
         with _open_av(path) as container:
@@ -214,7 +215,7 @@ def _read_window_av(path: Path, start: int, count: int, info: dict) -> list[np.n
 
 
 def _open_cv2(path: Path):
-    import cv2
+    import cv2  # deferred: OpenCV is the fallback backend, not a dependency
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise VideoReadError(f"{path} is not a readable video (OpenCV could not open it). Re-encode it as mp4 (H.264).")
@@ -358,8 +359,7 @@ def check_fps(fps) -> float:
 
 
 def _write_av(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
-    import av
-    from fractions import Fraction
+    import av  # deferred: as in probe (PyAV is optional here)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
@@ -375,7 +375,7 @@ def _write_av(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
 def _write_cv2(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     # OpenCV's pip wheels carry no H.264 encoder: mp4v plays in players, not in every browser (and
     # takes no crf).
-    import cv2
+    import cv2  # deferred: as in _open_cv2 (OpenCV is optional)
     h, w = frames.shape[1:3]
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
     if not out.isOpened():

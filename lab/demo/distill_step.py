@@ -7,6 +7,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
+from lab.models import load_decoder
+from lab.runs.store import is_run
+from lab.training.run_folder import check_run_target
+
 log = logging.getLogger("lab")
 
 #: Share of the step budget per phase (align, joint, finetune), as in configs/distill/mini-wan-flash.toml.
@@ -16,7 +22,7 @@ PHASE_SHARES = (("align", 0.2), ("joint", 0.4), ("finetune", 0.4))
 def trainer_available() -> tuple[bool, str]:
     """Whether lab.distill provides its ``distill`` entry point, and why not."""
     try:
-        from lab.distill import distill  # noqa: F401
+        from lab.distill import distill  # noqa: F401  # deferred: the check itself (an ImportError is caught)
     except ImportError as exc:
         return False, f"lab.distill has no trainer ({exc})"
     return True, ""
@@ -56,7 +62,7 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
 def progress_logger(steps: int):
     """A lab.distill callback that logs phase changes and every ~10% of the steps on stderr (the
     trainer itself only writes its run store)."""
-    from lab.distill import FunctionCallback
+    from lab.distill import FunctionCallback  # deferred: lab.distill only once trainer_available() said it imports
 
     every = max(1, steps // 10)
 
@@ -79,20 +85,15 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
     unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so.
 
     The run goes to ``run_dir`` and the student it starts from to ``<run_dir>-init``. A previous demo's
-    run there is replaced (only the run's own files: lab.distill.run_folder); a folder holding anything
+    run there is replaced (only the run's own files: lab.training.run_folder); a folder holding anything
     else is refused unless ``overwrite``. The trainer loads its own teacher: ``teacher_source`` (a registered
     name or a saved folder; default ``teacher.name``) with ``teacher_weights`` (default: the name's own), which
     must be the weights ``teacher`` has."""
-    import torch
-
     ok, why = trainer_available()
     if not ok:
         log.warning("distill: skipped: %s; the student is evaluated undistilled", why)
         return student, {"status": "skipped", "reason": why, "steps": 0}
-    from lab.distill import distill
-    from lab.distill.run_folder import check_run_target
-    from lab.models import load_decoder
-    from lab.runs.store import is_run
+    from lab.distill import distill  # deferred: only once trainer_available() said lab.distill imports
 
     run_dir = Path(run_dir)
     replace = is_run(run_dir)  # a previous demo's run in the same --out: the demo starts it afresh every time

@@ -17,9 +17,24 @@ from pathlib import Path
 
 import torch
 
-from lab.demo.results import SCHEMA_VERSION
+from lab.analysis import analyze, calibration_latents
+from lab.analysis.figures import explained_variance_figure, independence_figure
+from lab.data.video import load_clip, probe, side_by_side, write_video
+from lab.demo.distill_step import distill_student
+from lab.demo.report import write_report
+from lab.demo.results import SCHEMA_VERSION, write_results
 from lab.demo.settings import DemoSettings, clip_path, heldout_start
 from lab.errors import WeightsNotFoundError
+from lab.eval.bench import bench
+from lab.eval.evaluate import MetricSet
+from lab.models import load_decoder
+from lab.models.interface import FolderNotEmptyError, check_save_target
+from lab.ops.figures import profile_figure
+from lab.ops.profiler import profile_decoder
+from lab.prune import prune
+from lab.runs.lock import RunLock
+from lab.runs.store import is_run, is_run_leftover
+from lab.training.run_folder import check_run_target
 
 log = logging.getLogger("lab")
 
@@ -64,7 +79,6 @@ def _log_analyze_step(event: dict) -> None:
 
 
 def load_teacher(name: str, device: str = "cpu"):
-    from lab.models import load_decoder
     try:
         return load_decoder(name, device=device), True
     except WeightsNotFoundError as exc:
@@ -80,7 +94,6 @@ RUN_OUTPUT = "distill"
 
 
 def run_demo(out: str | Path, s: DemoSettings, overwrite: bool = False) -> dict:
-    from lab.runs.lock import RunLock
     out = Path(out)
     check_outputs(out, overwrite)
     with RunLock(out):
@@ -91,9 +104,6 @@ def run_demo(out: str | Path, s: DemoSettings, overwrite: bool = False) -> dict:
 def check_outputs(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, an --out (or a folder in it the demo writes) that holds files not written
     by the lab, unless ``overwrite``."""
-    from lab.distill.run_folder import check_run_target
-    from lab.models.interface import FolderNotEmptyError, check_save_target
-    from lab.runs.store import is_run, is_run_leftover
     if out.exists() and not out.is_dir():
         raise FolderNotEmptyError(f"--out {out} is a file, not a folder; choose another --out.")
     if overwrite:
@@ -120,9 +130,6 @@ def is_demo_folder(out: Path) -> bool:
 
 
 def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
-    from lab.analysis import analyze, calibration_latents
-    from lab.prune import prune
-
     t_start = time.perf_counter()
     torch.manual_seed(s.seed)
     steps = StepLog()
@@ -154,7 +161,6 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
         swap = {"operators": sinfo.get("operators", {}), "decoder_params": sinfo["decoder_params"]}
 
     with steps.step("distill", f"{s.distill_steps} steps on {', '.join(s.distill_clips)}") as entry:
-        from lab.demo.distill_step import distill_student
         student, dinfo = distill_student(teacher, swapped, s.distill_clips, steps=s.distill_steps,
                                          frames=s.calib_frames, size=s.calib_size, run_dir=out / "distill",
                                          val_clips=s.distill_val_clips, seed=s.seed, device=s.device,
@@ -191,9 +197,6 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
         "bench": bench, "profile": profile,
     }
     with steps.step("report", "side-by-side video, HTML report, results.json"):
-        from lab.data.video import side_by_side, write_video
-        from lab.demo.report import write_report
-        from lab.demo.results import write_results
         final = "distilled" if distilled else "swapped"
         video = write_video(out / "side_by_side.mp4", side_by_side(videos["clip"], videos["teacher"], videos[final]),
                             fps=ev["fps"])
@@ -214,9 +217,6 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
 def evaluate_heldout(teacher, decoders: dict, s: DemoSettings) -> tuple[dict, dict]:
     """Every decoder on the held-out clip: metrics vs the real clip and vs the teacher's decode of
     the same latents (encoded once by the teacher), retention = PSNR / teacher PSNR vs the clip."""
-    from lab.data.video import load_clip, probe
-    from lab.eval.evaluate import MetricSet
-
     path = clip_path(s.heldout_clip)
     g = teacher.geometry
     clip = load_clip(path, frames=s.eval_frames, size=s.eval_size, start=heldout_start(s), frame_multiple=g.t,
@@ -270,7 +270,6 @@ def _versus(baseline: str, independence: float, psnr: float) -> dict:
 
 
 def run_bench(teacher_name: str, trained: bool, students: dict[str, Path], s: DemoSettings) -> dict:
-    from lab.eval.bench import bench
     names = [teacher_name, *(str(p) for p in students.values())]
     result = bench(names, weights=None if trained else "random", device=s.device, frames=s.bench_frames,
                    size=s.bench_size, repeats=s.bench_repeats, warmup=1, memory=s.bench_memory, macs=True)
@@ -281,7 +280,6 @@ def run_bench(teacher_name: str, trained: bool, students: dict[str, Path], s: De
 
 
 def run_profile(teacher, student, s: DemoSettings) -> dict:
-    from lab.ops.profiler import profile_decoder
     g = teacher.geometry
     t, size = g.latent_frames_for(s.bench_frames), g.latent_size_for(*s.bench_size)
     return {role: profile_decoder(dec, t, size, repeats=s.profile_repeats, warmup=1)
@@ -289,9 +287,7 @@ def run_profile(teacher, student, s: DemoSettings) -> dict:
 
 
 def report_figures(results: dict, stage_report: dict, keep: dict) -> dict:
-    from lab.analysis.figures import explained_variance_figure, independence_figure
-    from lab.demo import figures as f
-    from lab.ops.figures import profile_figure
+    from lab.demo import figures as f  # deferred: it imports plotly, which every lab.demo import would then load
     return {"Channel independence per stage": independence_figure(stage_report, keep=keep),
             "Explained variance vs kept channels": explained_variance_figure(stage_report, keep=keep),
             "PSNR on the held-out clip": f.metrics_figure(results["eval"]["decoders"]),

