@@ -27,9 +27,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lab.cards import describe_machine
 from lab.data.clips import ClipWindows
 from lab.data.stream import sample_windows
 from lab.errors import LabError
+from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
+from lab.files import atomic_write_text
 from lab.runs.lock import RunLock
 from lab.runs.store import STORE_FILE, RunStore, is_run
 from lab.teachers.anchor import anchor_latents
@@ -38,11 +41,8 @@ from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F4
 from lab.teachers.data import training_data
 from lab.teachers.export import check_export_target, export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
-from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 from lab.training import schedule
 from lab.training.run_folder import check_run_kind, check_run_target, remove_temps
-from lab.cards import describe_machine
-from lab.files import atomic_write_text
 from lab.training.signals import StopOnSignal
 
 log = logging.getLogger("lab.teachers")
