@@ -1,6 +1,6 @@
 """What a distillation checkpoint holds and how the trainer writes and restores it (``Checkpointing``, a part
 of ``lab.distill.trainer.Trainer``); how checkpoint folders are written, listed, pruned and read is
-``lab.training.checkpoints``'.
+``lab.training.checkpoints``.
 
 A checkpoint's tensors: ``student.*``, ``heads.*`` (the feature aligner), ``ema.*`` and ``disc.*`` where the run
 has them. Its state: step, phase, best, the plateau and feature-weight state, both optimizers and every RNG
