@@ -1,7 +1,8 @@
 """``distill(config, out, resume=False, callbacks=(), overwrite=False)``: one distillation run as a process
 sees it. It reads the config, joins the process group (``torchrun``), takes the run folder's lock (one
-writer per run, lab.runs.lock via lab.training.run_folder), turns SIGTERM into an interrupt (the run is
-marked ``interrupted`` and resumes from its last checkpoint) and runs the trainer's loop."""
+writer per run, lab.runs.lock via lab.training.run_folder), turns SIGTERM during setup into an interrupt
+(in the loop the trainer finishes the step and checkpoints it first; the run is marked ``interrupted`` and
+resumes from its last checkpoint) and runs the trainer's loop."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ can be read (an unreadable one is set aside as ``unreadable-step-*`` and the one
 forgets the store rows and step events logged after it and continues with the same data order, optimizer,
 EMA and schedule state. The losses it logs are then bit-identical to an uninterrupted run's on the same
 machine and threads: loss terms are summed in name order, not in the config's key order (a resumed run
-reads its config back from config.json, whose keys are sorted). SIGTERM / Ctrl-C mark the run
-``interrupted``; any other exception marks it ``failed`` with the error text, except a resume that fails
+reads its config back from config.json, whose keys are sorted). SIGTERM / Ctrl-C in the loop finish the
+step, checkpoint it and mark the run ``interrupted`` (``lab.training.signals``); any other exception marks it ``failed`` with the error text, except a resume that fails
 before it changed anything, which leaves the run's status as it was. See ``lab.training.run_folder`` for
 which folders a run may be written into and what ``overwrite`` replaces.
 
@@ -60,6 +60,7 @@ from lab.eval.backbones import load_lpips
 from lab.runs.store import RunStore
 from lab.training.config import changed_keys
 from lab.training.schedule import PlateauDetector, lr_at
+from lab.training.signals import StopOnSignal
 
 log = logging.getLogger("lab")
 
@@ -204,27 +205,33 @@ class Trainer(Checkpointing):
         else:
             self.callbacks = [c for c in self.callbacks if getattr(c, "all_ranks", False)]
         try:
-            if self.resumed_from is None:
-                self._emit("on_phase", 0, None, cfg.phases[0].name, "start")
-                self._evaluate()             # step 0: the undistilled student
-                self._skip_unusable_phases()
-                self._checkpoint()           # so even the undistilled student can be resumed / be 'best'
-            while self.phase_idx < len(cfg.phases):
-                ph = cfg.phases[self.phase_idx]
-                scalars = self._train_step(ph)
-                self._emit("on_step", StepState(self.step, self.phase_idx, ph.name, scalars))
-                metrics = None
-                if self.step % cfg.eval_every == 0:
-                    metrics = self._evaluate()
-                reason = self._switch_reason(ph, scalars, metrics)
-                improved = metrics is not None and self.best_step == self.step
-                if reason:
-                    self._next_phase(reason)
-                due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-                timed = bool(cfg.checkpoint_minutes) and time.time() - self.last_ckpt_wall > 60 * cfg.checkpoint_minutes
-                timed = self.env.broadcast(timed)   # rank 0's clock decides, so all ranks checkpoint together
-                if due or timed or reason or improved:
-                    self._checkpoint()
+            # SIGTERM / Ctrl-C in the loop: finish the step, checkpoint it, then stop as interrupted, so a
+            # preempted run loses no step (before the loop, lab.distill.run makes them interrupt at once).
+            with StopOnSignal() as stop:
+                if self.resumed_from is None:
+                    self._emit("on_phase", 0, None, cfg.phases[0].name, "start")
+                    self._evaluate()             # step 0: the undistilled student
+                    self._skip_unusable_phases()
+                    self._checkpoint()           # so even the undistilled student can be resumed / be 'best'
+                while self.phase_idx < len(cfg.phases):
+                    ph = cfg.phases[self.phase_idx]
+                    scalars = self._train_step(ph)
+                    self._emit("on_step", StepState(self.step, self.phase_idx, ph.name, scalars))
+                    metrics = None
+                    if self.step % cfg.eval_every == 0:
+                        metrics = self._evaluate()
+                    reason = self._switch_reason(ph, scalars, metrics)
+                    improved = metrics is not None and self.best_step == self.step
+                    if reason:
+                        self._next_phase(reason)
+                    due = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                    timed = bool(cfg.checkpoint_minutes) and time.time() - self.last_ckpt_wall > 60 * cfg.checkpoint_minutes
+                    # Rank 0's clock and signal decide, so all ranks checkpoint and stop at the same step.
+                    timed, stopping = self.env.broadcast((timed, stop.requested))
+                    if due or timed or reason or improved or stopping:
+                        self._checkpoint()
+                    if stopping:
+                        raise KeyboardInterrupt(f"stopped by a signal after checkpointing step {self.step}")
             final = self._finish()
         except KeyboardInterrupt:
             if self.store:

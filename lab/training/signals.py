@@ -1,11 +1,11 @@
 """How a training run meets SIGTERM and Ctrl-C (a scheduler's preemption, a user stopping it): the run is
-marked ``interrupted`` and resumes from its last checkpoint. Two ways, one per loop shape:
+marked ``interrupted`` and resumes from its last checkpoint. Two ways, by where the process is:
 
-- ``StopOnSignal``: the signal sets a flag; the loop finishes its step, checkpoints and returns (teacher
-  runs: nothing trained is lost).
-- ``signals_interrupt()``: SIGTERM raises KeyboardInterrupt like Ctrl-C does, wherever the process is (a
-  distillation may spend minutes in setup, caching latents, before its loop can look at a flag; its
-  ranks stop together because torchrun signals every one of them).
+- in a training loop, ``StopOnSignal``: the signal sets a flag; the loop finishes its step, checkpoints it
+  and stops, so nothing trained is lost (teacher runs and distillation alike; a distillation's ranks read
+  rank 0's flag, so they all stop after the same step);
+- before it, ``signals_interrupt()``: SIGTERM raises KeyboardInterrupt as Ctrl-C does, at once (a
+  distillation may spend minutes in setup, caching latents, before its loop can look at a flag).
 
 Both only act in the main thread, the only one Python delivers signals to; elsewhere (a notebook's worker
 thread, the dashboard) they leave the handlers alone.
