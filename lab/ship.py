@@ -45,7 +45,7 @@ def _kind(run: Path) -> str:
                        f"or `python -m lab teacher train` (a teacher run made before run stores: "
                        f"`python -m lab teacher export --run RUN`).")
     with RunReader(run) as r:
-        return r.meta().get("kind", "distill")
+        return r.kind()
 
 
 def _run_info(run: Path) -> dict:

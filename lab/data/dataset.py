@@ -113,22 +113,23 @@ def spec_key(clips=(), manifest: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def check_training_item(item: str) -> None:
-    """Raise (ConfigError) if a data.clips item names held-out frames: a held-out clip, or a range into them
-    (``lab.data.heldout.training_range``). Reads no file: configs are checked before a run starts."""
+def training_item(item: str) -> tuple[str, int, int | None] | None:
+    """(name, start, stop) of the frames a data.clips item ('name[start:stop]', or a plain name or path) may
+    train on, limited by ``lab.data.heldout.training_range``: ConfigError if it names held-out frames. None for
+    a glob. Reads no file, so configs are checked with it before a run starts."""
+    if _is_glob(item):
+        return None
     m = _RANGE.fullmatch(item)
-    if m and not _is_glob(item):
-        training_range(m.group(1), int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None, ranged=True)
-    elif not _is_glob(item):
-        training_range(item)
+    if m:
+        start, stop = int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
+        return (m.group(1), *training_range(m.group(1), start, stop, ranged=True))
+    return (item, *training_range(item))
 
 
 def _expand(item: str) -> list[VideoEntry]:
-    m = _RANGE.fullmatch(item)
-    if m and not _is_glob(item):
-        start, stop = int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
-        start, stop = training_range(m.group(1), start, stop, ranged=True)
-        return [_checked(VideoEntry(str(_resolve_file(m.group(1))), start, stop), item)]
+    if _RANGE.fullmatch(item) and not _is_glob(item):
+        name, start, stop = training_item(item)
+        return [_checked(VideoEntry(str(_resolve_file(name)), start, stop), item)]
     path = Path(item).expanduser()
     if path.is_dir():
         # Hidden names are skipped: they are half-written files (write_video's '.NAME.tmp.mp4') or not data.
@@ -142,7 +143,8 @@ def _expand(item: str) -> list[VideoEntry]:
         if not files:
             log.warning("data: glob %s matches no file; skipped", item)
         return [VideoEntry(f) for f in files]
-    return [VideoEntry(str(_resolve_file(item)), *training_range(item))]
+    name, start, stop = training_item(item)
+    return [VideoEntry(str(_resolve_file(name)), start, stop)]
 
 
 def _resolve_file(name: str) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lab.devices import check_threads, device_arg
 from lab.errors import ConfigError
-from lab.data.dataset import check_training_item
+from lab.data.dataset import training_item
 from lab.distill.losses import LOSSES
 from lab.training.config import build_dataclass, read_config_file
 
@@ -195,7 +195,7 @@ class DistillConfig:
                 raise ConfigError(f"data.cache holds windows of one shape (data.frames x data.crop); {fixed[0]} asks "
                                   f"for another. Drop the override, or train that phase without the cache.")
         for item in self.data.clips:
-            check_training_item(str(item))  # held-out clips and frames are never trained on
+            training_item(str(item))  # held-out clips and frames are never trained on
         overlap = set(map(str, self.data.clips)) & set(map(str, self.data.val_clips))
         if overlap:
             raise ConfigError(f"data.val_clips {sorted(overlap)} are also training clips; validation clips must be "

@@ -14,15 +14,13 @@ step, rank r reads its own files), and ``data.cache`` reads windows and latents 
 from __future__ import annotations
 
 import contextlib
-import re
 from dataclasses import dataclass
 
 import torch
 
 from lab.data.cache import LatentCache
 from lab.data.clips import ClipSpec, ClipWindows
-from lab.data.dataset import resolve_spec, streamed
-from lab.data.heldout import training_range
+from lab.data.dataset import resolve_spec, streamed, training_item
 from lab.data.stream import StreamWindows, sample_windows
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
@@ -95,13 +93,7 @@ def clip_spec(clip) -> ClipSpec:
     """A training clip: a name or path, optionally with a frame range ``name[start:stop]`` (e.g.
     ``bikes[0:192]``, the frames mini-wan trained on: 'bikes' from frame 200 on is held out, so a plain
     'bikes' means ``bikes[0:192]`` too)."""
-    m = re.fullmatch(r"(.+)\[(\d*):(\d*)\]", str(clip))
-    if not m:
-        # A sample clip with held-out frames ('bikes' from frame 200) trains on the frames before them only.
-        start, stop = training_range(str(clip))
-        return ClipSpec(str(clip), str(resolve_clip(clip)), start, stop)
-    name, start, stop = m.group(1), int(m.group(2) or 0), int(m.group(3)) if m.group(3) else None
-    start, stop = training_range(name, start, stop, ranged=True)
+    name, start, stop = training_item(str(clip))  # held-out frames refused; a plain 'bikes' stops before them
     return ClipSpec(name, str(resolve_clip(name)), start, stop)
 
 

@@ -162,6 +162,10 @@ class _Base:
     def config(self) -> dict:
         return self.meta().get("config", {})
 
+    def kind(self) -> str:
+        """Which loop wrote the run: 'distill' or 'teacher' (runs from before kinds were recorded: 'distill')."""
+        return self.meta().get("kind", "distill")
+
     def status(self) -> str:
         """running / finished / failed / interrupted (a 'running' run whose writer is gone)."""
         m = self.meta()

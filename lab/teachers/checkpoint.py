@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lab.errors import CheckpointError
-from lab.training.checkpoints import CheckpointFolder, check_plain
+from lab.training.checkpoints import CheckpointFolder
 
 #: A run folder's state from before teacher checkpoints were step folders (still read, never written).
 LEGACY_STATE_FILE = "state.pt"
@@ -40,12 +40,9 @@ def is_teacher_run(folder: Path) -> bool:
 def save_state(run_dir: Path, state: dict) -> Path:
     """Write ``state`` (with its ``model`` state dict) as the run's checkpoint at ``state['step']``; returns
     the checkpoint folder (``prune_checkpoints`` then drops the older ones)."""
-    check_plain(state)
-    run_dir = Path(run_dir)
-    rest = {k: v for k, v in state.items() if k != "model"}
+    rest = {k: v for k, v in state.items() if k != "model"}  # checked as plain by write
     tensors = {_MODEL + k: v for k, v in state["model"].items()}
-    ckpts = checkpoint_folder(run_dir)
-    return ckpts.write(state["step"], tensors, rest, {"step": state["step"]})
+    return checkpoint_folder(Path(run_dir)).write(state["step"], tensors, rest, {"step": state["step"]})
 
 
 def prune_checkpoints(run_dir: Path, forget=lambda step: None) -> None:
@@ -59,16 +56,8 @@ def load_state(run_dir: Path, *, set_aside=None) -> dict | None:
     which owns the folder) it is also moved aside as ``unreadable-step-*`` and the callback told."""
     run_dir = Path(run_dir)
     ckpts = checkpoint_folder(run_dir)
-    if set_aside is not None:
-        picked = ckpts.pick("cpu", on_unreadable=set_aside)
-    else:  # a reader (export, warm start) leaves another run's folder as it is
-        picked = None
-        for path in reversed(ckpts.complete()):
-            try:
-                picked = (path, *ckpts.read(path, "cpu"))
-                break
-            except CheckpointError:
-                continue
+    # A reader (export, warm start) leaves another run's folder as it is.
+    picked = ckpts.pick("cpu", on_unreadable=set_aside or (lambda *a: None), set_aside=set_aside is not None)
     if picked is not None:
         _, tensors, state = picked
         return {**state, "model": {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}}

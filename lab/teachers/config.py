@@ -13,7 +13,7 @@ from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab import paths
 from lab.data.clips import ClipSpec
-from lab.data.dataset import check_training_item
+from lab.data.dataset import training_item
 from lab.data.heldout import BIKES_TRAIN_STOP, HELDOUT  # noqa: F401 (HELDOUT: the teachers' held-out split)
 from lab.data.samples import sample_clip
 from lab.errors import LabError
@@ -145,7 +145,7 @@ class TrainConfig:
         if not (0 < self.lr < 1):
             raise LabError(f"--lr {self.lr} is not a learning rate; use e.g. 1e-3.")
         for item in self.clips or ():
-            check_training_item(str(item))  # held-out clips and frames are never trained on
+            training_item(str(item))  # held-out clips and frames are never trained on
 
 
 def build_model(cfg: TrainConfig):

@@ -109,14 +109,18 @@ class CheckpointFolder:
             raise CheckpointError(f"checkpoint {path} is incomplete (missing {missing or 'the model weights'})")
         return tensors, state
 
-    def pick(self, device, on_unreadable: Callable[[Path, Path, CheckpointError], None] = lambda *a: None):
+    def pick(self, device, on_unreadable: Callable[[Path, Path, CheckpointError], None] = lambda *a: None,
+             set_aside: bool = True):
         """(path, tensors, state) of the newest readable checkpoint, or None. Unreadable ones (a disk error,
-        a file cut short) are set aside as ``unreadable-step-*``; ``on_unreadable(path, aside, error)`` is
-        told (the trainer records an event)."""
+        a file cut short) are skipped; with ``set_aside`` (a resume, which owns the folder; a reader such as an
+        export leaves it as it is) they are moved aside as ``unreadable-step-*`` and ``on_unreadable(path,
+        aside, error)`` is told (the trainer records an event)."""
         for path in reversed(self.complete()):
             try:
                 return (path, *self.read(path, device))
             except CheckpointError as exc:
+                if not set_aside:
+                    continue
                 aside = path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1])
                 shutil.rmtree(aside, ignore_errors=True)
                 os.replace(path, aside)

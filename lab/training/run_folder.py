@@ -69,7 +69,7 @@ def check_run_kind(out: Path, kind: str, flag: str = "--out") -> None:
     if not is_run(out):
         return
     with RunReader(out) as r:
-        found = r.meta().get("kind", "distill")
+        found = r.kind()
     if found != kind:
         raise RunStoreError(f"{flag} {out} holds a {found} run, not a {kind} run; choose another {flag} folder.")
 

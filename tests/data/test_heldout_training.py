@@ -5,7 +5,7 @@ streamed data) alike; no file is read."""
 
 import pytest
 
-from lab.data.dataset import check_training_item
+from lab.data.dataset import training_item
 from lab.data.heldout import BIKES_TRAIN_STOP, training_range
 from lab.distill.config import from_dict
 from lab.errors import ConfigError
@@ -26,12 +26,12 @@ def test_training_range_keeps_training_off_held_out_frames():
 @pytest.mark.parametrize("item", ["carphone", "carphone[0:10]", "carphone_distorted", "bikes[0:]", "bikes[150:250]"])
 def test_a_spec_item_naming_held_out_frames_is_refused(item):
     with pytest.raises(ConfigError):
-        check_training_item(item)
+        training_item(item)
 
 
 @pytest.mark.parametrize("item", ["bbb-128", "bikes", "bikes[0:192]", "/videos/**/*.mp4", "my_clip.mp4"])
 def test_other_items_pass(item):
-    check_training_item(item)
+    training_item(item)
 
 
 @pytest.mark.parametrize("clips", [["bbb-128", "carphone_distorted"], ["bikes[100:]"]])
