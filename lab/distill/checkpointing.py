@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from lab.errors import CheckpointError, ConfigError
-from lab.training.checkpoints import CheckpointFolder, checkpoint_step, restore_checkpoint_records
+from lab.training.checkpoints import CheckpointFolder, log_set_aside, restore_checkpoint_records
 
 log = logging.getLogger("lab")
 
@@ -83,8 +83,7 @@ class Checkpointing:
     def _pick_checkpoint(self):
         def record(path, aside, exc):
             if self.store:
-                self.store.log_event(checkpoint_step(path), "checkpoint_skipped",
-                                     {"checkpoint": str(path), "moved_to": str(aside), "reason": str(exc)})
+                log_set_aside(self.store, path, aside, exc)
         return self.ckpts.pick(self.device, on_unreadable=record)
 
     def _restore(self, path: Path, tensors: dict, state: dict):

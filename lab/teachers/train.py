@@ -42,6 +42,7 @@ from lab.teachers.data import training_data
 from lab.teachers.export import check_export_target, export
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
 from lab.training import schedule
+from lab.training.checkpoints import log_set_aside
 from lab.training.run_folder import check_run_kind, check_run_target, remove_temps
 from lab.training.signals import StopOnSignal
 
@@ -158,8 +159,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None, command: str
     run_dir.mkdir(parents=True, exist_ok=True)
     store = _open_store(run_dir, cfg, step)
     for path, aside, exc in set_aside:
-        store.log_event(step, "checkpoint_skipped", {"checkpoint": str(path), "moved_to": str(aside),
-                                                     "reason": str(exc)})
+        log_set_aside(store, path, aside, exc)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))  # this session's settings
     try:
         return _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop_at, data, device)
@@ -197,7 +197,6 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
                                     "wall_s": wall, "meta": meta})
         store.add_checkpoint(step, path)
         prune_checkpoints(run_dir, forget=store.remove_checkpoint)
-        store.log_event(step, "checkpoint", {"wall_s": round(wall, 1)})
 
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf

@@ -142,5 +142,12 @@ def restore_checkpoint_records(store, path: Path, step: int, best_step: int | No
         store.add_checkpoint(previous_best.step, store.resolve(previous_best.path), metric, best, is_best=True)
 
 
+def log_set_aside(store, path: Path, aside: Path, exc: Exception) -> None:
+    """Record in the run store that checkpoint ``path`` could not be read and was moved to ``aside`` (a session
+    event: it stays when the run is resumed and truncated)."""
+    store.log_event(checkpoint_step(path), "checkpoint_skipped",
+                    {"checkpoint": str(path), "moved_to": str(aside), "reason": str(exc)})
+
+
 def checkpoint_step(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[1])
