@@ -34,7 +34,7 @@ from lab.errors import LabError
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 from lab.files import atomic_write_text
 from lab.runs.lock import RunLock
-from lab.runs.store import STORE_FILE, RunStore, is_run
+from lab.runs.store import STORE_FILE, RunStore
 from lab.teachers.anchor import anchor_latents
 from lab.teachers.checkpoint import is_teacher_run, load_state, prune_checkpoints, restore_rng, rng_state, save_state
 from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F401 (build_model: tests and callers import it here)
@@ -103,7 +103,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
     run_dir = Path(run_dir)
     if cfg.export_to:  # before the minutes of training; later exports replace the lab's own export
         check_export_target(cfg.export_to, overwrite_export)
-    if not (is_run(run_dir) or is_teacher_run(run_dir)):
+    if not is_teacher_run(run_dir):  # a run from before run stores (a state.pt only) is the lab's folder too
         check_run_target(run_dir, flag="--run", can_overwrite=False)  # a user's folder is never written into
     check_run_kind(run_dir, "teacher", flag="--run")
     with RunLock(run_dir):
