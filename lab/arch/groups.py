@@ -73,3 +73,8 @@ def conv_input_groups(vae: nn.Module, stage_paths: dict[str, list[str]]) -> list
                     groups.append(ChannelGroup(f"{stage}:{path}", stage, m.in_channels, prunable=False,
                                                consumers=[Consumer(path)], note="input of one conv (analysis only)"))
     return groups
+
+
+def group_widths(groups: list[ChannelGroup], ratios: dict[str, float]) -> dict[str, int]:
+    """Width per prunable group of the pruned stages: round(ratio * width), at least 1."""
+    return {g.name: max(1, round(ratios[g.stage] * g.width)) for g in groups if g.prunable and g.stage in ratios}

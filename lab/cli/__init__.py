@@ -32,6 +32,7 @@ COMMANDS = {
     "eval": "lab.cli.eval",
     "table": "lab.cli.decoder_table",
     "bench": "lab.cli.bench",
+    "trace": "lab.cli.trace",
     "teacher": "lab.cli.teacher",
     "profile": "lab.cli.profile",
     "search": "lab.cli.search",

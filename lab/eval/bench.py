@@ -47,7 +47,6 @@ import logging
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -58,8 +57,9 @@ from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 from lab.models.registry import list_entries
 from lab.runtime.timing import synchronize, timed, video_error
-from lab.runtime import choose_chunk, is_chunkable, set_chunk
-from lab.runtime.compiled import MODES, choose_compile_mode, compile_decoder, eager, strict_compile
+from lab.runtime import choose_chunk
+from lab.runtime.compiled import choose_compile_mode, compile_decoder, eager, strict_compile
+from lab.runtime.spec import Runtime, apply_runtime, fixed_spec, runtime_note, split_runtime  # noqa: F401 (re-exported)
 
 log = logging.getLogger("lab")
 
@@ -68,43 +68,6 @@ def weights_bytes(dec: VideoDecoder) -> int:
     """Bytes of the decoder modules' parameters and buffers (each tensor once)."""
     seen = {id(t): t for m in dec.decoder_modules() for t in (*m.parameters(), *m.buffers())}
     return sum(t.numel() * t.element_size() for t in seen.values())
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How a spec's decoder runs: ``chunk`` latent frames per causal call (an int, 'auto' = by timing, or
-    None = the decoder's default), under torch.compile ``compile`` (a mode, 'auto', or None = eager)."""
-    chunk: int | str | None = None
-    compile: str | None = None
-
-    @property
-    def searched(self) -> bool:
-        return self.chunk == "auto" or self.compile == "auto"
-
-
-def split_runtime(spec: str) -> tuple[str, Runtime | None]:
-    """'wan2.1@chunk4' -> ('wan2.1', Runtime(chunk=4)); 'wan2.1@fast' -> chunk 'auto'; 'wan2.1@compile' ->
-    compile 'default'; 'ltx-video@compile-auto' -> compile 'auto'; 'a@chunk2+compile' -> both;
-    'wan2.1' -> ('wan2.1', None)."""
-
-    name, at, suffix = spec.rpartition("@")
-    if not at:
-        return spec, None
-    chunk, mode = None, None
-    for part in suffix.split("+"):
-        if part == "fast" and chunk is None:
-            chunk = "auto"
-        elif part.startswith("chunk") and part[5:].isdigit() and int(part[5:]) >= 1 and chunk is None:
-            chunk = int(part[5:])
-        elif part == "compile" and mode is None:
-            mode = "default"
-        elif part.startswith("compile-") and part[8:] in MODES + ("auto",) and mode is None:
-            mode = part[8:]
-        else:
-            raise LabError(f"unknown runtime '{part}' in '{spec}'; use NAME@chunkK (K >= 1 latent frames per call), "
-                           f"NAME@fast (K chosen by timing), NAME@compile or NAME@compile-MODE (MODE: "
-                           f"{', '.join(MODES)}, or auto), each at most once, joined by '+'.")
-    return name, Runtime(chunk, mode)
 
 
 def load_plain(name: str, weights: str | None, device, dtype) -> VideoDecoder:
@@ -119,29 +82,7 @@ def load_plain(name: str, weights: str | None, device, dtype) -> VideoDecoder:
 def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecoder:
     """Load a spec's decoder with its fixed runtime applied ('auto' parts are left to the caller's search)."""
     name, runtime = split_runtime(spec)
-    dec = load_plain(name, weights, device, dtype)
-    if runtime is not None and isinstance(runtime.chunk, int):
-        if is_chunkable(dec):  # elsewhere a no-op: the decoder takes the whole clip in one call (runtime_note)
-            set_chunk(dec, runtime.chunk)
-    if runtime is not None and runtime.compile not in (None, "auto"):
-        compile_decoder(dec, runtime.compile)
-    return dec
-
-
-def runtime_note(dec: VideoDecoder, runtime: Runtime | None) -> str | None:
-    """Why a spec's chunk part does nothing for ``dec`` (None when it applies)."""
-    if runtime is None or runtime.chunk is None or is_chunkable(dec):
-        return None
-    part, what = ("@fast", "chunk 1, no search") if runtime.chunk == "auto" else (f"@chunk{runtime.chunk}", "chunk 1")
-    return (f"{part} does nothing for {dec.name}: it has no per-chunk causal loop (Wan's feature cache) and decodes "
-            f"the whole clip in one call ({what})")
-
-
-def fixed_spec(base: str, dec: VideoDecoder) -> str:
-    """The spec that loads ``dec`` as it is now (after a search picked its chunk and compile mode)."""
-    parts = ([f"chunk{dec.chunk_frames}"] if dec.chunk_frames > 1 else []) + \
-        ([f"compile-{dec.compile_mode}"] if dec.compile_mode else [])
-    return f"{base}@{'+'.join(parts)}" if parts else base
+    return apply_runtime(load_plain(name, weights, device, dtype), runtime)
 
 
 def random_latents(dec: VideoDecoder, frames: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab import paths
@@ -215,3 +217,37 @@ _add_shipped_student("mini-wan-flash", "Flash-VAED student of mini-wan: up2/up3 
 _add_shipped_student("mini-ltx-flash", "Flash-VAED student of mini-ltx: keep=flash-vaed (independence-aware), "
                                        "flash-vaed operators, three-phase distillation",
                      channels=128, compression=(8, 32, 32))
+
+
+# The Flash-VAED student architecture of a full-size teacher, built from config (the authors' widths and
+# operators; channel choice does not change speed): what the lab times and traces against the teachers.
+def _flash_of(teacher: str, cls, config: dict):
+    def load(weights=None, device=None, dtype=None):
+        from lab.models.registry import load_saved
+        from lab.models.students.wan import WanStudentAdapter, flash_vaed_student_vae
+        name = f"{teacher}-flash"
+        if weights not in (None, "random"):
+            dec = load_saved(Path(weights).expanduser(), device=device, dtype=dtype)
+            if getattr(dec, "teacher_name", None) != teacher:
+                raise WeightsNotFoundError(f"{name}: {weights} holds {dec.name} (a student of "
+                                           f"{getattr(dec, 'teacher_name', None) or 'no teacher'}), not a student of "
+                                           f"{teacher}; load it by its folder instead.")
+            return dec
+        with torch.device("meta"):
+            skeleton = cls(**config)
+        dec = WanStudentAdapter(name, flash_vaed_student_vae(teacher, skeleton))
+        return dec.to(device=device, dtype=dtype) if (device or dtype) else dec
+
+    def params() -> int:
+        with torch.device("meta"):
+            return load().decoder_params()
+    return load, params
+
+
+_flash_load, _flash_params = _flash_of("wan2.1", AutoencoderKLWan, WAN21_CONFIG)
+register(ModelEntry(
+    name="wan2.1-flash", family="student", latent_channels=16, compression=(4, 8, 8),
+    weights="random (the architecture, for speed work); or --weights FOLDER (a saved student of wan2.1)",
+    loader=_flash_load, param_counter=_flash_params,
+    description="the Flash-VAED student architecture of Wan 2.1 (up2/up3 at 12.5%, flash-vaed operators), built "
+                "from config: what the lab times and traces against the teacher"))

@@ -178,7 +178,8 @@ class VideoDecoder(nn.Module):
         if z.dtype != self.dtype:
             raise LatentShapeError(f"{self.name}: latents are {z.dtype} but the decoder runs in {self.dtype}; "
                                    f"cast one of them (z.to({self.dtype}) or decoder.to({z.dtype})).")
-        if not torch.isfinite(z).all():
+        # Meta tensors (lab.eval.trace) carry shapes only: there are no values to check.
+        if not z.is_meta and not torch.isfinite(z).all():
             raise LatentShapeError(f"{self.name}: latents contain NaN or inf values; check the sampler output.")
 
     def check_video(self, video) -> None:
@@ -274,6 +275,8 @@ class VideoDecoder(nn.Module):
     chunk_frames: int = 1
     # The torch.compile mode its modules run under (lab.runtime.compiled.compile_decoder); None = eager.
     compile_mode: str | None = None
+    # The fused runtime installed in its model (lab.runtime.fused.set_fused); None = the reference path.
+    fused = None
 
     def _save_model(self, folder: Path) -> None:
         raise NotImplementedError

@@ -16,6 +16,7 @@ from typing import Callable
 from lab.errors import CheckpointError, UnknownModelError
 from lab.models.interface import LAB_META_FILE, VideoDecoder
 from lab.models.weights import load_diffusers_model
+from lab.runtime.spec import apply_runtime, split_runtime
 
 
 @dataclass
@@ -58,11 +59,18 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _ADAPTERS: dict[str, type] = {}
+#: former name -> registered name: loads resolve them quietly, listings do not show them (one name per thing)
+_ALIASES: dict[str, str] = {}
 
 
 def register(entry: ModelEntry) -> ModelEntry:
     _REGISTRY[entry.name] = entry
     return entry
+
+
+def register_alias(old: str, new: str) -> None:
+    """``old`` (a retired name, e.g. recorded as the teacher of a decoder saved under it) loads ``new``."""
+    _ALIASES[old] = new
 
 
 def register_adapter(kind: str, cls: type) -> None:
@@ -75,6 +83,7 @@ def list_entries(family: str | None = None) -> list[ModelEntry]:
 
 
 def get_entry(name: str) -> ModelEntry:
+    name = _ALIASES.get(name, name)
     if name in _REGISTRY:
         return _REGISTRY[name]
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
@@ -86,16 +95,23 @@ def get_entry(name: str) -> ModelEntry:
 
 def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, device=None,
                  dtype=None) -> VideoDecoder:
-    """A registered name (``weights`` overrides its default source), or a folder saved by the lab.
-    A VideoDecoder passes through unchanged."""
+    """A registered name (``weights`` overrides its default source), or a folder saved by the lab, either
+    with a fixed runtime suffix (``wan2.1@fused``, ``mini-wan@chunk4``: lab.runtime.spec). A VideoDecoder
+    passes through unchanged."""
     if isinstance(name_or_path, VideoDecoder):
         return name_or_path
-    name = str(name_or_path)
+    name = _ALIASES.get(str(name_or_path), str(name_or_path))
     if name in _REGISTRY:
         return _REGISTRY[name].load(weights, device=device, dtype=dtype)
     path = Path(name).expanduser()
     if path.is_dir():
         return load_saved(path, device=device, dtype=dtype)
+    base, runtime = split_runtime(name) if "@" in name else (name, None)
+    if runtime is not None:
+        if runtime.searched:
+            raise UnknownModelError(f"'{name}': @fast and @compile-auto choose by timing on latents; give a fixed "
+                                    f"runtime (@chunkK, @fused, @compile-MODE) or time them with python -m lab bench")
+        return apply_runtime(load_decoder(base, weights, device, dtype), runtime)
     get_entry(name)  # raises UnknownModelError with suggestions
     raise AssertionError("unreachable")
 

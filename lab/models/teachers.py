@@ -87,7 +87,9 @@ class WanDecoderAdapter(VAETeacherAdapter):
         return [self.vae.post_quant_conv, self.vae.decoder]
 
     def _decode_raw(self, z):
-        if self.chunk_frames > 1:  # lab.runtime.chunked: the same result as diffusers' loop, fewer calls
+        # lab.runtime.chunked: the same result as diffusers' loop, fewer calls, and one preallocated output
+        # instead of diffusers' growing torch.cat (which the fused runtime has no reason to keep)
+        if self.chunk_frames > 1 or self.fused is not None:
             return decode_wan_chunked(self.vae, z, self.chunk_frames).clamp(-1.0, 1.0)  # diffusers clamps too
         return self.vae.decode(z).sample
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lab.arch import Architecture, ChannelGroup, get_architecture
+from lab.arch.groups import group_widths  # noqa: F401 (one rule for pruning and the flash students)
 from lab.errors import ConfigError
 
 #: The keep argument that means each family's Flash-VAED widths (Architecture.flash_vaed_keep).
@@ -58,8 +59,3 @@ def resolve_keep(keep, arch: Architecture | str, groups: list[ChannelGroup], num
         if r < 1.0:
             out[stage] = r
     return out
-
-
-def group_widths(groups: list[ChannelGroup], ratios: dict[str, float]) -> dict[str, int]:
-    """Width per prunable group of the pruned stages: round(ratio * width), at least 1."""
-    return {g.name: max(1, round(ratios[g.stage] * g.width)) for g in groups if g.prunable and g.stage in ratios}

@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-import torch
 
 from lab.arch import LTX, LTX2, WAN, Architecture
 from lab.arch.taef2 import TAEF2
@@ -18,6 +17,7 @@ from lab.arch.wan22 import WAN22
 from lab.errors import ConfigError
 from lab.models.students import ltx as ltx_student
 from lab.models.students import ltx2 as ltx2_student
+from lab.models.students.base import plain as _plain
 from lab.models.students.wan import TEACHER_KEYS, WanStudentAdapter, WanStudentVAE
 from lab.models.taef2 import TAEF2Model, TAEF2StudentAdapter
 from lab.models.students.wan22 import Wan22StudentAdapter, Wan22StudentVAE
@@ -104,11 +104,3 @@ def build_taef2_student(teacher, groups, widths, kept, ratios, criterion, analys
 
 
 register_student_builder(TAEF2, build_taef2_student)
-
-def _plain(v):
-    """Config values as JSON-friendly Python (FrozenDict lists/tuples -> lists)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    return v

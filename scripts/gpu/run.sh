@@ -6,8 +6,11 @@
 #   bash scripts/gpu/run.sh --phases env,smoke,probe       # ~2.5 min: every CUDA path + the teachers' s/step
 #   TEACHER_MINUTES=4 bash scripts/gpu/run.sh --phases teachers,bench   # ~9 min: teachers, then the bench
 # The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
-# Phases: env smoke probe teachers bench compile (compile only when named: it did not fit in 2026-11).
+# Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
+# The perf phase (issue 29, ~5 min on an H100): bash scripts/gpu/run.sh --phases env,perf
+#   kernel profiles (profile-student.json, profile-teacher.json) and the bench of eager vs @fused.
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
+#   bash scripts/gpu/run.sh --dry-run --phases env,perf   # the perf phase on the CPU (its own call: 8 files at most)
 #
 # Runs from the checkout with PYTHONPATH (never pip install -e): the carried wheels go to /tmp/site.
 # Each phase has its own timeout and writes its files to $OUT as it finishes, so a timeout loses only
@@ -87,6 +90,27 @@ if has teachers; then
   phase teachers $(awk "BEGIN {print int($TMIN * 60 + 110)}") "$PY" scripts/gpu/teachers.py \
     $([ $DRY = 1 ] && echo --dry-run) --minutes "$TMIN" --out "$OUT" --work "$WORK/teachers" \
     --wan-batch "${WAN_BATCH:-16}" --ltx-batch "${LTX_BATCH:-16}" ${TEACHERS_ONLY:+--only "$TEACHERS_ONLY"}
+fi
+
+if has perf; then
+  # Issue 29: the kernel profile of the runtime as it is (eager, then @fused), then the bench against diffusers
+  # eager in the same process, then LTX, then compile rows. Ordered by value: a timeout cuts the least useful.
+  if [ $DRY = 1 ]; then
+    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused"; PR=1
+  else
+    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused,wan2.1-flash@fused+chunk4"; PR=${BENCH_REPEATS:-3}
+  fi
+  popt=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $PR)
+  phase perf-student 180 "$PY" scripts/gpu/perf.py --decoders "$PS" "${popt[@]}" --out "$WORK/perf-student"
+  cp "$WORK/perf-student/profile.json" "$OUT/profile-student.json" 2>/dev/null
+  phase perf-teacher 180 "$PY" scripts/gpu/perf.py --decoders "$PW" "${popt[@]}" --out "$WORK/perf-teacher"
+  cp "$WORK/perf-teacher/profile.json" "$OUT/profile-teacher.json" 2>/dev/null
+  bopt=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $PR --no-macs --json)
+  [ $DRY = 1 ] && bopt+=(--no-memory)
+  phase perf-bench 200 sh -c "$PY -m lab bench --decoders $PW,$PS ${bopt[*]} > $OUT/perf-bench.json"
+  if [ $DRY = 0 ] && [ -z "${PERF_NO_COMPILE:-}" ]; then
+    phase perf-compile 150 sh -c "$PY -m lab bench --decoders wan2.1-flash@fused,wan2.1-flash@fused+compile ${bopt[*]} > $OUT/perf-compile.json"
+  fi
 fi
 
 if has bench; then

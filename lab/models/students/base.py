@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from lab.models.interface import VideoDecoder
+
+
+def plain(v):
+    """A teacher config value as JSON-friendly Python, as a student's config records it (FrozenDict
+    lists/tuples -> lists, tensors -> lists)."""
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return v.tolist()
+    return v
 
 
 class StudentAdapter(VideoDecoder):

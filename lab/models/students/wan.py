@@ -26,8 +26,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from lab.arch import WAN
+from lab.arch.groups import group_widths
 from lab.errors import ConfigError
-from lab.models.students.base import StudentAdapter
+from lab.models.students.base import StudentAdapter, plain as _plain
 from lab.runtime.chunked import decode_wan_chunked
 from lab.models.students.folded_norm import WanFoldedRMSNorm
 from lab.models.teachers import WanStream, wan_geometry
@@ -202,6 +203,19 @@ class WanStudentVAE(ModelMixin, ConfigMixin):
         summation order, faster)."""
         out = decode_wan_chunked(self, z, chunk)
         return DecoderOutput(sample=out) if return_dict else (out,)
+
+
+def flash_vaed_student_vae(teacher: str, teacher_vae: nn.Module, plan: str = "flash-vaed") -> WanStudentVAE:
+    """The Flash-VAED student architecture of a Wan 2.1 teacher: its widths (up2/up3 at 12.5%) and operator
+    plan, with freshly initialised weights (speed does not depend on which channels are kept, so this is
+    the student to time: ``wan2.1-flash`` with random weights). ``teacher_vae`` may live on the meta device
+    (only its config and structure are read); the student is built on the current default device."""
+    tc = {k: _plain(teacher_vae.config[k]) for k in TEACHER_KEYS if k in teacher_vae.config}
+    groups = WAN.prune_groups(teacher_vae)
+    ratios = WAN.flash_vaed_keep(WAN.num_up_blocks(teacher_vae))
+    return WanStudentVAE(teacher=teacher, teacher_config=tc, widths=group_widths(groups, ratios), ratios=ratios,
+                         criterion="none (architecture only)", operators=WAN.plan(plan),
+                         patch_size=tc.get("patch_size"))
 
 
 class WanStudentAdapter(StudentAdapter):

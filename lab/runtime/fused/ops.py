@@ -1,0 +1,173 @@
+"""The fused runtime's kernels as torch custom ops: each one op in a trace, a profile and torch.compile.
+
+Every op writes into a given ``out`` tensor (the destination-passing style that lets the Wan runtime write
+a norm's output straight into the next causal conv's input buffer, behind its cached frames), and has
+
+- a **reference** implementation: the eager module's own arithmetic, op for op, with the same rounding
+  points. It runs on the CPU (CPU users never need Triton) and wherever no kernel applies;
+- a **fake** (meta) implementation, so ``lab trace`` counts the op once, with its own reads and writes;
+- on CUDA, a **Triton kernel** (lab.runtime.fused.triton_kernels) when Triton is importable and the
+  tensors' layout fits it (any layout whose spatial dimensions merge into one stride: contiguous NCDHW
+  and channels-last alike); otherwise the reference. Its first output in a process is checked against the
+  reference on the same input, and a kernel that fails to build or differs is disabled with a warning
+  (``triton_kernels.STATUS`` says which ran).
+
+Rounding: in half precision the eager modules round to the tensor dtype after every elementwise op
+(normalise in float32 and round, times scale and round, times gamma and round, plus bias and round,
+SiLU in float32 and round). The kernels round at the same points, so they differ from eager only by
+the summation order of the channel reduction (the last bit of a float32 norm), which almost never changes
+a bf16 result. In float32 there is nothing to round and the reference equals eager up to that order.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lab.runtime.fused import triton_kernels
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _bshape(x: Tensor) -> tuple[int, ...]:
+    """(1, C, 1, ...): a per-channel vector broadcast over a channels-first tensor."""
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Wan's RMS norm (+ SiLU): F.normalize over channels * sqrt(C) * gamma + bias.
+
+
+def rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float, act: bool
+                           ) -> Tensor:
+    """``WanRMS_norm.forward`` followed by SiLU when ``act``, exactly as diffusers computes it."""
+    shape = _bshape(x)
+    normalized = F.normalize(x.float() if x.dtype in _HALF else x, dim=1, eps=eps).to(x.dtype)
+    y = normalized * scale * gamma.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return F.silu(y) if act else y
+
+
+@torch.library.custom_op("lab::rms_norm_act", mutates_args=("out",))
+def rms_norm_act_(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float, act: bool,
+                  out: Tensor) -> None:
+    out.copy_(rms_norm_act_reference(x, gamma, bias, scale, eps, act))
+
+
+@rms_norm_act_.register_fake
+def _(x, gamma, bias, scale, eps, act, out):
+    return None
+
+
+@rms_norm_act_.register_kernel("cuda")
+def _(x, gamma, bias, scale, eps, act, out):
+    def reference():
+        return rms_norm_act_reference(x, gamma, bias, scale, eps, act)
+    if not triton_kernels.guarded("rms_norm_act", lambda: triton_kernels.rms_norm_act(x, gamma, bias, scale, eps,
+                                                                                         act, out), reference, out):
+        out.copy_(reference())
+
+
+def rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float = 1e-12,
+                 act: bool = True, out: Tensor | None = None) -> Tensor:
+    """RMS-normalise ``x`` (N, C, ...) over channels, scale, then SiLU when ``act``; into ``out`` when given
+    (any strides, e.g. a slice of a conv's input buffer), else into a new tensor of ``x``'s layout."""
+    if out is None:
+        out = torch.empty_like(x)
+    rms_norm_act_(x, gamma.reshape(-1), None if bias is None else bias.reshape(-1), float(scale), float(eps),
+                  bool(act), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The folded RMS norm of pruned Wan students (lab.models.students.folded_norm) (+ SiLU).
+
+
+def folded_rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor,
+                                  const: Tensor, eps: float, act: bool) -> Tensor:
+    """``WanFoldedRMSNorm.forward`` (channels first) followed by SiLU when ``act``: the teacher's mean square
+    estimated from the kept channels as x^T Q x + l^T x + c, all in float32, rounded once."""
+    last = x.float().movedim(1, -1)
+    ms = ((last @ quad.float()) * last).sum(-1, keepdim=True) + (last @ lin.float()).unsqueeze(-1)
+    inv = torch.rsqrt((ms + const.float()).clamp_min(0.0) + eps)
+    y = (last * inv).movedim(-1, 1) * gamma.float().reshape(_bshape(x))
+    if bias is not None:
+        y = y + bias.float().reshape(_bshape(x))
+    y = y.to(x.dtype)
+    return F.silu(y) if act else y
+
+
+@torch.library.custom_op("lab::folded_rms_norm_act", mutates_args=("out",))
+def folded_rms_norm_act_(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor, const: Tensor,
+                         eps: float, act: bool, out: Tensor) -> None:
+    out.copy_(folded_rms_norm_act_reference(x, gamma, bias, quad, lin, const, eps, act))
+
+
+@folded_rms_norm_act_.register_fake
+def _(x, gamma, bias, quad, lin, const, eps, act, out):
+    return None
+
+
+@folded_rms_norm_act_.register_kernel("cuda")
+def _(x, gamma, bias, quad, lin, const, eps, act, out):
+    def reference():
+        return folded_rms_norm_act_reference(x, gamma, bias, quad, lin, const, eps, act)
+    if not triton_kernels.guarded("folded_rms_norm_act", lambda: triton_kernels.folded_rms_norm_act(
+            x, gamma, bias, quad, lin, const, eps, act, out), reference, out):
+        out.copy_(reference())
+
+
+def folded_rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor, const: Tensor,
+                        eps: float = 1e-12, act: bool = True, out: Tensor | None = None) -> Tensor:
+    if out is None:
+        out = torch.empty_like(x)
+    folded_rms_norm_act_(x, gamma.reshape(-1), None if bias is None else bias.reshape(-1), quad, lin,
+                         const.reshape(()), float(eps), bool(act), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Wan's temporal upsampler: time_conv's (N, 2C, t, h, w) output interleaved into 2t frames of C channels,
+# each frame upsampled 2x (nearest), as frames (N*2t, C, 2h, 2w) ready for the per-frame resample conv.
+
+
+def interleave_upsample_reference(y: Tensor, out: Tensor) -> None:
+    """``WanResample``'s reshape + stack of the time conv's halves, the frames folded into the batch, then
+    ``WanUpsample`` (nearest-exact 2x, which is a gather: done in the tensor's dtype, bit-identical to
+    diffusers' float32 round trip)."""
+    n, c2, t, h, w = y.shape
+    c = c2 // 2
+    frames = y.reshape(n, 2, c, t, h, w).permute(0, 3, 1, 2, 4, 5).reshape(n * t * 2, c, h, w)
+    out.copy_(F.interpolate(frames, scale_factor=2.0, mode="nearest-exact"))
+
+
+@torch.library.custom_op("lab::interleave_upsample", mutates_args=("out",))
+def interleave_upsample_(y: Tensor, out: Tensor) -> None:
+    interleave_upsample_reference(y, out)
+
+
+@interleave_upsample_.register_fake
+def _(y, out):
+    return None
+
+
+@interleave_upsample_.register_kernel("cuda")
+def _(y, out):
+    def reference():
+        ref = torch.empty_like(out)
+        interleave_upsample_reference(y, ref)
+        return ref
+    if not triton_kernels.guarded("interleave_upsample", lambda: triton_kernels.interleave_upsample(y, out),
+                                  reference, out):
+        interleave_upsample_reference(y, out)
+
+
+def interleave_upsample(y: Tensor, memory_format=torch.channels_last) -> Tensor:
+    n, c2, t, h, w = y.shape
+    out = torch.empty(n * t * 2, c2 // 2, 2 * h, 2 * w, dtype=y.dtype, device=y.device, memory_format=memory_format)
+    interleave_upsample_(y, out)
+    return out

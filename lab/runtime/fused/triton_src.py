@@ -1,0 +1,101 @@
+"""The Triton source of the fused kernels (lab.runtime.fused.triton_kernels launches them). Imported only
+where Triton is importable: Triton resolves the helpers a kernel calls through this module's globals, so
+the kernels live at module level, in a module of their own."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _round(v, ROUND: tl.constexpr):
+    """Round float32 ``v`` to the output dtype, kept in float32 (the eager modules round to the tensor dtype
+    after every elementwise op, see ops.py). ROUND: 0 = float32 (nothing), 1 = bfloat16, round to nearest
+    even on the bits (the same on a GPU and in Triton's interpreter, whose casts truncate), 2 = float16."""
+    if ROUND == 1:
+        bits = v.to(tl.int32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
+        v = bits.to(tl.float32, bitcast=True)
+    elif ROUND == 2:
+        v = v.to(tl.float16).to(tl.float32)
+    return v
+
+
+@triton.jit
+def _silu(v):
+    # ATen's silu: x / (1 + exp(-x)) in float32 (Triton's exp is within a few ulps of expf).
+    return tl.div_rn(v, 1.0 + tl.exp(-v))
+
+
+@triton.jit
+def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, scale, eps,
+                        HAS_BIAS: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
+                        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    n = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.arange(0, BLOCK_C)
+    cm = c < C
+    mask = (p[:, None] < P) & cm[None, :]
+    dtype = o_ptr.dtype.element_ty
+    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    # F.normalize: x / max(||x||, eps), in float32 with IEEE-rounded sqrt and division (as ATen; Triton's
+    # default sqrt and '/' are approximate)
+    denom = tl.maximum(tl.sqrt_rn(tl.sum(x * x, axis=1)), eps)
+    y = _round(tl.div_rn(x, denom[:, None]), ROUND)
+    y = _round(y * scale, ROUND)
+    g = tl.load(g_ptr + c, mask=cm, other=0.0).to(tl.float32)
+    y = _round(y * g[None, :], ROUND)
+    if HAS_BIAS:
+        b = tl.load(b_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        y = _round(y + b[None, :], ROUND)
+    if ACT:
+        y = _round(_silu(y), ROUND)
+    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+
+
+@triton.jit
+def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, q_ptr, l_ptr, k_ptr, o_ptr, P, C, sxn, sxp, sxc,
+                               son, sop, soc, eps, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
+                               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    n = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.arange(0, BLOCK_C)
+    cm = c < C
+    mask = (p[:, None] < P) & cm[None, :]
+    dtype = o_ptr.dtype.element_ty
+    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    q = tl.load(q_ptr + c[:, None] * C + c[None, :], mask=cm[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    lin = tl.load(l_ptr + c, mask=cm, other=0.0).to(tl.float32)
+    const = tl.load(k_ptr).to(tl.float32)
+    xq = tl.dot(x, q, input_precision="ieee")
+    ms = tl.sum(xq * x, axis=1) + tl.sum(x * lin[None, :], axis=1) + const
+    inv = tl.math.rsqrt(tl.maximum(ms, 0.0) + eps)
+    g = tl.load(g_ptr + c, mask=cm, other=0.0).to(tl.float32)
+    y = x * inv[:, None] * g[None, :]
+    if HAS_BIAS:
+        b = tl.load(b_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        y = y + b[None, :]
+    y = _round(y, ROUND)  # the folded norm rounds once, then SiLU runs on the rounded value
+    if ACT:
+        y = _round(_silu(y), ROUND)
+    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+
+
+@triton.jit
+def interleave_upsample_kernel(y_ptr, o_ptr, C, T, H, W, syn, syc, syt, syh, syw, son, soc, soh, sow,
+                               BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+    # One program per (output frame, output row): out[f, c, oh, ow] = y[n, j*C + c, i, oh // 2, ow // 2]
+    # with f = (n*T + i)*2 + j. Reads each input row once per output row it feeds (2x), writes once.
+    f = tl.program_id(0).to(tl.int64)
+    oh = tl.program_id(1).to(tl.int64)
+    j = f % 2
+    i = (f // 2) % T
+    nn = f // (2 * T)
+    ih = oh // 2
+    for w0 in range(0, 2 * W, BLOCK_W):
+        ow = w0 + tl.arange(0, BLOCK_W)
+        for c0 in range(0, C, BLOCK_C):
+            c = c0 + tl.arange(0, BLOCK_C)
+            mask = (ow[:, None] < 2 * W) & (c[None, :] < C)
+            src = y_ptr + nn * syn + (j * C + c[None, :]) * syc + i * syt + ih * syh + (ow[:, None] // 2) * syw
+            v = tl.load(src, mask=mask, other=0.0)
+            tl.store(o_ptr + f * son + c[None, :] * soc + oh * soh + ow[:, None] * sow, v, mask=mask)

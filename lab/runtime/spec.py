@@ -1,0 +1,102 @@
+"""Runtime specs: ``NAME@RUNTIME`` names how a decoder runs, on every command that takes a decoder.
+
+Parts, joined by ``+`` (each at most once):
+- ``chunkK``: a Wan-family decoder decodes K latent frames per causal call (lab.runtime.chunked);
+- ``fast``: K chosen by timing (only where latents are at hand to time: ``lab bench``);
+- ``fused``: the lab's fused runtime (lab.runtime.fused): fused norm + activation kernels, causal caches
+  without copies, channels-last buffers; the same output within a stated tolerance;
+- ``compile`` / ``compile-MODE`` / ``compile-auto``: the decoder's modules under torch.compile
+  (lab.runtime.compiled; ``auto`` picks the mode by timing, ``lab bench`` only).
+
+``apply_runtime`` installs the fixed parts on a loaded decoder; the searched parts (``fast``,
+``compile-auto``) are left to callers that can time candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab.errors import LabError
+from lab.runtime.chunked import is_chunkable, set_chunk
+from lab.runtime.compiled import MODES, compile_decoder
+from lab.runtime.fused import is_fusable, set_fused
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a spec's decoder runs: ``chunk`` latent frames per causal call (an int, 'auto' = by timing, or
+    None = the decoder's default), ``fused`` (the lab's fused runtime), under torch.compile ``compile``
+    (a mode, 'auto', or None = eager)."""
+    chunk: int | str | None = None
+    compile: str | None = None
+    fused: bool = False
+
+    @property
+    def searched(self) -> bool:
+        return self.chunk == "auto" or self.compile == "auto"
+
+
+def split_runtime(spec: str) -> tuple[str, Runtime | None]:
+    """'wan2.1@chunk4' -> ('wan2.1', Runtime(chunk=4)); 'wan2.1@fast' -> chunk 'auto'; 'wan2.1@compile' ->
+    compile 'default'; 'ltx-video@compile-auto' -> compile 'auto'; 'a@fused+chunk2' -> both;
+    'wan2.1' -> ('wan2.1', None)."""
+
+    name, at, suffix = spec.rpartition("@")
+    if not at:
+        return spec, None
+    chunk, mode, fused = None, None, False
+    for part in suffix.split("+"):
+        if part == "fast" and chunk is None:
+            chunk = "auto"
+        elif part.startswith("chunk") and part[5:].isdigit() and int(part[5:]) >= 1 and chunk is None:
+            chunk = int(part[5:])
+        elif part == "fused" and not fused:
+            fused = True
+        elif part == "compile" and mode is None:
+            mode = "default"
+        elif part.startswith("compile-") and part[8:] in MODES + ("auto",) and mode is None:
+            mode = part[8:]
+        else:
+            raise LabError(f"unknown runtime '{part}' in '{spec}'; use NAME@chunkK (K >= 1 latent frames per call), "
+                           f"NAME@fast (K chosen by timing), NAME@fused (the lab's fused kernels), NAME@compile or "
+                           f"NAME@compile-MODE (MODE: {', '.join(MODES)}, or auto), each at most once, joined by '+'.")
+    return name, Runtime(chunk, mode, fused)
+
+
+def apply_runtime(decoder, runtime: Runtime | None):
+    """Install ``runtime``'s fixed parts on ``decoder`` (searched parts are left as they are). A part that
+    does not apply to this decoder (chunks outside the Wan family, fusion where nothing is fused) is a
+    no-op; ``runtime_note`` says why. Returns the decoder."""
+    if runtime is None:
+        return decoder
+    if isinstance(runtime.chunk, int) and is_chunkable(decoder):
+        set_chunk(decoder, runtime.chunk)
+    if runtime.fused and is_fusable(decoder):
+        set_fused(decoder, True)
+    if runtime.compile not in (None, "auto"):
+        compile_decoder(decoder, runtime.compile)
+    return decoder
+
+
+def runtime_note(decoder, runtime: Runtime | None) -> str | None:
+    """Why a spec's chunk or fused part does nothing for ``decoder`` (None when every part applies)."""
+    if runtime is None:
+        return None
+    notes = []
+    if runtime.chunk is not None and not is_chunkable(decoder):
+        part, what = (("@fast", "chunk 1, no search") if runtime.chunk == "auto"
+                      else (f"@chunk{runtime.chunk}", "chunk 1"))
+        notes.append(f"{part} does nothing for {decoder.name}: it has no per-chunk causal loop (Wan's feature "
+                     f"cache) and decodes the whole clip in one call ({what})")
+    if runtime.fused and not is_fusable(decoder):
+        notes.append(f"@fused does nothing for {decoder.name}: the fused runtime covers Wan 2.1 teachers and "
+                     f"their students (lab.runtime.fused); it runs eagerly")
+    return "; ".join(notes) or None
+
+
+def fixed_spec(base: str, decoder) -> str:
+    """The spec that loads ``decoder`` as it is now (after a search picked its chunk and compile mode)."""
+    parts = ([f"chunk{decoder.chunk_frames}"] if decoder.chunk_frames > 1 else []) + \
+        (["fused"] if getattr(decoder, "fused", None) is not None else []) + \
+        ([f"compile-{decoder.compile_mode}"] if decoder.compile_mode else [])
+    return f"{base}@{'+'.join(parts)}" if parts else base

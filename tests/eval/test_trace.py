@@ -1,0 +1,105 @@
+"""The shape-only tracer (lab.eval.trace) and the ceilings it holds the fast paths to.
+
+The ceilings are the fused runtime's traffic and launch counts at the real shape (480x832, 81 frames,
+bf16), measured on the meta device, a little above what it measures today: a copy, a cat or a layout slip
+in the fused path raises them long before a GPU sees it. Issue 29's targets: the Wan Flash-VAED student
+<= 200 GB and <= 200 ops per latent frame (eager: about 470 GB, 420), wan2.1's exact fast path <= 1,200 GB
+(eager: about 2,300 GB)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lab.errors import LabError
+from lab.eval.trace import TrafficMode, tensor_bytes, trace
+
+GB = 1e9
+#: ceilings: (bytes, ops per latent frame) of each fast path at 480x832x81 bf16
+CEILINGS = {"wan2.1-flash@fused": (140 * GB, 145), "wan2.1@fused": (560 * GB, 145)}
+
+
+def _count(fn):
+    mode = TrafficMode()
+    with mode:
+        fn()
+    return mode
+
+
+def test_views_cost_nothing_and_ops_count_their_bytes():
+    x = torch.empty(4, 8, device="meta")  # 128 bytes
+    y = torch.empty(4, 8, device="meta")
+    mode = _count(lambda: (x.t(), x[1:], x.view(32), x.unsqueeze(0), x.expand(2, 4, 8)))
+    assert mode.ops == 0 and mode.bytes == 0
+    mode = _count(lambda: x + y)
+    assert (mode.ops, mode.bytes) == (1, 3 * 128)
+    mode = _count(lambda: x.add_(y))  # reads both, writes x: counted once as the write
+    assert (mode.ops, mode.bytes) == (1, 3 * 128)
+    mode = _count(lambda: x.copy_(y))  # the destination is only written
+    assert (mode.ops, mode.bytes) == (1, 2 * 128)
+    b = torch.empty(1, 8, device="meta").expand(4, 8)  # a broadcast row is read once
+    assert tensor_bytes(b) == 32
+    mode = _count(lambda: torch.cat([x, y]))
+    assert mode.bytes == 4 * 128
+    mode = _count(lambda: x.contiguous() if False else x.t().contiguous())  # a layout change is a copy
+    assert (mode.ops, mode.bytes) == (1, 2 * 128)
+
+
+def test_a_fused_custom_op_is_one_op_with_its_own_traffic():
+    from lab.runtime.fused.ops import rms_norm_act
+    x = torch.empty(1, 16, 3, 8, 8, device="meta", dtype=torch.bfloat16)
+    buf = torch.empty(1, 16, 5, 8, 8, device="meta", dtype=torch.bfloat16)
+    g = torch.empty(16, device="meta", dtype=torch.bfloat16)
+    mode = _count(lambda: rms_norm_act(x, g, None, 4.0, out=buf[:, :, 2:]))
+    assert dict(mode.by_op) == {"lab::rms_norm_act": [1, 2 * tensor_bytes(x) + tensor_bytes(g)]}
+
+
+def test_attention_counts_as_one_kernel():
+    from lab.eval.trace import FusedAttention
+    q = torch.empty(2, 1, 100, 32, device="meta", dtype=torch.bfloat16)
+    mode = TrafficMode()
+    attention = FusedAttention(mode)
+    with mode, attention:
+        out = F.scaled_dot_product_attention(q, q, q)
+    assert out.shape == q.shape and mode.ops == 1 and mode.bytes == 4 * tensor_bytes(q)
+    assert attention.macs == 2 * 100 * 100 * 64
+
+
+@pytest.mark.slow
+def test_fast_paths_stay_under_their_ceilings_at_480p():
+    result = trace(["wan2.1-flash", *CEILINGS, "wan2.1"], frames=81, size=(480, 832), dtype="bf16")
+    rows = {d["label"]: d for d in result["decoders"]}
+    eager_student, eager_teacher = rows["wan2.1-flash"], rows["wan2.1"]
+    # the tracer sees what eager moves (RUNTIME.md: about 470 GB / 420 ops and 2,300 GB), so a ceiling means something
+    assert eager_student["bytes_moved"] > 400 * GB and eager_student["ops_per_latent_frame"] > 400
+    assert eager_teacher["bytes_moved"] > 2000 * GB
+    for label, (max_bytes, max_ops) in CEILINGS.items():
+        row = rows[label]
+        assert row["bytes_moved"] <= max_bytes, (label, row["bytes_moved"] / GB, row["by_op"])
+        assert row["ops_per_latent_frame"] <= max_ops, (label, row["ops_per_latent_frame"], row["by_op"])
+        assert row["macs"] == rows[label.split("@")[0]]["macs"]  # the same arithmetic, less traffic
+        assert "lab::rms_norm_act" in row["by_op"] and "cat" not in row["by_op"]
+    assert eager_student["macs"] == pytest.approx(4.86e12, rel=0.01)
+
+
+def test_trace_cli_json_form():
+    proc = subprocess.run([sys.executable, "-m", "lab", "trace", "--decoders", "wan2.1-tiny,wan2.1-tiny@fused+chunk2",
+                           "--frames", "9", "--size", "64x64", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert [d["label"] for d in out["decoders"]] == ["wan2.1-tiny", "wan2.1-tiny@fused+chunk2"]
+    for d in out["decoders"]:
+        assert {"label", "aten_ops", "ops_per_latent_frame", "bytes_moved", "macs"} <= set(d)
+        assert d["aten_ops"] > 0 and d["bytes_moved"] > 0 and d["macs"] > 0
+    eager, fused = out["decoders"]
+    assert fused["bytes_moved"] < eager["bytes_moved"] and fused["macs"] == eager["macs"]
+
+
+def test_trace_refuses_what_it_cannot_trace():
+    with pytest.raises(LabError, match="cannot time"):
+        trace(["wan2.1-tiny@fast"], frames=9, size=(64, 64))
+    with pytest.raises(LabError, match="torch.compile"):
+        trace(["wan2.1-tiny@compile"], frames=9, size=(64, 64))

@@ -1,0 +1,253 @@
+"""The fused runtime (lab.runtime.fused) against the eager modules it replaces: every fused op (float32 to a
+relative 1e-6, bfloat16 bit for bit on the CPU, with and without a cache, T = 1..4), the whole fused
+decode of tiny teachers and Flash-VAED students (chunked, streamed), and its Triton kernels through
+Triton's interpreter (on the CPU, in a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample, WanRMS_norm
+
+from lab.errors import LabError
+from lab.models.students.folded_norm import WanFoldedRMSNorm
+from lab.ops.operators import ConvSpec, Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d, TimePadding
+from lab.prune import prune
+from lab.runtime import set_chunk
+from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
+from lab.runtime.fused.ops import folded_rms_norm_act, interleave_upsample, rms_norm_act
+from lab.runtime.fused.wan import CausalConv, norm_act
+from lab.runtime.timing import video_error
+
+CL3 = torch.channels_last_3d
+
+
+def _rel(a, b) -> float:
+    return float((a.detach().double() - b.detach().double()).abs().max() / b.detach().double().abs().max().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("t", [1, 2, 3, 4])
+@pytest.mark.parametrize("bias", [False, True])
+def test_rms_norm_act_is_wan_norm_then_silu(dtype, t, bias):
+    norm = WanRMS_norm(24, images=False, bias=bias)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 1.5)
+        if bias:
+            norm.bias.normal_()
+    norm = norm.to(dtype)
+    x = torch.randn(2, 24, t, 5, 6).to(dtype)
+    ref = F.silu(norm(x))
+    # written behind two cached frames of a channels-last buffer, as the runtime does
+    buf = torch.zeros(2, 24, 2 + t, 5, 6, dtype=dtype).contiguous(memory_format=CL3)
+    out = norm_act(norm, x, True, buf[:, :, 2:])
+    assert out.data_ptr() == buf[:, :, 2:].data_ptr() and buf[:, :, :2].abs().max() == 0
+    if dtype == torch.float32:
+        assert _rel(buf[:, :, 2:], ref) < 1e-6
+    else:
+        assert torch.equal(buf[:, :, 2:], ref)
+    assert torch.equal(rms_norm_act(x, norm.gamma, norm.bias if bias else None, norm.scale, act=False), norm(x))
+
+
+def test_rms_norm_of_frames_for_the_attention():
+    norm = WanRMS_norm(16)  # images=True: gamma (C, 1, 1)
+    x = torch.randn(3, 16, 7, 5).contiguous(memory_format=torch.channels_last)
+    out = norm_act(norm, x, False)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert _rel(out, norm(x)) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_folded_norm_act_is_the_folded_wan_norm_then_silu(dtype):
+    c = 12
+    norm = WanFoldedRMSNorm(c, images=False)
+    a = torch.randn(c, c) * 0.2
+    with torch.no_grad():
+        norm.quad.copy_((torch.eye(c) + a @ a.T) / c)
+        norm.lin.normal_(0, 0.01)
+        norm.const.fill_(0.3)
+        norm.gamma.uniform_(0.5, 1.5)
+    norm = norm.to(dtype)
+    assert norm.quad.dtype == torch.float32  # the form stays float32 (lab.models.students.folded_norm)
+    x = torch.randn(1, c, 3, 4, 5).to(dtype).contiguous(memory_format=CL3)
+    ref = F.silu(norm(x))
+    out = norm_act(norm, x, True)
+    if dtype == torch.float32:
+        assert _rel(out, ref) < 1e-6
+    else:
+        assert torch.equal(out, ref)
+    assert torch.equal(folded_rms_norm_act(x, norm.gamma, None, norm.quad, norm.lin, norm.const, act=False), norm(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_interleave_upsample_is_wans_temporal_upsampler(dtype):
+    up = WanResample(8, mode="upsample3d", upsample_out_dim=8).to(dtype)
+    y = torch.randn(1, 16, 3, 4, 5).to(dtype)  # a time conv's output: two frames of 8 channels per step
+    b, c2, t, h, w = y.shape
+    x = y.reshape(b, 2, c2 // 2, t, h, w)
+    x = torch.stack((x[:, 0], x[:, 1]), 3).reshape(b, c2 // 2, t * 2, h, w)  # WanResample's interleave
+    frames = x.permute(0, 2, 1, 3, 4).reshape(b * t * 2, c2 // 2, h, w)
+    ref = up.resample[0](frames)  # WanUpsample: nearest-exact 2x through float32
+    out = interleave_upsample(y.contiguous(memory_format=CL3))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, ref)
+
+
+def _spec(layer):
+    from lab.ops.operators import conv_spec
+    return conv_spec(layer, True)
+
+
+@pytest.mark.parametrize("op", ["conv", "dwsep3d", "conv2plus1d", "conv2d"])
+@pytest.mark.parametrize("t", [1, 2, 3, 4])
+def test_causal_conv_buffer_is_the_cached_conv(op, t):
+    """A stream of chunks of t frames through the runtime's buffer equals the layer called as diffusers
+    calls it: no cache on the first chunk (zero padding), then the last two input frames as cache_x."""
+    teacher = WanCausalConv3d(6, 10, 3, padding=1)
+    layer = teacher
+    if op != "conv":
+        cls = {"dwsep3d": DepthwiseSeparable3d, "conv2plus1d": Conv2Plus1d, "conv2d": FrameConv2d}[op]
+        layer = cls(_spec(teacher))
+        layer.init_from(_spec(teacher))
+    runtime = CausalConv(layer, CL3)
+    cache = None
+    for step in range(3):
+        x = torch.randn(1, 6, t, 5, 7)
+        ref = layer(x, cache)
+        cache = torch.cat([cache, x], 2)[:, :, -2:] if cache is not None else x[:, :, -2:]
+        runtime.input(x).copy_(x)
+        assert _rel(runtime.run(), ref) < 1e-6, f"step {step}"
+
+
+def test_unknown_operators_and_layouts_are_refused():
+    class Other(DepthwiseSeparable3d):
+        op_name = "other"
+    spec = ConvSpec(4, 4, (3, 3, 3), (1, 1), TimePadding("zeros-cached", 2, 0), torch.zeros(4, 4, 3, 3, 3), None, "x")
+    with pytest.raises(LabError, match="no rule for the operator 'other'"):
+        CausalConv(Other(spec), CL3)
+
+
+@pytest.fixture(scope="module")
+def students(tiny_wan):
+    z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    # Half width, not the flash-vaed 12.5%: that leaves wan2.1-tiny's up3 one channel, whose RMS norm is the sign
+    # of its input, so float noise near zero flips whole values between any two correct implementations.
+    flash, _ = prune(tiny_wan, 0.5, "independence", latents=[z], operators="flash-vaed")
+    folded, _ = prune(tiny_wan, 0.5, "independence", latents=[z], operators="mid=dwsep3d,up1=conv2plus1d,up2=conv2d",
+                      fold_norms=True)
+    assert any(isinstance(m, WanFoldedRMSNorm) for m in folded.vae.modules())
+    return {"flash": flash, "folded": folded}
+
+
+@pytest.fixture
+def decoders(tiny_wan, students):
+    return {"teacher": tiny_wan, **students}
+
+
+@pytest.mark.parametrize("which", ["teacher", "flash", "folded"])
+def test_fused_decode_matches_eager(decoders, which):
+    dec = decoders[which]
+    z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(2))
+    ref = dec.decode(z)
+    set_fused(dec)
+    try:
+        assert dec.fused is not None
+        for chunk in (1, 3):
+            set_chunk(dec, chunk)
+            out = dec.decode(z)
+            assert (out - ref).abs().max() < 2e-5, f"chunk {chunk}"
+        set_chunk(dec, 1)
+        # streaming still equals one-shot: the first latent frame alone, then any number per push
+        stream = dec.stream()
+        parts = [stream.push(z[:, :, :1]), stream.push(z[:, :, 1:2]), stream.push(z[:, :, 2:5])]
+        assert (torch.cat(parts, 2) - ref).abs().max() < 2e-5
+        # a second clip does not see the first clip's caches
+        z2 = torch.randn_like(z)
+        assert (dec.decode(z2) - _eager(dec, z2)).abs().max() < 2e-5
+    finally:
+        set_chunk(dec, 1)
+        set_fused(dec, False)
+    assert dec.fused is None and torch.equal(dec.decode(z), ref)  # removed: the eager model, bit for bit
+
+
+def _eager(dec, z):
+    runtime = dec.fused
+    runtime.uninstall()
+    try:
+        return dec.decode(z)
+    finally:
+        runtime.install()
+
+
+@pytest.mark.parametrize("which", ["teacher", "flash"])
+def test_fused_decode_in_bf16(decoders, which):
+    dec = decoders[which]
+    dec.to(torch.bfloat16)
+    try:
+        z = torch.randn(1, 16, 4, 4, 6, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+        ref = dec.decode(z)
+        set_fused(dec)
+        out = dec.decode(z)
+        psnr, err = video_error(out, ref)
+        assert psnr >= 50 and err <= 5e-2, (psnr, err)
+    finally:
+        set_fused(dec, False)
+        dec.to(torch.float32)
+
+
+def test_fused_runtime_is_inference_only(tiny_wan):
+    set_fused(tiny_wan)
+    try:
+        z = torch.randn(1, 16, 2, 4, 4)
+        with pytest.raises(LabError, match="inference"):
+            tiny_wan.decode_with_grad(z)
+    finally:
+        set_fused(tiny_wan, False)
+
+
+def test_what_is_not_fused_says_why(tiny_ltx):
+    assert not is_fusable(tiny_ltx) and "Wan 2.1" in why_not_fusable(tiny_ltx)
+    with pytest.raises(LabError, match="Wan 2.1"):
+        set_fused(tiny_ltx)
+    from lab.models import load_decoder
+    wan22 = load_decoder("wan2.2-tiny")
+    assert "Wan 2.2" in why_not_fusable(wan22)
+
+
+def test_runtime_spec_loads_fused():
+    from lab.models import load_decoder
+    from lab.runtime.spec import Runtime, split_runtime
+    assert split_runtime("wan2.1@fused+chunk4") == ("wan2.1", Runtime(chunk=4, fused=True))
+    torch.manual_seed(5)
+    dec = load_decoder("wan2.1-tiny@fused")
+    torch.manual_seed(5)
+    eager = load_decoder("wan2.1-tiny")
+    assert dec.fused is not None and eager.fused is None
+    z = torch.randn(1, 16, 3, 4, 4)
+    assert (dec.decode(z) - eager.decode(z)).abs().max() < 2e-5
+    with pytest.raises(LabError, match="fixed runtime"):
+        load_decoder("wan2.1-tiny@fast")
+
+
+# ----- the Triton kernels, through Triton's interpreter on the CPU -------------------------------------
+
+_INTERP = Path(__file__).with_name("triton_interpreter_check.py")
+
+
+def test_triton_kernels_match_the_references_in_the_interpreter():
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pytest.skip("triton is not installed (it comes with the test extras on Linux x86_64: pip install -e .[test])")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "LAB_TRITON_ON_CPU": "1"}
+    proc = subprocess.run([sys.executable, str(_INTERP)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results and all(r["ran"] for r in results), results
+    bad = [r for r in results if not r["ok"]]
+    assert not bad, bad
