@@ -219,12 +219,13 @@ _add_shipped_student("mini-ltx-flash", "Flash-VAED student of mini-ltx: keep=fla
                      channels=128, compression=(8, 32, 32))
 
 
-# The Flash-VAED student architecture of a full-size teacher, built from config (the authors' widths and
+# The Flash-VAED student architectures of the full-size teachers, built from config (the authors' widths and
 # operators; channel choice does not change speed): what the lab times and traces against the teachers.
-def _flash_of(teacher: str, cls, config: dict):
+def _flash_of(teacher: str, cls, config: dict, module):
+    """(loader, parameter counter) of ``TEACHER-flash``: ``module`` is the student family's module (its
+    ``flash_vaed_student_vae`` and student adapter)."""
     def load(weights=None, device=None, dtype=None):
         from lab.models.registry import load_saved
-        from lab.models.students.wan import WanStudentAdapter, flash_vaed_student_vae
         name = f"{teacher}-flash"
         if weights not in (None, "random"):
             dec = load_saved(Path(weights).expanduser(), device=device, dtype=dtype)
@@ -235,7 +236,7 @@ def _flash_of(teacher: str, cls, config: dict):
             return dec
         with torch.device("meta"):
             skeleton = cls(**config)
-        dec = WanStudentAdapter(name, flash_vaed_student_vae(teacher, skeleton))
+        dec = module.student_adapter(name, module.flash_vaed_student_vae(teacher, skeleton))
         return dec.to(device=device, dtype=dtype) if (device or dtype) else dec
 
     def params() -> int:
@@ -244,10 +245,19 @@ def _flash_of(teacher: str, cls, config: dict):
     return load, params
 
 
-_flash_load, _flash_params = _flash_of("wan2.1", AutoencoderKLWan, WAN21_CONFIG)
-register(ModelEntry(
-    name="wan2.1-flash", family="student", latent_channels=16, compression=(4, 8, 8),
-    weights="random (the architecture, for speed work); or --weights FOLDER (a saved student of wan2.1)",
-    loader=_flash_load, param_counter=_flash_params,
-    description="the Flash-VAED student architecture of Wan 2.1 (up2/up3 at 12.5%, flash-vaed operators), built "
-                "from config: what the lab times and traces against the teacher"))
+def _add_flash(teacher: str, cls, config: dict, module, channels: int, compression: tuple, what: str) -> None:
+    load, params = _flash_of(teacher, cls, config, module)
+    register(ModelEntry(
+        name=f"{teacher}-flash", family="student", latent_channels=channels, compression=compression,
+        weights=f"random (the architecture, for speed work); or --weights FOLDER (a saved student of {teacher})",
+        loader=load, param_counter=params,
+        description=f"the Flash-VAED student architecture of {what}, built from config: what the lab times and "
+                    f"traces against the teacher"))
+
+
+from lab.models.students import ltx as _ltx_students, wan as _wan_students  # noqa: E402
+
+_add_flash("wan2.1", AutoencoderKLWan, WAN21_CONFIG, _wan_students, 16, (4, 8, 8),
+           "Wan 2.1 (up2/up3 at 12.5%, flash-vaed operators)")
+_add_flash("ltx-video", AutoencoderKLLTXVideo, LTX09_CONFIG, _ltx_students, 128, (8, 32, 32),
+           "LTX-Video 0.9 (up2/up3 at 25%, flash-vaed operators)")
