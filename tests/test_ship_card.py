@@ -90,3 +90,10 @@ def test_ship_tells_a_teacher_run_from_a_distillation_run(tmp_path):
     RunStore.create(tmp_path / "teacher", {"model": "mini-wan"}, kind="teacher").close()
     with pytest.raises(LabError, match=r"drop --config .*; --weights best .*; --fp32 .*; --name other"):
         ship(tmp_path / "teacher", "x.toml", name="other", fp16=False, which="best")
+
+
+def test_the_selection_line_says_whether_validation_looked_at_a_held_out_clip():
+    clean = _selection("best", student_info(val_clips=["bigbuckbunny"]))
+    assert "looked at bigbuckbunny, a clip neither trained on nor held out" in clean and "optimistic" not in clean
+    leaky = _selection("best", student_info(val_clips=["carphone"]))
+    assert "looked at carphone, so its held-out figures below are slightly optimistic" in leaky

@@ -14,6 +14,7 @@ from lab.distill.config import load_config
 from lab.distill.distributed import DistEnv
 from lab.training.run_folder import open_run_folder, run_config
 from lab.distill.trainer import Trainer
+from lab.data.dataset import check_training_data
 from lab.errors import ConfigError
 from lab.training.signals import signals_interrupt
 
@@ -30,6 +31,8 @@ def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = F
             raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
         config = run_config(out)
     cfg = load_config(config)
+    if not cfg.data.cache:
+        check_training_data(cfg.data.clips, cfg.data.manifest)  # before the run folder exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = DistEnv(cfg.device)
