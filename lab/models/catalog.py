@@ -14,7 +14,7 @@ from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, Autoencoder
 
 from lab import paths
 from lab.errors import WeightsNotFoundError
-from lab.models.registry import ModelEntry, register, register_adapter
+from lab.models.registry import ModelEntry, register, register_adapter, register_alias
 from lab.models.teachers import (LTX09_CONFIG, LTX_TINY_CONFIG, WAN21_CONFIG, WAN_TINY_CONFIG,
                                  LTXDecoderAdapter, WanDecoderAdapter)
 from lab.models.teachers import LTX2_CONFIG, LTX2_TINY_CONFIG, LTX2DecoderAdapter
@@ -30,27 +30,22 @@ LTX_HUB = ("Lightricks/LTX-Video", "vae")
 LTX2_HUB = ("Lightricks/LTX-2", "vae")
 
 # Mini teachers: same classes and latent geometry as the real ones, reduced widths (see
-# data/checkpoints/<name>/README.md for how the shipped weights were trained).
-MINI_WAN_CONFIG = {"base_dim": 16, "decoder_base_dim": 16, "z_dim": 16}
+# data/checkpoints/<name>/README.md for how the shipped weights were trained). Base width 32: at 12.5% their
+# narrowest pruned stage (up3, 32 channels) keeps 4 channels, so a pruning comparison measures selection, not
+# noise. The deep stages stay at 64 channels (Wan dim_mult 1,2,2,2 rather than 1,2,4,4): the high-resolution
+# stages, where decoding spends its time and where Flash-VAED prunes, are widened, and the fp16 weights stay
+# under 10 MiB (the repository carries them, and a device run returns files of at most 16 MiB). Trained on a
+# GPU by scripts/gpu/run.sh.
+MINI_WAN_CONFIG = {"base_dim": 32, "decoder_base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2]}
 MINI_LTX_CONFIG = {
-    "block_out_channels": (16, 32, 64, 64),
-    "decoder_block_out_channels": (16, 32, 64, 64),
-    "layers_per_block": (1, 1, 1, 1, 1),
-    "decoder_layers_per_block": (1, 1, 1, 1, 1),
-}
-
-# Wider mini teachers (base width 32): at 12.5% their narrowest pruned stage (up3, 32 channels) keeps 4
-# channels, so a pruning comparison measures selection, not noise. The deep stages stay at 64 channels
-# (Wan dim_mult 1,2,2,2 rather than 1,2,4,4): the high-resolution stages, where decoding spends its time
-# and where Flash-VAED prunes, are widened, and the fp16 weights stay under 10 MiB (the repository carries
-# them, and a device run returns files of at most 16 MiB). Trained on a GPU by scripts/gpu/run.sh.
-MINI_WAN_W32_CONFIG = {"base_dim": 32, "decoder_base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2]}
-MINI_LTX_W32_CONFIG = {
     "block_out_channels": (32, 64, 64, 64),
     "decoder_block_out_channels": (32, 64, 64, 64),
     "layers_per_block": (1, 1, 1, 1, 1),
     "decoder_layers_per_block": (1, 1, 1, 1, 1),
 }
+#: Former names of the mini teachers (the wide teachers were 'mini-*-w32' until they became the defaults):
+#: a decoder saved then still finds its teacher. Not listed by `lab models`: one name per thing.
+MINI_ALIASES = {"mini-wan-w32": "mini-wan", "mini-ltx-w32": "mini-ltx"}
 
 
 def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = None, hub_by_default: bool = True):
@@ -104,22 +99,16 @@ _add_teacher("ltx-2", AutoencoderKLLTX2Video, LTX2DecoderAdapter, LTX2_CONFIG, c
              description="LTX-2 video VAE decoder (diffusers AutoencoderKLLTX2Video, default config), causal, "
                          "3 residual up blocks")
 _add_teacher("mini-wan", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_CONFIG, channels=16, compression=(4, 8, 8),
-             checkpoint="mini-wan", weights_text="data/checkpoints/mini-wan (trained by the lab on real clips)",
-             description="the lab's trained mini Wan-architecture VAE (base width 16), the embedded default",
-             tags=("mini",))
+             checkpoint="mini-wan",
+             weights_text="data/checkpoints/mini-wan (trained by the lab on a GPU, real clips + photos)",
+             description="the lab's trained mini Wan-architecture VAE (base width 32: up3 keeps 4 channels at "
+                         "12.5%), the embedded default", tags=("mini",))
 _add_teacher("mini-ltx", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_CONFIG, channels=128,
              compression=(8, 32, 32), checkpoint="mini-ltx",
-             weights_text="data/checkpoints/mini-ltx (trained by the lab on real clips)",
-             description="the lab's trained mini LTX-architecture VAE", tags=("mini",))
-_add_teacher("mini-wan-w32", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_W32_CONFIG, channels=16,
-             compression=(4, 8, 8), checkpoint="mini-wan-w32",
-             weights_text="data/checkpoints/mini-wan-w32 (trained by the lab on a GPU, real clips + photos)",
-             description="the lab's wide mini Wan-architecture VAE (base width 32: up3 keeps 4 channels at 12.5%)",
-             tags=("mini",))
-_add_teacher("mini-ltx-w32", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_W32_CONFIG, channels=128,
-             compression=(8, 32, 32), checkpoint="mini-ltx-w32",
-             weights_text="data/checkpoints/mini-ltx-w32 (trained by the lab on a GPU, real clips + photos)",
-             description="the lab's wide mini LTX-architecture VAE (widths 32-64)", tags=("mini",))
+             weights_text="data/checkpoints/mini-ltx (trained by the lab on a GPU, real clips + photos)",
+             description="the lab's trained mini LTX-architecture VAE (widths 32-64)", tags=("mini",))
+for _old, _new in MINI_ALIASES.items():
+    register_alias(_old, _new)
 _add_teacher("wan2.1-tiny", AutoencoderKLWan, WanDecoderAdapter, WAN_TINY_CONFIG, channels=16,
              compression=(4, 8, 8), weights_text="random (test config of the real class)",
              description="Wan 2.1 architecture at base width 8, for tests", tags=("test",))
