@@ -23,7 +23,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 import gradio as gr  # noqa: E402
 
 from lab.compare import LIMITS, clip_choices, extra_decoders, handlers  # noqa: E402
-from lab.compare.session import sweep_stale_tmpdirs  # noqa: E402
+from lab.compare.session import DIFF_GAIN, sweep_stale_tmpdirs  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.ops.plan import plan_names  # noqa: E402
 from lab.prune import CRITERIA  # noqa: E402
@@ -68,10 +68,10 @@ def _plain_errors(fn):
     return wrapper
 
 
-def _load(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage, progress):
-    info, stages, pick, heat, curve, extras = handlers.load(teacher, weights, clip, upload, frames, short_side, keep,
-                                                            per_stage, stage, progress=progress)
-    return info, gr.Dropdown(choices=stages, value=pick), heat, curve, gr.Dropdown(choices=extras, value=[])
+def _load(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage, criterion, progress):
+    info, stages, pick, heat, curve, extras, caption = handlers.load(
+        teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage, criterion, progress=progress)
+    return info, gr.Dropdown(choices=stages, value=pick), heat, curve, gr.Dropdown(choices=extras, value=[]), caption
 
 
 load = _ui_errors(_load)
@@ -106,11 +106,15 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     keep = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="keep ratio (all prunable stages)",
                                      elem_id="keep")
-                    per_stage = gr.Textbox(label="per-stage ratios (override), e.g. up2=0.125,up3=0.25")
+                    per_stage = gr.Textbox(label="per-stage ratios (override), e.g. up2=0.125,up3=0.25",
+                                           elem_id="per-stage")
                 with gr.Row():
                     criterion = gr.Dropdown(list(CRITERIA), value="independence", label="criterion")
                     operators = gr.Dropdown(plan_names(), value="keep", allow_custom_value=True,
-                                            label="operator swap (plan or STAGE=OP,...)")
+                                            label="operator swap (plan or STAGE=OP,...)", elem_id="operators",
+                                            info="a swap (flash-vaed, ...) is shown untrained: its new operators "
+                                                 "start from the layers they replace and need distillation "
+                                                 "(python -m lab distill)")
                 with gr.Row():
                     decoders = gr.CheckboxGroup(handlers.DEFAULT_DECODERS, value=handlers.DEFAULT_DECODERS,
                                                 label="decoders")
@@ -122,10 +126,17 @@ def build() -> gr.Blocks:
                     memory = gr.Checkbox(False, label="CPU peak memory (a fresh process per decoder: slow; "
                                                       "on a GPU it is always measured)")
                 compare_btn = gr.Button("Decode and compare", variant="primary", elem_id="compare")
+        # The videos carry their labels in the picture's top rows: Gradio's label badge and download button
+        # would sit on top of them, so the titles go above and the button goes.
         with gr.Row():
-            side = gr.Video(label="side by side (synced): real | decoders", elem_id="side", autoplay=True, loop=True)
-            diff = gr.Video(label="difference to the real clip", elem_id="diff", autoplay=True, loop=True)
-        table = gr.Dataframe(headers=handlers.TABLE_COLUMNS, label="per decoder", elem_id="table")
+            with gr.Column():
+                gr.Markdown("**Side by side** (synced): real | decoders")
+                side = gr.Video(show_label=False, buttons=[], elem_id="side", autoplay=True, loop=True)
+            with gr.Column():
+                gr.Markdown(f"**Difference to the real clip**: |decoder - real| x{DIFF_GAIN:g} (black: equal)")
+                diff = gr.Video(show_label=False, buttons=[], elem_id="diff", autoplay=True, loop=True)
+        table = gr.Dataframe(headers=handlers.START_COLUMNS, label="per decoder", elem_id="table", wrap=True,
+                             interactive=False)
         with gr.Accordion("all numbers (JSON)", open=False):
             rows = gr.JSON(label="rows")
         with gr.Row():
@@ -133,29 +144,33 @@ def build() -> gr.Blocks:
         with gr.Row():
             heat = gr.Plot(label="channel independence", elem_id="heatmap", scale=3)
             curve = gr.Plot(label="explained variance", elem_id="curve", scale=2)
+        caption = gr.Markdown(elem_id="caption")
 
         session = [teacher, weights, clip, upload, frames, short_side]
         ratios = [keep, per_stage]
-        decode_io = dict(fn=decode, outputs=[side, diff, table, rows, info],
-                         inputs=session + ratios + [criterion, operators, decoders, extras, saved, vmaf, memory])
-        loaded = [info, stage, heat, curve, extras]
-        figure_io = dict(fn=figures, inputs=session + ratios + [stage], outputs=[heat, curve])
+        # A decode redraws the figures for the student it used (its ratios, its criterion's channels).
+        decode_io = dict(fn=decode, outputs=[side, diff, table, rows, info, heat, curve, caption],
+                         inputs=session + ratios + [criterion, operators, decoders, extras, saved, vmaf, memory,
+                                                    stage])
+        loaded = [info, stage, heat, curve, extras, caption]
+        figure_io = dict(fn=figures, inputs=session + ratios + [stage, criterion], outputs=[heat, curve, caption])
 
         # The public endpoints first: an event's api_name defaults to its function's name, so the
         # private repeats below would otherwise take "decode" and push the public one to "decode_1"
         # (tests/apps/test_compare_app.py checks the names).
         compare_btn.click(**decode_io, api_name="decode")
         stage.input(**figure_io, api_name="figures")
-        load_btn.click(load, session + ratios + [stage], loaded, api_name="load") \
+        load_btn.click(load, session + ratios + [stage, criterion], loaded, api_name="load") \
             .then(**decode_io, api_visibility="private")
         checked = upload.upload(check_upload, upload, upload_msg, api_name="check_upload")
         # A refused file is dropped (its error stays on screen), so the clip choice applies again.
         checked.failure(lambda: None, None, upload, api_visibility="private")
-        checked.success(load, session + ratios + [stage], loaded, api_visibility="private") \
+        checked.success(load, session + ratios + [stage, criterion], loaded, api_visibility="private") \
             .success(**decode_io, api_visibility="private")
         keep.release(**figure_io, api_visibility="private").then(**decode_io, api_visibility="private")
         per_stage.submit(**figure_io, api_visibility="private").then(**decode_io, api_visibility="private")
-        demo.load(load, session + ratios + [stage], loaded, api_visibility="private") \
+        criterion.input(**figure_io, api_visibility="private")
+        demo.load(load, session + ratios + [stage, criterion], loaded, api_visibility="private") \
             .then(**decode_io, api_visibility="private")
     return demo
 

@@ -38,7 +38,7 @@ LAB_SPLIT = (f"`carphone` entirely (and its distorted twin), `bikes` from frame 
 #: The clips every card's held-out table scores, briefly.
 LAB_HELD_OUT_CLIPS = f"`carphone`, `bikes` from frame {BIKES_HELDOUT_START}"
 
-CPU_NOTICE = "**Trained on CPU at reduced scale because this session has no GPU**"
+CPU_NOTICE = "**Trained on CPU at reduced scale**"
 
 
 @dataclass
@@ -87,7 +87,7 @@ def describe_machine(device: str, threads: int | None, gpu: str | None = None) -
     if str(device).startswith("cuda"):
         return gpu or f"GPU ({device})"
     return (f"CPU only ({platform.processor() or platform.machine()}, {os.cpu_count()} cores on the machine, "
-            f"{threads} torch thread(s), cores shared with other jobs), float32; no GPU in this session")
+            f"{threads} torch thread(s), cores shared with other jobs), float32")
 
 
 def machine(description: str, cpu_caveat: str) -> str:

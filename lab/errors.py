@@ -38,3 +38,11 @@ class VideoReadError(LabError, ValueError):
 
 class ConfigError(LabError, ValueError):
     """A configuration with an unknown key or a bad value."""
+
+
+class OutputPathError(LabError, OSError):
+    """An output path this process cannot write: a name too long for the file system, a read-only folder."""
+
+
+class DiskFullError(LabError, OSError):
+    """The disk (or the user's quota) ran out of space while the lab wrote to it."""

@@ -220,8 +220,10 @@ def ship(run: str | Path, config_path: str | None = None, name: str | None = Non
         "started": info["started"],
         "title": (f"lightweight decoder for {info['config']['teacher']} latents" if lightweight else
                   f"Flash-VAED student of {info['config']['teacher']}"),
-        "what": ("Trained from scratch against the frozen encoder (METHOD.md section 2)." if lightweight else
-                 "Distilled from the teacher's decoder (METHOD.md section 1)."),
+        "what": ("Trained from scratch against the frozen encoder: a lightweight decoder, the second line of work "
+                 "in the lab's README (TAE-192, EfficientViT/DC-AE, TAE-Temporal)." if lightweight else
+                 "Distilled from the teacher's decoder with Flash-VAED (ICML 2026): independence-aware channel "
+                 "pruning, cheaper operators, three-phase distillation (the lab's README, \"The pipeline\")."),
         "load": f'load_decoder("{name}")' if name in registered else f'load_decoder("{cards.shown(dest)}")',
         "decoder": {"description": description, "params": dec.decoder_params()},
         "weights_dtype": "fp16" if fp16 else "float32", "weights_bytes": sum(p.stat().st_size for p in weights),

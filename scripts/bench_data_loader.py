@@ -129,7 +129,7 @@ def distill_config(data: dict, steps: int, frames: int, size: int) -> dict:
     """A few pixel-loss steps of a TAE-64 student against the mini-wan teacher (one torch thread)."""
     return {"teacher": "mini-wan", "threads": 1, "seed": 0, "eval_every": 1000, "checkpoint_every": 0,
             "sample_every": 0, "student": {"folder": "tae-64-wan", "weights": "random"},
-            "data": {"frames": frames, "crop": size, "batch": 1, "short_sides": [size], "val_clips": ["carphone"],
+            "data": {"frames": frames, "crop": size, "batch": 1, "short_sides": [size], "val_clips": ["bigbuckbunny"],
                      "val_frames": 5, "val_size": 32, **data},
             "ema": {"enabled": False},
             "phases": [{"name": "train", "losses": {"pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},

@@ -18,6 +18,7 @@ from lab.analysis.hooks import ChannelRecorder, Subscriber
 from lab.arch import channel_groups
 from lab.arch.groups import ChannelGroup, consumer_tap, norm_tap
 from lab.errors import LabError
+from lab.progress import Progress
 from lab.analysis.sensitivity import output_sensitivity
 
 log = logging.getLogger("lab")
@@ -189,6 +190,7 @@ def analyze(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, *, groups: 
     causal = decoder.causal
     steps_total = sum(z.shape[2] if causal else 1 for z in clips)
     step = 0
+    bar = Progress("analyze", steps_total, unit="latent frame" if causal else "clip")
     try:
         with rec, torch.no_grad():
             for ci, z in enumerate(clips):
@@ -201,14 +203,17 @@ def analyze(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, *, groups: 
                         analysis.steps += 1
                         rec.publish({"event": "step", "step": step, "steps_total": steps_total, "clip": name,
                                      "latent_frame": t, "analysis": analysis})
+                        bar.update(note=name)
                 else:
                     decoder.decode(z)
                     step += 1
                     analysis.steps += 1
                     rec.publish({"event": "step", "step": step, "steps_total": steps_total, "clip": name,
                                  "analysis": analysis})
+                    bar.update(note=name)
         rec.publish({"event": "done", "step": step, "steps_total": steps_total, "analysis": analysis})
     finally:
         for u in unsubs:
             u()
+        bar.close()
     return analysis

@@ -20,11 +20,13 @@ import sys
 
 from lab.jsonio import dumps
 from lab.errors import LabError
+from lab.files import disk_full_error, is_disk_full
 
 # Command name -> module under lab.cli. Add a command by adding a module and a line here.
 COMMANDS = {
     "models": "lab.cli.models",
     "data": "lab.cli.data",
+    "encode": "lab.cli.encode",
     "decode": "lab.cli.decode",
     "demo": "lab.cli.demo",
     "analyze": "lab.cli.analyze",
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    from lab.progress import set_enabled
+    set_enabled(not args.json)  # under --json a machine reads the output: no progress bars or lines
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(message)s")
     # Keep third-party chatter (hub retries, deprecation notices) off the user's terminal.
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        result = args._module.run(args)
+        result = _run(args)
     except LabError as exc:
         if args.json:
             print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
@@ -85,6 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         render = getattr(args._module, "render", None)
         print(render(result) if render else dumps(result))
     return 0
+
+
+def _run(args):
+    """The command's run(); a full disk, whichever writer met it (Python's, safetensors', torch's, sqlite's),
+    becomes the lab's one-line error naming the disk."""
+    try:
+        return args._module.run(args)
+    except LabError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        raise disk_full_error(getattr(args, "out", None) or os.getcwd(), "run the command again.") from None
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

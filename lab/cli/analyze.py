@@ -7,12 +7,10 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from lab.cli import table
-from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int
+from lab.cli.common import add_decoder_args, add_device_args, device_of, dtype_of, parse_size, positive_int
 from lab.errors import LabError
-from lab.models import load_decoder
+from lab.files import check_writable
 
 HELP = "channel-independence analysis of a decoder (live hooks, per-stage scores and explained variance)"
 log = logging.getLogger("lab")
@@ -35,10 +33,15 @@ def add_arguments(p):
 
 
 def run(args):
-    # deferred: loaded when the command runs, not when build_parser imports every command
-    from lab.analysis import analyze, calibration_latents
+    # deferred: torch and the models load when the command runs, not for --help
+    import torch
 
-    device, dtype = device_of(args.device), DTYPES[args.dtype]
+    from lab.analysis import analyze, calibration_latents
+    from lab.models import load_decoder
+
+    if args.out:
+        check_writable(args.out)  # said before the analysis, not after it
+    device, dtype = device_of(args.device), dtype_of(args.dtype)
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
     if args.random_latents:
         try:

@@ -1,18 +1,21 @@
 """Argument helpers shared by commands.
 
 Values are checked where argparse reads them (``type=``), so a bad one is a usage error naming the
-flag and the fix, never a traceback from deep inside a command."""
+flag and the fix, never a traceback from deep inside a command.
+
+This module and every command's ``add_arguments`` import no torch: ``python -m lab --help`` and
+``python -m lab COMMAND --help`` build the parser without it (seconds saved on every call). What needs
+torch (lab.devices, lab.data.video) is imported when a value is checked or a command runs."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-import torch
-
-from lab.devices import DTYPES, check_device, check_threads, device_arg
 from lab.errors import ConfigError, LabError
-from lab.data.video import check_fps
+
+#: The compute dtypes commands take by name (lab.devices.DTYPES maps them to torch dtypes; a test keeps the two equal).
+DTYPE_NAMES = ("bf16", "fp16", "fp32")
 
 
 def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", default: str | None = None) -> None:
@@ -24,7 +27,23 @@ def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", defaul
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="compute dtype (default fp32)")
+    add_dtype_arg(p)
+
+
+def add_dtype_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES, help="compute dtype (default fp32)")
+
+
+def dtype_of(name: str):
+    """--dtype as a torch dtype."""
+    from lab.devices import DTYPES  # deferred: torch loads when a command runs, not for --help
+    return DTYPES[name]
+
+
+def device_arg(text: str, error: type[Exception] = argparse.ArgumentTypeError, where: str = "") -> str:
+    """--device: a name torch understands (lab.devices.device_arg), checked when the arguments are parsed."""
+    from lab.devices import device_arg as check  # deferred: torch loads when a command runs, not for --help
+    return check(text, error=error, where=where)
 
 
 def add_downloads_arg(p: argparse.ArgumentParser) -> None:
@@ -39,8 +58,10 @@ def apply_downloads_arg(args) -> None:
         os.environ["LAB_ALLOW_DOWNLOADS"] = "1"
 
 
-def device_of(name: str) -> torch.device:
-    """--device: a name torch understands, on a device this machine has (lab.devices.check_device)."""
+def device_of(name: str):
+    """--device as a torch.device: a name torch understands, on a device this machine has
+    (lab.devices.check_device)."""
+    from lab.devices import check_device  # deferred: torch loads when a command runs, not for --help
     return check_device(device_arg(name, error=LabError))
 
 
@@ -67,6 +88,7 @@ def positive_int(text: str) -> int:
 
 def fps_arg(text: str) -> float:
     """A frame rate: finite and > 0 (an encoder given 0 silently writes 24 fps)."""
+    from lab.data.video import check_fps  # deferred: torch loads when a command runs, not for --help
     try:
         return check_fps(text)
     except ConfigError as exc:
@@ -74,7 +96,8 @@ def fps_arg(text: str) -> float:
 
 
 def threads_arg(text: str) -> int:
-    """--threads: 0 (torch's choice) up to max_threads()."""
+    """--threads: 0 (torch's choice) up to lab.devices.max_threads()."""
+    from lab.devices import check_threads  # deferred: torch loads when a command runs, not for --help
     try:
         return check_threads(int(text), error=argparse.ArgumentTypeError)
     except ValueError:

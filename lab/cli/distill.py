@@ -1,14 +1,15 @@
-"""python -m lab distill --config FILE --out RUN [--resume]: three-phase distillation of a student
-decoder from its frozen teacher (lab.distill). Works the same under torchrun (DDP)."""
+"""python -m lab distill --config FILE --out RUN [--resume | --restart] [--device D]: three-phase distillation of
+a student decoder from its frozen teacher (lab.distill). Works the same under torchrun (DDP)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from lab.cli.common import add_downloads_arg, apply_downloads_arg
+from lab.cli.common import add_downloads_arg, apply_downloads_arg, device_arg
 from lab.errors import ConfigError
-from lab.runs.store import STORE_FILE
+from lab.files import check_writable, disk_full_error, is_disk_full
+from lab.runs.store import STORE_FILE, is_run
 
 HELP = "distill a student decoder from its teacher (three phases, resumable, torchrun-ready)"
 
@@ -21,6 +22,11 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest readable checkpoint (refused while another "
                         "process writes it)")
+    p.add_argument("--restart", action="store_true",
+                   help="start the run in --out over from step 0, with its own config (or --config): for a run none "
+                        "of whose checkpoints can be read any more; its store, checkpoints and students are replaced")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help="cpu, cuda or cuda:N: overrides the config's device (default: the config's, cpu if unset)")
     p.add_argument("--overwrite", action="store_true",
                    help="start the run even if --out holds other files or an earlier run: the run's own files "
                         "there (store.sqlite, config.json, checkpoints/, samples/, best/, last/, init/) are "
@@ -29,17 +35,41 @@ def add_arguments(p):
 
 
 def run(args):
-    # deferred: the trainer loads when the command runs, not when build_parser imports every command
-    from lab.distill import distill
-    _check_writable(Path(args.out))
+    # deferred: torch and the trainer load when the command runs, not for --help
+    from lab.distill import distill, load_config
+    from lab.training.run_folder import run_config
+
+    out = Path(args.out)
+    if args.restart and args.resume:
+        raise ConfigError("--resume continues a run and --restart starts it over; pass one of them.")
+    if args.restart and not is_run(out):
+        raise ConfigError(f"--restart starts an existing run over, and {out} holds none; start a new run with "
+                          f"--config FILE --out {out}.")
+    _check_writable(out)  # a run's folder and store writable (for --resume), said as a run's
+    check_writable(out)  # any other path: a name too long, a read-only folder; before the work
     apply_downloads_arg(args)
-    return distill(args.config, args.out, resume=args.resume, overwrite=args.overwrite)
+    config = args.config
+    if args.restart and config is None:
+        config = run_config(out)
+    if args.device is not None:  # the flag overrides the config's device (a resume included)
+        config = load_config(config if config is not None else run_config(out))
+        config.device = args.device
+    try:
+        return distill(config, out, resume=args.resume, overwrite=args.overwrite or args.restart)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(out, f"continue the run with: python -m lab distill --out {out} --resume") \
+                from None
+        raise
 
 
 def _check_writable(out: Path) -> None:
     """A run folder this process can write, said in one line here rather than in a traceback from sqlite."""
-    existing = next(p for p in (out, *out.parents) if p.exists())  # the folder that will be written in
-    blocked = [p for p in (existing, out / STORE_FILE) if p.exists() and not os.access(p, os.W_OK)]
+    try:
+        existing = next(p for p in (out, *out.parents) if p.exists())  # the folder that will be written in
+        blocked = [p for p in (existing, out / STORE_FILE) if p.exists() and not os.access(p, os.W_OK)]
+    except OSError:  # a name too long for the file system: check_writable says so
+        return
     if blocked:
         raise ConfigError(f"{blocked[0]} is not writable; copy the run to a writable folder (or fix the "
                           f"permissions) and pass that as --out.")

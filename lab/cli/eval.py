@@ -1,9 +1,8 @@
 """python -m lab eval: a decoder's reconstruction metrics on a real clip (latents from the teacher's encoder)."""
 
 from lab.cli import table
-from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, add_downloads_arg, apply_downloads_arg,
-                            device_of, parse_size, positive_int)
-from lab.eval.evaluate import METRICS, evaluate, parse_metrics
+from lab.cli.common import (add_decoder_args, add_device_args, add_downloads_arg, apply_downloads_arg, device_of,
+                            dtype_of, parse_size, positive_int)
 
 HELP = "score a decoder's reconstruction of a real clip (PSNR, SSIM, VMAF, ...), and a student against its teacher"
 
@@ -19,26 +18,36 @@ def add_arguments(p):
     p.add_argument("--frames", type=positive_int, default=17, help="frames to read (fitted to the VAE, default 17)")
     p.add_argument("--size", type=parse_size, default=None,
                    help="HxW to resize/center-crop to (default: the clip's size cropped to the VAE grid)")
+    # The names are lab.eval.evaluate.METRICS, checked in run(): importing it here would load torch for --help
+    # (tests/cli/test_cli_help.py keeps this text in step with it).
     p.add_argument("--metrics", default=None,
-                   help=f"comma-separated, from {','.join(METRICS)} (default psnr,ssim,vmaf,temporal; "
-                        f"lpips, fid and video_fid need backbone weights)")
+                   help="comma-separated, from psnr,ssim,vmaf,temporal,lpips,fid,video_fid (default "
+                        "psnr,ssim,vmaf,temporal; lpips, fid and video_fid need backbone weights)")
     add_downloads_arg(p)
 
 
 def run(args):
+    from lab.eval.evaluate import evaluate, parse_metrics  # deferred: torch loads when the command runs, not for --help
+
     apply_downloads_arg(args)
     return evaluate(args.decoder, args.video, teacher=args.teacher, weights=args.weights,
                     teacher_weights=args.teacher_weights, frames=args.frames, size=args.size,
-                    metrics=parse_metrics(args.metrics), device=device_of(args.device), dtype=DTYPES[args.dtype])
+                    metrics=parse_metrics(args.metrics), device=device_of(args.device), dtype=dtype_of(args.dtype))
 
 
 def render(result) -> str:
+    from lab.eval.evaluate import metric_label, retention_text  # deferred: as in run()
+
     names = result["metrics"]
-    rows = [{"compare": f"{result['decoder']} vs clip", **{m: result[m] for m in names}}]
+    heads = {m: metric_label(m) for m in names}  # each column says its unit and which way is better
+    rows = [{"compare": f"{result['decoder']} vs clip", **{heads[m]: result[m] for m in names}}]
     if "vs_teacher" in result:
-        rows.append({"compare": f"{result['teacher']} vs clip", **result["teacher_vs_clip"]})
-        rows.append({"compare": f"{result['decoder']} vs {result['teacher']}", **result["vs_teacher"]})
-    text = table(rows, ["compare", *names])
+        rows.append({"compare": f"{result['teacher']} vs clip", **{heads[m]: result["teacher_vs_clip"][m] for m in names}})
+        rows.append({"compare": f"{result['decoder']} vs {result['teacher']}",
+                     **{heads[m]: result["vs_teacher"][m] for m in names}})
+    text = table(rows, ["compare", *heads.values()])
     if "retention" in result:
-        text += f"\nretention (PSNR {result['decoder']} / {result['teacher']}): {result['retention']:.4f}"
+        text += f"\nretention (PSNR {result['decoder']} / {result['teacher']}): {retention_text(result)}"
+    if result.get("vmaf_note"):
+        text += f"\n{result['vmaf_note']}"
     return text

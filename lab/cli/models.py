@@ -1,7 +1,6 @@
 """python -m lab models: every decoder the lab knows."""
 
 from lab.cli import table
-from lab.models import list_entries
 
 HELP = "list the registered decoders (teachers, students, lightweight decoders)"
 
@@ -11,6 +10,7 @@ def add_arguments(p):
 
 
 def run(args):
+    from lab.models import list_entries  # deferred: torch loads when the command runs, not for --help
     return [e.describe() for e in list_entries(args.family)]
 
 

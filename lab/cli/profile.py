@@ -2,17 +2,10 @@
 
 import logging
 
-import torch
-
 from lab.cli import table
-from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int,
+from lab.cli.common import (add_decoder_args, add_device_args, device_of, dtype_of, parse_size, positive_int,
                             threads_arg)
 from lab.errors import LabError
-from lab.models import load_decoder
-from lab.ops.profiler import profile_decoder
-from lab.arch import decoder_stages
-from lab.ops.swap import swap_decoder
-from lab.ops.figures import profile_figure
 
 HELP = "per-stage latency and MAC shares of a decoder, and the operator types inside each stage"
 log = logging.getLogger("lab")
@@ -33,11 +26,20 @@ def add_arguments(p):
 
 
 def run(args):
+    # deferred: torch and the models load when the command runs, not for --help
+    import torch
+
+    from lab.arch import decoder_stages
+    from lab.models import load_decoder
+    from lab.ops.figures import profile_figure
+    from lab.ops.profiler import profile_decoder
+    from lab.ops.swap import swap_decoder
+
     if args.repeats < 1 or args.warmup < 1:
         raise LabError("--repeats and --warmup must be at least 1.")
     if args.threads:
         torch.set_num_threads(args.threads)
-    dec = load_decoder(args.decoder, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
+    dec = load_decoder(args.decoder, weights=args.weights, device=device_of(args.device), dtype=dtype_of(args.dtype))
     decoder_stages(dec)  # a clear error for a decoder without a stage map, before any work
     g = dec.geometry
     latent_frames = g.latent_frames_for(args.frames)

@@ -7,10 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from lab.cli.common import DTYPES, device_arg, device_of, parse_size, positive_int
+from lab.cli.common import add_dtype_arg, device_arg, device_of, dtype_of, parse_size, positive_int
 from lab.errors import ConfigError
-from lab.models import load_decoder
-from lab.models.interface import check_save_target
+from lab.files import check_writable
 
 HELP = "prune a teacher into a narrower student (independence-aware by default) and save it"
 log = logging.getLogger("lab")
@@ -54,7 +53,7 @@ def add_arguments(p):
                         "channels (higher PSNR before training; LTX students always do this)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
     p.add_argument("--device", default="cpu", type=device_arg)
-    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    add_dtype_arg(p)
     p.add_argument("--out", required=True, help="folder to save the student in (new, empty, or a decoder the lab "
                                                 "saved, which is replaced)")
     p.add_argument("--overwrite", action="store_true",
@@ -78,12 +77,15 @@ def _operators(text: str | None):
 
 
 def run(args):
-    # deferred: loaded when the command runs, not when build_parser imports every command
+    # deferred: torch, the models and the pruner load when the command runs, not for --help
     from lab.analysis.linalg import FOLD_RIDGE
+    from lab.models import load_decoder
+    from lab.models.interface import check_save_target
     from lab.prune import prune
 
-    check_save_target(Path(args.out), args.overwrite)  # refused before the pruning, not after it
-    teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=DTYPES[args.dtype])
+    check_writable(args.out)  # a read-only folder or a name too long: said before the pruning, not after it
+    check_save_target(Path(args.out), args.overwrite)
+    teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=dtype_of(args.dtype))
     operators = _operators(args.operators)
     if args.plan:
         if args.plan not in ("flash-vaed",):

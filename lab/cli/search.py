@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from lab.cli import table
-from lab.cli.common import (DTYPES, add_decoder_args, add_device_args, device_of, parse_size, positive_int,
+from lab.cli.common import (add_decoder_args, add_device_args, device_of, dtype_of, parse_size, positive_int,
                             threads_arg)
 from lab.errors import LabError
-from lab.models import load_decoder
-from lab.ops.search import DEFAULT_CANDIDATES, search_plan
 
 HELP = "operator search: the fastest operator per stage within a quality budget (a plan for prune --operators)"
 log = logging.getLogger("lab")
@@ -29,8 +25,10 @@ def add_arguments(p):
                         "decoder's on the same latents (default 30)")
     p.add_argument("--max-rel-err", type=float, default=None,
                    help="also bound the relative RMS error of the output (e.g. 0.1)")
-    p.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
-                   help=f"operators to try per stage (default {','.join(DEFAULT_CANDIDATES)})")
+    # The default is lab.ops.search.DEFAULT_CANDIDATES, read in run(): importing it here would load torch for
+    # --help (tests/cli/test_cli_help.py keeps this text in step with it).
+    p.add_argument("--candidates", default=None,
+                   help="operators to try per stage (default keep,dwsep3d,conv2plus1d,conv2d)")
     p.add_argument("--stages", default=None, help="stages to search, e.g. up2,up3 (default: all but conv_in, head)")
     p.add_argument("--clip", default=None,
                    help="encode this clip with the decoder's own encoder for the latents (default: N(0,1) latents, "
@@ -41,7 +39,9 @@ def add_arguments(p):
                    help="torch CPU threads (0: torch's default; 1 gives steadier timings on a shared CPU)")
 
 
-def _latents(dec, args, device, dtype) -> tuple[torch.Tensor, str]:
+def _latents(dec, args, device, dtype) -> tuple:
+    import torch  # deferred: torch loads when the command runs, not for --help
+
     g = dec.geometry
     if args.clip:
         # deferred: loaded when --clip is given, not when build_parser imports every command
@@ -60,15 +60,22 @@ def run(args):
         raise LabError("--repeats must be at least 1.")
     if args.frames < 1:
         raise LabError("--frames must be at least 1.")
+    # deferred: torch and the models load when the command runs, not for --help
+    import torch
+
+    from lab.models import load_decoder
+    from lab.ops.search import DEFAULT_CANDIDATES, search_plan
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    device, dtype = device_of(args.device), DTYPES[args.dtype]
+    device, dtype = device_of(args.device), dtype_of(args.dtype)
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
     if not hasattr(dec, "vae"):
         raise LabError(f"{dec.name} has no diffusers VAE inside, so it has no stages to swap; search a teacher or a "
                        f"student built from one.")
     z, source = _latents(dec, args, device, dtype)
-    candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    candidates = ([c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates is not None
+                  else list(DEFAULT_CANDIDATES))
     if not candidates:
         raise LabError("--candidates is empty; name at least one operator (e.g. keep,dwsep3d,conv2d).")
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None

@@ -2,7 +2,8 @@
 written from the run and a held-out evaluation: a finished distillation run's student (a Flash-VAED student or
 a lightweight decoder), or a teacher run's last checkpoint (exported as `python -m lab teacher export` does)."""
 
-import torch
+from lab.cli.common import threads_arg
+from lab.files import check_writable
 
 HELP = "ship a distillation run's decoder or a teacher run to data/checkpoints with its model card"
 
@@ -18,12 +19,19 @@ def add_arguments(p):
     p.add_argument("--weights", choices=["last", "best"], default="last",
                    help="the run's last step (default) or its best validation step")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: fp16 for lightweight decoders)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=threads_arg, default=1,
+                   help="torch CPU threads (default 1; 0: torch's choice; at most this machine's CPU count)")
 
 
 def run(args):
-    from lab.ship import ship  # deferred: loaded when the command runs, not when build_parser imports every command
-    torch.set_num_threads(args.threads)
+    # deferred: torch and the shipper load when the command runs, not for --help
+    import torch
+
+    from lab.ship import ship
+    if args.dest:
+        check_writable(args.dest, "--dest")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None, which=args.weights)
 
 

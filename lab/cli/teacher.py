@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 from pathlib import Path
 
 from lab import paths
+from lab.files import check_writable
 from lab.cli.common import (add_downloads_arg, apply_downloads_arg, device_arg, positive_int,
                             threads_arg)
-from lab.teachers.config import TrainConfig, get_preset, presets
+
+log = logging.getLogger("lab")
+
+# The trainable models are lab.teachers.config.presets(); importing it here would load torch and diffusers for
+# --help (tests/cli/test_cli_help.py keeps this list in step with it).
+MODELS = ("mini-wan", "mini-ltx", "wan2.1-tiny", "ltx-video-tiny")
 
 HELP = "train a mini teacher VAE on real clips (resumable), or export a run to a diffusers folder"
 
@@ -19,7 +26,7 @@ _DEFAULTS = {"wan": {"frames": 5, "crop": 48, "batch": 4}, "ltx": {"frames": 9, 
 
 def add_arguments(p):
     p.add_argument("action", choices=["train", "export"])
-    p.add_argument("--model", default="mini-wan", help=f"what to train: {', '.join(presets())} (default mini-wan)")
+    p.add_argument("--model", default="mini-wan", help=f"what to train: {', '.join(MODELS)} (default mini-wan)")
     p.add_argument("--run", help="run folder (store.sqlite, checkpoints/); an existing run is resumed "
                                  "(default runs/teachers/MODEL)")
     p.add_argument("--steps", type=positive_int, default=3000, help="total optimizer steps (default 3000)")
@@ -35,7 +42,9 @@ def add_arguments(p):
     add_downloads_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--short-sides", default="128,256", help="scales the clips are kept at (default 128,256)")
-    p.add_argument("--no-wan-clip", action="store_true", help="train without the Wan-generated clip")
+    p.add_argument("--no-wan-clip", action="store_true",
+                   help="train without the Wan-generated clip (default: with it where it is on this machine, "
+                        "LAB_SHARED_ASSETS or ../shared/assets; without it elsewhere, said in the log)")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu or cuda (bf16 autocast on cuda)")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="save the training state this often")
@@ -73,23 +82,27 @@ def add_arguments(p):
 
 
 def run(args):
-    # deferred: loaded when the command runs, not when build_parser imports every command
+    # deferred: torch, diffusers and the trainer load when the command runs, not for --help
+    from lab.teachers.config import TrainConfig, get_preset
     from lab.teachers.export import export_run
+    from lab.teachers.train import train
+
     apply_downloads_arg(args)
     model = args.model
     get_preset(model)  # a clear error for an unknown name
     run_dir = Path(args.run) if args.run else paths.REPO_ROOT / "runs" / "teachers" / model
+    if args.export_to:  # a read-only folder or a name too long: said before the work
+        check_writable(args.export_to, "--export-to")
     if args.action == "export":
         out = Path(args.export_to) if args.export_to else paths.checkpoints_dir() / model
         return _summary(export_run(run_dir, out, eval_frames=17, overwrite=args.overwrite), out)
-    # deferred: the trainer loads when the command runs, not when build_parser imports every command
-    from lab.teachers.train import train
+    check_writable(run_dir, "--run")
     family = "ltx" if "ltx" in model else "wan"
     d = _DEFAULTS[family]
     cfg = TrainConfig(model=model, steps=args.steps, batch=args.batch or d["batch"], frames=args.frames or d["frames"],
                       crop=args.crop or d["crop"], lr=args.lr, warmup=args.warmup, kl_weight=args.kl_weight,
                       perceptual_weight=args.perceptual_weight, seed=args.seed,
-                      short_sides=tuple(int(s) for s in args.short_sides.split(",")), wan_clip=not args.no_wan_clip,
+                      short_sides=tuple(int(s) for s in args.short_sides.split(",")), wan_clip=_wan_clip(args),
                       device=args.device, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
                       export_minutes=args.export_minutes if args.export_to else 0.0, export_to=args.export_to,
                       eval_frames=args.eval_frames, init_from=args.init_from,
@@ -104,6 +117,19 @@ def run(args):
         result["export"] = _summary(export_run(run_dir, Path(args.export_to), eval_frames=17, overwrite=True),
                                     Path(args.export_to))  # checked when training started
     return result
+
+
+def _wan_clip(args) -> bool:
+    """Train on the Wan-generated clip unless --no-wan-clip, or on a machine without it (a user's: the clip is
+    the lab's own asset), which trains on the sample clips and says so. A run that recorded the clip is not
+    resumed without it: the trainer refuses the changed wan_clip rather than silently change the run's data."""
+    from lab.teachers.config import WAN_GENERATED, wan_clip_path  # deferred: torch loads when the command runs
+
+    if args.no_wan_clip or args.data or args.manifest or wan_clip_path() is not None:
+        return not args.no_wan_clip
+    log.info("teacher: the Wan-generated clip (%s) is not on this machine; training on the sample clips without "
+             "it (set LAB_SHARED_ASSETS to the folder that holds it to use it)", WAN_GENERATED)
+    return False
 
 
 def _summary(info: dict, out: Path) -> dict:

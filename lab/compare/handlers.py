@@ -20,9 +20,18 @@ from lab.compare.session import (Progress, SessionCache, StudentSpec, default_de
 from lab.errors import ConfigError
 from lab.models.registry import list_entries
 
-#: columns of the metrics table, in order (the JSON output has every field)
-TABLE_COLUMNS = ["decoder", "kind", "decoder_params", "seconds", "fps", "speedup", "peak_mem_mb", "decode_mem_mb",
-                 "psnr", "ssim", "vmaf", "psnr_vs_teacher", "ssim_vs_teacher", "vmaf_vs_teacher", "error"]
+#: the metrics table: (header, row field, scale, decimals), in order. Short headers, and a column only
+#: when some row has its value (VMAF and memory are opt-in, errors rare), so the table fits the page;
+#: the JSON output has every field.
+TABLE = [("decoder", "decoder", None, None), ("params (M)", "decoder_params", 1e-6, 3),
+         ("s / decode", "seconds", 1, 3), ("fps", "fps", 1, 2), ("speed-up", "speedup", 1, 2),
+         ("PSNR (dB)", "psnr", 1, 2), ("SSIM", "ssim", 1, 3), ("VMAF", "vmaf", 1, 1),
+         ("PSNR vs teacher", "psnr_vs_teacher", 1, 2), ("SSIM vs teacher", "ssim_vs_teacher", 1, 3),
+         ("VMAF vs teacher", "vmaf_vs_teacher", 1, 1), ("peak MB", "peak_mem_bytes", 2**-20, 1),
+         ("decode MB", "decode_mem_bytes", 2**-20, 1), ("error", "error", None, None)]
+#: the columns the table heads before its first decode: those of a plain teacher | student comparison
+START_COLUMNS = [header for header, field, *_ in TABLE
+                 if field not in ("vmaf", "vmaf_vs_teacher", "peak_mem_bytes", "decode_mem_bytes", "error")]
 DEFAULT_DECODERS = ["teacher", "student"]
 
 CACHE = SessionCache(access=ModelAccess.start())
@@ -72,46 +81,66 @@ def check_upload(upload) -> str:
             f"at {info['fps']:.1f} fps. It will be cut to the working frames and size below.")
 
 
-def load(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage=None,
+def student_spec(s, keep, per_stage, criterion="independence", operators=None) -> StudentSpec | None:
+    """The student the controls describe: the slider's ratio for every prunable stage, overridden per
+    stage by the text; None when the analysis found nothing to prune."""
+    if not s.can_prune:
+        return None
+    return StudentSpec.make(merge_keep(keep, per_stage, s.prunable_stages()), criterion or "independence", operators)
+
+
+def _stage(s, stage) -> str:
+    """``stage`` when the analysis has it, else the last prunable stage (or the last stage)."""
+    stages = s.stages()
+    return stage if stage in stages else (s.prunable_stages() or stages)[-1]
+
+
+def load(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage=None, criterion="independence",
          progress: Progress = no_progress):
     """Load teacher + clip and run (or reuse) the channel analysis. Returns (info markdown, stage names,
     selected stage, heatmap figure, explained-variance figure, registered decoders of this teacher's
-    latents)."""
+    latents, caption of the figures)."""
     s = session(teacher, weights, clip, upload, frames, short_side)
     s.analysis(progress)
-    stages = s.stages()
-    keep_value = merge_keep(keep, per_stage, s.prunable_stages()) if s.can_prune else float(keep)
-    pick = stage if stage in stages else (s.prunable_stages() or stages)[-1]
-    return (info_markdown(s), stages, pick, s.heatmap(pick, keep_value), s.explained_variance(pick, keep_value),
-            extra_decoders(s.teacher.geometry))
+    pick = _stage(s, stage)
+    heat, curve, caption = s.figures(pick, student_spec(s, keep, per_stage, criterion))
+    return info_markdown(s), s.stages(), pick, heat, curve, extra_decoders(s.teacher.geometry), caption
 
 
-def figures(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage,
+def figures(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage, criterion="independence",
             progress: Progress = no_progress):
-    """(heatmap, explained-variance curve) of ``stage`` at the keep ratio(s), from the cached analysis."""
-    _, _, _, heat, curve, _ = load(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage, progress)
-    return heat, curve
+    """(heatmap, explained-variance curve, caption) of ``stage`` for the student of these ratios and
+    criterion, its kept channels marked, from the cached analysis."""
+    *_, heat, curve, _, caption = load(teacher, weights, clip, upload, frames, short_side, keep, per_stage, stage,
+                                       criterion, progress)
+    return heat, curve, caption
 
 
 def decode(teacher, weights, clip, upload, frames, short_side, keep, per_stage, criterion, operators, decoders,
-           extras, saved, vmaf, memory=False, progress: Progress = no_progress):
-    """Decode with the chosen decoders. Returns (side-by-side mp4, difference mp4, table rows, full rows as
-    JSON-friendly dicts, info markdown)."""
+           extras, saved, vmaf, memory=False, stage=None, progress: Progress = no_progress):
+    """Decode with the chosen decoders. Returns (side-by-side mp4, difference mp4, the table, full rows as
+    JSON-friendly dicts, info markdown, and the heatmap, explained-variance curve and caption of
+    ``stage`` redrawn for the student this decode used)."""
     s = session(teacher, weights, clip, upload, frames, short_side)
+    s.analysis(progress)
+    spec = student_spec(s, keep, per_stage, criterion, operators)
     specs = []
     for d in decoders or []:
         if d == "student":
-            keep_value = merge_keep(keep, per_stage, s.prunable_stages()) if s.can_prune else float(keep)
-            specs.append(StudentSpec.make(keep_value, criterion or "independence", operators))
+            if spec is None:  # the session raises its own error for a teacher it cannot prune
+                spec = StudentSpec.make(float(keep), criterion or "independence", operators)
+            specs.append(spec)
         else:
             specs.append(d)
     specs += list(extras or []) + [p.strip() for p in (saved or "").split(",") if p.strip()]
     result = s.compare(specs, vmaf=bool(vmaf), memory=bool(memory), progress=progress)
-    rows = [_table_row(r) for r in result.rows]
-    return str(result.side_by_side), str(result.difference), rows, result.rows, info_markdown(s, result.labels)
+    heat, curve, caption = s.figures(_stage(s, stage), spec if s.can_prune else None)
+    notes = list(dict.fromkeys(r["note"] for r in result.rows if r.get("note")))
+    return (str(result.side_by_side), str(result.difference), table(result.rows), result.rows,
+            info_markdown(s, result.labels, notes), heat, curve, caption)
 
 
-def info_markdown(s, labels=None) -> str:
+def info_markdown(s, labels=None, notes=()) -> str:
     d = s.describe()
     lines = [f"**{d['teacher']}** ({d['teacher_params'] / 1e6:.2f} M decoder params) on **{d['device']}**; "
              f"clip **{d['clip']}**: {d['frames']} frames at {d['size'][0]}x{d['size'][1]} "
@@ -124,19 +153,22 @@ def info_markdown(s, labels=None) -> str:
         lines.append(f"The analysis of {d['teacher']} found no prunable channels: no pruned student for it.")
     if labels:
         lines.append("Columns, left to right: " + " | ".join(labels) + ".")
+    lines += list(notes)
     lines.append(LIMITS.describe() + ".")
     return "\n\n".join(lines)
 
 
-def _table_row(r: dict) -> list:
-    out = dict(r)
-    for k in ("peak_mem_bytes", "decode_mem_bytes"):
-        if out.get(k) is not None:
-            out[k.replace("_bytes", "_mb")] = out[k] / 2**20
-    return [_round(out.get(c)) for c in TABLE_COLUMNS]
+def table(rows: list[dict]) -> dict:
+    """The per-decoder table as the page shows it: {"headers": [...], "data": [[...], ...]}, only the
+    columns some row has a value for (see TABLE)."""
+    columns = [c for c in TABLE if any(r.get(c[1]) is not None for r in rows)]
+    return {"headers": [header for header, *_ in columns],
+            "data": [[_cell(r.get(field), scale, decimals) for _, field, scale, decimals in columns] for r in rows]}
 
 
-def _round(v):
-    if isinstance(v, float):
-        return round(v, 4)
-    return "" if v is None else v
+def _cell(value, scale, decimals):
+    if value is None:
+        return ""
+    if scale is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return round(value * scale, decimals)

@@ -27,7 +27,9 @@ import torch
 
 from lab.compare.access import ModelAccess
 from lab.compare.clips import LIMITS, ClipLimits, load_working_clip
-from lab.analysis.figures import explained_variance_figure, stage_figure
+from lab.analysis.figures import explained_variance_figure, stage_figure, stage_ratio
+from lab.analysis.linalg import residual_gram, subset_residual
+from lab.compare.explain import figure_caption, kept_first, main_group, swap_note
 from lab.compare.measure import cpu_memory, measure_decode
 from lab.compare.render import difference, labelled_row
 from lab.data.video import write_video
@@ -35,7 +37,8 @@ from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.models.registry import list_entries
 from lab.pids import pid_alive
-from lab.prune import parse_keep, prune
+from lab.prune import CriterionContext, parse_keep, prune
+from lab.prune.criteria import select
 from lab.analysis import analyze
 from lab.eval.evaluate import MetricSet
 
@@ -47,6 +50,10 @@ Progress = Callable[[float, str], None]
 STUDENT_CACHE = 4
 #: compare calls whose video files are kept on disk (the app has copied older ones to its cache)
 KEEP_CALLS = 8
+#: the seed of every student's selection (what the random criterion draws): prune's and kept_channels' alike
+SEED = 0
+#: the difference video shows |decoder - real| times this
+DIFF_GAIN = 4.0
 #: the app's temporary folders: tempdir/<prefix>XXXX, holding OWNER_FILE (the pid of the server)
 APP_TMP_PREFIX = "vaed-compare-app-"
 OWNER_FILE = "owner.pid"
@@ -88,7 +95,8 @@ class StudentSpec:
     @property
     def label(self) -> str:
         k = (",".join(f"{s}={r:g}" for s, r in self.keep) if isinstance(self.keep, tuple) else f"{self.keep:g}")
-        return f"pruned {k} {self.criterion}" + (f" +{self.operators}" if self.operators else "")
+        # Swapped operators are initialised from the layers they replace, never trained here: the name says so.
+        return f"pruned {k} {self.criterion}" + (f" +{self.operators} (untrained)" if self.operators else "")
 
 
 def merge_keep(global_ratio: float, per_stage: str | None, prunable: list[str]):
@@ -210,6 +218,43 @@ class CompareSession:
     def explained_variance(self, stage: str, keep):
         return explained_variance_figure(self.report(), stage=stage, keep=keep)
 
+    def figures(self, stage: str, spec: "StudentSpec | None" = None) -> tuple:
+        """(heatmap, explained-variance curve, caption) of ``stage`` as the student of ``spec`` sees it:
+        its ratios, and the red marks around exactly the channels it kept (built from the cached analysis
+        if needed), so the figures show what a decode with ``spec`` used. None: nothing marked."""
+        report = self.report()
+        kept = self.kept_channels(spec) if spec is not None and self.can_prune else {}
+        keep = spec.keep_arg if spec is not None else None
+        rows = [kept_first(r, kept.get(r["group"])) for r in report.get(stage, [])]
+        # An unknown stage has no rows: stage_figure's error then names the stages with data.
+        heat = stage_figure({**report, stage: rows} if rows else report, stage, keep)
+        curve = explained_variance_figure(report, stage=stage, keep=keep)
+        main = main_group(rows)
+        explained = self.explained_by(main["group"], kept[main["group"]]) if main["group"] in kept else None
+        caption = figure_caption(rows, stage, stage_ratio(keep, stage), kept,
+                                 spec.criterion if spec is not None else "independence", explained)
+        return heat, curve, caption
+
+    def kept_channels(self, spec: "StudentSpec") -> dict[str, list[int]]:
+        """Group -> the channels the student of ``spec`` kept (its narrowed groups only)."""
+        return self.student(spec)[1]["kept"]
+
+    def explained_by(self, group: str, kept: list[int]) -> float:
+        """Fraction of ``group``'s variance that ``kept`` channels explain (affine least squares), on
+        this clip: what the least-squares fold can rebuild."""
+        analysis = self.analysis()
+        gram = analysis.selection_gram(analysis.group(group))
+        total = float(residual_gram(gram).diagonal().sum())
+        return 1.0 - subset_residual(gram, kept) / total if total > 0 else 1.0
+
+    def swap_note(self, spec: "StudentSpec") -> str:
+        """The note an operator-swapped student gets (untrained: it needs distillation); '' otherwise."""
+        g = self.teacher.geometry
+        distilled = [e.name for e in list_entries() if e.family == "student" and e.latent_channels == g.channels
+                     and tuple(e.compression) == tuple(g.compression)]
+        arch = self.teacher.arch
+        return swap_note(spec.operators, arch, arch.num_up_blocks(self.teacher.vae), spec.label, distilled)
+
     # ----- decoders ----------------------------------------------------------------------------
     def student(self, spec: StudentSpec, progress: Progress = no_progress):
         """(student, prune info) for ``spec``, built from the cached analysis (no decoder pass)."""
@@ -224,8 +269,14 @@ class CompareSession:
             progress(0.0, f"building {spec.label}")
             t0 = time.perf_counter()
             student, info = prune(self.teacher, spec.keep_arg, spec.criterion, analysis=analysis,
-                                  operators=spec.operators, name=spec.label)
+                                  operators=spec.operators, name=spec.label, seed=SEED)
             info["build_s"] = time.perf_counter() - t0
+            # The selection prune made, asked again of the same criterion, widths, analysis and seed (prune
+            # does not return it), so the figures can outline the channels this student really kept.
+            tvae = self.teacher.vae
+            info["kept"] = {g.name: select(spec.criterion, CriterionContext(g, info["widths"][g.name], tvae,
+                                                                             analysis, SEED))
+                            for g in self.teacher.arch.prune_groups(tvae) if g.name in info["widths"]}
             self.student_builds += 1
             self._students[spec] = (student, info)
             while len(self._students) > STUDENT_CACHE:
@@ -272,7 +323,7 @@ class CompareSession:
                 self._memory[spec] = cpu_memory(ref, weights, self.clip_info["frames"], (size[0], size[1]))
             return self._memory[spec]
 
-    def compare(self, decoders: list, *, vmaf: bool = False, repeats: int = 2, diff_gain: float = 4.0,
+    def compare(self, decoders: list, *, vmaf: bool = False, repeats: int = 2, diff_gain: float = DIFF_GAIN,
                 memory: bool = False, progress: Progress = no_progress) -> CompareResult:
         """Decode the session's latents with each decoder ('teacher', a StudentSpec, or a registered
         name / saved folder), score and time them, and write the side-by-side and difference videos.
@@ -301,6 +352,8 @@ class CompareSession:
                             dec, info = self.student(spec, progress)
                             row.update(kind="student", build_s=info["build_s"], widths=info["widths"],
                                        operators=info.get("operators", {}))
+                            if note := self.swap_note(spec):
+                                row["note"] = note
                         else:
                             dec = self.other(spec)
                             row.update(kind=dec.family)
@@ -329,7 +382,8 @@ class CompareSession:
             fps = self.clip_info["fps"]
             sbs = write_video(call / "side_by_side.mp4", labelled_row(videos, labels), fps=fps)
             diffs = [difference(v, self.clip, gain=diff_gain) for v in videos]
-            diff_labels = ["real (zero)"] + [f"|{name} - real| x{diff_gain:g}" for name in labels[1:]]
+            # The page's title says what the columns hold (|decoder - real| x gain): the names suffice here.
+            diff_labels = ["real (zero)"] + labels[1:]
             dif = write_video(call / "difference.mp4", labelled_row(diffs, diff_labels), fps=fps)
             for i, (row, video) in enumerate(zip([r for r in rows if not r["error"]], videos[1:])):
                 row["video"] = str(write_video(call / f"decoder{i:02d}.mp4", video, fps=fps))

@@ -38,6 +38,7 @@ from lab.data.stream import log_once, probe_sources
 from lab.data.video import read_window
 from lab.errors import ConfigError, LabError
 from lab.files import atomic_write_text
+from lab.progress import Progress
 
 log = logging.getLogger("lab.data")
 
@@ -139,6 +140,7 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
     index["windows_planned"] = len(windows)
     done = {s["index"] for s in index["shards"]}
     encoded, t0, written = 0, time.perf_counter(), 0
+    bar = Progress("data encode", n_shards - len(done), unit="shard")  # the shards a resumed cache still lacks
     for k in range(n_shards):
         if k in done:
             continue
@@ -170,6 +172,8 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
         atomic_write_text(out / INDEX, json.dumps(index, indent=1))  # the shard counts only once the index lists it
         written += 1
         log.info("cache %s: shard %d/%d (%d windows)", out, k + 1, n_shards, entry["windows"])
+        bar.update(note=f"{entry['windows']} windows")
+    bar.close()
     index["complete"] = True
     atomic_write_text(out / INDEX, json.dumps(index, indent=1))
     return summary(out, index, encoded=encoded, seconds=time.perf_counter() - t0)

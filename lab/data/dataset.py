@@ -7,7 +7,13 @@ A spec is ``data.clips`` (a list) and/or ``data.manifest`` (one file):
 * a folder (every video under it, recursively) or a glob: ``/videos``, ``/videos/**/*.mp4``;
 * a manifest, CSV (with a header) or JSONL, one video a row: ``path`` (relative paths are read from the
   manifest's folder), optional ``start`` / ``stop`` (a frame range) and ``split``. Rows whose split is
-  neither empty nor ``train`` (``val``, ``test``, ``heldout``...) are held out: never sampled.
+  neither empty nor ``train`` (``val``, ``test``, ``heldout``...) are held out: never sampled, not even when a
+  folder or glob of the same spec holds their file.
+
+The lab's held-out clips are refused however a spec reaches them (``lab.data.heldout``): by name, by the path
+of the fetched sample clip, or by a copy's bytes, through a file, a folder, a glob or a manifest; 'bikes'
+reached by path is read only up to its training stop, like the name 'bikes'. A file the spec reaches twice
+(a name and a folder, a link and its target) is listed once.
 
 ``streamed(clips, manifest)`` says which loader a spec gets: clip names and single files keep the
 in-memory ``ClipWindows`` exactly as before; a folder, a glob or a manifest (thousands of files) is
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.data.clips import ClipSpec
-from lab.data.heldout import training_range
+from lab.data.heldout import training_file_range, training_range
 from lab.data.samples import resolve_clip
 from lab.errors import ConfigError, VideoReadError
 
@@ -85,12 +91,22 @@ def resolve_spec(clips=(), manifest: str | None = None) -> list[VideoEntry]:
     entries: list[VideoEntry] = []
     for item in clips or ():
         entries += _expand(str(item))
+    held_back: set[str] = set()
     if manifest:
-        entries += [e for e in read_manifest(manifest) if e.split in TRAIN_SPLITS]
+        rows = read_manifest(manifest)
+        held_back = {os.path.realpath(e.path) for e in rows if e.split not in TRAIN_SPLITS}
+        entries += [_checked_file(e, f"{manifest}: {e.path}", ranged=e.start != 0 or e.stop is not None)
+                    for e in rows if e.split in TRAIN_SPLITS]
     seen, out = set(), []
     for e in entries:
-        if e not in seen:
-            seen.add(e)
+        real = os.path.realpath(e.path)
+        if real in held_back:
+            # The manifest holds this file out; a folder or glob of the same spec does not bring it back.
+            log.info("data: %s is held out by the manifest (split not train); not trained on", e.path)
+            continue
+        key = (real, e.start, e.stop)  # the same frames of the same file, however the spec named it
+        if key not in seen:
+            seen.add(key)
             out.append(e)
     if not out:
         raise NoUsableDataError(f"no training video in data.clips={list(clips or ())} "
@@ -126,10 +142,24 @@ def training_item(item: str) -> tuple[str, int, int | None] | None:
     return (item, *training_range(item))
 
 
+def training_entry(item: str) -> VideoEntry:
+    """The training entry of a clip name or a video file, with or without a frame range ('bikes[0:192]',
+    '/videos/a.mp4'): held-out frames are refused or cut off by name (``training_item``) and by the file it
+    resolves to (a held-out sample clip by path or by bytes: ``lab.data.heldout.training_file_range``)."""
+    ranged = bool(_RANGE.fullmatch(item)) and not _is_glob(item)
+    name, start, stop = training_item(item)
+    entry = _checked(VideoEntry(str(_resolve_file(name)), start, stop), item)
+    return _checked_file(entry, item, ranged=ranged)
+
+
+def _checked_file(e: VideoEntry, where: str, ranged: bool = False) -> VideoEntry:
+    start, stop = training_file_range(e.path, e.start, e.stop, ranged=ranged, where=where)
+    return e if (start, stop) == (e.start, e.stop) else VideoEntry(e.path, start, stop, e.split)
+
+
 def _expand(item: str) -> list[VideoEntry]:
     if _RANGE.fullmatch(item) and not _is_glob(item):
-        name, start, stop = training_item(item)
-        return [_checked(VideoEntry(str(_resolve_file(name)), start, stop), item)]
+        return [training_entry(item)]
     path = Path(item).expanduser()
     if path.is_dir():
         # Hidden names are skipped: they are half-written files (write_video's '.NAME.tmp.mp4') or not data.
@@ -137,14 +167,13 @@ def _expand(item: str) -> list[VideoEntry]:
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
             log.warning("data: folder %s holds no video (%s); skipped", path, ", ".join(VIDEO_SUFFIXES))
-        return [VideoEntry(f) for f in files]
+        return [_checked_file(VideoEntry(f), f"{f} (in the folder {item})") for f in files]
     if _is_glob(item):
         files = sorted(f for f in glob.glob(str(path), recursive=True) if os.path.isfile(f))
         if not files:
             log.warning("data: glob %s matches no file; skipped", item)
-        return [VideoEntry(f) for f in files]
-    name, start, stop = training_item(item)
-    return [VideoEntry(str(_resolve_file(name)), start, stop)]
+        return [_checked_file(VideoEntry(f), f"{f} (matched by {item})") for f in files]
+    return [training_entry(item)]
 
 
 def _resolve_file(name: str) -> Path:

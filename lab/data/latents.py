@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from lab.errors import LatentShapeError, VideoReadError
+from lab.files import ordinary_permissions
 
 
 def load_latents(path: str | Path, key: str | None = None) -> torch.Tensor:
@@ -37,9 +40,22 @@ def load_latents(path: str | Path, key: str | None = None) -> torch.Tensor:
 
 
 def save_latents(path: str | Path, z: torch.Tensor) -> Path:
+    """Write latents where ``load_latents`` (and ``python -m lab decode --latents``) reads them: a .safetensors
+    file (one tensor, 'latents'), or else a plain tensor with torch.save, which torch.load(path,
+    weights_only=True) reads. Written to a temporary name and renamed, so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"latents": z.detach().contiguous().cpu()}, str(tmp))
-    tmp.replace(path)
+    z = z.detach().contiguous().cpu()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".safetensors":
+            save_file({"latents": z}, tmp)
+        else:
+            torch.save(z.clone(), tmp)  # clone: only the tensor's own storage, not a view's larger one
+        ordinary_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

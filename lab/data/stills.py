@@ -67,8 +67,20 @@ def load_photos(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise LabError(f"no photo file at {path}; write one with python scripts/gpu/prepare.sh, or leave --stills "
                        f"at 'skimage' to read scikit-image's bundled photos.")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    fix = "write one with lab.data.stills.save_photos (uint8 (H, W, 3) arrays), or pass --stills skimage"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            photos = {k: z[k] for k in z.files}
+    except Exception as exc:  # not a zip of .npy files, pickled object arrays, a file cut short
+        raise LabError(f"{path} is not a .npz of plain photo arrays ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {fix}.") from None
+    if not photos:
+        raise LabError(f"{path} holds no photos; {fix}.")
+    for k, v in photos.items():
+        if v.dtype != np.uint8 or v.ndim != 3 or v.shape[-1] != 3 or min(v.shape[:2]) < 2:
+            raise LabError(f"{path}: '{k}' is a {v.dtype} array of shape {v.shape}, not a uint8 (H, W, 3) photo; "
+                           f"{fix}.")
+    return photos
 
 
 class StillWindows:

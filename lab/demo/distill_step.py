@@ -40,7 +40,7 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
         "data": {"clips": list(clips), "val_clips": list(val_clips), "crop": min(size), "frames": frames,
                  "batch": 1, "short_sides": [128], "val_frames": frames, "val_size": min(size)},
         "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "warmup_steps": max(1, steps // 20), "min_lr_ratio": 0.1},
-        "ema": {"enabled": True, "decay": 0.99},
+        "ema": {"enabled": True},  # decay from the run's length (lab.distill.config.EMAConfig): a short run moves
         "perceptual": {"required": False},
         "phases": [
             {"name": "align", "losses": {"feature": 1.0}, "max_steps": per_phase["align"],
@@ -60,21 +60,15 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
 
 
 def progress_logger(steps: int):
-    """A lab.distill callback that logs phase changes and every ~10% of the steps on stderr (the
-    trainer itself only writes its run store)."""
+    """A lab.distill callback that logs phase changes on stderr (the trainer shows the steps themselves on its
+    progress bar, lab.progress, and writes everything to its run store). ``steps``: the run's step budget."""
     from lab.distill import FunctionCallback  # deferred: lab.distill only once trainer_available() said it imports
-
-    every = max(1, steps // 10)
 
     def log_event(event: str, **p) -> None:
         if event == "phase":
-            log.info("      distill phase %s from step %d (%s)", p["new"], p["step"], p["reason"])
-        elif event == "step" and p["state"].step % every == 0:
-            loss = p["state"].scalars.get("train/loss")
-            log.info("      distill step %d (%s)%s", p["state"].step, p["state"].phase_name,
-                     f": loss {loss:.4f}" if isinstance(loss, float) else "")
+            log.info("      distill phase %s from step %d of at most %d (%s)", p["new"], p["step"], steps, p["reason"])
 
-    return FunctionCallback(log_event, events=("step", "phase"))
+    return FunctionCallback(log_event, events=("phase",))
 
 
 def distill_student(teacher, student, clips: list[str], *, steps: int, frames: int, size: tuple[int, int],

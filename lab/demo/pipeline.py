@@ -26,11 +26,13 @@ from lab.demo.results import SCHEMA_VERSION, write_results
 from lab.demo.settings import DemoSettings, clip_path, heldout_start
 from lab.errors import WeightsNotFoundError
 from lab.eval.bench import bench
-from lab.eval.evaluate import MetricSet
+from lab.eval.evaluate import MetricSet, metric_label, retention
+from lab.eval.vmaf import vmaf_note
 from lab.models import load_decoder
 from lab.models.interface import FolderNotEmptyError, check_save_target
 from lab.ops.figures import profile_figure
 from lab.ops.profiler import profile_decoder
+from lab.progress import Progress, track
 from lab.prune import prune
 from lab.runs.lock import RunLock
 from lab.runs.store import is_run, is_run_leftover
@@ -57,11 +59,29 @@ def random_role(seed: int) -> str:
     return f"pruned-random-seed{seed}"
 
 
+def row_label(role: str, teacher_name: str) -> str:
+    """The one name of an eval role in the terminal table, report.html and results.json (rows' "decoder"):
+    what the decoder is, trained or not, never a registered model's name (the shipped 'mini-wan-flash' is another
+    model than this run's untrained swapped student)."""
+    if role == "teacher":
+        return f"teacher ({teacher_name})"
+    if role == "swapped":
+        return "student (pruned+swapped, untrained)"
+    if role == "distilled":
+        return "student (distilled)"
+    what = role.removeprefix("pruned-")
+    if what.startswith("random-seed"):
+        what = f"random seed {what.removeprefix('random-seed')}"
+    return f"pruned ({what}, untrained)"
+
+
 class StepLog:
-    """Times each step, logs '[i/n] step' on stderr and records {'status', 'seconds'}."""
+    """Times each step, logs '[i/n] step' on stderr, counts the steps on the main job's progress (lab.progress:
+    rate and time left; each step's own work shows its own) and records {'status', 'seconds'}."""
 
     def __init__(self):
         self.steps: dict[str, dict] = {}
+        self.progress = Progress("demo", len(STEPS), unit="step", every=1)
 
     @contextlib.contextmanager
     def step(self, name: str, what: str):
@@ -71,6 +91,9 @@ class StepLog:
         yield entry
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         log.info("      %s done in %.1f s", name, entry["seconds"])
+        self.progress.update(note=f"{name} done")
+        if self.progress.n == len(STEPS):
+            self.progress.close()
 
 
 def _log_analyze_step(event: dict) -> None:
@@ -147,7 +170,7 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
     with steps.step("prune", f"Flash-VAED widths {keep}: independence vs magnitude and {RANDOM_SEEDS} random seeds "
                              f"at the same width"):
         pruned = {}
-        for role, (crit, seed) in roles.items():
+        for role, (crit, seed) in track(roles.items(), "prune: criteria and seeds", unit="student"):
             pruned[role], info = prune(teacher, keep, crit, analysis=analysis, seed=seed,
                                        name=f"{teacher.name}-{role.removeprefix('pruned-')}")
         pruning = {"ratios": info["ratios"], "widths": info["widths"], "criteria": ["independence", *BASELINES],
@@ -156,8 +179,9 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
                    "fold": info["fold"]}
 
     with steps.step("swap", "flash-vaed operator plan on the independence-pruned student"):
+        # not '-flash': that is the name of the shipped, distilled student, another model than this untrained one
         swapped, sinfo = prune(teacher, keep, "independence", analysis=analysis, seed=s.seed, operators="flash-vaed",
-                               name=f"{teacher.name}-flash")
+                               name=f"{teacher.name}-flash-untrained")
         swap = {"operators": sinfo.get("operators", {}), "decoder_params": sinfo["decoder_params"]}
 
     with steps.step("distill", f"{s.distill_steps} steps on {', '.join(s.distill_clips)}") as entry:
@@ -179,7 +203,9 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
 
     with steps.step("bench", f"{teacher.name} vs pruned vs student, {s.bench_frames} frames at "
                              f"{s.bench_size[0]}x{s.bench_size[1]}, interleaved, medians"):
-        bench = run_bench(teacher.name, trained, {"pruned (independence)": pruned_dir, "student": student_dir}, s)
+        final_role = "distilled" if distilled else "swapped"
+        bench = run_bench(teacher.name, trained, {row_label("pruned-independence", teacher.name): pruned_dir,
+                                                  row_label(final_role, teacher.name): student_dir}, s)
 
     with steps.step("profile", "per-stage latency and MAC shares, teacher and student"):
         profile = run_profile(teacher, student, s)
@@ -216,7 +242,8 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
 
 def evaluate_heldout(teacher, decoders: dict, s: DemoSettings) -> tuple[dict, dict]:
     """Every decoder on the held-out clip: metrics vs the real clip and vs the teacher's decode of
-    the same latents (encoded once by the teacher), retention = PSNR / teacher PSNR vs the clip."""
+    the same latents (encoded once by the teacher), retention = PSNR / teacher PSNR vs the clip with the drop
+    in dB beside it (lab.eval.evaluate.retention). Rows are named by row_label."""
     path = clip_path(s.heldout_clip)
     g = teacher.geometry
     clip = load_clip(path, frames=s.eval_frames, size=s.eval_size, start=heldout_start(s), frame_multiple=g.t,
@@ -226,19 +253,24 @@ def evaluate_heldout(teacher, decoders: dict, s: DemoSettings) -> tuple[dict, di
     z = teacher.encode(clip.to(device=teacher.device, dtype=teacher.dtype))
     videos = {"clip": clip, "teacher": teacher.decode(z).float().cpu()}
     teacher_scores = ms.score(videos["teacher"], clip)
-    rows = [{"decoder": teacher.name, "role": "teacher", "decoder_params": teacher.decoder_params(),
-             "vs_clip": teacher_scores}]
-    for role, dec in decoders.items():
+    # "decoder" is the row's one name (row_label), "model" the name the decoder object carries
+    rows = [{"decoder": row_label("teacher", teacher.name), "role": "teacher", "model": teacher.name,
+             "decoder_params": teacher.decoder_params(), "vs_clip": teacher_scores}]
+    for role, dec in track(decoders.items(), "eval: decoders", unit="decoder"):
         videos[role] = dec.decode(z).float().cpu()
-        row = {"decoder": dec.name, "role": role, "decoder_params": dec.decoder_params(),
+        row = {"decoder": row_label(role, teacher.name), "role": role, "model": dec.name,
+               "decoder_params": dec.decoder_params(),
                "vs_clip": ms.score(videos[role], clip), "vs_teacher": ms.score(videos[role], videos["teacher"])}
         if "psnr" in row["vs_clip"]:
-            row["retention"] = row["vs_clip"]["psnr"] / teacher_scores["psnr"]
+            row.update(retention(row["vs_clip"]["psnr"], teacher_scores["psnr"]))
         rows.append(row)
-        log.info("      %-22s PSNR %.2f dB vs clip, %.2f dB vs teacher", role, row["vs_clip"].get("psnr", float("nan")),
-                 row["vs_teacher"].get("psnr", float("nan")))
+        log.info("      %-36s PSNR %.2f dB vs clip, %.2f dB vs teacher", row["decoder"],
+                 row["vs_clip"].get("psnr", float("nan")), row["vs_teacher"].get("psnr", float("nan")))
     ev = {"clip": str(path), "start_frame": heldout_start(s), "video_shape": list(clip.shape),
-          "latents_shape": list(z.shape), "fps": fps, "metrics": list(s.metrics), "decoders": rows}
+          "latents_shape": list(z.shape), "fps": fps, "metrics": list(s.metrics),
+          "metric_labels": {m: metric_label(m) for m in s.metrics}, "decoders": rows}
+    if "vmaf" in s.metrics:
+        ev["vmaf_note"] = vmaf_note([r["vs_clip"].get("vmaf") for r in rows])
     return ev, videos
 
 
@@ -254,7 +286,8 @@ def quality_summary(ev: dict, distilled: bool, random_seeds: list[int]) -> dict:
             "max": max(seeds)}
     versus = [_versus("magnitude", ind, mag), _versus(f"random (mean of {len(seeds)} seeds)", ind, rand["mean"])]
     final = by_role["distilled" if distilled else "swapped"]
-    return {"final_student": final["role"], "distilled": distilled, "retention": final.get("retention"),
+    return {"final_student": final["role"], "final_label": final["decoder"], "distilled": distilled,
+            "retention": final.get("retention"), "psnr_drop_db": final.get("psnr_drop_db"),
             "final_psnr_vs_clip": final["vs_clip"]["psnr"],
             "teacher_psnr_vs_clip": by_role["teacher"]["vs_clip"]["psnr"],
             "psnr_vs_teacher_before_training": {"independence": ind, "magnitude": mag, "random": rand},
@@ -273,9 +306,9 @@ def run_bench(teacher_name: str, trained: bool, students: dict[str, Path], s: De
     names = [teacher_name, *(str(p) for p in students.values())]
     result = bench(names, weights=None if trained else "random", device=s.device, frames=s.bench_frames,
                    size=s.bench_size, repeats=s.bench_repeats, warmup=1, memory=s.bench_memory, macs=True)
-    for row, label in zip(result["decoders"], [f"{teacher_name} (teacher)", *students]):
-        row["label"] = label
-        log.info("      %-22s %.3f s median, %.2fx", label, row["seconds"], row["speedup"])
+    for row, label in zip(result["decoders"], [row_label("teacher", teacher_name), *students]):
+        row["label"] = label  # the same names as the eval rows
+        log.info("      %-36s %.3f s median, %.2fx", label, row["seconds"], row["speedup"])
     return result
 
 

@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+from lab.eval.evaluate import retention_text
 from lab.files import atomic_write_text
 
 
@@ -76,22 +77,27 @@ def write_report(path: Path, results: dict, figures: dict) -> Path:
         parts.append("<p class=warn>The teacher's trained weights were missing: it ran at random init, so "
                      "the quality numbers mean nothing.</p>")
     q = r["quality"]
+    ev = r["eval"]
     parts += ["<h2>Quality on the held-out clip</h2>",
-              f"<p>Retention of the final student (PSNR student / teacher vs the real clip): "
-              f"<b>{_fmt(q['retention'])}</b>.</p>",
+              f"<p>Retention of the final student, {html.escape(q['final_label'])} (PSNR student / teacher vs the "
+              f"real clip): <b>{html.escape(retention_text(q))}</b>.</p>" if q.get("retention") is not None else "",
               f"<p{'' if q['independence_beats_baselines'] else ' class=warn'}>"
               f"{html.escape(comparison_text(q))}</p>"]
-    metric_cols = [(m, m) for m in r["eval"]["metrics"]]
+    labels = ev.get("metric_labels") or {}
+    metric_cols = [(m, labels.get(m, m)) for m in ev["metrics"]]
     rows = []
-    for row in r["eval"]["decoders"]:
+    for row in ev["decoders"]:
         rows.append({"decoder": row["decoder"], "params": row["decoder_params"],
                      **{f"c_{k}": v for k, v in row["vs_clip"].items()},
                      **{f"t_{k}": v for k, v in row.get("vs_teacher", {}).items()},
-                     "retention": row.get("retention")})
+                     "retention": row.get("retention"), "drop": row.get("psnr_drop_db")})
     cols = [("decoder", "decoder"), ("params", "decoder params")]
     cols += [(f"c_{k}", f"{h} vs clip") for k, h in metric_cols]
     cols += [(f"t_{k}", f"{h} vs teacher") for k, h in metric_cols]
-    parts.append(html_table(rows, cols + [("retention", "retention")]))
+    parts.append(html_table(rows, cols + [("retention", "retention (PSNR ratio)"),
+                                          ("drop", "PSNR drop vs teacher (dB)")]))
+    if ev.get("vmaf_note"):
+        parts.append(f"<p class=note>{html.escape(ev['vmaf_note'])}</p>")
     video = r["outputs"].get("side_by_side")
     if video:
         rel = os.path.relpath(video, path.parent)

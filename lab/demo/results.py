@@ -10,7 +10,11 @@ from lab.jsonio import dumps
 
 #: 2: random selection over several seeds (quality.psnr_vs_teacher_before_training.random is {seeds, psnr,
 #: mean, min, max}), quality.independence_vs_baselines, eval roles pruned-random-seedK, clips.distill.
-SCHEMA_VERSION = 2
+#: 3: one name per row: eval rows' "decoder" and bench rows' "label" are the same label (lab.demo.pipeline.row_label,
+#: e.g. 'student (pruned+swapped, untrained)'), "model" is the decoder object's own name; retention comes with
+#: psnr_drop_db (rows and quality); eval.metric_labels says each metric's unit and better direction; VMAF is
+#: scored at the 1080-line viewing size (eval.vmaf_note, lab.eval.vmaf).
+SCHEMA_VERSION = 3
 
 #: top-level key -> keys it must have (None: any value)
 SCHEMA = {
@@ -22,14 +26,14 @@ SCHEMA = {
     "pruning": ("ratios", "criteria", "random_seeds", "decoder_params"),
     "swap": ("operators", "decoder_params"),
     "distill": ("status",),
-    "eval": ("clip", "metrics", "decoders"),
-    "quality": ("retention", "independence_beats_baselines", "independence_vs_baselines", "random_seeds_beaten",
-                "psnr_vs_teacher_before_training"),
+    "eval": ("clip", "metrics", "metric_labels", "decoders"),
+    "quality": ("retention", "psnr_drop_db", "final_label", "independence_beats_baselines",
+                "independence_vs_baselines", "random_seeds_beaten", "psnr_vs_teacher_before_training"),
     "bench": ("device", "frames", "size", "repeats", "decoders"),
     "profile": ("teacher", "student"),
     "outputs": ("report", "results", "side_by_side", "student"),
 }
-EVAL_ROW = ("decoder", "role", "decoder_params", "vs_clip")
+EVAL_ROW = ("decoder", "role", "model", "decoder_params", "vs_clip")
 #: quality.psnr_vs_teacher_before_training.random
 RANDOM_STATS = ("seeds", "psnr", "mean", "min", "max")
 BENCH_ROW = ("label", "decoder", "seconds", "fps", "speedup", "decoder_params")

@@ -18,6 +18,7 @@ import torch
 
 from lab.errors import CheckpointError, ConfigError
 from lab.training.checkpoints import CheckpointFolder, log_set_aside, restore_checkpoint_records
+from lab.training.run_folder import UNREADABLE_PREFIX
 
 log = logging.getLogger("lab")
 
@@ -70,8 +71,16 @@ class Checkpointing:
         picked = self._pick_checkpoint() if self.env.main else None
         path = self.env.broadcast(str(picked[0]) if picked else None)
         if path is None:
-            # Stopped before its first checkpoint (or none can be read): nothing to restore, so the run starts
-            # over in place (refusing would leave a folder that can be neither resumed nor started again).
+            unreadable = sorted(self.ckpts.dir.glob(UNREADABLE_PREFIX + "*"))
+            if unreadable:
+                # Its checkpoints exist but none can be read: starting over from step 0 would silently throw away
+                # the run's training, so it is the user's call (--restart), not the resume's.
+                raise CheckpointError(
+                    f"no checkpoint of {self.out} can be read ({len(unreadable)} set aside as "
+                    f"{', '.join(p.name for p in unreadable)}); a resume would start over from step 0. Restore a "
+                    f"checkpoint, or start the run over: python -m lab distill --out {self.out} --restart")
+            # Stopped before its first checkpoint: nothing to restore, so the run starts over in place (refusing
+            # would leave a folder that can be neither resumed nor started again).
             if self.store:
                 self.store.truncate_after(-1)  # what the stopped attempt logged is re-logged from step 0
             self._warn(f"{self.out} has no complete checkpoint yet (the run stopped before its first one); "

@@ -8,12 +8,14 @@ values are rejected before anything loads, so a typo never silently trains with 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.devices import check_threads, device_arg
 from lab.errors import ConfigError
 from lab.data.dataset import training_item
+from lab.data.heldout import check_validation_clip
 from lab.distill.losses import LOSSES
 from lab.training.config import build_dataclass, read_config_file
 
@@ -36,11 +38,12 @@ class StudentConfig:
 class DataConfig:
     # Clip names and files ('bikes[0:192]') are held in memory; folders, globs ('/videos/**/*.mp4') and a
     # manifest are streamed from disk by `workers` loader processes (lab.data.dataset, lab.data.stream).
-    clips: list = field(default_factory=lambda: ["bbb-128", "bigbuckbunny", "bikes"])
+    clips: list = field(default_factory=lambda: ["bbb-128", "bikes"])
     manifest: str | None = None      # CSV/JSONL of path[,start,stop,split]; rows of other splits than train are held out
     cache: str | None = None         # a latent cache (python -m lab data encode): train on it, no encoder per step
     workers: int = 2                 # loader processes of a streamed spec (0: build batches in the trainer)
-    val_clips: list = field(default_factory=lambda: ["carphone"])  # held out: never trained on
+    # Validation picks 'best' and may end phases: neither a training clip nor a held-out one (lab.data.heldout).
+    val_clips: list = field(default_factory=lambda: ["bigbuckbunny"])
     crop: int = 64
     frames: int = 9
     batch: int = 1
@@ -61,8 +64,15 @@ class OptimConfig:
 
 @dataclass
 class EMAConfig:
+    """An exponential moving average of the student, which evaluations, ``best`` and ``last`` use.
+
+    ``decay`` None (the default) chooses it from the run's length: the EMA then averages over about a tenth
+    of the run's steps (decay = exp(-10 / total max_steps), at most METHOD_EMA_DECAY, the paper's 0.999, which a
+    run of 10000 steps or more gets). A fixed 0.999 averages over ~1000 steps, so a run of a few hundred would
+    evaluate and ship a student still mostly made of its initial weights. An explicit decay is used as given,
+    with a warning (``ema_warning``) when the initial weights would still weigh over 1% at the last step."""
     enabled: bool = True
-    decay: float = 0.999
+    decay: float | None = None
 
 
 @dataclass
@@ -196,16 +206,23 @@ class DistillConfig:
                                   f"for another. Drop the override, or train that phase without the cache.")
         for item in self.data.clips:
             training_item(str(item))  # held-out clips and frames are never trained on
-        overlap = set(map(str, self.data.clips)) & set(map(str, self.data.val_clips))
+        trained = {training_item(str(c))[0] for c in self.data.clips if training_item(str(c))}
+        for item in self.data.val_clips:
+            check_validation_clip(str(item), self.data.val_frames)  # model selection never sees held-out clips
+        overlap = sorted(str(v) for v in self.data.val_clips if str(v) in trained)
         if overlap:
-            raise ConfigError(f"data.val_clips {sorted(overlap)} are also training clips; validation clips must be "
-                              f"held out (remove them from data.clips).")
+            raise ConfigError(f"data.val_clips {overlap} are also training clips; a validation clip must be neither "
+                              f"trained on nor held out (remove it from data.clips).")
         if not self.optim.lr > 0:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}.")
         if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.optim.betas}.")
-        if not 0 < self.ema.decay < 1:
-            raise ConfigError(f"ema.decay must be in (0, 1), got {self.ema.decay}.")
+        if self.ema.decay is None:  # resolved here, so the run store records the decay the run used
+            self.ema.decay = auto_ema_decay(total_steps(self))
+        if isinstance(self.ema.decay, bool) or not isinstance(self.ema.decay, (int, float)) \
+                or not 0 < self.ema.decay < 1:
+            raise ConfigError(f"ema.decay must be in (0, 1), got {self.ema.decay!r}; leave it out to choose it from "
+                              f"the run's length.")
         if self.dtype not in ("fp32", "bf16"):
             raise ConfigError(f"dtype must be fp32 or bf16, got {self.dtype!r}.")
         for k in ("eval_every", "log_every", "keep_checkpoints"):
@@ -218,6 +235,35 @@ class DistillConfig:
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}.")
         return self
+
+
+#: The EMA decay of the method (Flash-VAED): right for runs of tens of thousands of steps.
+METHOD_EMA_DECAY = 0.999
+#: An automatic EMA averages over this share of the run's steps.
+EMA_HORIZON_SHARE = 0.1
+
+
+def total_steps(cfg: DistillConfig) -> int:
+    """The most steps the run can take: every phase to its max_steps (plateaus only shorten it)."""
+    return sum(ph.max_steps for ph in cfg.phases)
+
+
+def auto_ema_decay(steps: int) -> float:
+    """The decay whose time constant is EMA_HORIZON_SHARE of ``steps`` (decay = exp(-1 / (share * steps))), so
+    the initial weights weigh e^-10 at the last step however short the run, capped at METHOD_EMA_DECAY:
+    120 steps -> 0.920, 300 -> 0.967, 10000 or more -> 0.999."""
+    return min(METHOD_EMA_DECAY, round(math.exp(-1.0 / (EMA_HORIZON_SHARE * max(1, steps))), 6))
+
+
+def ema_warning(cfg: DistillConfig) -> str | None:
+    """Why the EMA of this run would barely move from the initial student, or None when it is fine."""
+    steps, d = total_steps(cfg), cfg.ema.decay
+    if not cfg.ema.enabled or d is None or d ** steps <= 0.01:
+        return None
+    return (f"ema.decay {d:g} averages over ~{1 / (1 - d):.0f} steps but the run has at most {steps}: the EMA student "
+            f"(what evaluations, best and last use) keeps {100 * d ** steps:.0f}% of the initial weights at the end. "
+            f"Leave ema.decay out (chosen from the run's length: {auto_ema_decay(steps):g} here) or set "
+            f"ema.enabled = false.")
 
 
 def _positive(where: str, v) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from lab.data.cache import LatentCache
 from lab.data.clips import ClipSpec, ClipWindows
-from lab.data.dataset import resolve_spec, streamed, training_item
+from lab.data.dataset import resolve_spec, streamed, training_entry, training_item
 from lab.data.stream import StreamWindows, sample_windows
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
@@ -93,8 +93,10 @@ def clip_spec(clip) -> ClipSpec:
     """A training clip: a name or path, optionally with a frame range ``name[start:stop]`` (e.g.
     ``bikes[0:192]``, the frames mini-wan trained on: 'bikes' from frame 200 on is held out, so a plain
     'bikes' means ``bikes[0:192]`` too)."""
-    name, start, stop = training_item(str(clip))  # held-out frames refused; a plain 'bikes' stops before them
-    return ClipSpec(name, str(resolve_clip(name)), start, stop)
+    name = training_item(str(clip))[0]
+    # Held-out frames are refused, a plain 'bikes' stops before them, by name and by the file it resolves to.
+    e = training_entry(str(clip))
+    return ClipSpec(name, e.path, e.start, e.stop)
 
 
 def load_val_clips(teacher, names: list, frames: int, size: int) -> list[ValClip]:

@@ -8,13 +8,15 @@ from pathlib import Path
 import torch
 
 from lab.data.video import side_by_side, write_video
+from lab.eval.evaluate import retention
 from lab.eval.metrics import psnr, ssim
 
 
 @torch.no_grad()
 def validation_metrics(model, val: list, autocast, vmaf: bool = False) -> dict:
     """Mean over the validation clips of PSNR/SSIM against the real clip and the teacher's decode, the
-    teacher's own PSNR and the retention (student PSNR / teacher PSNR); {} without clips."""
+    teacher's own PSNR, the retention (student PSNR / teacher PSNR) and beside it the PSNR drop in dB
+    (lab.eval.evaluate.retention); {} without clips."""
     was_training = model.training
     model.eval()
     rows = []
@@ -25,7 +27,8 @@ def validation_metrics(model, val: list, autocast, vmaf: bool = False) -> dict:
                "val/psnr_vs_teacher": psnr(out, v.teacher.float()),
                "val/ssim_vs_teacher": ssim(out, v.teacher.float()),
                "val/teacher_psnr": psnr(v.teacher.float(), v.real.float())}
-        row["val/retention"] = row["val/psnr"] / row["val/teacher_psnr"]
+        kept = retention(row["val/psnr"], row["val/teacher_psnr"])
+        row["val/retention"], row["val/psnr_drop_db"] = kept["retention"], kept["psnr_drop_db"]
         if vmaf:
             from lab.eval.vmaf import vmaf as vmaf_score  # deferred: it probes for the ffmpeg/libvmaf tools
             row["val/vmaf"] = vmaf_score(out, v.real.float())

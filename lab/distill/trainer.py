@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from lab.distill.checkpointing import BEST_METRIC, Checkpointing, checkpoint_folder
-from lab.distill.config import DistillConfig
+from lab.distill.config import DistillConfig, ema_warning
 from lab.distill.data import load_val_clips, training_batches
 from lab.distill.distributed import DistEnv
 from lab.distill.evaluation import validation_metrics, write_triptych
@@ -56,6 +56,7 @@ from lab.distill.student import StudentModule, build_student, stage_widths
 from lab.distill.summary import phase_history
 from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
+from lab.progress import Progress
 from lab.eval.backbones import load_lpips
 from lab.runs.store import RunStore
 from lab.training.config import changed_keys
@@ -90,6 +91,9 @@ class Trainer(Checkpointing):
                 self.store = RunStore.create(self.out, cfg.to_dict())
         self.warnings: list[str] = []
         try:
+            ema_note = ema_warning(cfg)
+            if ema_note:
+                self._warn(ema_note)
             self._setup(resume)
         except BaseException as exc:
             if resume and self.store:
@@ -204,6 +208,8 @@ class Trainer(Checkpointing):
             self.callbacks.insert(0, RunStoreLogger(self.store, self._phase_index))
         else:
             self.callbacks = [c for c in self.callbacks if getattr(c, "all_ranks", False)]
+        # Rank 0 shows progress; the total is an upper bound (a phase may end early on a plateau).
+        self.progress = Progress("distill", self._steps_left(), unit="step") if self.env.main else None
         try:
             # SIGTERM / Ctrl-C in the loop: finish the step, checkpoint it, then stop as interrupted, so a
             # preempted run loses no step (before the loop, lab.distill.run makes them interrupt at once).
@@ -217,6 +223,8 @@ class Trainer(Checkpointing):
                     ph = cfg.phases[self.phase_idx]
                     scalars = self._train_step(ph)
                     self._emit("on_step", StepState(self.step, self.phase_idx, ph.name, scalars))
+                    if self.progress is not None:
+                        self.progress.update(note=f"{ph.name}, loss {scalars['train/loss']:.4g}")
                     metrics = None
                     if self.step % cfg.eval_every == 0:
                         metrics = self._evaluate()
@@ -241,7 +249,15 @@ class Trainer(Checkpointing):
         except BaseException as exc:
             self._fail(exc)
             raise
+        finally:
+            if self.progress is not None:
+                self.progress.close()
         return final
+
+    def _steps_left(self) -> int:
+        """Steps the run can still take: the rest of the current phase and every later phase in full."""
+        phases = self.cfg.phases[self.phase_idx:]
+        return sum(ph.max_steps for ph in phases) - (self.phase_step if phases else 0)
 
     def _train_step(self, ph) -> dict:
         cfg = self.cfg
@@ -361,6 +377,8 @@ class Trainer(Checkpointing):
         self._new_phase_state()
         self._emit("on_phase", self.step, old, self.cfg.phases[self.phase_idx].name, reason)
         self._skip_unusable_phases()
+        if getattr(self, "progress", None) is not None:  # a phase that ended early shortens the run
+            self.progress.set_total(self.progress.n + self._steps_left())
 
     def _adaptive_gan_factor(self, terms: dict, weights: dict, z: torch.Tensor) -> float:
         """||d rec / d W_out|| / ||d gan / d W_out|| (detached), rec = the weighted non-GAN terms."""
@@ -434,5 +452,9 @@ class Trainer(Checkpointing):
             return
         if self.store:
             text = f"{type(exc).__name__}: {exc}"
-            self.store.log_event(self.step, "error", {"message": text})
-            self.store.finish("failed", error=text)
+            try:
+                self.store.log_event(self.step, "error", {"message": text})
+                self.store.finish("failed", error=text)
+            except Exception as store_exc:  # e.g. the disk that stopped the run is full: report the first error
+                log.warning("could not record the failure in %s's run store (%s); --resume still continues "
+                            "from the last checkpoint", self.out, store_exc)

@@ -56,6 +56,7 @@ from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 from lab.models.registry import list_entries
+from lab.progress import Progress
 from lab.runtime.timing import synchronize, timed, video_error
 from lab.runtime import choose_chunk
 from lab.runtime.compiled import choose_compile_mode, compile_decoder, eager, strict_compile
@@ -208,6 +209,9 @@ def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats,
             if runtime is None or runtime.compile is None:  # a spec's own @compile-MODE / -auto wins
                 compile_decoder(dec, "default" if compile is True else compile)
     zs = [random_latents(d, frames, size) for d in decs]
+    # One count for the whole bench: each decoder's probes (MACs, memory, searches), then every warm-up and timed
+    # decode; compare the rate with the time of one decode.
+    bar = Progress("bench", len(decs) * (1 + warmup + repeats), unit="decode")
     rows = []
     plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
     registered = {e.name for e in list_entries()}
@@ -255,17 +259,21 @@ def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats,
         if notes:
             row["note"] = "; ".join(notes)
         rows.append(row)
+        bar.update(note=f"{name} probed")
     if reference == "fp32":
         fp32_reference(decoders, decs, zs, rows, weights, device)
     fns = [dec.decode for dec in decs]
     for fn, z in zip(fns, zs):
         for _ in range(warmup):
             fn(z)
+            bar.update(note="warm-up")
     synchronize(device)
     times = [[] for _ in decs]
-    for _ in range(repeats):
+    for r in range(repeats):
         for i, (fn, z) in enumerate(zip(fns, zs)):
             times[i].append(timed(fn, z))
+            bar.update(note=f"repeat {r + 1}/{repeats}")
+    bar.close()
     base = statistics.median(times[0])
     for row, ts in zip(rows, times):
         sec = statistics.median(ts)

@@ -13,6 +13,7 @@ from lab.data.video import load_clip, probe
 from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
+from lab.progress import Progress
 
 log = logging.getLogger("lab")
 
@@ -20,6 +21,28 @@ log = logging.getLogger("lab")
 METRICS = {"psnr": False, "ssim": False, "vmaf": False, "temporal": False,
            "lpips": True, "fid": True, "video_fid": True}
 DEFAULT_METRICS = ("psnr", "ssim", "vmaf", "temporal")
+#: metric name -> how tables and reports head its column: the unit and which way is better, so a reader
+#: never has to guess (temporal is an error: lower is better; VMAF is lab.eval.vmaf's, at the viewing size).
+METRIC_LABELS = {"psnr": "PSNR dB (higher better)", "ssim": "SSIM (higher better)",
+                 "vmaf": "VMAF (higher better)", "temporal": "temporal error (lower better)",
+                 "lpips": "LPIPS (lower better)", "fid": "FID (lower better)", "video_fid": "video FID (lower better)"}
+
+
+def metric_label(name: str) -> str:
+    return METRIC_LABELS.get(name, name)
+
+
+def retention(student_psnr: float, teacher_psnr: float) -> dict:
+    """Retention as the lab reports it: the ratio of PSNRs (against the real clip) and, beside it, the drop in
+    dB, which is what a reader compares (a ratio of 0.93 at 18 dB is a 1.3 dB drop)."""
+    return {"retention": student_psnr / teacher_psnr, "psnr_drop_db": teacher_psnr - student_psnr}
+
+
+def retention_text(r: dict) -> str:
+    """'0.9300 (1.26 dB below the teacher)' for a row holding ``retention`` and ``psnr_drop_db``."""
+    drop = r["psnr_drop_db"]
+    where = f"{drop:.2f} dB below" if drop >= 0 else f"{-drop:.2f} dB above"
+    return f"{r['retention']:.4f} ({where} the teacher)"
 
 
 def parse_metrics(text: str | None) -> list[str]:
@@ -99,6 +122,15 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
              weights: str | None = None, teacher_weights: str | None = None, frames: int = 17,
              size: tuple[int, int] | None = None, metrics: list[str] | None = None,
              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
+    """Score ``decoder`` (a registered name, a saved folder or a VideoDecoder; ``weights`` for a name)
+    on the real clip ``video`` (a sample name such as ``carphone``, or a path): ``teacher`` encodes
+    the clip's first ``frames`` frames (cut to a count the VAE takes; resized and center-cropped to
+    ``size`` (H, W) when given, else cropped to the VAE's grid), the decoder decodes those latents,
+    and ``metrics`` (default psnr, ssim, vmaf, temporal; ``METRICS`` lists them all) compare the
+    decode with the clip. ``teacher`` defaults to the decoder itself for a teacher VAE, else to the
+    teacher the decoder records. Returns a dict of the metrics against the clip; for a student also
+    ``teacher_vs_clip`` and ``vs_teacher`` (the same metrics for the teacher's decode, and of the
+    student against it) and, with psnr, the retention and the PSNR drop in dB (``retention``)."""
     names = list(metrics or DEFAULT_METRICS)
     dec = _load(decoder, weights, device, dtype)
     if teacher is None:
@@ -121,14 +153,25 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
     fps = probe(path)["fps"] or 24.0
     ms = MetricSet(names, fps=fps).prepare()
     log.info("eval: %s on %s, clip %s, latents from %s", dec.name, path.name, tuple(clip.shape), tea.name)
-    z = tea.encode(clip.to(device=device, dtype=dtype))
-    recon = dec.decode(z)
-    result = {"decoder": dec.name, "teacher": tea.name, "clip": str(path), "video_shape": list(clip.shape),
-              "latents_shape": list(z.shape), "metrics": names, **ms.score(recon, clip)}
-    if tea is not dec:
-        teacher_recon = tea.decode(z)
-        result["teacher_vs_clip"] = ms.score(teacher_recon, clip)
-        result["vs_teacher"] = ms.score(recon, teacher_recon)
-        if "psnr" in names:
-            result["retention"] = result["psnr"] / result["teacher_vs_clip"]["psnr"]
+    # encode, decode, score; and for a student the teacher's decode and two more scorings
+    with Progress("eval", 3 if tea is dec else 6, unit="stage") as bar:
+        z = tea.encode(clip.to(device=device, dtype=dtype))
+        bar.update(note="encoded")
+        recon = dec.decode(z)
+        bar.update(note="decoded")
+        result = {"decoder": dec.name, "teacher": tea.name, "clip": str(path), "video_shape": list(clip.shape),
+                  "latents_shape": list(z.shape), "metrics": names, **ms.score(recon, clip)}
+        bar.update(note="scored vs the clip")
+        if tea is not dec:
+            teacher_recon = tea.decode(z)
+            bar.update(note="teacher decoded")
+            result["teacher_vs_clip"] = ms.score(teacher_recon, clip)
+            bar.update(note="teacher scored")
+            result["vs_teacher"] = ms.score(recon, teacher_recon)
+            bar.update(note="scored vs the teacher")
+            if "psnr" in names:
+                result.update(retention(result["psnr"], result["teacher_vs_clip"]["psnr"]))
+    if "vmaf" in names:
+        from lab.eval.vmaf import vmaf_note  # deferred: with the accumulators above
+        result["vmaf_note"] = vmaf_note([result["vmaf"], result.get("teacher_vs_clip", {}).get("vmaf")])
     return result

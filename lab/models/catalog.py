@@ -14,7 +14,7 @@ from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, Autoencoder
 
 from lab import paths
 from lab.errors import WeightsNotFoundError
-from lab.models.registry import ModelEntry, register, register_adapter
+from lab.models.registry import ModelEntry, register, register_adapter, register_alias
 from lab.models.teachers import (LTX09_CONFIG, LTX_TINY_CONFIG, WAN21_CONFIG, WAN_TINY_CONFIG,
                                  LTXDecoderAdapter, WanDecoderAdapter)
 from lab.models.teachers import LTX2_CONFIG, LTX2_TINY_CONFIG, LTX2DecoderAdapter
@@ -30,27 +30,22 @@ LTX_HUB = ("Lightricks/LTX-Video", "vae")
 LTX2_HUB = ("Lightricks/LTX-2", "vae")
 
 # Mini teachers: same classes and latent geometry as the real ones, reduced widths (see
-# data/checkpoints/<name>/README.md for how the shipped weights were trained).
-MINI_WAN_CONFIG = {"base_dim": 16, "decoder_base_dim": 16, "z_dim": 16}
+# data/checkpoints/<name>/README.md for how the shipped weights were trained). Base width 32: at 12.5% their
+# narrowest pruned stage (up3, 32 channels) keeps 4 channels, so a pruning comparison measures selection, not
+# noise. The deep stages stay at 64 channels (Wan dim_mult 1,2,2,2 rather than 1,2,4,4): the high-resolution
+# stages, where decoding spends its time and where Flash-VAED prunes, are widened, and the fp16 weights stay
+# under 10 MiB (the repository carries them, and a device run returns files of at most 16 MiB). Trained on a
+# GPU by scripts/gpu/run.sh.
+MINI_WAN_CONFIG = {"base_dim": 32, "decoder_base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2]}
 MINI_LTX_CONFIG = {
-    "block_out_channels": (16, 32, 64, 64),
-    "decoder_block_out_channels": (16, 32, 64, 64),
-    "layers_per_block": (1, 1, 1, 1, 1),
-    "decoder_layers_per_block": (1, 1, 1, 1, 1),
-}
-
-# Wider mini teachers (base width 32): at 12.5% their narrowest pruned stage (up3, 32 channels) keeps 4
-# channels, so a pruning comparison measures selection, not noise. The deep stages stay at 64 channels
-# (Wan dim_mult 1,2,2,2 rather than 1,2,4,4): the high-resolution stages, where decoding spends its time
-# and where Flash-VAED prunes, are widened, and the fp16 weights stay under 10 MiB (the repository carries
-# them, and a device run returns files of at most 16 MiB). Trained on a GPU by scripts/gpu/run.sh.
-MINI_WAN_W32_CONFIG = {"base_dim": 32, "decoder_base_dim": 32, "z_dim": 16, "dim_mult": [1, 2, 2, 2]}
-MINI_LTX_W32_CONFIG = {
     "block_out_channels": (32, 64, 64, 64),
     "decoder_block_out_channels": (32, 64, 64, 64),
     "layers_per_block": (1, 1, 1, 1, 1),
     "decoder_layers_per_block": (1, 1, 1, 1, 1),
 }
+#: Former names of the mini teachers (the wide teachers were 'mini-*-w32' until they became the defaults):
+#: a decoder saved then still finds its teacher. Not listed by `lab models`: one name per thing.
+MINI_ALIASES = {"mini-wan-w32": "mini-wan", "mini-ltx-w32": "mini-ltx"}
 
 
 def _teacher(name, cls, adapter, config, *, hub=None, checkpoint: str | None = None, hub_by_default: bool = True):
@@ -104,22 +99,16 @@ _add_teacher("ltx-2", AutoencoderKLLTX2Video, LTX2DecoderAdapter, LTX2_CONFIG, c
              description="LTX-2 video VAE decoder (diffusers AutoencoderKLLTX2Video, default config), causal, "
                          "3 residual up blocks")
 _add_teacher("mini-wan", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_CONFIG, channels=16, compression=(4, 8, 8),
-             checkpoint="mini-wan", weights_text="data/checkpoints/mini-wan (trained by the lab on real clips)",
-             description="the lab's trained mini Wan-architecture VAE (base width 16), the embedded default",
-             tags=("mini",))
+             checkpoint="mini-wan",
+             weights_text="data/checkpoints/mini-wan (trained by the lab on a GPU, real clips + photos)",
+             description="the lab's trained mini Wan-architecture VAE (base width 32: up3 keeps 4 channels at "
+                         "12.5%), the embedded default", tags=("mini",))
 _add_teacher("mini-ltx", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_CONFIG, channels=128,
              compression=(8, 32, 32), checkpoint="mini-ltx",
-             weights_text="data/checkpoints/mini-ltx (trained by the lab on real clips)",
-             description="the lab's trained mini LTX-architecture VAE", tags=("mini",))
-_add_teacher("mini-wan-w32", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_W32_CONFIG, channels=16,
-             compression=(4, 8, 8), checkpoint="mini-wan-w32",
-             weights_text="data/checkpoints/mini-wan-w32 (trained by the lab on a GPU, real clips + photos)",
-             description="the lab's wide mini Wan-architecture VAE (base width 32: up3 keeps 4 channels at 12.5%)",
-             tags=("mini",))
-_add_teacher("mini-ltx-w32", AutoencoderKLLTXVideo, LTXDecoderAdapter, MINI_LTX_W32_CONFIG, channels=128,
-             compression=(8, 32, 32), checkpoint="mini-ltx-w32",
-             weights_text="data/checkpoints/mini-ltx-w32 (trained by the lab on a GPU, real clips + photos)",
-             description="the lab's wide mini LTX-architecture VAE (widths 32-64)", tags=("mini",))
+             weights_text="data/checkpoints/mini-ltx (trained by the lab on a GPU, real clips + photos)",
+             description="the lab's trained mini LTX-architecture VAE (widths 32-64)", tags=("mini",))
+for _old, _new in MINI_ALIASES.items():
+    register_alias(_old, _new)
 _add_teacher("wan2.1-tiny", AutoencoderKLWan, WanDecoderAdapter, WAN_TINY_CONFIG, channels=16,
              compression=(4, 8, 8), weights_text="random (test config of the real class)",
              description="Wan 2.1 architecture at base width 8, for tests", tags=("test",))
@@ -219,12 +208,13 @@ _add_shipped_student("mini-ltx-flash", "Flash-VAED student of mini-ltx: keep=fla
                      channels=128, compression=(8, 32, 32))
 
 
-# The Flash-VAED student architecture of a full-size teacher, built from config (the authors' widths and
+# The Flash-VAED student architectures of the full-size teachers, built from config (the authors' widths and
 # operators; channel choice does not change speed): what the lab times and traces against the teachers.
-def _flash_of(teacher: str, cls, config: dict):
+def _flash_of(teacher: str, cls, config: dict, module):
+    """(loader, parameter counter) of ``TEACHER-flash``: ``module`` is the student family's module (its
+    ``flash_vaed_student_vae`` and student adapter)."""
     def load(weights=None, device=None, dtype=None):
         from lab.models.registry import load_saved
-        from lab.models.students.wan import WanStudentAdapter, flash_vaed_student_vae
         name = f"{teacher}-flash"
         if weights not in (None, "random"):
             dec = load_saved(Path(weights).expanduser(), device=device, dtype=dtype)
@@ -235,7 +225,7 @@ def _flash_of(teacher: str, cls, config: dict):
             return dec
         with torch.device("meta"):
             skeleton = cls(**config)
-        dec = WanStudentAdapter(name, flash_vaed_student_vae(teacher, skeleton))
+        dec = module.student_adapter(name, module.flash_vaed_student_vae(teacher, skeleton))
         return dec.to(device=device, dtype=dtype) if (device or dtype) else dec
 
     def params() -> int:
@@ -244,10 +234,19 @@ def _flash_of(teacher: str, cls, config: dict):
     return load, params
 
 
-_flash_load, _flash_params = _flash_of("wan2.1", AutoencoderKLWan, WAN21_CONFIG)
-register(ModelEntry(
-    name="wan2.1-flash", family="student", latent_channels=16, compression=(4, 8, 8),
-    weights="random (the architecture, for speed work); or --weights FOLDER (a saved student of wan2.1)",
-    loader=_flash_load, param_counter=_flash_params,
-    description="the Flash-VAED student architecture of Wan 2.1 (up2/up3 at 12.5%, flash-vaed operators), built "
-                "from config: what the lab times and traces against the teacher"))
+def _add_flash(teacher: str, cls, config: dict, module, channels: int, compression: tuple, what: str) -> None:
+    load, params = _flash_of(teacher, cls, config, module)
+    register(ModelEntry(
+        name=f"{teacher}-flash", family="student", latent_channels=channels, compression=compression,
+        weights=f"random (the architecture, for speed work); or --weights FOLDER (a saved student of {teacher})",
+        loader=load, param_counter=params,
+        description=f"the Flash-VAED student architecture of {what}, built from config: what the lab times and "
+                    f"traces against the teacher"))
+
+
+from lab.models.students import ltx as _ltx_students, wan as _wan_students  # noqa: E402
+
+_add_flash("wan2.1", AutoencoderKLWan, WAN21_CONFIG, _wan_students, 16, (4, 8, 8),
+           "Wan 2.1 (up2/up3 at 12.5%, flash-vaed operators)")
+_add_flash("ltx-video", AutoencoderKLLTXVideo, LTX09_CONFIG, _ltx_students, 128, (8, 32, 32),
+           "LTX-Video 0.9 (up2/up3 at 25%, flash-vaed operators)")

@@ -144,8 +144,10 @@ class LTXDecoderAdapter(VAETeacherAdapter):
 
     def __init__(self, name: str, vae: AutoencoderKLLTXVideo, family: str = "teacher",
                  decode_timestep: float = 0.0):
-        super().__init__(name, vae, family, self._geometry(vae), vae.latents_mean.float().cpu(),
-                         vae.latents_std.float().cpu(), vae.config.scaling_factor)
+        # A model on the meta device (lab trace) has no statistics to read: identity normalisation.
+        stats = (None, None) if vae.latents_mean.is_meta else (vae.latents_mean.float().cpu(),
+                                                               vae.latents_std.float().cpu())
+        super().__init__(name, vae, family, self._geometry(vae), *stats, vae.config.scaling_factor)
         self.decode_timestep = decode_timestep
 
     @staticmethod

@@ -17,6 +17,7 @@ from lab.errors import ConfigError
 from lab.models.registry import load_decoder
 from lab.ops.plan import resolve_plan
 from lab.ops.swap import apply_operators
+from lab.progress import track
 from lab.prune.criteria import INDEPENDENCE_FAMILY, NEEDS_SENSITIVITY, CriterionContext, get_criterion, select
 from lab.prune.plan import group_widths, resolve_keep
 from lab.prune.refine import refine_selection
@@ -139,7 +140,8 @@ def _warn_one_clip(name: str, ratio: float, defaulted: bool) -> None:
     # Measured on mini-wan at 12.5% of up2/up3: calibrated on the bundled cartoon alone, independence
     # loses to random selection on held-out clips (14.9 vs 18.7 dB); on three clips it wins (21.7 vs 18.3).
     fix = ("run `python -m lab data fetch`: the fetched sample clips are then calibrated on by default" if defaulted
-           else "pass several varied clips (e.g. --clips bbb-128 bigbuckbunny bikes after `python -m lab data fetch`)")
+           else "pass several varied clips (prune's --clips, or student.calibration_clips in a distill config; "
+                "e.g. bbb-128, bigbuckbunny, bikes after `python -m lab data fetch`)")
     log.warning("calibrating on one clip (%s) at keep ratios down to %.3g: which channels look redundant depends on "
                 "what the clips show; %s.", name, ratio, fix)
 
@@ -149,9 +151,11 @@ def _warn_heldout(clips, frames: int) -> None:
     touched = [str(c) for c in clips or () if reads_heldout(str(c), frames)]
     if touched:
         log.warning("calibrating on held-out frames of %s (lab.data.heldout): scores on them are no longer "
-                    "held out; leave --clips out for the default clips, which never include them.", ", ".join(touched))
+                    "held out; leave prune's --clips out for the default clips, which never include them (in a "
+                    "distill config: name other student.calibration_clips).", ", ".join(touched))
 
 
 def _select(criterion, groups, widths, tvae, analysis, seed) -> dict[str, list[int]]:
+    todo = [g for g in groups if g.name in widths]
     return {g.name: select(criterion, CriterionContext(g, widths[g.name], tvae, analysis, seed))
-            for g in groups if g.name in widths}
+            for g in track(todo, f"prune: {criterion} selection", unit="group")}

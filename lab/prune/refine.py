@@ -22,6 +22,7 @@ from typing import Callable
 
 from lab.analysis import ChannelAnalysis, ChannelGroup
 from lab.analysis.linalg import residual_after, subset_residual
+from lab.progress import Progress
 
 log = logging.getLogger("lab")
 
@@ -62,6 +63,7 @@ def refine_selection(kept: dict[str, list[int]], groups: list[ChannelGroup], ana
     best = score(current)
     report = {"initial_error": best, "changes": [], "evaluations": 1, "passes": 0}
     narrowed = [g for g in groups if g.name in current and len(current[g.name]) < g.width]
+    bar = Progress("prune: refine", None, unit="student")  # how many candidates each pass tries is found as it goes
     for p in range(passes):
         improved = False
         for g in narrowed:
@@ -74,6 +76,7 @@ def refine_selection(kept: dict[str, list[int]], groups: list[ChannelGroup], ana
                 tried.add(tuple(cand))
                 err = score({**current, g.name: cand})
                 report["evaluations"] += 1
+                bar.update(note=f"pass {p + 1}, {g.name}, error {best:.4g}")
                 if err < best:
                     report["changes"].append({"pass": p, "group": g.name, "from": current[g.name], "to": cand,
                                               "error": err, "gain": best - err})
@@ -81,6 +84,7 @@ def refine_selection(kept: dict[str, list[int]], groups: list[ChannelGroup], ana
         report["passes"] = p + 1
         if not improved:
             break
+    bar.close()
     report["final_error"] = best
     report["seconds"] = time.perf_counter() - t0
     log.info("refined selection: error %.4g -> %.4g in %d evaluations, %d changes (%.0f s)",

@@ -24,6 +24,7 @@ from lab.analysis import ChannelAnalysis, fold_weights
 from lab.analysis.linalg import FOLD_RIDGE
 from lab.arch.groups import D2S_FACTOR, ChannelGroup, norm_tap
 from lab.errors import LabError
+from lab.progress import track
 
 
 def fold_into(weight: torch.Tensor, bias: torch.Tensor | None, gram: torch.Tensor, keep: list[int],
@@ -102,7 +103,7 @@ def transfer(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Channe
     new_state = {}
     handled = set()
     report = {"folded": [], "sliced": [], "norm_scales": {}}
-    for path, todo in plan.items():
+    for path, todo in track(plan.items(), "prune: transfer weights", unit="layer"):
         layer = teacher_vae.get_submodule(path)
         w, b = layer.weight.detach().to(torch.float64), None if layer.bias is None else layer.bias.detach().to(torch.float64)
         if "in" in todo:

@@ -107,11 +107,16 @@ def _compiled_forwards(decoder, mode: str) -> list:
 
 def _install(decoder, forwards: list | None, mode: str | None) -> None:
     # An instance attribute ``forward`` shadows the class's method (nn.Module.__call__ looks it up on
-    # the instance), so removing it restores eager exactly.
+    # the instance), so removing it restores eager exactly; under the fused runtime (lab.runtime.fused),
+    # "uncompiled" is the runtime's own forward, which is what gets compiled too.
     modules = _modules(decoder)
+    fused = getattr(decoder, "fused", None)
     for m, fwd in zip(modules, forwards or [None] * len(modules)):
         if fwd is None:
             m.__dict__.pop("forward", None)
+            base = fused.base_forward(m) if fused is not None else None
+            if base is not None:
+                m.forward = base
         else:
             m.forward = fwd
     decoder.compile_mode = mode

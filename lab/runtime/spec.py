@@ -5,6 +5,8 @@ Parts, joined by ``+`` (each at most once):
 - ``fast``: K chosen by timing (only where latents are at hand to time: ``lab bench``);
 - ``fused``: the lab's fused runtime (lab.runtime.fused): fused norm + activation kernels, causal caches
   without copies, channels-last buffers; the same output within a stated tolerance;
+- ``graphs``: with ``fused``, on CUDA, each steady-state causal step replays as one CUDA graph (the same
+  kernels, one launch);
 - ``compile`` / ``compile-MODE`` / ``compile-auto``: the decoder's modules under torch.compile
   (lab.runtime.compiled; ``auto`` picks the mode by timing, ``lab bench`` only).
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from lab.errors import LabError
 from lab.runtime.chunked import is_chunkable, set_chunk
 from lab.runtime.compiled import MODES, compile_decoder
-from lab.runtime.fused import is_fusable, set_fused
+from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Runtime:
     chunk: int | str | None = None
     compile: str | None = None
     fused: bool = False
+    graphs: bool = False
 
     @property
     def searched(self) -> bool:
@@ -44,7 +47,7 @@ def split_runtime(spec: str) -> tuple[str, Runtime | None]:
     name, at, suffix = spec.rpartition("@")
     if not at:
         return spec, None
-    chunk, mode, fused = None, None, False
+    chunk, mode, fused, graphs = None, None, False, False
     for part in suffix.split("+"):
         if part == "fast" and chunk is None:
             chunk = "auto"
@@ -52,15 +55,20 @@ def split_runtime(spec: str) -> tuple[str, Runtime | None]:
             chunk = int(part[5:])
         elif part == "fused" and not fused:
             fused = True
+        elif part == "graphs" and not graphs:
+            graphs = True
         elif part == "compile" and mode is None:
             mode = "default"
         elif part.startswith("compile-") and part[8:] in MODES + ("auto",) and mode is None:
             mode = part[8:]
         else:
             raise LabError(f"unknown runtime '{part}' in '{spec}'; use NAME@chunkK (K >= 1 latent frames per call), "
-                           f"NAME@fast (K chosen by timing), NAME@fused (the lab's fused kernels), NAME@compile or "
-                           f"NAME@compile-MODE (MODE: {', '.join(MODES)}, or auto), each at most once, joined by '+'.")
-    return name, Runtime(chunk, mode, fused)
+                           f"NAME@fast (K chosen by timing), NAME@fused (the lab's fused kernels), NAME@fused+graphs "
+                           f"(its steady steps as CUDA graphs), NAME@compile or NAME@compile-MODE (MODE: "
+                           f"{', '.join(MODES)}, or auto), each at most once, joined by '+'.")
+    if graphs and not fused:
+        raise LabError(f"'{spec}': graphs replays the fused runtime's static steps; write NAME@fused+graphs")
+    return name, Runtime(chunk, mode, fused, graphs)
 
 
 def apply_runtime(decoder, runtime: Runtime | None):
@@ -72,7 +80,7 @@ def apply_runtime(decoder, runtime: Runtime | None):
     if isinstance(runtime.chunk, int) and is_chunkable(decoder):
         set_chunk(decoder, runtime.chunk)
     if runtime.fused and is_fusable(decoder):
-        set_fused(decoder, True)
+        set_fused(decoder, True, graphs=runtime.graphs)
     if runtime.compile not in (None, "auto"):
         compile_decoder(decoder, runtime.compile)
     return decoder
@@ -89,8 +97,12 @@ def runtime_note(decoder, runtime: Runtime | None) -> str | None:
         notes.append(f"{part} does nothing for {decoder.name}: it has no per-chunk causal loop (Wan's feature "
                      f"cache) and decodes the whole clip in one call ({what})")
     if runtime.fused and not is_fusable(decoder):
-        notes.append(f"@fused does nothing for {decoder.name}: the fused runtime covers Wan 2.1 teachers and "
-                     f"their students (lab.runtime.fused); it runs eagerly")
+        notes.append(f"@fused does nothing for {decoder.name}: {why_not_fusable(decoder)}; it runs eagerly")
+    elif runtime.graphs and not getattr(decoder, "causal", False):
+        notes.append(f"+graphs does nothing for {decoder.name}: it decodes whole clips, with no steady causal step "
+                     f"to replay")
+    elif runtime.graphs and decoder.device.type != "cuda":
+        notes.append(f"+graphs does nothing on {decoder.device.type}: CUDA graphs need CUDA; it runs fused without")
     return "; ".join(notes) or None
 
 
@@ -98,5 +110,6 @@ def fixed_spec(base: str, decoder) -> str:
     """The spec that loads ``decoder`` as it is now (after a search picked its chunk and compile mode)."""
     parts = ([f"chunk{decoder.chunk_frames}"] if decoder.chunk_frames > 1 else []) + \
         (["fused"] if getattr(decoder, "fused", None) is not None else []) + \
+        (["graphs"] if getattr(getattr(decoder, "fused", None), "graphs", False) else []) + \
         ([f"compile-{decoder.compile_mode}"] if decoder.compile_mode else [])
     return f"{base}@{'+'.join(parts)}" if parts else base

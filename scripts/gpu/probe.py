@@ -50,7 +50,7 @@ def main() -> int:
         plan = [("wan2.1-tiny", 2, 5, 32), ("ltx-video-tiny", 1, 9, 32)]
         device, steps, extra = "cpu", 3, {"threads": 1, "short_sides": (64,)}
     else:
-        plan = [("mini-wan-w32", 16, 17, 128), ("mini-ltx-w32", 16, 17, 128), ("mini-wan-w32", 32, 17, 128)]
+        plan = [("mini-wan", 16, 17, 128), ("mini-ltx", 16, 17, 128), ("mini-wan", 32, 17, 128)]
         device, steps, extra = "cuda", 12, {}
     rows = []
     for model, batch, frames, crop in plan:

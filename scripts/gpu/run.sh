@@ -7,8 +7,8 @@
 #   TEACHER_MINUTES=4 bash scripts/gpu/run.sh --phases teachers,bench   # ~9 min: teachers, then the bench
 # The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
 # Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
-# The perf phase (issue 29, ~5 min on an H100): bash scripts/gpu/run.sh --phases env,perf
-#   kernel profiles (profile-student.json, profile-teacher.json) and the bench of eager vs @fused.
+# The perf phase (issue 29, ~6 min on an H100): bash scripts/gpu/run.sh --phases env,perf
+#   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused.
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
 #   bash scripts/gpu/run.sh --dry-run --phases env,perf   # the perf phase on the CPU (its own call: 8 files at most)
 #
@@ -93,21 +93,26 @@ if has teachers; then
 fi
 
 if has perf; then
-  # Issue 29: the kernel profile of the runtime as it is (eager, then @fused), then the bench against diffusers
-  # eager in the same process, then LTX, then compile rows. Ordered by value: a timeout cuts the least useful.
+  # Issue 29: kernel profiles of the runtime as it is (eager, then @fused), then the benches against diffusers
+  # eager in the same process, then compile rows. Ordered by value: a timeout cuts the least useful. 7 files.
   if [ $DRY = 1 ]; then
-    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused"; PR=1
+    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused"; PL="$LTX,$LTX@fused"; PR=1
   else
-    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused,wan2.1-flash@fused+chunk4"; PR=${BENCH_REPEATS:-3}
+    PW="$WAN,$WAN@fused,$WAN@fused+graphs"
+    PS="wan2.1-flash,wan2.1-flash@fused,wan2.1-flash@fused+graphs,wan2.1-flash@fused+chunk4"
+    PL="$LTX,$LTX@fused,ltx-video-flash,ltx-video-flash@fused"; PR=${BENCH_REPEATS:-3}
   fi
   popt=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $PR)
   phase perf-student 180 "$PY" scripts/gpu/perf.py --decoders "$PS" "${popt[@]}" --out "$WORK/perf-student"
   cp "$WORK/perf-student/profile.json" "$OUT/profile-student.json" 2>/dev/null
+  phase perf-ltx 120 "$PY" scripts/gpu/perf.py --decoders "$PL" "${popt[@]}" --out "$WORK/perf-ltx"
+  cp "$WORK/perf-ltx/profile.json" "$OUT/profile-ltx.json" 2>/dev/null
   phase perf-teacher 180 "$PY" scripts/gpu/perf.py --decoders "$PW" "${popt[@]}" --out "$WORK/perf-teacher"
   cp "$WORK/perf-teacher/profile.json" "$OUT/profile-teacher.json" 2>/dev/null
   bopt=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $PR --no-macs --json)
   [ $DRY = 1 ] && bopt+=(--no-memory)
   phase perf-bench 200 sh -c "$PY -m lab bench --decoders $PW,$PS ${bopt[*]} > $OUT/perf-bench.json"
+  phase perf-bench-ltx 90 sh -c "$PY -m lab bench --decoders $PL ${bopt[*]} > $OUT/perf-bench-ltx.json"
   if [ $DRY = 0 ] && [ -z "${PERF_NO_COMPILE:-}" ]; then
     phase perf-compile 150 sh -c "$PY -m lab bench --decoders wan2.1-flash@fused,wan2.1-flash@fused+compile ${bopt[*]} > $OUT/perf-compile.json"
   fi

@@ -1,13 +1,13 @@
-"""Train the wide mini teachers side by side on one GPU for a fixed time, export each, pack the exports
+"""Train the mini teachers side by side on one GPU for a fixed time, export each, pack the exports
 (phase 2 of scripts/gpu/run.sh).
 
 Runs, all at once on the one GPU:
-  mini-wan-w32          real clips + photos with synthetic camera motion   -> exported, returned
-  mini-ltx-w32          real clips + photos                                -> exported, returned
-  mini-wan-w32-nostills real clips only: the ablation that says whether the photos help (figures only;
-                        with --fresh, since it compares two runs from the same random start)
-Measured on an H200 (2026-11-28): mini-wan-w32 at batch 16 x 17 x 128 x 128 is compute-bound (0.50 s/step
-alone, 0.76 beside mini-ltx-w32, 32.6 GiB); mini-ltx-w32 is light (0.04 s/step, 1.3 GiB at batch 16).
+  mini-wan           real clips + photos with synthetic camera motion   -> exported, returned
+  mini-ltx           real clips + photos                                -> exported, returned
+  mini-wan-nostills  real clips only: the ablation that says whether the photos help (figures only;
+                     with --fresh, since it compares two runs from the same random start)
+Measured on an H200 (2026-11-28): mini-wan at batch 16 x 17 x 128 x 128 is compute-bound (0.50 s/step
+alone, 0.76 beside mini-ltx, 32.6 GiB); mini-ltx is light (0.04 s/step, 1.3 GiB at batch 16).
 By default each run continues from the teacher already shipped in data/checkpoints (weights only), so
 the minutes of successive device sessions add up; --fresh starts from random weights.
 Each is ``python -m lab teacher train ... --max-minutes M --export-to ...``; the export scores the
@@ -33,18 +33,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 # name -> (preset, extra arguments). Recipes sized for one H100/H200 shared by three runs.
 GPU_RUNS = {
-    "mini-wan-w32": ("mini-wan-w32", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128", "--lr", "1e-3",
+    "mini-wan": ("mini-wan", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128", "--lr", "1e-3",
                                       "--warmup", "100", "--stills", "{stills}"]),
-    "mini-ltx-w32": ("mini-ltx-w32", ["--batch", "{ltx_batch}", "--frames", "17", "--crop", "128", "--lr", "5e-4",
+    "mini-ltx": ("mini-ltx", ["--batch", "{ltx_batch}", "--frames", "17", "--crop", "128", "--lr", "5e-4",
                                       "--warmup", "100", "--anchor-steps", "300", "--stills", "{stills}"]),
-    "mini-wan-w32-nostills": ("mini-wan-w32", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128",
+    "mini-wan-nostills": ("mini-wan", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128",
                                                "--lr", "1e-3", "--warmup", "100"]),
 }
 # The dry run: the same code paths on the test configs of the same classes, a few steps on the CPU.
 DRY_RUNS = {
-    "mini-wan-w32": ("wan2.1-tiny", ["--batch", "2", "--frames", "5", "--crop", "32", "--warmup", "2",
+    "mini-wan": ("wan2.1-tiny", ["--batch", "2", "--frames", "5", "--crop", "32", "--warmup", "2",
                                      "--steps", "3", "--short-sides", "64", "--no-wan-clip", "--stills", "{stills}"]),
-    "mini-ltx-w32": ("ltx-video-tiny", ["--batch", "1", "--frames", "9", "--crop", "32", "--warmup", "2",
+    "mini-ltx": ("ltx-video-tiny", ["--batch", "1", "--frames", "9", "--crop", "32", "--warmup", "2",
                                         "--steps", "2", "--anchor-steps", "1", "--short-sides", "64",
                                         "--no-wan-clip", "--stills", "{stills}"]),
 }

@@ -27,6 +27,11 @@ def test_session_encodes_the_clip_at_working_size(session):
     assert tuple(session.latents.shape) == (1, 16, 3, 8, 8)
 
 
+def _width(session, group):
+    stage = group.split(".")[0]
+    return next(r["width"] for r in session.report()[stage] if r["group"] == group)
+
+
 def test_slider_moves_rebuild_students_from_one_cached_analysis(session):
     session.heatmap("up2", 0.5)
     rows = {}
@@ -35,7 +40,8 @@ def test_slider_moves_rebuild_students_from_one_cached_analysis(session):
         rows[keep] = result.rows[0]
     assert session.analysis_runs == 1, "moving the ratio must not re-run the analysis"
     assert session.student_builds == 2
-    assert rows[0.25]["widths"]["up2.stream"] == 8 and rows[0.5]["widths"]["up2.stream"] == 16
+    width = _width(session, "up2.stream")
+    assert rows[0.25]["widths"]["up2.stream"] == width // 4 and rows[0.5]["widths"]["up2.stream"] == width // 2
     assert rows[0.25]["decoder_params"] < rows[0.5]["decoder_params"] < session.teacher.decoder_params()
 
 
@@ -47,24 +53,30 @@ def test_compare_scores_times_and_writes_videos(session):
     # keep 1.0 prunes nothing: the student decodes exactly what the teacher does
     assert same["psnr_vs_teacher"] > 60
     assert small["operators"]["up3"] == "conv2d" and small["params_ratio"] < 0.2
+    # the swapped student is shown before any training, and says so where it is shown
+    assert small["decoder"].endswith("+flash-vaed (untrained)") and "needs distillation" not in small["decoder"]
+    assert "untrained" in small["note"] and "python -m lab distill" in small["note"] and "note" not in same
     assert 5 < small["psnr"] < 60 and 0 < small["ssim"] < 1 and small["psnr_vs_teacher"] < same["psnr_vs_teacher"]
     for row in (teacher, same, small):
         assert row["seconds"] > 0 and row["fps"] > 0 and row["decoder_params"] > 0
         assert probe(row["video"])["frames"] == 9
     assert "unknown decoder 'no-such-decoder'" in bad["error"]
     sbs = probe(result.side_by_side)
-    assert sbs["frames"] == 9 and sbs["width"] == 64 * 4  # real + three decoders that ran
-    assert probe(result.difference)["width"] == 64 * 4
+    # real + three decoders that ran, each 64 px column shown at 128 px (pixels repeated, room for labels)
+    assert sbs["frames"] == 9 and sbs["width"] == 128 * 4
+    assert probe(result.difference)["width"] == 128 * 4
     assert result.labels[0] == "real"
 
 
 def test_figures_mark_the_chosen_ratio(session):
     heat = session.heatmap("up2", 0.25)
     rect = [s for s in heat.layout.shapes if s.type == "rect"][0]
-    assert rect.x1 == pytest.approx(8 - 0.5)  # 25% of up2's 32 channels
+    width = _width(session, "up2.stream")
+    assert rect.x1 == pytest.approx(width // 4 - 0.5)  # 25% of up2's residual stream
     corr = heat.data[0].z
-    assert len(corr) == 32 and all(abs(corr[i][i] - 1) < 1e-6 for i in range(32))
-    assert [s for s in session.heatmap("up2", 0.5).layout.shapes if s.type == "rect"][0].x1 == pytest.approx(15.5)
+    assert len(corr) == width and all(abs(corr[i][i] - 1) < 1e-6 for i in range(width))
+    assert [s for s in session.heatmap("up2", 0.5).layout.shapes
+            if s.type == "rect"][0].x1 == pytest.approx(width // 2 - 0.5)
     curve = session.explained_variance("up2", 0.25)
     assert {t.name for t in curve.data if t.name} >= {"up2.stream", "up2.res0.hidden"}
     assert any(s.x0 == 0.25 for s in curve.layout.shapes)
@@ -158,3 +170,117 @@ def test_the_device_is_the_users_choice(monkeypatch):
     assert default_device() == torch.device("cpu")
     monkeypatch.delenv("LAB_DEVICE")
     assert default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ----- what the page shows about a student (issue 31) ----------------------------------------------
+def _corr_block(heat, k):
+    """The top-left k x k block of the heatmap's |correlation| panel, as a sorted list."""
+    z = heat.data[0].z
+    return sorted(round(z[i][j], 6) for i in range(k) for j in range(k))
+
+
+def test_figures_outline_the_channels_the_decoded_student_kept(session):
+    # per-stage ratios and a criterion other than the one the figure's order comes from: the red box must
+    # still hold exactly the channels this student kept, at the ratio it used for the stage shown
+    spec = StudentSpec.make({"up1": 0.5, "up2": 0.125, "up3": 0.5}, "magnitude")
+    heat, curve, caption = session.figures("up2", spec)
+    kept = session.kept_channels(spec)["up2.stream"]
+    width = _width(session, "up2.stream")
+    assert len(kept) == round(0.125 * width)
+    assert [s.x1 for s in heat.layout.shapes if s.type == "rect"] == [pytest.approx(len(kept) - 0.5)]
+    report = next(r for r in session.report()["up2"] if r["group"] == "up2.stream")
+    corr = report["correlation"]
+    assert _corr_block(heat, len(kept)) == sorted(round(abs(corr[a][b]), 6) for a in kept for b in kept)
+    independence_first = report["selection_order"][:len(kept)]
+    assert set(kept) != set(independence_first), "magnitude picked what independence picks: the check is empty"
+    assert any(s.x0 == 0.125 for s in curve.layout.shapes)
+    assert f"{len(kept)} of up2.stream's {width} channels" in caption and "magnitude criterion kept first" in caption
+    # for independence itself the figure is the plain analysis order, at the stage's own ratio
+    heat, _, _ = session.figures("up3", StudentSpec.make({"up1": 0.5, "up2": 0.125, "up3": 0.25}))
+    assert [s.x1 for s in heat.layout.shapes if s.type == "rect"] == [
+        pytest.approx(round(0.25 * _width(session, "up3.stream")) - 0.5)]
+    assert heat.data[0].z == session.heatmap("up3", 0.25).data[0].z
+
+
+def test_caption_says_what_the_heatmap_shows_with_its_numbers(session):
+    spec = StudentSpec.make(0.5)
+    heat, _, caption = session.figures("up3", spec)
+    group = next(r for r in session.report()["up3"] if r["group"].endswith(".stream"))
+    # the caption speaks of the group the left panel draws
+    assert f"|correlation|, {group['group']}" in heat.layout.annotations[0].text
+    assert f"between the channels of {group['group']}" in caption
+    k = round(0.5 * group["width"])
+    kept, dropped = group["selection_order"][:k], group["selection_order"][k:]
+    corr = group["correlation"]
+    within = sum(abs(corr[i][j]) for i in kept for j in kept if i != j) / (k * (k - 1))
+    assert f"Inside the box the mean |r| is {within:.2f}" in caption
+    # which way the comparison goes is read from the data, not assumed
+    among = sum(abs(corr[i][j]) for i in dropped for j in dropped if i != j) / (len(dropped) * (len(dropped) - 1))
+    verdict = ("less correlated with each other than" if within < among - 0.05 else
+               "about as correlated with each other as" if within <= among + 0.05 else
+               "more correlated with each other than")
+    assert f"the kept channels are {verdict} the dropped ones are" in caption
+    explained = session.explained_by(group["group"], kept)
+    assert explained == pytest.approx(group["explained_variance"][k], abs=1e-6)  # the curve's value at k
+    assert f"explain {explained:.1%} of the group's variance" in caption
+    assert "1 - R²" in caption
+    # a stage the lab does not prune says so, and marks nothing
+    heat, _, caption = session.figures("up0", spec)
+    assert not [s for s in heat.layout.shapes if s.type == "rect"] and "not prunable" in caption
+
+
+def test_labels_are_wrapped_to_their_column_never_cut():
+    import numpy as np
+    from lab.compare.render import label_strip, labelled_row
+    labels = ["real", "mini-wan", "pruned 0.15 independence +flash-vaed (untrained)",
+              "pruned up1=0.5,up2=0.125,up3=0.25 independence"]
+    for width in (32, 64, 128):
+        strip, lines = label_strip(labels, width)
+        # every character of every label is drawn: lines rejoin to the label
+        for text, drawn in zip(labels, lines):
+            assert "".join(drawn).replace(" ", "") == text.replace(" ", "")
+        assert strip.shape[0] % 2 == 0 and strip.shape[1] == width * len(labels)
+        ink = strip.min(axis=2) < 128
+        assert not ink[0].any() and not ink[-1].any(), "text touches the strip's top or bottom edge: clipped"
+        for i in range(len(labels)):  # each label's ink stays inside its column, off the borders
+            cols = np.flatnonzero(ink.any(axis=0))
+            mine = cols[(cols >= i * width) & (cols < (i + 1) * width)]
+            assert mine.size and mine.min() > i * width and mine.max() < (i + 1) * width - 1
+    # "pruned 0.15" used to be cut to "pruned 0.1": at 64 px it now keeps its line
+    _, lines = label_strip(["pruned 0.15 independence"], 64)
+    assert lines[0][0] == "pruned 0.15"
+    # a 64 px column is shown at 128 px by repeating pixels, its label strip above it
+    video = torch.rand(1, 3, 2, 16, 64) * 2 - 1
+    frames = labelled_row([video, -video], ["real", "pruned 0.15 independence"])
+    strip = label_strip(["real", "pruned 0.15 independence"], 128)[0]
+    assert frames.shape[1:] == (strip.shape[0] + 32, 256, 3)
+    assert (frames[0, :strip.shape[0]] == strip).all()
+    from lab.data.video import to_frames
+    assert (frames[:, strip.shape[0]::2, :128:2] == to_frames(video)).all()
+
+
+def test_table_shows_the_columns_that_have_values():
+    from lab.compare.handlers import START_COLUMNS, TABLE, table
+    rows = [{"decoder": "mini-wan", "kind": "teacher", "decoder_params": 2647795, "seconds": 0.5, "fps": 18.0,
+             "speedup": 1.0, "psnr": 18.2, "ssim": 0.43, "error": None},
+            {"decoder": "pruned 0.5 independence", "kind": "student", "decoder_params": 1550211, "seconds": 0.25,
+             "fps": 36.0, "speedup": 2.0, "psnr": 17.7, "ssim": 0.4, "psnr_vs_teacher": 27.3,
+             "ssim_vs_teacher": 0.92, "error": None}]
+    t = table(rows)
+    assert t["headers"] == START_COLUMNS == ["decoder", "params (M)", "s / decode", "fps", "speed-up", "PSNR (dB)",
+                                             "SSIM", "PSNR vs teacher", "SSIM vs teacher"]
+    assert t["data"][0][:2] == ["mini-wan", 2.648] and t["data"][0][-1] == ""
+    t = table(rows + [{"decoder": "x", "error": "unknown decoder 'x'", "vmaf": 1.5, "peak_mem_bytes": 2**21}])
+    assert {"VMAF", "peak MB", "error"} <= set(t["headers"]) and len(t["headers"]) < len(TABLE)
+    assert t["data"][2][t["headers"].index("peak MB")] == 2.0
+
+
+def test_swap_note_names_the_swapped_stages_and_the_trained_students(session):
+    from lab.compare.explain import swap_note
+    assert session.swap_note(StudentSpec.make(0.5)) == ""
+    note = session.swap_note(StudentSpec.make(0.25, operators="flash-vaed"))
+    assert "untrained" in note and "distill" in note and "conv2d" in note
+    assert "mini-wan-flash" in note  # the distilled student of these latents, to compare with
+    arch = session.teacher.arch
+    assert "up3: conv2d" in swap_note("up3=conv2d", arch, arch.num_up_blocks(session.teacher.vae))
+    assert swap_note("keep", arch, 4) == ""

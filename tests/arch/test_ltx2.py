@@ -175,7 +175,7 @@ def test_three_step_distillation_run(tmp_path, sample_clips):
         "student": {"keep": "flash-vaed", "criterion": "independence", "operators": "flash-vaed",
                     "calibration_clips": ["bbb-128"], "calibration_frames": 9, "calibration_size": 64},
         # 64x64 crops: LTX-2 pads space with 'reflect', which needs latents of at least 2x2.
-        "data": {"clips": ["bbb-128"], "val_clips": ["carphone"], "crop": 64, "frames": 9, "short_sides": [64],
+        "data": {"clips": ["bbb-128"], "val_clips": ["bigbuckbunny"], "crop": 64, "frames": 9, "short_sides": [64],
                  "val_frames": 9, "val_size": 64},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "ema": {"enabled": False},

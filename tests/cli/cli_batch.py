@@ -16,6 +16,11 @@ import sys
 import tempfile
 import traceback
 
+# What the commands' run() functions import: torch, diffusers and the lab's models, data and eval layers.
+PRELOAD = ("torch", "lab.devices", "lab.models", "lab.data.video", "lab.data.latents", "lab.arch", "lab.ops.swap",
+           "lab.ops.profiler", "lab.ops.search", "lab.eval.bench", "lab.eval.evaluate", "lab.eval.table",
+           "lab.runtime.compiled", "lab.teachers.config")
+
 
 def _child(argv: list[str], case: int, out: str, err: str) -> None:
     code = 1
@@ -50,8 +55,14 @@ def run(argv: list[str], tmp: str, i: int) -> dict:
 
 def main() -> None:
     argvs = json.load(sys.stdin)
-    import lab.cli  # noqa: F401  (the imports every child shares)
+    import importlib
+
+    import lab.cli
     lab.cli.build_parser()
+    # The CLI imports torch and the models only when a command runs (its --help stays fast); the children
+    # share them when the parent imports them once here.
+    for name in PRELOAD:
+        importlib.import_module(name)
     with tempfile.TemporaryDirectory() as tmp:
         results = [run(argv, tmp, i) for i, argv in enumerate(argvs)]
     json.dump(results, sys.stdout)

@@ -63,6 +63,8 @@ def human_cases(tmp) -> dict[str, list[str]]:
     return {
         "models": ["models"],
         "data": ["data", "list"],
+        "encode": ["encode", "--teacher", "wan2.1-tiny", *TINY, "--video", "bbb-128", "--frames", "5",
+                   "--out", f"{tmp}/z.pth"],
         "decode": ["decode", "--decoder", "wan2.1-tiny", *TINY, "--video", "bbb-128", "--frames", "5",
                    "--out", f"{tmp}/decoded.mp4"],
         "analyze": ["analyze", "--decoder", "wan2.1-tiny", *TINY, "--frames", "5", "--size", "32x32"],
@@ -74,6 +76,7 @@ def human_cases(tmp) -> dict[str, list[str]]:
                   "--frames", "5", "--repeats", "1", "--no-vmaf"],
         "bench": ["bench", "--decoders", "wan2.1-tiny,ltx-video-tiny", *TINY, "--frames", "9", "--size", "32x32",
                   "--repeats", "1", "--no-memory"],
+        "trace": ["trace", "--decoders", "wan2.1-tiny,wan2.1-tiny@fused", "--frames", "9", "--size", "64x64"],
         "teacher": ["teacher", "train", "--model", "wan2.1-tiny", "--steps", "1", "--batch", "1", "--frames", "5",
                     "--crop", "32", "--short-sides", "64", "--no-wan-clip", "--warmup", "1", "--run", f"{tmp}/teacher"],
         "profile": ["profile", "--decoder", "ltx-video-tiny", *TINY, "--frames", "9", "--size", "64x64",
@@ -89,10 +92,12 @@ def human_cases(tmp) -> dict[str, list[str]]:
     }
 
 
-def run_cli_batch(argvs: list[list[str]], env: dict | None = None, timeout: float = 900) -> list[dict]:
-    """Each command line as ``python -m lab ARGV`` in its own process: a list of {"rc", "stdout", "stderr"}."""
+def run_cli_batch(argvs: list[list[str]], env: dict | None = None, timeout: float = 900,
+                  cwd: Path | None = None) -> list[dict]:
+    """Each command line as ``python -m lab ARGV`` in its own process (in ``cwd``, default the checkout), one
+    after the other: a list of {"rc", "stdout", "stderr"}."""
     proc = subprocess.run([sys.executable, str(BATCH)], input=json.dumps(argvs), capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=paths.REPO_ROOT)
+                          timeout=timeout, env=env, cwd=cwd or paths.REPO_ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 

@@ -7,15 +7,17 @@ import logging
 import pytest
 
 from lab import paths
-from lab.demo.pipeline import RANDOM_SEEDS, baseline_roles, quality_summary, random_role
+from lab.demo.pipeline import RANDOM_SEEDS, baseline_roles, quality_summary, random_role, row_label
 from lab.demo.report import comparison_text
 
 
 def _ev(independence: float, magnitude: float, randoms: list[float]) -> dict:
     """Eval rows as evaluate_heldout writes them, with only the numbers quality_summary reads."""
     def row(role, psnr):
-        return {"role": role, "vs_clip": {"psnr": psnr - 3}, "vs_teacher": {"psnr": psnr}, "retention": 0.9}
-    rows = [{"role": "teacher", "vs_clip": {"psnr": 20.0}}, row("pruned-independence", independence),
+        return {"decoder": row_label(role, "mini-wan"), "role": role, "vs_clip": {"psnr": psnr - 3},
+                "vs_teacher": {"psnr": psnr}, "retention": (psnr - 3) / 20.0, "psnr_drop_db": 23.0 - psnr}
+    rows = [{"decoder": "teacher (mini-wan)", "role": "teacher", "vs_clip": {"psnr": 20.0}},
+            row("pruned-independence", independence),
             row("pruned-magnitude", magnitude), row("swapped", 21.0)]
     rows += [row(random_role(k), p) for k, p in enumerate(randoms)]
     return {"decoders": rows}
@@ -40,6 +42,16 @@ def test_random_is_summarised_by_mean_min_and_max():
     text = comparison_text(q)
     assert "18.00 dB mean, 16.00 to 20.00 dB min to max" in text and "above 5 of 5 seeds" in text
     assert "loses" not in text and "Independence beats magnitude and the random mean" in text
+    # the final student's retention comes with its drop in dB and its one name
+    assert q["final_label"] == "student (pruned+swapped, untrained)"
+    assert (q["retention"], q["psnr_drop_db"]) == (pytest.approx(0.9), pytest.approx(2.0))
+
+
+def test_rows_are_named_by_what_they_are():
+    assert [row_label(r, "mini-wan") for r in ("teacher", "pruned-independence", random_role(3), "swapped",
+                                                "distilled")] == [
+        "teacher (mini-wan)", "pruned (independence, untrained)", "pruned (random seed 3, untrained)",
+        "student (pruned+swapped, untrained)", "student (distilled)"]
 
 
 def test_a_loss_to_random_is_reported_as_a_loss():

@@ -39,7 +39,7 @@ def test_the_demos_distillation_replaces_its_earlier_run_and_keeps_other_files(t
     teacher = load_decoder("wan2.1-tiny", weights="random")
     student, _ = prune(teacher, {"up3": 0.5}, "independence", clips=["bbb-128"], frames=5, size=(32, 32))
     run = tmp_path / "distill"
-    kw = dict(steps=3, frames=5, size=(32, 32), run_dir=run, val_clips=["carphone"])
+    kw = dict(steps=3, frames=5, size=(32, 32), run_dir=run, val_clips=["bigbuckbunny"])
     _, info = distill_student(teacher, student, ["bbb-128"], **kw)
     assert info["status"] == "ok"
     (run / "notes.txt").write_text("keep")

@@ -82,12 +82,56 @@ def test_demo_numbers_are_measured(demo_run):
     params = {rows[k]["decoder_params"] for k in ("pruned-independence", "pruned-magnitude", *randoms)}
     assert len(params) == 1 and rows["swapped"]["decoder_params"] < params.pop() < rows["teacher"]["decoder_params"]
     b = r["bench"]
-    assert [row["label"] for row in b["decoders"]][0] == "mini-wan (teacher)"
+    assert [row["label"] for row in b["decoders"]][0] == "teacher (mini-wan)"
     assert b["decoders"][0]["speedup"] == 1.0
     student = b["decoders"][-1]
     assert student["speedup"] == pytest.approx(b["decoders"][0]["seconds"] / student["seconds"])
     assert student["macs"] < b["decoders"][0]["macs"]
     assert {row["stage"] for row in r["profile"]["student"]["stages"]} >= {"mid", "up0", "up3"}
+
+
+@pytest.mark.slow
+def test_demo_names_each_row_once_in_the_terminal_report_and_json(demo_run):
+    from lab.cli.demo import render
+
+    _, r, out = demo_run
+    rows = {row["role"]: row for row in r["eval"]["decoders"]}
+    # named by what they are: the untrained swapped student is not the shipped 'mini-wan-flash'
+    assert rows["swapped"]["decoder"] == "student (pruned+swapped, untrained)"
+    assert rows["teacher"]["decoder"] == "teacher (mini-wan)"
+    assert rows["pruned-magnitude"]["decoder"] == "pruned (magnitude, untrained)"
+    assert "mini-wan-flash" != rows["swapped"]["model"] and r["quality"]["final_label"] in {
+        "student (distilled)", "student (pruned+swapped, untrained)"}
+    labels = [row["decoder"] for row in r["eval"]["decoders"]]
+    assert len(set(labels)) == len(labels)
+    terminal, html = render(r), Path(r["outputs"]["report"]).read_text()
+    on_disk = _strict_json((out / "results.json").read_text())
+    assert [row["decoder"] for row in on_disk["eval"]["decoders"]] == labels
+    for label in labels:
+        assert label in terminal and f"<td>{html_escape(label)}</td>" in html
+    # the bench rows use the same names for the same decoders
+    bench = [row["label"] for row in r["bench"]["decoders"]]
+    assert bench == [rows["teacher"]["decoder"], rows["pruned-independence"]["decoder"], r["quality"]["final_label"]]
+
+
+@pytest.mark.slow
+def test_demo_retention_comes_with_its_drop_and_metrics_say_which_way_is_better(demo_run):
+    from lab.cli.demo import render
+
+    _, r, _ = demo_run
+    teacher = r["eval"]["decoders"][0]["vs_clip"]["psnr"]
+    for row in r["eval"]["decoders"][1:]:
+        assert row["psnr_drop_db"] == pytest.approx(teacher - row["vs_clip"]["psnr"])
+    q = r["quality"]
+    terminal, html = render(r), Path(r["outputs"]["report"]).read_text()
+    drop = f"{abs(q['psnr_drop_db']):.2f} dB {'below' if q['psnr_drop_db'] >= 0 else 'above'} the teacher"
+    assert drop in terminal and drop in html
+    assert "PSNR drop vs teacher (dB)" in html and "PSNR drop dB" in terminal
+    assert r["eval"]["metric_labels"]["temporal"] == "temporal error (lower better)"
+    assert "temporal error (lower better) vs clip" in terminal and "temporal error (lower better) vs clip" in html
+    # VMAF is scored at its model's viewing size, and the report says so
+    assert "upscaled to 1080 lines" in r["eval"]["vmaf_note"]
+    assert html_escape(r["eval"]["vmaf_note"]) in html and r["eval"]["vmaf_note"] in terminal
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "distill"
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / name)
     assert [p.name for p in cfg.phases] == ["align", "joint", "finetune"]
-    assert "carphone" in cfg.data.val_clips and "carphone" not in cfg.data.clips
+    # model selection never sees a held-out clip: validation is on a clip neither trained on nor held out
+    assert cfg.data.val_clips == ["bigbuckbunny"] and "carphone" not in cfg.data.clips
 
 
 def test_yaml_and_dict_give_the_same_config(tmp_path):
@@ -34,7 +35,8 @@ def test_defaults_are_the_method_defaults():
     cfg = DistillConfig()
     cfg.student.keep = 0.25
     cfg.validate()
-    assert cfg.ema.enabled and cfg.ema.decay == 0.999
+    # the default phases take at most 500 steps: the EMA averages over a tenth of them (0.999 is for long runs)
+    assert cfg.ema.enabled and cfg.ema.decay == pytest.approx(0.9802, abs=1e-4)
     assert cfg.phases[1].feature_decay and cfg.phases[2].plateau.metric == "val/psnr"
 
 
@@ -48,6 +50,12 @@ def test_defaults_are_the_method_defaults():
     ({"student": {"keep": 0.5}, "phases": [{"losses": {"pixle": 1.0}}]}, ["unknown loss 'pixle'", "pixel_teacher_l1"]),
     ({"student": {"keep": 0.5}, "phases": [{"max_steps": 0}]}, ["max_steps must be a positive integer"]),
     ({"student": {"keep": 0.5}, "data": {"clips": ["bbb-128", "carphone"]}}, ["held out", "carphone"]),
+    # validation picks 'best': never on a held-out clip, its twin, or a training clip
+    ({"student": {"keep": 0.5}, "data": {"val_clips": ["carphone"]}}, ["data.val_clips", "held-out", "bigbuckbunny"]),
+    ({"student": {"keep": 0.5}, "data": {"val_clips": ["carphone_distorted"]}}, ["held-out frames of 'carphone'"]),
+    ({"student": {"keep": 0.5}, "data": {"clips": ["bbb-128", "bigbuckbunny[0:50]"]}},
+     ["val_clips ['bigbuckbunny'] are also training clips"]),
+    ({"student": {"keep": 0.5}, "ema": {"decay": 1.0}}, ["ema.decay must be in (0, 1)", "leave it out"]),
     ({"phases": [{"losses": {"pixel_real_l1": 1.0}}]}, ["student needs either 'folder'"]),
     ({"student": {"keep": 0.5}, "phases": []}, ["phases is empty"]),
     ({"student": {"keep": 0.5}, "phases": [{"losses": {"pixel_real_l1": 1.0}, "feature_decay": True}]},
@@ -83,3 +91,33 @@ def test_unparseable_and_missing_files(tmp_path):
 def test_threads_are_torchs_choice_unless_a_config_pins_them():
     assert from_dict({"student": {"keep": 0.5}}).threads is None  # a GPU run is not pinned to one core
     assert from_dict({"student": {"keep": 0.5}, "threads": 2}).threads == 2
+
+
+def test_validation_on_a_held_out_file_is_refused_by_path_and_by_content(tmp_path, sample_clips):
+    copy = tmp_path / "my_clip.mp4"
+    copy.write_bytes(sample_clips["carphone"].read_bytes())  # the held-out clip under another name
+    for val in (str(sample_clips["carphone"]), str(copy)):
+        with pytest.raises(ConfigError, match="reads held-out frames of 'carphone'"):
+            from_dict({"student": {"keep": 0.5}, "data": {"val_clips": [val]}})
+
+
+def test_short_runs_get_an_ema_that_moves():
+    from lab.distill.config import auto_ema_decay, ema_warning
+
+    phases = [{"name": "a", "losses": {"pixel_teacher_l1": 1.0}, "max_steps": 120}]
+    auto = from_dict({"student": {"keep": 0.5}, "phases": phases})
+    # decay left out: the EMA averages over a tenth of the run, so the initial weights are gone by its end
+    assert auto.ema.decay == auto_ema_decay(120) == pytest.approx(0.92, abs=1e-3)
+    assert auto.ema.decay ** 120 < 1e-4 and ema_warning(auto) is None
+    assert auto_ema_decay(100_000) == 0.999
+    for steps in (2, 6, 50, 3000):  # however short, the automatic EMA never keeps the initial weights
+        assert auto_ema_decay(steps) ** steps < 1e-4
+    # an explicit decay is kept, with a warning naming the problem and the fix
+    fixed = from_dict({"student": {"keep": 0.5}, "phases": phases, "ema": {"decay": 0.999}})
+    assert fixed.ema.decay == 0.999
+    note = ema_warning(fixed)
+    assert "~1000 steps" in note and "at most 120" in note and "89% of the initial weights" in note
+    assert "Leave ema.decay out" in note
+    assert ema_warning(from_dict({"student": {"keep": 0.5}, "phases": phases, "ema": {"decay": 0.9}})) is None
+    assert ema_warning(from_dict({"student": {"keep": 0.5}, "phases": phases,
+                                  "ema": {"enabled": False, "decay": 0.999}})) is None

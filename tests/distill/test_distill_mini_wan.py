@@ -13,7 +13,7 @@ def test_few_steps_on_mini_wan_reduce_the_loss(tmp_path, sample_clips):
     cfg = load_config({
         "teacher": "mini-wan", "eval_every": 100, "checkpoint_every": 0, "sample_every": 0, "seed": 0,
         "student": {"keep": 0.25, "criterion": "random", "calibration_frames": 5, "calibration_size": 32},
-        "data": {"clips": ["bbb-128"], "val_clips": ["carphone"], "crop": 32, "frames": 5, "short_sides": [64],
+        "data": {"clips": ["bbb-128"], "val_clips": ["bigbuckbunny"], "crop": 32, "frames": 5, "short_sides": [64],
                  "val_frames": 5, "val_size": 32},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "ema": {"enabled": False},

@@ -44,8 +44,10 @@ def test_cli_json_names_the_store_checkpoints_and_metrics(tiny_run):
     assert [p["started_because"] for p in ph][0] == "start"
     assert [p["ended_because"] for p in ph[:-1]] == [p["started_because"] for p in ph[1:]]
     assert ph[-1]["ended_because"] and ph[0]["ended_because"].startswith("max_steps")
-    for k in ("val/psnr", "val/ssim", "val/psnr_vs_teacher", "val/retention"):
+    for k in ("val/psnr", "val/ssim", "val/psnr_vs_teacher", "val/retention", "val/psnr_drop_db"):
         assert math.isfinite(result["metrics"][k])
+    m = result["metrics"]  # retention comes with its drop in dB
+    assert m["val/psnr_drop_db"] == pytest.approx(m["val/teacher_psnr"] - m["val/psnr"])
 
 
 def test_store_has_all_three_phases_with_reasons_and_scalars(tiny_run):
@@ -177,6 +179,20 @@ def test_phase_without_feature_taps_is_skipped_with_the_reason(tmp_path, sample_
         assert [(p.name, p.start_step, p.end_step, p.reason) for p in r.phases()] == [
             ("align", 0, 0, "start"), ("joint", 0, 1, "no feature taps")]
         assert "train/feature" not in r.keys() and "weight/feature" not in r.keys()
+
+
+def test_a_short_run_with_a_long_ema_says_so(tmp_path, sample_clips):
+    cfg = load_config(TINY)
+    assert cfg.ema.decay ** 6 < 1e-4  # left out in tiny.toml: chosen from the run's 6 steps
+    cfg.ema.decay = 0.999  # the method's decay, for a run of 2 steps: the EMA would stay the initial student
+    cfg.phases = cfg.phases[1:2]
+    cfg.phases[0].max_steps = 2
+    cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 100, 0, 0
+    final = distill(cfg, tmp_path / "ema")
+    note = next(w for w in final["warnings"] if w.startswith("ema.decay 0.999"))
+    assert "at most 2" in note and "Leave ema.decay out" in note
+    with RunReader(tmp_path / "ema") as r:
+        assert note in [e["message"] for e in r.events("warning")]
 
 
 def test_tensorboard_logger_needs_tensorboard_or_says_so(tmp_path):

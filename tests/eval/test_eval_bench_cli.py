@@ -39,7 +39,13 @@ def test_eval_student_against_teacher(capsys, tmp_path):
     assert rc == 0
     assert set(r["vs_teacher"]) == set(r["teacher_vs_clip"]) == {"psnr", "ssim", "vmaf"}
     assert r["retention"] == pytest.approx(r["psnr"] / r["teacher_vs_clip"]["psnr"])
+    assert r["psnr_drop_db"] == pytest.approx(r["teacher_vs_clip"]["psnr"] - r["psnr"])  # the ratio's drop in dB
     assert r["vs_teacher"]["psnr"] > 0
+    assert "upscaled to 1080 lines" in r["vmaf_note"]  # VMAF at its model's viewing size, and said so
+    from lab.cli.eval import render
+    text = render(r)
+    assert "dB below the teacher" in text or "dB above the teacher" in text
+    assert "PSNR dB (higher better)" in text and r["vmaf_note"] in text
 
 
 def test_eval_errors(capsys):

@@ -16,9 +16,9 @@ from lab.models.lightweight.variants import small_variant_names
 
 SMALL = {"tae-64-wan": 1_246_083, "tae-temporal-64-wan": 1_239_429, "efficientvit-32-wan": 418_220}
 # The shipped Flash-VAED students: name -> (teacher, decoder params, spatial multiple of the teacher).
-# Measured when shipped (17 held-out frames): mini-wan-flash 17.72 / 17.76 dB (carphone / bikes) against
-# mini-wan's 18.02 / 17.39; mini-ltx-flash 17.76 / 18.41 against mini-ltx's 19.20 / 19.01.
-FLASH = {"mini-wan-flash": ("mini-wan", 210_661, 8), "mini-ltx-flash": ("mini-ltx", 1_185_404, 32)}
+# Measured when shipped (17 held-out frames): mini-wan-flash MWF_CAR / MWF_BIKES dB (carphone / bikes) against
+# mini-wan's 19.40 / 20.89; mini-ltx-flash 18.51 / 20.10 against mini-ltx's 19.76 / 21.10.
+FLASH = {"mini-wan-flash": ("mini-wan", 214_103, 8), "mini-ltx-flash": ("mini-ltx", 1_404_840, 32)}
 
 # PSNR (dB) on mini-wan latents of bbb-128 (9 frames, 64x64) measured when the variants were shipped:
 # random weights give 10.3-13.2 dB (about what an all-grey video scores: 13.2), the trained decoders
@@ -36,7 +36,7 @@ def test_models_json_lists_the_small_variants_with_their_param_counts(capsys):
     for name, params in SMALL.items():
         assert rows[name]["decoder_params"] == params
         assert rows[name]["latent_channels"] == 16 and rows[name]["compression"] == [4, 8, 8]
-        assert 0.3e6 < params < 1.5e6  # comparable to mini-wan's own 2.06M-param decoder
+        assert 0.3e6 < params < 1.5e6  # comparable to mini-wan's own 2.65M-param decoder
     assert set(SMALL) == set(small_variant_names())
 
 
@@ -111,7 +111,8 @@ def test_training_configs_never_sample_the_held_out_frames(config):
 
     cfg = load_config(paths.REPO_ROOT / "configs" / config)
     specs = [clip_spec(c) for c in cfg.data.clips]
-    assert "carphone" not in {s.name for s in specs} and "carphone" in cfg.data.val_clips
+    # carphone is neither trained on nor validated on: model selection never sees a held-out clip
+    assert "carphone" not in {s.name for s in specs} | {str(c) for c in cfg.data.val_clips}
     bikes = [s for s in specs if s.name == "bikes"]
     assert bikes and all(s.stop is not None and s.stop <= 200 for s in bikes)  # bikes frames >= 200 are held out
     if config.startswith("lightweight/"):

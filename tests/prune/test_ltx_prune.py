@@ -128,11 +128,12 @@ def test_cli_prunes_ltx_with_the_flash_vaed_plan(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(not (paths.checkpoints_dir() / "mini-ltx" / "config.json").exists(),
                     reason="data/checkpoints/mini-ltx is absent (trained weights)")
-def test_independence_beats_random_on_mini_ltx_at_half_width():
-    # Measured on the anchored mini-ltx (scripts/prune_compare.py --teacher mini-ltx --stages up2,up3
-    # --calib bbb-128 bigbuckbunny bikes --seeds 4, 2 held-out clips): independence 22.8 / 17.9 / 15.4 dB at
-    # 50 / 25 / 12.5%, random 20.4 / 14.5 / 13.7 (best seed 21.3 / 17.3 / 14.9), magnitude 13.8 / 12.4 / 11.7.
-    # The narrower margins could flip with a retrained checkpoint, so only 50% is asserted.
+def test_independence_beats_magnitude_and_random_on_mini_ltx():
+    # Measured on the shipped mini-ltx (widths 32-64; calibrated on bbb-128, scored against the teacher's decode
+    # of carphone, 9 frames at 128x128), PSNR in dB at 50 / 25 / 12.5% of up2 and up3: independence 22.9 / 17.8 /
+    # 16.4, magnitude 20.5 / 14.1 / 13.2, random (2 seeds) 22.3-22.6 / 17.9-18.1 / 14.5-16.1. At 25% independence
+    # is 0.2-0.3 dB behind random on this teacher, so the widths where it leads are asserted, against the random
+    # mean (one random draw can be lucky) and magnitude.
     from lab.analysis import calibration_latents
     from lab.eval.metrics import psnr
     teacher = load_decoder("mini-ltx")
@@ -140,10 +141,13 @@ def test_independence_beats_random_on_mini_ltx_at_half_width():
     held, _ = calibration_latents(teacher, ["carphone"], frames=9, size=(128, 128))  # never seen in training
     ref = teacher.decode(held[0])
     a = analyze(teacher, calib)
-    keep = {"up2": 0.5, "up3": 0.5}
-    ind = psnr(prune(teacher, keep, "independence", analysis=a)[0].decode(held[0]), ref)
-    rnd = [psnr(prune(teacher, keep, "random", analysis=a, seed=s)[0].decode(held[0]), ref) for s in range(2)]
-    assert ind > max(rnd), (ind, rnd)
+    for ratio in (0.5, 0.125):
+        keep = {"up2": ratio, "up3": ratio}
+        score = {c: psnr(prune(teacher, keep, c, analysis=a)[0].decode(held[0]), ref)
+                 for c in ("independence", "magnitude")}
+        rnd = [psnr(prune(teacher, keep, "random", analysis=a, seed=s)[0].decode(held[0]), ref) for s in range(2)]
+        score["random"] = sum(rnd) / len(rnd)
+        assert score["independence"] > max(score["magnitude"], score["random"]), (ratio, score)
 
 
 def test_folded_rms_norm_matches_the_teacher_norm_on_redundant_channels():

@@ -21,7 +21,8 @@ from lab.prune import prune
 from lab.runtime import set_chunk
 from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
 from lab.runtime.fused.ops import folded_rms_norm_act, interleave_upsample, rms_norm_act
-from lab.runtime.fused.wan import CausalConv, norm_act
+from lab.runtime.fused.norms import norm_act
+from lab.runtime.fused.wan import CausalConv
 from lab.runtime.timing import video_error
 
 CL3 = torch.channels_last_3d
@@ -210,13 +211,56 @@ def test_fused_runtime_is_inference_only(tiny_wan):
         set_fused(tiny_wan, False)
 
 
-def test_what_is_not_fused_says_why(tiny_ltx):
-    assert not is_fusable(tiny_ltx) and "Wan 2.1" in why_not_fusable(tiny_ltx)
-    with pytest.raises(LabError, match="Wan 2.1"):
-        set_fused(tiny_ltx)
+def test_what_is_not_fused_says_why():
     from lab.models import load_decoder
-    wan22 = load_decoder("wan2.2-tiny")
-    assert "Wan 2.2" in why_not_fusable(wan22)
+    for name, why in (("wan2.2-tiny", "no fused runtime"), ("ltx-2-tiny", "no fused runtime"), ("tae-64-wan", "no fused runtime")):
+        dec = load_decoder(name, weights="random")
+        assert not is_fusable(dec) and why in why_not_fusable(dec), (name, why_not_fusable(dec))
+        with pytest.raises(LabError, match=why):
+            set_fused(dec)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weight", [False, True])
+def test_mean_rms_norm_act_is_ltx_norm_then_silu(dtype, weight):
+    from diffusers.models.normalization import RMSNorm
+    from lab.runtime.fused.ops import mean_rms_norm_act
+    norm = RMSNorm(20, eps=1e-8, elementwise_affine=weight)
+    if weight:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+    norm = norm.to(dtype)
+    x = torch.randn(2, 20, 3, 4, 5).to(dtype)
+    ref = F.silu(norm(x.movedim(1, -1)).movedim(-1, 1))
+    buf = torch.zeros(2, 20, 5, 4, 5, dtype=dtype)
+    norm_act(norm, x, True, buf[:, :, 1:4])
+    assert torch.equal(buf[:, :, 1:4], ref) and buf[:, :, 0].abs().max() == 0
+    assert torch.equal(mean_rms_norm_act(x, norm.weight, 1e-8, act=False), norm(x.movedim(1, -1)).movedim(-1, 1))
+
+
+@pytest.fixture(scope="module")
+def ltx_students(tiny_ltx):
+    z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(1))
+    flash, _ = prune(tiny_ltx, "flash-vaed", "independence", latents=[z], operators="flash-vaed")
+    return {"teacher": tiny_ltx, "flash": flash}
+
+
+@pytest.mark.parametrize("which", ["teacher", "flash"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_ltx_decode_matches_eager(ltx_students, which, dtype):
+    dec = ltx_students[which].to(dtype)
+    try:
+        z = torch.randn(1, 128, 3, 2, 3, generator=torch.Generator().manual_seed(2)).to(dtype)
+        ref = dec.decode(z)
+        set_fused(dec)
+        assert dec.fused.blocks and dec.fused.base_forward(dec.vae.decoder.conv_out) is not None
+        out = dec.decode(z)
+        # the CPU runs each kernel's reference: the eager arithmetic, bit for bit
+        assert torch.equal(out, ref)
+    finally:
+        set_fused(dec, False)
+        dec.to(torch.float32)
+    assert "forward" not in dec.vae.decoder.conv_out.__dict__
 
 
 def test_runtime_spec_loads_fused():
@@ -251,3 +295,60 @@ def test_triton_kernels_match_the_references_in_the_interpreter():
     assert results and all(r["ran"] for r in results), results
     bad = [r for r in results if not r["ok"]]
     assert not bad, bad
+
+
+def test_graphs_part_needs_fused_and_is_a_noop_off_cuda():
+    from lab.models import load_decoder
+    from lab.runtime.spec import Runtime, runtime_note, split_runtime
+    assert split_runtime("wan2.1@fused+graphs") == ("wan2.1", Runtime(fused=True, graphs=True))
+    with pytest.raises(LabError, match="fused\\+graphs"):
+        split_runtime("wan2.1@graphs")
+    torch.manual_seed(5)
+    dec = load_decoder("wan2.1-tiny@fused+graphs")
+    assert dec.fused.graphs and "CUDA graphs need CUDA" in runtime_note(dec, split_runtime("x@fused+graphs")[1])
+    torch.manual_seed(5)
+    eager = load_decoder("wan2.1-tiny")
+    z = torch.randn(1, 16, 5, 4, 4)
+    assert (dec.decode(z) - eager.decode(z)).abs().max() < 2e-5
+
+
+def test_a_failing_or_wrong_kernel_is_disabled_and_the_reference_runs(monkeypatch, caplog):
+    from lab.runtime.fused import triton_kernels as tk
+    monkeypatch.setattr(tk, "STATUS", {})
+    out = torch.zeros(4)
+    ref = torch.arange(4.0)
+
+    def broken():
+        raise RuntimeError("no such PTX feature")
+    assert not tk.guarded("k1", broken, lambda: ref, out) and tk.STATUS["k1"].startswith("disabled: RuntimeError")
+    assert not tk.guarded("k1", lambda: out.fill_(7.0) is not None, lambda: ref, out)  # stays disabled
+
+    def wrong():
+        out.fill_(3.0)
+        return True
+    assert tk.guarded("k2", wrong, lambda: ref, out) and torch.equal(out, ref)  # the reference's output stands
+    assert tk.STATUS["k2"].startswith("disabled: differs")
+
+    def right():
+        out.copy_(ref)
+        return True
+    assert tk.guarded("k3", right, lambda: ref, out) and tk.STATUS["k3"] == "ok"
+    assert "failed" in caplog.text and "differs" in caplog.text
+
+
+def test_compile_wraps_the_fused_forward_and_undoing_it_keeps_fused(tiny_wan):
+    from lab.runtime.compiled import compile_decoder
+    set_fused(tiny_wan)
+    try:
+        fused_forward = tiny_wan.vae.decoder.forward
+        compile_decoder(tiny_wan, "default")  # compiles on the first decode; none here (CPU compile takes minutes)
+        assert tiny_wan.vae.decoder.forward is not fused_forward
+        compile_decoder(tiny_wan, "eager")
+        assert tiny_wan.vae.decoder.forward == fused_forward and tiny_wan.fused is not None
+        with pytest.raises(LabError, match="fuse first"):
+            compile_decoder(tiny_wan, "default")
+            set_fused(tiny_wan)
+    finally:
+        compile_decoder(tiny_wan, "eager")
+        set_fused(tiny_wan, False)
+    assert "forward" not in tiny_wan.vae.decoder.__dict__

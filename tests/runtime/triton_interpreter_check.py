@@ -42,6 +42,15 @@ def main():
         results.append(check(f"rms {dt} into a buffer slice", ran, buf[:, :, 2:], ref, exact))
         results.append(check(f"rms {dt} cache frames untouched", True, buf[:, :, :2], torch.zeros_like(buf[:, :, :2]),
                              True))
+        for weighted in (False, True):  # diffusers' RMSNorm (LTX-Video)
+            x = torch.randn(1, 24, 3, 4, 5).to(dt)
+            w = (torch.rand(24) + 0.5).to(dt) if weighted else None
+            out = torch.empty_like(x)
+            ran = tk.mean_rms_norm_act(x, w, 1e-8, True, out)
+            ref = ops.mean_rms_norm_act_reference(x, w, 1e-8, True)
+            # rsqrt and the mean's reciprocal round differently on the CPU than ATen's: a last-bit difference
+            results.append({**check(f"mean-rms {dt} weight={weighted}", ran, out, ref, False),
+                            "ok": float((out.float() - ref.float()).abs().max()) <= (1e-5 if not exact else 2e-2)})
         c = 12
         a = torch.randn(c, c) * 0.1
         q, lin, k = (torch.eye(c) + a @ a.T) / c, torch.randn(c) * 0.01, torch.tensor(0.2)

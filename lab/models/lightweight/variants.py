@@ -76,7 +76,7 @@ ARCHITECTURES = (
 
 
 # Width-scaled variants for mini-wan latents: the paper configs' block structure and depths at narrower
-# widths, so that each decoder (0.4-1.3M params) is comparable to mini-wan's own 2.06M-param decoder and
+# widths, so that each decoder (0.4-1.3M params) is comparable to mini-wan's own 2.65M-param decoder and
 # trains on a CPU; their trained weights ship in data/checkpoints/<name>/ (python -m lab ship, lab.ship).
 MINI_WAN = LATENT_SPACES[1]
 

@@ -39,7 +39,8 @@ from lab.arch import LTX
 from lab.arch.ltx import ltx_groups
 from lab.errors import ConfigError
 from lab.models.interface import LatentGeometry
-from lab.models.students.base import StudentAdapter
+from lab.arch.groups import group_widths
+from lab.models.students.base import StudentAdapter, plain
 from lab.models.students.folded_norm import FoldedRMSNorm
 
 # The AutoencoderKLLTXVideo config keys the decoder and latent normalisation depend on (latents_mean /
@@ -228,7 +229,9 @@ def narrow_decoder(dec: nn.Module, kw: dict, widths: dict[str, int], index: dict
         dec.register_buffer("out_index", torch.as_tensor(index[stream], dtype=torch.long), persistent=False)
     dec.last_group = stream
     unused = set(widths) - used
-    left = [n for n, t in list(dec.named_parameters()) + list(dec.named_buffers()) if t.is_meta]
+    # Built under a meta default device (a parameter count, a trace), every layer is meta by design.
+    building_on_meta = torch.empty(0).is_meta
+    left = [n for n, t in list(dec.named_parameters()) + list(dec.named_buffers()) if t.is_meta and not building_on_meta]
     if unused or left:
         raise ConfigError(f"{family} student construction is out of step with the channel map (groups never used: "
                           f"{sorted(unused)}, layers not rebuilt: {left[:5]}); this is a lab bug.")
@@ -352,6 +355,20 @@ def ltx_geometry(tc: dict) -> LatentGeometry:
     return LatentGeometry(tc["latent_channels"], (t, s, s))
 
 
+def flash_vaed_student_vae(teacher: str, teacher_vae: nn.Module, plan: str = "flash-vaed") -> "LTXStudentVAE":
+    """The Flash-VAED student architecture of an LTX-Video teacher (its widths and operator plan) with
+    freshly initialised weights, for speed work (``ltx-video-flash``); ``teacher_vae`` may live on the meta
+    device (its config and structure are read; the latent statistics are the identity)."""
+    c = teacher_vae.config
+    tc = {k: plain(c[k]) for k in TEACHER_KEYS if k in c}
+    tc["latents_mean"], tc["latents_std"] = [0.0] * c.latent_channels, [1.0] * c.latent_channels
+    groups = LTX.prune_groups(teacher_vae)
+    ratios = LTX.flash_vaed_keep(LTX.num_up_blocks(teacher_vae))
+    return LTXStudentVAE(teacher=teacher, teacher_config=tc, widths=group_widths(groups, ratios), ratios=ratios,
+                         criterion="none (architecture only)", operators=LTX.plan(plan),
+                         timestep_conditioning=bool(tc.get("timestep_conditioning", False)))
+
+
 class LTXStudentAdapter(StudentAdapter):
     """A pruned (and optionally operator-swapped) LTX-Video student behind the lab's decoder interface.
     Like its teacher it is not causal and decodes conditioned models at ``decode_timestep``. (LTX-2's
@@ -378,3 +395,7 @@ class LTXStudentAdapter(StudentAdapter):
 
     def _decode_raw(self, z):
         return self.arch.decode_raw(self.vae, z, self.decode_timestep)
+
+
+#: the adapter of this family's students (what ``flash_vaed_student_vae``'s models load into)
+student_adapter = LTXStudentAdapter

@@ -249,3 +249,7 @@ class _Cfg:
         self.__dict__.update({k: d.get(k) for k in TEACHER_KEYS})
         self.temperal_downsample = d["temperal_downsample"]
         self.z_dim = d["z_dim"]
+
+
+#: the adapter of this family's students (what ``flash_vaed_student_vae``'s models load into)
+student_adapter = WanStudentAdapter

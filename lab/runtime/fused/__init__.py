@@ -1,8 +1,12 @@
 """The fused runtime (``NAME@fused``): the lab's decoders on the same weights with fused kernels, causal
 caches without copies and channels-last buffers, the same output within a stated tolerance.
 
-- ``ops``: the kernels as torch custom ops (reference, fake and Triton implementations);
-- ``wan``: the runtime of Wan 2.1 teachers and their students (``FusedWan``).
+- ``ops``: the kernels as torch custom ops (reference, fake and Triton implementations); ``norms``: which
+  op runs which norm;
+- ``wan``: the runtime of Wan 2.1 teachers and their students (``FusedWan``): fused norms, causal caches
+  without copies, channels-last, CUDA graphs of the steady step;
+- ``ltx``: the runtime of LTX-Video teachers and their students (``FusedLTX``): fused norms written into
+  the convs' time-padded inputs.
 
 ``set_fused(decoder)`` installs it into a decoder's model, ``set_fused(decoder, False)`` removes it;
 ``is_fusable`` says whether a decoder has a fused runtime. What it measures like is in the trace
@@ -15,16 +19,23 @@ from __future__ import annotations
 import torch
 
 from lab.errors import LabError
-from lab.runtime.fused.wan import FusedWan, check_fusable
+from lab.runtime.fused import ltx, wan
+from lab.runtime.fused.ltx import FusedLTX
+from lab.runtime.fused.wan import FusedWan
+
+#: the fused runtime of each family (lab.arch name) that has one: (runtime class, its check)
+RUNTIMES = {"wan": (FusedWan, wan.check_fusable), "ltx": (FusedLTX, ltx.check_fusable)}
 
 
 def why_not_fusable(decoder) -> str | None:
     """None when ``decoder`` has a fused runtime, else why not."""
+    arch = getattr(decoder, "arch", None)
     vae = getattr(decoder, "vae", None)
-    if vae is None or not getattr(decoder, "causal", False):
-        return f"{getattr(decoder, 'name', 'this decoder')} has no fused runtime (Wan 2.1 teachers and students)"
+    if arch is None or vae is None or arch.name not in RUNTIMES:
+        return (f"{getattr(decoder, 'name', 'this decoder')} has no fused runtime (it covers Wan 2.1 and LTX-Video "
+                f"teachers and their students)")
     try:
-        check_fusable(vae)
+        RUNTIMES[arch.name][1](vae)
     except LabError as exc:
         return str(exc)
     return None
@@ -40,8 +51,10 @@ def default_memory_format(device: torch.device | str | None) -> torch.memory_for
     return torch.channels_last_3d
 
 
-def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | None = None):
-    """Install (``on``) or remove the fused runtime on ``decoder``'s model. Returns the decoder."""
+def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | None = None, graphs: bool = False):
+    """Install (``on``) or remove the fused runtime on ``decoder``'s model. ``graphs``: on CUDA, replay each
+    steady-state causal step as one CUDA graph (``FusedWan._graph_step``; elsewhere a no-op). Returns the
+    decoder."""
     current = getattr(decoder, "fused", None)
     if current is not None:
         current.uninstall()
@@ -53,10 +66,11 @@ def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | Non
         raise LabError(why)
     if getattr(decoder, "compile_mode", None):
         raise LabError(f"{decoder.name} runs under torch.compile; fuse first, then compile (NAME@fused+compile)")
-    runtime = FusedWan(decoder.vae, memory_format or default_memory_format(decoder.device))
+    cls = RUNTIMES[decoder.arch.name][0]
+    runtime = cls(decoder.vae, memory_format or default_memory_format(decoder.device), graphs=graphs)
     runtime.install()
     decoder.fused = runtime
     return decoder
 
 
-__all__ = ["FusedWan", "is_fusable", "set_fused", "why_not_fusable"]
+__all__ = ["FusedLTX", "FusedWan", "RUNTIMES", "is_fusable", "set_fused", "why_not_fusable"]

@@ -26,6 +26,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from lab.runtime.fused import triton_kernels
 
@@ -84,7 +85,54 @@ def rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float,
 
 
 # ----------------------------------------------------------------------------------------------------
-# The folded RMS norm of pruned Wan students (lab.models.students.folded_norm) (+ SiLU).
+# diffusers' RMSNorm (LTX-Video's norms: x * rsqrt(mean(x^2) + eps) [* weight]) over the channels of a
+# channels-first tensor (+ SiLU).
+
+
+def mean_rms_norm_act_reference(x: Tensor, weight: Optional[Tensor], eps: float, act: bool) -> Tensor:
+    """``RMSNorm.forward`` on ``x.movedim(1, -1)`` (as LTX-Video's resnets call it), SiLU when ``act``."""
+    h = x.movedim(1, -1)
+    variance = h.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    h = h * torch.rsqrt(variance + eps)
+    if weight is not None:
+        if weight.dtype in _HALF:
+            h = h.to(weight.dtype)
+        h = h * weight
+    else:
+        h = h.to(x.dtype)
+    h = h.movedim(-1, 1)
+    return F.silu(h) if act else h
+
+
+@torch.library.custom_op("lab::mean_rms_norm_act", mutates_args=("out",))
+def mean_rms_norm_act_(x: Tensor, weight: Optional[Tensor], eps: float, act: bool, out: Tensor) -> None:
+    out.copy_(mean_rms_norm_act_reference(x, weight, eps, act))
+
+
+@mean_rms_norm_act_.register_fake
+def _(x, weight, eps, act, out):
+    return None
+
+
+@mean_rms_norm_act_.register_kernel("cuda")
+def _(x, weight, eps, act, out):
+    def reference():
+        return mean_rms_norm_act_reference(x, weight, eps, act)
+    if not triton_kernels.guarded("mean_rms_norm_act", lambda: triton_kernels.mean_rms_norm_act(
+            x, weight, eps, act, out), reference, out):
+        out.copy_(reference())
+
+
+def mean_rms_norm_act(x: Tensor, weight: Optional[Tensor], eps: float = 1e-8, act: bool = True,
+                      out: Tensor | None = None) -> Tensor:
+    if out is None:
+        out = torch.empty_like(x)
+    mean_rms_norm_act_(x, weight, float(eps), bool(act), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The folded RMS norm of pruned students (lab.models.students.folded_norm: Wan's and LTX's) (+ SiLU).
 
 
 def folded_rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor,
@@ -171,3 +219,14 @@ def interleave_upsample(y: Tensor, memory_format=torch.channels_last) -> Tensor:
     out = torch.empty(n * t * 2, c2 // 2, 2 * h, 2 * w, dtype=y.dtype, device=y.device, memory_format=memory_format)
     interleave_upsample_(y, out)
     return out
+
+
+# The folded norm's quadratic form is matmul work that eager counts (x @ Q, x @ l); counted here too, so a
+# fused decoder's MACs (lab bench, lab trace) equal its eager decoder's.
+@register_flop_formula(torch.ops.lab.folded_rms_norm_act)
+def _folded_flops(x_shape, *args, **kwargs) -> int:
+    c = x_shape[1]
+    positions = 1
+    for i, s in enumerate(x_shape):
+        positions *= s if i != 1 else 1
+    return 2 * positions * c * (c + 1)

@@ -87,6 +87,7 @@ def _next_pow2(n: int) -> int:
 def _kernels():
     from lab.runtime.fused import triton_src  # deferred: needs Triton (CUDA, or its interpreter in tests)
     return {"rms": triton_src.rms_norm_act_kernel, "folded": triton_src.folded_rms_norm_act_kernel,
+            "mean": triton_src.mean_rms_norm_act_kernel,
             "interleave": triton_src.interleave_upsample_kernel}
 
 
@@ -117,7 +118,27 @@ def rms_norm_act(x, gamma, bias, scale, eps, act, out) -> bool:
     return True
 
 
+def mean_rms_norm_act(x, weight, eps, act, out) -> bool:
+    if weight is not None and weight.dtype != x.dtype:
+        return False  # a float32 weight on half activations computes in float32: the reference's case
+    launch = _norm_launch(x, out)
+    if launch is None:
+        return False
+    sx, so, p, block_p, block_c, grid = launch
+    _kernels()["mean"][grid](x, weight.contiguous() if weight is not None else x, out, p, x.shape[1], *sx, *so,
+                             1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None, ACT=bool(act),
+                             ROUND=_ROUND[x.dtype], BLOCK_P=block_p, BLOCK_C=block_c)
+    return True
+
+
+#: widest folded norm the kernel takes (its x^T Q x is a BLOCK_C x BLOCK_C product per position block);
+#: folded norms live on pruned, narrow groups
+MAX_FOLDED_C = 128
+
+
 def folded_rms_norm_act(x, gamma, bias, quad, lin, const, eps, act, out) -> bool:
+    if x.shape[1] > MAX_FOLDED_C:
+        return False
     launch = _norm_launch(x, out)
     if launch is None:
         return False

@@ -53,6 +53,29 @@ def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, o_ptr, P, C, sxn, sxp, sxc, son, so
 
 
 @triton.jit
+def mean_rms_norm_act_kernel(x_ptr, w_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, inv_c, eps,
+                             HAS_WEIGHT: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
+                             BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    # diffusers' RMSNorm: x * rsqrt(mean(x^2) + eps) in float32 (mean = sum * (1/C), as ATen's), rounded,
+    # times the weight and rounded again when there is one; then SiLU.
+    n = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.arange(0, BLOCK_C)
+    cm = c < C
+    mask = (p[:, None] < P) & cm[None, :]
+    dtype = o_ptr.dtype.element_ty
+    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    inv = tl.math.rsqrt(tl.sum(x * x, axis=1) * inv_c + eps)
+    y = _round(x * inv[:, None], ROUND)
+    if HAS_WEIGHT:
+        w = tl.load(w_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        y = _round(y * w[None, :], ROUND)
+    if ACT:
+        y = _round(_silu(y), ROUND)
+    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+
+
+@triton.jit
 def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, q_ptr, l_ptr, k_ptr, o_ptr, P, C, sxn, sxp, sxc,
                                son, sop, soc, eps, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
                                BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):

@@ -33,7 +33,8 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.ops.operators import Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d, SwapOp
-from lab.runtime.fused.ops import folded_rms_norm_act, interleave_upsample, rms_norm_act
+from lab.runtime.fused.norms import norm_act
+from lab.runtime.fused.ops import interleave_upsample
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
     """(N, C, T, H, W) -> (N*T, C, H, W); a view for channels-last (NDHWC) tensors."""
@@ -44,22 +45,6 @@ def _fold(x: torch.Tensor) -> torch.Tensor:
 def _unfold(y: torch.Tensor, t: int) -> torch.Tensor:
     nt, c, h, w = y.shape
     return y.reshape(nt // t, t, c, h, w).transpose(1, 2)
-
-
-def _is_folded_norm(norm: nn.Module) -> bool:
-    return all(isinstance(getattr(norm, k, None), torch.Tensor) for k in ("quad", "lin", "const"))
-
-
-def norm_act(norm: nn.Module, x: torch.Tensor, act: bool, out: torch.Tensor | None = None) -> torch.Tensor:
-    """A Wan RMS norm (plain or folded) and SiLU as one kernel, into ``out`` when given."""
-    if not getattr(norm, "channel_first", True):
-        raise LabError("the fused runtime takes channel-first Wan RMS norms only")
-    bias = norm.bias if isinstance(norm.bias, torch.Tensor) else None
-    if _is_folded_norm(norm):
-        return folded_rms_norm_act(x, norm.gamma, bias, norm.quad, norm.lin, norm.const, norm.eps, act, out)
-    if isinstance(norm.bias, float) and norm.bias != 0.0:
-        raise LabError("a Wan RMS norm with a non-zero constant bias is not fused")
-    return rms_norm_act(x, norm.gamma, bias, norm.scale, 1e-12, act, out)
 
 
 #: How each drop-in operator (lab.ops.operators) runs over a causal buffer [cache | new frames] (for
@@ -138,9 +123,12 @@ class CausalConv:
 class FusedWan:
     """The fused runtime state of one Wan-style VAE (``vae.decoder`` a Wan 2.1 ``WanDecoder3d``)."""
 
-    def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d):
+    def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False):
         check_fusable(vae)
         self.vae = vae
+        self.graphs = graphs
+        self.graph: _StepGraph | None = None
+        self.steps = 0
         self.memory_format = memory_format
         self.memory_format_2d = torch.channels_last if memory_format == torch.channels_last_3d \
             else torch.contiguous_format
@@ -154,7 +142,7 @@ class FusedWan:
                 self._conv(m.conv2)
             if getattr(m, "mode", None) == "upsample3d":
                 self._conv(m.time_conv)
-        self.installed: list[nn.Module] = []
+        self.installed: dict[nn.Module, object] = {}
 
     def _conv(self, layer: nn.Module) -> CausalConv:
         if id(layer) not in self.convs:
@@ -164,6 +152,8 @@ class FusedWan:
     def reset(self) -> None:
         for c in self.convs.values():
             c.reset()
+        self.graph = None
+        self.steps = 0
 
     # ----- installing into the model ------------------------------------------------------------
     def install(self) -> None:
@@ -174,13 +164,18 @@ class FusedWan:
             forwards[blk] = self._up_block_forward(blk)
         for m, fwd in forwards.items():
             m.forward = fwd
-            self.installed.append(m)
+        self.installed = forwards
 
     def uninstall(self) -> None:
         for m in self.installed:
             m.__dict__.pop("forward", None)
-        self.installed = []
+        self.installed = {}
         self.reset()
+
+    def base_forward(self, module: nn.Module):
+        """The forward ``module`` runs under this runtime (what torch.compile wraps, and what it restores when
+        compilation is undone), or None for a module the runtime does not replace."""
+        return self.installed.get(module)
 
     # ----- the step -----------------------------------------------------------------------------
     def _post_quant_conv(self, z: torch.Tensor, cache_x=None) -> torch.Tensor:
@@ -194,6 +189,45 @@ class FusedWan:
                            "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
         if first_chunk:
             self.reset()
+        out = self._graph_step(x) if self.graphs and x.is_cuda and not first_chunk else None
+        if out is None:
+            out = self._step(x, first_chunk)
+        self.steps += 1
+        return out
+
+    def _graph_step(self, x: torch.Tensor) -> torch.Tensor | None:
+        """A steady-state step as one CUDA graph replay: every kernel of the step (a few hundred) in one
+        launch. Legal for a causal decoder because its caches are static buffers updated in place, which the
+        replay updates as the eager step would. Steps 0 and 1 run eagerly (the first latent frame, and the
+        first time the temporal upsamplers run: their buffers are allocated then); step 2 runs eagerly on a
+        side stream (the warm-up that graph capture needs: lazy library state, cuDNN's autotuning); step 3 is
+        captured and every later step of the same shape replays it. A step of another shape (a last, partial
+        chunk) runs eagerly and ends the graph. The returned video is the graph's output tensor: valid until
+        the next step, which is how every caller uses it (they copy it into the clip's output). None: run
+        this step eagerly."""
+        if self.graph is not None and self.graph.shape != (tuple(x.shape), x.dtype):
+            self.graph = None
+            return None
+        if self.graph is None:
+            if self.steps < 2:
+                return None
+            stream = torch.cuda.Stream(device=x.device)
+            stream.wait_stream(torch.cuda.current_stream(x.device))
+            if self.steps == 2:  # warm-up on the capture stream, as torch.cuda.graphs asks
+                with torch.cuda.stream(stream):
+                    out = self._step(x, False)
+                torch.cuda.current_stream(x.device).wait_stream(stream)
+                return out
+            static_in = x.clone()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=stream):
+                static_out = self._step(static_in, False)  # recorded, not run
+            self.graph = _StepGraph(graph, static_in, static_out, (tuple(x.shape), x.dtype))
+        self.graph.static_in.copy_(x)
+        self.graph.graph.replay()
+        return self.graph.static_out
+
+    def _step(self, x: torch.Tensor, first_chunk: bool) -> torch.Tensor:
         dec = self.vae.decoder
         x = dec.conv_in(x)
         x = dec.mid_block(x)
@@ -268,6 +302,13 @@ class FusedWan:
 
     def _conv_out(self, _written: torch.Tensor) -> torch.Tensor:
         return self.conv_out.run()
+
+
+class _StepGraph:
+    """A captured steady-state step: its graph, static input and output, and the (shape, dtype) it takes."""
+
+    def __init__(self, graph, static_in: torch.Tensor, static_out: torch.Tensor, shape: tuple):
+        self.graph, self.static_in, self.static_out, self.shape = graph, static_in, static_out, shape
 
 
 def check_fusable(vae: nn.Module) -> None:
