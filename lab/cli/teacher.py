@@ -14,26 +14,23 @@ from lab.cli.common import (add_downloads_arg, apply_downloads_arg, device_arg, 
 
 log = logging.getLogger("lab")
 
-# The trainable models are lab.teachers.config.presets(); importing it here would load torch and diffusers for
-# --help (tests/cli/test_cli_help.py keeps this list in step with it).
-MODELS = ("mini-wan", "mini-ltx", "wan2.1-tiny", "ltx-video-tiny")
-
 HELP = "train a mini teacher VAE on real clips (resumable), or export a run to a diffusers folder"
-
-# Per-family defaults sized for a CPU: the smallest windows that still exercise the temporal path.
-_DEFAULTS = {"wan": {"frames": 5, "crop": 48, "batch": 4}, "ltx": {"frames": 9, "crop": 64, "batch": 2}}
 
 
 def add_arguments(p):
     p.add_argument("action", choices=["train", "export"])
-    p.add_argument("--model", default="mini-wan", help=f"what to train: {', '.join(MODELS)} (default mini-wan)")
+    # The trainable models are the families' presets (lab.teachers.presets); listing them here would load torch
+    # and diffusers for --help, so an unknown name is answered with the list when the command runs.
+    p.add_argument("--model", default="mini-wan", help="what to train: a preset, e.g. mini-wan or mini-ltx (an "
+                                                       "unknown name lists them; default mini-wan)")
     p.add_argument("--run", help="run folder (store.sqlite, checkpoints/); an existing run is resumed "
                                  "(default runs/teachers/MODEL)")
     p.add_argument("--steps", type=positive_int, default=3000, help="total optimizer steps (default 3000)")
-    p.add_argument("--batch", type=positive_int, help="clips per step (default 4 for Wan, 2 for LTX)")
+    p.add_argument("--batch", type=positive_int, help="clips per step (default: the preset's, 4 for Wan, 2 for LTX)")
     p.add_argument("--frames", type=positive_int,
-                   help="frames per window, 1+4k (Wan, default 5) or 1+8k (LTX, default 9)")
-    p.add_argument("--crop", type=positive_int, help="square crop size in pixels (default 48 Wan, 64 LTX)")
+                   help="frames per window, 1+4k (Wan, default 5) or 1+8k (LTX, default 9): the preset's default")
+    p.add_argument("--crop", type=positive_int, help="square crop size in pixels (default: the preset's, 48 Wan, "
+                                                     "64 LTX)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps (default 100)")
     p.add_argument("--kl-weight", type=float, default=1e-6, help="KL weight (default 1e-6)")
@@ -89,7 +86,7 @@ def run(args):
 
     apply_downloads_arg(args)
     model = args.model
-    get_preset(model)  # a clear error for an unknown name
+    preset = get_preset(model)  # a clear error, listing the presets, for an unknown name
     run_dir = Path(args.run) if args.run else paths.REPO_ROOT / "runs" / "teachers" / model
     if args.export_to:  # a read-only folder or a name too long: said before the work
         check_writable(args.export_to, "--export-to")
@@ -97,8 +94,7 @@ def run(args):
         out = Path(args.export_to) if args.export_to else paths.checkpoints_dir() / model
         return _summary(export_run(run_dir, out, eval_frames=17, overwrite=args.overwrite), out)
     check_writable(run_dir, "--run")
-    family = "ltx" if "ltx" in model else "wan"
-    d = _DEFAULTS[family]
+    d = preset.defaults  # sized by the family for a CPU: the smallest windows that exercise the temporal path
     cfg = TrainConfig(model=model, steps=args.steps, batch=args.batch or d["batch"], frames=args.frames or d["frames"],
                       crop=args.crop or d["crop"], lr=args.lr, warmup=args.warmup, kl_weight=args.kl_weight,
                       perceptual_weight=args.perceptual_weight, seed=args.seed,

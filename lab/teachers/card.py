@@ -8,9 +8,9 @@ from pathlib import Path
 from lab import cards
 from lab.cards import CARD_CLIPS as CARD_CLIPS  # the card's limit, named where teacher cards are tested
 from lab.cards import clip_list as _clip_list
+from lab.teachers.presets import get_preset
 
 # Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
-TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
 #: The title every teacher card carries (lab.teachers.export recognises exports by it).
 TITLE = "the lab's trained mini teacher"
 CPU_CAVEAT = ("small crops, few steps; a GPU run of the same command with `--device cuda` and larger\n"
@@ -51,7 +51,7 @@ def teacher_card(info: dict) -> cards.Card:
 
 
 def _verdict(info: dict) -> str:
-    target = TARGET_PSNR.get(info["model"])
+    target = get_preset(info["model"]).target_psnr
     best = max(m["psnr"] for m in info["heldout"].values())
     if target is None or best >= target:
         return ""

@@ -1,7 +1,5 @@
-"""What a teacher run trains: the model preset, the clips, the recipe.
-
-Presets name the diffusers class and config; ``mini-wan``/``mini-ltx`` take their configs from
-the catalog so that what is trained is exactly what ``load_decoder`` builds.
+"""What a teacher run trains: the model preset (lab.teachers.presets: each VAE family registers its own,
+with the same class and config that ``load_decoder`` builds), the clips, the recipe.
 """
 
 from __future__ import annotations
@@ -9,7 +7,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab import paths
 from lab.data.clips import ClipSpec
@@ -17,36 +14,10 @@ from lab.data.dataset import training_item
 from lab.data.heldout import BIKES_TRAIN_STOP, HELDOUT  # noqa: F401 (HELDOUT: the teachers' held-out split)
 from lab.data.samples import sample_clip
 from lab.errors import LabError
-from lab.models.catalog import MINI_LTX_CONFIG, MINI_WAN_CONFIG
-from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
+from lab.teachers.presets import Preset, get_preset, presets  # noqa: F401 (the presets' home; re-exported)
 from lab.training.config import build_dataclass
 
 WAN_GENERATED = "videos/wan2_1_generated_832x480_81f.mp4"
-
-
-@dataclass(frozen=True)
-class Preset:
-    cls: type
-    config: dict
-    frame_multiple: int    # a clip encodes as 1 + frame_multiple * k frames
-    spatial_multiple: int  # and sizes that are multiples of this
-
-
-def presets() -> dict[str, Preset]:
-    return {
-        "mini-wan": Preset(AutoencoderKLWan, MINI_WAN_CONFIG, 4, 8),
-        "mini-ltx": Preset(AutoencoderKLLTXVideo, MINI_LTX_CONFIG, 8, 32),
-        # The test configs of the same classes: for tests of the trainer itself.
-        "wan2.1-tiny": Preset(AutoencoderKLWan, WAN_TINY_CONFIG, 4, 8),
-        "ltx-video-tiny": Preset(AutoencoderKLLTXVideo, LTX_TINY_CONFIG, 8, 32),
-    }
-
-
-def get_preset(name: str) -> Preset:
-    table = presets()
-    if name not in table:
-        raise LabError(f"unknown teacher model '{name}'; trainable: {', '.join(table)}")
-    return table[name]
 
 
 def wan_clip_path():

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan
 
+from lab.arch import arch_of_vae
 from lab.data.clips import ClipWindows
 from lab.cards import describe_machine
 from lab.errors import CheckpointError
@@ -78,11 +78,8 @@ def latent_stats(vae, data: ClipWindows, *, frame_multiple: int, spatial_multipl
 
 
 def set_latent_stats(vae, mean: list[float], std: list[float]) -> None:
-    if isinstance(vae, AutoencoderKLWan):
-        vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
-    else:
-        vae.latents_mean.copy_(torch.tensor(mean))
-        vae.latents_std.copy_(torch.tensor(std))
+    """Store the measured statistics where the VAE's family keeps them (Architecture.set_latent_stats)."""
+    arch_of_vae(vae).set_latent_stats(vae, mean, std)
 
 
 def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = None, step: int, wall_s: float,
@@ -125,10 +122,8 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
 
 
 def _params(vae, decoder: bool) -> int:
-    if decoder:
-        parts = [vae.decoder] + ([vae.post_quant_conv] if isinstance(vae, AutoencoderKLWan) else [])
-    else:
-        parts = [vae.encoder] + ([vae.quant_conv] if isinstance(vae, AutoencoderKLWan) else [])
+    arch = arch_of_vae(vae)
+    parts = arch.decoder_parts(vae) if decoder else arch.encoder_parts(vae)
     return sum(p.numel() for m in parts for p in m.parameters())
 
 

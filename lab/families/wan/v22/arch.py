@@ -25,9 +25,10 @@ from __future__ import annotations
 from diffusers.models.autoencoders.autoencoder_kl_wan import (DupUp3D)
 from torch import nn
 
+from lab.arch import register_architecture
 from lab.arch.base import Architecture
-from lab.arch.wan import WanArchitecture
 from lab.arch.groups import ChannelGroup, Consumer
+from lab.families.wan.arch import WanArchitecture
 from lab.errors import LabError
 
 
@@ -38,7 +39,12 @@ class Wan22Architecture(WanArchitecture):
 
     name = "wan2.2"
     title = "Wan 2.2"
+    tiny_teacher = "wan2.2-tiny"
     kept_subtrees = (*WanArchitecture.kept_subtrees, DupUp3D)
+
+    def owns(self, vae: nn.Module) -> bool:
+        return (type(vae).__name__ == "AutoencoderKLWan" and bool(getattr(vae.config, "is_residual", False))) \
+            or type(vae).__name__ == "Wan22StudentVAE"
 
     def prune_groups(self, vae: nn.Module) -> list[ChannelGroup]:
         return wan22_groups(vae)
@@ -67,7 +73,7 @@ class Wan22Architecture(WanArchitecture):
         vae.clear_cache()
 
 
-WAN22 = Wan22Architecture()
+WAN22 = register_architecture(Wan22Architecture())
 
 
 def dupup_source(shortcut: DupUp3D, c: int, k: int) -> int:

@@ -1,6 +1,6 @@
-"""TAEF2 (madebyollin/taesd, MIT) as a diffusers-style model, its teacher and student adapters.
+"""TAEF2 (madebyollin/taesd, MIT) as a diffusers-style model, and the released weights read into it.
 
-``TAEF2Model`` is TAESD's layout (lab.arch.taef2) with widths per channel group, so the released
+``TAEF2Model`` is TAESD's layout (lab.families.taef2.arch) with widths per channel group, so the released
 autoencoder and the lab's pruned students of its decoder are one class: a student is the same model at
 narrower widths, without the encoder, whose config records the teacher and the kept channels. It loads
 the released fp16 state dicts (``taef2_decoder.pth``, ``taef2_encoder.pth``) exactly, read with
@@ -10,8 +10,8 @@ Two departures from the release, both exact for its weights:
 - every conv has a bias (the release has none on the convs after each upsample and in the pooled
   branch); they load as zeros, and give the least-squares fold of pruning (lab.prune.transfer) a place
   for the mean of the dropped channels. 1,152 zero parameters, counted in ``decoder_params``.
-- video: frames are decoded as a batch of images (N*T), and the adapters map TAESD's [0, 1] pixels to
-  the lab's [-1, 1].
+- video: frames are decoded as a batch of images (N*T), and the model maps TAESD's [0, 1] pixels to
+  the lab's [-1, 1] (the adapters are lab.families.taef2.adapters).
 """
 
 from __future__ import annotations
@@ -24,15 +24,11 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from lab.arch.taef2 import TAEF2, TAEF2_POOLED, TAESD_BLOCKS, decoder_layout
 from lab.errors import ConfigError, WeightsNotFoundError
-from lab.models.interface import LatentGeometry
-from lab.models.students.base import StudentAdapter
-from lab.models.teachers import VAETeacherAdapter
+from lab.families.taef2.arch import TAEF2_POOLED, TAESD_BLOCKS, decoder_layout
 
 DECODER_FILE = "taef2_decoder.pth"
 ENCODER_FILE = "taef2_encoder.pth"
-GEOMETRY = LatentGeometry(32, (1, 8, 8))
 
 
 def _conv(n_in: int, n_out: int, **kw) -> nn.Conv2d:
@@ -66,7 +62,7 @@ class Block(nn.Module):
 
 
 def full_widths(blocks, width: int) -> dict[str, int]:
-    """Group name -> width of the unpruned decoder (lab.arch.taef2.taef2_groups names them)."""
+    """Group name -> width of the unpruned decoder (lab.families.taef2.arch.taef2_groups names them)."""
     out = {}
     for s in decoder_layout(tuple(blocks)).stages:
         out[f"{s.name}.stream"] = width
@@ -173,41 +169,3 @@ def load_released(folder: str | Path) -> TAEF2Model:
         state[k] = torch.zeros_like(own[k])
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model
-
-
-class _FrameDecoding:
-    """What the teacher and student adapters share: the decoder Sequential, decoded frame by frame."""
-
-    causal = False
-    arch = TAEF2
-
-    def decoder_modules(self):
-        return [self.vae.decoder]
-
-    def _decode_raw(self, z):
-        return self.vae.decode(z).sample
-
-
-class TAEF2DecoderAdapter(_FrameDecoding, VAETeacherAdapter):
-    """The released TAEF2 (or a random one of its layout) as a frame-by-frame video teacher: raw latents
-    are its latents (mean 0, std 1), T latent frames decode to T frames."""
-
-    adapter_kind = "taef2"
-    vae_class = TAEF2Model
-
-    def __init__(self, name: str, vae: TAEF2Model, family: str = "teacher"):
-        super().__init__(name, vae, family, GEOMETRY)
-
-    def _encode_raw(self, video, sample, generator):
-        return self.vae.encode(video)  # deterministic: no posterior to sample
-
-
-class TAEF2StudentAdapter(_FrameDecoding, StudentAdapter):
-    """A pruned TAEF2 decoder (``TAEF2Model`` at narrower widths, no encoder)."""
-
-    adapter_kind = "taef2-student"
-    vae_class = TAEF2Model
-
-    def __init__(self, name: str, vae: TAEF2Model):
-        super().__init__(name, GEOMETRY)
-        self.vae = vae

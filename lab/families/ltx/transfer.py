@@ -1,4 +1,4 @@
-"""Initialise a pruned LTX-Video student (lab.models.students.ltx) from its teacher.
+"""Initialise a pruned LTX-Video (or LTX-2) student (lab.families.ltx.student) from its teacher.
 
 Per conv: fold the dropped input channels' least-squares reconstruction into the kept columns (as for
 Wan, lab.prune.transfer.fold_into), keep the rows of the kept output channels (8 rows per channel for
@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoUpsampler3d
-from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoUpsampler3d
 
 from lab.analysis import ChannelAnalysis
 from lab.analysis.linalg import FOLD_RIDGE
@@ -31,7 +30,7 @@ from lab.prune.transfer import folded_norm_state as _folded_norm  # shared with 
 
 
 def merged_upsampler_weight(ups: nn.Module, causal: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(weight, bias) of an LTXVideoUpsampler3d's (or LTX2VideoUpsampler3d's) conv with its residual
+    """(weight, bias) of an LTXVideoUpsampler3d's (or LTX-2's upsampler's) conv with its residual
     shortcut (if any) folded in. ``causal``: the decoder's setting, for LTX-2 convs (whose causality is
     a call argument); LTX-Video convs carry their own."""
     conv = ups.conv.conv
@@ -56,11 +55,13 @@ def merged_upsampler_weight(ups: nn.Module, causal: bool | None = None) -> tuple
 
 def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[ChannelGroup],
                  kept: dict[str, list[int]], analysis: ChannelAnalysis | None, fold: bool = True,
-                 ridge: float = FOLD_RIDGE, causal: bool | None = None) -> dict:
-    """Copy an AutoencoderKLLTXVideo's (or AutoencoderKLLTX2Video's) decoder into an LTXStudentVAE (or
-    LTX2StudentVAE) built at the widths of ``kept`` (group -> kept teacher channels; groups not listed
-    keep every channel). ``causal``: the decoder's setting (LTX-2; see merged_upsampler_weight). LTX-2's
-    1x1 shortcuts are plain ``nn.Conv3d`` (weights at ``PATH.weight``), every other conv wraps one
+                 ridge: float = FOLD_RIDGE, causal: bool | None = None,
+                 upsamplers: tuple[type, ...] = (LTXVideoUpsampler3d,)) -> dict:
+    """Copy an AutoencoderKLLTXVideo's (or LTX-2's) decoder into an LTXStudentVAE (or LTX-2's student VAE)
+    built at the widths of ``kept`` (group -> kept teacher channels; groups not listed keep every channel).
+    ``causal``: the decoder's setting (LTX-2; see merged_upsampler_weight). ``upsamplers``: the family's
+    depth-to-space upsampler classes, whose residual shortcut is merged into their conv. LTX-2's 1x1
+    shortcuts are plain ``nn.Conv3d`` (weights at ``PATH.weight``), every other conv wraps one
     (``PATH.conv.weight``). Returns a short report."""
     keep = {g.name: list(kept.get(g.name, range(g.width))) for g in groups}
     pruned = {g.name for g in groups if len(keep[g.name]) < g.width}
@@ -82,7 +83,7 @@ def transfer_ltx(teacher_vae: nn.Module, student_vae: nn.Module, groups: list[Ch
         parent = teacher_vae.get_submodule(path.rpartition(".")[0])
         conv = getattr(layer, "conv", layer)  # a causal-conv wrapper, or a plain nn.Conv3d (LTX-2 shortcut)
         key = f"{path}.conv" if conv is not layer else path
-        if isinstance(parent, (LTXVideoUpsampler3d, LTX2VideoUpsampler3d)):
+        if isinstance(parent, upsamplers):
             w, b = merged_upsampler_weight(parent, causal)
             if parent.residual:
                 report["merged_residual"].append(path)

@@ -1,16 +1,17 @@
 """The Wan 2.2 teacher: diffusers' ``AutoencoderKLWan`` with ``is_residual=True`` (the TI2V-5B VAE), behind
-the Wan adapter with the Wan 2.2 family (lab.arch.wan22) as its ``arch``.
+the Wan adapter with the Wan 2.2 Architecture (lab.families.wan.v22.arch) as its ``arch``.
 
 Everything else is Wan 2.1's: latent normalisation from ``config.latents_mean``/``latents_std``, the
-causal stream (lab.models.teachers.WanStream) and chunked decoding (lab.runtime.chunked), which both
+causal stream (lab.families.wan.teacher.WanStream) and chunked decoding (lab.families.wan.chunked), which both
 unpatchify the decoder's 12 output channels (3 colours x 2x2 pixels) as diffusers' ``_decode`` does.
 """
 
 from __future__ import annotations
 
-from lab.arch.wan22 import WAN22
-from lab.models.teachers import WanDecoderAdapter
-from lab.runtime.chunked import decode_wan_chunked
+from lab.families.wan.chunked import decode_wan_chunked
+from lab.families.wan.teacher import WanDecoderAdapter
+from lab.families.wan.v22.arch import WAN22
+from lab.models.registry import register_adapter
 
 # The 48 per-channel latent statistics of the Wan 2.2 VAE, as diffusers' conversion script
 # (scripts/convert_wan_to_diffusers.py, vae22_diffusers_config) writes them into the released config.
@@ -47,7 +48,10 @@ class Wan22DecoderAdapter(WanDecoderAdapter):
     arch = WAN22
 
     def _decode_raw(self, z):
-        # The lab's causal loop (lab.runtime.chunked) for every chunk size, including 1: it applies
+        # The lab's causal loop (lab.families.wan.chunked) for every chunk size, including 1: it applies
         # post_quant_conv per chunk as a stream does, so decode() equals the stream bit for bit; diffusers'
         # own decode() (post_quant_conv over the whole clip) differs from both by ~1e-6 on 48 channels.
         return decode_wan_chunked(self.vae, z, self.chunk_frames).clamp(-1.0, 1.0)
+
+
+register_adapter(Wan22DecoderAdapter.adapter_kind, Wan22DecoderAdapter)

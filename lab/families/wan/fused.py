@@ -1,4 +1,4 @@
-"""The fused runtime for Wan 2.1-style decoders: diffusers' ``AutoencoderKLWan`` and the lab's pruned,
+"""The fused runtime for Wan 2.1-style decoders (registered for the Wan family; lab.runtime.fused): diffusers' ``AutoencoderKLWan`` and the lab's pruned,
 operator-swapped students of it, on the same weights, one causal step at a time.
 
 What differs from diffusers' eager step (lab.runtime.fused says what stays the same):
@@ -32,30 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.errors import LabError
-from lab.ops.operators import Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d, SwapOp
+from lab.families.wan.arch import WAN
+from lab.ops.operators import SwapOp
+from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import norm_act
+from lab.runtime.fused.operators import OPERATOR_RULES, _fold, _unfold
 from lab.runtime.fused.ops import interleave_upsample
-
-def _fold(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, T, H, W) -> (N*T, C, H, W); a view for channels-last (NDHWC) tensors."""
-    n, c, t, h, w = x.shape
-    return x.transpose(1, 2).reshape(n * t, c, h, w)
-
-
-def _unfold(y: torch.Tensor, t: int) -> torch.Tensor:
-    nt, c, h, w = y.shape
-    return y.reshape(nt // t, t, c, h, w).transpose(1, 2)
-
-
-#: How each drop-in operator (lab.ops.operators) runs over a causal buffer [cache | new frames] (for
-#: FrameConv2d, which mixes no time, over the new frames alone): per layer type, as Torch-Pruning
-#: dispatches, so a new operator adds its rule here. Each is the operator's own forward minus its padding.
-OPERATOR_RULES = {
-    DepthwiseSeparable3d: lambda op, x: op.pointwise(op.depthwise(x)),
-    Conv2Plus1d: lambda op, x: op.temporal(_unfold(op.spatial(_fold(x)), x.shape[2])),
-    FrameConv2d: lambda op, x: _unfold(op.conv(_fold(x)), x.shape[2]),
-}
-
 
 class CausalConv:
     """One causal conv (a ``WanCausalConv3d`` or an operator that replaced one) with its input buffer."""
@@ -66,7 +48,7 @@ class CausalConv:
         if isinstance(layer, SwapOp):
             if type(layer) not in OPERATOR_RULES:  # exact type: a subclass may compute something else
                 raise LabError(f"the fused runtime has no rule for the operator '{layer.op_name}' "
-                               f"({type(layer).__name__}); add one to lab.runtime.fused.wan.OPERATOR_RULES")
+                               f"({type(layer).__name__}); add one to lab.runtime.fused.operators.OPERATOR_RULES")
             if layer.time.mode != "zeros-cached":
                 raise LabError(f"operator {layer.op_name} pads time as {layer.time.mode}; Wan's are zeros-cached")
             self.front = 0 if layer.temporal_mixing == "none" else layer.time.front
@@ -320,3 +302,6 @@ def check_fusable(vae: nn.Module) -> None:
         raise LabError("Wan 2.2's residual up blocks are not fused yet; decode it eagerly")
     if getattr(getattr(vae, "config", None), "patch_size", None):
         raise LabError("patchified Wan decoders are not fused yet; decode it eagerly")
+
+
+register_fused_runtime(WAN.name, FusedWan, check_fusable)

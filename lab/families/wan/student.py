@@ -2,14 +2,14 @@
 widths a pruning plan chose, with the same module paths as ``AutoencoderKLWan`` (post_quant_conv,
 decoder.conv_in, decoder.mid_block, decoder.up_blocks.i, decoder.norm_out, decoder.conv_out), so stage
 maps, hooks and operator swaps apply to it unchanged. It keeps Wan's feature-cache interface
-(clear_cache, _feat_map, _conv_idx), so lab.models.teachers.WanStream streams it causally.
+(clear_cache, _feat_map, _conv_idx), so lab.families.wan.teacher.WanStream streams it causally.
 
-Widths are per channel group (see lab.arch.wan.wan_groups): ``up{i}.stream`` (residual stream of up
+Widths are per channel group (see lab.families.wan.arch.wan_groups): ``up{i}.stream`` (residual stream of up
 block i), ``up{i}.in`` (input of block i when its first resnet has a shortcut conv) and
 ``up{i}.res{j}.hidden`` (conv1 output of resnet j). Groups not listed keep the teacher's width.
 
 ``folded_norms`` lists the RMS norms (module paths, e.g. ``decoder.up_blocks.2.resnets.0.norm1``) built
-as WanFoldedRMSNorm (lab.models.students.folded_norm): pruning makes the norms of pruned groups divide
+as WanFoldedRMSNorm (below, on lab.models.students.folded_norm's estimate): pruning makes the norms of pruned groups divide
 by the teacher's full-width rms estimated from the kept channels. Students saved without the key have
 plain (gamma-rescaled) WanRMS_norm everywhere and load as before.
 """
@@ -25,13 +25,38 @@ from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from lab.arch import WAN
 from lab.arch.groups import group_widths
 from lab.errors import ConfigError
+from lab.families.wan.arch import WAN
+from lab.families.wan.chunked import decode_wan_chunked
+from lab.families.wan.teacher import WanStream, wan_geometry
+from lab.models.registry import register_adapter
 from lab.models.students.base import StudentAdapter, plain as _plain
-from lab.runtime.chunked import decode_wan_chunked
-from lab.models.students.folded_norm import WanFoldedRMSNorm
-from lab.models.teachers import WanStream, wan_geometry
+from lab.models.students.folded_norm import _apply_keeping_form_fp32, _fp32, _init_form, folded_mean_square
+
+
+class WanFoldedRMSNorm(WanRMS_norm):
+    """Channels-first folded RMS norm for Wan students: WanRMS_norm's x / rms(x) * gamma + bias, with
+    rms(x) the folded estimate of the teacher's. A WanRMS_norm subclass with the same ``gamma`` (and
+    ``bias``) so profiling, operator swaps and state dicts treat it as the norm it replaces."""
+
+    def __init__(self, dim: int, channel_first: bool = True, images: bool = True, bias: bool = False,
+                 eps: float = 1e-12):
+        super().__init__(dim, channel_first=channel_first, images=images, bias=bias)
+        self.eps = eps  # F.normalize's floor on the norm is 1e-12 too
+        _init_form(self, dim)
+
+    def _apply(self, fn, recurse=True):
+        return _apply_keeping_form_fp32(self, super()._apply, fn, recurse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dim = 1 if self.channel_first else -1
+        bias = self.bias.float() if torch.is_tensor(self.bias) else self.bias
+        with _fp32(x):
+            last = x.float().movedim(dim, -1)
+            inv = torch.rsqrt(folded_mean_square(last, self.quad, self.lin, self.const) + self.eps)
+            return ((last * inv).movedim(-1, dim) * self.gamma.float() + bias).to(x.dtype)
+
 
 # The AutoencoderKLWan config keys the decoder (and latent normalisation) depends on.
 TEACHER_KEYS = ("base_dim", "decoder_base_dim", "z_dim", "dim_mult", "num_res_blocks", "attn_scales",
@@ -223,6 +248,7 @@ class WanStudentAdapter(StudentAdapter):
 
     vae_class = WanStudentVAE
     causal = True
+    chunkable = True  # lab.runtime.chunked: its decode honours chunk_frames
     adapter_kind = "wan-student"
     arch = WAN
 
@@ -251,5 +277,4 @@ class _Cfg:
         self.z_dim = d["z_dim"]
 
 
-#: the adapter of this family's students (what ``flash_vaed_student_vae``'s models load into)
-student_adapter = WanStudentAdapter
+register_adapter(WanStudentAdapter.adapter_kind, WanStudentAdapter)

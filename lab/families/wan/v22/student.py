@@ -3,9 +3,9 @@ TI2V-5B VAE's) rebuilt at the widths a pruning plan chose, with the same module 
 ``AutoencoderKLWan`` (post_quant_conv, decoder.conv_in, decoder.mid_block, decoder.up_blocks.i with
 ``resnets``, ``upsampler`` and ``avg_shortcut``, decoder.norm_out, decoder.conv_out), so stage maps, hooks,
 operator swaps and weight transfer apply unchanged. It keeps Wan's feature-cache interface (it is a
-``WanStudentVAE``: clear_cache, decode, folded norms), so lab.models.teachers.WanStream streams it.
+``WanStudentVAE``: clear_cache, decode, folded norms), so lab.families.wan.teacher.WanStream streams it.
 
-Widths are per channel group of lab.arch.wan22.wan22_groups (``up{i}.res{j}.hidden``, ``up{i}.stream``,
+Widths are per channel group of lab.families.wan.v22.arch.wan22_groups (``up{i}.res{j}.hidden``, ``up{i}.stream``,
 ``up{i}.in``; groups not listed keep the teacher's width). Every layer that reads or writes a narrowed
 group is rebuilt at the new width. A DupUp3D shortcut whose input or output group is narrowed becomes an
 ``IndexedDupUp3D``: the same parameter-free repeat, reading for each kept output channel the input
@@ -20,9 +20,10 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import DupUp3D, WanCausalConv3d, WanRMS_norm
 from torch import nn
 
-from lab.arch.wan22 import WAN22, dupup_source, wan22_groups
 from lab.errors import ConfigError
-from lab.models.students.wan import WanStudentAdapter, WanStudentVAE, checked_widths, wan_decoder
+from lab.families.wan.student import WanStudentAdapter, WanStudentVAE, checked_widths, wan_decoder
+from lab.families.wan.v22.arch import WAN22, dupup_source, wan22_groups
+from lab.models.registry import register_adapter
 
 
 def teacher_groups(teacher_config: dict):
@@ -144,3 +145,6 @@ class Wan22StudentAdapter(WanStudentAdapter):
     vae_class = Wan22StudentVAE
     adapter_kind = "wan2.2-student"
     arch = WAN22
+
+
+register_adapter(Wan22StudentAdapter.adapter_kind, Wan22StudentAdapter)

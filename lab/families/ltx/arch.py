@@ -1,5 +1,5 @@
-"""LTX-Video: diffusers' ``AutoencoderKLLTXVideo`` (0.9 and later, the lab's mini-ltx, tiny test configs)
-and the lab's pruned students of it.
+"""LTX-Video's structure: diffusers' ``AutoencoderKLLTXVideo`` (0.9 and later, the lab's mini-ltx, tiny test
+configs) and the lab's pruned students of it.
 
 The decoder sees all latent frames at once (non-causal unless ``decoder_causal``); its up blocks change
 width with a ``conv_in`` resnet and upsample with depth-to-space convs (8 conv rows per channel); models
@@ -12,6 +12,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d, LTXVideoUpsampler3d
 from torch import nn
 
+from lab.arch import register_architecture
 from lab.arch.base import Architecture
 from lab.arch.groups import D2S_FACTOR, ChannelGroup, Consumer
 from lab.errors import LabError
@@ -20,6 +21,7 @@ from lab.errors import LabError
 class LTXArchitecture(Architecture):
     name = "ltx"
     title = "LTX-Video"
+    tiny_teacher = "ltx-video-tiny"
     flash_vaed_ratio = 0.25  # Flash-VAED section 1.3: up2 and up3 at 25%
     # Flash-VAED section 1.2; up2 keeps its layers (LTX's up2 is cheap next to up3).
     plans = {"flash-vaed": {"mid": "dwsep3d", "up0": "dwsep3d", "up1": "dwsep3d", "up2": "keep", "up3": "conv2d"},
@@ -34,8 +36,22 @@ class LTXArchitecture(Architecture):
         return {"conv_in": ["decoder.conv_in"], "mid": ["decoder.mid_block"], **ups,
                 "head": ["decoder.norm_out", "decoder.conv_out"]}
 
+    def owns(self, vae: nn.Module) -> bool:
+        # diffusers' AutoencoderKLLTXVideo or a lab student of it (exact classes: LTX-2's subclass the student)
+        return type(vae).__name__ in ("AutoencoderKLLTXVideo", "LTXStudentVAE")
+
     def is_causal(self, vae: nn.Module) -> bool:
         return bool(getattr(vae.decoder.conv_in, "is_causal", False))
+
+    # LTX keeps its latent statistics in buffers (latents_mean, latents_std) beside config.scaling_factor;
+    # its pipelines read them there. (A student keeps them as lists in its teacher_config.)
+    def latent_stats(self, vae: nn.Module) -> tuple[list[float], list[float], float]:
+        return (vae.latents_mean.float().cpu().tolist(), vae.latents_std.float().cpu().tolist(),
+                float(vae.config.scaling_factor))
+
+    def set_latent_stats(self, vae: nn.Module, mean: list[float], std: list[float]) -> None:
+        vae.latents_mean.copy_(torch.tensor(mean))
+        vae.latents_std.copy_(torch.tensor(std))
 
     def prune_groups(self, vae: nn.Module) -> list[ChannelGroup]:
         return ltx_groups(vae)
@@ -62,7 +78,7 @@ class LTXArchitecture(Architecture):
         return vae.decode(z, temb).sample
 
 
-LTX = LTXArchitecture()
+LTX = register_architecture(LTXArchitecture())
 
 
 def _ltx_resnet(groups: list[ChannelGroup], rp: str, r: nn.Module, src: ChannelGroup, dst: ChannelGroup,
@@ -87,7 +103,7 @@ def _ltx_resnet(groups: list[ChannelGroup], rp: str, r: nn.Module, src: ChannelG
 
 def ltx_groups(vae: nn.Module) -> list[ChannelGroup]:
     """The channel groups of an LTX-Video decoder (``AutoencoderKLLTXVideo`` or a lab student of it); also
-    of LTX-2's (``AutoencoderKLLTX2Video``, whose blocks have the same structure, lab.arch.ltx2).
+    of LTX-2's (whose blocks have the same structure, lab.families.ltx2).
 
     The residual stream starts at ``decoder.conv_in`` (group ``mid.stream``) and runs through the mid
     block and every up block that neither changes width nor upsamples (up0 in LTX-Video 0.9). An up
@@ -97,7 +113,7 @@ def ltx_groups(vae: nn.Module) -> list[ChannelGroup]:
     into the conv). Each resnet's conv1 output is a ``...hidden`` group. The last stream is read by
     norm_out -> conv_out. A group belongs to the stage that creates it; every group is prunable.
     Timestep-conditioning tables and noise scales are per-channel vectors of these same groups (the
-    student indexes them; see lab.models.students.ltx).
+    student indexes them; see lab.families.ltx.student).
     """
     dec = vae.decoder
     groups: list[ChannelGroup] = []

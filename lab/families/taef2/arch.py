@@ -1,4 +1,4 @@
-"""TAEF2: the tiny autoencoder for FLUX.2's latent space (madebyollin/taesd, MIT), a real decoder trained
+"""TAEF2's structure: the tiny autoencoder for FLUX.2's latent space (madebyollin/taesd, MIT), a real decoder trained
 at scale by someone else. The lab uses it to test its method on a decoder it did not train itself.
 
 An image decoder in TAESD's layout (one ``nn.Sequential``; 32 latent channels at /8; 64 channels
@@ -10,7 +10,7 @@ are already 2D). Layer indices of the decoder Sequential (``blocks=(3, 3, 3, 1)`
 
 A Block is ``relu(conv.4(relu(conv.2(relu(conv.0(x))))) + x)``, and the blocks of the mid stage first add
 a pooled branch, ``x = x + pool.3(relu(GroupNorm(4)(pool.0(x))))``. The model class is
-lab.models.taef2.TAEF2Model.
+lab.families.taef2.model.TAEF2Model.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from lab.arch import register_architecture
 from lab.arch.base import Architecture
 from lab.arch.groups import ChannelGroup, Consumer
+from lab.errors import ConfigError
 
 #: Blocks per stage of TAESD's decoder (mid, up0, up1, up2), and the stages whose blocks have the pooled branch.
 TAESD_BLOCKS = (3, 3, 3, 1)
@@ -58,6 +60,7 @@ def decoder_layout(blocks=TAESD_BLOCKS) -> Layout:
 class TAEF2Architecture(Architecture):
     name = "taef2"
     title = "TAEF2"
+    tiny_teacher = "taef2"  # random weights: the real layout
     # Not a Flash-VAED family; by analogy with it, the last two (high-resolution) up stages at 25%.
     flash_vaed_ratio = 0.25
     plans = {"keep": {}}  # 2D convs already: nothing for the lab's operator plans to replace
@@ -87,8 +90,24 @@ class TAEF2Architecture(Architecture):
         out["head"] = [f"decoder.{lay.conv_out}"]
         return out
 
+    def owns(self, vae: nn.Module) -> bool:
+        # the lab's TAESD-layout model: the released TAEF2 and its pruned students are one class
+        return type(vae).__name__ == "TAEF2Model"
+
     def decoder_parts(self, vae: nn.Module) -> list[nn.Module]:
         return [vae.decoder]
+
+    def encoder_parts(self, vae: nn.Module) -> list[nn.Module]:
+        return [] if vae.encoder is None else [vae.encoder]  # a pruned student has none
+
+    # TAEF2's latents are used as they are (its adapters normalise nothing): identity statistics.
+    def latent_stats(self, vae: nn.Module) -> tuple[list[float], list[float], float]:
+        c = vae.config.latent_channels
+        return [0.0] * c, [1.0] * c, 1.0
+
+    def set_latent_stats(self, vae: nn.Module, mean: list[float], std: list[float]) -> None:
+        raise ConfigError("TAEF2 keeps no latent statistics (its latents are used as they are), and the lab does "
+                          "not train TAEF2 teachers; export a teacher of a trainable preset instead.")
 
     def is_causal(self, vae: nn.Module) -> bool:
         return False
@@ -108,7 +127,7 @@ class TAEF2Architecture(Architecture):
         return vae.decode(z).sample
 
 
-TAEF2 = TAEF2Architecture()
+TAEF2 = register_architecture(TAEF2Architecture())
 
 
 def taef2_groups(vae: nn.Module) -> list[ChannelGroup]:

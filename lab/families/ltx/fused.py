@@ -1,5 +1,5 @@
-"""The fused runtime for LTX-Video decoders: diffusers' ``AutoencoderKLLTXVideo`` and the lab's pruned,
-operator-swapped students of it, on the same weights, whole clips at a time (LTX-Video 0.9 decodes a clip
+"""The fused runtime for LTX-Video decoders (registered for the LTX-Video family; lab.runtime.fused): diffusers'
+``AutoencoderKLLTXVideo`` and the lab's pruned, operator-swapped students of it, on the same weights, whole clips at a time (LTX-Video 0.9 decodes a clip
 in one call).
 
 Where the traffic is (``lab trace``): the RMS norms of the resnets, eager a chain of float32 casts, powers,
@@ -13,24 +13,27 @@ means and products (for a student's folded norms, a per-position quadratic form)
 
 Resnets with timestep conditioning or noise injection (the 0.9.1+ decoders) keep their eager forward, as
 do the upsamplers, the head and the shortcut's LayerNorm. The layout stays the model's (NCDHW): these
-convs run on whole clips and the kernels take either layout. Installed like lab.runtime.fused.wan: fused
+convs run on whole clips and the kernels take either layout. Installed like Wan's (lab.families.wan.fused): fused
 ``forward``s on the resnet instances, removed by ``uninstall``. Inference only.
 """
 
 from __future__ import annotations
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d
+from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d, LTXVideoResnetBlock3d
 from torch import nn
 
 from lab.errors import LabError
+from lab.families.ltx.arch import LTX
+from lab.families.ltx.student import LTXStudentResnetBlock3d
 from lab.ops.operators import SwapOp
+from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act
-from lab.runtime.fused.wan import OPERATOR_RULES
+from lab.runtime.fused.operators import OPERATOR_RULES
 
-#: the resnet classes this runtime fuses (diffusers' and the lab students'), by name: the students live in
-#: lab.models, above this package
-RESNETS = ("LTXVideoResnetBlock3d", "LTXStudentResnetBlock3d")
+#: the resnet classes this runtime fuses (diffusers' and the lab students'); exact types: LTX-2's student
+#: resnet subclasses the LTX-Video one but calls its convs and norms differently
+RESNETS = (LTXVideoResnetBlock3d, LTXStudentResnetBlock3d)
 
 
 def _time_padding(conv: nn.Module) -> tuple[int, int]:
@@ -45,7 +48,7 @@ def _time_padding(conv: nn.Module) -> tuple[int, int]:
 
 def fusable_resnet(block: nn.Module) -> bool:
     """A resnet whose norms have kernels and that carries no timestep conditioning or noise."""
-    if type(block).__name__ not in RESNETS:
+    if type(block) not in RESNETS:
         return False
     if any(getattr(block, a, None) is not None for a in ("scale_shift_table", "shift_scale_1", "per_channel_scale1")):
         return False
@@ -151,8 +154,11 @@ def _fusable_head(dec: nn.Module) -> bool:
 
 def check_fusable(vae: nn.Module) -> None:
     dec = getattr(vae, "decoder", None)
-    if dec is None or not any(type(m).__name__ in RESNETS for m in dec.modules()):
+    if dec is None or not any(type(m) in RESNETS for m in dec.modules()):
         raise LabError("the LTX fused runtime covers LTX-Video decoders (LTXVideoResnetBlock3d resnets)")
     if not any(fusable_resnet(m) for m in dec.modules()):
         raise LabError("no resnet of this LTX-Video decoder can be fused (timestep conditioning or noise injection "
                        "in every block); decode it eagerly")
+
+
+register_fused_runtime(LTX.name, FusedLTX, check_fusable)

@@ -1,10 +1,10 @@
 """Pruned LTX-2 students: diffusers' ``LTX2VideoDecoder3d`` (with its own mid/up block, upsampler,
 causal-conv and timestep-embedding classes) at the widths a pruning plan chose, with the same module
 paths as ``AutoencoderKLLTX2Video.decoder``, so the stage map, hooks, the channel map
-(lab.arch.ltx.ltx_groups) and operator swaps apply to it unchanged.
+(lab.families.ltx.arch.ltx_groups) and operator swaps apply to it unchanged.
 
-Why classes of their own rather than the LTX-Video student's (lab.models.students.ltx), although the channel
-map and the weight transfer (lab.prune.ltx) are shared: LTX-2's blocks pass ``causal`` to every conv
+Why classes of their own rather than the LTX-Video student's (lab.families.ltx.student), although the channel
+map and the weight transfer (lab.families.ltx.transfer) are shared: LTX-2's blocks pass ``causal`` to every conv
 at call time (``LTX2VideoCausalConv3d.forward(x, causal)``), pad space with 'reflect', normalise
 channels-first with weightless ``PerChannelRMSNorm``s and use a plain ``nn.Conv3d`` shortcut; the
 LTX-Video student is built on ``LTXVideoDecoder3d``, whose blocks call ``conv(x)`` and whose norms are
@@ -32,11 +32,12 @@ from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoCausalCon
 from diffusers.models.autoencoders.vae import DecoderOutput
 from torch import nn
 
-from lab.arch import LTX2
+from lab.families.ltx.student import (LTXStudentAdapter, LTXStudentResnetBlock3d, LTXStudentVAE, condition_output,
+                                      narrow_decoder, skeleton_widths, unpatchify)
+from lab.families.ltx2.arch import LTX2
+from lab.families.ltx2.teacher import LTX2Stream, ltx2_geometry
+from lab.models.registry import register_adapter
 from lab.models.students.folded_norm import _apply_keeping_form_fp32, _fp32, _init_form, folded_mean_square
-from lab.models.students.ltx import (LTXStudentAdapter, LTXStudentResnetBlock3d, LTXStudentVAE, condition_output,
-                                     narrow_decoder, skeleton_widths, unpatchify)
-from lab.models.teachers import LTX2Stream, ltx2_geometry
 
 # The AutoencoderKLLTX2Video config keys the decoder and latent normalisation depend on (latents_mean /
 # latents_std are buffers in the teacher; the student keeps them in this config as lists).
@@ -221,3 +222,6 @@ class LTX2StudentAdapter(LTXStudentAdapter):
 
     def stream(self) -> LTX2Stream:
         return LTX2Stream(self) if self.causal else super().stream()
+
+
+register_adapter(LTX2StudentAdapter.adapter_kind, LTX2StudentAdapter)

@@ -1,5 +1,5 @@
-"""Wan 2.1: diffusers' ``AutoencoderKLWan`` (the released VAE, the lab's mini-wan, tiny test configs) and
-the lab's pruned students of it.
+"""Wan 2.1's structure: diffusers' ``AutoencoderKLWan`` (the released VAE, the lab's mini-wan, tiny test
+configs) and the lab's pruned students of it.
 
 A causal decoder that runs one latent frame per step with a cache of the last two input frames of
 every causal conv (``forward(x, cache_x)``); its stages are ``post_quant_conv``+``conv_in``, the mid
@@ -12,6 +12,7 @@ from __future__ import annotations
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanAttentionBlock, WanCausalConv3d, WanResample
 from torch import nn
 
+from lab.arch import register_architecture
 from lab.arch.base import Architecture
 from lab.arch.groups import ChannelGroup, Consumer
 from lab.errors import LabError
@@ -29,14 +30,23 @@ class WanArchitecture(Architecture):
     kept_subtrees = (WanResample, WanAttentionBlock)  # temporal upsampling convs and attention
     frame_cache = True
     pipeline_api = "wan"
+    tiny_teacher = "wan2.1-tiny"
 
     def stage_paths(self, num_up_blocks: int) -> dict[str, list[str]]:
         ups = {f"up{i}": [f"decoder.up_blocks.{i}"] for i in range(num_up_blocks)}
         return {"conv_in": ["post_quant_conv", "decoder.conv_in"], "mid": ["decoder.mid_block"], **ups,
                 "head": ["decoder.norm_out", "decoder.conv_out"]}
 
+    def owns(self, vae: nn.Module) -> bool:
+        # diffusers' AutoencoderKLWan (not the residual Wan 2.2 one) or a lab student of it
+        return type(vae).__name__ in ("AutoencoderKLWan", "WanStudentVAE") and not getattr(
+            getattr(vae, "config", None), "is_residual", False)
+
     def decoder_parts(self, vae: nn.Module) -> list[nn.Module]:
         return [vae.post_quant_conv, vae.decoder]
+
+    def encoder_parts(self, vae: nn.Module) -> list[nn.Module]:
+        return [vae.encoder, vae.quant_conv]
 
     def is_causal(self, vae: nn.Module) -> bool:
         return True
@@ -60,8 +70,15 @@ class WanArchitecture(Architecture):
     def reset(self, vae: nn.Module) -> None:
         vae.clear_cache()  # the frame cache holds tensors of the layers that were just replaced
 
+    # Wan keeps its latent statistics as lists in the VAE's config (its pipelines read them there).
+    def latent_stats(self, vae: nn.Module) -> tuple[list[float], list[float], float]:
+        return list(vae.config.latents_mean), list(vae.config.latents_std), 1.0
 
-WAN = WanArchitecture()
+    def set_latent_stats(self, vae: nn.Module, mean: list[float], std: list[float]) -> None:
+        vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
+
+
+WAN = register_architecture(WanArchitecture())
 
 
 def wan_groups(vae: nn.Module) -> list[ChannelGroup]:

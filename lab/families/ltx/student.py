@@ -16,7 +16,7 @@ What differs from the teacher, and why:
   map of its input, folded into the conv's current-frame tap by pruning (exact), so the student's
   upsampler reads any kept channel set.
 
-Widths are per channel group (see lab.arch.ltx.ltx_groups): ``mid.stream``, ``up{i}.in``,
+Widths are per channel group (see lab.families.ltx.arch.ltx_groups): ``mid.stream``, ``up{i}.in``,
 ``up{i}.stream``, ``mid.res{j}.hidden``, ``up{i}.conv_in.hidden``, ``up{i}.res{j}.hidden``. Groups not
 listed keep the teacher's width; ``kept`` lists the teacher channel indices of each group (defaults to
 the first ``width`` channels), which the student uses to index the timestep conditioning.
@@ -35,13 +35,14 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import RMSNorm
 from torch import nn
 
-from lab.arch import LTX
-from lab.arch.ltx import ltx_groups
-from lab.errors import ConfigError
-from lab.models.interface import LatentGeometry
 from lab.arch.groups import group_widths
+from lab.errors import ConfigError
+from lab.families.ltx.arch import LTX, ltx_groups
+from lab.models.interface import LatentGeometry
+from lab.models.registry import register_adapter
 from lab.models.students.base import StudentAdapter, plain
 from lab.models.students.folded_norm import FoldedRMSNorm
+from lab.ops.swap import apply_operators
 
 # The AutoencoderKLLTXVideo config keys the decoder and latent normalisation depend on (latents_mean /
 # latents_std are buffers in the teacher; the student keeps them in this config as lists).
@@ -97,7 +98,7 @@ class LTXStudentResnetBlock3d(nn.Module):
     conditioning, ``temb`` is the block embedder's full-width output (4 chunks of the teacher's width);
     ``temb_index_1`` / ``temb_index_2`` pick the chunks' entries of the kept input / hidden channels.
 
-    The LTX-2 block (lab.models.students.ltx2) is this one with other convs and norms: it builds through
+    The LTX-2 block (lab.families.ltx2.student) is this one with other convs and norms: it builds through
     ``_build`` and overrides ``_norm`` / ``_conv``, the two calls that differ."""
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, shortcut: bool,
@@ -183,6 +184,9 @@ def narrow_decoder(dec: nn.Module, kw: dict, widths: dict[str, int], index: dict
     folded)``; ``family`` names it in the error that catches a student out of step with the channel map."""
     cond, eps = kw["timestep_conditioning"], kw["resnet_norm_eps"]
     used = set()
+    # What every rebuild must replace; held (meta tensors cost nothing) so no id is reused by a new tensor.
+    skeleton_tensors = list(dec.parameters()) + list(dec.buffers())
+    skeleton = {id(t) for t in skeleton_tensors}
 
     def w(name):
         used.add(name)
@@ -229,9 +233,9 @@ def narrow_decoder(dec: nn.Module, kw: dict, widths: dict[str, int], index: dict
         dec.register_buffer("out_index", torch.as_tensor(index[stream], dtype=torch.long), persistent=False)
     dec.last_group = stream
     unused = set(widths) - used
-    # Built under a meta default device (a parameter count, a trace), every layer is meta by design.
-    building_on_meta = torch.empty(0).is_meta
-    left = [n for n, t in list(dec.named_parameters()) + list(dec.named_buffers()) if t.is_meta and not building_on_meta]
+    # A skeleton tensor still in place is a layer not rebuilt, whatever the default device (a build under a
+    # meta default device, for a parameter count or a trace, is meta throughout by design).
+    left = [n for n, t in list(dec.named_parameters()) + list(dec.named_buffers()) if id(t) in skeleton]
     if unused or left:
         raise ConfigError(f"{family} student construction is out of step with the channel map (groups never used: "
                           f"{sorted(unused)}, layers not rebuilt: {left[:5]}); this is a lab bug.")
@@ -295,7 +299,7 @@ class LTXStudentDecoder3d(LTXVideoDecoder3d):
 class LTXStudentVAE(ModelMixin, ConfigMixin):
     """A narrower LTX-Video decoder (no encoder). Config records where it came from.
 
-    LTX-2's student VAE (lab.models.students.ltx2) is this class with the family's own hooks below and
+    LTX-2's student VAE (lab.families.ltx2.student) is this class with the family's own hooks below and
     ``decode``; both check a config the same way."""
 
     config_name = "config.json"
@@ -312,7 +316,7 @@ class LTXStudentVAE(ModelMixin, ConfigMixin):
                  kept: dict | None = None, ratios: dict | None = None, criterion: str = "",
                  operators: dict | None = None, timestep_conditioning: bool = False):
         # timestep_conditioning duplicates teacher_config's so that code reading vae.config of an LTX
-        # model (lab.arch.ltx.LTXArchitecture.decode_raw) works on the student unchanged.
+        # model (lab.families.ltx.arch.LTXArchitecture.decode_raw) works on the student unchanged.
         super().__init__()
         tc = dict(teacher_config or {})
         missing = [k for k in self._required if k not in tc]
@@ -335,8 +339,6 @@ class LTXStudentVAE(ModelMixin, ConfigMixin):
             index[g] = torch.tensor(idx, dtype=torch.long)
         self.decoder = self._decoder_class(tc, w, index, full)
         if operators:
-            # deferred: lab.ops sits above lab.models (README, Imports point one way)
-            from lab.ops.swap import apply_operators
             apply_operators(self, self._arch, dict(operators), init_from_existing=False)
 
     def teacher_widths(self) -> dict[str, int]:
@@ -397,5 +399,4 @@ class LTXStudentAdapter(StudentAdapter):
         return self.arch.decode_raw(self.vae, z, self.decode_timestep)
 
 
-#: the adapter of this family's students (what ``flash_vaed_student_vae``'s models load into)
-student_adapter = LTXStudentAdapter
+register_adapter(LTXStudentAdapter.adapter_kind, LTXStudentAdapter)
