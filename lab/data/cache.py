@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from lab.data.dataset import NoUsableDataError, resolve_spec, spec_key
 from lab.data.stream import log_once, probe_sources
 from lab.data.video import read_window
 from lab.errors import ConfigError, LabError
-from lab.files import atomic_write_text
+from lab.files import atomic_path, atomic_write_text
 from lab.progress import Progress
 
 log = logging.getLogger("lab.data")
@@ -163,9 +162,8 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
                 real = x[i:i + batch].to(model.device).permute(0, 4, 1, 2, 3).to(model.dtype).div(127.5).sub(1.0)
                 with torch.no_grad():
                     lat.append(model.encode(real).float().cpu())
-            tmp = out / f".shard-{k:05d}.tmp"
-            save_file({"latents": torch.cat(lat).contiguous(), "frames": x.contiguous()}, str(tmp))
-            os.replace(tmp, out / shard_name(k))
+            with atomic_path(out / shard_name(k)) as tmp:  # '.shard-NNNNN.safetensors.*.tmp' until finished
+                save_file({"latents": torch.cat(lat).contiguous(), "frames": x.contiguous()}, str(tmp))
             encoded += len(frames_u8)
         index["shards"].append(entry)
         index["shards"].sort(key=lambda s: s["index"])

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from lab import cards
 from lab.data.clips import ClipSpec, ClipWindows
 from lab.models.registry import load_decoder
 from lab.teachers.config import TrainConfig
@@ -24,11 +25,16 @@ def test_export_writes_fp16_weights_and_latent_stats(tmp_path, bundled_clip_path
                   eval_frames=frames)
     folder = tmp_path / model
     assert {p.name for p in folder.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "README.md",
-                                                  "lab_teacher.json"}
+                                                  "provenance.json", "lab_teacher.json"}
+    from lab.teachers.card import teacher_card
+    record = cards.read_provenance(folder)  # the record, and the card rendered from it
+    assert (record["kind"], record["name"], record["step"], record["heldout"]) == ("teacher", model, 0, info["heldout"])
+    assert record["train_commands"] == ["test --stop-at 0"] and record["latents_mean"] == info["latents_mean"]
+    assert teacher_card(record).render() == (folder / "README.md").read_text()
     from safetensors.torch import load_file
     assert {t.dtype for t in load_file(folder / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}
     card = (folder / "README.md").read_text()
-    assert "no GPU" in card and "carphone" in card and f"{info['heldout']['carphone']['psnr']:.2f}" in card
+    assert cards.CPU_NOTICE in card and "carphone" in card and f"{info['heldout']['carphone']['psnr']:.2f}" in card
 
     kind = "wan" if "wan" in model else "ltx"
     adapter = load_decoder(model if kind == "wan" else model, weights=str(folder))
