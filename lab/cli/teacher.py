@@ -33,8 +33,9 @@ def add_arguments(p):
     p.add_argument("--config", help="a teacher run config (.toml/.yaml/.json, nested like a distillation's: see "
                                     "configs/teachers/); the flags given beside it override its values")
     p.add_argument("--model", help=f"what to train: {', '.join(MODELS)} (default mini-wan)")
-    p.add_argument("--run", help="run folder (store.sqlite, checkpoints/); an existing run is resumed "
-                                 "(default runs/teachers/MODEL)")
+    p.add_argument("--run", "--out", dest="run",
+                   help="run folder (store.sqlite, checkpoints/); an existing run is resumed (default "
+                        "runs/teachers/MODEL). Under torchrun write --out: torchrun reads --run as its --run-path")
     p.add_argument("--steps", type=positive_int, help="total optimizer steps (default 3000)")
     p.add_argument("--batch", type=positive_int, help="clips per step (default 4 for Wan, 2 for LTX)")
     p.add_argument("--frames", type=positive_int,

@@ -233,7 +233,7 @@ class TeacherTask(Task):
 
     def legacy_checkpoint(self):
         path = self.out / LEGACY_STATE_FILE
-        if is_run(self.out) or not path.is_file():
+        if not path.is_file():
             return None
         state = load_legacy(path)
         return path, {MODEL + k: v for k, v in state["model"].items()}, {k: v for k, v in state.items() if k != "model"}

@@ -115,19 +115,20 @@ class _Loop:
                     self._checkpoint()           # so even the start can be resumed (and be 'best')
                 while not task.done(self.step, self.wall) and (stop_at is None or self.step < stop_at):
                     self.step += 1
-                    scalars, state = self._train_step(model, logged=lambda: self._log_due(stop_at))
+                    scalars, state = self._train_step(model, logged=self._log_due(stop_at))
                     if scalars is not None:
                         self.emit("on_step", state)
                     if bar is not None:
-                        bar.update(note=f"{state.phase_name}, loss {scalars['train/loss']:.4g}" if scalars else None)
+                        loss = (scalars or {}).get("train/loss")
+                        bar.update(note=None if loss is None else f"{state.phase_name}, loss {loss:.4g}")
                     metrics = self._evaluate() if cad.eval_every and self.step % cad.eval_every == 0 else None
                     wanted = task.after_step(self.step, scalars, metrics)
                     if bar is not None and stop_at is None:  # a phase that ended early shortens the run
                         bar.set_total(bar.n + task.steps_left(self.step))
                     due = cad.checkpoint_every and self.step % cad.checkpoint_every == 0
                     timed = bool(cad.checkpoint_minutes) and time.time() - self.last_ckpt > 60 * cad.checkpoint_minutes
-                    # Rank 0's clock and signal decide, so all ranks checkpoint and stop at the same step.
-                    timed, signalled = env.broadcast((timed, stop.requested))
+                    # Rank 0's clocks, signal and task decide, so all ranks checkpoint and stop at the same step.
+                    timed, signalled, wanted, self.wall = env.broadcast((timed, stop.requested, wanted, self.wall))
                     if signalled:
                         break  # checkpointed below, as every end of the loop is
                     if due or timed or wanted:
@@ -141,11 +142,13 @@ class _Loop:
                 bar.close()
 
     def _log_due(self, stop_at) -> bool:
+        """Whether this step's scalars are read and logged: every ``log_every`` steps and the last one."""
         every = self.task.cadence.log_every
         return self.step % every == 0 or self.step == stop_at or self.task.done(self.step, self.wall)
 
-    def _train_step(self, model, logged) -> tuple[dict | None, StepState]:
-        """One optimizer step of every objective; the logged scalars (None at steps that are not logged)."""
+    def _train_step(self, model, logged: bool) -> tuple[dict | None, StepState]:
+        """One optimizer step of every objective; the scalars when ``logged`` (else None: reading them would wait
+        for the GPU)."""
         task, env = self.task, self.env
         t0 = time.perf_counter()
         lr = lr_at(*task.schedule(self.step, self.wall))
@@ -166,7 +169,7 @@ class _Loop:
             o.optimizer.step()
         task.after_update()
         state = StepState(self.step, out.phase, out.phase_name)
-        if not logged():
+        if not logged:
             self.wall += time.perf_counter() - t0
             return None, state
         if env.device.type == "cuda":

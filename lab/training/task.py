@@ -63,8 +63,9 @@ class Objective:
 
 @dataclass
 class Step:
-    """What one training step of a task produced. ``scalars`` are logged as they are (tensors are read only
-    at logged steps: reading one waits for the GPU); ``samples`` is this rank's batch size; ``phase`` and
+    """What one training step of a task produced. ``scalars`` (``train/loss`` among them, which the progress line
+    shows) are logged as they are (tensors are read only at logged steps: reading one waits for the GPU);
+    ``samples`` is this rank's batch size; ``phase`` and
     ``phase_name`` say where the run is (``StepState``); ``explain()`` names, when a loss is not finite, the
     culprit and what to lower, e.g. ("phase 'joint', terms ['gan']", "optim.lr or the weight of ['gan']")."""
     objectives: list[Objective]
