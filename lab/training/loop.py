@@ -240,7 +240,7 @@ class _Loop:
             changed = changed_keys(self.store.config(), config)
             if changed:  # e.g. longer phases for a resumed run; recorded so the history stays honest
                 self.store.log_event(self.store.last_step() or 0, "config_changed", {"keys": changed})
-        self.callbacks.insert(0, RunStoreLogger(self.store, getattr(self.task, "phase_index", lambda name: 0)))
+        self.callbacks.insert(0, RunStoreLogger(self.store, self.task.phase_index))
         return created
 
     def emit(self, event: str, *args) -> None:

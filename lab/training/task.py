@@ -5,17 +5,21 @@ The loop owns everything around the step: the run folder and store, signals, the
 back-propagation, DDP, grad clipping, the NaN policy, checkpoint cadence and content, finish / fail / resume.
 A task says what is trained and how it is judged:
 
-- ``setup(run)`` builds models, data and optimizers, and returns the module the loop wraps in DDP;
+- ``setup(run)`` builds models, data and optimizers, and returns the module the loop wraps in DDP; ``begin``
+  opens a run that starts from scratch (its first phase, a warm start);
 - ``schedule(step, wall_s)`` where the step is on the warmup + cosine schedule (``Schedule``);
 - ``step(step, model)`` samples a batch and returns its losses (``Step``: the ``Objective`` s the loop
   minimises, and the scalars it logs); ``after_update()`` runs after the optimizers stepped (an EMA);
 - ``evaluate(step)`` validates (or returns None), ``after_step(step, scalars, metrics)`` takes the task's
   decisions (a phase switch, an export due) and says whether they want a checkpoint now;
 - ``state_dict()`` / ``load_state_dict(...)``: what a checkpoint holds beside the loop's own part (step, training
-  time, RNG), and ``rank_state()`` / ``load_rank_state(...)`` the per-rank generators;
+  time, RNG), and ``rank_state()`` / ``load_rank_state(...)`` the per-rank generators; ``checkpointed`` runs
+  after each checkpoint (``last/``, an export), ``best_record`` names the best one to keep; ``upgrade`` and
+  ``legacy_checkpoint`` read the task's older checkpoint formats;
 - ``done``, ``complete``, ``steps_left`` and ``final``: when and how the run ends.
 
-Every hook has a default here, so a task overrides what it needs (tests/training trains a toy task).
+``setup``, ``schedule``, ``step``, ``done`` and the state are required; the other hooks default to doing nothing
+(tests/training/test_loop.py trains a toy task).
 """
 
 from __future__ import annotations
@@ -109,6 +113,10 @@ class Task:
 
     def begin(self, step: int, restored: bool) -> None:
         """A run (or its store) starts: from scratch (``restored`` False), or a run written before run stores."""
+
+    def phase_index(self, name: str) -> int:
+        """The run store's index of phase ``name`` (a run of one phase: 0)."""
+        return 0
 
     def schedule(self, step: int, wall_s: float) -> Schedule:
         raise NotImplementedError
