@@ -108,7 +108,7 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "params_decoder": _params(shipped, decoder=True), "params_encoder": _params(shipped, decoder=False),
             "step": step, "wall_s": round(wall_s, 1), "s_per_step": round(wall_s / max(step, 1), 3),
             "machine": _machine(cfg, meta), "train_clips": [s.describe() for s in data.specs],
-            "train_scales": list(cfg.short_sides), "recipe": cfg.to_dict(), "heldout": heldout,
+            "train_scales": list(cfg.data.short_sides), "recipe": cfg.flat(), "heldout": heldout,
             "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
             "command": meta.get("command"), "started": meta.get("started"), "init_from": meta.get("init_from"),
             "resumed": meta.get("resumed"),

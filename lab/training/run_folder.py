@@ -25,18 +25,21 @@ UNREADABLE_PREFIX = "unreadable-step-"
 SAMPLE_PREFIX = "triptych-"
 
 
-def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False) -> RunLock:
-    """Check ``out`` for a fresh run (``resume=False``) or a resume, lock it for this process, and clear
-    what an earlier writer left half-written. Returns the held lock: release it when the run ends."""
+def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False, kind: str = "distill",
+                    flag: str = "--out", can_overwrite: bool = True, pre_store: bool = False) -> RunLock:
+    """Check ``out`` for a fresh run (``resume=False``) or a resume of a ``kind`` run, lock it for this process,
+    and clear what an earlier writer left half-written. ``pre_store``: ``out`` holds a teacher run from before
+    run stores (a state.pt), resumed as a run. Returns the held lock: release it when the run ends."""
     out = Path(out)
     if resume and overwrite:
         raise ConfigError("--overwrite starts the run in --out over; it cannot be combined with --resume.")
-    if resume and not is_run(out):
+    if resume and not (is_run(out) or pre_store):
         raise RunStoreError(f"cannot resume {out}: it holds no run ({STORE_FILE} missing); start one with "
                             f"--config FILE --out {out}.")
-    check_run_target(out, overwrite or resume)
+    if not pre_store:
+        check_run_target(out, overwrite or resume, flag, can_overwrite)
     if not overwrite:
-        check_run_kind(out, "distill")
+        check_run_kind(out, kind, flag)
     lock = RunLock(out).acquire()
     try:
         if not resume and is_run(out) and not overwrite:

@@ -47,7 +47,7 @@ def test_a_distillation_config_training_on_held_out_frames_is_refused_before_it_
 def test_a_teacher_run_training_on_a_held_out_clip_is_refused_before_it_runs():
     from lab.teachers.config import TrainConfig
     with pytest.raises(ConfigError, match="'carphone' is held out"):
-        TrainConfig(model="wan2.1-tiny", clips=["bbb-128", "carphone"]).validate()
+        TrainConfig.from_flags(model="wan2.1-tiny", clips=["bbb-128", "carphone"]).validate()
 
 
 # ----- held-out content reached through a path, a folder, a glob, a copy or a manifest ----------------------
@@ -108,7 +108,7 @@ def test_a_held_out_clip_as_a_manifest_train_row_is_refused(tmp_path, sample_cli
 def test_a_teacher_run_on_the_sample_folder_is_refused(sample_clips):
     from lab.teachers.config import TrainConfig
     from lab.teachers.data import training_clip_windows
-    cfg = TrainConfig(model="wan2.1-tiny", clips=[str(sample_clips["carphone"].parent)])
+    cfg = TrainConfig.from_flags(model="wan2.1-tiny", clips=[str(sample_clips["carphone"].parent)])
     cfg.validate()  # names only: the folder passes, its files are checked when the data is read
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
         training_clip_windows(cfg)

@@ -20,7 +20,7 @@ def teacher_info(**over) -> dict:
     return {"model": "mini-wan", "class": "AutoencoderKLWan", "config": {"base_dim": 16, "z_dim": 16},
             "params_decoder": 2.06e6, "params_encoder": 1.54e6, "step": 197, "wall_s": 2178.0, "s_per_step": 11.05,
             "machine": CPU, "train_clips": ["bigbuckbunny[0:end]", "bikes[0:192]"], "train_scales": [128, 256],
-            "recipe": TrainConfig(model="mini-wan", frames=9, crop=48, steps=280, batch=2).to_dict(),
+            "recipe": TrainConfig.from_flags(model="mini-wan", frames=9, crop=48, steps=280, batch=2).flat(),
             "heldout": HELDOUT, "command": "python -m lab teacher train --model mini-wan --steps 280",
             "started": "2026-11-23 14:06:24 UTC", "init_from": None, "resumed": None, "weights_bytes": 7.2e6,
             **over}

@@ -1,5 +1,6 @@
-"""The distributed side of a distillation run: which rank this process is, where collectives run, and
-the few collectives the trainer needs (mean of logged scalars, broadcast and gather of small objects).
+"""The distributed side of a training run (lab.training.loop), teacher training and distillation alike: which
+rank this process is, where collectives run, and the few collectives the loop needs (mean of logged scalars,
+gradients of modules DDP does not wrap, broadcast and gather of small objects).
 
 Under ``torchrun`` (WORLD_SIZE > 1) the process group is gloo on CPU and nccl on CUDA, each rank on its
 LOCAL_RANK's GPU; with one process every method is a no-op that returns its input.
@@ -66,6 +67,16 @@ class DistEnv:
         on_gpu = {"device_ids": [self.device.index], "output_device": self.device.index} \
             if self.device.type == "cuda" else {}
         return DistributedDataParallel(model, find_unused_parameters=True, **on_gpu)
+
+    def average_grads(self, params) -> None:
+        """Average the gradients of ``params`` over the ranks (for what DDP does not wrap, e.g. a discriminator);
+        every rank must pass the same parameters, with gradients in the same places."""
+        if self.world == 1:
+            return
+        for p in params:
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
 
     def broadcast(self, obj):
         if self.world == 1:

@@ -1,13 +1,15 @@
-"""Callbacks a distillation run calls while it trains. Subclass ``Callback`` (override what you need)
-or wrap a plain function with ``FunctionCallback`` (a notebook's live plot). Events:
+"""Callbacks a training run (``lab.training.loop``: distillation and teacher training) calls while it trains.
+Subclass ``Callback`` (override what you need) or wrap a plain function with ``FunctionCallback`` (a notebook's
+live plot). Events:
 
-    on_step(state)                     after every optimizer step; state = StepState below
+    on_step(state)                     after every logged optimizer step; state = StepState below
     on_eval(step, metrics)             after each validation (val/... keys)
     on_phase(step, old, new, reason)   phase names; old is None at the start
     on_checkpoint(step, path, best)    after a checkpoint is on disk
     on_end(final)                      with the run's final dict
 
-``RunStoreLogger`` (always on, rank 0) writes everything to the run store the dashboard reads.
+``RunStoreLogger`` (always on, rank 0) writes everything to the run store the dashboard reads. A callback with
+``all_ranks = True`` is called on every rank of a multi-process run; the others on rank 0 only.
 """
 
 from __future__ import annotations
@@ -113,5 +115,5 @@ def as_callback(obj) -> Callback:
         return obj
     if callable(obj):
         return FunctionCallback(obj)
-    raise ConfigError(f"a callback must be a lab.distill.hooks.Callback or a function fn(event, **payload), got "
+    raise ConfigError(f"a callback must be a lab.training.hooks.Callback or a function fn(event, **payload), got "
                       f"{type(obj).__name__}.")
