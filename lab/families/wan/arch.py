@@ -92,7 +92,7 @@ def wan_groups(vae: nn.Module) -> list[ChannelGroup]:
     if type(dec.up_blocks[0]).__name__ != "WanUpBlock":
         raise LabError("Wan 2.1 channel groups are defined for WanUpBlock decoders; this decoder uses "
                        f"{type(dec.up_blocks[0]).__name__} (Wan 2.2 residual up blocks): load it as a Wan 2.2 "
-                       "teacher (catalog entry wan2.2, --weights FOLDER), whose family (lab.arch.wan22) prunes it.")
+                       "teacher (catalog entry wan2.2, --weights FOLDER), whose family (lab.families.wan.v22) prunes it.")
     groups: list[ChannelGroup] = []
     n_up = len(dec.up_blocks)
 
