@@ -15,7 +15,7 @@ imported only when first used, so ``import lab`` does not import torch (lab.entr
 - ``as_diffusers_vae``: a lab decoder as a diffusers VAE (lab.models.diffusers_compat)
 """
 
-from lab.entrypoints import ENTRY_POINTS as _ENTRY_POINTS
+from lab.entrypoints import ENTRY_POINTS as _ENTRY_POINTS, resolve as _resolve
 
 __version__ = "0.1.0"
 # Spelled out (tools read __all__ without running this file); tests/test_entrypoints.py keeps it equal to
@@ -27,8 +27,7 @@ def __getattr__(name: str):
     # Called only for names not yet bound: each entry point is imported on first use, then kept.
     if name not in _ENTRY_POINTS:
         raise AttributeError(f"module 'lab' has no attribute '{name}'")
-    from lab.entrypoints import resolve
-    value = resolve(name)
+    value = _resolve(name)
     globals()[name] = value
     return value
 

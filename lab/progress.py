@@ -15,6 +15,7 @@ Use ``Progress`` where the steps are counted by hand and ``track`` around an ite
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -174,3 +175,21 @@ def track(iterable: Iterable[T], desc: str, total: int | None = None, *, unit: s
         for item in iterable:
             yield item
             p.update()
+
+
+class LogHandler(logging.StreamHandler):
+    """A logging handler for stderr that writes above the bars: on a terminal with bars on screen a plain write
+    would land on a bar's line and garble it, so records go through ``tqdm.write`` (which clears the bars,
+    writes the line and redraws them); elsewhere (a log file, line mode) it is a plain stream handler."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not (enabled() and _isatty(sys.stderr)):
+            return super().emit(record)
+        try:
+            from tqdm import tqdm  # deferred: only a terminal with bars needs it
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)

@@ -136,3 +136,10 @@ def test_ship_writes_the_record_and_the_card_rendered_from_it(tmp_path, sample_c
     assert student_card(record).render() == (dest / "README.md").read_text()
     assert weights_provenance(str(dest)) == f"shipped/README.md: {record['selection']}"
     assert load_decoder(str(dest)).name == "tiny-flash"
+
+
+def test_the_selection_line_says_whether_validation_looked_at_a_held_out_clip():
+    clean = _selection("best", student_info(val_clips=["bigbuckbunny"]))
+    assert "looked at bigbuckbunny, a clip neither trained on nor held out" in clean and "optimistic" not in clean
+    leaky = _selection("best", student_info(val_clips=["carphone"]))
+    assert "looked at carphone, so its held-out figures below are slightly optimistic" in leaky

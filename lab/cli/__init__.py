@@ -21,6 +21,7 @@ import sys
 from lab.jsonio import dumps
 from lab.errors import LabError
 from lab.files import disk_full_error, is_disk_full
+from lab.progress import LogHandler, set_enabled
 
 # Command name -> module under lab.cli. Add a command by adding a module and a line here.
 COMMANDS = {
@@ -65,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
-    from lab.progress import set_enabled
     set_enabled(not args.json)  # under --json a machine reads the output: no progress bars or lines
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+    # Log lines go above the progress bars on a terminal, never onto them (lab.progress.LogHandler).
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[LogHandler()],
                         format="%(message)s")
     # Keep third-party chatter (hub retries, deprecation notices) off the user's terminal.
     for noisy in ("diffusers", "huggingface_hub", "httpx", "urllib3"):

@@ -40,7 +40,7 @@ def run(args):
     from lab.models import load_decoder
 
     if args.out:
-        check_writable(args.out)  # said before the analysis, not after it
+        args.out = str(check_writable(args.out))  # said before the analysis; the path it checked is the one written
     device, dtype = device_of(args.device), dtype_of(args.dtype)
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
     if args.random_latents:

@@ -52,7 +52,7 @@ def _encode(args):
     if missing:
         raise ConfigError(f"data encode needs {', '.join(missing)}; e.g. python -m lab data encode --teacher mini-wan "
                           f"--data '/videos/**/*.mp4' --out caches/videos.")
-    check_writable(args.out)
+    args.out = str(check_writable(args.out))  # the checked (expanded) path is the one written
     return encode_cache(args.teacher, args.data or [], args.manifest, out=args.out, frames=args.frames,
                         size=args.size, per_file=args.per_file, stride=args.stride, shard_windows=args.shard_windows,
                         batch=args.batch, teacher_weights=args.teacher_weights, device=str(args.device))

@@ -20,6 +20,7 @@ def add_arguments(p):
     src.add_argument("--video", help="a clip: encode with the decoder's own encoder, then decode")
     p.add_argument("--frames", type=positive_int, default=17, help="frames to read from --video (default 17)")
     p.add_argument("--out", help="write the decoded video here (mp4)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--stream", action="store_true", help="decode one latent frame at a time (causal decoders)")
     p.add_argument("--fps", type=fps_arg, default=16.0, help="frame rate of the written mp4 (default 16)")
 
@@ -35,10 +36,12 @@ def run(args):
 
     device, dtype = device_of(args.device), dtype_of(args.dtype)
     if args.out:  # a read-only folder, a name too long or a folder given: said before the decode, not after it
-        check_writable(args.out)
+        args.out = str(check_writable(args.out))  # the checked (expanded) path is the one written
         if Path(args.out).is_dir():
             raise ConfigError(f"--out {args.out} is a folder; give a file name, e.g. "
                               f"--out {Path(args.out) / 'decoded.mp4'}")
+        if Path(args.out).expanduser().exists() and not args.overwrite:  # a user's file is never replaced unasked
+            raise ConfigError(f"--out {args.out} exists; choose another name, or pass --overwrite to replace it.")
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
     if args.latents:
         z = _floating(load_latents(args.latents), args.latents).to(device=device, dtype=dtype)

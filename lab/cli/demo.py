@@ -40,7 +40,7 @@ def run(args):
     from lab.demo import full_settings, quick_settings, run_demo
     from lab.demo.settings import fetch_clips
 
-    check_writable(args.out)  # a read-only folder or a name too long: said before the work
+    args.out = str(check_writable(args.out))  # a read-only folder or a name too long: said before the work
     device = device_of(args.device)  # a clear error when CUDA is asked for and missing
     if args.fetch:
         fetch_clips()  # before the settings, which pick the clips at hand
@@ -53,7 +53,8 @@ def run(args):
 
 
 def render(r) -> str:
-    from lab.demo.report import comparison_text  # deferred: lab.demo loads when the command runs
+    # deferred: lab.demo and lab.eval load when the command runs, not for --help
+    from lab.demo.report import comparison_text
     from lab.eval.evaluate import retention_text
 
     # The rows' names and metric heads are the report's and results.json's ("decoder", eval.metric_labels).

@@ -39,7 +39,7 @@ def run(args):
     from lab.distill import distill, load_config
     from lab.training.run_folder import run_config
 
-    out = Path(args.out)
+    out = Path(args.out).expanduser()  # the path check_writable checks is the one written
     if args.restart and args.resume:
         raise ConfigError("--resume continues a run and --restart starts it over; pass one of them.")
     if args.restart and not is_run(out):
@@ -52,6 +52,9 @@ def run(args):
     if args.restart and config is None:
         config = run_config(out)
     if args.device is not None:  # the flag overrides the config's device (a resume included)
+        if config is None and not args.resume:
+            raise ConfigError(f"distill needs --config FILE for a new run in {out} (--resume continues a run with "
+                              f"its own config).")
         config = load_config(config if config is not None else run_config(out))
         config.device = args.device
     try:

@@ -31,6 +31,9 @@ def run(args):
     out = check_writable(args.out)  # before the encode, not after it
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; give a file name, e.g. --out {out / 'z.pth'}")
+    if out.suffix not in (".pt", ".pth", ".safetensors"):
+        raise ConfigError(f"--out {out}: latents are written as .pth (a plain tensor) or .safetensors; name the file "
+                          f"{out.with_suffix('.pth').name} or {out.with_suffix('.safetensors').name}.")
     if out.exists() and not args.overwrite:  # a user's file is never replaced unasked
         raise ConfigError(f"--out {out} exists; choose another name, or pass --overwrite to replace it.")
     # deferred: torch and the models load when the command runs, not for --help

@@ -83,7 +83,7 @@ def run(args):
     from lab.models.interface import check_save_target
     from lab.prune import prune
 
-    check_writable(args.out)  # a read-only folder or a name too long: said before the pruning, not after it
+    args.out = str(check_writable(args.out))  # said before the pruning; the checked path is the one written
     check_save_target(Path(args.out), args.overwrite)
     teacher = load_decoder(args.teacher, weights=args.weights, device=device_of(args.device), dtype=dtype_of(args.dtype))
     operators = _operators(args.operators)

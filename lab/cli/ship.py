@@ -29,7 +29,7 @@ def run(args):
 
     from lab.ship import ship
     if args.dest:
-        check_writable(args.dest, "--dest")
+        args.dest = str(check_writable(args.dest, "--dest"))
     if args.threads:
         torch.set_num_threads(args.threads)
     return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None, which=args.weights)

@@ -98,9 +98,9 @@ def run(args):
     base = load_teacher_config(args.config) if args.config else None
     model = args.model or (base.model if base else "mini-wan")
     get_preset(model)  # a clear error, listing the presets, for an unknown name
-    run_dir = Path(args.run) if args.run else paths.REPO_ROOT / "runs" / "teachers" / model
+    run_dir = Path(args.run).expanduser() if args.run else paths.REPO_ROOT / "runs" / "teachers" / model
     if args.export_to:  # a read-only folder or a name too long: said before the work
-        check_writable(args.export_to, "--export-to")
+        args.export_to = str(check_writable(args.export_to, "--export-to"))
     if args.action == "export":
         out = Path(args.export_to) if args.export_to else paths.checkpoints_dir() / model
         return _summary(export_run(run_dir, out, eval_frames=17, overwrite=args.overwrite), out)

@@ -94,8 +94,7 @@ def figure_caption(rows: list[dict], stage: str, ratio: float, kept: dict[str, l
     else:
         left += "."
     if to_kept is not None:
-        left += (f" Every dropped channel moves with some kept one (its strongest |r| with a kept channel is "
-                 f"{to_kept:.2f} on average)")
+        left += (f" A dropped channel's strongest |r| with a kept channel is {to_kept:.2f} on average")
         left += (f", and the kept {len(chosen)} explain {explained:.1%} of the group's variance" if explained is not None
                  else "")
         left += ": the least-squares fold rebuilds the dropped channels from them."

@@ -91,19 +91,32 @@ def resolve_spec(clips=(), manifest: str | None = None) -> list[VideoEntry]:
     entries: list[VideoEntry] = []
     for item in clips or ():
         entries += _expand(str(item))
-    held_back: set[str] = set()
+    held_back: dict[str, list[VideoEntry]] = {}  # file -> its held-out manifest rows
     if manifest:
         rows = read_manifest(manifest)
-        held_back = {os.path.realpath(e.path) for e in rows if e.split not in TRAIN_SPLITS}
-        entries += [_checked_file(e, f"{manifest}: {e.path}", ranged=e.start != 0 or e.stop is not None)
-                    for e in rows if e.split in TRAIN_SPLITS]
+        for e in rows:
+            if e.split not in TRAIN_SPLITS:
+                held_back.setdefault(os.path.realpath(e.path), []).append(e)
+        train_rows = [e for e in rows if e.split in TRAIN_SPLITS]
+        for e in train_rows:
+            for h in held_back.get(os.path.realpath(e.path), []):
+                if _overlap(e, h):
+                    raise ConfigError(f"{manifest}: the train row {e.path}[{e.start}:{e.stop or ''}] overlaps the "
+                                      f"{h.split} row [{h.start}:{h.stop or ''}] of the same file; held-out frames "
+                                      f"are never trained on: make the ranges disjoint.")
+        # Entries from folders, globs and names: a file with held-out rows does not come back through them
+        # (whole), while the manifest's own train rows of such a file stay: their ranges are disjoint.
+        kept = []
+        for e in entries:
+            if os.path.realpath(e.path) in held_back:
+                log.info("data: %s has held-out rows in the manifest; only its train rows are trained on", e.path)
+                continue
+            kept.append(e)
+        entries = kept + [_checked_file(e, f"{manifest}: {e.path}", ranged=e.start != 0 or e.stop is not None)
+                          for e in train_rows]
     seen, out = set(), []
     for e in entries:
         real = os.path.realpath(e.path)
-        if real in held_back:
-            # The manifest holds this file out; a folder or glob of the same spec does not bring it back.
-            log.info("data: %s is held out by the manifest (split not train); not trained on", e.path)
-            continue
         key = (real, e.start, e.stop)  # the same frames of the same file, however the spec named it
         if key not in seen:
             seen.add(key)
@@ -113,6 +126,21 @@ def resolve_spec(clips=(), manifest: str | None = None) -> list[VideoEntry]:
                                 f"data.manifest={manifest!r}: the folders and globs match no video file and the "
                                 f"manifest has no row in split {' or '.join(repr(s) for s in TRAIN_SPLITS)}.")
     return out
+
+
+def _overlap(a: VideoEntry, b: VideoEntry) -> bool:
+    """Whether two frame ranges of one file share a frame (a stop of None runs to the end)."""
+    a_stop = a.stop if a.stop is not None else float("inf")
+    b_stop = b.stop if b.stop is not None else float("inf")
+    return a.start < b_stop and b.start < a_stop
+
+
+def check_training_data(clips=(), manifest: str | None = None) -> None:
+    """Refuse a spec that reaches held-out content or nothing usable (``resolve_spec``'s errors) before a run
+    folder is created: a refused run leaves nothing behind for the corrected command to trip over. Names and
+    single files are checked by the config readers already (``training_item``)."""
+    if streamed(clips, manifest):
+        resolve_spec(clips, manifest)
 
 
 def spec_key(clips=(), manifest: str | None = None) -> str:

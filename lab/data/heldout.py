@@ -124,7 +124,8 @@ def training_file_range(path: str | os.PathLike, start: int = 0, stop: int | Non
         return training_range(clip, start, stop, ranged=ranged)
     except ConfigError as exc:
         how = "path" if _is_sample(path, clip) else "content"
-        fix = (" Remove it from the data (from a folder: move it out, or list the files to train on)."
+        fix = (" Leave it out of the data: list the files to train on, or use a glob that does not match it (never "
+               "move the lab's own sample clips: the evaluation reads them)."
                if training_stop(clip) == 0 else "")
         raise ConfigError(f"{where or path} is the sample clip '{clip}' (by its {how}): {exc}{fix}") from None
 
@@ -147,7 +148,8 @@ def check_validation_clip(item: str, frames: int) -> None:
         raise ConfigError(f"data.val_clips: '{name}' reads held-out frames of '{TWINS.get(clip, clip)}' "
                           f"(lab.data.heldout), and validation picks the run's best weights; validate on a clip "
                           f"that is neither trained on nor held out, e.g. val_clips = [\"bigbuckbunny\"] with "
-                          f"bigbuckbunny out of data.clips.")
+                          f"bigbuckbunny out of data.clips. (A run recorded with it before this rule continues with "
+                          f"a config that names another: python -m lab distill --out RUN --resume --config FILE.)")
 
 
 def reads_heldout(name: str, frames: int, start: int = 0) -> bool:

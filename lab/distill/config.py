@@ -217,8 +217,12 @@ class DistillConfig:
             raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}.")
         if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {self.optim.betas}.")
-        if self.ema.decay is None:  # resolved here, so the run store records the decay the run used
+        if self.ema.decay is None or self.ema.decay == getattr(self.ema, "_automatic", None):
+            # Resolved here, so the run store records the decay the run used; re-resolved when the same config
+            # object is validated again after an edit (a notebook lengthening the phases), never once recorded.
+            # A decay assigned after the resolution (cfg.ema.decay = 0.999) is the user's and is kept.
             self.ema.decay = auto_ema_decay(total_steps(self))
+            self.ema._automatic = self.ema.decay
         if isinstance(self.ema.decay, bool) or not isinstance(self.ema.decay, (int, float)) \
                 or not 0 < self.ema.decay < 1:
             raise ConfigError(f"ema.decay must be in (0, 1), got {self.ema.decay!r}; leave it out to choose it from "

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from lab.distill.config import load_config
+from lab.data.dataset import check_training_data
 from lab.distill.trainer import DistillTask
 from lab.errors import ConfigError
 from lab.training.loop import fit
@@ -29,6 +30,8 @@ def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = F
             raise ConfigError("distill needs a config (a TOML/YAML file, a dict or a DistillConfig).")
         config = run_config(out)
     cfg = load_config(config)
+    if not cfg.data.cache:
+        check_training_data(cfg.data.clips, cfg.data.manifest)  # before the run folder exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     final = fit(DistillTask(cfg, out), out, resume=resume, overwrite=overwrite, callbacks=callbacks)

@@ -116,6 +116,7 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
         kept, info["refine"] = refine_selection(kept, groups, analysis, score, passes=refine, swaps=refine_swaps,
                                                 alternatives=alternatives)
 
+    info["kept"] = kept  # group -> the teacher channels the student keeps (the compare app outlines them)
     svae, adapter, info["transfer"] = build(kept)
     if operators:
         if plan:

@@ -29,6 +29,7 @@ from torch import nn
 
 from lab.cards import describe_machine
 from lab.data.clips import ClipWindows
+from lab.data.dataset import check_training_data
 from lab.data.stream import sample_windows
 from lab.errors import LabError
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
@@ -260,6 +261,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
     clip). One process at a time trains a run folder: a second one is refused (``lab.runs.lock``)."""
     cfg.validate()
     run_dir = Path(run_dir)
+    if data is None:
+        check_training_data(cfg.data.clips, cfg.data.manifest)  # held-out content through a path: before the run folder
     if cfg.export.to:  # before the minutes of training; later exports replace the lab's own export
         check_export_target(cfg.export.to, overwrite_export)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():

@@ -202,3 +202,15 @@ def test_a_teacher_run_with_no_readable_checkpoint_is_refused(tmp_path, capsys):
     for _ in range(2):  # the damaged checkpoints are set aside the first time: still refused, not step 0
         assert main([*argv[:-1], "--steps", "3"]) == 1
         assert "can be read" in _one_error_line(capsys)
+
+
+def test_decode_and_encode_never_replace_a_file_unasked(tmp_path, capsys):
+    from lab.cli import main
+    video = tmp_path / "mine.mp4"
+    video.write_bytes(b"a user's video")
+    assert main([*TINY_DECODE, "--out", str(video)]) == 1
+    assert "exists" in capsys.readouterr().err and video.read_bytes() == b"a user's video"
+    assert main([*TINY_DECODE, "--out", str(video), "--overwrite"]) == 0 and video.stat().st_size > 1000
+    assert main(["encode", "--teacher", "wan2.1-tiny", "--weights", "random", "--video", "bbb-128", "--frames", "5",
+                 "--out", str(tmp_path / "z.npy")]) == 1
+    assert ".pth" in capsys.readouterr().err

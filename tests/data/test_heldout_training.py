@@ -65,7 +65,7 @@ def test_the_sample_folder_and_its_files_are_refused_by_path(sample_clips):
     for spec in ([str(folder)], [f"{folder}/*.mp4"], [str(sample_clips["carphone"])],
                  [str(sample_clips["carphone_distorted"])], [f"{sample_clips['carphone']}[0:10]"]):
         text = _spec_error(spec)
-        assert "is the sample clip 'carphone" in text and "(by its path)" in text and "Remove it" in text
+        assert "is the sample clip 'carphone" in text and "(by its path)" in text and "Leave it out" in text
 
 
 def test_a_copy_of_a_held_out_clip_under_another_name_is_refused_by_content(tmp_path, sample_clips):
@@ -112,3 +112,31 @@ def test_a_teacher_run_on_the_sample_folder_is_refused(sample_clips):
     cfg.validate()  # names only: the folder passes, its files are checked when the data is read
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
         training_clip_windows(cfg)
+
+
+def test_a_file_split_by_range_keeps_its_train_rows(video_folder, tmp_path):
+    from lab.data.dataset import resolve_spec
+    # v1's frames 0-15 train, 20-32 are held out: the train row stays, the folder does not bring v1 back whole.
+    m = tmp_path / "m.csv"
+    v1 = video_folder / "v1.mp4"
+    m.write_text(f"path,start,stop,split\n{v1},0,16,train\n{v1},20,33,val\n")
+    entries = resolve_spec([str(video_folder)], str(m))
+    got = {(os.path.basename(e.path), e.start, e.stop) for e in entries}
+    assert ("v1.mp4", 0, 16) in got and ("v1.mp4", 0, None) not in got and ("v2.mp4", 0, None) in got
+    m.write_text(f"path,start,stop,split\n{v1},0,21,train\n{v1},20,33,val\n")
+    with pytest.raises(ConfigError, match="overlaps"):
+        resolve_spec([], str(m))
+
+
+def test_held_out_content_by_path_is_refused_before_a_run_folder_exists(sample_clips, tmp_path):
+    # A refused run leaves nothing behind (the corrected command would otherwise need --overwrite).
+    from lab.distill import distill
+    from lab.teachers.config import TrainConfig
+    from lab.teachers.train import train
+    folder = str(sample_clips["carphone"].parent)
+    with pytest.raises(ConfigError, match="sample clip 'carphone"):
+        distill({"teacher": "wan2.1-tiny", "teacher_weights": "random", "student": {"keep": 0.5},
+                 "data": {"clips": [folder]}}, tmp_path / "distill")
+    with pytest.raises(ConfigError, match="sample clip 'carphone"):
+        train(TrainConfig(model="wan2.1-tiny", clips=[folder]), tmp_path / "teacher")
+    assert not (tmp_path / "distill").exists() and not (tmp_path / "teacher").exists()

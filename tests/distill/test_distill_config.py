@@ -109,6 +109,16 @@ def test_short_runs_get_an_ema_that_moves():
     # decay left out: the EMA averages over a tenth of the run, so the initial weights are gone by its end
     assert auto.ema.decay == auto_ema_decay(120) == pytest.approx(0.92, abs=1e-3)
     assert auto.ema.decay ** 120 < 1e-4 and ema_warning(auto) is None
+    # an automatic decay follows an edit of the same config (a notebook lengthening the run) ...
+    auto.phases[0].max_steps = 1200
+    auto.validate()
+    assert auto.ema.decay == auto_ema_decay(1200) == pytest.approx(0.9917, abs=1e-4)
+    # ... while a recorded one (a resumed run's config.json) stays what the run used
+    from dataclasses import asdict
+    recorded = from_dict(asdict(auto))
+    recorded.phases[0].max_steps = 120
+    recorded.validate()
+    assert recorded.ema.decay == auto_ema_decay(1200)
     assert auto_ema_decay(100_000) == 0.999
     for steps in (2, 6, 50, 3000):  # however short, the automatic EMA never keeps the initial weights
         assert auto_ema_decay(steps) ** steps < 1e-4
