@@ -100,32 +100,31 @@ def decoder_table(decoders: list[str], *, teacher: str = "mini-wan", clips: list
     rows = [{"decoder": spec, "name": dec.name, "family": dec.family, "decoder_params": dec.decoder_params(),
              "provenance": provenance(spec), "clips": {}} for spec, dec in zip(decoders, decs)]
     vmaf_note = None if vmaf else "not computed (--no-vmaf)"
-    bar = Progress("table", len(videos) * len(decs) + len(decs) * (warmup + repeats), unit="decode")
-    for clip, video in videos.items():
-        for row, dec in zip(rows, decs):
-            rec = dec.decode(latents[clip]).float().cpu().clamp(-1, 1)
-            m = {"psnr": psnr(rec, video), "ssim": ssim(rec, video), "vmaf": None,
-                 "frames": int(video.shape[2]), "size": [int(video.shape[3]), int(video.shape[4])]}
-            if vmaf:
-                m["vmaf"], why = _vmaf(rec, video, fps=24.0)
-                vmaf_note = vmaf_note or (f"VMAF unavailable: {why}" if why else None)
-            row["clips"][clip] = m
-            log.info("table: %s on %s: PSNR %.2f dB, SSIM %.4f", row["decoder"], clip, m["psnr"], m["ssim"])
-            bar.update(note=f"{row['decoder']} on {clip} scored")
+    with Progress("table", len(videos) * len(decs) + len(decs) * (warmup + repeats), unit="decode") as bar:
+        for clip, video in videos.items():
+            for row, dec in zip(rows, decs):
+                rec = dec.decode(latents[clip]).float().cpu().clamp(-1, 1)
+                m = {"psnr": psnr(rec, video), "ssim": ssim(rec, video), "vmaf": None,
+                     "frames": int(video.shape[2]), "size": [int(video.shape[3]), int(video.shape[4])]}
+                if vmaf:
+                    m["vmaf"], why = _vmaf(rec, video, fps=24.0)
+                    vmaf_note = vmaf_note or (f"VMAF unavailable: {why}" if why else None)
+                row["clips"][clip] = m
+                log.info("table: %s on %s: PSNR %.2f dB, SSIM %.4f", row["decoder"], clip, m["psnr"], m["ssim"])
+                bar.update(note=f"{row['decoder']} on {clip} scored")
 
-    timing_clip = next(iter(videos))
-    z = latents[timing_clip]
-    out_frames = tea.geometry.frames_for(z.shape[2])
-    for dec in decs:
-        for _ in range(warmup):
-            dec.decode(z)
-            bar.update(note="warm-up")
-    times = [[] for _ in decs]
-    for r in range(repeats):
-        for i, dec in enumerate(decs):
-            times[i].append(timed(dec.decode, z))
-            bar.update(note=f"timing, repeat {r + 1}/{repeats}")
-    bar.close()
+        timing_clip = next(iter(videos))
+        z = latents[timing_clip]
+        out_frames = tea.geometry.frames_for(z.shape[2])
+        for dec in decs:
+            for _ in range(warmup):
+                dec.decode(z)
+                bar.update(note="warm-up")
+        times = [[] for _ in decs]
+        for r in range(repeats):
+            for i, dec in enumerate(decs):
+                times[i].append(timed(dec.decode, z))
+                bar.update(note=f"timing, repeat {r + 1}/{repeats}")
     for row, ts in zip(rows, times):
         row["seconds"] = statistics.median(ts)
         row["seconds_per_8_frames"] = row["seconds"] * 8 / out_frames

@@ -131,12 +131,12 @@ def test_a_file_split_by_range_keeps_its_train_rows(video_folder, tmp_path):
 def test_held_out_content_by_path_is_refused_before_a_run_folder_exists(sample_clips, tmp_path):
     # A refused run leaves nothing behind (the corrected command would otherwise need --overwrite).
     from lab.distill import distill
-    from lab.teachers.config import TrainConfig
+    from lab.teachers.config import TeacherData, TrainConfig
     from lab.teachers.train import train
     folder = str(sample_clips["carphone"].parent)
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
         distill({"teacher": "wan2.1-tiny", "teacher_weights": "random", "student": {"keep": 0.5},
                  "data": {"clips": [folder]}}, tmp_path / "distill")
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
-        train(TrainConfig(model="wan2.1-tiny", clips=[folder]), tmp_path / "teacher")
+        train(TrainConfig(model="wan2.1-tiny", data=TeacherData(clips=[folder])), tmp_path / "teacher")
     assert not (tmp_path / "distill").exists() and not (tmp_path / "teacher").exists()
