@@ -1,8 +1,12 @@
-"""The model card: the README.md beside every model the lab ships, written by one writer (issue 20).
+"""The model card and the provenance record beside every model the lab ships, written by one writer (issue 20).
 
 Two kinds of shipped model feed it their own sections: a teacher export (``lab.teachers.card``, written by
 ``python -m lab teacher export``) and a distilled student or lightweight decoder (``lab.ship``, written by
-``python -m lab ship``). This module owns what every card shares, so each is written in one place:
+``python -m lab ship``). Each ships two files: ``provenance.json``, the machine-readable record (``provenance``:
+what the model is, its teacher, data, held-out split, machine, steps and minutes, metrics per clip, the
+training commands, then everything else its card says), and ``README.md``, the card rendered from that record
+as written (``write_shipped``), so a card says nothing its record does not. This module owns what every card
+shares, so each is written in one place:
 
     # NAME: TITLE
     INTRO Loaded by `LOAD`.
@@ -12,22 +16,26 @@ Two kinds of shipped model feed it their own sections: a teacher export (``lab.t
 
 and the sentences both kinds say alike: the machine line, the lab's held-out split, the training-clip list,
 the held-out metrics table, the reproduce block, repository-relative paths. Every number on a card comes
-from the run. Card readers rely on this shape: lab.teachers.export (a teacher card's title line),
-lab.teachers.warmstart (the commands under ``## Reproduce``), lab.eval.table (a student's selection line).
+from the run. Code reads the record (``read_provenance``): lab.teachers.warmstart (the training commands),
+lab.eval.table (a student's selection line). Folders shipped before records existed have only the card;
+for them those readers parse the card, which keeps this shape (and lab.teachers.export recognises such a
+teacher export by its card's title line).
 """
-
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from lab import paths
 from lab.data.heldout import BIKES_HELDOUT_START, BIKES_TRAIN_STOP
 from lab.data.samples import BUNDLED, SAMPLES
-from lab.files import atomic_write_text
+from lab.errors import LabError
+from lab.files import atomic_write_json, atomic_write_text
 
 #: Training clips a card names one by one; a dataset of more files is summarised.
 CARD_CLIPS = 12
@@ -153,3 +161,54 @@ def heldout_section(how: str, scores: dict, reference: str | None = None, intro:
 def reproduce(commands: str, after: str, before: str = "") -> tuple[str, str]:
     """The Reproduce section: ``before`` (e.g. an earlier run to make first), the commands in a block, ``after``."""
     return "Reproduce", f"\n{before}```\n{commands}\n```\n{after}"
+
+
+# --- the provenance record ------------------------------------------------------------------------------------
+
+PROVENANCE_FILE = "provenance.json"
+PROVENANCE_FORMAT = "lab-provenance/1"
+
+
+def provenance(kind: str, info: dict, *, name: str, title: str, teacher: str | None, data: dict, held_out: str,
+               machine: str, train_commands: list[str], selection: str | None = None) -> dict:
+    """The record of a shipped model (``provenance.json``). Every kind states these keys alike, for machines:
+    ``format``, ``kind`` ('teacher' or 'student': a distilled student or lightweight decoder), ``name``,
+    ``title`` (what it is), ``teacher`` (whose latents it decodes; None for a teacher), ``data`` (what it
+    trained on), ``held_out`` (the card's held-out sentence), ``machine``, ``step``, ``train_s`` and
+    ``wall_s`` (seconds of training steps and in all), ``heldout`` ({clip: metrics}), ``train_commands`` (in
+    order) and ``selection`` (which step's weights, for a student). The kind's own fields (``info``: all its
+    card needs) follow."""
+    common = {"format": PROVENANCE_FORMAT, "kind": kind, "name": name, "title": title, "teacher": teacher,
+              "data": data, "held_out": held_out, "machine": machine, "step": info["step"],
+              "train_s": info.get("train_s", info["wall_s"]), "wall_s": info["wall_s"], "heldout": info["heldout"],
+              "train_commands": list(train_commands), "selection": selection}
+    return common | {k: v for k, v in info.items() if k not in common}
+
+
+def write_shipped(folder: Path, record: dict, card: Callable[[dict], Card]) -> dict:
+    """Write ``record`` as ``folder/provenance.json``, then ``folder/README.md``: ``card`` (a kind's card
+    builder) rendered from the record as read back from the file, so the card holds nothing the record does
+    not and can be rendered again from it. Both written atomically; returns the record as read back."""
+    folder = Path(folder)
+    atomic_write_json(folder / PROVENANCE_FILE, record)
+    written = read_provenance(folder)
+    write_card(folder / "README.md", card(written))
+    return written
+
+
+def read_provenance(folder: str | Path) -> dict | None:
+    """The provenance record in ``folder``, or None when it has none (a model shipped before records existed:
+    its README.md card says the same in prose)."""
+    path = Path(folder) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LabError(f"{path} cannot be read as a provenance record ({exc}); ship the model again "
+                       f"(python -m lab ship --run RUN) to rewrite it.") from None
+    if not isinstance(record, dict) or record.get("format") != PROVENANCE_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise LabError(f"{path} is not a provenance record of this lab (format {found!r}, expected "
+                       f"{PROVENANCE_FORMAT!r}); ship the model again (python -m lab ship --run RUN) to rewrite it.")
+    return record

@@ -1,8 +1,8 @@
-"""Ship a trained model: ``python -m lab ship --run RUN`` writes ``data/checkpoints/<name>/``, its weights
-and its README.md card (lab.cards), for every kind of model the lab ships, so the card can be regenerated at
-any time and every number in it comes from code.
+"""Ship a trained model: ``python -m lab ship --run RUN`` writes ``data/checkpoints/<name>/``, its weights,
+its provenance record (``provenance.json``) and the README.md card rendered from it (lab.cards), for every kind
+of model the lab ships, so the card can be regenerated at any time and every number in it comes from code.
 
-A distillation run (a Flash-VAED student or a lightweight decoder): its weights are copied, and the card is
+A distillation run (a Flash-VAED student or a lightweight decoder): its weights are copied, and the record is
 written from the run (config, store) and a fresh held-out evaluation against the teacher it distilled from.
 
     python -m lab ship --run runs/lightweight/tae-64-wan \
@@ -129,8 +129,23 @@ CPU_CAVEAT = ("small crops,\n  batch 1, a few hundred steps instead of the paper
               "better decoder.")
 
 
+def machine(cfg: dict) -> str:
+    """The machine a distillation run trained on, as its config says."""
+    return cards.describe_machine(cfg.get("device", "cpu"), cfg.get("threads", 1))
+
+
+def provenance(info: dict) -> dict:
+    """The provenance record (lab.cards.provenance) of a shipped student or lightweight decoder (``info``: what
+    ``ship`` gathered)."""
+    d = info["config"]["data"]
+    return cards.provenance(
+        "student", info, name=info["name"], title=info["title"], teacher=info["config"]["teacher"],
+        data={k: d.get(k) for k in ("clips", "manifest", "cache", "val_clips")}, held_out=_held_out(d),
+        machine=info["machine"], train_commands=[info["command"]], selection=info["selection"])
+
+
 def student_card(info: dict) -> cards.Card:
-    """The card of a shipped student or lightweight decoder (``info``: what ``ship`` gathered)."""
+    """The card of a shipped student or lightweight decoder, from its provenance record."""
     cfg, dec = info["config"], info["decoder"]
     phases = ", ".join(f"{p['name']} {p['start']}-{p['end']}" for p in info["phases"])
     return cards.Card(
@@ -139,8 +154,8 @@ def student_card(info: dict) -> cards.Card:
                cards.parameters(f"{dec['params'] / 1e6:.3f}M (decoder)", info["weights_dtype"], info["weights_bytes"]),
                cards.trained(f"{info['step']} steps ({phases})", info["train_s"],
                              info["train_s"] / max(1, info["step"]), info["started"], wall_s=info["wall_s"]),
-               cards.machine(cards.describe_machine(cfg.get("device", "cpu"), cfg.get("threads", 1)), CPU_CAVEAT)],
-        sections=[("Data", _data(cfg, info["selection"])), ("Recipe", _recipe(info)),
+               cards.machine(info["machine"], CPU_CAVEAT)],
+        sections=[("Data", _data(cfg, info["held_out"], info["selection"])), ("Recipe", _recipe(info)),
                   cards.heldout_section(
                       "the shipped weights, computed in float32", info["heldout"], reference=cfg["teacher"],
                       intro=f"{cfg['teacher']}'s encoder makes the latents; this decoder and {cfg['teacher']}'s own "
@@ -153,20 +168,25 @@ def student_card(info: dict) -> cards.Card:
                             f"writes this folder\nfrom the run's {info['which']} weights and regenerates this card.")])
 
 
-def _data(cfg: dict, selection: str) -> str:
+def _held_out(d: dict) -> str:
+    """What was kept out of training (the config's ``data``): a latent cache is the user's data."""
+    if d.get("cache"):
+        return cards.held_out_text([d["cache"]])
+    return cards.held_out_text(d["clips"], d.get("manifest"), also=", as for the mini teachers themselves")
+
+
+def _data(cfg: dict, held: str, selection: str) -> str:
     d, teacher = cfg["data"], cfg["teacher"]
     if d.get("cache"):  # what training read instead of the clips
         source = (f"Latents: {teacher}'s frozen encoder, run once by `python -m lab data encode` into the latent "
                   f"cache `{d['cache']}` (its index.json names the videos); random {d['crop']}x{d['crop']} crops of "
                   f"its {d['frames']}-frame windows.")
-        held = cards.held_out_text([d["cache"]])
     else:
         clips = [f"`{c}`" for c in d["clips"]] + ([f"the train rows of `{d['manifest']}`"] if d.get("manifest") else [])
         clips = cards.clip_list(clips, where="the config's `data.clips` / `data.manifest`")
         source = (f"Latents: {teacher}'s frozen encoder, on the fly, of random {d['crop']}x{d['crop']} crops of "
                   f"random\n{d['frames']}-frame windows (horizontal flips; clips kept at short sides "
                   f"{d['short_sides']}) of\n{clips}.")
-        held = cards.held_out_text(d["clips"], d.get("manifest"), also=", as for the mini teachers themselves")
     return (f"{source}\n{held} Validation during training: {', '.join(d['val_clips'])}\n({d['val_frames']} frames "
             f"at {d['val_size']}x{d['val_size']}).\n{selection}")
 
@@ -187,7 +207,7 @@ def _recipe(info: dict) -> str:
 def ship(run: str | Path, config_path: str | None = None, name: str | None = None, dest: str | Path | None = None,
          fp16: bool | None = None, frames: int = 17, which: str = "last") -> dict:
     """Copy ``run``'s ``which`` ('last' or 'best') weights to ``dest`` (default data/checkpoints/<name>)
-    and write the card. A teacher run is exported (``ship_teacher``)."""
+    and write its provenance record and card. A teacher run is exported (``ship_teacher``)."""
     run = Path(run)
     if _kind(run) == "teacher":
         return ship_teacher(run, config_path, name, dest, fp16, frames, which)
@@ -231,11 +251,12 @@ def ship(run: str | Path, config_path: str | None = None, name: str | None = Non
         "load": f'load_decoder("{name}")' if name in registered else f'load_decoder("{cards.shown(dest)}")',
         "decoder": {"description": description, "params": dec.decoder_params()},
         "weights_dtype": "fp16" if fp16 else "float32", "weights_bytes": sum(p.stat().st_size for p in weights),
+        "machine": machine(info["config"]),
         "command": f"python -m lab distill --config {config_path} --out {run} --json",
         "which": which, "selection": _selection(which, info),
         "heldout": heldout_scores(dest, info["config"]["teacher"], frames, info["config"].get("teacher_weights")),
     }
-    cards.write_card(dest / "README.md", student_card(card))
+    cards.write_shipped(dest, provenance(card), student_card)
     return {k: card[k] for k in ("name", "step", "train_s", "wall_s", "weights_bytes", "heldout")} | {"folder": str(dest)}
 
 

@@ -1,5 +1,5 @@
 """The method on a real decoder the lab did not train: channel selection and a short distillation of the
-TAEF2 decoder (madebyollin/taesd, MIT; lab.arch.taef2), on CPU. Writes docs/results/real-decoder-taef2.md
+TAEF2 decoder (madebyollin/taesd, MIT; lab.families.taef2), on CPU. Writes docs/results/real-decoder-taef2.md
 and .json.
 
     python scripts/real_decoder_taef2.py                       # weights from ../shared/assets/weights/taef2
@@ -161,7 +161,7 @@ def report(r: dict, argv) -> str:
         "",
         "TAEF2 is the tiny autoencoder for FLUX.2's latent space (madebyollin/taesd, MIT): a real decoder trained "
         "at scale by someone else, with 32-channel latents at /8 and 64 channels throughout. The lab loads the "
-        f"released weights exactly (lab/models/taef2.py) and decodes video frame by frame. Its decoder has "
+        f"released weights exactly (lab/families/taef2/model.py) and decodes video frame by frame. Its decoder has "
         f"{r['teacher_decoder_params']:,} parameters, of which 1,152 are zero biases the lab adds so the fold "
         f"has a place for the dropped channels' mean.",
         "",

@@ -1,7 +1,9 @@
-"""python -m lab ship (lab.ship): a shipped student's card through the one card writer (lab.cards), read back
-by lab.eval.table; teacher runs go through the same command, refusing what a teacher export cannot honour."""
+"""python -m lab ship (lab.ship): a shipped student's provenance record and the card rendered from it through the
+one card writer (lab.cards), read back by lab.eval.table (from the record, or from the card of a folder shipped
+before records); teacher runs go through the same command, refusing what a teacher export cannot honour."""
 
 import copy
+import json
 import re
 
 import pytest
@@ -10,7 +12,7 @@ from lab import cards, paths
 from lab.distill.config import load_config
 from lab.errors import LabError
 from lab.runs.store import RunStore
-from lab.ship import _selection, heldout_scores, ship, student_card
+from lab.ship import _selection, heldout_scores, machine, provenance, ship, student_card
 
 SCORES = {"carphone": {"psnr": 17.55, "ssim": 0.5045, "teacher_psnr": 18.02, "teacher_ssim": 0.5224, "frames": 17,
                        "size": [144, 176]},
@@ -18,10 +20,12 @@ SCORES = {"carphone": {"psnr": 17.55, "ssim": 0.5045, "teacher_psnr": 18.02, "te
                             "size": [128, 128]}}
 
 
-def student_info(which="best", **data) -> dict:
+def student_info(which="best", device="cpu", **data) -> dict:
+    """What ``ship`` gathers about a run (its provenance record is ``provenance(student_info())``)."""
     config = "configs/lightweight/tae-64-wan.toml"
     cfg = load_config(paths.REPO_ROOT / config).to_dict()
     cfg["data"].update(data)
+    cfg["device"] = device
     final = {"step": 480, "best_step": 300, "best_val_psnr": 18.06,
              "warnings": [f"perceptual loss disabled: {paths.REPO_ROOT}/data/metric_weights/vgg16.pth is missing"]}
     run = {"config": cfg, "final": final, "step": 480, "val_psnr": [(100, 17.0), (300, 18.06), (480, 15.85)]}
@@ -30,7 +34,8 @@ def student_info(which="best", **data) -> dict:
             "wall_s": 930.0, "started": "2026-11-23 16:35 UTC", "title": "lightweight decoder for mini-wan latents",
             "what": "Trained from scratch against the frozen encoder (METHOD.md section 2).",
             "load": 'load_decoder("tae-64-wan")', "decoder": {"description": "TAE-192 structure", "params": 1.246e6},
-            "weights_dtype": "fp16", "weights_bytes": 2.5e6, "which": which, "selection": _selection(which, run),
+            "weights_dtype": "fp16", "weights_bytes": 2.5e6, "machine": machine(cfg), "which": which,
+            "selection": _selection(which, run),
             "command": f"python -m lab distill --config {config} --out runs/lightweight/tae-64-wan --json",
             "heldout": SCORES}
 
@@ -38,7 +43,8 @@ def student_info(which="best", **data) -> dict:
 def test_a_student_card_has_the_shared_shape_and_its_selection_line_is_read_back(tmp_path, monkeypatch):
     folder = tmp_path / "tae-64-wan"
     folder.mkdir()
-    cards.write_card(folder / "README.md", student_card(student_info()))
+    record = cards.write_shipped(folder, provenance(student_info()), student_card)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "provenance.json"]
     text = (folder / "README.md").read_text()
     assert text.startswith("# tae-64-wan: lightweight decoder for mini-wan latents\n")
     assert re.findall(r"^## (.*)$", text, re.M) == ["Data", "Recipe", "Held-out reconstruction (the shipped weights, "
@@ -49,23 +55,42 @@ def test_a_student_card_has_the_shared_shape_and_its_selection_line_is_read_back
            "--name tae-64-wan --weights best\n" in text
     assert "- perceptual loss disabled: data/metric_weights/vgg16.pth is missing" in text  # repository paths
     assert "machine: CPU only" in text and cards.CPU_NOTICE in text
-    from lab.eval.table import provenance
-    assert provenance(str(folder)).startswith("tae-64-wan/README.md: These are the weights of the run's best "
-                                              "validation step (300 of 480, before the GAN term")
+    from lab.eval.table import provenance as weights_provenance
+    line = weights_provenance(str(folder))
+    assert line.startswith("tae-64-wan/README.md: These are the weights of the run's best validation step (300 of 480, "
+                           "before the GAN term")
+    assert record["selection"] in text                           # read from the record: the sentence the card shows
+    # A folder shipped before provenance records: its card's selection line is read instead, to the same result.
+    (folder / "provenance.json").unlink()
+    assert weights_provenance(str(folder)) == line
+
+
+def test_the_record_states_the_common_keys_and_the_card_renders_from_it_alone(tmp_path):
+    record = cards.write_shipped(tmp_path, provenance(student_info()), student_card)
+    assert record == json.loads((tmp_path / "provenance.json").read_text())
+    assert (record["format"], record["kind"], record["name"], record["teacher"]) == \
+        (cards.PROVENANCE_FORMAT, "student", "tae-64-wan", "mini-wan")
+    assert record["held_out"] == f"Held out: {cards.LAB_SPLIT}, as for the mini teachers themselves."
+    assert record["machine"].startswith("CPU only") and record["step"] == 480 and record["train_s"] == 918.0
+    assert record["heldout"] == SCORES and record["data"]["val_clips"] == ["bigbuckbunny"]
+    assert record["train_commands"] == ["python -m lab distill --config configs/lightweight/tae-64-wan.toml --out "
+                                        "runs/lightweight/tae-64-wan --json"]
+    assert record["selection"].startswith("These are the weights of the run's best validation step")
+    # Tuples (the validation series) come back as lists: the card rendered from the file is the card written.
+    assert student_card(json.loads((tmp_path / "provenance.json").read_text())).render() == \
+        (tmp_path / "README.md").read_text()
 
 
 def test_a_gpu_run_carries_no_cpu_caveat():
-    info = student_info()
-    info["config"]["device"] = "cuda"
-    text = student_card(info).render()
+    text = student_card(provenance(student_info(device="cuda"))).render()
     assert "- machine: GPU (cuda).\n" in text and cards.CPU_NOTICE not in text and "paper's scale" not in text
 
 
 def test_a_users_dataset_is_not_vouched_for():
-    text = student_card(student_info(clips=["/videos/**/*.mp4"], manifest="m.csv")).render()
+    text = student_card(provenance(student_info(clips=["/videos/**/*.mp4"], manifest="m.csv"))).render()
     assert "`/videos/**/*.mp4`, the train rows of `m.csv`." in text
     assert "`m.csv` whose split is not train were held out" in text and cards.LAB_SPLIT not in text
-    cached = student_card(student_info(cache="data/cache/mini-wan")).render()
+    cached = student_card(provenance(student_info(cache="data/cache/mini-wan"))).render()
     assert "latent cache `data/cache/mini-wan`" in cached and "on the fly" not in cached and "cannot check" in cached
 
 
@@ -90,6 +115,27 @@ def test_ship_tells_a_teacher_run_from_a_distillation_run(tmp_path):
     RunStore.create(tmp_path / "teacher", {"model": "mini-wan"}, kind="teacher").close()
     with pytest.raises(LabError, match=r"drop --config .*; --weights best .*; --fp32 .*; --name other"):
         ship(tmp_path / "teacher", "x.toml", name="other", fp16=False, which="best")
+
+
+def test_ship_writes_the_record_and_the_card_rendered_from_it(tmp_path, sample_clips):
+    # The real command on a real (tiny) distillation run, the held-out clips scored at 5 frames (~10 s).
+    from lab.distill import distill
+    from lab.eval.table import provenance as weights_provenance
+    from lab.models import load_decoder
+    config = "configs/distill/tiny.toml"
+    distill(load_config(paths.REPO_ROOT / config), tmp_path / "run")
+    dest = tmp_path / "shipped"
+    result = ship(tmp_path / "run", config, name="tiny-flash", dest=dest, frames=5)
+    assert {p.name for p in dest.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors",
+                                                "lab_decoder.json", "provenance.json", "README.md"}
+    record = cards.read_provenance(dest)
+    assert (record["kind"], record["name"], record["teacher"], record["step"]) == ("student", "tiny-flash",
+                                                                                  "wan2.1-tiny", result["step"])
+    assert record["heldout"] == result["heldout"] and set(record["heldout"]) == {"carphone", "bikes-heldout"}
+    assert record["train_commands"] == [f"python -m lab distill --config {config} --out {tmp_path / 'run'} --json"]
+    assert student_card(record).render() == (dest / "README.md").read_text()
+    assert weights_provenance(str(dest)) == f"shipped/README.md: {record['selection']}"
+    assert load_decoder(str(dest)).name == "tiny-flash"
 
 
 def test_the_selection_line_says_whether_validation_looked_at_a_held_out_clip():

@@ -6,6 +6,21 @@ from __future__ import annotations
 from torch import nn
 
 from lab.arch.groups import ChannelGroup, consumer_tap, norm_tap
+from lab.plugins import load_families
+
+
+#: RMS norm classes (by name) whose pruned forms fold the dropped channels' energy: analysis records a full
+#: Gram of their input. Families add theirs with ``register_full_gram_norms``.
+FULL_GRAM_NORMS: set[str] = {"RMSNorm"}
+
+
+def register_full_gram_norms(*names: str) -> None:
+    FULL_GRAM_NORMS.update(names)
+
+
+def full_gram_norms() -> set[str]:
+    load_families()
+    return FULL_GRAM_NORMS
 
 
 def taps(groups: list[ChannelGroup], root: nn.Module | None = None) -> dict[str, tuple[str, bool]]:
@@ -17,11 +32,10 @@ def taps(groups: list[ChannelGroup], root: nn.Module | None = None) -> dict[str,
         for c in g.consumers:
             out[consumer_tap(c.path)] = (c.path, False)
         for n in g.norms:
-            # LTX's LayerNorm (shortcut), LTX's RMSNorm, LTX-2's PerChannelRMSNorm (and its students'
-            # LTX2RMSNorm) and Wan's WanRMS_norm, whose pruned forms estimate the full channels' energy
-            # from the kept ones (both need the off-diagonal terms).
+            # LayerNorms (LTX's shortcut), RMS norms (diffusers' RMSNorm and each family's own, registered
+            # by the family), whose pruned forms estimate the full channels' energy from the kept ones
+            # (both need the off-diagonal terms).
             full = root is not None and (isinstance(root.get_submodule(n), nn.LayerNorm)
-                                         or type(root.get_submodule(n)).__name__ in
-                                         ("RMSNorm", "WanRMS_norm", "PerChannelRMSNorm", "LTX2RMSNorm"))
+                                         or type(root.get_submodule(n)).__name__ in full_gram_norms())
             out[norm_tap(n)] = (n, not full)
     return out

@@ -1,7 +1,6 @@
-"""The VAE families the lab knows, one ``Architecture`` object each (lab.arch.base), and the registry
-that finds a decoder's. Adding a family: one module here defining its Architecture, one line below; its
-teacher adapter and catalog entry in lab/models; and, to prune it, a student class (lab/models/students)
-whose builder registers in lab/prune/students.py (Wan 2.2 and LTX-2 needed one each: their blocks differ).
+"""What a VAE family is to the rest of the lab (an ``Architecture``, lab.arch.base), the channel groups
+pruning keeps consistent (lab.arch.groups), and the registry that finds a decoder's family. The families
+themselves are plug-ins (lab/families, lab.plugins): each registers its Architecture here.
 
 Teachers and students carry their family as ``decoder.arch`` (an Architecture, or None for decoders of
 another layout such as the lightweight ones); ``arch_of`` returns it or explains why there is none.
@@ -13,12 +12,8 @@ from torch import nn
 
 from lab.arch.base import Architecture
 from lab.arch.groups import ChannelGroup, Consumer
-from lab.arch.ltx import LTX
-from lab.arch.ltx2 import LTX2
-from lab.arch.taef2 import TAEF2
-from lab.arch.wan import WAN
-from lab.arch.wan22 import WAN22
 from lab.errors import LabError
+from lab.plugins import load_families
 
 ARCHITECTURES: dict[str, Architecture] = {}
 
@@ -30,20 +25,27 @@ def register_architecture(arch: Architecture) -> Architecture:
     return arch
 
 
-register_architecture(WAN)
-register_architecture(LTX)
-register_architecture(LTX2)
-register_architecture(WAN22)
-register_architecture(TAEF2)
+def architectures() -> dict[str, Architecture]:
+    """Every registered family's Architecture, by name (the families are loaded first)."""
+    load_families()
+    return ARCHITECTURES
 
 
 def get_architecture(arch: Architecture | str) -> Architecture:
     """An Architecture, or the one registered under that name."""
     if isinstance(arch, Architecture):
         return arch
-    if arch not in ARCHITECTURES:
+    if arch not in architectures():
         raise LabError(f"unknown architecture '{arch}'; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch]
+
+
+def arch_of_vae(vae: nn.Module) -> Architecture:
+    """The Architecture of a diffusers-style VAE (a teacher's model, or a student's)."""
+    for arch in architectures().values():
+        if arch.owns(vae):
+            return arch
+    raise LabError(f"a {type(vae).__name__} is not a VAE of a known family ({', '.join(architectures())})")
 
 
 def arch_of(decoder, what: str = "this") -> Architecture:
@@ -52,7 +54,7 @@ def arch_of(decoder, what: str = "this") -> Architecture:
     arch = getattr(decoder, "arch", None)
     if arch is None:
         raise LabError(f"{getattr(decoder, 'name', decoder)} (adapter kind '{getattr(decoder, 'adapter_kind', '?')}') "
-                       f"is not a decoder of a known VAE family ({', '.join(a.title for a in ARCHITECTURES.values())} "
+                       f"is not a decoder of a known VAE family ({', '.join(a.title for a in architectures().values())} "
                        f"and their students); {what} needs one.")
     return arch
 
@@ -79,5 +81,5 @@ def check_stage_names(decoder, names) -> None:
                        f"{', '.join(known)}.")
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "ChannelGroup", "Consumer", "LTX", "LTX2", "TAEF2", "WAN", "arch_of", "channel_groups",
+__all__ = ["ARCHITECTURES", "Architecture", "ChannelGroup", "Consumer", "arch_of", "arch_of_vae", "architectures", "channel_groups",
            "check_stage_names", "decoder_stages", "get_architecture", "register_architecture"]

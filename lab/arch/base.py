@@ -38,9 +38,12 @@ class Architecture:
     causal_convs: tuple[type, ...] = ()
     #: subtrees whose convs are never swapped (temporal/depth-to-space upsamplers, attention)
     kept_subtrees: tuple[type, ...] = ()
-    #: the diffusers VAE API its models expose to pipelines ('wan': AutoencoderKLWan's, 'ltx':
-    #: AutoencoderKLLTXVideo's), which the student's diffusers facade (lab.models.diffusers_compat) copies
+    #: the diffusers VAE API its models expose to pipelines ('wan': Wan's VAE class's, 'ltx':
+    #: LTX-Video's VAE class's), which the student's diffusers facade (lab.models.diffusers_compat) copies
     pipeline_api: str = ""
+    #: a registered test-size teacher of this family (the real class at a tiny config, random weights): what the
+    #: family conformance test (tests/families) runs every check on
+    tiny_teacher: str = ""
     #: True when the causal convs decode chunk by chunk with a cache of past frames (``forward(x,
     #: cache_x)``), a contract every drop-in operator must keep
     frame_cache: bool = False
@@ -55,6 +58,22 @@ class Architecture:
 
     def stages_of(self, vae: nn.Module) -> dict[str, list[str]]:
         return self.stage_paths(self.num_up_blocks(vae))
+
+    def owns(self, vae: nn.Module) -> bool:
+        """True when ``vae`` (a diffusers-style VAE: a teacher's, or a student's model) is of this family."""
+        raise NotImplementedError
+
+    def latent_stats(self, vae: nn.Module) -> tuple[list[float], list[float], float]:
+        """(latents_mean, latents_std, scaling_factor) where this family keeps them."""
+        raise NotImplementedError
+
+    def set_latent_stats(self, vae: nn.Module, mean: list[float], std: list[float]) -> None:
+        """Store measured latent statistics where this family keeps them (a teacher export)."""
+        raise NotImplementedError
+
+    def encoder_parts(self, vae: nn.Module) -> list[nn.Module]:
+        """The modules whose parameters are 'the encoder'."""
+        return [vae.encoder]
 
     def decoder_parts(self, vae: nn.Module) -> list[nn.Module]:
         """The modules whose parameters are 'the decoder' (what parameter counts and MACs cover)."""

@@ -3,14 +3,13 @@ stage and channel group, channel independence and the variance explained by the 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from lab.cli import table
 from lab.cli.common import add_decoder_args, add_device_args, device_of, dtype_of, parse_size, positive_int
 from lab.errors import LabError
-from lab.files import check_writable
+from lab.files import atomic_write_json, check_writable
 
 HELP = "channel-independence analysis of a decoder (live hooks, per-stage scores and explained variance)"
 log = logging.getLogger("lab")
@@ -66,7 +65,7 @@ def run(args):
                 "groups": [g.describe() for g in analysis.groups]}
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(full))
+            atomic_write_json(args.out, full, indent=None)  # an interrupted write never leaves half a JSON
             result["out"] = args.out
         if args.matrices:
             result["stages"] = full["stages"]

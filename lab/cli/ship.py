@@ -1,5 +1,5 @@
-"""python -m lab ship: every model the lab ships goes to data/checkpoints/NAME with its model card (lab.cards),
-written from the run and a held-out evaluation: a finished distillation run's student (a Flash-VAED student or
+"""python -m lab ship: every model the lab ships goes to data/checkpoints/NAME with its provenance record and
+model card (lab.cards), written from the run and a held-out evaluation: a finished distillation run's student (a Flash-VAED student or
 a lightweight decoder), or a teacher run's last checkpoint (exported as `python -m lab teacher export` does)."""
 
 from lab.cli.common import threads_arg
@@ -37,7 +37,8 @@ def run(args):
 
 def render(result):
     lines = [f"shipped {result['name']} (step {result['step']}, {result['weights_bytes'] / 1e6:.2f} MB of weights) "
-             f"to {result['folder']}; card: {result['folder']}/README.md"]
+             f"to {result['folder']}; card: {result['folder']}/README.md, rendered from its record "
+             f"{result['folder']}/provenance.json"]
     for clip, s in result["heldout"].items():
         teacher = f" (teacher {s['teacher_psnr']:.2f} dB)" if "teacher_psnr" in s else ""
         lines.append(f"  held-out {clip}: {s['psnr']:.2f} dB PSNR{teacher}")

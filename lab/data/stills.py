@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from lab.data.clips import resize_short_side
 from lab.errors import LabError
+from lab.files import atomic_path
 
 # scikit-image's bundled natural photographs (colour ones first; grey ones are used as grey RGB).
 # Only names whose files ship inside the wheel: nothing is downloaded.
@@ -55,9 +56,8 @@ def skimage_photos(names: tuple[str, ...] = SKIMAGE_PHOTOS) -> dict[str, np.ndar
 def save_photos(path: str | Path, photos: dict[str, np.ndarray]) -> Path:
     """Write photos as one compressed .npz (a compact file to carry to another machine)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez_compressed(tmp, **photos)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".part.npz") as tmp:  # numpy adds .npz to a name without it
+        np.savez_compressed(tmp, **photos)
     return path
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.errors import ConfigError, LabError, VideoReadError, VideoShapeError
+from lab.files import atomic_path
 
 #: Largest frame the lab decodes (8K UHD, 7680x4320). Decoding allocates a frame before anything can
 #: look at it, and the float copies downstream are 12x larger: a 16000x16000 image would take ~9 GB.
@@ -336,14 +337,8 @@ def write_video(path: str | os.PathLike, video, fps: float = 24.0, crf: int = 18
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; write the video to a file in it, e.g. {path / 'video.mp4'}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    try:
+    with atomic_path(path, suffix=".tmp.mp4") as tmp:  # the encoders pick the container by the extension
         (_write_cv2 if backend() == "cv2" else _write_av)(tmp, frames, fps, crf)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave half a file behind, whatever stopped the write
-        raise
     return path
 
 

@@ -25,6 +25,7 @@ from lab.demo.report import write_report
 from lab.demo.results import SCHEMA_VERSION, write_results
 from lab.demo.settings import DemoSettings, clip_path, heldout_start
 from lab.errors import WeightsNotFoundError
+from lab.files import atomic_write_json
 from lab.eval.bench import bench
 from lab.eval.evaluate import MetricSet, metric_label, retention
 from lab.eval.vmaf import vmaf_note
@@ -88,7 +89,11 @@ class StepLog:
         log.info("[%d/%d] %s: %s", STEPS.index(name) + 1, len(STEPS), name, what)
         t0 = time.perf_counter()
         entry = self.steps.setdefault(name, {"status": "ok"})
-        yield entry
+        try:
+            yield entry
+        except BaseException:
+            self.progress.close()  # a failed step leaves no bar drawn over the error below it
+            raise
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         log.info("      %s done in %.1f s", name, entry["seconds"])
         self.progress.update(note=f"{name} done")
@@ -120,7 +125,7 @@ def run_demo(out: str | Path, s: DemoSettings, overwrite: bool = False) -> dict:
     out = Path(out)
     check_outputs(out, overwrite)
     with RunLock(out):
-        (out / DEMO_MARKER).write_text(json.dumps({"kind": "demo", "written_by": "python -m lab demo"}) + "\n")
+        atomic_write_json(out / DEMO_MARKER, {"kind": "demo", "written_by": "python -m lab demo"}, indent=None)
         return _run_demo(out, s, overwrite)
 
 

@@ -155,7 +155,7 @@ class DistillConfig:
     device: str = "cpu"
     dtype: str = "fp32"                  # fp32 | bf16 (autocast on CUDA)
     threads: int | None = None           # torch CPU threads (None: torch's choice; CPU configs pin 1)
-    log_every: int = 1
+    log_every: int = 1                   # log (and feed train/ plateau rules) every N steps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,8 +1,8 @@
 """``distill(config, out, resume=False, callbacks=(), overwrite=False)``: one distillation run as a process
-sees it. It reads the config, joins the process group (``torchrun``), takes the run folder's lock (one
-writer per run, lab.runs.lock via lab.training.run_folder), turns SIGTERM during setup into an interrupt
-(in the loop the trainer finishes the step and checkpoints it first; the run is marked ``interrupted`` and
-resumes from its last checkpoint) and runs the trainer's loop."""
+sees it. It reads the config and trains ``lab.distill.trainer.DistillTask`` with the lab's training loop
+(``lab.training.loop.fit``: the run folder's lock, the process group under ``torchrun``, signals, checkpoints,
+resume). A SIGTERM / Ctrl-C ends it as KeyboardInterrupt (exit status 130), after the loop checkpointed the
+step it was in; the run is marked ``interrupted`` and resumes from that checkpoint."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from pathlib import Path
 import torch
 
 from lab.distill.config import load_config
-from lab.distill.distributed import DistEnv
-from lab.training.run_folder import open_run_folder, run_config
-from lab.distill.trainer import Trainer
 from lab.data.dataset import check_training_data
+from lab.distill.trainer import DistillTask
 from lab.errors import ConfigError
-from lab.training.signals import signals_interrupt
+from lab.training.loop import fit
+from lab.training.run_folder import run_config
 
 
 def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = False) -> dict:
@@ -35,16 +34,7 @@ def distill(config, out, resume: bool = False, callbacks=(), overwrite: bool = F
         check_training_data(cfg.data.clips, cfg.data.manifest)  # before the run folder exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    env = DistEnv(cfg.device)
-    try:
-        lock = open_run_folder(out, resume, overwrite) if env.main else None
-    except BaseException:
-        env.close()
-        raise
-    try:
-        with signals_interrupt():
-            return Trainer(cfg, out, resume, callbacks, env).fit()
-    finally:
-        if lock is not None:
-            lock.release()
-        env.close()
+    final = fit(DistillTask(cfg, out), out, resume=resume, overwrite=overwrite, callbacks=callbacks)
+    if final.get("stopped_by") == "signal":
+        raise KeyboardInterrupt(f"stopped by a signal after checkpointing step {final['step']}")
+    return final

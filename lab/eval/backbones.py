@@ -26,6 +26,7 @@ from torch import nn
 
 from lab import paths
 from lab.errors import WeightsNotFoundError
+from lab.files import atomic_write_bytes
 
 #: file name -> public URL
 WEIGHT_FILES = {
@@ -71,15 +72,8 @@ def weight_file(name: str, metric: str) -> Path:
 
 
 def _download(url: str, path: Path) -> Path:
-    tmp = path.with_suffix(".part")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(url, timeout=15) as r, open(tmp, "wb") as f:
-            f.write(r.read())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with urllib.request.urlopen(url, timeout=15) as r:
+        return atomic_write_bytes(path, r.read())
 
 
 def _load_state(path: Path) -> dict:

@@ -211,69 +211,68 @@ def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats,
     zs = [random_latents(d, frames, size) for d in decs]
     # One count for the whole bench: each decoder's probes (MACs, memory, searches), then every warm-up and timed
     # decode; compare the rate with the time of one decode.
-    bar = Progress("bench", len(decs) * (1 + warmup + repeats), unit="decode")
-    rows = []
-    plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
-    registered = {e.name for e in list_entries()}
-    for i, (name, dec, z) in enumerate(zip(decoders, decs, zs)):
-        row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
-               "weights_bytes": weights_bytes(dec), "latents_shape": list(z.shape),
-               "frames": dec.geometry.frames_for(z.shape[2]), "size": list(size)}
-        base, runtime = split_runtime(name)
-        notes = [n for n in [runtime_note(dec, runtime)] if n]
-        if runtime is not None and runtime.chunk == "auto" and not notes:
-            chosen = choose_chunk(dec, z)
-            row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
-        if runtime is not None and runtime.compile == "auto":
-            chosen = choose_compile_mode(dec, z, modes=compile_candidates)
-            row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "psnr", "max_abs_err",
-                                                              "rejected", "reused")})
-        elif dec.compile_mode is not None:
-            # Compile now, outside anything measured; a recompile-limit hit would otherwise time eager as compiled.
-            mode = dec.compile_mode
-            try:
-                with strict_compile(f"{name} ({mode})"):
-                    row["compile_seconds"] = timed(dec.decode, z)
-            except Exception as exc:  # one decoder's failed compile should not cost the whole (long) bench
-                compile_decoder(dec, "eager")
-                notes.append(f"compile-{mode} failed, timed eager: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}")
-                log.warning("bench: %s: %s", name, notes[-1])
-        if runtime is not None and runtime.searched:
-            name = fixed_spec(base, dec)  # what the memory probe must load
-        if runtime is not None or dec.compile_mode is not None:
-            row["chunk"] = dec.chunk_frames
-            row["compile_mode"] = dec.compile_mode
-            if base in plain and plain[base] != i:
-                ref = decs[plain[base]]
-                row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))[1]
-                row["max_abs_err_vs"] = base
-        if macs:
-            row["macs"] = int(count_macs(dec, z))
-        if memory:
-            if device.type == "cuda":
-                row.update(cuda_decode_memory(dec, z))
-            else:
-                row.update(cpu_peak_memory(name, weights if base in registered else None,
-                                           dtype, frames, size))
-        if notes:
-            row["note"] = "; ".join(notes)
-        rows.append(row)
-        bar.update(note=f"{name} probed")
-    if reference == "fp32":
-        fp32_reference(decoders, decs, zs, rows, weights, device)
-    fns = [dec.decode for dec in decs]
-    for fn, z in zip(fns, zs):
-        for _ in range(warmup):
-            fn(z)
-            bar.update(note="warm-up")
-    synchronize(device)
-    times = [[] for _ in decs]
-    for r in range(repeats):
-        for i, (fn, z) in enumerate(zip(fns, zs)):
-            times[i].append(timed(fn, z))
-            bar.update(note=f"repeat {r + 1}/{repeats}")
-    bar.close()
+    with Progress("bench", len(decs) * (1 + warmup + repeats), unit="decode") as bar:
+        rows = []
+        plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
+        registered = {e.name for e in list_entries()}
+        for i, (name, dec, z) in enumerate(zip(decoders, decs, zs)):
+            row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
+                   "weights_bytes": weights_bytes(dec), "latents_shape": list(z.shape),
+                   "frames": dec.geometry.frames_for(z.shape[2]), "size": list(size)}
+            base, runtime = split_runtime(name)
+            notes = [n for n in [runtime_note(dec, runtime)] if n]
+            if runtime is not None and runtime.chunk == "auto" and not notes:
+                chosen = choose_chunk(dec, z)
+                row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
+            if runtime is not None and runtime.compile == "auto":
+                chosen = choose_compile_mode(dec, z, modes=compile_candidates)
+                row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "psnr", "max_abs_err",
+                                                                  "rejected", "reused")})
+            elif dec.compile_mode is not None:
+                # Compile now, outside anything measured; a recompile-limit hit would otherwise time eager as compiled.
+                mode = dec.compile_mode
+                try:
+                    with strict_compile(f"{name} ({mode})"):
+                        row["compile_seconds"] = timed(dec.decode, z)
+                except Exception as exc:  # one decoder's failed compile should not cost the whole (long) bench
+                    compile_decoder(dec, "eager")
+                    notes.append(f"compile-{mode} failed, timed eager: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                    log.warning("bench: %s: %s", name, notes[-1])
+            if runtime is not None and runtime.searched:
+                name = fixed_spec(base, dec)  # what the memory probe must load
+            if runtime is not None or dec.compile_mode is not None:
+                row["chunk"] = dec.chunk_frames
+                row["compile_mode"] = dec.compile_mode
+                if base in plain and plain[base] != i:
+                    ref = decs[plain[base]]
+                    row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))[1]
+                    row["max_abs_err_vs"] = base
+            if macs:
+                row["macs"] = int(count_macs(dec, z))
+            if memory:
+                if device.type == "cuda":
+                    row.update(cuda_decode_memory(dec, z))
+                else:
+                    row.update(cpu_peak_memory(name, weights if base in registered else None,
+                                               dtype, frames, size))
+            if notes:
+                row["note"] = "; ".join(notes)
+            rows.append(row)
+            bar.update(note=f"{name} probed")
+        if reference == "fp32":
+            fp32_reference(decoders, decs, zs, rows, weights, device)
+        fns = [dec.decode for dec in decs]
+        for fn, z in zip(fns, zs):
+            for _ in range(warmup):
+                fn(z)
+                bar.update(note="warm-up")
+        synchronize(device)
+        times = [[] for _ in decs]
+        for r in range(repeats):
+            for i, (fn, z) in enumerate(zip(fns, zs)):
+                times[i].append(timed(fn, z))
+                bar.update(note=f"repeat {r + 1}/{repeats}")
     base = statistics.median(times[0])
     for row, ts in zip(rows, times):
         sec = statistics.median(ts)

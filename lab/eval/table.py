@@ -21,6 +21,7 @@ import torch
 
 from lab.data.heldout import HELDOUT, load_heldout
 from lab.errors import LabError
+from lab.files import atomic_write_text
 from lab.runtime.timing import timed
 from lab.eval.metrics import psnr, ssim
 from lab.models.interface import VideoDecoder
@@ -29,6 +30,7 @@ from lab.progress import Progress
 from lab.eval.bench import load_for_bench, split_runtime
 from lab.models.registry import get_entry, list_entries
 from lab import paths
+from lab.cards import read_provenance
 from lab.runs.store import RunReader
 
 log = logging.getLogger("lab")
@@ -98,32 +100,31 @@ def decoder_table(decoders: list[str], *, teacher: str = "mini-wan", clips: list
     rows = [{"decoder": spec, "name": dec.name, "family": dec.family, "decoder_params": dec.decoder_params(),
              "provenance": provenance(spec), "clips": {}} for spec, dec in zip(decoders, decs)]
     vmaf_note = None if vmaf else "not computed (--no-vmaf)"
-    bar = Progress("table", len(videos) * len(decs) + len(decs) * (warmup + repeats), unit="decode")
-    for clip, video in videos.items():
-        for row, dec in zip(rows, decs):
-            rec = dec.decode(latents[clip]).float().cpu().clamp(-1, 1)
-            m = {"psnr": psnr(rec, video), "ssim": ssim(rec, video), "vmaf": None,
-                 "frames": int(video.shape[2]), "size": [int(video.shape[3]), int(video.shape[4])]}
-            if vmaf:
-                m["vmaf"], why = _vmaf(rec, video, fps=24.0)
-                vmaf_note = vmaf_note or (f"VMAF unavailable: {why}" if why else None)
-            row["clips"][clip] = m
-            log.info("table: %s on %s: PSNR %.2f dB, SSIM %.4f", row["decoder"], clip, m["psnr"], m["ssim"])
-            bar.update(note=f"{row['decoder']} on {clip} scored")
+    with Progress("table", len(videos) * len(decs) + len(decs) * (warmup + repeats), unit="decode") as bar:
+        for clip, video in videos.items():
+            for row, dec in zip(rows, decs):
+                rec = dec.decode(latents[clip]).float().cpu().clamp(-1, 1)
+                m = {"psnr": psnr(rec, video), "ssim": ssim(rec, video), "vmaf": None,
+                     "frames": int(video.shape[2]), "size": [int(video.shape[3]), int(video.shape[4])]}
+                if vmaf:
+                    m["vmaf"], why = _vmaf(rec, video, fps=24.0)
+                    vmaf_note = vmaf_note or (f"VMAF unavailable: {why}" if why else None)
+                row["clips"][clip] = m
+                log.info("table: %s on %s: PSNR %.2f dB, SSIM %.4f", row["decoder"], clip, m["psnr"], m["ssim"])
+                bar.update(note=f"{row['decoder']} on {clip} scored")
 
-    timing_clip = next(iter(videos))
-    z = latents[timing_clip]
-    out_frames = tea.geometry.frames_for(z.shape[2])
-    for dec in decs:
-        for _ in range(warmup):
-            dec.decode(z)
-            bar.update(note="warm-up")
-    times = [[] for _ in decs]
-    for r in range(repeats):
-        for i, dec in enumerate(decs):
-            times[i].append(timed(dec.decode, z))
-            bar.update(note=f"timing, repeat {r + 1}/{repeats}")
-    bar.close()
+        timing_clip = next(iter(videos))
+        z = latents[timing_clip]
+        out_frames = tea.geometry.frames_for(z.shape[2])
+        for dec in decs:
+            for _ in range(warmup):
+                dec.decode(z)
+                bar.update(note="warm-up")
+        times = [[] for _ in decs]
+        for r in range(repeats):
+            for i, dec in enumerate(decs):
+                times[i].append(timed(dec.decode, z))
+                bar.update(note=f"timing, repeat {r + 1}/{repeats}")
     for row, ts in zip(rows, times):
         row["seconds"] = statistics.median(ts)
         row["seconds_per_8_frames"] = row["seconds"] * 8 / out_frames
@@ -139,18 +140,16 @@ def decoder_table(decoders: list[str], *, teacher: str = "mini-wan", clips: list
 
 
 def provenance(spec: str) -> str:
-    """Where a decoder's weights come from, in one line: its card's selection sentence for a shipped
-    folder, the run and step for a run's ``last``/``best`` folder, else the registry's weights text."""
-
-
+    """Where a decoder's weights come from, in one line: its selection sentence for a shipped folder (from
+    its provenance record, the same sentence its card shows), the run and step for a run's ``last``/``best``
+    folder, else the registry's weights text."""
     spec = split_runtime(spec)[0]  # a runtime suffix does not change where the weights come from
     registered = {e.name for e in list_entries()}
     folder = paths.checkpoints_dir() / spec if spec in registered else Path(spec)
-    card = folder / "README.md"
-    if card.is_file():
-        line = next((ln for ln in card.read_text().splitlines() if ln.startswith("These are the weights of")), None)
-        if line:
-            return f"{folder.name}/README.md: {line.replace(' figures below', ' figures')}"
+    record = read_provenance(folder) if folder.is_dir() else None
+    line = record.get("selection") if record is not None else _card_selection(folder / "README.md")
+    if line:
+        return f"{folder.name}/README.md: {line.replace(' figures below', ' figures')}"
     run = folder.parent
     if folder.name in ("last", "best") and (run / "store.sqlite").is_file():
         with RunReader(run) as r:
@@ -162,6 +161,13 @@ def provenance(spec: str) -> str:
         when = f", with the GAN term on from step {gan}" if gan is not None and step is not None and step > gan else ""
         return f"the {folder.name} weights (step {step} of {final.get('step')}{when}) of the run {run}"
     return get_entry(spec).weights if spec in registered else str(folder)
+
+
+def _card_selection(card: Path) -> str | None:
+    """The selection sentence of a card shipped before provenance records existed."""
+    if not card.is_file():
+        return None
+    return next((ln for ln in card.read_text().splitlines() if ln.startswith("These are the weights of")), None)
 
 
 def _num(v, fmt: str) -> str:
@@ -206,9 +212,4 @@ def render_markdown(result: dict, command: str | None = None) -> str:
 
 def write_report(result: dict, path: str | Path, command: str | None = None) -> Path:
     """Write the markdown report atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_markdown(result, command))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, render_markdown(result, command))

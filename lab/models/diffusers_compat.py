@@ -20,8 +20,8 @@ and what the facade provides (``VAE_ATTRIBUTES`` lists them; a test checks every
   return_dict=False)[0]``; the long multi-prompt pipeline also calls ``enable_tiling()``.
 ``decode`` returns ``DecoderOutput(sample=video)`` in [-1, 1], like the diffusers VAEs.
 
-Tiling and slicing are diffusers' own (same method names, flags and defaults as ``AutoencoderKLWan``
-and ``AutoencoderKLLTXVideo``): overlapping spatial tiles blended linearly, and batch slicing. Wan
+Tiling and slicing are diffusers' own (same method names, flags and defaults as each family's VAE
+class): overlapping spatial tiles blended linearly, and batch slicing. Wan
 tiles are spatial only, each decoded causally over the whole clip (the decoder's own time loop);
 LTX-Video also decodes overlapping frame windows when ``use_framewise_decoding`` is set. The tiles
 are blended row by row (the previous row is all a row needs), so fewer decoded tiles are held at once
@@ -44,12 +44,12 @@ from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, D
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
-import diffusers
-from diffusers import AutoencoderKLWan
 
+from lab.arch import arch_of_vae
 from lab.errors import ConfigError, LabError
 from lab.models.interface import VideoDecoder
 from lab.models import load_decoder
+from lab.plugins import load_families
 
 # Every attribute diffusers' Wan and LTX-Video pipelines read from ``pipe.vae`` (diffusers 0.42):
 # names on the VAE, and names in its config.
@@ -71,7 +71,7 @@ _IGNORED_LOAD_KWARGS = {"cache_dir", "force_download", "proxies", "local_files_o
                         "sess_options", "provider_options", "from_flax", "dduf_entries"}
 
 
-# ----- diffusers' blend helpers (AutoencoderKLWan / AutoencoderKLLTXVideo .blend_v/_h/_t), as functions --------
+# ----- diffusers' blend helpers (its Wan and LTX-Video VAEs' .blend_v/_h/_t), as functions --------
 # Same loops and weights, so a tiled decode blends exactly as diffusers does. ``b`` is modified in place.
 def blend_v(a: torch.Tensor, b: torch.Tensor, blend_extent: int) -> torch.Tensor:
     blend_extent = min(a.shape[-2], b.shape[-2], blend_extent)
@@ -102,14 +102,16 @@ def _family(decoder: VideoDecoder) -> str:
     lightweight decoders, which have none, by the latent space they decode."""
     if decoder.arch is not None:
         return decoder.arch.pipeline_api
-    return "ltx" if decoder.geometry.channels == 128 else "wan"
+    for name, cls in facades().items():
+        if decoder.geometry.channels in cls.latent_channels:
+            return name
+    raise LabError(f"{decoder.name} decodes {decoder.geometry.channels}-channel latents, which no diffusers pipeline "
+                   f"API of the lab takes ({', '.join(facades())})")
 
 
 def _teacher_classes(family: str) -> tuple[type, ...]:
-    """The diffusers VAE classes whose encoder can serve a family's decoders (Wan 2.1 and 2.2 share
-    AutoencoderKLWan; LTX-2's VAE has LTX-Video's API and normalisation)."""
-    names = _CLASSES[family].teacher_class_names
-    return tuple(getattr(diffusers, n) for n in names if hasattr(diffusers, n))
+    """The diffusers VAE classes whose encoder can serve a family's decoders."""
+    return tuple(facades()[family].teacher_classes())
 
 
 def _temperal_downsample(decoder: VideoDecoder) -> list[bool]:
@@ -126,23 +128,27 @@ def _temperal_downsample(decoder: VideoDecoder) -> list[bool]:
 
 
 def _normalisation(vae) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(latents_mean, latents_std, scaling_factor) of a diffusers Wan or LTX-Video VAE, as its pipelines use them."""
-    if isinstance(vae, AutoencoderKLWan):
-        return (torch.tensor(vae.config.latents_mean, dtype=torch.float32),
-                torch.tensor(vae.config.latents_std, dtype=torch.float32), 1.0)
-    return vae.latents_mean.detach().float().cpu(), vae.latents_std.detach().float().cpu(), \
-        float(vae.config.scaling_factor)
+    """(latents_mean, latents_std, scaling_factor) of a diffusers teacher VAE, as its pipelines use them: where
+    its family keeps them (Architecture.latent_stats)."""
+    mean, std, scale = arch_of_vae(vae).latent_stats(vae)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32), float(scale)
 
 
 class DiffusersVAE(ModelMixin, AutoencoderMixin, ConfigMixin):
     """Wraps a lab :class:`~lab.models.interface.VideoDecoder` behind diffusers' VAE API.
 
     Build it with :meth:`from_decoder`, :func:`as_diffusers_vae` or :func:`load_diffusers_vae`; it is a
-    :class:`WanDiffusersVAE` or an :class:`LTXDiffusersVAE` after the decoder's latent space, each with
-    its diffusers class's tiling API."""
+    subclass per pipeline API, registered by its family (Wan's ``WanDiffusersVAE``, LTX-Video's
+    ``LTXDiffusersVAE``), each with its diffusers class's tiling API."""
 
-    #: "wan" or "ltx": which teacher class, tiling API and defaults
+    #: the pipeline API (Architecture.pipeline_api): which teacher class, tiling API and defaults
     family: str = ""
+    #: latent channel counts of family-less (lightweight) decoders that take this API
+    latent_channels: tuple[int, ...] = ()
+
+    @classmethod
+    def teacher_classes(cls) -> tuple[type, ...]:
+        raise NotImplementedError
 
     @register_to_config
     def __init__(self, z_dim: int = 16, latents_mean: list | None = None, latents_std: list | None = None,
@@ -178,7 +184,7 @@ class DiffusersVAE(ModelMixin, AutoencoderMixin, ConfigMixin):
     @classmethod
     def from_decoder(cls, decoder: VideoDecoder, teacher=None) -> "DiffusersVAE":
         """The facade of ``decoder``; ``teacher`` (optional) is the VAE whose encoder ``encode`` runs: a diffusers
-        ``AutoencoderKLWan``/``AutoencoderKLLTXVideo`` (e.g. the pipeline's own ``pipe.vae``), a lab teacher, or a
+        VAE of the decoder's family (e.g. the pipeline's own ``pipe.vae``), a lab teacher, or a
         registered name or folder. Without it, the teacher the decoder records is loaded on the first ``encode``."""
         if not isinstance(decoder, VideoDecoder):
             raise LabError(f"as_diffusers_vae takes a lab decoder (lab.models.load_decoder(...)), got "
@@ -350,7 +356,7 @@ class DiffusersVAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         return DecoderOutput(sample=video) if return_dict else (video,)
 
     def _tiled_decode(self, z: torch.Tensor) -> torch.Tensor:
-        """diffusers' tiled decode (AutoencoderKLWan/AutoencoderKLLTXVideo.tiled_decode): latent tiles of
+        """diffusers' tiled decode (its Wan and LTX-Video VAEs' tiled_decode): latent tiles of
         ``tile_sample_min`` / s at stride ``tile_sample_stride`` / s, each decoded whole in time (causally, for
         Wan: its own time loop), blended over ``min - stride`` pixels with the tile above and to the left, and
         cropped to the stride. Blended a row at a time: a tile needs only the row above."""
@@ -422,116 +428,40 @@ class DiffusersVAE(ModelMixin, AutoencoderMixin, ConfigMixin):
         return vae
 
 
-class WanDiffusersVAE(DiffusersVAE):
-    """The facade of a Wan-family decoder: ``AutoencoderKLWan``'s API (tiling defaults 256/192 pixels)."""
-
-    family = "wan"
-    teacher_class_names = ("AutoencoderKLWan",)
-    _default_tiles = (256, 192)
-
-    def _init_tiling(self) -> None:
-        # AutoencoderKLWan's defaults.
-        self.tile_sample_min_height = 256
-        self.tile_sample_min_width = 256
-        self.tile_sample_stride_height = 192
-        self.tile_sample_stride_width = 192
-
-    def enable_tiling(self, tile_sample_min_height: int | None = None, tile_sample_min_width: int | None = None,
-                      tile_sample_stride_height: float | None = None,
-                      tile_sample_stride_width: float | None = None) -> None:
-        """As ``AutoencoderKLWan.enable_tiling``: decode (and encode) in spatial tiles of ``tile_sample_min_*``
-        pixels at stride ``tile_sample_stride_*`` when the video is larger than one tile. Unset values keep
-        their current setting."""
-        self.use_tiling = True
-        self.tile_sample_min_height = tile_sample_min_height or self.tile_sample_min_height
-        self.tile_sample_min_width = tile_sample_min_width or self.tile_sample_min_width
-        self.tile_sample_stride_height = tile_sample_stride_height or self.tile_sample_stride_height
-        self.tile_sample_stride_width = tile_sample_stride_width or self.tile_sample_stride_width
-        self._check_tiles()
+#: pipeline API name (Architecture.pipeline_api) -> its facade class; each family registers its own
+#: (``register_facade``), with the diffusers classes whose encoder can serve it and how they normalise latents.
+_CLASSES: dict[str, type] = {}
 
 
-class LTXDiffusersVAE(DiffusersVAE):
-    """The facade of an LTX-Video-family decoder: ``AutoencoderKLLTXVideo``'s API (tiling defaults 512/448
-    pixels, 16/8 frames for framewise decoding)."""
-
-    family = "ltx"
-    teacher_class_names = ("AutoencoderKLLTXVideo", "AutoencoderKLLTX2Video")
-    _default_tiles = (512, 448)
-
-    def _init_tiling(self) -> None:
-        # AutoencoderKLLTXVideo's defaults.
-        self.use_framewise_encoding = False
-        self.use_framewise_decoding = False
-        self.num_sample_frames_batch_size = 16
-        self.num_latent_frames_batch_size = 2
-        self.tile_sample_min_height = 512
-        self.tile_sample_min_width = 512
-        self.tile_sample_min_num_frames = 16
-        self.tile_sample_stride_height = 448
-        self.tile_sample_stride_width = 448
-        self.tile_sample_stride_num_frames = 8
-
-    def enable_tiling(self, tile_sample_min_height: int | None = None, tile_sample_min_width: int | None = None,
-                      tile_sample_min_num_frames: int | None = None, tile_sample_stride_height: float | None = None,
-                      tile_sample_stride_width: float | None = None,
-                      tile_sample_stride_num_frames: float | None = None) -> None:
-        """As ``AutoencoderKLLTXVideo.enable_tiling``: spatial tiles of ``tile_sample_min_*`` pixels at stride
-        ``tile_sample_stride_*``; the frame window settings apply when ``use_framewise_decoding`` is set."""
-        self.use_tiling = True
-        self.tile_sample_min_height = tile_sample_min_height or self.tile_sample_min_height
-        self.tile_sample_min_width = tile_sample_min_width or self.tile_sample_min_width
-        self.tile_sample_min_num_frames = tile_sample_min_num_frames or self.tile_sample_min_num_frames
-        self.tile_sample_stride_height = tile_sample_stride_height or self.tile_sample_stride_height
-        self.tile_sample_stride_width = tile_sample_stride_width or self.tile_sample_stride_width
-        self.tile_sample_stride_num_frames = tile_sample_stride_num_frames or self.tile_sample_stride_num_frames
-        self._check_tiles()
-
-    def _tiling_attributes(self) -> tuple[str, ...]:
-        return super()._tiling_attributes() + ("use_framewise_encoding", "use_framewise_decoding",
-                                               "tile_sample_min_num_frames", "tile_sample_stride_num_frames")
-
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        t = self.temporal_compression_ratio
-        if self.use_framewise_decoding and z.shape[2] > self.tile_sample_min_num_frames // t:
-            return self._temporal_tiled_decode(z)
-        return super()._decode(z)
-
-    def _temporal_tiled_decode(self, z: torch.Tensor) -> torch.Tensor:
-        """diffusers' ``AutoencoderKLLTXVideo._temporal_tiled_decode``: overlapping windows of latent frames
-        (each spatially tiled when tiling is on), the overlap blended over ``min - stride`` frames."""
-        t = self.temporal_compression_ratio
-        num_sample_frames = (z.shape[2] - 1) * t + 1
-        min_frames = self.tile_sample_min_num_frames // t
-        stride_frames = self.tile_sample_stride_num_frames // t
-        if stride_frames < 1 or min_frames < stride_frames:
-            raise ConfigError(f"tile_sample_min_num_frames={self.tile_sample_min_num_frames} and "
-                              f"tile_sample_stride_num_frames={self.tile_sample_stride_num_frames} must cover at least "
-                              f"{t} frames each (the temporal compression), stride <= size (e.g. 16 and 8).")
-        blend_frames = self.tile_sample_min_num_frames - self.tile_sample_stride_num_frames
-        row = []
-        for i in range(0, z.shape[2], stride_frames):
-            tile = z[:, :, i:i + min_frames + 1]
-            decoded = self._tiled_decode(tile) if self._wants_tiles(tile) else self.decoder._decode_raw(tile)
-            if i > 0:
-                decoded = decoded[:, :, :-1]
-            row.append(decoded)
-        out = []
-        for i, tile in enumerate(row):
-            if i > 0:
-                out.append(blend_t(row[i - 1], tile, blend_frames)[:, :, :self.tile_sample_stride_num_frames])
-            else:
-                out.append(tile[:, :, :self.tile_sample_stride_num_frames + 1])
-        return torch.cat(out, dim=2)[:, :, :num_sample_frames]
-
-    def forward(self, sample: torch.Tensor, temb: torch.Tensor | None = None, sample_posterior: bool = False,
-                return_dict: bool = True, generator: torch.Generator | None = None):
-        """As ``AutoencoderKLLTXVideo.forward`` (``temb`` must be None: lab decoders are not timestep-conditioned)."""
-        posterior = self.encode(sample).latent_dist
-        z = posterior.sample(generator=generator) if sample_posterior else posterior.mode()
-        return self.decode(z, temb, return_dict=return_dict)
+def register_facade(cls: type) -> type:
+    """A DiffusersVAE subclass for the pipeline API ``cls.family``, declaring ``teacher_classes()`` (the diffusers
+    VAE classes whose encoder serves it) and ``latent_channels`` (the latent spaces of decoders with no family,
+    the lightweight ones, that take this API)."""
+    _CLASSES[cls.family] = cls
+    # Saved pipelines name their VAE's class by module (model_index.json: ["lab.models.diffusers_compat",
+    # "WanDiffusersVAE"]), and diffusers loads it back by importing that module: every facade presents
+    # itself as this module's (its module __getattr__ serves them), wherever its family defines it. (diffusers
+    # would also mistake a family module path such as lab.families.wan.pipeline for its own "wan" pipelines.)
+    cls.__module__ = __name__
+    return cls
 
 
-_CLASSES = {"wan": WanDiffusersVAE, "ltx": LTXDiffusersVAE}
+def facades() -> dict[str, type]:
+    load_families()
+    return _CLASSES
+
+
+def __getattr__(name: str):
+    # Saved pipelines name a facade by this module (model_index.json: ["lab.models.diffusers_compat",
+    # "WanDiffusersVAE"]); the facades now live with their families, registered by name. Not for dunder names:
+    # the import system probes ``__path__`` while a family's facade module imports this one, and loading the
+    # families from there would import that family again, half-initialised.
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for cls in facades().values():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def as_diffusers_vae(decoder: VideoDecoder | str, teacher=None) -> DiffusersVAE:
@@ -552,23 +482,3 @@ def load_diffusers_vae(folder: str | os.PathLike, teacher=None, device=None, dty
         p = next(teacher.parameters())
         device, dtype = p.device, p.dtype
     return as_diffusers_vae(load_decoder(str(folder), device=device, dtype=dtype), teacher=teacher)
-
-
-def tiny_wan_pipeline(vae, text_dim: int = 32, num_layers: int = 1, seed: int = 0):
-    """A real ``diffusers.WanPipeline`` around ``vae`` (an ``AutoencoderKLWan`` or ``as_diffusers_vae(...)``)
-    with a tiny random transformer (the one of diffusers' own WanPipeline tests) and no text encoder: call it
-    with ``prompt_embeds`` of shape (B, L, text_dim). Its videos are what a random denoiser makes; it exists
-    to show and test the VAE slot offline, where the decoding step is exactly the production one."""
-    # deferred: the Wan pipeline classes need transformers (the 'pipelines' extra)
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
-
-    z = int(vae.config.z_dim)
-    torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=z, out_channels=z,
-        text_dim=text_dim, freq_dim=256, ffn_dim=32, num_layers=num_layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=vae,
-                       scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe

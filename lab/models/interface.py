@@ -13,12 +13,8 @@ Contract (the same for all of them):
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,11 +23,12 @@ import torch
 from torch import nn
 
 from lab.errors import LatentShapeError, LabError, VideoShapeError
-from lab.files import ordinary_permissions
-from lab.pids import pid_alive
+from lab.files import DECODER_FOLDER, check_output_folder, install_folder, remove_owned_files, staged_folder
+# Raised by check_save_target; commands and tests import it from here.
+from lab.files import FolderNotEmptyError as FolderNotEmptyError
 
 # Written next to the diffusers files of every decoder the lab saves; says which adapter loads it.
-LAB_META_FILE = "lab_decoder.json"
+LAB_META_FILE = DECODER_FOLDER.marker
 
 
 @dataclass(frozen=True)
@@ -242,7 +239,8 @@ class VideoDecoder(nn.Module):
 
         ``folder`` may be new, empty, or a decoder the lab saved before (replaced); any other non-empty
         folder is refused (``FolderNotEmptyError``) unless ``overwrite``, which writes the decoder's files
-        into it and keeps the folder's other files. The files are written to a temporary folder first; a
+        into it and keeps the folder's other files. The files are written to a temporary folder first
+        (``lab.files.staged_folder``, ``install_folder``); a
         folder of lab files only is then swapped with it in one atomic step where the OS can (Linux), so
         an interrupted save leaves the old decoder or the new one, never a missing or half-written one.
         Elsewhere (other files in the folder, or no atomic swap) the files are moved in one by one, the
@@ -250,20 +248,12 @@ class VideoDecoder(nn.Module):
         """
         folder = Path(folder)
         check_save_target(folder, overwrite)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(folder)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}{_TMP_TAG}{os.getpid()}-", dir=folder.parent))
-        try:
+        with staged_folder(folder) as tmp:
             self._save_model(tmp)
             meta = {"adapter": self.adapter_kind, "name": self.name, "family": self.family,
                     **self._meta_extra()}
             (tmp / LAB_META_FILE).write_text(json.dumps(meta, indent=2))
-            # mkdtemp's folder is private, and diffusers writes its weights file private too; a saved model
-            # is an ordinary folder of the user's, readable as their other files are.
-            ordinary_permissions(tmp)
-            _install(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)  # after a swap it holds the previous decoder
+            install_folder(tmp, folder, DECODER_FOLDER)
         return folder
 
     adapter_kind: str = ""
@@ -285,26 +275,15 @@ class VideoDecoder(nn.Module):
         return {}
 
 
-# ----- saving into folders the user may own ----------------------------------------------------------
-class FolderNotEmptyError(LabError, FileExistsError):
-    """A target folder that holds files the lab did not write; the lab refuses to replace them."""
-
-
-# Temporary folders of a save are named ``.<name>.lab-tmp-<pid>-<random>`` next to the target, so a stale
-# one (its process is gone) is recognised and removed by the next save to the same target.
-_TMP_TAG = ".lab-tmp-"
-_WEIGHTS_PREFIX = "diffusion_pytorch_model"
-
-
+# ----- saving into folders the user may own (the rule and the atomic install: lab.files) ----------------------
 def is_lab_file(name: str) -> bool:
     """Whether ``name`` is a file that ``VideoDecoder.save`` writes (the only files it replaces or removes)."""
-    return (name in (LAB_META_FILE, "config.json") or
-            name.startswith(_WEIGHTS_PREFIX) and name.endswith((".safetensors", ".safetensors.index.json")))
+    return DECODER_FOLDER.owns(name)
 
 
 def is_saved_decoder(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is a decoder folder written by the lab (its marker: ``lab_decoder.json``)."""
-    return (Path(folder) / LAB_META_FILE).is_file()
+    return DECODER_FOLDER.marks(folder)
 
 
 def check_save_target(folder: str | os.PathLike, overwrite: bool = False) -> None:
@@ -316,101 +295,9 @@ def check_save_target(folder: str | os.PathLike, overwrite: bool = False) -> Non
         f"empty folder, or pass --overwrite to write the decoder's files into it (its other files are kept).")
 
 
-def check_output_folder(folder: str | os.PathLike, overwrite: bool, ours, what: str, refusal: str) -> None:
-    """The folder rule of everything the lab writes into a folder: allowed when ``folder`` is absent, empty,
-    written by the lab before (``ours(folder)``) or ``overwrite`` is set; a file there is refused (``what``
-    names the option to change), any other non-empty folder refused with ``refusal``."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise FolderNotEmptyError(f"{folder} is a file, not a folder; choose another {what}.")
-    if overwrite or not folder.exists() or not any(folder.iterdir()) or ours(folder):
-        return
-    raise FolderNotEmptyError(refusal)
-
-
 def remove_saved_decoder(folder: str | os.PathLike) -> None:
     """Remove the files a save wrote in ``folder`` (and the folder, once empty); other files stay."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    for p in folder.iterdir():
-        if p.is_file() and is_lab_file(p.name):
-            p.unlink()
-    if not any(folder.iterdir()):
-        folder.rmdir()
-
-
-def _install(tmp: Path, folder: Path) -> None:
-    """Put the saved files of ``tmp`` at ``folder``."""
-    if not folder.exists():
-        os.rename(tmp, folder)
-        return
-    entries = os.listdir(folder)
-    if not entries:
-        try:
-            os.rename(tmp, folder)  # POSIX renames onto an empty folder in one step
-            return
-        except OSError:
-            pass
-    elif all(is_lab_file(e) and (folder / e).is_file() for e in entries) and exchange_paths(tmp, folder):
-        return  # a folder of our files only: swapped whole, in one step
-    _merge(tmp, folder)
-
-
-def _merge(tmp: Path, folder: Path) -> None:
-    """Move the saved files into ``folder`` one by one, the marker last (where a whole-folder swap is not
-    possible: other files live in the folder, or the OS cannot swap). Interrupted, it leaves the folder
-    with some new and some old files; saving again repairs it. Files of an earlier save that this one did
-    not write (e.g. other weight shards) are removed; the folder's other files are kept."""
-    written = sorted(os.listdir(tmp), key=lambda n: n == LAB_META_FILE)
-    for name in written:
-        os.replace(tmp / name, folder / name)
-    for p in folder.iterdir():
-        if p.name not in written and p.is_file() and is_lab_file(p.name) and p.name != LAB_META_FILE:
-            p.unlink()
-
-
-def _remove_stale_temps(folder: Path) -> None:
-    """Remove temporary folders of earlier saves to ``folder`` whose process is gone (it was killed)."""
-    prefix = f".{folder.name}{_TMP_TAG}"
-    if not folder.parent.is_dir():
-        return
-    for p in folder.parent.iterdir():
-        pid = p.name[len(prefix):].split("-", 1)[0] if p.name.startswith(prefix) else ""
-        if pid.isdigit() and p.is_dir() and not pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _renameat2():
-    try:
-        import ctypes  # deferred: ctypes and renameat2 are optional; Linux only, see _RENAMEAT2
-        fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_RENAMEAT2 = _renameat2() if sys.platform.startswith("linux") else None
-
-
-def exchange_paths(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``): no moment where
-    either is missing. Returns False where the OS or the filesystem cannot, so the caller falls back."""
-    if _RENAMEAT2 is None:
-        return False
-    import ctypes  # deferred: ctypes and renameat2 are optional; Linux only, see _RENAMEAT2
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
+    remove_owned_files(folder, DECODER_FOLDER)
 
 
 class DecoderStream:

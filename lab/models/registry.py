@@ -1,8 +1,8 @@
 """The registry of named decoders (timm-style): each entry knows its family, latent geometry,
 decoder parameter count and where its weights come from, and can load itself.
 
-``python -m lab models`` lists it. Other parts of the lab add entries through :func:`register`
-(see ``lab/models/catalog.py``, which declares every built-in entry).
+``python -m lab models`` lists it. Each VAE family (lab/families, lab.plugins) registers its entries, saved-folder
+adapters and plain-diffusers-folder classes here; lab.models.entries has the helpers they use.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 
 from lab.errors import CheckpointError, UnknownModelError
 from lab.models.interface import LAB_META_FILE, VideoDecoder
-from lab.models.weights import load_diffusers_model
+from lab.plugins import load_families
 from lab.runtime.spec import apply_runtime, split_runtime
 
 
@@ -73,16 +73,24 @@ def register_alias(old: str, new: str) -> None:
     _ALIASES[old] = new
 
 
+def resolve_alias(name: str) -> str:
+    """The registered name a former name now means (itself if none)."""
+    load_families()
+    return _ALIASES.get(name, name)
+
+
 def register_adapter(kind: str, cls: type) -> None:
     """Adapters load folders saved by the lab (``lab_decoder.json`` names the kind)."""
     _ADAPTERS[kind] = cls
 
 
 def list_entries(family: str | None = None) -> list[ModelEntry]:
+    load_families()
     return [e for e in _REGISTRY.values() if family is None or e.family == family]
 
 
 def get_entry(name: str) -> ModelEntry:
+    load_families()
     name = _ALIASES.get(name, name)
     if name in _REGISTRY:
         return _REGISTRY[name]
@@ -100,6 +108,7 @@ def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, d
     passes through unchanged."""
     if isinstance(name_or_path, VideoDecoder):
         return name_or_path
+    load_families()
     name = _ALIASES.get(str(name_or_path), str(name_or_path))
     if name in _REGISTRY:
         return _REGISTRY[name].load(weights, device=device, dtype=dtype)
@@ -132,6 +141,7 @@ def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
         raise CheckpointError(f"{meta_path} is corrupted: expected a JSON object naming its 'adapter', got "
                               f"{json.dumps(meta)[:80]}; re-save the decoder.")
     kind = meta["adapter"]
+    load_families()
     if kind not in _ADAPTERS:
         raise CheckpointError(f"{folder} was saved by an adapter '{kind}' this lab does not know "
                               f"(known: {', '.join(sorted(_ADAPTERS))}); update the lab.")
@@ -145,32 +155,36 @@ def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:
     return dec.eval()
 
 
+#: diffusers VAE class name -> [(matches(config) -> bool, load(folder, config, device, dtype) -> decoder)], the
+#: first match wins: how a plain diffusers folder loads as a teacher. Each family registers its class.
+_FOLDER_CLASSES: dict[str, list[tuple[Callable[[dict], bool], Callable]]] = {}
+
+
+def register_folder_class(class_name: str, load: Callable, matches: Callable[[dict], bool] | None = None,
+                          first: bool = False) -> None:
+    """A plain diffusers folder whose config names ``class_name`` (and, with ``matches``, whose config it
+    accepts) loads through ``load(folder, config, device, dtype)``. ``first``: tried before the class's earlier
+    registrations (Wan 2.2 refines Wan 2.1's VAE class by ``is_residual``)."""
+    rows = _FOLDER_CLASSES.setdefault(class_name, [])
+    row = (matches or (lambda cfg: True), load)
+    rows.insert(0, row) if first else rows.append(row)
+
+
 def _wrap_plain_diffusers_folder(folder: Path, device, dtype) -> VideoDecoder:
     """A plain diffusers VAE folder (e.g. a downloaded Wan 2.1 'vae' folder) loads as a teacher."""
-    # deferred: the registry never imports the adapters that register into it (lab/models/__init__.py)
-    from lab.models.teachers import LTX2DecoderAdapter, LTXDecoderAdapter, WanDecoderAdapter
-    # deferred: the registry itself does not need diffusers, only plain diffusers folders do
-    from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo, AutoencoderKLWan
-
+    load_families()
     cfg_path = folder / "config.json" if (folder / "config.json").exists() else folder / "vae" / "config.json"
-    cls_name = _class_name(cfg_path)
-    pairs = {"AutoencoderKLWan": (AutoencoderKLWan, WanDecoderAdapter),
-             "AutoencoderKLLTXVideo": (AutoencoderKLLTXVideo, LTXDecoderAdapter),
-             "AutoencoderKLLTX2Video": (AutoencoderKLLTX2Video, LTX2DecoderAdapter)}
-    if cls_name not in pairs:
-        raise UnknownModelError(f"{folder} holds a {cls_name or 'model of unknown class'}; the lab decodes "
-                                f"with {', '.join(pairs)} folders or folders it saved itself.")
-    cls, adapter = pairs[cls_name]
-    vae = load_diffusers_model(cls, str(folder), config={}, hub_subfolder=None, what=cls_name,
-                               device=device, dtype=dtype)
-    if getattr(vae.config, "is_residual", False):  # AutoencoderKLWan with residual blocks: the Wan 2.2 VAE
-        from lab.models.wan22 import Wan22DecoderAdapter  # deferred: as the teacher adapters above
-        adapter = Wan22DecoderAdapter
-    return adapter(folder.name, vae).eval()
+    cfg = _config(cfg_path)
+    cls_name = str(cfg.get("_class_name") or "")
+    for matches, load in _FOLDER_CLASSES.get(cls_name, []):
+        if matches(cfg):
+            return load(folder, cfg, device, dtype).eval()
+    raise UnknownModelError(f"{folder} holds a {cls_name or 'model of unknown class'}; the lab decodes "
+                            f"with {', '.join(_FOLDER_CLASSES)} folders or folders it saved itself.")
 
 
-def _class_name(cfg_path: Path) -> str:
-    """The ``_class_name`` of a diffusers config.json, or a CheckpointError saying the file is broken."""
+def _config(cfg_path: Path) -> dict:
+    """A diffusers config.json, or a CheckpointError saying the file is broken."""
     try:
         cfg = json.loads(cfg_path.read_text())
     except (ValueError, OSError) as exc:
@@ -179,4 +193,4 @@ def _class_name(cfg_path: Path) -> str:
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{cfg_path} is not a diffusers config (a JSON object with _class_name); restore "
                               f"the folder's config.json (download it again, or save the VAE with save_pretrained).")
-    return str(cfg.get("_class_name") or "")
+    return cfg

@@ -207,7 +207,7 @@ def small_distill_config(source, *, steps_per_phase: int, frames: int, size: int
 def real_decoder_comparison(keep: float, *, weights=None, calib_clips=("bbb-128", "bigbuckbunny", "bikes"),
                             heldout_clip: str = "carphone", frames: int = 2, size=(128, 128), random_seeds: int = 3,
                             device="cpu") -> tuple[list[dict] | None, str]:
-    """``compare_criteria`` on a real decoder the lab did not train: the released TAEF2 (lab.arch.taef2),
+    """``compare_criteria`` on a real decoder the lab did not train: the released TAEF2 (lab.families.taef2),
     calibrated on ``calib_clips`` and scored on ``heldout_clip`` (native size) against its own decode.
     Returns (rows, what they show), or (None, why) when its weights are not here (``weights``: a folder
     with taef2_decoder.pth and taef2_encoder.pth; default ../shared/assets/weights/taef2)."""

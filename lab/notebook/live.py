@@ -110,7 +110,7 @@ def distill_view(title: str = "distillation", log_y: bool = True):
     losses with phase markers (``figure``) and the validation PSNR against the teacher after each eval
     (``val_figure``). Pass it as ``distill(config, out, callbacks=[view])``."""
     # deferred: importing lab.distill loads the whole trainer; only this view needs it
-    from lab.distill.hooks import Callback
+    from lab.training.hooks import Callback
 
     class LiveDistillView(Callback):
         def __init__(self):

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.files import atomic_path
 from lab.paths import REPO_ROOT
 
 PARAMETERS_TAG = "parameters"
@@ -77,7 +78,6 @@ def strip_outputs(path: str | os.PathLike) -> bool:
         if cell.metadata.pop("execution", None) is not None:
             changed = True
     if changed:
-        tmp = path.with_name(f".{path.name}.tmp")
-        nbformat.write(nb, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            nbformat.write(nb, tmp)
     return changed

@@ -3,12 +3,12 @@ they replace, and a registry of them by name (users add their own with :func:`re
 
 Two contracts exist in the lab's decoders and every operator honours the one of the layer it replaces:
 
-- Wan (``WanCausalConv3d``): ``forward(x, cache_x=None)``. Time is padded causally with zeros
+- Wan (its causal conv): ``forward(x, cache_x=None)``. Time is padded causally with zeros
   (``2 * pad`` frames in front, none after); ``cache_x`` holds the previous chunk's last input frames
   and replaces that many zero frames. The enclosing block does the cache bookkeeping.
-- LTX-Video (``LTXVideoCausalConv3d``): ``forward(x)``. Time is padded by repeating the edge frames,
+- LTX-Video (its causal conv): ``forward(x)``. Time is padded by repeating the edge frames,
   in front only (``is_causal=True``) or on both sides (``is_causal=False``, the decoder's default).
-- LTX-2 (``LTX2VideoCausalConv3d``): ``forward(x, causal=True)``: LTX-Video's padding, chosen per call
+- LTX-2 (its causal conv): ``forward(x, causal=True)``: LTX-Video's padding, chosen per call
   (the decoder passes its setting), and space padded with 'reflect'. Operators take the same ``causal``
   argument and build their spatial convs with the layer's padding mode.
 
@@ -30,12 +30,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d
-from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoCausalConv3d
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 from torch import nn
 
 from lab.errors import ConfigError, LabError
+from lab.plugins import load_families
 
 # ----------------------------------------------------------------------------------------------------
 # What a teacher conv looks like: shapes, weights and its temporal padding contract.
@@ -67,14 +65,14 @@ class TimePadding:
             return TimePadding.replicate(self.front + self.back + 1, causal).apply(x, cache_x)
         if self.mode == "zeros-cached":
             front = self.front
-            # Same arithmetic as WanCausalConv3d.forward: cached frames stand in for zero frames.
+            # Same arithmetic as Wan's causal conv: cached frames stand in for zero frames.
             if cache_x is not None and front > 0:
                 x = torch.cat([cache_x.to(x.device, x.dtype), x], dim=2)
                 front -= cache_x.shape[2]
             return F.pad(x, (0, 0, 0, 0, front, 0)) if front > 0 else x
         front = self.front
         if cache_x is not None:
-            # Streaming a causal LTX-2 decoder (lab.runtime.ltx2_stream): the previous chunk's last input
+            # Streaming a causal LTX-2 decoder (lab.families.ltx2.stream): the previous chunk's last input
             # frames stand in for the replicated first frame.
             if self.back:
                 raise LabError("symmetric (non-causal) replicate padding looks at the next frames: it takes no "
@@ -103,55 +101,33 @@ class ConvSpec:
     spatial_padding_mode: str = "zeros"  # 'reflect' in LTX-2
 
 
-def _read_wan_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], TimePadding]:
-    pads = layer._padding  # (w, w, h, h, 2*pt, 0)
-    if pads[2] != pads[3] or pads[0] != pads[1]:
-        raise LabError(f"WanCausalConv3d with asymmetric spatial padding {pads[:4]} cannot be replaced; keep it.")
-    return layer, (pads[2], pads[0]), TimePadding("zeros-cached", pads[4], pads[5])
-
-
-def _read_ltx_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], TimePadding]:
-    conv = layer.conv
-    kt = layer.kernel_size[0]
-    time = (TimePadding("replicate-causal", kt - 1, 0) if layer.is_causal
-            else TimePadding("replicate-symmetric", (kt - 1) // 2, (kt - 1) // 2))
-    if conv.padding_mode != "zeros":
-        raise LabError(f"LTXVideoCausalConv3d with padding_mode={conv.padding_mode!r} cannot be replaced (operators "
-                       f"pad space with zeros); keep it.")
-    return conv, (conv.padding[1], conv.padding[2]), time
-
-
-def _read_ltx2_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], TimePadding]:
-    # Causality is a call argument; the default (the layer's own, causal=True) is replaced by the
-    # decoder's setting in conv_spec(layer, causal).
-    conv = layer.conv
-    if conv.padding_mode not in ("zeros", "reflect"):
-        raise LabError(f"LTX2VideoCausalConv3d with padding_mode={conv.padding_mode!r} cannot be replaced; keep it.")
-    return conv, (conv.padding[1], conv.padding[2]), TimePadding.replicate(layer.kernel_size[0], True)
-
-
-#: Conv classes whose temporal causality is a forward argument (``causal=``) rather than a layer setting.
-RUNTIME_CAUSAL: tuple[type, ...] = (LTX2VideoCausalConv3d,)
-
 #: Per conv class (a registry, as Torch-Pruning dispatches per layer type): how to read its dense conv,
-#: spatial padding and temporal padding. A family whose convs operators may replace adds its class here.
-CONV_READERS: dict[type, Callable[[nn.Module], tuple[nn.Module, tuple[int, int], TimePadding]]] = {
-    WanCausalConv3d: _read_wan_conv,
-    LTXVideoCausalConv3d: _read_ltx_conv,
-    LTX2VideoCausalConv3d: _read_ltx2_conv,
-}
+#: spatial padding and temporal padding. Each VAE family registers its causal conv class (lab.families).
+CONV_READERS: dict[type, Callable[[nn.Module], tuple[nn.Module, tuple[int, int], TimePadding]]] = {}
+#: Conv classes whose temporal causality is a forward argument (``causal=``) rather than a layer setting.
+RUNTIME_CAUSAL: set[type] = set()
+
+
+def register_conv_reader(cls: type, reader: Callable[[nn.Module], tuple[nn.Module, tuple[int, int], TimePadding]],
+                         causal_per_call: bool = False) -> None:
+    """Let operators replace ``cls`` layers: ``reader(layer)`` -> (its dense nn.Conv3d, (pad_h, pad_w), its
+    TimePadding). ``causal_per_call``: the layer takes its causality as a ``causal=`` call argument."""
+    CONV_READERS[cls] = reader
+    if causal_per_call:
+        RUNTIME_CAUSAL.add(cls)
 
 
 def conv_spec(layer: nn.Module, causal: bool | None = None) -> ConvSpec:
     """Read a conv of a class in CONV_READERS; refuse layers an operator cannot replace. ``causal``: the
     decoder's setting, for classes in RUNTIME_CAUSAL (whose layers do not know it)."""
+    load_families()
     kind = type(layer).__name__
     reader = CONV_READERS.get(type(layer))
     if reader is None:
         raise LabError(f"cannot replace a {kind}: operators replace "
                        f"{' and '.join(c.__name__ for c in CONV_READERS)} layers only.")
     conv, spatial, time = reader(layer)
-    if causal is not None and isinstance(layer, RUNTIME_CAUSAL):
+    if causal is not None and type(layer) in RUNTIME_CAUSAL:
         time = TimePadding.replicate(tuple(conv.kernel_size)[0], causal)
     if tuple(conv.stride) != (1, 1, 1) or tuple(conv.dilation) != (1, 1, 1) or conv.groups != 1:
         raise LabError(f"cannot replace a {kind} with stride {tuple(conv.stride)}, dilation "

@@ -6,13 +6,13 @@ upsampling convs, depth-to-space upsamplers, attention) is the family's swap rul
 from __future__ import annotations
 
 from lab.errors import ConfigError
-from lab.arch import ARCHITECTURES, Architecture, get_architecture
+from lab.arch import Architecture, architectures, get_architecture
 from lab.ops.operators import OPERATORS, get_operator, list_operators
 
 
 def plan_names() -> list[str]:
     """Named plans of every registered family (each Architecture defines its own, see lab.arch)."""
-    return sorted({n for a in ARCHITECTURES.values() for n in a.plans})
+    return sorted({n for a in architectures().values() for n in a.plans})
 
 
 def parse_plan_text(text: str) -> dict[str, str] | str:
@@ -53,7 +53,7 @@ def resolve_plan(name_or_dict: str | dict[str, str], arch: Architecture | str,
 def available() -> dict:
     """What ``--list-operators`` style listings show: operators and named plans."""
     return {"operators": list_operators(),
-            "plans": {n: {a.name: a.plans[n] for a in ARCHITECTURES.values() if n in a.plans} for n in plan_names()}}
+            "plans": {n: {a.name: a.plans[n] for a in architectures().values() if n in a.plans} for n in plan_names()}}
 
 
 __all__ = ["OPERATORS", "available", "parse_plan_text", "plan_names", "resolve_plan"]

@@ -26,22 +26,27 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lab.arch import decoder_stages
 from lab.ops.operators import SwapOp
+from lab.plugins import load_families
 
 # Operator type of a module, by class name; a typed module is timed as one unit (its children are not).
-_TYPES = {
-    "WanCausalConv3d": "causal_conv3d", "LTXVideoCausalConv3d": "causal_conv3d",
-    "LTX2VideoCausalConv3d": "causal_conv3d", "Conv3d": "conv3d",
-    "Conv2d": "conv2d", "WanAttentionBlock": "attention", "Attention": "attention",
-    "WanRMS_norm": "norm", "RMSNorm": "norm", "GroupNorm": "norm", "LayerNorm": "norm",
-    "PerChannelRMSNorm": "norm", "SiLU": "activation", "GELU": "activation", "ReLU": "activation",
-    "WanUpsample": "upsample", "Upsample": "upsample", "ZeroPad2d": "pad", "Dropout": "dropout",
+# The generic layer types are here; each VAE family registers its own (lab.families, ``register_op_types``).
+OP_TYPES: dict[str, str] = {
+    "Conv3d": "conv3d", "Conv2d": "conv2d", "Attention": "attention", "RMSNorm": "norm", "GroupNorm": "norm",
+    "LayerNorm": "norm", "SiLU": "activation", "GELU": "activation", "ReLU": "activation", "Upsample": "upsample",
+    "ZeroPad2d": "pad", "Dropout": "dropout",
 }
+
+
+def register_op_types(types: dict[str, str]) -> None:
+    """Class name -> operator type (causal_conv3d, norm, attention, upsample, ...) for the profile table."""
+    OP_TYPES.update(types)
 
 
 def op_type(module: nn.Module) -> str | None:
     if isinstance(module, SwapOp):
         return f"op:{module.op_name}"
-    return _TYPES.get(type(module).__name__)
+    load_families()
+    return OP_TYPES.get(type(module).__name__)
 
 
 def _typed_modules(root: nn.Module) -> list[tuple[nn.Module, str]]:

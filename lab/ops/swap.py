@@ -104,7 +104,7 @@ def _check_causal(op: nn.Module, path: str, op_name: str, frame_cache: bool) -> 
             if (chunk - y[:, :, 1:]).abs().max() > tol:
                 raise LabError(f"operator '{op_name}' at {path} breaks the frame cache contract: forward(x, cache_x) with "
                                f"the previous frame as cache_x differs from the whole-clip output. Prepend cache_x "
-                               f"in place of that many front padding frames (see WanCausalConv3d.forward).")
+                               f"in place of that many front padding frames (as Wan's causal conv does).")
 
 
 def apply_operators(vae_like: nn.Module, arch: Architecture | str, operators: dict[str, str] | str,

@@ -11,7 +11,7 @@ import torch
 
 from lab.analysis import ChannelAnalysis, analyze, calibration_latents
 from lab.analysis.linalg import FOLD_RIDGE
-from lab.arch import ARCHITECTURES, Architecture
+from lab.arch import Architecture, architectures
 from lab.data.heldout import reads_heldout
 from lab.errors import ConfigError
 from lab.models.registry import load_decoder
@@ -32,7 +32,7 @@ def _check_teacher(teacher) -> Architecture:
         return arch
     raise ConfigError(f"{teacher.name} is a {getattr(teacher, 'family', '?')} of kind "
                       f"'{getattr(teacher, 'adapter_kind', '?')}'; only teachers (of the "
-                      f"{', '.join(a.title for a in ARCHITECTURES.values())} families) can be pruned. Pass the "
+                      f"{', '.join(a.title for a in architectures().values())} families) can be pruned. Pass the "
                       f"teacher it came from.")
 
 
@@ -46,7 +46,8 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
     the teacher; default every clip at hand that is not held out, at 128x128 unless ``size``:
     lab.analysis.calibration.default_calibration_clips; info['calibration'] names them), or a ready
     ``analysis`` of this teacher. ``ridge``: the fold's regularisation, relative to the kept channels'
-    mean variance (lab.analysis.linalg.FOLD_RIDGE; 0 = plain least squares). Wan teachers give a WanStudentAdapter, LTX-Video ones an LTXStudentAdapter.
+    mean variance (lab.analysis.linalg.FOLD_RIDGE; 0 = plain least squares). The student is the teacher family's
+    (its registered builder, lab.prune.students).
     ``refine``: passes of output-checked local search over the selection (lab.prune.refine; 0 = off),
     each trying the other independence criteria's choices and ``refine_swaps`` proxy-ranked single swaps
     per narrowed group, scored by the student's error against the teacher on the calibration latents.

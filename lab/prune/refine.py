@@ -63,28 +63,27 @@ def refine_selection(kept: dict[str, list[int]], groups: list[ChannelGroup], ana
     best = score(current)
     report = {"initial_error": best, "changes": [], "evaluations": 1, "passes": 0}
     narrowed = [g for g in groups if g.name in current and len(current[g.name]) < g.width]
-    bar = Progress("prune: refine", None, unit="student")  # how many candidates each pass tries is found as it goes
-    for p in range(passes):
-        improved = False
-        for g in narrowed:
-            tried = {tuple(current[g.name])}
-            cands = [sorted(c) for c in (alternatives or {}).get(g.name, [])]
-            cands += best_swaps(analysis, g, current[g.name], swaps)
-            for cand in cands:
-                if tuple(cand) in tried:
-                    continue
-                tried.add(tuple(cand))
-                err = score({**current, g.name: cand})
-                report["evaluations"] += 1
-                bar.update(note=f"pass {p + 1}, {g.name}, error {best:.4g}")
-                if err < best:
-                    report["changes"].append({"pass": p, "group": g.name, "from": current[g.name], "to": cand,
-                                              "error": err, "gain": best - err})
-                    current[g.name], best, improved = cand, err, True
-        report["passes"] = p + 1
-        if not improved:
-            break
-    bar.close()
+    with Progress("prune: refine", None, unit="student") as bar:  # how many candidates each pass tries is found as it goes
+        for p in range(passes):
+            improved = False
+            for g in narrowed:
+                tried = {tuple(current[g.name])}
+                cands = [sorted(c) for c in (alternatives or {}).get(g.name, [])]
+                cands += best_swaps(analysis, g, current[g.name], swaps)
+                for cand in cands:
+                    if tuple(cand) in tried:
+                        continue
+                    tried.add(tuple(cand))
+                    err = score({**current, g.name: cand})
+                    report["evaluations"] += 1
+                    bar.update(note=f"pass {p + 1}, {g.name}, error {best:.4g}")
+                    if err < best:
+                        report["changes"].append({"pass": p, "group": g.name, "from": current[g.name], "to": cand,
+                                                  "error": err, "gain": best - err})
+                        current[g.name], best, improved = cand, err, True
+            report["passes"] = p + 1
+            if not improved:
+                break
     report["final_error"] = best
     report["seconds"] = time.perf_counter() - t0
     log.info("refined selection: error %.4g -> %.4g in %d evaluations, %d changes (%.0f s)",

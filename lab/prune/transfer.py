@@ -11,7 +11,7 @@ exact (up to zero padding at borders when b != 0).
 RMS norm: Wan's y = x / rms(x) * gamma; the student's norm sees only x_S. A folded norm
 (lab.models.students.folded_norm, what lab.prune builds for pruned groups) divides by the teacher's rms
 estimated from x_S (``folded_norm_state``, fitted on the Gram recorded at the norm's input). A plain
-narrower WanRMS_norm (students saved before folded norms existed, or built without them) instead gets
+narrower Wan RMS norm (students saved before folded norms existed, or built without them) instead gets
 gamma_S scaled by rms(x_S) / rms(x), from the second moments at the norm's input.
 """
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.files import atomic_write_text
+from lab.files import atomic_write_text, move_into_place
 from lab.pids import pid_alive
 from lab.runs.lock import LOCK_FILE
 
@@ -305,7 +305,7 @@ class RunStore(_Base):
         draft._set_meta(name=name or folder.name, kind=kind, config=config, created=now, status="running",
                         pid=os.getpid(), host=socket.gethostname(), heartbeat=now)
         draft.close()  # the last connection: SQLite folds the WAL into the file and removes it
-        os.replace(tmp, folder / STORE_FILE)
+        move_into_place(tmp, folder / STORE_FILE)
         atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True, default=str))
         (folder / "checkpoints").mkdir(exist_ok=True)
         (folder / "samples").mkdir(exist_ok=True)

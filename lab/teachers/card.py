@@ -1,5 +1,5 @@
-"""The teacher's sections of the model card (lab.cards) written beside exported weights: every number comes
-from the run."""
+"""The teacher's provenance record and the sections of its model card (lab.cards), written beside exported
+weights: every number comes from the run."""
 
 from __future__ import annotations
 
@@ -8,24 +8,42 @@ from pathlib import Path
 from lab import cards
 from lab.cards import CARD_CLIPS as CARD_CLIPS  # the card's limit, named where teacher cards are tested
 from lab.cards import clip_list as _clip_list
+from lab.teachers.presets import get_preset
 
 # Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
-TARGET_PSNR = {"mini-wan": 28.0, "mini-ltx": 26.0}
 #: The title every teacher card carries (lab.teachers.export recognises exports by it).
 TITLE = "the lab's trained mini teacher"
 CPU_CAVEAT = ("small crops, few steps; a GPU run of the same command with `--device cuda` and larger\n"
               "  `--crop/--frames/--batch/--steps` will give a much better teacher.")
 
 
-def write_card(path: Path, info: dict) -> Path:
-    """Write the card of an exported teacher (``info``: what lab.teachers.export measured) to ``path``."""
-    return cards.write_card(path, teacher_card(info))
+def write_card(folder: Path, info: dict) -> dict:
+    """Write an exported teacher's ``provenance.json`` (``info``: what lab.teachers.export measured) and its
+    README.md card rendered from it into ``folder``; returns the record."""
+    return cards.write_shipped(folder, provenance(info), teacher_card)
+
+
+def provenance(info: dict) -> dict:
+    """The provenance record (lab.cards.provenance) of an exported teacher."""
+    r = info["recipe"]
+    return cards.provenance(
+        "teacher", info, name=info["model"], title=f"{TITLE} ({info['class']})", teacher=None,
+        data={"clips": info["train_clips"], "short_sides": info["train_scales"], "manifest": r.get("manifest"),
+              "stills": r.get("stills")},
+        held_out=_held_out_text(r), machine=info["machine"], train_commands=train_commands(info, r))
+
+
+def train_commands(info: dict, r: dict) -> list[str]:
+    """Every recorded command that trained it, in order: a warm start's earlier chain, then its own sessions."""
+    earlier = (info.get("init_from") or {}).get("command") or ""
+    return [c for c in earlier.splitlines() + _commands(info, r).splitlines() if not c.startswith("(not recorded)")]
 
 
 def teacher_card(info: dict) -> cards.Card:
+    """The card of an exported teacher, from its provenance record."""
     r = info["recipe"]
     return cards.Card(
-        name=info["model"], title=f"{TITLE} ({info['class']})",
+        name=info["model"], title=info["title"],
         intro="Same diffusers class and latent geometry as the real model, reduced widths, trained by the lab\n"
               "as a VAE (encoder + decoder) on real video.",
         load=f'load_decoder("{info["model"]}")',
@@ -51,7 +69,7 @@ def teacher_card(info: dict) -> cards.Card:
 
 
 def _verdict(info: dict) -> str:
-    target = TARGET_PSNR.get(info["model"])
+    target = get_preset(info["model"]).target_psnr
     best = max(m["psnr"] for m in info["heldout"].values())
     if target is None or best >= target:
         return ""
@@ -62,7 +80,7 @@ def _verdict(info: dict) -> str:
 def _data(info: dict, r: dict) -> str:
     return (f"Training clips (random {r['crop']}x{r['crop']} crops, random {r['frames']}-frame windows,\n"
             f"horizontal flips; each clip kept at short sides {info['train_scales']}):\n"
-            f"{_clip_list(info['train_clips'])}.{_photos(r)}\n{_held_out_text(r)}")
+            f"{_clip_list(info['train_clips'])}.{_photos(r)}\n{info['held_out']}")
 
 
 def _recipe(r: dict) -> str:

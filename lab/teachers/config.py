@@ -1,52 +1,24 @@
-"""What a teacher run trains: the model preset, the clips, the recipe.
-
-Presets name the diffusers class and config; ``mini-wan``/``mini-ltx`` take their configs from
-the catalog so that what is trained is exactly what ``load_decoder`` builds.
+"""What a teacher run trains: the model preset (lab.teachers.presets: each VAE family registers its own,
+with the same class and config that ``load_decoder`` builds), the clips, the recipe.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan
 
 from lab import paths
 from lab.data.clips import ClipSpec
 from lab.data.dataset import training_item
 from lab.data.heldout import BIKES_TRAIN_STOP, HELDOUT  # noqa: F401 (HELDOUT: the teachers' held-out split)
 from lab.data.samples import sample_clip
-from lab.errors import LabError
-from lab.models.catalog import MINI_LTX_CONFIG, MINI_WAN_CONFIG
-from lab.models.teachers import LTX_TINY_CONFIG, WAN_TINY_CONFIG
-from lab.training.config import build_dataclass
+from lab.errors import ConfigError, LabError
+from lab.teachers.presets import Preset, get_preset, presets  # noqa: F401 (the presets' home; re-exported)
+from lab.training.config import build_dataclass, read_config_file
 
 WAN_GENERATED = "videos/wan2_1_generated_832x480_81f.mp4"
-
-
-@dataclass(frozen=True)
-class Preset:
-    cls: type
-    config: dict
-    frame_multiple: int    # a clip encodes as 1 + frame_multiple * k frames
-    spatial_multiple: int  # and sizes that are multiples of this
-
-
-def presets() -> dict[str, Preset]:
-    return {
-        "mini-wan": Preset(AutoencoderKLWan, MINI_WAN_CONFIG, 4, 8),
-        "mini-ltx": Preset(AutoencoderKLLTXVideo, MINI_LTX_CONFIG, 8, 32),
-        # The test configs of the same classes: for tests of the trainer itself.
-        "wan2.1-tiny": Preset(AutoencoderKLWan, WAN_TINY_CONFIG, 4, 8),
-        "ltx-video-tiny": Preset(AutoencoderKLLTXVideo, LTX_TINY_CONFIG, 8, 32),
-    }
-
-
-def get_preset(name: str) -> Preset:
-    table = presets()
-    if name not in table:
-        raise LabError(f"unknown teacher model '{name}'; trainable: {', '.join(table)}")
-    return table[name]
 
 
 def wan_clip_path():
@@ -78,84 +50,185 @@ def training_clips(include_wan_generated: bool = True) -> list[ClipSpec]:
 
 
 @dataclass
-class TrainConfig:
-    model: str = "mini-wan"
-    steps: int = 3000
+class TeacherData:
+    """What a teacher trains on: the built-in clips (``clips`` and ``manifest`` unset), or a dataset (lab.data.dataset:
+    clip names, files, folders or globs, and/or a CSV/JSONL manifest whose non-train splits are held out; folders,
+    globs and manifests are streamed by ``workers`` loader processes), plus photos as extra video with ``stills``."""
+    clips: list | None = None
+    manifest: str | None = None
+    wan_clip: bool = True      # the built-in clips include the Wan-generated clip
+    short_sides: tuple = (128, 256)
+    stills: str | None = None  # photos as extra video: 'skimage' or a .npz (lab.data.stills); None: clips only
+    stills_fraction: float = 0.25  # share of each batch cut from the photos
+    workers: int = 2
     batch: int = 8
     frames: int = 5            # 1 + k * frame_multiple
     crop: int = 32
+
+
+@dataclass
+class TeacherOptim:
+    """AdamW, warmup + cosine over the run's steps (or its ``max_minutes``), as distillation's ``optim``."""
     lr: float = 2e-3
-    warmup: int = 100
-    min_lr_ratio: float = 0.05  # cosine decays to lr * this at the last step
+    betas: list = field(default_factory=lambda: [0.9, 0.99])
     weight_decay: float = 0.0
-    l1_weight: float = 1.0
-    mse_weight: float = 1.0
-    kl_weight: float = 1e-6
-    perceptual_weight: float = 0.0
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0          # 0 disables clipping
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05      # cosine decays to lr * this at the last step
+
+
+@dataclass
+class TeacherLosses:
+    """Weights of the VAE's loss terms (``lab.teachers.train.vae_loss``)."""
+    l1: float = 1.0
+    mse: float = 1.0
+    kl: float = 1e-6
+    perceptual: float = 0.0         # LPIPS; needs its backbone weights
+
+
+@dataclass
+class TeacherExport:
+    to: str | None = None           # a diffusers folder, written every ``every_minutes`` and by the CLI at the end
+    every_minutes: float = 0.0      # 0: only when asked
+    eval_frames: int = 9            # held-out clip length of the periodic exports' scores
+
+
+@dataclass
+class TrainConfig:
+    """A teacher run's config, nested like a distillation's (``lab.distill.config``): a TOML/YAML/JSON file read
+    by ``load_teacher_config``, the flags of ``python -m lab teacher train`` (``from_flags``), or a run's recorded
+    config (``from_dict``, which also reads the flat configs of runs made before the nested form)."""
+    model: str = "mini-wan"
+    steps: int = 3000
+    max_minutes: float = 0.0   # > 0: stop after this much training time; the LR schedule then runs on time
     seed: int = 0
-    short_sides: tuple = (128, 256)
-    wan_clip: bool = True
     device: str = "cpu"
     threads: int | None = None
-    log_every: int = 10
-    checkpoint_minutes: float = 5.0
-    export_minutes: float = 0.0  # export to `export_to` this often (0: only when asked)
-    export_to: str | None = None
-    eval_frames: int = 9
     init_from: str | None = None  # warm start: model weights of this run/folder (new run only)
-    anchor_steps: int = 0      # opening steps on fixed block-mean latents (lab.teachers.anchor)
     freeze_encoder: bool = False  # decoder-only fine-tune of a warm start: the latent space stays as it was
-    max_minutes: float = 0.0   # > 0: stop after this much training time; the LR schedule then runs on time
-    stills: str | None = None  # photos as extra video: 'skimage' or a .npz (lab.data.stills); None: clips only
-    stills_fraction: float = 0.25  # share of each batch cut from the photos
-    # A dataset instead of the built-in clips (lab.data.dataset): clip names, files, folders or globs, and/or
-    # a CSV/JSONL manifest whose non-train splits are held out. Folders, globs and manifests are streamed.
-    clips: list | None = None
-    manifest: str | None = None
-    workers: int = 2           # loader processes of a streamed spec
+    anchor_steps: int = 0      # opening steps on fixed block-mean latents (lab.teachers.anchor)
+    log_every: int = 10
+    checkpoint_every: int = 0          # steps (0: off)
+    checkpoint_minutes: float = 5.0    # wall time (0: off)
+    keep_checkpoints: int = 2          # the newest, and one before it in case the newest cannot be read
+    data: TeacherData = field(default_factory=TeacherData)
+    optim: TeacherOptim = field(default_factory=TeacherOptim)
+    losses: TeacherLosses = field(default_factory=TeacherLosses)
+    export: TeacherExport = field(default_factory=TeacherExport)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["short_sides"] = list(self.short_sides)
+        d["data"]["short_sides"] = list(self.data.short_sides)
         return d
+
+    def flat(self) -> dict:
+        """The config under its flag names (``FLAGS``): what the model card's recipe quotes."""
+        d = self.to_dict()
+        return {name: _get(d, path) for name, path in FLAGS.items()}
+
+    @classmethod
+    def from_flags(cls, base: "TrainConfig | None" = None, **flags) -> "TrainConfig":
+        """``base`` (default: the defaults) with the values of flags (``FLAGS`` names: ``batch=2``, ``lr=1e-3``)."""
+        unknown = [k for k in flags if k not in FLAGS]
+        if unknown:
+            raise LabError(f"unknown teacher setting '{unknown[0]}'; valid: {', '.join(FLAGS)}.")
+        d = (base or cls()).to_dict()
+        for name, value in flags.items():
+            _set(d, FLAGS[name], list(value) if isinstance(value, tuple) else value)
+        return cls.from_dict(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """The config a run recorded, read strictly like every run config (``lab.training.config``): a key this
         lab does not know (a run written by another lab version) or a value of the wrong type is an error,
-        never silently dropped."""
+        never silently dropped. A flat config (runs made before the nested form) is read under its flag names."""
+        if isinstance(d, dict) and not any(isinstance(d.get(k), dict) for k in SECTIONS) \
+                and any(k in FLAGS and "." in FLAGS[k] for k in d):
+            unknown = [k for k in d if k not in FLAGS]
+            if unknown:
+                raise LabError(f"unknown key '{unknown[0]}' in the teacher run's config; valid keys: "
+                               f"{', '.join(FLAGS)}.")
+            nested = cls().to_dict()
+            for name, value in d.items():
+                _set(nested, FLAGS[name], value)
+            d = nested
         return build_dataclass(cls, d, "the teacher run's config")
 
     def validate(self) -> None:
-        p = get_preset(self.model)
-        if (self.frames - 1) % p.frame_multiple or self.frames < 1:
-            raise LabError(f"--frames {self.frames}: {self.model} encodes 1 + {p.frame_multiple}k frames; "
+        p, d = get_preset(self.model), self.data
+        if (d.frames - 1) % p.frame_multiple or d.frames < 1:
+            raise LabError(f"--frames {d.frames}: {self.model} encodes 1 + {p.frame_multiple}k frames; "
                            f"use e.g. {1 + p.frame_multiple} or {1 + 2 * p.frame_multiple}.")
-        if self.crop % p.spatial_multiple or self.crop <= 0:
-            raise LabError(f"--crop {self.crop}: {self.model} needs a multiple of {p.spatial_multiple} "
+        if d.crop % p.spatial_multiple or d.crop <= 0:
+            raise LabError(f"--crop {d.crop}: {self.model} needs a multiple of {p.spatial_multiple} "
                            f"(e.g. {2 * p.spatial_multiple}).")
-        if (self.eval_frames - 1) % p.frame_multiple:
-            raise LabError(f"--eval-frames {self.eval_frames}: use 1 + {p.frame_multiple}k frames.")
+        if (self.export.eval_frames - 1) % p.frame_multiple:
+            raise LabError(f"--eval-frames {self.export.eval_frames}: use 1 + {p.frame_multiple}k frames.")
         if self.freeze_encoder and not self.init_from:
             raise LabError("--freeze-encoder fine-tunes the decoder of a trained teacher; name it with --init-from "
                            "(e.g. data/checkpoints/mini-wan).")
         if self.max_minutes < 0:
             raise LabError(f"--max-minutes must be >= 0 (0: no time limit), got {self.max_minutes}")
-        if self.stills is not None and not (0 < self.stills_fraction < 1):
-            raise LabError(f"--stills-fraction must be in (0, 1), got {self.stills_fraction}")
-        if self.workers < 0:
-            raise LabError(f"--workers must be >= 0 (0: no loader processes), got {self.workers}")
+        if d.stills is not None and not (0 < d.stills_fraction < 1):
+            raise LabError(f"--stills-fraction must be in (0, 1), got {d.stills_fraction}")
+        if d.workers < 0:
+            raise LabError(f"--workers must be >= 0 (0: no loader processes), got {d.workers}")
         if self.anchor_steps < 0:
             raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
-        for name in ("steps", "batch"):
-            if getattr(self, name) < 1:
-                raise LabError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if not (0 < self.lr < 1):
-            raise LabError(f"--lr {self.lr} is not a learning rate; use e.g. 1e-3.")
-        for item in self.clips or ():
+        for name, value in (("steps", self.steps), ("batch", d.batch), ("log-every", self.log_every),
+                            ("keep-checkpoints", self.keep_checkpoints)):
+            if value < 1:
+                raise LabError(f"--{name} must be >= 1, got {value}")
+        if self.checkpoint_every < 0 or self.checkpoint_minutes < 0:
+            raise LabError("checkpoint_every and checkpoint_minutes must be >= 0 (0: off).")
+        if not (0 < self.optim.lr < 1):
+            raise LabError(f"--lr {self.optim.lr} is not a learning rate; use e.g. 1e-3.")
+        if len(self.optim.betas) != 2 or not all(0 <= b < 1 for b in self.optim.betas):
+            raise LabError(f"optim.betas must be two numbers in [0, 1), got {self.optim.betas}.")
+        for item in d.clips or ():
             training_item(str(item))  # held-out clips and frames are never trained on
+
+
+#: The config's sections (tables in a TOML file).
+SECTIONS = ("data", "optim", "losses", "export")
+
+#: Each flat name (a flag of ``python -m lab teacher train`` without its dashes, and a key of the flat configs
+#: runs recorded before the nested form) and where it lives in the nested config.
+FLAGS = {
+    "model": "model", "steps": "steps", "batch": "data.batch", "frames": "data.frames", "crop": "data.crop",
+    "lr": "optim.lr", "warmup": "optim.warmup_steps", "min_lr_ratio": "optim.min_lr_ratio",
+    "weight_decay": "optim.weight_decay", "l1_weight": "losses.l1", "mse_weight": "losses.mse",
+    "kl_weight": "losses.kl", "perceptual_weight": "losses.perceptual", "grad_clip": "optim.grad_clip",
+    "seed": "seed", "short_sides": "data.short_sides", "wan_clip": "data.wan_clip", "device": "device",
+    "threads": "threads", "log_every": "log_every", "checkpoint_minutes": "checkpoint_minutes",
+    "export_minutes": "export.every_minutes", "export_to": "export.to", "eval_frames": "export.eval_frames",
+    "init_from": "init_from", "anchor_steps": "anchor_steps", "freeze_encoder": "freeze_encoder",
+    "max_minutes": "max_minutes", "stills": "data.stills", "stills_fraction": "data.stills_fraction",
+    "clips": "data.clips", "manifest": "data.manifest", "workers": "data.workers", "extra": "extra",
+    "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints", "betas": "optim.betas",
+}
+
+
+def _get(d: dict, path: str):
+    for key in path.split("."):
+        d = d[key]
+    return d
+
+
+def _set(d: dict, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        d = d[key]
+    d[last] = value
+
+
+def load_teacher_config(path) -> TrainConfig:
+    """A teacher run's config from a .toml, .yaml/.yml or .json file (the nested form, like distillation's)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; see configs/teachers/ for an example.")
+    return TrainConfig.from_dict(read_config_file(path))
 
 
 def build_model(cfg: TrainConfig):

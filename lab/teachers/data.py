@@ -16,25 +16,28 @@ from lab.teachers.config import TrainConfig, training_clips
 log = logging.getLogger("lab.teachers")
 
 
-def training_clip_windows(cfg: TrainConfig):
+def training_clip_windows(cfg: TrainConfig, rank: int = 0, world: int = 1):
     """The real video windows: the built-in training clips, or the configured dataset (``clips``/``manifest``:
-    held in memory for clip names and files, streamed from disk for folders, globs and manifests)."""
-    if not (cfg.clips or cfg.manifest):
-        specs = training_clips(cfg.wan_clip)
+    held in memory for clip names and files, streamed from disk for folders, globs and manifests, rank ``rank`` of
+    ``world`` reading its own share of the files)."""
+    d = cfg.data
+    if not (d.clips or d.manifest):
+        specs = training_clips(d.wan_clip)
         log.info("teacher data: %s (the built-in clips; train on others with --data or --manifest)",
                  ", ".join(s.describe() for s in specs))
-        return ClipWindows(specs, short_sides=cfg.short_sides)
-    if streamed(cfg.clips, cfg.manifest):
-        return StreamWindows(resolve_spec(cfg.clips, cfg.manifest), short_sides=cfg.short_sides, seed=cfg.seed,
-                             workers=cfg.workers)
-    return ClipWindows([e.clip_spec() for e in resolve_spec(cfg.clips)], short_sides=cfg.short_sides)
+        return ClipWindows(specs, short_sides=d.short_sides)
+    if streamed(d.clips, d.manifest):
+        return StreamWindows(resolve_spec(d.clips, d.manifest), short_sides=d.short_sides, seed=cfg.seed,
+                             rank=rank, world=world, workers=d.workers)
+    return ClipWindows([e.clip_spec() for e in resolve_spec(d.clips)], short_sides=d.short_sides)
 
 
-def training_data(cfg: TrainConfig):
+def training_data(cfg: TrainConfig, rank: int = 0, world: int = 1):
     """The configured windows: the real training clips, plus camera moves over photos with --stills."""
-    clips = training_clip_windows(cfg)
-    if cfg.stills is None:
+    clips = training_clip_windows(cfg, rank, world)
+    d = cfg.data
+    if d.stills is None:
         return clips
-    photos = skimage_photos() if cfg.stills == "skimage" else load_photos(cfg.stills)
-    stills = StillWindows(photos, short_side=max(cfg.short_sides), device=cfg.device)
-    return MixedWindows(clips, stills, cfg.stills_fraction)
+    photos = skimage_photos() if d.stills == "skimage" else load_photos(d.stills)
+    stills = StillWindows(photos, short_side=max(d.short_sides), device=cfg.device)
+    return MixedWindows(clips, stills, d.stills_fraction)

@@ -1,4 +1,5 @@
-"""Export a trained teacher as a diffusers folder: fp16 weights, latent statistics, a model card.
+"""Export a trained teacher as a diffusers folder: fp16 weights, latent statistics, its provenance record and
+the model card rendered from it (lab.cards).
 
 Latent statistics: the per-channel mean and std of the encoder's posterior means over windows of
 the training clips, so that normalized latents (raw - mean) / std are ~N(0, 1) like real Wan
@@ -11,17 +12,15 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan
 
+from lab.arch import arch_of_vae
 from lab.data.clips import ClipWindows
-from lab.cards import describe_machine
+from lab.cards import PROVENANCE_FILE, describe_machine
 from lab.errors import CheckpointError
-from lab.files import ordinary_permissions
-from lab.models.interface import check_output_folder
+from lab.files import FolderFiles, check_output_folder, install_folder, staged_folder
 from lab.teachers.card import TITLE as _CARD_TITLE  # a card's first line: marks exports made before MARKER
 from lab.teachers.card import write_card
 from lab.teachers.checkpoint import load_state
@@ -32,14 +31,16 @@ from lab.teachers.heldout import evaluate
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 #: Written into every exported teacher folder: marks it as the lab's, so a later export may replace it.
 MARKER = "lab_teacher.json"
-EXPORTED = ("config.json", WEIGHTS, "README.md", MARKER)
+EXPORTED = ("config.json", WEIGHTS, "README.md", PROVENANCE_FILE, MARKER)
+#: What an export replaces in its folder (a user's other files there are kept); the marker goes in last.
+TEACHER_FOLDER = FolderFiles(marker=MARKER, names=EXPORTED)
 
 
 def is_exported_teacher(folder: Path) -> bool:
     """Whether ``folder`` holds a teacher the lab exported: its marker, or (exports made before the marker
     existed, e.g. the shipped mini teachers) only the files an export writes, with the lab's card."""
     folder = Path(folder)
-    if (folder / MARKER).is_file():
+    if TEACHER_FOLDER.marks(folder):
         return True
     names = {p.name for p in folder.iterdir()}
     readme = folder / "README.md"
@@ -78,17 +79,16 @@ def latent_stats(vae, data: ClipWindows, *, frame_multiple: int, spatial_multipl
 
 
 def set_latent_stats(vae, mean: list[float], std: list[float]) -> None:
-    if isinstance(vae, AutoencoderKLWan):
-        vae.register_to_config(latents_mean=[round(v, 5) for v in mean], latents_std=[round(v, 5) for v in std])
-    else:
-        vae.latents_mean.copy_(torch.tensor(mean))
-        vae.latents_std.copy_(torch.tensor(std))
+    """Store the measured statistics where the VAE's family keeps them (Architecture.set_latent_stats)."""
+    arch_of_vae(vae).set_latent_stats(vae, mean, std)
 
 
 def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = None, step: int, wall_s: float,
            meta: dict, eval_frames: int = 17, overwrite: bool = False) -> dict:
-    """Write ``out_dir`` (config.json, fp16 safetensors, README.md, the marker) and return what the card says.
-    ``out_dir`` must pass ``check_export_target`` (``overwrite``: write into any folder, keeping its other files)."""
+    """Write ``out_dir`` (config.json, fp16 safetensors, provenance.json, README.md, the marker) and return what
+    the card says. ``out_dir`` must pass ``check_export_target`` (``overwrite``: write into any folder, keeping its
+    other files). The files are written into a staging folder and installed as ``lab.files.install_folder``
+    does: a reader sees the old export or the new one, never a partial one."""
     check_export_target(out_dir, overwrite)
     preset = get_preset(cfg.model)
     if data is None:
@@ -98,8 +98,7 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
                              spatial_multiple=preset.spatial_multiple)
     set_latent_stats(model, mean, std)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+    with staged_folder(out_dir) as tmp:
         model.half().save_pretrained(tmp, safe_serialization=True)
         # Score what ships: the fp16-rounded weights, computed in float32.
         shipped = type(model).from_pretrained(tmp).float().eval()
@@ -109,26 +108,21 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "params_decoder": _params(shipped, decoder=True), "params_encoder": _params(shipped, decoder=False),
             "step": step, "wall_s": round(wall_s, 1), "s_per_step": round(wall_s / max(step, 1), 3),
             "machine": _machine(cfg, meta), "train_clips": [s.describe() for s in data.specs],
-            "train_scales": list(cfg.short_sides), "recipe": cfg.to_dict(), "heldout": heldout,
+            "train_scales": list(cfg.data.short_sides), "recipe": cfg.flat(), "heldout": heldout,
             "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
             "command": meta.get("command"), "started": meta.get("started"), "init_from": meta.get("init_from"),
             "resumed": meta.get("resumed"),
-            "weights_bytes": os.path.getsize(Path(tmp) / WEIGHTS),
+            "weights_bytes": os.path.getsize(tmp / WEIGHTS),
         }
-        write_card(Path(tmp) / "README.md", info)
-        (Path(tmp) / MARKER).write_text(json.dumps({"model": cfg.model, "step": step}) + "\n")
-        ordinary_permissions(tmp)  # tempfile's folder and diffusers' weights file are private; an export is not
-        # File by file into place, the marker last: a reader sees the old or the new file, never a partial one.
-        for name in EXPORTED:
-            os.replace(Path(tmp) / name, out_dir / name)
+        write_card(tmp, info)
+        (tmp / MARKER).write_text(json.dumps({"model": cfg.model, "step": step}) + "\n")
+        install_folder(tmp, out_dir, TEACHER_FOLDER)
     return info
 
 
 def _params(vae, decoder: bool) -> int:
-    if decoder:
-        parts = [vae.decoder] + ([vae.post_quant_conv] if isinstance(vae, AutoencoderKLWan) else [])
-    else:
-        parts = [vae.encoder] + ([vae.quant_conv] if isinstance(vae, AutoencoderKLWan) else [])
+    arch = arch_of_vae(vae)
+    parts = arch.decoder_parts(vae) if decoder else arch.encoder_parts(vae)
     return sum(p.numel() for m in parts for p in m.parameters())
 
 

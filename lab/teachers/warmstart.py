@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from lab.cards import read_provenance
 from lab.errors import CheckpointError
 from lab.teachers.checkpoint import is_teacher_run, load_state
 
@@ -29,8 +30,7 @@ def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict
                                 "wall_s": state.get("wall_s")}
     if (src / WEIGHTS).is_file():
         weights = {k: v.float() for k, v in load_file(src / WEIGHTS).items()}
-        return weights, {"source": str(source), "step": None, "command": _card_commands(src / "README.md"),
-                         "wall_s": None}
+        return weights, {"source": str(source), "step": None, "command": _export_commands(src), "wall_s": None}
     raise CheckpointError(f"--init-from {source}: neither a teacher run folder (checkpoints/step-*) nor a diffusers "
                           f"folder ({WEIGHTS}); point it at e.g. runs/teachers/mini-wan or data/checkpoints/mini-wan.")
 
@@ -42,6 +42,15 @@ def apply_init_weights(vae: torch.nn.Module, weights: dict, source: str) -> None
         first = str(exc).splitlines()[0:3]
         raise CheckpointError(f"--init-from {source}: its weights do not fit this model ({' '.join(first)}); "
                               f"warm-start only from a run of the same --model.") from exc
+
+
+def _export_commands(folder: Path) -> str | None:
+    """The commands that trained an exported teacher, in order, one a line: its provenance record's, or for an
+    export made before records existed, its card's (``_card_commands``)."""
+    record = read_provenance(folder)
+    if record is None:
+        return _card_commands(folder / "README.md")
+    return "\n".join(record["train_commands"]) or None
 
 
 def _card_commands(card: Path) -> str | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from lab.training.run_folder import UNREADABLE_PREFIX
 from lab.errors import CheckpointError
-from lab.models.interface import exchange_paths
+from lab.files import move_aside, remove_tree, replace_folder
 
 log = logging.getLogger("lab")
 
@@ -77,12 +76,7 @@ class CheckpointFolder:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / CKPT_WEIGHTS))
         torch.save(state, tmp / CKPT_STATE)
         (tmp / "meta.json").write_text(json.dumps(meta))
-        if final.exists() and exchange_paths(tmp, final):
-            shutil.rmtree(tmp)  # now this step's earlier checkpoint
-        else:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        return final
+        return replace_folder(tmp, final)
 
     def prune(self, keep: int, protect: Path | None, forget: Callable[[int], None]) -> None:
         """Remove all but the newest ``keep`` checkpoints, never ``protect`` (the best one). ``forget(step)``
@@ -92,10 +86,7 @@ class CheckpointFolder:
                 # Forgotten first, then renamed away whole: a kill in between leaves neither a listed
                 # checkpoint without files nor a half-deleted one (the temporary name is cleared on resume).
                 forget(checkpoint_step(p))
-                trash = p.with_name(f".{p.name}.deleted")
-                shutil.rmtree(trash, ignore_errors=True)
-                os.replace(p, trash)
-                shutil.rmtree(trash, ignore_errors=True)
+                remove_tree(p)
 
     def read(self, path: Path, device) -> tuple[dict, dict]:
         """(tensors, state) of a checkpoint folder; CheckpointError when a file cannot be read or is incomplete."""
@@ -121,9 +112,7 @@ class CheckpointFolder:
             except CheckpointError as exc:
                 if not set_aside:
                     continue
-                aside = path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1])
-                shutil.rmtree(aside, ignore_errors=True)
-                os.replace(path, aside)
+                aside = move_aside(path, path.with_name(UNREADABLE_PREFIX + path.name.split("-", 1)[1]))
                 log.warning("%s; set aside as %s, resuming from the checkpoint before it", exc, aside)
                 on_unreadable(path, aside, exc)
         return None

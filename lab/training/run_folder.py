@@ -5,7 +5,7 @@ when asked, and what a killed run left half-written (temporary folders) is clear
 What a run writes in its folder, and so all that ``clear_run`` removes (other files are never touched):
 ``store.sqlite`` (+ SQLite's -wal/-shm), ``config.json``, ``checkpoints/step-*`` (and ``unreadable-step-*``,
 checkpoints set aside on resume), ``samples/triptych-*.mp4``, the decoder files of ``best/``, ``last/`` and
-``init/`` (``lab.models.interface.is_lab_file``), and their temporary folders.
+``init/`` (``lab.files.DECODER_FOLDER``), and their temporary folders.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from lab.errors import ConfigError
 from lab.runs.lock import RunLock
 from lab.runs.store import CONFIG_FILE, STORE_FILE, RunReader, RunStoreError, is_run, is_run_leftover
-from lab.models.interface import check_output_folder, remove_saved_decoder
+from lab.files import DECODER_FOLDER, check_output_folder, remove_owned_files
 
 RUN_STUDENTS = ("best", "last", "init")
 CKPT_PREFIX = "step-"
@@ -25,18 +25,21 @@ UNREADABLE_PREFIX = "unreadable-step-"
 SAMPLE_PREFIX = "triptych-"
 
 
-def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False) -> RunLock:
-    """Check ``out`` for a fresh run (``resume=False``) or a resume, lock it for this process, and clear
-    what an earlier writer left half-written. Returns the held lock: release it when the run ends."""
+def open_run_folder(out: str | Path, resume: bool, overwrite: bool = False, kind: str = "distill",
+                    flag: str = "--out", can_overwrite: bool = True, pre_store: bool = False) -> RunLock:
+    """Check ``out`` for a fresh run (``resume=False``) or a resume of a ``kind`` run, lock it for this process,
+    and clear what an earlier writer left half-written. ``pre_store``: ``out`` holds a teacher run from before
+    run stores (a state.pt), resumed as a run. Returns the held lock: release it when the run ends."""
     out = Path(out)
     if resume and overwrite:
         raise ConfigError("--overwrite starts the run in --out over; it cannot be combined with --resume.")
-    if resume and not is_run(out):
+    if resume and not (is_run(out) or pre_store):
         raise RunStoreError(f"cannot resume {out}: it holds no run ({STORE_FILE} missing); start one with "
                             f"--config FILE --out {out}.")
-    check_run_target(out, overwrite or resume)
+    if not pre_store:
+        check_run_target(out, overwrite or resume, flag, can_overwrite)
     if not overwrite:
-        check_run_kind(out, "distill")
+        check_run_kind(out, kind, flag)
     lock = RunLock(out).acquire()
     try:
         if not resume and is_run(out) and not overwrite:
@@ -100,7 +103,7 @@ def clear_run(out: Path) -> None:
     _remove_in(out / "checkpoints", lambda p: p.is_dir() and p.name.startswith((CKPT_PREFIX, UNREADABLE_PREFIX)))
     _remove_in(out / "samples", lambda p: p.is_file() and p.name.startswith(SAMPLE_PREFIX) and p.suffix == ".mp4")
     for name in RUN_STUDENTS:
-        remove_saved_decoder(out / name)
+        remove_owned_files(out / name, DECODER_FOLDER)
     remove_temps(out)
 
 

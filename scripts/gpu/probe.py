@@ -22,7 +22,7 @@ from lab.teachers.train import train
 
 
 def probe(model: str, batch: int, frames: int, crop: int, steps: int, device: str, stills: str, **kw) -> dict:
-    cfg = TrainConfig(model=model, steps=steps, batch=batch, frames=frames, crop=crop, warmup=2, device=device,
+    cfg = TrainConfig.from_flags(model=model, steps=steps, batch=batch, frames=frames, crop=crop, warmup=2, device=device,
                       stills=stills, log_every=1, checkpoint_minutes=60, wan_clip=False, **kw)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

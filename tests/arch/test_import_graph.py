@@ -25,17 +25,25 @@ def test_arch_sits_below_the_rest_of_the_lab():
     g = import_graph.graph("module", local=True)
     for module, targets in g.items():
         if module.startswith("lab.arch"):
-            outside = {t for t in targets if not t.startswith("lab.arch") and t != "lab.errors"}
+            outside = {t for t in targets if not t.startswith("lab.arch") and t not in ("lab.errors", "lab.plugins")}
             assert not outside, f"{module} imports {outside}"
+
+
+def test_the_core_never_imports_a_family():
+    # Families are plug-ins (lab.plugins): they import the layers they register into, never the reverse.
+    g = import_graph.graph("module", local=True)
+    for module, targets in g.items():
+        if not module.startswith("lab.families"):
+            assert not {t for t in targets if t.startswith("lab.families")}, module
 
 
 _SWITCH = re.compile(r"""(==|!=)\s*["'](wan|ltx)(-student)?["']|in\s*\(\s*["'](wan|ltx)["']\s*,|\.split\(["']-["']\)\[0\]""")
 
 
-def test_no_family_switch_outside_lab_arch():
+def test_no_family_switch_outside_the_families():
     hits = []
     for path in sorted((ROOT / "lab").rglob("*.py")):
-        if "arch" in path.relative_to(ROOT / "lab").parts[:1]:
+        if path.relative_to(ROOT / "lab").parts[:1] in (("arch",), ("families",)):
             continue
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if _SWITCH.search(line):

@@ -9,13 +9,12 @@ import torch
 from diffusers import AutoencoderKLLTX2Video
 from diffusers.models.autoencoders.autoencoder_kl_ltx2 import LTX2VideoCausalConv3d
 
-from lab.arch import LTX2, arch_of, get_architecture
+from lab.arch import arch_of, get_architecture
 from lab.arch.groups import norm_tap
 from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.registry import get_entry
-from lab.models.students.ltx2 import LTX2StudentAdapter, teacher_widths
-from lab.models.teachers import LTX2_TINY_CONFIG, LTX2DecoderAdapter
+from lab.families.ltx2 import LTX2, LTX2_TINY_CONFIG, LTX2DecoderAdapter, LTX2StudentAdapter, teacher_widths
 from lab.ops.operators import SwapOp, conv_spec, get_operator
 from lab.prune import prune
 

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 from lab.analysis import analyze
-from lab.arch import TAEF2, arch_of, get_architecture
+from lab.arch import arch_of, get_architecture
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
 from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.eval.metrics import psnr
 from lab.models import load_decoder
 from lab.models.registry import get_entry
-from lab.models.taef2 import DECODER_FILE, ENCODER_FILE, TAEF2DecoderAdapter, TAEF2StudentAdapter, load_released
+from lab.families.taef2 import (DECODER_FILE, ENCODER_FILE, TAEF2, TAEF2DecoderAdapter, TAEF2StudentAdapter,
+                                load_released)
 from lab.prune import prune
 
 Z = torch.randn(1, 32, 2, 4, 6, generator=torch.Generator().manual_seed(0))  # 2 frames of 32x48

@@ -1,4 +1,4 @@
-"""The Wan 2.2 family (lab.arch.wan22) on its tiny test config (the real class, AutoencoderKLWan with
+"""The Wan 2.2 family (lab.families.wan.v22) on its tiny test config (the real class, AutoencoderKLWan with
 is_residual=True, 48 latent channels, patch size 2, random weights): the teacher decodes and streams,
 analysis runs, Flash-VAED pruning gives a student that decodes, streams and reloads, the fold is exact
 on truly redundant channels (through the DupUp3D shortcut gather), and a few distillation steps run."""
@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from lab.analysis import analyze
-from lab.arch.wan import wan_groups
-from lab.arch.wan22 import WAN22, wan22_groups
+from lab.families.wan import wan_groups
+from lab.families.wan.v22 import WAN22, wan22_groups
 from lab.errors import ConfigError, LabError
 from lab.models import load_decoder
-from lab.models.students.wan22 import IndexedDupUp3D, Wan22StudentAdapter
+from lab.families.wan.v22.student import IndexedDupUp3D, Wan22StudentAdapter
 from lab.prune import prune
 
 # The shared fixtures (teacher, analysis, flash: tests/arch/conftest.py) read these.

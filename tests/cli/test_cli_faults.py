@@ -122,15 +122,13 @@ def test_a_full_disk_during_distill_is_one_line_and_resume_continues(tmp_path, c
 
 def test_a_store_that_cannot_record_the_failure_does_not_hide_it(monkeypatch, caplog):
     # A full disk also stops the run store's writes: the first error is the one reported, with a warning.
-    from lab.distill.trainer import Trainer
+    from lab.training.loop import fail
 
     class FullStore:
         def log_event(self, *a, **k):
             raise sqlite3.OperationalError("database or disk is full")
 
-    trainer = Trainer.__new__(Trainer)
-    trainer.store, trainer.step, trainer.out = FullStore(), 3, Path("run")
-    trainer._fail(OSError(errno.ENOSPC, "No space left on device"))
+    fail(FullStore(), 3, Path("run"), OSError(errno.ENOSPC, "No space left on device"))
     assert "could not record the failure" in caplog.text
 
 

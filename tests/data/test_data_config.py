@@ -45,8 +45,8 @@ def test_workers_must_be_a_count(bad):
 
 
 def test_teacher_config_takes_a_dataset():
-    cfg = TrainConfig(model="wan2.1-tiny", frames=5, crop=32, clips=["/videos/**/*.mp4"], manifest="m.csv")
+    cfg = TrainConfig.from_flags(model="wan2.1-tiny", frames=5, crop=32, clips=["/videos/**/*.mp4"], manifest="m.csv")
     cfg.validate()
-    assert TrainConfig.from_dict(cfg.to_dict()).clips == ["/videos/**/*.mp4"]
+    assert TrainConfig.from_dict(cfg.to_dict()).data.clips == ["/videos/**/*.mp4"]
     with pytest.raises(LabError, match="--workers"):
-        TrainConfig(model="wan2.1-tiny", frames=5, crop=32, workers=-1).validate()
+        TrainConfig.from_flags(model="wan2.1-tiny", frames=5, crop=32, workers=-1).validate()

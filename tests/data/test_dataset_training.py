@@ -65,7 +65,7 @@ def test_distill_reads_a_latent_cache(tmp_path, video_folder, monkeypatch):
 
 
 def test_teacher_train_on_a_folder(tmp_path, video_folder):
-    cfg = TrainConfig(model="wan2.1-tiny", steps=2, batch=2, frames=5, crop=32, warmup=1, threads=1,
+    cfg = TrainConfig.from_flags(model="wan2.1-tiny", steps=2, batch=2, frames=5, crop=32, warmup=1, threads=1,
                       checkpoint_minutes=60.0, log_every=1, short_sides=(64,), clips=[str(video_folder)], workers=0)
     result = train(cfg, tmp_path / "run")
     assert result["step"] == 2 and all(map(torch.isfinite, torch.tensor(result["losses"])))

@@ -47,7 +47,7 @@ def test_a_distillation_config_training_on_held_out_frames_is_refused_before_it_
 def test_a_teacher_run_training_on_a_held_out_clip_is_refused_before_it_runs():
     from lab.teachers.config import TrainConfig
     with pytest.raises(ConfigError, match="'carphone' is held out"):
-        TrainConfig(model="wan2.1-tiny", clips=["bbb-128", "carphone"]).validate()
+        TrainConfig.from_flags(model="wan2.1-tiny", clips=["bbb-128", "carphone"]).validate()
 
 
 # ----- held-out content reached through a path, a folder, a glob, a copy or a manifest ----------------------
@@ -108,7 +108,7 @@ def test_a_held_out_clip_as_a_manifest_train_row_is_refused(tmp_path, sample_cli
 def test_a_teacher_run_on_the_sample_folder_is_refused(sample_clips):
     from lab.teachers.config import TrainConfig
     from lab.teachers.data import training_clip_windows
-    cfg = TrainConfig(model="wan2.1-tiny", clips=[str(sample_clips["carphone"].parent)])
+    cfg = TrainConfig.from_flags(model="wan2.1-tiny", clips=[str(sample_clips["carphone"].parent)])
     cfg.validate()  # names only: the folder passes, its files are checked when the data is read
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
         training_clip_windows(cfg)
@@ -131,12 +131,12 @@ def test_a_file_split_by_range_keeps_its_train_rows(video_folder, tmp_path):
 def test_held_out_content_by_path_is_refused_before_a_run_folder_exists(sample_clips, tmp_path):
     # A refused run leaves nothing behind (the corrected command would otherwise need --overwrite).
     from lab.distill import distill
-    from lab.teachers.config import TrainConfig
+    from lab.teachers.config import TeacherData, TrainConfig
     from lab.teachers.train import train
     folder = str(sample_clips["carphone"].parent)
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
         distill({"teacher": "wan2.1-tiny", "teacher_weights": "random", "student": {"keep": 0.5},
                  "data": {"clips": [folder]}}, tmp_path / "distill")
     with pytest.raises(ConfigError, match="sample clip 'carphone"):
-        train(TrainConfig(model="wan2.1-tiny", clips=[folder]), tmp_path / "teacher")
+        train(TrainConfig(model="wan2.1-tiny", data=TeacherData(clips=[folder])), tmp_path / "teacher")
     assert not (tmp_path / "distill").exists() and not (tmp_path / "teacher").exists()

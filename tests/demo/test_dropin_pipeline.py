@@ -7,7 +7,8 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
 
 from lab.models import load_decoder
-from lab.models.diffusers_compat import DiffusersVAE, as_diffusers_vae, tiny_wan_pipeline
+from lab.families.wan.pipeline import tiny_wan_pipeline
+from lab.models.diffusers_compat import DiffusersVAE, as_diffusers_vae
 
 
 def _wan_pipe(vae):

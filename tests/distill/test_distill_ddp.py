@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lab.distill import load_config
-from lab.distill.distributed import DistEnv
+from lab.training.distributed import DistEnv
 from lab.runs.store import RunReader
 
 REPO = Path(__file__).resolve().parents[2]

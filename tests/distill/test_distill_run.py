@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lab.distill import Callback, distill, load_config, register_loss
-from lab.distill.trainer import TrainingError
+from lab.distill import TrainingError
 from lab.models import load_decoder
 from lab.runs.store import RunReader
 

@@ -14,7 +14,8 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 
 from lab.models import load_decoder
 from lab.models.diffusers_compat import DiffusersVAE, as_diffusers_vae
-from lab.models.students import LTXStudentAdapter, LTXStudentVAE, WanStudentAdapter, WanStudentVAE, teacher_widths
+from lab.families.ltx.student import LTXStudentAdapter, LTXStudentVAE
+from lab.families.wan import WanStudentAdapter, WanStudentVAE, teacher_widths
 
 
 def _image(size, seed=0):

@@ -14,8 +14,8 @@ from lab.errors import ConfigError, LabError
 from lab.models import load_decoder
 from lab.models.diffusers_compat import (VAE_ATTRIBUTES, DiffusersVAE, LTXDiffusersVAE, WanDiffusersVAE,
                                          as_diffusers_vae, load_diffusers_vae)
-from lab.models.students import LTXStudentAdapter, LTXStudentVAE, WanStudentAdapter, WanStudentVAE, teacher_widths
-from lab.models.students.folded_norm import WanFoldedRMSNorm
+from lab.families.ltx.student import LTXStudentAdapter, LTXStudentVAE
+from lab.families.wan import WanFoldedRMSNorm, WanStudentAdapter, WanStudentVAE, teacher_widths
 
 
 def _wan_student(teacher, name="wan-student"):
@@ -254,7 +254,7 @@ def test_pipeline_save_and_load_keeps_the_student(wan, tmp_path):
     module), and diffusers' own DiffusionPipeline.from_pretrained loads it back through from_pretrained."""
     from diffusers import DiffusionPipeline
 
-    from lab.models.diffusers_compat import tiny_wan_pipeline
+    from lab.families.wan.pipeline import tiny_wan_pipeline
     _, student = wan
     pipe = tiny_wan_pipeline(as_diffusers_vae(student))
     pipe.save_pretrained(tmp_path / "pipe")

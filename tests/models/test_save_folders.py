@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
+from lab import files
 from lab.models import load_decoder
-from lab.models import interface
 from lab.models.interface import FolderNotEmptyError
 
 
@@ -64,7 +64,7 @@ def test_a_decoder_the_lab_saved_is_replaced_and_only_its_files_change(decoder, 
 def test_a_save_interrupted_at_any_rename_leaves_a_loadable_folder(decoder, tmp_path, monkeypatch, swap):
     folder = decoder.save(tmp_path / "last")
     if not swap:  # as on an OS or filesystem that cannot swap two folders
-        monkeypatch.setattr(interface, "exchange_paths", lambda a, b: False)
+        monkeypatch.setattr(files, "exchange_paths", lambda a, b: False)
     real = {"rename": os.rename, "replace": os.replace}
     for fail_at in range(1, 10):
         calls = {"n": 0}

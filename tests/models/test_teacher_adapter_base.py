@@ -1,4 +1,4 @@
-"""Every teacher adapter over a diffusers-style VAE (lab.models.teachers.VAETeacherAdapter) saves the same
+"""Every teacher adapter over a diffusers-style VAE (lab.models.adapters.VAETeacherAdapter) saves the same
 folder (the VAE's diffusers files plus lab_decoder.json with adapter, name and family) and reloads, through
 its own ``vae_class``, as the same adapter decoding the same video. Wan 2.1 and LTX-Video are also covered
 by test_weights; LTX-2, Wan 2.2 and TAEF2 teachers are only here."""
@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from lab.families.taef2 import TAEF2DecoderAdapter, TAEF2Model
 from lab.models import load_decoder
-from lab.models.taef2 import TAEF2DecoderAdapter, TAEF2Model
-from lab.models.teachers import VAETeacherAdapter
+from lab.models.adapters import VAETeacherAdapter
 
 TEACHERS = [("wan2.1-tiny", {}), ("ltx-video-tiny", {}), ("ltx-2-tiny", {}), ("wan2.2-tiny", {}),
             ("taef2", {"weights": "random"})]

@@ -8,13 +8,10 @@ from diffusers import AutoencoderKLLTXVideo
 
 from lab import paths
 from lab.analysis import analyze
-from lab.arch.ltx import ltx_groups
 from lab.errors import ConfigError
 from lab.models import load_decoder
-from lab.models.students.ltx import LTXStudentAdapter, teacher_widths
-from lab.models.teachers import LTXDecoderAdapter
+from lab.families.ltx import LTX, LTXDecoderAdapter, LTXStudentAdapter, ltx_groups, teacher_widths
 from lab.prune import prune
-from lab.arch import LTX
 
 Z = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(0))  # -> 9 frames of 64x64
 
@@ -157,8 +154,8 @@ def test_folded_rms_norm_matches_the_teacher_norm_on_redundant_channels():
 
     from lab.analysis import ChannelStats
     from lab.arch.groups import norm_tap
-    from lab.models.students.ltx import FoldedRMSNorm
-    from lab.prune.ltx import _folded_norm
+    from lab.families.ltx.transfer import _folded_norm
+    from lab.models.students import FoldedRMSNorm
     g = torch.Generator().manual_seed(0)
     base = torch.randn(500, 3, generator=g) * torch.tensor([3.0, 1.0, 0.2])
     x = torch.cat([base, base @ torch.randn(3, 5, generator=g) + 0.5], dim=1)  # 8 channels, rank 3 + constant

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lab.analysis import analyze
-from lab.arch.wan import wan_groups
+from lab.families.wan import wan_groups
 from lab.errors import ConfigError, LabError
 from lab.models import load_decoder
 from lab.prune import prune, register_criterion, transfer

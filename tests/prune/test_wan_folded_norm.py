@@ -1,4 +1,4 @@
-"""Folded RMS norms of pruned Wan students (lab.models.students.folded_norm.WanFoldedRMSNorm)."""
+"""Folded RMS norms of pruned Wan students (lab.families.wan.student.WanFoldedRMSNorm)."""
 
 import copy
 from types import SimpleNamespace
@@ -9,8 +9,8 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
 from lab.analysis import ChannelStats
 from lab.arch.groups import norm_tap
-from lab.models.students.folded_norm import FoldedRMSNorm, WanFoldedRMSNorm
-from lab.models.students.wan import WanStudentVAE
+from lab.families.wan import WanFoldedRMSNorm, WanStudentVAE
+from lab.models.students.folded_norm import FoldedRMSNorm
 from lab.prune.transfer import folded_norm_state
 
 
@@ -52,8 +52,8 @@ def test_identity_form_is_the_plain_norm():
 
 
 def test_folded_norms_are_built_from_the_config_and_old_configs_load_plain(tiny_wan):
-    from lab.prune.students import _plain
-    from lab.models.students.wan import TEACHER_KEYS
+    from lab.models.students.base import plain as _plain
+    from lab.families.wan import TEACHER_KEYS
     tc = {k: _plain(tiny_wan.vae.config[k]) for k in TEACHER_KEYS if k in tiny_wan.vae.config}
     path = "decoder.up_blocks.3.resnets.0.norm2"
     old = WanStudentVAE(teacher_config=tc, widths={"up3.res0.hidden": 2})  # saved before folded norms

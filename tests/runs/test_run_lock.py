@@ -67,7 +67,7 @@ def test_distill_resume_is_refused_while_another_process_writes_the_run(tmp_path
 def test_teacher_training_is_refused_while_another_process_trains_the_run(tmp_path, holder):
     from lab.teachers.config import TrainConfig
     from lab.teachers.train import train
-    cfg = TrainConfig(model="wan2.1-tiny", steps=1, batch=1, frames=5, crop=32, threads=1)
+    cfg = TrainConfig.from_flags(model="wan2.1-tiny", steps=1, batch=1, frames=5, crop=32, threads=1)
     with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
         train(cfg, tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE]   # nothing written

@@ -78,5 +78,5 @@ def test_choose_chunk_times_and_sets_the_fastest(students, z):
 
 
 def test_non_wan_decoders_are_refused(tiny_ltx):
-    with pytest.raises(LabError, match="Wan-family"):
+    with pytest.raises(LabError, match="no per-chunk causal loop"):
         set_chunk(tiny_ltx, 2)

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample, WanRMS_norm
 
 from lab.errors import LabError
-from lab.models.students.folded_norm import WanFoldedRMSNorm
+from lab.families.wan import WanFoldedRMSNorm
 from lab.ops.operators import ConvSpec, Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d, TimePadding
 from lab.prune import prune
 from lab.runtime import set_chunk
 from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
 from lab.runtime.fused.ops import folded_rms_norm_act, interleave_upsample, rms_norm_act
 from lab.runtime.fused.norms import norm_act
-from lab.runtime.fused.wan import CausalConv
+from lab.families.wan.fused import CausalConv
 from lab.runtime.timing import video_error
 
 CL3 = torch.channels_last_3d

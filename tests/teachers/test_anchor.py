@@ -16,7 +16,7 @@ from lab.teachers.train import build_model, train
 
 @pytest.mark.parametrize("model,frames,size", [("wan2.1-tiny", 9, 32), ("ltx-video-tiny", 17, 64)])
 def test_anchor_latents_have_the_encoders_geometry(model, frames, size):
-    cfg = TrainConfig(model=model)
+    cfg = TrainConfig.from_flags(model=model)
     preset = get_preset(model)
     x = torch.rand(1, 3, frames, size, size) * 2 - 1
     with torch.no_grad():
@@ -50,7 +50,7 @@ def test_anchor_latents_reject_a_clip_off_the_grid():
 
 def test_trainer_anchors_the_first_steps_only(tmp_path, bundled_clip_path):
     data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
-    cfg = TrainConfig(model="ltx-video-tiny", steps=4, batch=1, frames=9, crop=64, lr=3e-4, warmup=1, threads=1,
+    cfg = TrainConfig.from_flags(model="ltx-video-tiny", steps=4, batch=1, frames=9, crop=64, lr=3e-4, warmup=1, threads=1,
                       anchor_steps=2, log_every=1, checkpoint_minutes=60.0)
     train(cfg, tmp_path / "run", data=data)
     with RunReader(tmp_path / "run") as r:
@@ -60,7 +60,7 @@ def test_trainer_anchors_the_first_steps_only(tmp_path, bundled_clip_path):
     with pytest.raises(LabError, match="different anchor_steps"):
         train(TrainConfig.from_dict({**cfg.to_dict(), "anchor_steps": 0, "steps": 5}), tmp_path / "run", data=data)
     with pytest.raises(LabError, match="anchor-steps"):
-        TrainConfig(model="mini-ltx", frames=9, crop=64, anchor_steps=-1).validate()
+        TrainConfig.from_flags(model="mini-ltx", frames=9, crop=64, anchor_steps=-1).validate()
 
 
 def test_freeze_encoder_trains_the_decoder_only(tmp_path, bundled_clip_path):
@@ -68,8 +68,8 @@ def test_freeze_encoder_trains_the_decoder_only(tmp_path, bundled_clip_path):
     data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
     base = dict(model="wan2.1-tiny", steps=2, batch=1, frames=5, crop=32, lr=1e-3, warmup=1, threads=1,
                 checkpoint_minutes=60.0)
-    train(TrainConfig(**base), tmp_path / "first", data=data)
-    train(TrainConfig(**{**base, "steps": 3}, init_from=str(tmp_path / "first"), freeze_encoder=True),
+    train(TrainConfig.from_flags(**base), tmp_path / "first", data=data)
+    train(TrainConfig.from_flags(**{**base, "steps": 3}, init_from=str(tmp_path / "first"), freeze_encoder=True),
           tmp_path / "second", data=data)
     before, after = load_state(tmp_path / "first")["model"], load_state(tmp_path / "second")["model"]
     frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
@@ -77,4 +77,4 @@ def test_freeze_encoder_trains_the_decoder_only(tmp_path, bundled_clip_path):
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in trained)
     with pytest.raises(LabError, match="--init-from"):
-        TrainConfig(**base, freeze_encoder=True).validate()
+        TrainConfig.from_flags(**base, freeze_encoder=True).validate()

@@ -1,10 +1,14 @@
-"""One card writer (lab.cards) for every shipped model: the shape and shared sentences, and the teacher's card
-as the lab's card readers read it back (the export's title check, the warm start's Reproduce commands)."""
+"""One card writer (lab.cards) for every shipped model: the shape and shared sentences, the teacher's provenance
+record and the card rendered from it, and what the lab's readers read back (the export's title check, the warm
+start's commands: from the record, or from the card of an export made before records)."""
 
+import json
 import re
 
+import pytest
+
 from lab import cards
-from lab.teachers.card import TITLE, teacher_card, write_card
+from lab.teachers.card import TITLE, provenance, teacher_card, write_card
 from lab.teachers.config import TrainConfig
 
 HELDOUT = {"carphone": {"frames": 17, "size": [144, 176], "psnr": 18.02, "ssim": 0.5224},
@@ -16,7 +20,7 @@ def teacher_info(**over) -> dict:
     return {"model": "mini-wan", "class": "AutoencoderKLWan", "config": {"base_dim": 16, "z_dim": 16},
             "params_decoder": 2.06e6, "params_encoder": 1.54e6, "step": 197, "wall_s": 2178.0, "s_per_step": 11.05,
             "machine": CPU, "train_clips": ["bigbuckbunny[0:end]", "bikes[0:192]"], "train_scales": [128, 256],
-            "recipe": TrainConfig(model="mini-wan", frames=9, crop=48, steps=280, batch=2).to_dict(),
+            "recipe": TrainConfig.from_flags(model="mini-wan", frames=9, crop=48, steps=280, batch=2).flat(),
             "heldout": HELDOUT, "command": "python -m lab teacher train --model mini-wan --steps 280",
             "started": "2026-11-23 14:06:24 UTC", "init_from": None, "resumed": None, "weights_bytes": 7.2e6,
             **over}
@@ -27,9 +31,10 @@ def headings(text: str) -> list[str]:
 
 
 def test_a_teacher_card_has_the_shared_shape_and_the_title_exports_are_recognised_by(tmp_path):
-    path = write_card(tmp_path / "README.md", teacher_info())
-    text = path.read_text()
-    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # written atomically, no temporary left
+    record = write_card(tmp_path, teacher_info())
+    text = (tmp_path / "README.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "provenance.json"]  # atomic: no temporary left
+    assert json.loads((tmp_path / "provenance.json").read_text()) == record
     assert text.startswith(f"# mini-wan: {TITLE} (AutoencoderKLWan)\n") and 'Loaded by `load_decoder("mini-wan")`.' in text
     assert headings(text) == ["Data", "Recipe", "Held-out reconstruction (encode -> decode of the exported fp16 "
                               "weights, computed in float32)", "Latent statistics", "Reproduce"]
@@ -40,22 +45,53 @@ def test_a_teacher_card_has_the_shared_shape_and_the_title_exports_are_recognise
 
 
 def test_the_cpu_caveat_and_the_target_verdict_say_what_the_run_was():
-    cpu = teacher_card(teacher_info()).render()
+    cpu = teacher_card(provenance(teacher_info())).render()
     assert f"machine: {CPU}. {cards.CPU_NOTICE}: small crops" in cpu and "Below the lab's target of 28 dB" in cpu
     good = {c: {**m, "psnr": 30.0} for c, m in HELDOUT.items()}
-    gpu = teacher_card(teacher_info(machine="NVIDIA H200 (bf16 autocast)", heldout=good)).render()
+    gpu = teacher_card(provenance(teacher_info(machine="NVIDIA H200 (bf16 autocast)", heldout=good))).render()
     assert "- machine: NVIDIA H200 (bf16 autocast).\n" in gpu and cards.CPU_NOTICE not in gpu and "Below" not in gpu
 
 
-def test_the_warm_start_reads_back_the_whole_command_chain_of_a_written_card(tmp_path):
-    from lab.teachers.warmstart import _card_commands
+def test_the_warm_start_reads_the_whole_command_chain_from_the_record_or_an_old_export_s_card(tmp_path):
+    from lab.teachers.warmstart import _export_commands
     earlier = "python -m lab teacher train --run runs/a --steps 1000"
     info = teacher_info(init_from={"source": "runs/a", "step": 1000, "command": earlier},
                         resumed=[{"command": "python -m lab teacher train --steps 280", "from_step": 63}])
-    write_card(tmp_path / "README.md", info)
-    assert _card_commands(tmp_path / "README.md").splitlines() == [
-        earlier, "python -m lab teacher train --model mini-wan --steps 280 --stop-at 63",
-        "python -m lab teacher train --steps 280 --stop-at 197"]
+    chain = [earlier, "python -m lab teacher train --model mini-wan --steps 280 --stop-at 63",
+             "python -m lab teacher train --steps 280 --stop-at 197"]
+    record = write_card(tmp_path, info)
+    assert record["train_commands"] == chain and _export_commands(tmp_path).splitlines() == chain
+    card = (tmp_path / "README.md").read_text()
+    assert all(c in card for c in chain)                          # the card shows what the record holds
+    (tmp_path / "provenance.json").unlink()                       # an export made before records: its card is read
+    assert _export_commands(tmp_path).splitlines() == chain
+    assert _export_commands(tmp_path / "absent") is None
+
+
+def test_the_record_states_the_common_keys_and_the_card_renders_from_it_alone(tmp_path):
+    record = write_card(tmp_path, teacher_info())
+    assert record["format"] == cards.PROVENANCE_FORMAT and record["kind"] == "teacher" and record["teacher"] is None
+    assert (record["name"], record["step"], record["wall_s"], record["machine"]) == ("mini-wan", 197, 2178.0, CPU)
+    assert record["title"] == f"{TITLE} (AutoencoderKLWan)" and record["heldout"] == HELDOUT
+    assert record["held_out"] == f"Held out: {cards.LAB_SPLIT}." and record["data"]["clips"][1] == "bikes[0:192]"
+    assert record["train_commands"] == ["python -m lab teacher train --model mini-wan --steps 280 --stop-at 197"]
+    # The card is a function of the file: rendered again from provenance.json alone, it is the same text.
+    again = json.loads((tmp_path / "provenance.json").read_text())
+    assert teacher_card(again).render() == (tmp_path / "README.md").read_text()
+    # What the record says is what the card says, e.g. a machine the record names.
+    edited = {**again, "machine": "NVIDIA H100"}
+    assert "- machine: NVIDIA H100.\n" in teacher_card(edited).render()
+
+
+def test_a_record_that_cannot_be_read_is_one_line_naming_the_fix(tmp_path):
+    assert cards.read_provenance(tmp_path) is None
+    (tmp_path / "provenance.json").write_text("{not json")
+    with pytest.raises(cards.LabError, match=r"provenance.json cannot be read .*ship the model again") as err:
+        cards.read_provenance(tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "provenance.json").write_text('{"format": "something-else/9"}')
+    with pytest.raises(cards.LabError, match="not a provenance record of this lab"):
+        cards.read_provenance(tmp_path)
 
 
 def test_the_shared_helpers():

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from lab import cards
 from lab.data.clips import ClipSpec, ClipWindows
 from lab.models.registry import load_decoder
 from lab.teachers.config import TrainConfig
@@ -17,14 +18,19 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("model, frames, crop", [("wan2.1-tiny", 5, 32), ("ltx-video-tiny", 9, 64)])
 def test_export_writes_fp16_weights_and_latent_stats(tmp_path, bundled_clip_path, model, frames, crop):
     data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(128,))
-    cfg = TrainConfig(model=model, frames=frames, crop=crop, eval_frames=frames)
+    cfg = TrainConfig.from_flags(model=model, frames=frames, crop=crop, eval_frames=frames)
     vae = build_model(cfg)
     # A random encoder has latents far from N(0, 1) in scale and offset: what the stats must undo.
     info = export(vae, cfg, tmp_path / model, data=data, step=0, wall_s=0.0, meta={"command": "test"},
                   eval_frames=frames)
     folder = tmp_path / model
     assert {p.name for p in folder.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "README.md",
-                                                  "lab_teacher.json"}
+                                                  "provenance.json", "lab_teacher.json"}
+    from lab.teachers.card import teacher_card
+    record = cards.read_provenance(folder)  # the record, and the card rendered from it
+    assert (record["kind"], record["name"], record["step"], record["heldout"]) == ("teacher", model, 0, info["heldout"])
+    assert record["train_commands"] == ["test --stop-at 0"] and record["latents_mean"] == info["latents_mean"]
+    assert teacher_card(record).render() == (folder / "README.md").read_text()
     from safetensors.torch import load_file
     assert {t.dtype for t in load_file(folder / "diffusion_pytorch_model.safetensors").values()} == {torch.float16}
     card = (folder / "README.md").read_text()
@@ -65,7 +71,7 @@ def test_export_refuses_a_users_folder_unless_overwrite_and_keeps_its_other_file
     from lab.models.interface import FolderNotEmptyError
     from lab.teachers.export import check_export_target, is_exported_teacher
     data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(128,))
-    cfg = TrainConfig(model="wan2.1-tiny", frames=5, crop=32, eval_frames=5)
+    cfg = TrainConfig.from_flags(model="wan2.1-tiny", frames=5, crop=32, eval_frames=5)
     vae = build_model(cfg)
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -75,7 +81,7 @@ def test_export_refuses_a_users_folder_unless_overwrite_and_keeps_its_other_file
     assert (mine / "README.md").read_text() == "# my notes\n" and len(list(mine.iterdir())) == 1
     with pytest.raises(FolderNotEmptyError):  # train() checks before its first step
         from lab.teachers.train import train
-        train(TrainConfig(model="wan2.1-tiny", frames=5, crop=32, steps=1, export_to=str(mine)), tmp_path / "run",
+        train(TrainConfig.from_flags(model="wan2.1-tiny", frames=5, crop=32, steps=1, export_to=str(mine)), tmp_path / "run",
               data=data)
     assert not (tmp_path / "run").exists()
     (mine / "notes.txt").write_text("keep me")

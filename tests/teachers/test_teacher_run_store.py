@@ -19,7 +19,7 @@ def bundled_windows(bundled_clip_path):
 def tiny(**kw) -> TrainConfig:
     base = dict(model="wan2.1-tiny", steps=6, batch=1, frames=5, crop=32, lr=3e-3, warmup=2, threads=1,
                 checkpoint_minutes=60.0, log_every=1)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_flags(**{**base, **kw})
 
 
 def test_teacher_runs_show_in_the_dashboard_listing(tmp_path, bundled_windows):
@@ -49,13 +49,13 @@ def test_teacher_checkpoints_are_the_lab_s_step_folders_and_a_damaged_one_is_set
     # The same checkpoint folders as distillation (lab.training.checkpoints): listed in the store, the newest
     # two kept, and on resume a damaged newest one is moved aside and the run goes on from the one before.
     run = tmp_path / "run"
-    train(tiny(checkpoint_minutes=0.0), run, data=bundled_windows, stop_at=4)
+    train(tiny(checkpoint_every=1), run, data=bundled_windows, stop_at=4)
     kept = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert kept == ["step-0000003", "step-0000004"]
     with RunReader(run) as r:
         assert [c.step for c in r.checkpoints()] == [3, 4]
     (run / "checkpoints" / "step-0000004" / "weights.safetensors").write_bytes(b"cut short")
-    result = train(tiny(checkpoint_minutes=0.0), run, data=bundled_windows)
+    result = train(tiny(checkpoint_every=1), run, data=bundled_windows)
     assert result["step"] == 6 and (run / "checkpoints" / "unreadable-step-0000004").is_dir()
     with RunReader(run) as r:
         assert [s for s, _ in r.scalars(["train/loss"])["train/loss"]] == [1, 2, 3, 4, 5, 6]

@@ -18,11 +18,11 @@ def bundled_windows(bundled_clip_path):
 def tiny(**kw) -> TrainConfig:
     base = dict(model="wan2.1-tiny", steps=40, batch=2, frames=5, crop=32, lr=3e-3, warmup=5, threads=1,
                 checkpoint_minutes=60.0, log_every=5)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_flags(**{**base, **kw})
 
 
 def fixed_batch_loss(vae, cfg, data):
-    x = data.sample(4, cfg.frames, cfg.crop, torch.Generator().manual_seed(123))
+    x = data.sample(4, cfg.data.frames, cfg.data.crop, torch.Generator().manual_seed(123))
     with torch.no_grad():
         return vae_loss(vae, x, torch.Generator().manual_seed(7), cfg)[0].item()
 
@@ -108,7 +108,7 @@ def test_photos_join_the_training_windows(tmp_path, bundled_windows):
 def test_recorded_config_is_read_strictly():
     from lab.errors import LabError
     from lab.teachers.config import TrainConfig
-    d = TrainConfig(model="mini-wan").to_dict()
+    d = TrainConfig.from_flags(model="mini-wan").to_dict()
     assert TrainConfig.from_dict(d).to_dict() == d
     with pytest.raises(LabError, match="unknown key 'lr_warmup' in the teacher run's config; valid keys: model"):
         TrainConfig.from_dict({**d, "lr_warmup": 5})

@@ -5,7 +5,7 @@ import torch
 
 from lab.data.clips import ClipSpec, ClipWindows
 from lab.errors import CheckpointError
-from lab.teachers.checkpoint import load_state, save_state
+from lab.teachers.checkpoint import checkpoint_folder, load_state
 from lab.teachers.config import TrainConfig
 from lab.teachers.train import build_model, train
 
@@ -20,7 +20,7 @@ def windows(bundled_clip_path):
 def tiny(**kw) -> TrainConfig:
     base = dict(model="wan2.1-tiny", steps=3, batch=1, frames=5, crop=32, lr=3e-3, warmup=1, threads=1,
                 checkpoint_minutes=60.0, log_every=1)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_flags(**{**base, **kw})
 
 
 def test_init_from_a_run_takes_its_weights_but_a_fresh_schedule(tmp_path, windows):
@@ -65,12 +65,19 @@ class NotPlain:
     pass
 
 
+def save_state(run, state: dict):
+    """A teacher checkpoint as the training loop writes it (model.* tensors, the rest as the state)."""
+    tensors = {f"model.{k}": v for k, v in state["model"].items()}
+    rest = {k: v for k, v in state.items() if k != "model"}
+    return checkpoint_folder(run).write(state["step"], tensors, rest, {"step": state["step"]})
+
+
 def test_state_is_loaded_without_unpickling_code(tmp_path):
-    plain = {"model": {"w": torch.ones(2)}, "step": 3, "optimizer": {}, "rng": {}, "meta": None,
+    plain = {"model": {"w": torch.ones(2)}, "step": 3, "optimizer": {}, "meta": None,
              "config": {"crop": 32, "sides": [1, 2]}}
     with pytest.raises(CheckpointError, match="NotPlain"):
         save_state(tmp_path, {**plain, "config": NotPlain()})
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "checkpoints" / "step-0000003").exists()
     torch.save({"model": {}, "config": NotPlain()}, tmp_path / "state.pt")  # e.g. an old or foreign file
     with pytest.raises(CheckpointError, match="other than tensors"):
         load_state(tmp_path)

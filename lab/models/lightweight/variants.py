@@ -1,5 +1,5 @@
 """Named lightweight decoders: the paper configs (4-channel SD-style latents) and variants for the
-lab's latent spaces (mini-wan, Wan 2.1, mini-ltx, LTX-Video). Imported by ``lab.models.catalog``.
+lab's latent spaces (mini-wan, Wan 2.1, mini-ltx, LTX-Video). Registered by ``lab.models`` (its __init__).
 
 Paper parameter counts for 4-channel latents (what the tests hold us to, within 2%):
 TAE-192 10.97M, EfficientViT 6.2M, TAE-Temporal 10.9M. Video variants add a frame-expansion 1x1

@@ -1,16 +1,8 @@
-"""Students: smaller decoders built from a teacher (pruned widths, swapped operators). Importing this
-package registers their adapters, so ``load_decoder(folder)`` reloads a saved student."""
+"""Students: smaller decoders built from a teacher (pruned widths, swapped operators). What every family's
+students share lives here (``base``: the adapter base; ``folded_norm``: the folded RMS norm); each VAE family
+defines and registers its own student classes (lab/families)."""
 
-from lab.models.registry import register_adapter
-from lab.models.students.ltx import LTXStudentAdapter, LTXStudentVAE
-from lab.models.students.ltx2 import LTX2StudentAdapter, LTX2StudentVAE
-from lab.models.students.wan import WanStudentAdapter, WanStudentVAE, teacher_widths
-from lab.models.students.wan22 import Wan22StudentAdapter, Wan22StudentVAE
+from lab.models.students.base import StudentAdapter, plain
+from lab.models.students.folded_norm import FoldedRMSNorm, folded_mean_square
 
-register_adapter(WanStudentAdapter.adapter_kind, WanStudentAdapter)
-register_adapter(Wan22StudentAdapter.adapter_kind, Wan22StudentAdapter)
-register_adapter(LTXStudentAdapter.adapter_kind, LTXStudentAdapter)
-register_adapter(LTX2StudentAdapter.adapter_kind, LTX2StudentAdapter)
-
-__all__ = ["LTX2StudentAdapter", "LTX2StudentVAE", "LTXStudentAdapter", "LTXStudentVAE", "Wan22StudentAdapter",
-           "Wan22StudentVAE", "WanStudentAdapter", "WanStudentVAE", "teacher_widths"]
+__all__ = ["FoldedRMSNorm", "StudentAdapter", "folded_mean_square", "plain"]

@@ -12,7 +12,8 @@ rms of a few kept channels varies per position far more than the full-width rms 
 nearly a sign function), which distorts everything downstream.
 
 ``folded_mean_square`` is the shared estimate; ``FoldedRMSNorm`` is the channels-last form (LTX, as
-diffusers' RMSNorm), ``WanFoldedRMSNorm`` the channels-first form (Wan, as diffusers' WanRMS_norm).
+diffusers' RMSNorm); each family builds its own on these helpers (Wan's channels-first one lives with the
+Wan family, lab.families.wan.student).
 
 Precision: the form is a difference of large terms (x^T Q x + l^T x + c with l pointing against x), so
 in bf16 it can come out negative, clamp to 0 and divide by sqrt(eps). Both norms therefore keep
@@ -25,7 +26,6 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 from torch import nn
 
 _FORM = ("quad", "lin", "const")
@@ -81,26 +81,3 @@ class FoldedRMSNorm(nn.Module):
             xf = x.float()
             ms = folded_mean_square(xf, self.quad, self.lin, self.const)
             return (xf * torch.rsqrt(ms + self.eps) * self.weight.float()).to(x.dtype)
-
-
-class WanFoldedRMSNorm(WanRMS_norm):
-    """Channels-first folded RMS norm for Wan students: WanRMS_norm's x / rms(x) * gamma + bias, with
-    rms(x) the folded estimate of the teacher's. A WanRMS_norm subclass with the same ``gamma`` (and
-    ``bias``) so profiling, operator swaps and state dicts treat it as the norm it replaces."""
-
-    def __init__(self, dim: int, channel_first: bool = True, images: bool = True, bias: bool = False,
-                 eps: float = 1e-12):
-        super().__init__(dim, channel_first=channel_first, images=images, bias=bias)
-        self.eps = eps  # F.normalize's floor on the norm is 1e-12 too
-        _init_form(self, dim)
-
-    def _apply(self, fn, recurse=True):
-        return _apply_keeping_form_fp32(self, super()._apply, fn, recurse)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dim = 1 if self.channel_first else -1
-        bias = self.bias.float() if torch.is_tensor(self.bias) else self.bias
-        with _fp32(x):
-            last = x.float().movedim(dim, -1)
-            inv = torch.rsqrt(folded_mean_square(last, self.quad, self.lin, self.const) + self.eps)
-            return ((last * inv).movedim(-1, dim) * self.gamma.float() + bias).to(x.dtype)

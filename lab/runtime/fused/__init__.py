@@ -2,11 +2,10 @@
 caches without copies and channels-last buffers, the same output within a stated tolerance.
 
 - ``ops``: the kernels as torch custom ops (reference, fake and Triton implementations); ``norms``: which
-  op runs which norm;
-- ``wan``: the runtime of Wan 2.1 teachers and their students (``FusedWan``): fused norms, causal caches
-  without copies, channels-last, CUDA graphs of the steady step;
-- ``ltx``: the runtime of LTX-Video teachers and their students (``FusedLTX``): fused norms written into
-  the convs' time-padded inputs.
+  op runs which norm; ``operators``: how the lab's drop-in operators run over a padded buffer;
+- each VAE family registers its runtime (``register_fused_runtime``): Wan 2.1's (lab.families.wan.fused:
+  fused norms, causal caches without copies, channels-last, CUDA graphs of the steady step) and LTX-Video's
+  (lab.families.ltx.fused: fused norms written into the convs' time-padded inputs).
 
 ``set_fused(decoder)`` installs it into a decoder's model, ``set_fused(decoder, False)`` removes it;
 ``is_fusable`` says whether a decoder has a fused runtime. What it measures like is in the trace
@@ -18,17 +17,24 @@ from __future__ import annotations
 
 import torch
 
-from lab.errors import LabError
-from lab.runtime.fused import ltx, wan
-from lab.runtime.fused.ltx import FusedLTX
-from lab.runtime.fused.wan import FusedWan
+from typing import Callable
 
-#: the fused runtime of each family (lab.arch name) that has one: (runtime class, its check)
-RUNTIMES = {"wan": (FusedWan, wan.check_fusable), "ltx": (FusedLTX, ltx.check_fusable)}
+from lab.errors import LabError
+from lab.plugins import load_families
+
+#: the fused runtime of each family (lab.arch name) that has one: (runtime class, check(vae) raising a
+#: LabError that says what is not covered). The runtime class: ``cls(vae, memory_format, graphs=...)`` with
+#: ``install()``, ``uninstall()``, ``base_forward(module)`` and ``graphs``.
+RUNTIMES: dict[str, tuple[type, Callable]] = {}
+
+
+def register_fused_runtime(family: str, cls: type, check: Callable) -> None:
+    RUNTIMES[family] = (cls, check)
 
 
 def why_not_fusable(decoder) -> str | None:
     """None when ``decoder`` has a fused runtime, else why not."""
+    load_families()
     arch = getattr(decoder, "arch", None)
     vae = getattr(decoder, "vae", None)
     if arch is None or vae is None or arch.name not in RUNTIMES:
@@ -73,4 +79,4 @@ def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | Non
     return decoder
 
 
-__all__ = ["FusedLTX", "FusedWan", "RUNTIMES", "is_fusable", "set_fused", "why_not_fusable"]
+__all__ = ["RUNTIMES", "is_fusable", "register_fused_runtime", "set_fused", "why_not_fusable"]

@@ -1,48 +1,67 @@
-"""Which fused op runs a decoder's norm (+ SiLU): per norm type, as Torch-Pruning dispatches per layer type.
+"""Which fused op runs a decoder's norm (+ SiLU): per norm class, as Torch-Pruning dispatches per layer type.
 
-- Wan's ``WanRMS_norm`` (x / ||x|| * sqrt(C) * gamma + bias): ``lab::rms_norm_act``;
-- diffusers' ``RMSNorm`` (LTX-Video: x * rsqrt(mean(x^2) + eps) [* weight]): ``lab::mean_rms_norm_act``;
-- the folded norms of pruned students (lab.models.students.folded_norm: Wan's with ``gamma``, LTX's with
-  ``weight``; both carry the ``quad``/``lin``/``const`` form): ``lab::folded_rms_norm_act``.
-
-The folded norms are recognised by their form's buffers (they live in lab.models, above this package).
+Generic here: diffusers' ``RMSNorm`` (x * rsqrt(mean(x^2) + eps) [* weight], LTX-Video's norms) runs
+``lab::mean_rms_norm_act``, and the folded norms of pruned students (lab.models.students.folded_norm;
+recognised by their ``quad``/``lin``/``const`` form, with a ``gamma`` or a ``weight``) run
+``lab::folded_rms_norm_act``. Each VAE family registers its own norm classes (``register_norm_kernel``:
+Wan's RMS norm runs ``lab::rms_norm_act``).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 from diffusers.models.normalization import RMSNorm
 from torch import nn
 
 from lab.errors import LabError
-from lab.runtime.fused.ops import folded_rms_norm_act, mean_rms_norm_act, rms_norm_act
+from lab.plugins import load_families
+from lab.runtime.fused.ops import folded_rms_norm_act, mean_rms_norm_act
+
+#: norm class -> (can this instance be fused?, run(norm, x, act, out) -> out)
+NORM_KERNELS: dict[type, tuple[Callable[[nn.Module], bool], Callable]] = {}
+
+
+def register_norm_kernel(cls: type, run: Callable, accepts: Callable[[nn.Module], bool] | None = None) -> None:
+    """``run(norm, x, act, out)``: the fused op for ``cls`` norms over the channels of channels-first ``x``
+    (then SiLU when ``act``), into ``out`` (a new tensor when None). ``accepts(norm)``: whether this instance's
+    settings are covered (default: all)."""
+    NORM_KERNELS[cls] = (accepts or (lambda norm: True), run)
 
 
 def is_folded(norm: nn.Module) -> bool:
     return all(isinstance(getattr(norm, k, None), torch.Tensor) for k in ("quad", "lin", "const"))
 
 
+def _run_folded(norm, x, act, out):
+    gamma = norm.gamma if hasattr(norm, "gamma") else norm.weight
+    bias = getattr(norm, "bias", None)
+    return folded_rms_norm_act(x, gamma, bias if isinstance(bias, torch.Tensor) else None, norm.quad, norm.lin,
+                               norm.const, norm.eps, act, out)
+
+
+register_norm_kernel(RMSNorm, lambda norm, x, act, out: mean_rms_norm_act(x, norm.weight, norm.eps, act, out),
+                     accepts=lambda norm: getattr(norm, "bias", None) is None)
+
+
+def _kernel(norm: nn.Module):
+    if is_folded(norm):
+        return _run_folded
+    load_families()
+    entry = NORM_KERNELS.get(type(norm))  # the exact class: a subclass may compute something else
+    return entry[1] if entry is not None and entry[0](norm) else None
+
+
 def fusable_norm(norm: nn.Module) -> bool:
     """True when ``norm_act`` has an op for ``norm``."""
-    if is_folded(norm):
-        return True
-    if isinstance(norm, WanRMS_norm):
-        return norm.channel_first and not (isinstance(norm.bias, float) and norm.bias != 0.0)
-    return type(norm) is RMSNorm and getattr(norm, "bias", None) is None
+    return _kernel(norm) is not None
 
 
 def norm_act(norm: nn.Module, x: torch.Tensor, act: bool, out: torch.Tensor | None = None) -> torch.Tensor:
     """``norm`` over the channels of channels-first ``x`` (N, C, ...), then SiLU when ``act``, as one kernel;
     into ``out`` when given."""
-    if not fusable_norm(norm):
+    run = _kernel(norm)
+    if run is None:
         raise LabError(f"the fused runtime has no kernel for a {type(norm).__name__}")
-    if is_folded(norm):
-        gamma = norm.gamma if hasattr(norm, "gamma") else norm.weight
-        bias = getattr(norm, "bias", None)
-        bias = bias if isinstance(bias, torch.Tensor) else None
-        return folded_rms_norm_act(x, gamma, bias, norm.quad, norm.lin, norm.const, norm.eps, act, out)
-    if isinstance(norm, WanRMS_norm):
-        bias = norm.bias if isinstance(norm.bias, torch.Tensor) else None
-        return rms_norm_act(x, norm.gamma, bias, norm.scale, 1e-12, act, out)
-    return mean_rms_norm_act(x, norm.weight, norm.eps, act, out)
+    return run(norm, x, act, out)

@@ -44,7 +44,8 @@ def _bshape(x: Tensor) -> tuple[int, ...]:
 
 def rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float, act: bool
                            ) -> Tensor:
-    """``WanRMS_norm.forward`` followed by SiLU when ``act``, exactly as diffusers computes it."""
+    """Wan's RMS norm (``F.normalize`` over channels * sqrt(C) * gamma + bias) followed by SiLU when ``act``,
+    exactly as diffusers computes it."""
     shape = _bshape(x)
     normalized = F.normalize(x.float() if x.dtype in _HALF else x, dim=1, eps=eps).to(x.dtype)
     y = normalized * scale * gamma.reshape(shape)

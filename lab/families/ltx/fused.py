@@ -1,0 +1,164 @@
+"""The fused runtime for LTX-Video decoders (registered for the LTX-Video family; lab.runtime.fused): diffusers'
+``AutoencoderKLLTXVideo`` and the lab's pruned, operator-swapped students of it, on the same weights, whole clips at a time (LTX-Video 0.9 decodes a clip
+in one call).
+
+Where the traffic is (``lab trace``): the RMS norms of the resnets, eager a chain of float32 casts, powers,
+means and products (for a student's folded norms, a per-position quadratic form), about 40 of the student's
+67 GB at 480x832x81. So every resnet whose norms have a kernel (lab.runtime.fused.norms) runs as:
+
+- norm + SiLU as one kernel, written straight into the next conv's input buffer, behind the frames its
+  temporal padding needs; the padding frames are filled by copying the edge frames (LTX pads time by
+  replicating them), instead of eager's ``repeat`` + ``cat`` of the whole clip;
+- the conv (or the operator that replaced it) over the buffer, with its own spatial padding.
+
+Resnets with timestep conditioning or noise injection (the 0.9.1+ decoders) keep their eager forward, as
+do the upsamplers, the head and the shortcut's LayerNorm. The layout stays the model's (NCDHW): these
+convs run on whole clips and the kernels take either layout. Installed like Wan's (lab.families.wan.fused): fused
+``forward``s on the resnet instances, removed by ``uninstall``. Inference only.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_ltx import LTXVideoCausalConv3d, LTXVideoResnetBlock3d
+from torch import nn
+
+from lab.errors import LabError
+from lab.families.ltx.arch import LTX
+from lab.families.ltx.student import LTXStudentResnetBlock3d
+from lab.ops.operators import SwapOp
+from lab.runtime.fused import register_fused_runtime
+from lab.runtime.fused.norms import fusable_norm, norm_act
+from lab.runtime.fused.operators import OPERATOR_RULES
+
+#: the resnet classes this runtime fuses (diffusers' and the lab students'); exact types: LTX-2's student
+#: resnet subclasses the LTX-Video one but calls its convs and norms differently
+RESNETS = (LTXVideoResnetBlock3d, LTXStudentResnetBlock3d)
+
+
+def _time_padding(conv: nn.Module) -> tuple[int, int]:
+    """(front, back) frames an LTX conv or operator pads time with, by repeating the edge frames."""
+    if isinstance(conv, SwapOp):
+        if conv.time.mode not in ("replicate-causal", "replicate-symmetric"):
+            raise LabError(f"an LTX operator padding time as {conv.time.mode} is not fused")
+        return (0, 0) if conv.temporal_mixing == "none" else (conv.time.front, conv.time.back)
+    kt = conv.kernel_size[0]
+    return (kt - 1, 0) if conv.is_causal else ((kt - 1) // 2, (kt - 1) // 2)
+
+
+def fusable_resnet(block: nn.Module) -> bool:
+    """A resnet whose norms have kernels and that carries no timestep conditioning or noise."""
+    if type(block) not in RESNETS:
+        return False
+    if any(getattr(block, a, None) is not None for a in ("scale_shift_table", "shift_scale_1", "per_channel_scale1")):
+        return False
+    convs_ok = all(type(c) in OPERATOR_RULES or isinstance(c, LTXVideoCausalConv3d) for c in (block.conv1, block.conv2))
+    return convs_ok and fusable_norm(block.norm1) and fusable_norm(block.norm2)
+
+
+def normed_conv(norm: nn.Module, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """conv(SiLU(norm(x))) with the norm's output written into the conv's time-padded input."""
+    front, back = _time_padding(conv)
+    n, c, t, h, w = x.shape
+    if not front and not back:
+        return conv(norm_act(norm, x, True))
+    buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device)
+    norm_act(norm, x, True, buf[:, :, front:front + t])
+    if front:
+        buf[:, :, :front].copy_(buf[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
+    if back:
+        buf[:, :, front + t:].copy_(buf[:, :, front + t - 1:front + t].expand(-1, -1, back, -1, -1))
+    if isinstance(conv, LTXVideoCausalConv3d):
+        return conv.conv(buf)
+    return OPERATOR_RULES[type(conv)](conv, buf)
+
+
+class FusedLTX:
+    """The fused runtime state of one LTX-Video VAE (teacher or student)."""
+
+    def __init__(self, vae: nn.Module, memory_format=None, graphs: bool = False):
+        check_fusable(vae)
+        self.vae = vae
+        self.graphs = False  # whole-clip decoding: no steady causal step to replay
+        self.blocks = [m for m in vae.decoder.modules() if fusable_resnet(m)]
+        self.installed: dict[nn.Module, object] = {}
+
+    def install(self) -> None:
+        for block in self.blocks:
+            block.forward = self._forward(block)
+            self.installed[block] = block.forward
+        dec = self.vae.decoder
+        if _fusable_head(dec):
+            # diffusers' decoder runs norm_out on a channels-last view, then conv_act, then conv_out: the fused
+            # norm_out writes norm + SiLU into conv_out's padded input (a channels-last view of it goes back
+            # to the decoder), conv_act passes it through, conv_out convolves the whole buffer.
+            self._head = None
+            for m, fwd in ((dec.norm_out, self._norm_out), (dec.conv_act, self._conv_act), (dec.conv_out, self._conv_out)):
+                m.forward = fwd
+                self.installed[m] = fwd
+
+    def uninstall(self) -> None:
+        for m in self.installed:
+            m.__dict__.pop("forward", None)
+        self.installed = {}
+
+    def base_forward(self, module: nn.Module):
+        return self.installed.get(module)
+
+    def _norm_out(self, x_last: torch.Tensor) -> torch.Tensor:
+        dec = self.vae.decoder
+        x = x_last.movedim(-1, 1)
+        front, back = _time_padding(dec.conv_out)
+        n, c, t, h, w = x.shape
+        buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device)
+        inner = buf[:, :, front:front + t]
+        norm_act(dec.norm_out, x, True, inner)
+        self._head = (buf, inner, front, back)
+        return inner.movedim(1, -1)
+
+    def _conv_act(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # SiLU already applied by the fused norm_out
+
+    def _conv_out(self, x: torch.Tensor) -> torch.Tensor:
+        if self._head is None or x.data_ptr() != self._head[1].data_ptr():
+            raise LabError("the fused LTX head runs norm_out, conv_act and conv_out in diffusers' order only")
+        buf, inner, front, back = self._head
+        self._head = None
+        t = inner.shape[2]
+        if front:
+            buf[:, :, :front].copy_(buf[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
+        if back:
+            buf[:, :, front + t:].copy_(buf[:, :, front + t - 1:front + t].expand(-1, -1, back, -1, -1))
+        return self.vae.decoder.conv_out.conv(buf)
+
+    def _forward(self, block: nn.Module):
+        def forward(inputs: torch.Tensor, temb=None, generator=None, causal=None) -> torch.Tensor:
+            if torch.is_grad_enabled() and any(p.requires_grad for p in block.parameters()):
+                raise LabError("the fused runtime is for inference (its kernels have no gradients); train with the "
+                               "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
+            h = normed_conv(block.norm1, block.conv1, inputs)
+            h = normed_conv(block.norm2, block.conv2, h)
+            if block.norm3 is not None:
+                inputs = block.norm3(inputs.movedim(1, -1)).movedim(-1, 1)
+            if block.conv_shortcut is not None:
+                inputs = block.conv_shortcut(inputs)
+            return h.add_(inputs)
+        return forward
+
+
+def _fusable_head(dec: nn.Module) -> bool:
+    """norm_out + SiLU + conv_out with no timestep conditioning between them (LTX-Video 0.9)."""
+    return getattr(dec, "time_embedder", None) is None and fusable_norm(dec.norm_out) \
+        and isinstance(dec.conv_out, LTXVideoCausalConv3d) and isinstance(getattr(dec, "conv_act", None), nn.SiLU)
+
+
+def check_fusable(vae: nn.Module) -> None:
+    dec = getattr(vae, "decoder", None)
+    if dec is None or not any(type(m) in RESNETS for m in dec.modules()):
+        raise LabError("the LTX fused runtime covers LTX-Video decoders (LTXVideoResnetBlock3d resnets)")
+    if not any(fusable_resnet(m) for m in dec.modules()):
+        raise LabError("no resnet of this LTX-Video decoder can be fused (timestep conditioning or noise injection "
+                       "in every block); decode it eagerly")
+
+
+register_fused_runtime(LTX.name, FusedLTX, check_fusable)
