@@ -143,3 +143,20 @@ def test_the_selection_line_says_whether_validation_looked_at_a_held_out_clip():
     assert "looked at bigbuckbunny, a clip neither trained on nor held out" in clean and "optimistic" not in clean
     leaky = _selection("best", student_info(val_clips=["carphone"]))
     assert "looked at carphone, so its held-out figures below are slightly optimistic" in leaky
+
+
+SHIPPED_STUDENTS = ("mini-wan-flash", "mini-ltx-flash", "tae-64-wan", "tae-temporal-64-wan", "efficientvit-32-wan")
+
+
+@pytest.mark.parametrize("name", SHIPPED_STUDENTS)
+def test_each_shipped_student_carries_its_record_and_its_card_is_rendered_from_it(name):
+    # The shipped decoders were written by `python -m lab ship`: the record is what code reads, the README
+    # only its rendering. A card edited by hand, or a folder shipped without its record, fails here.
+    folder = paths.checkpoints_dir() / name
+    if not (folder / "config.json").is_file():
+        pytest.skip(f"data/checkpoints/{name} is absent (trained weights)")
+    record = cards.read_provenance(folder)
+    assert record is not None, f"{folder} has no {cards.PROVENANCE_FILE}"
+    assert (record["kind"], record["name"]) == ("student", name)
+    assert set(record["heldout"]) == {"carphone", "bikes-heldout"}
+    assert student_card(record).render() == (folder / "README.md").read_text()
