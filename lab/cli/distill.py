@@ -24,7 +24,8 @@ def add_arguments(p):
                         "process writes it)")
     p.add_argument("--restart", action="store_true",
                    help="start the run in --out over from step 0, with its own config (or --config): for a run none "
-                        "of whose checkpoints can be read any more; its store, checkpoints and students are replaced")
+                        "of whose checkpoints can be read any more (one that can still resume also needs "
+                        "--overwrite); its store, checkpoints and students are replaced")
     p.add_argument("--device", type=device_arg, default=None,
                    help="cpu, cuda or cuda:N: overrides the config's device (default: the config's, cpu if unset)")
     p.add_argument("--overwrite", action="store_true",
@@ -45,6 +46,8 @@ def run(args):
     if args.restart and not is_run(out):
         raise ConfigError(f"--restart starts an existing run over, and {out} holds none; start a new run with "
                           f"--config FILE --out {out}.")
+    if args.restart and not args.overwrite:
+        _refuse_restart_of_a_resumable_run(out)
     _check_writable(out)  # a run's folder and store writable (for --resume), said as a run's
     check_writable(out)  # any other path: a name too long, a read-only folder; before the work
     apply_downloads_arg(args)
@@ -64,6 +67,19 @@ def run(args):
             raise disk_full_error(out, f"continue the run with: python -m lab distill --out {out} --resume") \
                 from None
         raise
+
+
+def _refuse_restart_of_a_resumable_run(out: Path) -> None:
+    """--restart is for a run none of whose checkpoints can be read: one that can still resume would lose its
+    steps to a mistyped flag, so it takes --overwrite as well (said, with the step it would throw away)."""
+    from lab.distill.trainer import DistillTask
+    from lab.training.checkpoints import CheckpointFolder, checkpoint_step
+
+    newest = CheckpointFolder(out, DistillTask.state_keys, DistillTask.weights_prefix).pick("cpu", set_aside=False)
+    if newest is not None:
+        raise ConfigError(f"--restart would discard {out}, which resumes from its checkpoint at step "
+                          f"{checkpoint_step(newest[0])}: continue it with python -m lab distill --out {out} --resume, "
+                          f"or pass --restart --overwrite to start it over from step 0.")
 
 
 def _check_writable(out: Path) -> None:

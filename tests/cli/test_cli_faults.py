@@ -136,6 +136,11 @@ def test_a_store_that_cannot_record_the_failure_does_not_hide_it(monkeypatch, ca
 def test_a_run_with_no_readable_checkpoint_asks_for_restart(tmp_path, capsys, sample_clips):
     run = tmp_path / "run"
     assert main(["distill", "--config", str(TINY_TOML), "--out", str(run), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["distill", "--out", str(run), "--restart"]) == 1  # it can resume: --restart alone discards nothing
+    line = _one_error_line(capsys)
+    assert f"python -m lab distill --out {run} --resume" in line and "--restart --overwrite" in line
+    assert _status(run) == "finished" and list(run.glob("checkpoints/step-*"))
     for weights in run.glob("checkpoints/step-*/weights.safetensors"):
         weights.write_bytes(b"cut short")
     capsys.readouterr()
