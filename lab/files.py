@@ -374,10 +374,23 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def disk_full_error(folder: str | os.PathLike, then: str) -> DiskFullError:
+def _failed_file(exc: BaseException | None) -> str | None:
+    """The file a disk-full OSError in ``exc``'s chain was writing, when it says."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS and exc.filename:
+            return os.fsdecode(exc.filename)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def disk_full_error(folder: str | os.PathLike, then: str, exc: BaseException | None = None) -> DiskFullError:
     """The one-line error for a full disk under ``folder``: which disk, what is free, and ``then`` (what to run
-    once there is space)."""
-    folder = Path(folder).expanduser().absolute()
+    once there is space). When ``exc`` (or an exception in its chain) names the file it failed to write, that
+    file's disk is the one named: a full temporary or cache disk is not the output folder's."""
+    written = _failed_file(exc)
+    folder = Path(written if written is not None else folder).expanduser().absolute()
     existing = next((p for p in (folder, *folder.parents) if _exists(p)), Path("/"))
     mount = existing
     while not os.path.ismount(mount) and mount != mount.parent:

@@ -192,3 +192,18 @@ def test_only_lab_files_renames_files():
              if p.name != "files.py" or p.parent.name != "lab"
              for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\bos\.(replace|rename)\(", line)]
     assert found == [], found
+
+
+def test_a_full_disk_is_named_by_the_file_that_failed_when_the_error_says(tmp_path):
+    # A full temporary or cache disk is not the output folder's: the error names the disk the write went to.
+    import errno
+
+    from lab.files import disk_full_error, is_disk_full
+    cache = tmp_path / "cache" / "shard.tmp"
+    exc = OSError(errno.ENOSPC, "No space left on device", str(cache))
+    assert is_disk_full(exc)
+    wrapped = RuntimeError("writing the cache failed")
+    wrapped.__cause__ = exc
+    assert f"the disk holding {cache}" in str(disk_full_error(tmp_path / "out", "run it again.", wrapped))
+    anonymous = OSError(errno.ENOSPC, "No space left on device")  # torch's and sqlite's errors name no file
+    assert f"the disk holding {tmp_path / 'out'}" in str(disk_full_error(tmp_path / "out", "run it again.", anonymous))

@@ -102,7 +102,7 @@ def _run(args):
     except Exception as exc:
         if not is_disk_full(exc):
             raise
-        raise disk_full_error(getattr(args, "out", None) or os.getcwd(), "run the command again.") from None
+        raise disk_full_error(getattr(args, "out", None) or os.getcwd(), "run the command again.", exc) from None
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

@@ -64,7 +64,7 @@ def run(args):
         return distill(config, out, resume=args.resume, overwrite=args.overwrite or args.restart)
     except Exception as exc:
         if is_disk_full(exc):
-            raise disk_full_error(out, f"continue the run with: python -m lab distill --out {out} --resume") \
+            raise disk_full_error(out, f"continue the run with: python -m lab distill --out {out} --resume", exc) \
                 from None
         raise
 
