@@ -37,7 +37,8 @@ from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.models.registry import list_entries
 from lab.pids import pid_alive
-from lab.prune import parse_keep, prune
+from lab.prune import parse_keep, prune, select_channels
+from lab.prune.criteria import NEEDS_SENSITIVITY
 from lab.analysis import analyze
 from lab.eval.evaluate import MetricSet
 
@@ -235,8 +236,14 @@ class CompareSession:
         return heat, curve, caption
 
     def kept_channels(self, spec: "StudentSpec") -> dict[str, list[int]]:
-        """Group -> the channels the student of ``spec`` kept (its narrowed groups only)."""
-        return self.student(spec)[1]["kept"]
+        """Group -> the channels the student of ``spec`` kept (its narrowed groups only): from the built student
+        when it is cached, else the selection alone (a slider move redraws the figures without building one)."""
+        with self._lock:
+            if spec in self._students:
+                return self._students[spec][1]["kept"]
+        if spec.criterion in NEEDS_SENSITIVITY:  # its sensitivities are added by the build
+            return self.student(spec)[1]["kept"]
+        return select_channels(self.teacher, spec.keep_arg, spec.criterion, analysis=self.analysis(), seed=SEED)
 
     def explained_by(self, group: str, kept: list[int]) -> float:
         """Fraction of ``group``'s variance that ``kept`` channels explain (affine least squares), on

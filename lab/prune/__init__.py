@@ -3,7 +3,7 @@ narrower student of the same family and initialise it from the teacher (selected
 least-squares reconstruction of the dropped channels folded into the next layers)."""
 
 from lab.entrypoints import make_callable
-from lab.prune.build import prune
+from lab.prune.build import prune, select_channels
 from lab.prune.criteria import CRITERIA, CriterionContext, get_criterion, register_criterion
 from lab.prune.plan import FLASH_VAED, parse_keep, resolve_keep
 from lab.prune.transfer import fold_into, transfer
@@ -13,4 +13,4 @@ from lab.prune.transfer import fold_into, transfer
 make_callable(__name__, prune)
 
 __all__ = ["CRITERIA", "CriterionContext", "FLASH_VAED", "fold_into", "get_criterion", "parse_keep", "prune",
-           "register_criterion", "resolve_keep", "transfer"]
+           "register_criterion", "resolve_keep", "select_channels", "transfer"]

@@ -157,6 +157,21 @@ def _warn_heldout(clips, frames: int) -> None:
                     "distill config: name other student.calibration_clips).", ", ".join(touched))
 
 
+def select_channels(teacher, keep, criterion: str = "independence", *, analysis: ChannelAnalysis,
+                    seed: int = 0) -> dict[str, list[int]]:
+    """Group -> the teacher channels ``prune(teacher, keep, criterion, analysis=analysis, seed=seed)`` keeps (no
+    ``refine``), without building the student: what a figure of the selection needs. A criterion that needs
+    output sensitivities needs them in ``analysis`` (``ChannelAnalysis.add_sensitivity``)."""
+    arch = _check_teacher(teacher)
+    tvae = teacher.vae
+    groups = arch.prune_groups(tvae)
+    widths = group_widths(groups, resolve_keep(keep, arch, groups, arch.num_up_blocks(tvae)))
+    if widths and criterion in NEEDS_SENSITIVITY and not analysis.sensitivity:
+        raise ConfigError(f"criterion {criterion!r} needs output sensitivities in the analysis; call "
+                          f"analysis.add_sensitivity(teacher, latents) first, or prune(), which adds them.")
+    return _select(criterion, groups, widths, tvae, analysis, seed)
+
+
 def _select(criterion, groups, widths, tvae, analysis, seed) -> dict[str, list[int]]:
     todo = [g for g in groups if g.name in widths]
     return {g.name: select(criterion, CriterionContext(g, widths[g.name], tvae, analysis, seed))

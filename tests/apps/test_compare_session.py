@@ -284,3 +284,15 @@ def test_swap_note_names_the_swapped_stages_and_the_trained_students(session):
     arch = session.teacher.arch
     assert "up3: conv2d" in swap_note("up3=conv2d", arch, arch.num_up_blocks(session.teacher.vae))
     assert swap_note("keep", arch, 4) == ""
+
+
+def test_figures_of_a_new_ratio_build_no_student_and_mark_what_its_build_keeps(session):
+    # A slider move redraws the figures from the selection alone; the student built for the decode keeps
+    # exactly the channels they marked.
+    for criterion in ("independence", "random"):
+        spec = StudentSpec.make({"up2": 0.375, "up3": 0.375}, criterion)
+        builds = session.student_builds
+        session.figures("up3", spec)
+        marked = session.kept_channels(spec)
+        assert session.student_builds == builds, "drawing the figures built a student"
+        assert session.student(spec)[1]["kept"] == marked and session.student_builds == builds + 1
