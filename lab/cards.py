@@ -190,10 +190,22 @@ def write_shipped(folder: Path, record: dict, card: Callable[[dict], Card]) -> d
     builder) rendered from the record as read back from the file, so the card holds nothing the record does
     not and can be rendered again from it. Both written atomically; returns the record as read back."""
     folder = Path(folder)
-    atomic_write_json(folder / PROVENANCE_FILE, record)
+    atomic_write_json(folder / PROVENANCE_FILE, _unrooted_record(record))
     written = read_provenance(folder)
     write_card(folder / "README.md", card(written))
     return written
+
+
+def _unrooted_record(value):
+    """``value`` with the repository's absolute prefix removed from every string in it: a record is read (and
+    its card rendered again) in other checkouts than the one that shipped it."""
+    if isinstance(value, str):
+        return unrooted(value)
+    if isinstance(value, dict):
+        return {k: _unrooted_record(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unrooted_record(v) for v in value]
+    return value
 
 
 def read_provenance(folder: str | Path) -> dict | None:

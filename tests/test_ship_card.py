@@ -160,3 +160,6 @@ def test_each_shipped_student_carries_its_record_and_its_card_is_rendered_from_i
     assert (record["kind"], record["name"]) == ("student", name)
     assert set(record["heldout"]) == {"carphone", "bikes-heldout"}
     assert student_card(record).render() == (folder / "README.md").read_text()
+    # paths inside the repository are stored relative to it: the record is rendered again in other checkouts
+    text = (folder / cards.PROVENANCE_FILE).read_text()
+    assert not re.search(r"/[^\s\"']*/(data|runs|configs|lab)/", text), re.search(r"\S*/(data|runs|configs)/\S*", text)
