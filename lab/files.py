@@ -361,28 +361,25 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _DISK_FULL_TEXT = ("no space left on device", "storagefull", "disk quota exceeded", "database or disk is full")
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc``, or an exception it was raised from or while handling, says that the disk is full."""
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then the exception it was raised from or while handling, and so on (each once)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
-            return True
-        if any(t in str(exc).lower() for t in _DISK_FULL_TEXT):
-            return True
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return False
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, says that the disk is full."""
+    return any((isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS)
+               or any(t in str(e).lower() for t in _DISK_FULL_TEXT) for e in _chain(exc))
 
 
 def _failed_file(exc: BaseException | None) -> str | None:
     """The file a disk-full OSError in ``exc``'s chain was writing, when it says."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS and exc.filename:
-            return os.fsdecode(exc.filename)
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((os.fsdecode(e.filename) for e in _chain(exc)
+                 if isinstance(e, OSError) and e.errno in _DISK_FULL_ERRNOS and e.filename), None)
 
 
 def disk_full_error(folder: str | os.PathLike, then: str, exc: BaseException | None = None) -> DiskFullError:
