@@ -38,8 +38,9 @@ def builtin_families() -> list[str]:
 
 def load_families() -> None:
     """Import every family once (each registers itself). Re-entrant: a family's own registrations call the
-    registries, which call this while it runs, and get what is registered so far."""
-    if _state["loaded"] or _state["loading"]:
+    registries, which call this while it runs, and get what is registered so far. Another thread waits on the
+    lock until every family is in (only the loading thread itself may see a partial registry)."""
+    if _state["loaded"]:
         return
     with _lock:
         if _state["loaded"] or _state["loading"]:
