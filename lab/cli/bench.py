@@ -10,8 +10,10 @@ HELP = "benchmark decoders on random latents: median seconds, fps, peak memory, 
 def add_arguments(p):
     p.add_argument("--decoders", required=True,
                    help="comma-separated decoder names or folders; D1 is the baseline. NAME@chunkK runs a Wan-family "
-                        "decoder K latent frames per call, NAME@fast picks K by timing, NAME@compile[-MODE|-auto] runs "
-                        "it under torch.compile, '+' joins them (lab.runtime); with the plain NAME in the list too, "
+                        "decoder K latent frames per call, NAME@fast picks K by timing, NAME@fused runs the lab's fused "
+                        "kernels (+graphs: CUDA graphs of its steady steps; +subpixel: upsample + conv as one "
+                        "sub-pixel conv), NAME@compile[-MODE|-auto] runs it under torch.compile, '+' joins them "
+                        "(lab.runtime); with the plain NAME in the list too, "
                         "its max_abs_err against it is reported")
     p.add_argument("--weights", default=None,
                    help="override the weights of every registered decoder (e.g. 'random' for full-size models)")

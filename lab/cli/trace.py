@@ -12,7 +12,8 @@ DESCRIPTION = (HELP + ". Every non-view aten op of one decode is counted with it
 def add_arguments(p):
     p.add_argument("--decoders", required=True,
                    help="comma-separated decoder names or folders with fixed runtimes as in lab bench: NAME@chunkK, "
-                        "NAME@fused, '+' joins them (e.g. wan2.1,wan2.1@fused,wan2.1-flash@fused+chunk4)")
+                        "NAME@fused, NAME@fused+subpixel, '+' joins them (e.g. wan2.1,wan2.1@fused,"
+                        "wan2.1-flash@fused+chunk4)")
     p.add_argument("--weights", default="random",
                    help="weights of registered decoders (default random: on the meta device no weights are read)")
     p.add_argument("--frames", type=positive_int, default=81, help="output frames (default 81)")

@@ -28,6 +28,6 @@ def timed(fn, z: torch.Tensor) -> float:
 def video_error(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     """(PSNR in dB with peak-to-peak 2, max abs error) of video ``out`` against ``ref``, both in [-1, 1],
     computed in float32 (inf when identical)."""
-    diff = out.float() - ref.float()
+    diff = out.detach().float() - ref.detach().float()
     mse, err = float(diff.square().mean()), float(diff.abs().max())
     return (math.inf if mse == 0 else 10.0 * math.log10(4.0 / mse)), err

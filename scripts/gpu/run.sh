@@ -96,10 +96,11 @@ if has perf; then
   # Issue 29: kernel profiles of the runtime as it is (eager, then @fused), then the benches against diffusers
   # eager in the same process, then compile rows. Ordered by value: a timeout cuts the least useful. 7 files.
   if [ $DRY = 1 ]; then
-    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused"; PL="$LTX,$LTX@fused"; PR=1
+    PW="$WAN,$WAN@fused"; PS="wan2.1-flash,wan2.1-flash@fused,wan2.1-flash@fused+subpixel"; PL="$LTX,$LTX@fused"; PR=1
   else
-    PW="$WAN,$WAN@fused,$WAN@fused+graphs"
+    PW="$WAN,$WAN@fused,$WAN@fused+graphs,$WAN@fused+subpixel"
     PS="wan2.1-flash,wan2.1-flash@fused,wan2.1-flash@fused+graphs,wan2.1-flash@fused+chunk4"
+    PS="$PS,wan2.1-flash@fused+subpixel,wan2.1-flash@fused+subpixel+graphs"
     PL="$LTX,$LTX@fused,ltx-video-flash,ltx-video-flash@fused"; PR=${BENCH_REPEATS:-3}
   fi
   popt=(--weights random --device "$DEV" --dtype "$DT" --frames $FRAMES --size $SIZE --repeats $PR)

@@ -76,10 +76,14 @@ def normed_conv(norm: nn.Module, conv: nn.Module, x: torch.Tensor) -> torch.Tens
 class FusedLTX:
     """The fused runtime state of one LTX-Video VAE (teacher or student)."""
 
-    def __init__(self, vae: nn.Module, memory_format=None, graphs: bool = False):
+    #: lab.runtime.fused.subpixel folds a nearest upsample into the conv after it; LTX has none to fold
+    why_no_subpixel = "its upsamplers are sub-pixel convs already (a conv, then depth-to-space)"
+
+    def __init__(self, vae: nn.Module, memory_format=None, graphs: bool = False, subpixel: bool = False):
         check_fusable(vae)
         self.vae = vae
         self.graphs = False  # whole-clip decoding: no steady causal step to replay
+        self.subpixel = None
         self.blocks = [m for m in vae.decoder.modules() if fusable_resnet(m)]
         self.installed: dict[nn.Module, object] = {}
 

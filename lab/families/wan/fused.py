@@ -37,7 +37,8 @@ from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import norm_act
 from lab.runtime.fused.operators import OPERATOR_RULES, _fold, _unfold
-from lab.runtime.fused.ops import interleave_upsample
+from lab.runtime.fused.ops import interleave, interleave_upsample
+from lab.runtime.fused.subpixel import SubpixelConvs, is_subpixel_conv
 
 class CausalConv:
     """One causal conv (a ``WanCausalConv3d`` or an operator that replaced one) with its input buffer."""
@@ -105,10 +106,16 @@ class CausalConv:
 class FusedWan:
     """The fused runtime state of one Wan-style VAE (``vae.decoder`` a Wan 2.1 ``WanDecoder3d``)."""
 
-    def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False):
+    #: why ``subpixel`` may do nothing here (None: it applies to every upsampler whose conv folds)
+    why_no_subpixel = None
+
+    def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False,
+                 subpixel: bool = False):
         check_fusable(vae)
         self.vae = vae
         self.graphs = graphs
+        # lab.runtime.fused.subpixel: each upsampler's "nearest 2x + 3x3 conv" as one transposed conv
+        self.subpixel = SubpixelConvs() if subpixel else None
         self.graph: _StepGraph | None = None
         self.steps = 0
         self.memory_format = memory_format
@@ -153,6 +160,8 @@ class FusedWan:
             m.__dict__.pop("forward", None)
         self.installed = {}
         self.reset()
+        if self.subpixel is not None:
+            self.subpixel.clear()
 
     def base_forward(self, module: nn.Module):
         """The forward ``module`` runs under this runtime (what torch.compile wraps, and what it restores when
@@ -266,18 +275,27 @@ class FusedWan:
                     t = x.shape[2]
                     tc = self.convs[id(up.time_conv)]
                     self._resnet(r, x, out=tc.input(x, channels=r.conv2.out_channels))
+                    if self._folds(up):
+                        frames = interleave(tc.run(), self.memory_format_2d)
+                        return _unfold(self.subpixel(frames, up.resample[1]), 2 * t)
                     frames = interleave_upsample(tc.run(), self.memory_format_2d)
                     return _unfold(self._resample(up, frames), 2 * t)
                 x = self._resnet(r, x)
             if up is None:
                 return x
+            if self._folds(up):
+                return _unfold(self.subpixel(_fold(x), up.resample[1]), x.shape[2])
             frames = F.interpolate(_fold(x), scale_factor=2.0, mode="nearest-exact")
             return _unfold(self._resample(up, frames), x.shape[2])
         return forward
 
+    def _folds(self, up: nn.Module) -> bool:
+        """Whether ``up``'s upsample + conv runs as one sub-pixel conv (asked for, and its conv folds)."""
+        return self.subpixel is not None and is_subpixel_conv(up.resample[1])
+
     def _resample(self, up: nn.Module, frames: torch.Tensor) -> torch.Tensor:
         conv = up.resample[1]
-        return F.conv2d(frames, conv.weight, conv.bias, conv.stride, conv.padding)
+        return conv._conv_forward(frames, conv.weight, conv.bias)  # the module's own padding mode, no hooks
 
     def _norm_out(self, x: torch.Tensor) -> torch.Tensor:
         return norm_act(self.vae.decoder.norm_out, x, True, self.conv_out.input(x))

@@ -3,6 +3,7 @@ caches without copies and channels-last buffers, the same output within a stated
 
 - ``ops``: the kernels as torch custom ops (reference, fake and Triton implementations); ``norms``: which
   op runs which norm; ``operators``: how the lab's drop-in operators run over a padded buffer;
+- ``subpixel``: resample convs folded with their nearest 2x upsample (one transposed conv; ``@fused+subpixel``);
 - each VAE family registers its runtime (``register_fused_runtime``): Wan 2.1's (lab.families.wan.fused:
   fused norms, causal caches without copies, channels-last, CUDA graphs of the steady step) and LTX-Video's
   (lab.families.ltx.fused: fused norms written into the convs' time-padded inputs).
@@ -23,8 +24,10 @@ from lab.errors import LabError
 from lab.plugins import load_families
 
 #: the fused runtime of each family (lab.arch name) that has one: (runtime class, check(vae) raising a
-#: LabError that says what is not covered). The runtime class: ``cls(vae, memory_format, graphs=...)`` with
-#: ``install()``, ``uninstall()``, ``base_forward(module)`` and ``graphs``.
+#: LabError that says what is not covered). The runtime class: ``cls(vae, memory_format, graphs=...,
+#: subpixel=...)`` with ``install()``, ``uninstall()``, ``base_forward(module)``, ``graphs``, ``subpixel``
+#: (None when off) and ``why_no_subpixel`` (a class attribute: why sub-pixel resampling does nothing for
+#: the family, or None).
 RUNTIMES: dict[str, tuple[type, Callable]] = {}
 
 
@@ -57,10 +60,12 @@ def default_memory_format(device: torch.device | str | None) -> torch.memory_for
     return torch.channels_last_3d
 
 
-def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | None = None, graphs: bool = False):
+def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | None = None, graphs: bool = False,
+              subpixel: bool = False):
     """Install (``on``) or remove the fused runtime on ``decoder``'s model. ``graphs``: on CUDA, replay each
-    steady-state causal step as one CUDA graph (``FusedWan._graph_step``; elsewhere a no-op). Returns the
-    decoder."""
+    steady-state causal step as one CUDA graph (``FusedWan._graph_step``; elsewhere a no-op). ``subpixel``:
+    each "nearest 2x upsample + 3x3 conv" as one sub-pixel conv (lab.runtime.fused.subpixel: fewer bytes and
+    MACs, another rounding; where the family has such upsamplers). Returns the decoder."""
     current = getattr(decoder, "fused", None)
     if current is not None:
         current.uninstall()
@@ -73,7 +78,8 @@ def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | Non
     if getattr(decoder, "compile_mode", None):
         raise LabError(f"{decoder.name} runs under torch.compile; fuse first, then compile (NAME@fused+compile)")
     cls = RUNTIMES[decoder.arch.name][0]
-    runtime = cls(decoder.vae, memory_format or default_memory_format(decoder.device), graphs=graphs)
+    runtime = cls(decoder.vae, memory_format or default_memory_format(decoder.device), graphs=graphs,
+                  subpixel=subpixel)
     runtime.install()
     decoder.fused = runtime
     return decoder

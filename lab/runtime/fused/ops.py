@@ -222,6 +222,17 @@ def interleave_upsample(y: Tensor, memory_format=torch.channels_last) -> Tensor:
     return out
 
 
+def interleave(y: Tensor, memory_format=torch.channels_last) -> Tensor:
+    """``WanResample``'s reshape + stack alone: time_conv's (N, 2C, t, h, w) output as 2t frames (N*2t, C, h, w),
+    one strided copy (the input of a sub-pixel resample conv, lab.runtime.fused.subpixel, which upsamples
+    itself). A plain aten copy: it moves each element once, which is all a kernel could do."""
+    n, c2, t, h, w = y.shape
+    c = c2 // 2
+    out = torch.empty(n * t * 2, c, h, w, dtype=y.dtype, device=y.device, memory_format=memory_format)
+    out.view(n, t, 2, c, h, w).copy_(y.unflatten(1, (2, c)).permute(0, 3, 1, 2, 4, 5))
+    return out
+
+
 # The folded norm's quadratic form is matmul work that eager counts (x @ Q, x @ l); counted here too, so a
 # fused decoder's MACs (lab bench, lab trace) equal its eager decoder's.
 @register_flop_formula(torch.ops.lab.folded_rms_norm_act)
