@@ -14,6 +14,7 @@ from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
 from lab.progress import Progress
+from lab.runtime.spec import fixed_spec
 
 log = logging.getLogger("lab")
 
@@ -159,7 +160,8 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
         bar.update(note="encoded")
         recon = dec.decode(z)
         bar.update(note="decoded")
-        result = {"decoder": dec.name, "teacher": tea.name, "clip": str(path), "video_shape": list(clip.shape),
+        # the name with its runtime (mini-wan-flash@fused): which path made the decode
+        result = {"decoder": fixed_spec(dec.name, dec), "teacher": tea.name, "clip": str(path), "video_shape": list(clip.shape),
                   "latents_shape": list(z.shape), "metrics": names, **ms.score(recon, clip)}
         bar.update(note="scored vs the clip")
         if tea is not dec:

@@ -25,6 +25,12 @@ def test_eval_teacher(capsys):
     assert "vs_teacher" not in r and "vmaf" not in r
 
 
+def test_eval_names_the_runtime_that_decoded(capsys):
+    rc, r = _run(capsys, ["eval", "--decoder", "wan2.1-tiny@fused+subpixel", "--video", "bbb-128", "--frames", "9",
+                          "--size", "32x32", "--metrics", "psnr"])
+    assert rc == 0 and r["decoder"] == "wan2.1-tiny@fused+subpixel" and 0 < r["psnr"] < 60
+
+
 def test_eval_student_against_teacher(capsys, tmp_path):
     # A "student": the tiny Wan architecture with perturbed weights, saved as a lab folder.
     from lab.models import load_decoder
