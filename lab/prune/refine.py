@@ -63,20 +63,29 @@ def refine_selection(kept: dict[str, list[int]], groups: list[ChannelGroup], ana
     best = score(current)
     report = {"initial_error": best, "changes": [], "evaluations": 1, "passes": 0}
     narrowed = [g for g in groups if g.name in current and len(current[g.name]) < g.width]
-    with Progress("prune: refine", None, unit="student") as bar:  # how many candidates each pass tries is found as it goes
+    alternatives = alternatives or {}
+
+    def most(g: ChannelGroup) -> int:  # candidates a group can try in one pass (fewer when some repeat)
+        k = len(current[g.name])
+        return len(alternatives.get(g.name, [])) + min(max(swaps, 0), k * (g.width - k))
+
+    with Progress("prune: refine", None, unit="student") as bar:
         for p in range(passes):
             improved = False
-            for g in narrowed:
+            for i, g in enumerate(narrowed):
                 tried = {tuple(current[g.name])}
-                cands = [sorted(c) for c in (alternatives or {}).get(g.name, [])]
-                cands += best_swaps(analysis, g, current[g.name], swaps)
+                cands = []
+                for cand in [sorted(c) for c in alternatives.get(g.name, [])] + \
+                        best_swaps(analysis, g, current[g.name], swaps):
+                    if tuple(cand) not in tried:
+                        tried.add(tuple(cand))
+                        cands.append(cand)
+                # the total as known now: this group's candidates exactly, the later groups' at most
+                bar.set_total(bar.n + len(cands) + sum(most(h) for h in narrowed[i + 1:]))
                 for cand in cands:
-                    if tuple(cand) in tried:
-                        continue
-                    tried.add(tuple(cand))
                     err = score({**current, g.name: cand})
                     report["evaluations"] += 1
-                    bar.update(note=f"pass {p + 1}, {g.name}, error {best:.4g}")
+                    bar.update(note=f"pass {p + 1} of at most {passes}, {g.name}, error {best:.4g}")
                     if err < best:
                         report["changes"].append({"pass": p, "group": g.name, "from": current[g.name], "to": cand,
                                                   "error": err, "gain": best - err})

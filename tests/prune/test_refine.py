@@ -95,6 +95,23 @@ def test_refine_selection_only_accepts_improvements(tiny_analysis):
     assert report["evaluations"] == len(calls)
 
 
+def test_refine_progress_knows_its_total(tiny_analysis, monkeypatch):
+    import lab.prune.refine as refine
+    seen = []  # (steps done, total) at each update
+
+    class Recording(refine.Progress):
+        def update(self, n=1, note=None):
+            super().update(n, note)
+            seen.append((self.n, self.total))
+    monkeypatch.setattr(refine, "Progress", Recording)
+    groups = [g for g in tiny_analysis.groups if g.width >= 4][:2]
+    kept = {g.name: [0, 1] for g in groups}
+    _, report = refine_selection(kept, groups, tiny_analysis, lambda sel: 1.0, passes=2, swaps=3)
+    # nothing improves: one pass, each group's 3 swaps, and the bar knew it would be 6 from the first student
+    assert report["evaluations"] - 1 == len(seen) == 6
+    assert all(total == 6 for _, total in seen) and seen[-1] == (6, 6)
+
+
 def test_prune_with_refine_reports_the_error_of_the_student_it_returns(tiny_wan, tiny_latents):
     student, info = prune(tiny_wan, {"up3": 0.25}, "independence", latents=tiny_latents, refine=1, refine_swaps=2,
                           sensitivity_probes=1)
