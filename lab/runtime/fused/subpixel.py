@@ -62,7 +62,10 @@ class SubpixelConvs:
         key = (w.data_ptr(), w.dtype, w.device, w._version)
         cached = self._weights.get(id(conv))
         if cached is None or cached[0] != key:
-            cached = (key, subpixel_weight(w.detach()))
+            # channels-last like the frames: cuDNN then keeps the output channels-last whatever it suggests
+            fmt = torch.channels_last if frames.is_contiguous(memory_format=torch.channels_last) \
+                else torch.contiguous_format
+            cached = (key, subpixel_weight(w.detach()).contiguous(memory_format=fmt))
             self._weights[id(conv)] = cached
         return F.conv_transpose2d(frames, cached[1], conv.bias, stride=2, padding=1)
 
