@@ -20,7 +20,8 @@ from lab.eval.trace import TrafficMode, tensor_bytes, trace
 GB = 1e9
 #: ceilings: (bytes, ops per latent frame) of each fast path at 480x832x81 bf16
 CEILINGS = {"wan2.1-flash@fused": (140 * GB, 145), "wan2.1@fused": (560 * GB, 145),
-            "ltx-video-flash@fused": (13 * GB, 20), "wan2.1-flash@fused+subpixel": (125 * GB, 145)}
+            "ltx-video-flash@fused": (13 * GB, 20), "wan2.1-flash@fused+subpixel": (125 * GB, 145),
+            "wan2.2@fused": (490 * GB, 150)}
 
 
 def _count(fn):
@@ -71,8 +72,8 @@ def test_attention_counts_as_one_kernel():
 
 @pytest.mark.slow
 def test_fast_paths_stay_under_their_ceilings_at_480p():
-    result = trace(["wan2.1-flash", *CEILINGS, "wan2.1", "ltx-video-flash"], frames=81, size=(480, 832), dtype="bf16",
-                   top=40)
+    result = trace(["wan2.1-flash", *CEILINGS, "wan2.1", "ltx-video-flash", "wan2.2"], frames=81, size=(480, 832),
+                   dtype="bf16", top=40)
     rows = {d["label"]: d for d in result["decoders"]}
     eager_student, eager_teacher = rows["wan2.1-flash"], rows["wan2.1"]
     # the tracer sees what eager moves (RUNTIME.md: about 470 GB / 420 ops and 2,300 GB), so a ceiling means something
@@ -93,6 +94,7 @@ def test_fast_paths_stay_under_their_ceilings_at_480p():
     # the sub-pixel resample convs never write the 4x-upsampled frames
     assert not {"_upsample_nearest_exact2d", "lab::interleave_upsample"} & set(rows["wan2.1-flash@fused+subpixel"]["by_op"])
     assert rows["ltx-video-flash"]["bytes_moved"] > 60 * GB  # eager: RUNTIME.md's 67.6 GB
+    assert rows["wan2.2"]["bytes_moved"] > 1800 * GB  # Wan 2.2 eager: 1,888 GB; fused 470 GB
 
 
 def test_trace_cli_json_form():

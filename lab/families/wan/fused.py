@@ -111,7 +111,7 @@ class FusedWan:
 
     def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False,
                  subpixel: bool = False):
-        check_fusable(vae)
+        self.check(vae)
         self.vae = vae
         self.graphs = graphs
         # lab.runtime.fused.subpixel: each upsampler's "nearest 2x + 3x3 conv" as one transposed conv
@@ -132,6 +132,11 @@ class FusedWan:
             if getattr(m, "mode", None) == "upsample3d":
                 self._conv(m.time_conv)
         self.installed: dict[nn.Module, object] = {}
+
+    @staticmethod
+    def check(vae: nn.Module) -> None:
+        """Raise a LabError naming what this runtime does not cover in ``vae`` (a subclass checks its own)."""
+        check_fusable(vae)
 
     def _conv(self, layer: nn.Module) -> CausalConv:
         if id(layer) not in self.convs:
@@ -265,29 +270,35 @@ class FusedWan:
     def _up_block_forward(self, blk: nn.Module):
         def forward(x: torch.Tensor, first_chunk: bool = False) -> torch.Tensor:
             up = blk.upsamplers[0] if blk.upsamplers is not None else None
-            if up is not None and up.mode not in ("upsample2d", "upsample3d"):
-                raise LabError(f"a Wan up block with a '{up.mode}' resampler is not fused")
-            # diffusers skips the time conv on a clip's first latent frame (its cache marker "Rep")
-            temporal = up is not None and up.mode == "upsample3d" and not first_chunk
-            for j, r in enumerate(blk.resnets):
-                if j == len(blk.resnets) - 1 and temporal:
-                    # The block's output only feeds the time conv: the residual add writes into its buffer.
-                    t = x.shape[2]
-                    tc = self.convs[id(up.time_conv)]
-                    self._resnet(r, x, out=tc.input(x, channels=r.conv2.out_channels))
-                    if self._folds(up):
-                        frames = interleave(tc.run(), self.memory_format_2d)
-                        return _unfold(self.subpixel(frames, up.resample[1]), 2 * t)
-                    frames = interleave_upsample(tc.run(), self.memory_format_2d)
-                    return _unfold(self._resample(up, frames), 2 * t)
-                x = self._resnet(r, x)
-            if up is None:
-                return x
-            if self._folds(up):
-                return _unfold(self.subpixel(_fold(x), up.resample[1]), x.shape[2])
-            frames = F.interpolate(_fold(x), scale_factor=2.0, mode="nearest-exact")
-            return _unfold(self._resample(up, frames), x.shape[2])
+            return self._resnets_then_upsample(blk.resnets, up, x, first_chunk)
         return forward
+
+    def _resnets_then_upsample(self, resnets: nn.ModuleList, up: nn.Module | None, x: torch.Tensor,
+                               first_chunk: bool) -> torch.Tensor:
+        """An up block's resnets, then its resampler (``up``, a ``WanResample`` or None). ``x`` is left as it
+        is (Wan 2.2's blocks add a shortcut of it afterwards)."""
+        if up is not None and up.mode not in ("upsample2d", "upsample3d"):
+            raise LabError(f"a Wan up block with a '{up.mode}' resampler is not fused")
+        # diffusers skips the time conv on a clip's first latent frame (its cache marker "Rep")
+        temporal = up is not None and up.mode == "upsample3d" and not first_chunk
+        for j, r in enumerate(resnets):
+            if j == len(resnets) - 1 and temporal:
+                # The block's output only feeds the time conv: the residual add writes into its buffer.
+                t = x.shape[2]
+                tc = self.convs[id(up.time_conv)]
+                self._resnet(r, x, out=tc.input(x, channels=r.conv2.out_channels))
+                if self._folds(up):
+                    frames = interleave(tc.run(), self.memory_format_2d)
+                    return _unfold(self.subpixel(frames, up.resample[1]), 2 * t)
+                frames = interleave_upsample(tc.run(), self.memory_format_2d)
+                return _unfold(self._resample(up, frames), 2 * t)
+            x = self._resnet(r, x)
+        if up is None:
+            return x
+        if self._folds(up):
+            return _unfold(self.subpixel(_fold(x), up.resample[1]), x.shape[2])
+        frames = F.interpolate(_fold(x), scale_factor=2.0, mode="nearest-exact")
+        return _unfold(self._resample(up, frames), x.shape[2])
 
     def _folds(self, up: nn.Module) -> bool:
         """Whether ``up``'s upsample + conv runs as one sub-pixel conv (asked for, and its conv folds)."""
@@ -317,7 +328,8 @@ def check_fusable(vae: nn.Module) -> None:
     if dec is None or type(dec).__name__ != "WanDecoder3d" or not hasattr(vae, "post_quant_conv"):
         raise LabError("the fused runtime covers Wan 2.1-style decoders (a WanDecoder3d)")
     if any(type(b).__name__ != "WanUpBlock" for b in dec.up_blocks):
-        raise LabError("Wan 2.2's residual up blocks are not fused yet; decode it eagerly")
+        raise LabError("this runtime fuses Wan 2.1's up blocks; Wan 2.2's residual ones have their own "
+                       "(lab.families.wan.v22.fused)")
     if getattr(getattr(vae, "config", None), "patch_size", None):
         raise LabError("patchified Wan decoders are not fused yet; decode it eagerly")
 

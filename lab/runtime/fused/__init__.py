@@ -6,7 +6,8 @@ caches without copies and channels-last buffers, the same output within a stated
 - ``subpixel``: resample convs folded with their nearest 2x upsample (one transposed conv; ``@fused+subpixel``);
 - each VAE family registers its runtime (``register_fused_runtime``): Wan 2.1's (lab.families.wan.fused:
   fused norms, causal caches without copies, channels-last, CUDA graphs of the steady step) and LTX-Video's
-  (lab.families.ltx.fused: fused norms written into the convs' time-padded inputs).
+  (lab.families.ltx.fused: fused norms written into the convs' time-padded inputs); Wan 2.2's extends Wan
+  2.1's with its residual up blocks (lab.families.wan.v22.fused).
 
 ``set_fused(decoder)`` installs it into a decoder's model, ``set_fused(decoder, False)`` removes it;
 ``is_fusable`` says whether a decoder has a fused runtime. What it measures like is in the trace
@@ -41,8 +42,8 @@ def why_not_fusable(decoder) -> str | None:
     arch = getattr(decoder, "arch", None)
     vae = getattr(decoder, "vae", None)
     if arch is None or vae is None or arch.name not in RUNTIMES:
-        return (f"{getattr(decoder, 'name', 'this decoder')} has no fused runtime (it covers Wan 2.1 and LTX-Video "
-                f"teachers and their students)")
+        return (f"{getattr(decoder, 'name', 'this decoder')} has no fused runtime (there is one for the "
+                f"{', '.join(sorted(RUNTIMES))} families: their teachers and students)")
     try:
         RUNTIMES[arch.name][1](vae)
     except LabError as exc:

@@ -12,7 +12,7 @@ What it saves: the upsampled tensor (4x the frames' pixels, the input channels w
 read back, and the conv does 16 instead of 36 multiply-adds per output pixel and channel pair (2.25x fewer).
 What it costs: the summed taps are rounded to the weights' dtype once, so the output differs from eager by
 a rounding (float32: about 1e-7 relative; bf16: the last bit of some outputs). That is why it is a part of
-its own (``NAME@fused+subpixel``) and not in ``@fused``, whose Wan path is bit-faithful.
+its own (``NAME@fused+subpixel``) and not in ``@fused``, which rounds where eager rounds.
 """
 
 from __future__ import annotations
