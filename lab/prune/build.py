@@ -59,12 +59,8 @@ def prune(teacher, keep, criterion: str = "independence", *, latents=None, clips
         raise ConfigError(f"refine passes and swaps must be >= 0 and sensitivity probes >= 1 (got refine={refine}, "
                           f"refine_swaps={refine_swaps}, sensitivity_probes={sensitivity_probes}).")
     teacher = load_decoder(teacher) if isinstance(teacher, str) else teacher
-    arch = _check_teacher(teacher)
+    arch, groups, n_up, ratios, widths = _planned_widths(teacher, keep)
     tvae = teacher.vae
-    groups = arch.prune_groups(tvae)
-    n_up = arch.num_up_blocks(tvae)
-    ratios = resolve_keep(keep, arch, groups, n_up)
-    widths = group_widths(groups, ratios)
     _, needs_stats, _ = get_criterion(criterion)
     # The operator plan is checked before the minutes of analysis, so a bad plan fails at once.
     plan = {s: op for s, op in resolve_plan(operators, arch, n_up).items() if op != "keep"} if operators else {}
@@ -162,14 +158,21 @@ def select_channels(teacher, keep, criterion: str = "independence", *, analysis:
     """Group -> the teacher channels ``prune(teacher, keep, criterion, analysis=analysis, seed=seed)`` keeps (no
     ``refine``), without building the student: what a figure of the selection needs. A criterion that needs
     output sensitivities needs them in ``analysis`` (``ChannelAnalysis.add_sensitivity``)."""
-    arch = _check_teacher(teacher)
-    tvae = teacher.vae
-    groups = arch.prune_groups(tvae)
-    widths = group_widths(groups, resolve_keep(keep, arch, groups, arch.num_up_blocks(tvae)))
+    _, groups, _, _, widths = _planned_widths(teacher, keep)
     if widths and criterion in NEEDS_SENSITIVITY and not analysis.sensitivity:
         raise ConfigError(f"criterion {criterion!r} needs output sensitivities in the analysis; call "
                           f"analysis.add_sensitivity(teacher, latents) first, or prune(), which adds them.")
-    return _select(criterion, groups, widths, tvae, analysis, seed)
+    return _select(criterion, groups, widths, teacher.vae, analysis, seed)
+
+
+def _planned_widths(teacher, keep):
+    """What ``keep`` asks of ``teacher``: (its architecture, its prunable groups, its up-block count, the keep
+    ratio per group, the width per narrowed group)."""
+    arch = _check_teacher(teacher)
+    groups = arch.prune_groups(teacher.vae)
+    n_up = arch.num_up_blocks(teacher.vae)
+    ratios = resolve_keep(keep, arch, groups, n_up)
+    return arch, groups, n_up, ratios, group_widths(groups, ratios)
 
 
 def _select(criterion, groups, widths, tvae, analysis, seed) -> dict[str, list[int]]:
