@@ -8,7 +8,8 @@
 # The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
 # Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
 # The perf phase (issue 29, ~6 min on an H100): bash scripts/gpu/run.sh --phases env,perf
-#   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused.
+#   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused
+#   (and @fused+subpixel). PERF_WAN22=1 adds Wan 2.2's (perf-bench-wan22.json, ~40 s more; the dry run always).
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
 #   bash scripts/gpu/run.sh --dry-run --phases env,perf   # the perf phase on the CPU (its own call: 8 files at most)
 #
@@ -114,6 +115,10 @@ if has perf; then
   [ $DRY = 1 ] && bopt+=(--no-memory)
   phase perf-bench 200 sh -c "$PY -m lab bench --decoders $PW,$PS ${bopt[*]} > $OUT/perf-bench.json"
   phase perf-bench-ltx 90 sh -c "$PY -m lab bench --decoders $PL ${bopt[*]} > $OUT/perf-bench-ltx.json"
+  if [ $DRY = 1 ] || [ -n "${PERF_WAN22:-}" ]; then
+    W22=$([ $DRY = 1 ] && echo wan2.2-tiny || echo wan2.2)
+    phase perf-bench-wan22 120 sh -c "$PY -m lab bench --decoders $W22,$W22@fused,$W22@fused+subpixel ${bopt[*]} > $OUT/perf-bench-wan22.json"
+  fi
   if [ $DRY = 0 ] && [ -z "${PERF_NO_COMPILE:-}" ]; then
     phase perf-compile 150 sh -c "$PY -m lab bench --decoders wan2.1-flash@fused,wan2.1-flash@fused+compile ${bopt[*]} > $OUT/perf-compile.json"
   fi

@@ -71,7 +71,8 @@ def test_the_perf_phase_dry_run(tmp_path):
     out = tmp_path / "out"
     log = (out / "run.log").read_text()
     phases = dict(re.findall(r"^=== phase (\S+): rc=(\d+)", log, flags=re.M))
-    assert set(phases) == {"env", "perf-student", "perf-ltx", "perf-teacher", "perf-bench", "perf-bench-ltx"}, log[-3000:]
+    assert set(phases) == {"env", "perf-student", "perf-ltx", "perf-teacher", "perf-bench", "perf-bench-ltx",
+                           "perf-bench-wan22"}, log[-3000:]
     assert all(rc == "0" for rc in phases.values()), log[-5000:]
     for name, plain in (("profile-student.json", "wan2.1-flash"), ("profile-teacher.json", "wan2.1-tiny"),
                         ("profile-ltx.json", "ltx-video-tiny")):
@@ -88,5 +89,7 @@ def test_the_perf_phase_dry_run(tmp_path):
     assert rows["wan2.1-flash@fused+subpixel"]["max_abs_err"] < 1e-4  # float32 on the CPU: a rounding
     ltx = json.loads((out / "perf-bench-ltx.json").read_text())
     assert ltx["decoders"][1]["decoder"] == "ltx-video-tiny@fused" and ltx["decoders"][1]["max_abs_err"] == 0
+    wan22 = {r["decoder"]: r for r in json.loads((out / "perf-bench-wan22.json").read_text())["decoders"]}
+    assert wan22["wan2.2-tiny@fused"]["max_abs_err"] < 1e-4 and wan22["wan2.2-tiny@fused+subpixel"]["max_abs_err"] < 1e-4
     assert len([p for p in out.rglob("*") if p.is_file()]) <= 8
     assert proc.returncode == 0, proc.stderr[-2000:]
