@@ -23,7 +23,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 import gradio as gr  # noqa: E402
 
 from lab.compare import LIMITS, clip_choices, extra_decoders, handlers  # noqa: E402
-from lab.compare.session import DIFF_GAIN, sweep_stale_tmpdirs  # noqa: E402
+from lab.compare.session import DIFF_GAIN, RUNTIMES, sweep_stale_tmpdirs  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.ops.plan import plan_names  # noqa: E402
 from lab.prune import CRITERIA  # noqa: E402
@@ -122,6 +122,10 @@ def build() -> gr.Blocks:
                                          label="registered decoders (lightweight, students) of this teacher's latents")
                     saved = gr.Textbox(label="saved students (folders under the app's models folders, "
                                              "comma-separated)")
+                    runtime = gr.Dropdown(list(RUNTIMES), value="eager", label="runtime", elem_id="runtime",
+                                          info="fused: the lab's fused kernels and copy-free caches (same output "
+                                               "within a rounding); +subpixel: upsample + conv as one conv. "
+                                               "Speedups stay against the eager teacher.")
                     vmaf = gr.Checkbox(False, label="VMAF (slow)")
                     memory = gr.Checkbox(False, label="CPU peak memory (a fresh process per decoder: slow; "
                                                       "on a GPU it is always measured)")
@@ -151,7 +155,7 @@ def build() -> gr.Blocks:
         # A decode redraws the figures for the student it used (its ratios, its criterion's channels).
         decode_io = dict(fn=decode, outputs=[side, diff, table, rows, info, heat, curve, caption],
                          inputs=session + ratios + [criterion, operators, decoders, extras, saved, vmaf, memory,
-                                                    stage])
+                                                    stage, runtime])
         loaded = [info, stage, heat, curve, extras, caption]
         figure_io = dict(fn=figures, inputs=session + ratios + [stage, criterion], outputs=[heat, curve, caption])
 

@@ -117,10 +117,10 @@ def figures(teacher, weights, clip, upload, frames, short_side, keep, per_stage,
 
 
 def decode(teacher, weights, clip, upload, frames, short_side, keep, per_stage, criterion, operators, decoders,
-           extras, saved, vmaf, memory=False, stage=None, progress: Progress = no_progress):
-    """Decode with the chosen decoders. Returns (side-by-side mp4, difference mp4, the table, full rows as
-    JSON-friendly dicts, info markdown, and the heatmap, explained-variance curve and caption of
-    ``stage`` redrawn for the student this decode used)."""
+           extras, saved, vmaf, memory=False, stage=None, runtime="eager", progress: Progress = no_progress):
+    """Decode with the chosen decoders, each under ``runtime`` (lab.compare.session.RUNTIMES). Returns
+    (side-by-side mp4, difference mp4, the table, full rows as JSON-friendly dicts, info markdown, and the
+    heatmap, explained-variance curve and caption of ``stage`` redrawn for the student this decode used)."""
     s = session(teacher, weights, clip, upload, frames, short_side)
     s.analysis(progress)
     spec = student_spec(s, keep, per_stage, criterion, operators)
@@ -133,7 +133,7 @@ def decode(teacher, weights, clip, upload, frames, short_side, keep, per_stage, 
         else:
             specs.append(d)
     specs += list(extras or []) + [p.strip() for p in (saved or "").split(",") if p.strip()]
-    result = s.compare(specs, vmaf=bool(vmaf), memory=bool(memory), progress=progress)
+    result = s.compare(specs, runtime=runtime or "eager", vmaf=bool(vmaf), memory=bool(memory), progress=progress)
     heat, curve, caption = s.figures(_stage(s, stage), spec if s.can_prune else None)
     notes = list(dict.fromkeys(r["note"] for r in result.rows if r.get("note")))
     return (str(result.side_by_side), str(result.difference), table(result.rows), result.rows,

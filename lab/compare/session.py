@@ -37,6 +37,7 @@ from lab.errors import ConfigError, LabError, WeightsNotFoundError
 from lab.models import load_decoder
 from lab.models.registry import list_entries
 from lab.pids import pid_alive
+from lab.runtime.fused import set_fused, why_not_fusable
 from lab.prune import parse_keep, prune, select_channels
 from lab.prune.criteria import NEEDS_SENSITIVITY
 from lab.analysis import analyze
@@ -54,6 +55,8 @@ KEEP_CALLS = 8
 SEED = 0
 #: the difference video shows |decoder - real| times this
 DIFF_GAIN = 4.0
+#: how the comparison may run its decoders: diffusers' eager modules, or the lab's fused runtime (lab.runtime.spec)
+RUNTIMES = ("eager", "fused", "fused+subpixel")
 #: the app's temporary folders: tempdir/<prefix>XXXX, holding OWNER_FILE (the pid of the server)
 APP_TMP_PREFIX = "vaed-compare-app-"
 OWNER_FILE = "owner.pid"
@@ -305,11 +308,30 @@ class CompareSession:
             return self._teacher_run
 
     # ----- the comparison ----------------------------------------------------------------------
-    def memory(self, spec) -> dict:
-        """CPU peak memory of one decoder ('teacher', a StudentSpec, or a name/folder), measured once
-        in a fresh process (lab.compare.measure); students are saved to the session folder for it."""
+    def _measure(self, dec, runtime: str, repeats: int, row: dict) -> tuple[torch.Tensor, dict]:
+        """measure_decode under ``runtime``: the fused runtime is installed for this decode and removed after
+        (the session keeps eager decoders: analysis hooks and figures need them). A decoder without one runs
+        eagerly, and its row says why."""
+        if runtime == "eager":
+            return measure_decode(dec, self.latents, repeats)
+        why = why_not_fusable(dec)
+        if why is not None:
+            row["note"] = " ".join(filter(None, [row.get("note"), f"{row['decoder']} runs eagerly: {why}."]))
+            return measure_decode(dec, self.latents, repeats)
+        set_fused(dec, True, subpixel="subpixel" in runtime.split("+"))
+        try:
+            row["decoder"] = f"{row['decoder']}@{runtime}"
+            return measure_decode(dec, self.latents, repeats)
+        finally:
+            set_fused(dec, False)
+
+    def memory(self, spec, runtime: str = "eager") -> dict:
+        """CPU peak memory of one decoder ('teacher', a StudentSpec, or a name/folder) under ``runtime``,
+        measured once in a fresh process (lab.compare.measure); students are saved to the session folder
+        for it."""
+        key = (spec, runtime)
         with self._lock:
-            if spec not in self._memory:
+            if key not in self._memory:
                 weights = None
                 if spec == "teacher":
                     ref, weights = self.teacher_ref, self.teacher_weights
@@ -320,18 +342,22 @@ class CompareSession:
                     self.other(spec)
                     ref = self._refs[spec]
                 size = self.clip_info["size"]
-                self._memory[spec] = cpu_memory(ref, weights, self.clip_info["frames"], (size[0], size[1]))
-            return self._memory[spec]
+                ref = ref if runtime == "eager" else f"{ref}@{runtime}"
+                self._memory[key] = cpu_memory(ref, weights, self.clip_info["frames"], (size[0], size[1]))
+            return self._memory[key]
 
-    def compare(self, decoders: list, *, vmaf: bool = False, repeats: int = 2, diff_gain: float = DIFF_GAIN,
-                memory: bool = False, progress: Progress = no_progress) -> CompareResult:
+    def compare(self, decoders: list, *, runtime: str = "eager", vmaf: bool = False, repeats: int = 2,
+                diff_gain: float = DIFF_GAIN, memory: bool = False, progress: Progress = no_progress) -> CompareResult:
         """Decode the session's latents with each decoder ('teacher', a StudentSpec, or a registered
         name / saved folder), score and time them, and write the side-by-side and difference videos.
-        ``memory``: also measure CPU peak memory (a fresh process per decoder, cached; on CUDA it is
-        always measured, in process). A decoder that cannot be built gets a row with its ``error``;
-        the others still run."""
+        ``runtime`` (one of RUNTIMES): how every decoder runs (lab.runtime.fused for the fused ones; speedups
+        stay against the eager teacher). ``memory``: also measure CPU peak memory (a fresh process per decoder,
+        cached; on CUDA it is always measured, in process). A decoder that cannot be built gets a row with its
+        ``error``; the others still run."""
         if not decoders:
             raise ConfigError("choose at least one decoder to compare (teacher, student, or a saved/registered one).")
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime '{runtime}'; pick one of {', '.join(RUNTIMES)}.")
         with self._lock:
             names = ["psnr", "ssim"] + (["vmaf"] if vmaf else [])
             metrics = MetricSet(names, fps=self.clip_info["fps"])
@@ -346,6 +372,7 @@ class CompareSession:
                 try:
                     if spec == "teacher":
                         row.update(kind="teacher", decoder=self.teacher.name)
+                        dec = None if runtime == "eager" else self.teacher
                         video, stats = teacher_video, teacher_stats
                     else:
                         if isinstance(spec, StudentSpec):
@@ -357,7 +384,8 @@ class CompareSession:
                         else:
                             dec = self.other(spec)
                             row.update(kind=dec.family)
-                        video, stats = measure_decode(dec, self.latents, repeats)
+                    if dec is not None:
+                        video, stats = self._measure(dec, runtime, repeats, row)
                 except LabError as exc:
                     row["error"] = str(exc)
                     rows.append(row)
@@ -366,13 +394,13 @@ class CompareSession:
                 if memory and self.device.type == "cpu":
                     progress((i + 0.5) / len(decoders), f"peak memory of {row['decoder']} (fresh process)")
                     try:
-                        row.update(self.memory(spec))
+                        row.update(self.memory(spec, runtime))
                     except LabError as exc:  # the picture and timings stand; say why memory is missing
                         row["peak_mem_kind"] = f"unavailable: {exc}"
                 row["speedup"] = teacher_stats["seconds"] / stats["seconds"]
                 row["params_ratio"] = stats["decoder_params"] / teacher_stats["decoder_params"]
                 row.update(metrics.score(video, self.clip))
-                if row.get("kind") != "teacher":
+                if video is not teacher_video:  # a student, another decoder, or the teacher under another runtime
                     row.update({f"{k}_vs_teacher": v for k, v in metrics.score(video, teacher_video).items()})
                 rows.append(row)
                 videos.append(video.cpu())

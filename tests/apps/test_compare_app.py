@@ -109,6 +109,14 @@ def test_figures_endpoint_marks_the_ratio(client):
     assert "up2" in json.loads(curve["plot"])["layout"]["title"]["text"] and "up2.stream" in caption
 
 
+def test_decode_endpoint_runs_the_chosen_runtime(client):
+    params = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/decode"]["parameters"]
+    assert "runtime" in [p["parameter_name"] for p in params]
+    rows = client.predict(**DECODE_ARGS, keep=0.5, runtime="fused", api_name="/decode")[3]
+    assert [r["decoder"] for r in rows] == ["mini-wan@fused", "pruned 0.5 independence@fused"]
+    assert rows[0]["psnr_vs_teacher"] > 60  # the fused teacher against its eager decode
+
+
 def _app_error(client, **fields):
     with pytest.raises(gradio_client.exceptions.AppError) as info:
         client.predict(**{**DECODE_ARGS, **fields}, keep=0.5, api_name="/decode")

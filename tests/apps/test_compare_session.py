@@ -10,6 +10,7 @@ from lab.compare import (ClipLimits, CompareSession, StudentSpec, UploadError, l
                          merge_keep)
 from lab.compare.clips import validate_upload, working_size  # noqa: E402
 from lab.data.video import probe, write_video  # noqa: E402
+from lab.errors import ConfigError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,22 @@ def test_cpu_peak_memory_is_measured_in_a_fresh_process(session):
     assert row["peak_mem_kind"].startswith("cpu peak RSS of a fresh process")
     assert row["peak_mem_bytes"] > row["decode_mem_bytes"] > 0
     assert session.memory(spec) is session.memory(spec)  # cached: no second process
+
+
+def test_every_decoder_runs_under_the_chosen_runtime_and_stays_eager_after(session):
+    spec = StudentSpec.make(0.5, operators="flash-vaed")
+    eager = {r["kind"]: r for r in session.compare(["teacher", spec, "tae-64-wan"]).rows}
+    fused = {r["kind"]: r for r in session.compare(["teacher", spec, "tae-64-wan"], runtime="fused+subpixel").rows}
+    assert fused["teacher"]["decoder"] == "mini-wan@fused+subpixel"
+    assert fused["student"]["decoder"] == eager["student"]["decoder"] + "@fused+subpixel"
+    # the same decodes within a rounding; speedups still against the eager teacher
+    assert fused["teacher"]["psnr_vs_teacher"] > 60 and fused["student"]["psnr"] == pytest.approx(
+        eager["student"]["psnr"], abs=1e-3)
+    # a decoder with no fused runtime runs eagerly and says so
+    assert fused["lightweight"]["decoder"] == "tae-64-wan" and "runs eagerly" in fused["lightweight"]["note"]
+    assert session.teacher.fused is None and session.student(spec)[0].fused is None  # analysis needs eager modules
+    with pytest.raises(ConfigError, match="unknown runtime 'fast'"):
+        session.compare(["teacher"], runtime="fast")
 
 
 def test_the_device_is_the_users_choice(monkeypatch):
