@@ -14,6 +14,9 @@ decoder is traced in seconds on any CPU, with no memory. What the trace counts (
   destination of ``copy_``, ``fill_`` and ``zero_``) are not counted as reads. This is the traffic of
   ops that do not fuse anything: a lower bound for each op's own kernel, an upper bound for a fused one.
 - ``macs``: matmul and convolution MACs (torch.utils.flop_counter; FLOPs / 2), as ``lab bench`` counts.
+- a convolution with a bias counts as two ops, as cuDNN runs it: the convolution, then ``cudnn_bias_add``
+  (cuDNN convolutions take no bias; ATen adds it in place afterwards, reading and writing the whole output
+  once more: about a quarter of a fused Wan student's traffic and a launch per conv).
 - attention (``F.scaled_dot_product_attention``) counts as one op reading q, k, v and writing its output,
   as the flash / memory-efficient kernels a GPU runs (``FusedAttention``), not the meta device's math.
 - ``by_op`` / ``by_stage``: bytes and op counts per aten op and per decoder stage (the family's stage map:
@@ -104,6 +107,9 @@ class TrafficMode(TorchDispatchMode):
             if isinstance(t, torch.Tensor) and id(t) not in aliased:
                 wrote += tensor_bytes(t)
         self.record(name, read + wrote)
+        if name == "convolution" and len(args) > 2 and args[2] is not None:
+            # ATen's cuDNN path: output.add_(bias) after the convolution (aten/src/ATen/native/Convolution.cpp)
+            self.record("cudnn_bias_add", 2 * tensor_bytes(out) + tensor_bytes(args[2]))
         return out
 
     def record(self, name: str, moved: int) -> None:
