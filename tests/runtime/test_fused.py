@@ -176,6 +176,39 @@ def test_fused_decode_matches_eager(decoders, which):
     assert dec.fused is None and torch.equal(dec.decode(z), ref)  # removed: the eager model, bit for bit
 
 
+@pytest.mark.parametrize("which", ["teacher", "flash", "folded"])
+def test_conv_bias_left_to_the_next_norm_is_the_same_decode(decoders, which):
+    """Where cuDNN runs the convs (CUDA, and the trace) each resnet's conv1 runs without its bias and norm2's
+    kernel adds it (pre_bias). Forced on here, in float32, it decodes what eager does."""
+    dec = decoders[which]
+    z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(4))
+    ref = dec.decode(z)
+    set_fused(dec)
+    try:
+        assert dec.fused.fold_conv_bias is None and not dec.fused._folds_bias(z)  # the CPU keeps eager's rounding
+        dec.fused.fold_conv_bias = True
+        for chunk in (1, 3):
+            set_chunk(dec, chunk)
+            assert (dec.decode(z) - ref).abs().max() < 2e-5, f"chunk {chunk}"
+    finally:
+        set_chunk(dec, 1)
+        set_fused(dec, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pre_bias_is_the_conv_bias_added_then_rounded(dtype):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 12, 3, 4, 5, generator=g).to(dtype).contiguous(memory_format=CL3)
+    pb = torch.randn(12, generator=g).to(dtype)
+    gamma = (torch.rand(12, generator=g) + 0.5).to(dtype)
+    biased = x + pb.reshape(1, -1, 1, 1, 1)  # ATen's bias add after a cuDNN conv: rounded to the dtype
+    assert torch.equal(rms_norm_act(x, gamma, None, 12 ** 0.5, pre_bias=pb), rms_norm_act(biased, gamma, None, 12 ** 0.5))
+    a = torch.randn(12, 12, generator=g) * 0.1
+    q, lin, k = (torch.eye(12) + a @ a.T) / 12, torch.randn(12, generator=g) * 0.01, torch.tensor(0.2)
+    assert torch.equal(folded_rms_norm_act(x, gamma, None, q, lin, k, pre_bias=pb),
+                       folded_rms_norm_act(biased, gamma, None, q, lin, k))
+
+
 def _eager(dec, z):
     runtime = dec.fused
     runtime.uninstall()

@@ -33,6 +33,10 @@ def main():
                     ran = tk.rms_norm_act(x, g, bias, shape[1] ** 0.5, 1e-12, act, out)
                     ref = ops.rms_norm_act_reference(x, g, bias, shape[1] ** 0.5, 1e-12, act)
                     results.append(check(f"rms {dt} {name} bias={bias is not None} act={act}", ran, out, ref, exact))
+            # the conv bias left to the norm (pre_bias): added and rounded first
+            ran = tk.rms_norm_act(x, g, None, shape[1] ** 0.5, 1e-12, True, out, b)
+            ref = ops.rms_norm_act_reference(x, g, None, shape[1] ** 0.5, 1e-12, True, b)
+            results.append(check(f"rms {dt} {name} pre_bias", ran, out, ref, exact))
         # writing into the slice of a cache buffer (the runtime's destination)
         x = torch.randn(1, 16, 2, 4, 5).to(dt).contiguous(memory_format=torch.channels_last_3d)
         buf = torch.zeros(1, 16, 4, 4, 5, dtype=dt).contiguous(memory_format=torch.channels_last_3d)
@@ -63,6 +67,12 @@ def main():
             # float32: the x^T Q x matmul sums in another order than the CPU's
             results.append(check(f"folded {dt} bias={bias is not None}", ran, out, ref, exact) if exact else
                            {**check(f"folded {dt}", ran, out, ref, False),
+                            "ok": float((out - ref).abs().max()) <= 1e-5})
+            pb = torch.randn(c).to(dt)
+            ran = tk.folded_rms_norm_act(x, g, bias, q, lin, k, 1e-12, True, out, pb)
+            ref = ops.folded_rms_norm_act_reference(x, g, bias, q, lin, k, 1e-12, True, pb)
+            results.append(check(f"folded {dt} pre_bias", ran, out, ref, exact) if exact else
+                           {**check(f"folded {dt} pre_bias", ran, out, ref, False),
                             "ok": float((out - ref).abs().max()) <= 1e-5})
         y = torch.randn(2, 16, 3, 4, 5).to(dt).contiguous(memory_format=torch.channels_last_3d)
         out = torch.empty(12, 8, 8, 10, dtype=dt).contiguous(memory_format=torch.channels_last)

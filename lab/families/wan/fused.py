@@ -36,7 +36,7 @@ from lab.families.wan.arch import WAN
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import norm_act
-from lab.runtime.fused.operators import OPERATOR_RULES, _fold, _unfold
+from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, _fold, _unfold
 from lab.runtime.fused.ops import interleave, interleave_upsample
 from lab.runtime.fused.subpixel import SubpixelConvs, is_subpixel_conv
 
@@ -81,16 +81,24 @@ class CausalConv:
         self.t = t
         return self.buffer[:, :, self.front:]
 
-    def run(self) -> torch.Tensor:
-        """The conv over [cache | new frames]; then the last ``front`` input frames become the cache."""
+    def run(self, bias: bool = True) -> torch.Tensor:
+        """The conv over [cache | new frames]; then the last ``front`` input frames become the cache.
+        ``bias=False``: without the conv's bias (``self.bias``), for the kernel that reads the output next."""
         x, layer = self.buffer, self.layer
         rule = OPERATOR_RULES.get(type(layer))
         if rule is not None:
-            y = rule(layer, x)
+            y = rule(layer, x, bias)
         else:
-            y = F.conv3d(x, layer.weight, layer.bias, layer.stride, (0, *self.spatial), layer.dilation, layer.groups)
+            y = F.conv3d(x, layer.weight, layer.bias if bias else None, layer.stride, (0, *self.spatial),
+                         layer.dilation, layer.groups)
         self._shift()
         return y
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The bias ``run(bias=False)`` leaves out."""
+        conv = BIASED_CONV[type(self.layer)](self.layer) if type(self.layer) in BIASED_CONV else self.layer
+        return conv.bias
 
     def _shift(self) -> None:
         f, t, b = self.front, self.t, self.buffer
@@ -116,6 +124,7 @@ class FusedWan:
         self.graphs = graphs
         # lab.runtime.fused.subpixel: each upsampler's "nearest 2x + 3x3 conv" as one transposed conv
         self.subpixel = SubpixelConvs() if subpixel else None
+        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (_folds_bias)
         self.graph: _StepGraph | None = None
         self.steps = 0
         self.memory_format = memory_format
@@ -240,8 +249,12 @@ class FusedWan:
         h = x if isinstance(sc, nn.Identity) else F.conv3d(x, sc.weight, sc.bias)
         c1, c2 = self.convs[id(r.conv1)], self.convs[id(r.conv2)]
         norm_act(r.norm1, x, True, c1.input(x))
-        y = c1.run()
-        norm_act(r.norm2, y, True, c2.input(y))
+        if self._folds_bias(x):  # conv1's bias added by norm2's kernel: cuDNN would add it in a pass of its own
+            y = c1.run(bias=False)
+            norm_act(r.norm2, y, True, c2.input(y), pre_bias=c1.bias)
+        else:
+            y = c1.run()
+            norm_act(r.norm2, y, True, c2.input(y))
         y = c2.run()
         if out is not None:
             return torch.add(y, h, out=out)
@@ -299,6 +312,13 @@ class FusedWan:
             return _unfold(self.subpixel(_fold(x), up.resample[1]), x.shape[2])
         frames = F.interpolate(_fold(x), scale_factor=2.0, mode="nearest-exact")
         return _unfold(self._resample(up, frames), x.shape[2])
+
+    def _folds_bias(self, x: torch.Tensor) -> bool:
+        """Whether convs leave their bias to the next kernel: where cuDNN runs them (CUDA, and the trace's meta
+        device, which models it), which adds a bias after the conv, rounded apart; not on the CPU, whose convs
+        add it inside, before rounding (folding there would change the CPU's bf16 result). ``fold_conv_bias``
+        overrides (tests)."""
+        return self.fold_conv_bias if self.fold_conv_bias is not None else x.device.type != "cpu"
 
     def _folds(self, up: nn.Module) -> bool:
         """Whether ``up``'s upsample + conv runs as one sub-pixel conv (asked for, and its conv folds)."""

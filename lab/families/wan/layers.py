@@ -23,10 +23,10 @@ def read_causal_conv(layer: nn.Module) -> tuple[nn.Module, tuple[int, int], Time
     return layer, (pads[2], pads[0]), TimePadding("zeros-cached", pads[4], pads[5])
 
 
-def _fused_rms_norm(norm: nn.Module, x, act: bool, out):
+def _fused_rms_norm(norm: nn.Module, x, act: bool, out, pre_bias=None):
     # F.normalize over channels * sqrt(C) * gamma + bias, Wan's rounding points (lab.runtime.fused.ops)
     bias = norm.bias if not isinstance(norm.bias, float) else None
-    return rms_norm_act(x, norm.gamma, bias, norm.scale, 1e-12, act, out)
+    return rms_norm_act(x, norm.gamma, bias, norm.scale, 1e-12, act, out, pre_bias)
 
 
 register_conv_reader(WanCausalConv3d, read_causal_conv)

@@ -17,16 +17,17 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.plugins import load_families
-from lab.runtime.fused.ops import folded_rms_norm_act, mean_rms_norm_act
+from lab.runtime.fused.ops import add_pre_bias, folded_rms_norm_act, mean_rms_norm_act
 
 #: norm class -> (can this instance be fused?, run(norm, x, act, out) -> out)
 NORM_KERNELS: dict[type, tuple[Callable[[nn.Module], bool], Callable]] = {}
 
 
 def register_norm_kernel(cls: type, run: Callable, accepts: Callable[[nn.Module], bool] | None = None) -> None:
-    """``run(norm, x, act, out)``: the fused op for ``cls`` norms over the channels of channels-first ``x``
-    (then SiLU when ``act``), into ``out`` (a new tensor when None). ``accepts(norm)``: whether this instance's
-    settings are covered (default: all)."""
+    """``run(norm, x, act, out, pre_bias)``: the fused op for ``cls`` norms over the channels of channels-first
+    ``x`` (plus ``pre_bias`` per channel first, when not None: lab.runtime.fused.ops.add_pre_bias; then SiLU
+    when ``act``), into ``out`` (a new tensor when None). ``accepts(norm)``: whether this instance's settings
+    are covered (default: all)."""
     NORM_KERNELS[cls] = (accepts or (lambda norm: True), run)
 
 
@@ -34,15 +35,19 @@ def is_folded(norm: nn.Module) -> bool:
     return all(isinstance(getattr(norm, k, None), torch.Tensor) for k in ("quad", "lin", "const"))
 
 
-def _run_folded(norm, x, act, out):
+def _run_folded(norm, x, act, out, pre_bias=None):
     gamma = norm.gamma if hasattr(norm, "gamma") else norm.weight
     bias = getattr(norm, "bias", None)
     return folded_rms_norm_act(x, gamma, bias if isinstance(bias, torch.Tensor) else None, norm.quad, norm.lin,
-                               norm.const, norm.eps, act, out)
+                               norm.const, norm.eps, act, out, pre_bias)
 
 
-register_norm_kernel(RMSNorm, lambda norm, x, act, out: mean_rms_norm_act(x, norm.weight, norm.eps, act, out),
-                     accepts=lambda norm: getattr(norm, "bias", None) is None)
+def _run_mean(norm, x, act, out, pre_bias=None):
+    # LTX-Video's runtime passes no pre_bias; anyone else gets it added first, in a pass of its own
+    return mean_rms_norm_act(add_pre_bias(x, pre_bias), norm.weight, norm.eps, act, out)
+
+
+register_norm_kernel(RMSNorm, _run_mean, accepts=lambda norm: getattr(norm, "bias", None) is None)
 
 
 def _kernel(norm: nn.Module):
@@ -58,10 +63,12 @@ def fusable_norm(norm: nn.Module) -> bool:
     return _kernel(norm) is not None
 
 
-def norm_act(norm: nn.Module, x: torch.Tensor, act: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+def norm_act(norm: nn.Module, x: torch.Tensor, act: bool, out: torch.Tensor | None = None,
+             pre_bias: torch.Tensor | None = None) -> torch.Tensor:
     """``norm`` over the channels of channels-first ``x`` (N, C, ...), then SiLU when ``act``, as one kernel;
-    into ``out`` when given."""
+    into ``out`` when given. ``pre_bias``: the bias of the conv that wrote ``x`` without it, added first (the
+    add cuDNN would run as a kernel of its own)."""
     run = _kernel(norm)
     if run is None:
         raise LabError(f"the fused runtime has no kernel for a {type(norm).__name__}")
-    return run(norm, x, act, out)
+    return run(norm, x, act, out, pre_bias)

@@ -42,10 +42,17 @@ def _bshape(x: Tensor) -> tuple[int, ...]:
 # Wan's RMS norm (+ SiLU): F.normalize over channels * sqrt(C) * gamma + bias.
 
 
-def rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float, act: bool
-                           ) -> Tensor:
+def add_pre_bias(x: Tensor, pre_bias: Optional[Tensor]) -> Tensor:
+    """``x`` + the per-channel bias of the conv that wrote it (run without it: lab.runtime.fused.operators), rounded
+    to ``x``'s dtype: what cuDNN's conv does, whose bias ATen adds in a kernel of its own after the conv."""
+    return x if pre_bias is None else x + pre_bias.reshape(_bshape(x)).to(x.dtype)
+
+
+def rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float, act: bool,
+                           pre_bias: Optional[Tensor] = None) -> Tensor:
     """Wan's RMS norm (``F.normalize`` over channels * sqrt(C) * gamma + bias) followed by SiLU when ``act``,
-    exactly as diffusers computes it."""
+    exactly as diffusers computes it; of ``x + pre_bias`` when given."""
+    x = add_pre_bias(x, pre_bias)
     shape = _bshape(x)
     normalized = F.normalize(x.float() if x.dtype in _HALF else x, dim=1, eps=eps).to(x.dtype)
     y = normalized * scale * gamma.reshape(shape)
@@ -56,32 +63,33 @@ def rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], sca
 
 @torch.library.custom_op("lab::rms_norm_act", mutates_args=("out",))
 def rms_norm_act_(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float, act: bool,
-                  out: Tensor) -> None:
-    out.copy_(rms_norm_act_reference(x, gamma, bias, scale, eps, act))
+                  out: Tensor, pre_bias: Optional[Tensor] = None) -> None:
+    out.copy_(rms_norm_act_reference(x, gamma, bias, scale, eps, act, pre_bias))
 
 
 @rms_norm_act_.register_fake
-def _(x, gamma, bias, scale, eps, act, out):
+def _(x, gamma, bias, scale, eps, act, out, pre_bias=None):
     return None
 
 
 @rms_norm_act_.register_kernel("cuda")
-def _(x, gamma, bias, scale, eps, act, out):
+def _(x, gamma, bias, scale, eps, act, out, pre_bias=None):
     def reference():
-        return rms_norm_act_reference(x, gamma, bias, scale, eps, act)
-    if not triton_kernels.guarded("rms_norm_act", lambda: triton_kernels.rms_norm_act(x, gamma, bias, scale, eps,
-                                                                                         act, out), reference, out):
+        return rms_norm_act_reference(x, gamma, bias, scale, eps, act, pre_bias)
+    if not triton_kernels.guarded("rms_norm_act", lambda: triton_kernels.rms_norm_act(
+            x, gamma, bias, scale, eps, act, out, pre_bias), reference, out):
         out.copy_(reference())
 
 
 def rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float, eps: float = 1e-12,
-                 act: bool = True, out: Tensor | None = None) -> Tensor:
+                 act: bool = True, out: Tensor | None = None, pre_bias: Tensor | None = None) -> Tensor:
     """RMS-normalise ``x`` (N, C, ...) over channels, scale, then SiLU when ``act``; into ``out`` when given
-    (any strides, e.g. a slice of a conv's input buffer), else into a new tensor of ``x``'s layout."""
+    (any strides, e.g. a slice of a conv's input buffer), else into a new tensor of ``x``'s layout.
+    ``pre_bias``: the bias of the conv that wrote ``x`` without it, added first (add_pre_bias)."""
     if out is None:
         out = torch.empty_like(x)
     rms_norm_act_(x, gamma.reshape(-1), None if bias is None else bias.reshape(-1), float(scale), float(eps),
-                  bool(act), out)
+                  bool(act), out, None if pre_bias is None else pre_bias.reshape(-1))
     return out
 
 
@@ -137,9 +145,11 @@ def mean_rms_norm_act(x: Tensor, weight: Optional[Tensor], eps: float = 1e-8, ac
 
 
 def folded_rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor,
-                                  const: Tensor, eps: float, act: bool) -> Tensor:
+                                  const: Tensor, eps: float, act: bool, pre_bias: Optional[Tensor] = None) -> Tensor:
     """``WanFoldedRMSNorm.forward`` (channels first) followed by SiLU when ``act``: the teacher's mean square
-    estimated from the kept channels as x^T Q x + l^T x + c, all in float32, rounded once."""
+    estimated from the kept channels as x^T Q x + l^T x + c, all in float32, rounded once; of ``x + pre_bias``
+    when given."""
+    x = add_pre_bias(x, pre_bias)
     last = x.float().movedim(1, -1)
     ms = ((last @ quad.float()) * last).sum(-1, keepdim=True) + (last @ lin.float()).unsqueeze(-1)
     inv = torch.rsqrt((ms + const.float()).clamp_min(0.0) + eps)
@@ -152,30 +162,32 @@ def folded_rms_norm_act_reference(x: Tensor, gamma: Tensor, bias: Optional[Tenso
 
 @torch.library.custom_op("lab::folded_rms_norm_act", mutates_args=("out",))
 def folded_rms_norm_act_(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor, const: Tensor,
-                         eps: float, act: bool, out: Tensor) -> None:
-    out.copy_(folded_rms_norm_act_reference(x, gamma, bias, quad, lin, const, eps, act))
+                         eps: float, act: bool, out: Tensor, pre_bias: Optional[Tensor] = None) -> None:
+    out.copy_(folded_rms_norm_act_reference(x, gamma, bias, quad, lin, const, eps, act, pre_bias))
 
 
 @folded_rms_norm_act_.register_fake
-def _(x, gamma, bias, quad, lin, const, eps, act, out):
+def _(x, gamma, bias, quad, lin, const, eps, act, out, pre_bias=None):
     return None
 
 
 @folded_rms_norm_act_.register_kernel("cuda")
-def _(x, gamma, bias, quad, lin, const, eps, act, out):
+def _(x, gamma, bias, quad, lin, const, eps, act, out, pre_bias=None):
     def reference():
-        return folded_rms_norm_act_reference(x, gamma, bias, quad, lin, const, eps, act)
+        return folded_rms_norm_act_reference(x, gamma, bias, quad, lin, const, eps, act, pre_bias)
     if not triton_kernels.guarded("folded_rms_norm_act", lambda: triton_kernels.folded_rms_norm_act(
-            x, gamma, bias, quad, lin, const, eps, act, out), reference, out):
+            x, gamma, bias, quad, lin, const, eps, act, out, pre_bias), reference, out):
         out.copy_(reference())
 
 
 def folded_rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: Tensor, lin: Tensor, const: Tensor,
-                        eps: float = 1e-12, act: bool = True, out: Tensor | None = None) -> Tensor:
+                        eps: float = 1e-12, act: bool = True, out: Tensor | None = None,
+                        pre_bias: Tensor | None = None) -> Tensor:
     if out is None:
         out = torch.empty_like(x)
     folded_rms_norm_act_(x, gamma.reshape(-1), None if bias is None else bias.reshape(-1), quad, lin,
-                         const.reshape(()), float(eps), bool(act), out)
+                         const.reshape(()), float(eps), bool(act), out,
+                         None if pre_bias is None else pre_bias.reshape(-1))
     return out
 
 

@@ -107,14 +107,16 @@ def _norm_launch(x, out):
     return sx, so, p, block_p, block_c, (triton.cdiv(p, block_p), x.shape[0])
 
 
-def rms_norm_act(x, gamma, bias, scale, eps, act, out) -> bool:
+def rms_norm_act(x, gamma, bias, scale, eps, act, out, pre_bias=None) -> bool:
     launch = _norm_launch(x, out)
     if launch is None:
         return False
     sx, so, p, block_p, block_c, grid = launch
-    _kernels()["rms"][grid](x, gamma.contiguous(), bias.contiguous() if bias is not None else gamma, out, p,
-                            x.shape[1], *sx, *so, float(scale), float(eps), HAS_BIAS=bias is not None, ACT=bool(act),
-                            ROUND=_ROUND[x.dtype], BLOCK_P=block_p, BLOCK_C=block_c)
+    _kernels()["rms"][grid](x, gamma.contiguous(), bias.contiguous() if bias is not None else gamma,
+                            pre_bias.to(x.dtype).contiguous() if pre_bias is not None else gamma, out, p,
+                            x.shape[1], *sx, *so, float(scale), float(eps), HAS_BIAS=bias is not None,
+                            HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype], BLOCK_P=block_p,
+                            BLOCK_C=block_c)
     return True
 
 
@@ -136,7 +138,7 @@ def mean_rms_norm_act(x, weight, eps, act, out) -> bool:
 MAX_FOLDED_C = 128
 
 
-def folded_rms_norm_act(x, gamma, bias, quad, lin, const, eps, act, out) -> bool:
+def folded_rms_norm_act(x, gamma, bias, quad, lin, const, eps, act, out, pre_bias=None) -> bool:
     if x.shape[1] > MAX_FOLDED_C:
         return False
     launch = _norm_launch(x, out)
@@ -144,9 +146,11 @@ def folded_rms_norm_act(x, gamma, bias, quad, lin, const, eps, act, out) -> bool
         return False
     sx, so, p, block_p, block_c, grid = launch
     _kernels()["folded"][grid](x, gamma.contiguous(), bias.contiguous() if bias is not None else gamma,
+                               pre_bias.to(x.dtype).contiguous() if pre_bias is not None else gamma,
                                quad.float().contiguous(), lin.float().contiguous(), const.float().reshape(1), out,
-                               p, x.shape[1], *sx, *so, float(eps), HAS_BIAS=bias is not None, ACT=bool(act),
-                               ROUND=_ROUND[x.dtype], BLOCK_P=block_p, BLOCK_C=block_c)
+                               p, x.shape[1], *sx, *so, float(eps), HAS_BIAS=bias is not None,
+                               HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype], BLOCK_P=block_p,
+                               BLOCK_C=block_c)
     return True
 
 

@@ -27,8 +27,8 @@ def _silu(v):
 
 
 @triton.jit
-def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, scale, eps,
-                        HAS_BIAS: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
+def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, scale, eps,
+                        HAS_BIAS: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     n = tl.program_id(1).to(tl.int64)
     p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -37,6 +37,9 @@ def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, o_ptr, P, C, sxn, sxp, sxc, son, so
     mask = (p[:, None] < P) & cm[None, :]
     dtype = o_ptr.dtype.element_ty
     x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    if HAS_PRE:  # the bias of the conv that wrote x, added and rounded as ATen's separate add would
+        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
     # F.normalize: x / max(||x||, eps), in float32 with IEEE-rounded sqrt and division (as ATen; Triton's
     # default sqrt and '/' are approximate)
     denom = tl.maximum(tl.sqrt_rn(tl.sum(x * x, axis=1)), eps)
@@ -76,9 +79,9 @@ def mean_rms_norm_act_kernel(x_ptr, w_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop,
 
 
 @triton.jit
-def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, q_ptr, l_ptr, k_ptr, o_ptr, P, C, sxn, sxp, sxc,
-                               son, sop, soc, eps, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
-                               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, q_ptr, l_ptr, k_ptr, o_ptr, P, C, sxn, sxp, sxc,
+                               son, sop, soc, eps, HAS_BIAS: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr,
+                               ROUND: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     n = tl.program_id(1).to(tl.int64)
     p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.arange(0, BLOCK_C)
@@ -86,6 +89,9 @@ def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, q_ptr, l_ptr, k_ptr, o_ptr, 
     mask = (p[:, None] < P) & cm[None, :]
     dtype = o_ptr.dtype.element_ty
     x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    if HAS_PRE:  # as in rms_norm_act_kernel
+        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
     q = tl.load(q_ptr + c[:, None] * C + c[None, :], mask=cm[:, None] & cm[None, :], other=0.0).to(tl.float32)
     lin = tl.load(l_ptr + c, mask=cm, other=0.0).to(tl.float32)
     const = tl.load(k_ptr).to(tl.float32)
