@@ -20,7 +20,7 @@ from lab.ops.operators import ConvSpec, Conv2Plus1d, DepthwiseSeparable3d, Frame
 from lab.prune import prune
 from lab.runtime import set_chunk
 from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
-from lab.runtime.fused.ops import folded_rms_norm_act, interleave_upsample, rms_norm_act
+from lab.runtime.fused.ops import bias_residual_add, folded_rms_norm_act, interleave_upsample, rms_norm_act
 from lab.runtime.fused.norms import norm_act
 from lab.families.wan.fused import CausalConv
 from lab.runtime.timing import video_error
@@ -178,8 +178,9 @@ def test_fused_decode_matches_eager(decoders, which):
 
 @pytest.mark.parametrize("which", ["teacher", "flash", "folded"])
 def test_conv_bias_left_to_the_next_norm_is_the_same_decode(decoders, which):
-    """Where cuDNN runs the convs (CUDA, and the trace) each resnet's conv1 runs without its bias and norm2's
-    kernel adds it (pre_bias). Forced on here, in float32, it decodes what eager does."""
+    """Where cuDNN runs the convs (CUDA, and the trace) each resnet's convs run without their biases: norm2's
+    kernel adds conv1's (pre_bias), the residual kernel conv2's and the shortcut's. Forced on here, in float32,
+    it decodes what eager does."""
     dec = decoders[which]
     z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(4))
     ref = dec.decode(z)
@@ -207,6 +208,21 @@ def test_pre_bias_is_the_conv_bias_added_then_rounded(dtype):
     q, lin, k = (torch.eye(12) + a @ a.T) / 12, torch.randn(12, generator=g) * 0.01, torch.tensor(0.2)
     assert torch.equal(folded_rms_norm_act(x, gamma, None, q, lin, k, pre_bias=pb),
                        folded_rms_norm_act(biased, gamma, None, q, lin, k))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bias_residual_add_is_two_biased_convs_summed_as_aten_rounds(dtype):
+    g = torch.Generator().manual_seed(6)
+    y, h = (torch.randn(1, 8, 2, 3, 4, generator=g).to(dtype).contiguous(memory_format=CL3) for _ in range(2))
+    yb, hb = torch.randn(8, generator=g).to(dtype), torch.randn(8, generator=g).to(dtype)
+    col = (1, -1, 1, 1, 1)
+    out = bias_residual_add(y, yb, h, hb)
+    assert out.is_contiguous(memory_format=CL3)
+    assert torch.equal(out, (y + yb.reshape(col)) + (h + hb.reshape(col)))
+    assert torch.equal(bias_residual_add(y, yb, h), (y + yb.reshape(col)) + h)  # an identity shortcut
+    buf = torch.zeros(1, 8, 4, 3, 4, dtype=dtype).contiguous(memory_format=CL3)  # into a conv's input buffer
+    bias_residual_add(y, yb, h, None, out=buf[:, :, 2:])
+    assert torch.equal(buf[:, :, 2:], (y + yb.reshape(col)) + h) and not buf[:, :, :2].any()
 
 
 def _eager(dec, z):

@@ -74,6 +74,14 @@ def main():
             results.append(check(f"folded {dt} pre_bias", ran, out, ref, exact) if exact else
                            {**check(f"folded {dt} pre_bias", ran, out, ref, False),
                             "ok": float((out - ref).abs().max()) <= 1e-5})
+        for name, (fmt, shape) in layouts.items():  # the residual kernel: conv2's and the shortcut's biases
+            y, h = (torch.randn(shape).to(dt).contiguous(memory_format=fmt) for _ in range(2))
+            yb, hb = torch.randn(shape[1]).to(dt), torch.randn(shape[1]).to(dt)
+            for h_bias in (None, hb):
+                out = torch.empty_like(y)
+                ran = tk.bias_residual_add(y, yb, h, h_bias, out)
+                ref = ops.bias_residual_add_reference(y, yb, h, h_bias)
+                results.append(check(f"residual {dt} {name} h_bias={h_bias is not None}", ran, out, ref, True))
         y = torch.randn(2, 16, 3, 4, 5).to(dt).contiguous(memory_format=torch.channels_last_3d)
         out = torch.empty(12, 8, 8, 10, dtype=dt).contiguous(memory_format=torch.channels_last)
         ran = tk.interleave_upsample(y, out)

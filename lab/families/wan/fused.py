@@ -15,7 +15,13 @@ What differs from diffusers' eager step (lab.runtime.fused says what stays the s
   convs, the attention's 1x1 convs and the upsamplers run on views, and cuDNN's channels-last kernels
   (depthwise 3D convs included) are the ones that run.
 - **Upsampling in the tensor's dtype**: nearest is a gather, bit-identical to diffusers' float32 round
-  trip; the temporal upsampler's interleave and the 2x upsample are one op.
+  trip; the temporal upsampler's interleave and the 2x upsample are one op. With ``subpixel``
+  (``@fused+subpixel``) the upsample and the resample conv are one transposed conv instead
+  (lab.runtime.fused.subpixel).
+- **Conv biases in the next kernel** (where cuDNN runs the convs: CUDA, and the trace): cuDNN takes no
+  bias, so ATen adds it after the conv in a pass of its own. Each resnet's convs run without theirs:
+  norm2's kernel adds conv1's (``pre_bias``), and one residual kernel adds conv2's and the shortcut's
+  (``bias_residual_add``), each rounded as that pass would round it.
 
 It is installed into the model (``FusedWan.install``): the decoder's stage modules (post_quant_conv,
 conv_in, mid_block, up_blocks, norm_out, conv_out, decoder) get fused ``forward``s on the instance, so
@@ -37,7 +43,7 @@ from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import norm_act
 from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, _fold, _unfold
-from lab.runtime.fused.ops import interleave, interleave_upsample
+from lab.runtime.fused.ops import bias_residual_add, interleave, interleave_upsample
 from lab.runtime.fused.subpixel import SubpixelConvs, is_subpixel_conv
 
 class CausalConv:
@@ -246,15 +252,20 @@ class FusedWan:
 
     def _resnet(self, r: nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         sc = r.conv_shortcut
-        h = x if isinstance(sc, nn.Identity) else F.conv3d(x, sc.weight, sc.bias)
         c1, c2 = self.convs[id(r.conv1)], self.convs[id(r.conv2)]
-        norm_act(r.norm1, x, True, c1.input(x))
-        if self._folds_bias(x):  # conv1's bias added by norm2's kernel: cuDNN would add it in a pass of its own
+        if self._folds_bias(x):
+            # Each conv's bias goes to the kernel that reads its output next (cuDNN would add it in a pass of its
+            # own): conv1's to norm2's, conv2's and the shortcut's to the residual add.
+            identity = isinstance(sc, nn.Identity)
+            h = x if identity else F.conv3d(x, sc.weight, None)
+            norm_act(r.norm1, x, True, c1.input(x))
             y = c1.run(bias=False)
             norm_act(r.norm2, y, True, c2.input(y), pre_bias=c1.bias)
-        else:
-            y = c1.run()
-            norm_act(r.norm2, y, True, c2.input(y))
+            return bias_residual_add(c2.run(bias=False), c2.bias, h, None if identity else sc.bias, out=out)
+        h = x if isinstance(sc, nn.Identity) else F.conv3d(x, sc.weight, sc.bias)
+        norm_act(r.norm1, x, True, c1.input(x))
+        y = c1.run()
+        norm_act(r.norm2, y, True, c2.input(y))
         y = c2.run()
         if out is not None:
             return torch.add(y, h, out=out)
@@ -300,7 +311,7 @@ class FusedWan:
                 t = x.shape[2]
                 tc = self.convs[id(up.time_conv)]
                 self._resnet(r, x, out=tc.input(x, channels=r.conv2.out_channels))
-                if self._folds(up):
+                if self._subpixel_for(up):
                     frames = interleave(tc.run(), self.memory_format_2d)
                     return _unfold(self.subpixel(frames, up.resample[1]), 2 * t)
                 frames = interleave_upsample(tc.run(), self.memory_format_2d)
@@ -308,7 +319,7 @@ class FusedWan:
             x = self._resnet(r, x)
         if up is None:
             return x
-        if self._folds(up):
+        if self._subpixel_for(up):
             return _unfold(self.subpixel(_fold(x), up.resample[1]), x.shape[2])
         frames = F.interpolate(_fold(x), scale_factor=2.0, mode="nearest-exact")
         return _unfold(self._resample(up, frames), x.shape[2])
@@ -320,7 +331,7 @@ class FusedWan:
         overrides (tests)."""
         return self.fold_conv_bias if self.fold_conv_bias is not None else x.device.type != "cpu"
 
-    def _folds(self, up: nn.Module) -> bool:
+    def _subpixel_for(self, up: nn.Module) -> bool:
         """Whether ``up``'s upsample + conv runs as one sub-pixel conv (asked for, and its conv folds)."""
         return self.subpixel is not None and is_subpixel_conv(up.resample[1])
 

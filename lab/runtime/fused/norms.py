@@ -19,7 +19,7 @@ from lab.errors import LabError
 from lab.plugins import load_families
 from lab.runtime.fused.ops import add_pre_bias, folded_rms_norm_act, mean_rms_norm_act
 
-#: norm class -> (can this instance be fused?, run(norm, x, act, out) -> out)
+#: norm class -> (can this instance be fused?, run(norm, x, act, out, pre_bias) -> out)
 NORM_KERNELS: dict[type, tuple[Callable[[nn.Module], bool], Callable]] = {}
 
 

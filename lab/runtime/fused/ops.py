@@ -192,6 +192,47 @@ def folded_rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], quad: 
 
 
 # ----------------------------------------------------------------------------------------------------
+# The end of a resnet as cuDNN and ATen run it, in one pass: conv2's output plus its bias, plus the shortcut
+# (the block input, or a 1x1 conv's output plus its bias).
+
+
+def bias_residual_add_reference(y: Tensor, y_bias: Optional[Tensor], h: Tensor, h_bias: Optional[Tensor]) -> Tensor:
+    """``(y + y_bias) + (h + h_bias)``, each add rounded to the dtype: a conv's bias added after it (as ATen does
+    after a cuDNN conv, which takes none), then the residual."""
+    return add_pre_bias(y, y_bias) + add_pre_bias(h, h_bias)
+
+
+@torch.library.custom_op("lab::bias_residual_add", mutates_args=("out",))
+def bias_residual_add_(y: Tensor, y_bias: Optional[Tensor], h: Tensor, h_bias: Optional[Tensor], out: Tensor) -> None:
+    out.copy_(bias_residual_add_reference(y, y_bias, h, h_bias))
+
+
+@bias_residual_add_.register_fake
+def _(y, y_bias, h, h_bias, out):
+    return None
+
+
+@bias_residual_add_.register_kernel("cuda")
+def _(y, y_bias, h, h_bias, out):
+    def reference():
+        return bias_residual_add_reference(y, y_bias, h, h_bias)
+    if not triton_kernels.guarded("bias_residual_add", lambda: triton_kernels.bias_residual_add(
+            y, y_bias, h, h_bias, out), reference, out):
+        out.copy_(reference())
+
+
+def bias_residual_add(y: Tensor, y_bias: Tensor | None, h: Tensor, h_bias: Tensor | None = None,
+                      out: Tensor | None = None) -> Tensor:
+    """``(y + y_bias) + (h + h_bias)`` (per-channel biases of the convs that wrote ``y`` and ``h`` without them)
+    in one pass, into ``out`` (a new tensor of ``y``'s layout when None)."""
+    if out is None:
+        out = torch.empty_like(y)
+    bias_residual_add_(y, None if y_bias is None else y_bias.reshape(-1), h,
+                       None if h_bias is None else h_bias.reshape(-1), out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
 # Wan's temporal upsampler: time_conv's (N, 2C, t, h, w) output interleaved into 2t frames of C channels,
 # each frame upsampled 2x (nearest), as frames (N*2t, C, 2h, 2w) ready for the per-frame resample conv.
 

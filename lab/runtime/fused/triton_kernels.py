@@ -87,7 +87,7 @@ def _next_pow2(n: int) -> int:
 def _kernels():
     from lab.runtime.fused import triton_src  # deferred: needs Triton (CUDA, or its interpreter in tests)
     return {"rms": triton_src.rms_norm_act_kernel, "folded": triton_src.folded_rms_norm_act_kernel,
-            "mean": triton_src.mean_rms_norm_act_kernel,
+            "mean": triton_src.mean_rms_norm_act_kernel, "residual": triton_src.bias_residual_add_kernel,
             "interleave": triton_src.interleave_upsample_kernel}
 
 
@@ -165,6 +165,24 @@ def interleave_upsample(y, out) -> bool:
     block_w = max(16, min(128, 4096 // block_c))
     _kernels()["interleave"][(n * t * 2, 2 * h)](y, out, c, t, h, w, *y.stride(), *out.stride(),
                                                   BLOCK_W=block_w, BLOCK_C=block_c)
+    return True
+
+
+def bias_residual_add(y, y_bias, h, h_bias, out) -> bool:
+    if not available() or not _device_ok(y, h, out) or not (y.shape == h.shape == out.shape) or y.numel() == 0 \
+            or y.dtype not in _ROUND or not (y.dtype == h.dtype == out.dtype):
+        return False
+    sy, sh, so = npc_strides(y), npc_strides(h), npc_strides(out)
+    if sy is None or sh is None or so is None:
+        return False
+    p = _positions(y)
+    block_c = min(64, max(16, _next_pow2(y.shape[1])))
+    block_p = max(16, 4096 // block_c)
+    triton, _ = _triton()
+    _kernels()["residual"][(triton.cdiv(p, block_p), y.shape[0])](
+        y, y_bias.to(y.dtype).contiguous() if y_bias is not None else y, h,
+        h_bias.to(y.dtype).contiguous() if h_bias is not None else y, out, p, y.shape[1], *sy, *sh, *so,
+        HAS_YB=y_bias is not None, HAS_HB=h_bias is not None, ROUND=_ROUND[y.dtype], BLOCK_P=block_p, BLOCK_C=block_c)
     return True
 
 

@@ -128,3 +128,26 @@ def interleave_upsample_kernel(y_ptr, o_ptr, C, T, H, W, syn, syc, syt, syh, syw
             src = y_ptr + nn * syn + (j * C + c[None, :]) * syc + i * syt + ih * syh + (ow[:, None] // 2) * syw
             v = tl.load(src, mask=mask, other=0.0)
             tl.store(o_ptr + f * son + c[None, :] * soc + oh * soh + ow[:, None] * sow, v, mask=mask)
+
+
+@triton.jit
+def bias_residual_add_kernel(y_ptr, yb_ptr, h_ptr, hb_ptr, o_ptr, P, C, syn, syp, syc, shn, shp, shc, son, sop, soc,
+                             HAS_YB: tl.constexpr, HAS_HB: tl.constexpr, ROUND: tl.constexpr,
+                             BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    # (y + y_bias) + (h + h_bias), each add rounded as ATen rounds it, over channel blocks of a position block
+    n = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    dtype = o_ptr.dtype.element_ty
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)
+        cm = c < C
+        mask = (p[:, None] < P) & cm[None, :]
+        y = tl.load(y_ptr + n * syn + p[:, None] * syp + c[None, :] * syc, mask=mask, other=0.0).to(tl.float32)
+        if HAS_YB:
+            yb = tl.load(yb_ptr + c, mask=cm, other=0.0).to(tl.float32)
+            y = _round(y + yb[None, :], ROUND)
+        h = tl.load(h_ptr + n * shn + p[:, None] * shp + c[None, :] * shc, mask=mask, other=0.0).to(tl.float32)
+        if HAS_HB:
+            hb = tl.load(hb_ptr + c, mask=cm, other=0.0).to(tl.float32)
+            h = _round(h + hb[None, :], ROUND)
+        tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, _round(y + h, ROUND).to(dtype), mask=mask)
