@@ -22,7 +22,7 @@ from lab.eval.trace import TrafficMode, tensor_bytes, trace
 GB = 1e9
 #: ceilings: (bytes, ops per latent frame) of each fast path at 480x832x81 bf16
 CEILINGS = {"wan2.1-flash@fused": (145 * GB, 155), "wan2.1@fused": (585 * GB, 155),
-            "ltx-video-flash@fused": (17 * GB, 25), "wan2.1-flash@fused+subpixel": (132 * GB, 155),
+            "ltx-video-flash@fused": (13.5 * GB, 21), "wan2.1-flash@fused+subpixel": (132 * GB, 155),
             "wan2.2@fused": (515 * GB, 160)}
 
 

@@ -312,6 +312,21 @@ def test_fused_ltx_decode_matches_eager(ltx_students, which, dtype):
     assert "forward" not in dec.vae.decoder.conv_out.__dict__
 
 
+@pytest.mark.parametrize("which", ["teacher", "flash"])
+def test_fused_ltx_with_conv_biases_left_to_the_next_kernels(ltx_students, which):
+    """As for Wan: forced on the CPU, in float32, the bias folds decode what eager does."""
+    dec = ltx_students[which]
+    z = torch.randn(1, 128, 3, 2, 3, generator=torch.Generator().manual_seed(3))
+    ref = dec.decode(z)
+    set_fused(dec)
+    try:
+        assert not dec.fused._folds_bias(z)
+        dec.fused.fold_conv_bias = True
+        assert (dec.decode(z) - ref).abs().max() < 2e-5
+    finally:
+        set_fused(dec, False)
+
+
 def test_runtime_spec_loads_fused():
     from lab.models import load_decoder
     from lab.runtime.spec import Runtime, split_runtime

@@ -55,6 +55,11 @@ def main():
             # rsqrt and the mean's reciprocal round differently on the CPU than ATen's: a last-bit difference
             results.append({**check(f"mean-rms {dt} weight={weighted}", ran, out, ref, False),
                             "ok": float((out.float() - ref.float()).abs().max()) <= (1e-5 if not exact else 2e-2)})
+            pb = torch.randn(24).to(dt)
+            ran = tk.mean_rms_norm_act(x, w, 1e-8, True, out, pb)
+            ref = ops.mean_rms_norm_act_reference(x, w, 1e-8, True, pb)
+            results.append({**check(f"mean-rms {dt} weight={weighted} pre_bias", ran, out, ref, False),
+                            "ok": float((out.float() - ref.float()).abs().max()) <= (1e-5 if not exact else 2e-2)})
         c = 12
         a = torch.randn(c, c) * 0.1
         q, lin, k = (torch.eye(c) + a @ a.T) / c, torch.randn(c) * 0.01, torch.tensor(0.2)

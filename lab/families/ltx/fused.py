@@ -9,7 +9,9 @@ means and products (for a student's folded norms, a per-position quadratic form)
 - norm + SiLU as one kernel, written straight into the next conv's input buffer, behind the frames its
   temporal padding needs; the padding frames are filled by copying the edge frames (LTX pads time by
   replicating them), instead of eager's ``repeat`` + ``cat`` of the whole clip;
-- the conv (or the operator that replaced it) over the buffer, with its own spatial padding.
+- the conv (or the operator that replaced it) over the buffer, with its own spatial padding;
+- where cuDNN runs the convs (CUDA, and the trace), without their biases: norm2's kernel adds conv1's and
+  the residual kernel conv2's, instead of a pass of their own each (as in lab.families.wan.fused).
 
 Resnets with timestep conditioning or noise injection (the 0.9.1+ decoders) keep their eager forward, as
 do the upsamplers, the head and the shortcut's LayerNorm. The layout stays the model's (NCDHW): these
@@ -29,7 +31,8 @@ from lab.families.ltx.student import LTXStudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act
-from lab.runtime.fused.operators import OPERATOR_RULES
+from lab.runtime.fused.ops import bias_residual_add
+from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES
 
 #: the resnet classes this runtime fuses (diffusers' and the lab students'); exact types: LTX-2's student
 #: resnet subclasses the LTX-Video one but calls its convs and norms differently
@@ -56,21 +59,29 @@ def fusable_resnet(block: nn.Module) -> bool:
     return convs_ok and fusable_norm(block.norm1) and fusable_norm(block.norm2)
 
 
-def normed_conv(norm: nn.Module, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """conv(SiLU(norm(x))) with the norm's output written into the conv's time-padded input."""
+def normed_conv(norm: nn.Module, conv: nn.Module, x: torch.Tensor, pre_bias: torch.Tensor | None = None,
+                bias: bool = True) -> torch.Tensor:
+    """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's time-padded input; without
+    the conv's bias (``conv_bias(conv)``) unless ``bias``."""
     front, back = _time_padding(conv)
     n, c, t, h, w = x.shape
     if not front and not back:
-        return conv(norm_act(norm, x, True))
-    buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device)
-    norm_act(norm, x, True, buf[:, :, front:front + t])
-    if front:
-        buf[:, :, :front].copy_(buf[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
-    if back:
-        buf[:, :, front + t:].copy_(buf[:, :, front + t - 1:front + t].expand(-1, -1, back, -1, -1))
+        buf = norm_act(norm, x, True, pre_bias=pre_bias)
+    else:
+        buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device)
+        norm_act(norm, x, True, buf[:, :, front:front + t], pre_bias=pre_bias)
+        if front:
+            buf[:, :, :front].copy_(buf[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
+        if back:
+            buf[:, :, front + t:].copy_(buf[:, :, front + t - 1:front + t].expand(-1, -1, back, -1, -1))
     if isinstance(conv, LTXVideoCausalConv3d):
-        return conv.conv(buf)
-    return OPERATOR_RULES[type(conv)](conv, buf)
+        return conv.conv._conv_forward(buf, conv.conv.weight, conv.conv.bias if bias else None)
+    return OPERATOR_RULES[type(conv)](conv, buf, bias)
+
+
+def conv_bias(conv: nn.Module) -> torch.Tensor | None:
+    """The bias ``normed_conv(..., bias=False)`` leaves out."""
+    return conv.conv.bias if isinstance(conv, LTXVideoCausalConv3d) else BIASED_CONV[type(conv)](conv).bias
 
 
 class FusedLTX:
@@ -84,6 +95,7 @@ class FusedLTX:
         self.vae = vae
         self.graphs = False  # whole-clip decoding: no steady causal step to replay
         self.subpixel = None
+        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (_folds_bias)
         self.blocks = [m for m in vae.decoder.modules() if fusable_resnet(m)]
         self.installed: dict[nn.Module, object] = {}
 
@@ -140,14 +152,22 @@ class FusedLTX:
             if torch.is_grad_enabled() and any(p.requires_grad for p in block.parameters()):
                 raise LabError("the fused runtime is for inference (its kernels have no gradients); train with the "
                                "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
-            h = normed_conv(block.norm1, block.conv1, inputs)
-            h = normed_conv(block.norm2, block.conv2, h)
+            fold = self._folds_bias(inputs)
+            h = normed_conv(block.norm1, block.conv1, inputs, bias=not fold)
+            h = normed_conv(block.norm2, block.conv2, h, pre_bias=conv_bias(block.conv1) if fold else None,
+                            bias=not fold)
             if block.norm3 is not None:
                 inputs = block.norm3(inputs.movedim(1, -1)).movedim(-1, 1)
             if block.conv_shortcut is not None:
                 inputs = block.conv_shortcut(inputs)
+            if fold:  # conv1's bias went to norm2's kernel, conv2's goes to the residual kernel
+                return bias_residual_add(h, conv_bias(block.conv2), inputs)
             return h.add_(inputs)
         return forward
+
+    def _folds_bias(self, x: torch.Tensor) -> bool:
+        """As the Wan runtime's (lab.families.wan.fused.FusedWan._folds_bias): where cuDNN runs the convs."""
+        return self.fold_conv_bias if self.fold_conv_bias is not None else x.device.type != "cpu"
 
 
 def _fusable_head(dec: nn.Module) -> bool:

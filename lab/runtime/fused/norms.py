@@ -17,7 +17,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.plugins import load_families
-from lab.runtime.fused.ops import add_pre_bias, folded_rms_norm_act, mean_rms_norm_act
+from lab.runtime.fused.ops import folded_rms_norm_act, mean_rms_norm_act
 
 #: norm class -> (can this instance be fused?, run(norm, x, act, out, pre_bias) -> out)
 NORM_KERNELS: dict[type, tuple[Callable[[nn.Module], bool], Callable]] = {}
@@ -43,8 +43,7 @@ def _run_folded(norm, x, act, out, pre_bias=None):
 
 
 def _run_mean(norm, x, act, out, pre_bias=None):
-    # LTX-Video's runtime passes no pre_bias; anyone else gets it added first, in a pass of its own
-    return mean_rms_norm_act(add_pre_bias(x, pre_bias), norm.weight, norm.eps, act, out)
+    return mean_rms_norm_act(x, norm.weight, norm.eps, act, out, pre_bias)
 
 
 register_norm_kernel(RMSNorm, _run_mean, accepts=lambda norm: getattr(norm, "bias", None) is None)

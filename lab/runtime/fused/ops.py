@@ -98,8 +98,11 @@ def rms_norm_act(x: Tensor, gamma: Tensor, bias: Optional[Tensor], scale: float,
 # channels-first tensor (+ SiLU).
 
 
-def mean_rms_norm_act_reference(x: Tensor, weight: Optional[Tensor], eps: float, act: bool) -> Tensor:
-    """``RMSNorm.forward`` on ``x.movedim(1, -1)`` (as LTX-Video's resnets call it), SiLU when ``act``."""
+def mean_rms_norm_act_reference(x: Tensor, weight: Optional[Tensor], eps: float, act: bool,
+                                pre_bias: Optional[Tensor] = None) -> Tensor:
+    """``RMSNorm.forward`` on ``x.movedim(1, -1)`` (as LTX-Video's resnets call it), SiLU when ``act``; of
+    ``x + pre_bias`` when given."""
+    x = add_pre_bias(x, pre_bias)
     h = x.movedim(1, -1)
     variance = h.to(torch.float32).pow(2).mean(-1, keepdim=True)
     h = h * torch.rsqrt(variance + eps)
@@ -114,29 +117,30 @@ def mean_rms_norm_act_reference(x: Tensor, weight: Optional[Tensor], eps: float,
 
 
 @torch.library.custom_op("lab::mean_rms_norm_act", mutates_args=("out",))
-def mean_rms_norm_act_(x: Tensor, weight: Optional[Tensor], eps: float, act: bool, out: Tensor) -> None:
-    out.copy_(mean_rms_norm_act_reference(x, weight, eps, act))
+def mean_rms_norm_act_(x: Tensor, weight: Optional[Tensor], eps: float, act: bool, out: Tensor,
+                       pre_bias: Optional[Tensor] = None) -> None:
+    out.copy_(mean_rms_norm_act_reference(x, weight, eps, act, pre_bias))
 
 
 @mean_rms_norm_act_.register_fake
-def _(x, weight, eps, act, out):
+def _(x, weight, eps, act, out, pre_bias=None):
     return None
 
 
 @mean_rms_norm_act_.register_kernel("cuda")
-def _(x, weight, eps, act, out):
+def _(x, weight, eps, act, out, pre_bias=None):
     def reference():
-        return mean_rms_norm_act_reference(x, weight, eps, act)
+        return mean_rms_norm_act_reference(x, weight, eps, act, pre_bias)
     if not triton_kernels.guarded("mean_rms_norm_act", lambda: triton_kernels.mean_rms_norm_act(
-            x, weight, eps, act, out), reference, out):
+            x, weight, eps, act, out, pre_bias), reference, out):
         out.copy_(reference())
 
 
 def mean_rms_norm_act(x: Tensor, weight: Optional[Tensor], eps: float = 1e-8, act: bool = True,
-                      out: Tensor | None = None) -> Tensor:
+                      out: Tensor | None = None, pre_bias: Tensor | None = None) -> Tensor:
     if out is None:
         out = torch.empty_like(x)
-    mean_rms_norm_act_(x, weight, float(eps), bool(act), out)
+    mean_rms_norm_act_(x, weight, float(eps), bool(act), out, None if pre_bias is None else pre_bias.reshape(-1))
     return out
 
 

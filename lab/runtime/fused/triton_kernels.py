@@ -120,16 +120,18 @@ def rms_norm_act(x, gamma, bias, scale, eps, act, out, pre_bias=None) -> bool:
     return True
 
 
-def mean_rms_norm_act(x, weight, eps, act, out) -> bool:
+def mean_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
     if weight is not None and weight.dtype != x.dtype:
         return False  # a float32 weight on half activations computes in float32: the reference's case
     launch = _norm_launch(x, out)
     if launch is None:
         return False
     sx, so, p, block_p, block_c, grid = launch
-    _kernels()["mean"][grid](x, weight.contiguous() if weight is not None else x, out, p, x.shape[1], *sx, *so,
-                             1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None, ACT=bool(act),
-                             ROUND=_ROUND[x.dtype], BLOCK_P=block_p, BLOCK_C=block_c)
+    _kernels()["mean"][grid](x, weight.contiguous() if weight is not None else x,
+                             pre_bias.to(x.dtype).contiguous() if pre_bias is not None else x, out, p, x.shape[1],
+                             *sx, *so, 1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None,
+                             HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype], BLOCK_P=block_p,
+                             BLOCK_C=block_c)
     return True
 
 

@@ -56,8 +56,8 @@ def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc,
 
 
 @triton.jit
-def mean_rms_norm_act_kernel(x_ptr, w_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, inv_c, eps,
-                             HAS_WEIGHT: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
+def mean_rms_norm_act_kernel(x_ptr, w_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, inv_c, eps,
+                             HAS_WEIGHT: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
                              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     # diffusers' RMSNorm: x * rsqrt(mean(x^2) + eps) in float32 (mean = sum * (1/C), as ATen's), rounded,
     # times the weight and rounded again when there is one; then SiLU.
@@ -68,6 +68,9 @@ def mean_rms_norm_act_kernel(x_ptr, w_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop,
     mask = (p[:, None] < P) & cm[None, :]
     dtype = o_ptr.dtype.element_ty
     x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    if HAS_PRE:  # as in rms_norm_act_kernel
+        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
     inv = tl.math.rsqrt(tl.sum(x * x, axis=1) * inv_c + eps)
     y = _round(x * inv[:, None], ROUND)
     if HAS_WEIGHT:
