@@ -7,7 +7,7 @@
 #   TEACHER_MINUTES=4 bash scripts/gpu/run.sh --phases teachers,bench   # ~9 min: teachers, then the bench
 # The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
 # Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
-# The perf phase (issue 29, ~6 min on an H100): bash scripts/gpu/run.sh --phases env,perf
+# The perf phase (issue 29, ~7 min on an H100 by estimate): bash scripts/gpu/run.sh --phases env,perf
 #   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused
 #   (and @fused+subpixel). PERF_WAN22=1 adds Wan 2.2's (perf-bench-wan22.json, ~40 s more; the dry run always).
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
