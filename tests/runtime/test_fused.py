@@ -20,7 +20,7 @@ from lab.ops.operators import ConvSpec, Conv2Plus1d, DepthwiseSeparable3d, Frame
 from lab.prune import prune
 from lab.runtime import set_chunk
 from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
-from lab.runtime.fused.ops import bias_residual_add, folded_rms_norm_act, interleave_upsample, rms_norm_act
+from lab.runtime.fused.ops import bias_residual_add, folded_rms_norm_act, folds_conv_bias, interleave_upsample, rms_norm_act
 from lab.runtime.fused.norms import norm_act
 from lab.families.wan.fused import CausalConv
 from lab.runtime.timing import video_error
@@ -186,7 +186,8 @@ def test_conv_bias_left_to_the_next_norm_is_the_same_decode(decoders, which):
     ref = dec.decode(z)
     set_fused(dec)
     try:
-        assert dec.fused.fold_conv_bias is None and not dec.fused._folds_bias(z)  # the CPU keeps eager's rounding
+        # the CPU keeps eager's rounding
+        assert dec.fused.fold_conv_bias is None and not folds_conv_bias(z, dec.fused.fold_conv_bias)
         dec.fused.fold_conv_bias = True
         for chunk in (1, 3):
             set_chunk(dec, chunk)
@@ -320,7 +321,7 @@ def test_fused_ltx_with_conv_biases_left_to_the_next_kernels(ltx_students, which
     ref = dec.decode(z)
     set_fused(dec)
     try:
-        assert not dec.fused._folds_bias(z)
+        assert not folds_conv_bias(z, dec.fused.fold_conv_bias)
         dec.fused.fold_conv_bias = True
         assert (dec.decode(z) - ref).abs().max() < 2e-5
     finally:

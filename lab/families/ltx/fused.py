@@ -31,7 +31,7 @@ from lab.families.ltx.student import LTXStudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act
-from lab.runtime.fused.ops import bias_residual_add
+from lab.runtime.fused.ops import bias_residual_add, folds_conv_bias
 from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES
 
 #: the resnet classes this runtime fuses (diffusers' and the lab students'); exact types: LTX-2's student
@@ -95,7 +95,7 @@ class FusedLTX:
         self.vae = vae
         self.graphs = False  # whole-clip decoding: no steady causal step to replay
         self.subpixel = None
-        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (_folds_bias)
+        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (ops.folds_conv_bias)
         self.blocks = [m for m in vae.decoder.modules() if fusable_resnet(m)]
         self.installed: dict[nn.Module, object] = {}
 
@@ -152,7 +152,7 @@ class FusedLTX:
             if torch.is_grad_enabled() and any(p.requires_grad for p in block.parameters()):
                 raise LabError("the fused runtime is for inference (its kernels have no gradients); train with the "
                                "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
-            fold = self._folds_bias(inputs)
+            fold = folds_conv_bias(inputs, self.fold_conv_bias)
             h = normed_conv(block.norm1, block.conv1, inputs, bias=not fold)
             h = normed_conv(block.norm2, block.conv2, h, pre_bias=conv_bias(block.conv1) if fold else None,
                             bias=not fold)
@@ -164,10 +164,6 @@ class FusedLTX:
                 return bias_residual_add(h, conv_bias(block.conv2), inputs)
             return h.add_(inputs)
         return forward
-
-    def _folds_bias(self, x: torch.Tensor) -> bool:
-        """As the Wan runtime's (lab.families.wan.fused.FusedWan._folds_bias): where cuDNN runs the convs."""
-        return self.fold_conv_bias if self.fold_conv_bias is not None else x.device.type != "cpu"
 
 
 def _fusable_head(dec: nn.Module) -> bool:

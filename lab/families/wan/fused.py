@@ -43,7 +43,7 @@ from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import norm_act
 from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, _fold, _unfold
-from lab.runtime.fused.ops import bias_residual_add, interleave, interleave_upsample
+from lab.runtime.fused.ops import bias_residual_add, folds_conv_bias, interleave, interleave_upsample
 from lab.runtime.fused.subpixel import SubpixelConvs, is_subpixel_conv
 
 class CausalConv:
@@ -130,7 +130,7 @@ class FusedWan:
         self.graphs = graphs
         # lab.runtime.fused.subpixel: each upsampler's "nearest 2x + 3x3 conv" as one transposed conv
         self.subpixel = SubpixelConvs() if subpixel else None
-        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (_folds_bias)
+        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (ops.folds_conv_bias)
         self.graph: _StepGraph | None = None
         self.steps = 0
         self.memory_format = memory_format
@@ -253,20 +253,17 @@ class FusedWan:
     def _resnet(self, r: nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         sc = r.conv_shortcut
         c1, c2 = self.convs[id(r.conv1)], self.convs[id(r.conv2)]
-        if self._folds_bias(x):
-            # Each conv's bias goes to the kernel that reads its output next (cuDNN would add it in a pass of its
-            # own): conv1's to norm2's, conv2's and the shortcut's to the residual add.
-            identity = isinstance(sc, nn.Identity)
-            h = x if identity else F.conv3d(x, sc.weight, None)
-            norm_act(r.norm1, x, True, c1.input(x))
-            y = c1.run(bias=False)
-            norm_act(r.norm2, y, True, c2.input(y), pre_bias=c1.bias)
-            return bias_residual_add(c2.run(bias=False), c2.bias, h, None if identity else sc.bias, out=out)
-        h = x if isinstance(sc, nn.Identity) else F.conv3d(x, sc.weight, sc.bias)
+        # With fold, each conv's bias goes to the kernel that reads its output next (cuDNN would add it in a pass
+        # of its own): conv1's to norm2's, conv2's and the shortcut's to the residual add.
+        fold = folds_conv_bias(x, self.fold_conv_bias)
+        identity = isinstance(sc, nn.Identity)
+        h = x if identity else F.conv3d(x, sc.weight, None if fold else sc.bias)
         norm_act(r.norm1, x, True, c1.input(x))
-        y = c1.run()
-        norm_act(r.norm2, y, True, c2.input(y))
-        y = c2.run()
+        y = c1.run(bias=not fold)
+        norm_act(r.norm2, y, True, c2.input(y), pre_bias=c1.bias if fold else None)
+        y = c2.run(bias=not fold)
+        if fold:
+            return bias_residual_add(y, c2.bias, h, None if identity else sc.bias, out=out)
         if out is not None:
             return torch.add(y, h, out=out)
         return y.add_(h)
@@ -323,13 +320,6 @@ class FusedWan:
             return _unfold(self.subpixel(_fold(x), up.resample[1]), x.shape[2])
         frames = F.interpolate(_fold(x), scale_factor=2.0, mode="nearest-exact")
         return _unfold(self._resample(up, frames), x.shape[2])
-
-    def _folds_bias(self, x: torch.Tensor) -> bool:
-        """Whether convs leave their bias to the next kernel: where cuDNN runs them (CUDA, and the trace's meta
-        device, which models it), which adds a bias after the conv, rounded apart; not on the CPU, whose convs
-        add it inside, before rounding (folding there would change the CPU's bf16 result). ``fold_conv_bias``
-        overrides (tests)."""
-        return self.fold_conv_bias if self.fold_conv_bias is not None else x.device.type != "cpu"
 
     def _subpixel_for(self, up: nn.Module) -> bool:
         """Whether ``up``'s upsample + conv runs as one sub-pixel conv (asked for, and its conv folds)."""

@@ -42,6 +42,15 @@ def _bshape(x: Tensor) -> tuple[int, ...]:
 # Wan's RMS norm (+ SiLU): F.normalize over channels * sqrt(C) * gamma + bias.
 
 
+def folds_conv_bias(x: Tensor, override: Optional[bool] = None) -> bool:
+    """Whether a fused runtime runs its convs without their bias and lets the kernel that reads the output add it
+    (add_pre_bias, bias_residual_add): where cuDNN runs the convs (CUDA, and the trace's meta device, which models
+    it), since cuDNN takes no bias and ATen adds it after the conv in a pass of its own; not on the CPU, whose
+    convs add it inside, before rounding (folding there would change the CPU's bf16 result). ``override``: a
+    runtime's ``fold_conv_bias`` (tests force it)."""
+    return override if override is not None else x.device.type != "cpu"
+
+
 def add_pre_bias(x: Tensor, pre_bias: Optional[Tensor]) -> Tensor:
     """``x`` + the per-channel bias of the conv that wrote it (run without it: lab.runtime.fused.operators), rounded
     to ``x``'s dtype: what cuDNN's conv does, whose bias ATen adds in a kernel of its own after the conv."""
