@@ -18,12 +18,12 @@ from lab.errors import LabError
 from lab.families.wan import WanFoldedRMSNorm
 from lab.ops.operators import ConvSpec, Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d, TimePadding
 from lab.prune import prune
-from lab.runtime import set_chunk
 from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
 from lab.runtime.fused.ops import bias_residual_add, folded_rms_norm_act, folds_conv_bias, interleave_upsample, rms_norm_act
 from lab.runtime.fused.norms import norm_act
 from lab.families.wan.fused import CausalConv
-from lab.runtime.timing import video_error
+
+from fused_checks import assert_fused_matches_eager, fused_error_in_bf16  # tests/runtime/fused_checks.py
 
 CL3 = torch.channels_last_3d
 
@@ -134,15 +134,13 @@ def test_unknown_operators_and_layouts_are_refused():
 
 
 @pytest.fixture(scope="module")
-def students(tiny_wan):
+def students(tiny_wan, wan_flash_half):
     z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(1))
-    # Half width, not the flash-vaed 12.5%: that leaves wan2.1-tiny's up3 one channel, whose RMS norm is the sign
-    # of its input, so float noise near zero flips whole values between any two correct implementations.
-    flash, _ = prune(tiny_wan, 0.5, "independence", latents=[z], operators="flash-vaed")
+    # half width, as wan_flash_half (tests/runtime/conftest.py says why)
     folded, _ = prune(tiny_wan, 0.5, "independence", latents=[z], operators="mid=dwsep3d,up1=conv2plus1d,up2=conv2d",
                       fold_norms=True)
     assert any(isinstance(m, WanFoldedRMSNorm) for m in folded.vae.modules())
-    return {"flash": flash, "folded": folded}
+    return {"flash": wan_flash_half, "folded": folded}
 
 
 @pytest.fixture
@@ -152,28 +150,12 @@ def decoders(tiny_wan, students):
 
 @pytest.mark.parametrize("which", ["teacher", "flash", "folded"])
 def test_fused_decode_matches_eager(decoders, which):
-    dec = decoders[which]
     z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(2))
-    ref = dec.decode(z)
-    set_fused(dec)
-    try:
-        assert dec.fused is not None
-        for chunk in (1, 3):
-            set_chunk(dec, chunk)
-            out = dec.decode(z)
-            assert (out - ref).abs().max() < 2e-5, f"chunk {chunk}"
-        set_chunk(dec, 1)
-        # streaming still equals one-shot: the first latent frame alone, then any number per push
-        stream = dec.stream()
-        parts = [stream.push(z[:, :, :1]), stream.push(z[:, :, 1:2]), stream.push(z[:, :, 2:5])]
-        assert (torch.cat(parts, 2) - ref).abs().max() < 2e-5
-        # a second clip does not see the first clip's caches
+
+    def second_clip(dec):  # a second clip does not see the first clip's caches
         z2 = torch.randn_like(z)
         assert (dec.decode(z2) - _eager(dec, z2)).abs().max() < 2e-5
-    finally:
-        set_chunk(dec, 1)
-        set_fused(dec, False)
-    assert dec.fused is None and torch.equal(dec.decode(z), ref)  # removed: the eager model, bit for bit
+    assert_fused_matches_eager(decoders[which], z, check=second_clip)
 
 
 @pytest.mark.parametrize("which", ["teacher", "flash", "folded"])
@@ -181,20 +163,13 @@ def test_conv_bias_left_to_the_next_norm_is_the_same_decode(decoders, which):
     """Where cuDNN runs the convs (CUDA, and the trace) each resnet's convs run without their biases: norm2's
     kernel adds conv1's (pre_bias), the residual kernel conv2's and the shortcut's. Forced on here, in float32,
     it decodes what eager does."""
-    dec = decoders[which]
     z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(4))
-    ref = dec.decode(z)
-    set_fused(dec)
-    try:
+
+    def fold(dec):
         # the CPU keeps eager's rounding
         assert dec.fused.fold_conv_bias is None and not folds_conv_bias(z, dec.fused.fold_conv_bias)
         dec.fused.fold_conv_bias = True
-        for chunk in (1, 3):
-            set_chunk(dec, chunk)
-            assert (dec.decode(z) - ref).abs().max() < 2e-5, f"chunk {chunk}"
-    finally:
-        set_chunk(dec, 1)
-        set_fused(dec, False)
+    assert_fused_matches_eager(decoders[which], z, setup=fold)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -237,18 +212,9 @@ def _eager(dec, z):
 
 @pytest.mark.parametrize("which", ["teacher", "flash"])
 def test_fused_decode_in_bf16(decoders, which):
-    dec = decoders[which]
-    dec.to(torch.bfloat16)
-    try:
-        z = torch.randn(1, 16, 4, 4, 6, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
-        ref = dec.decode(z)
-        set_fused(dec)
-        out = dec.decode(z)
-        psnr, err = video_error(out, ref)
-        assert psnr >= 50 and err <= 5e-2, (psnr, err)
-    finally:
-        set_fused(dec, False)
-        dec.to(torch.float32)
+    z = torch.randn(1, 16, 4, 4, 6, generator=torch.Generator().manual_seed(3))
+    psnr, err = fused_error_in_bf16(decoders[which], z)
+    assert psnr >= 50 and err <= 5e-2, (psnr, err)
 
 
 def test_fused_runtime_is_inference_only(tiny_wan):

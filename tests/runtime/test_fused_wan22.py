@@ -9,9 +9,9 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import DupUp3D
 from lab.families.wan.v22.fused import FusedWan22, add_dup_up_
 from lab.families.wan.v22.student import IndexedDupUp3D
 from lab.prune import prune
-from lab.runtime import set_chunk
-from lab.runtime.fused import is_fusable, set_fused
-from lab.runtime.timing import video_error
+from lab.runtime.fused import is_fusable
+
+from fused_checks import assert_fused_matches_eager, fused_error_in_bf16  # tests/runtime/fused_checks.py
 
 CL3 = torch.channels_last_3d
 
@@ -52,33 +52,14 @@ def test_fused_wan22_decode_matches_eager(wan22, which, subpixel):
     dec = wan22[which]
     assert is_fusable(dec)
     z = torch.randn(1, 48, 4, 2, 3, generator=torch.Generator().manual_seed(2))
-    ref = dec.decode(z)
-    set_fused(dec, subpixel=subpixel)
-    try:
+
+    def installed(dec):
         assert isinstance(dec.fused, FusedWan22)
-        for chunk in (1, 3):
-            set_chunk(dec, chunk)
-            assert (dec.decode(z) - ref).abs().max() < 2e-5, f"chunk {chunk}"
-        set_chunk(dec, 1)
-        stream = dec.stream()
-        parts = [stream.push(z[:, :, :1]), stream.push(z[:, :, 1:2]), stream.push(z[:, :, 2:4])]
-        assert (torch.cat(parts, 2) - ref).abs().max() < 2e-5
-    finally:
-        set_chunk(dec, 1)
-        set_fused(dec, False)
-    assert torch.equal(dec.decode(z), ref)
+    assert_fused_matches_eager(dec, z, check=installed, subpixel=subpixel)
 
 
 @pytest.mark.parametrize("which", ["teacher", "flash"])
 def test_fused_wan22_decode_in_bf16(wan22, which):
-    dec = wan22[which]
-    dec.to(torch.bfloat16)
-    try:
-        z = torch.randn(1, 48, 3, 2, 3, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
-        ref = dec.decode(z)
-        set_fused(dec)
-        psnr, err = video_error(dec.decode(z), ref)
-        assert psnr >= 50 and err <= 5e-2, (psnr, err)
-    finally:
-        set_fused(dec, False)
-        dec.to(torch.float32)
+    z = torch.randn(1, 48, 3, 2, 3, generator=torch.Generator().manual_seed(3))
+    psnr, err = fused_error_in_bf16(wan22[which], z)
+    assert psnr >= 50 and err <= 5e-2, (psnr, err)

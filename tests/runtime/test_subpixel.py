@@ -7,13 +7,13 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanResample
 from torch import nn
 
 from lab.errors import LabError
-from lab.prune import prune
-from lab.runtime import set_chunk
 from lab.runtime.fused import set_fused
 from lab.runtime.fused.ops import interleave
 from lab.runtime.fused.subpixel import SubpixelConvs, is_subpixel_conv, subpixel_weight, upsample_conv_reference
 from lab.runtime.spec import Runtime, fixed_spec, runtime_note, split_runtime
 from lab.runtime.timing import video_error
+
+from fused_checks import assert_fused_matches_eager, fused_error_in_bf16  # tests/runtime/fused_checks.py
 
 CL = torch.channels_last
 
@@ -84,10 +84,8 @@ def test_interleave_is_wans_temporal_interleave(dtype):
 
 
 @pytest.fixture(scope="module")
-def wan_decoders(tiny_wan):
-    z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(1))
-    flash, _ = prune(tiny_wan, 0.5, "independence", latents=[z], operators="flash-vaed")
-    return {"teacher": tiny_wan, "flash": flash}
+def wan_decoders(tiny_wan, wan_flash_half):
+    return {"teacher": tiny_wan, "flash": wan_flash_half}
 
 
 def _resamplers(dec):
@@ -99,38 +97,19 @@ def test_fused_subpixel_decode_matches_eager(wan_decoders, which):
     dec = wan_decoders[which]
     assert {m.mode for m in _resamplers(dec)} == {"upsample2d", "upsample3d"}  # both paths run
     z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(2))
-    ref = dec.decode(z)
-    set_fused(dec, subpixel=True)
-    try:
+
+    def installed(dec):
         assert dec.fused.subpixel is not None
-        for chunk in (1, 3):
-            set_chunk(dec, chunk)
-            assert (dec.decode(z) - ref).abs().max() < 2e-5, f"chunk {chunk}"
-        set_chunk(dec, 1)
-        stream = dec.stream()
-        parts = [stream.push(z[:, :, :1]), stream.push(z[:, :, 1:2]), stream.push(z[:, :, 2:5])]
-        assert (torch.cat(parts, 2) - ref).abs().max() < 2e-5
-    finally:
-        set_chunk(dec, 1)
-        set_fused(dec, False)
-    assert torch.equal(dec.decode(z), ref)
+    assert_fused_matches_eager(dec, z, check=installed, subpixel=True)
 
 
 @pytest.mark.parametrize("which", ["teacher", "flash"])
 def test_fused_subpixel_decode_in_bf16(wan_decoders, which):
-    dec = wan_decoders[which]
-    dec.to(torch.bfloat16)
-    try:
-        z = torch.randn(1, 16, 4, 4, 6, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
-        ref = dec.decode(z)
-        set_fused(dec, subpixel=True)
-        psnr, err = video_error(dec.decode(z), ref)
-        # the summed taps round once more than eager: about 47-50 dB on these random tiny decoders, below the
-        # exact path's 50 dB (why subpixel is a part of its own)
-        assert psnr >= 40 and err <= 0.25, (psnr, err)
-    finally:
-        set_fused(dec, False)
-        dec.to(torch.float32)
+    z = torch.randn(1, 16, 4, 4, 6, generator=torch.Generator().manual_seed(3))
+    psnr, err = fused_error_in_bf16(wan_decoders[which], z, subpixel=True)
+    # the summed taps round once more than eager: about 47-50 dB on these random tiny decoders, below the
+    # exact path's 50 dB (why subpixel is a part of its own)
+    assert psnr >= 40 and err <= 0.25, (psnr, err)
 
 
 def test_a_resample_conv_that_does_not_fold_runs_upsample_then_conv(tiny_wan):
