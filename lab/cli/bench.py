@@ -14,7 +14,7 @@ def add_arguments(p):
                         "kernels (+graphs: CUDA graphs of its steady steps; +subpixel: upsample + conv as one "
                         "sub-pixel conv), NAME@compile[-MODE|-auto] runs it under torch.compile, '+' joins them "
                         "(lab.runtime); with the plain NAME in the list too, "
-                        "its max_abs_err against it is reported")
+                        "its max_abs_err and psnr against it are reported")
     p.add_argument("--weights", default=None,
                    help="override the weights of every registered decoder (e.g. 'random' for full-size models)")
     p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N (default cpu)")
@@ -63,7 +63,7 @@ def run(args):
 
 
 def render(result) -> str:
-    cols = ["decoder", "chunk", "compile_mode", "seconds", "fps", "speedup", "max_abs_err", "psnr_vs_fp32",
+    cols = ["decoder", "chunk", "compile_mode", "seconds", "fps", "speedup", "max_abs_err", "psnr", "psnr_vs_fp32",
             "decoder_params", "weights_bytes", "macs", "decode_mem_bytes", "peak_mem_bytes"]
     head = (f"{result['device']} {result['dtype']}, {result['frames']} frames at {result['size'][0]}x"
             f"{result['size'][1]}, median of {result['repeats']} after {result['warmup']} warm-up")

@@ -33,8 +33,8 @@ Runtimes: a decoder spec ``NAME@chunkK`` runs a Wan-family decoder K latent fram
 Wan's per-chunk loop (LTX-Video, LTX-2, TAEF2, lightweight) both are no-ops (chunk 1, a row ``note`` says so). ``NAME@compile`` runs its
 modules under torch.compile (``@compile-MODE`` for a mode, ``@compile-auto`` to pick the mode by timing
 among eager and ``compile_candidates``, lab.runtime.compiled); ``+`` combines them
-(``wan2.1@chunk4+compile``). When the plain NAME is benchmarked too, the row reports ``max_abs_err`` of
-its output against it on the same latents, so a fast path is shown to be exact in the same run that
+(``wan2.1@chunk4+compile``). When the plain NAME is benchmarked too, the row reports ``max_abs_err`` and
+``psnr`` (dB, peak-to-peak 2) of its output against it on the same latents (``max_abs_err_vs`` names it), so a fast path is shown to be exact in the same run that
 shows it fast. Compilation happens in a first decode before anything is measured (reported as
 ``compile_seconds``; for ``@compile-auto``, in the mode search) and is never timed as a decode.
 """
@@ -246,7 +246,7 @@ def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats,
                 row["compile_mode"] = dec.compile_mode
                 if base in plain and plain[base] != i:
                     ref = decs[plain[base]]
-                    row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))[1]
+                    row["psnr"], row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))
                     row["max_abs_err_vs"] = base
             if macs:
                 row["macs"] = int(count_macs(dec, z))

@@ -21,7 +21,6 @@ Writes ``--out/profile.json`` after every decoder (a timeout keeps what was done
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from lab import jsonio  # noqa: E402
 from lab.devices import DTYPES  # noqa: E402
 from lab.eval.bench import cuda_bench_flags, load_for_bench, random_latents  # noqa: E402
 from lab.runtime.fused import triton_kernels  # noqa: E402
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "dtype": args.dtype, "frames": args.frames, "size": list(size),
+              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "dtype": args.dtype, "frames": args.frames, "size": list(size),
               "repeats": args.repeats, "decoders": [], "triton": {}}
     plain_out: dict[str, torch.Tensor] = {}
     failed = 0
@@ -159,9 +159,9 @@ def main(argv=None) -> int:
                 plain_out[base] = out
             result["decoders"].append(row)
             result["triton"] = dict(triton_kernels.STATUS)
-            (out_dir / "profile.json").write_text(json.dumps(result, indent=1, default=str))
-            print(json.dumps({k: row.get(k) for k in ("decoder", "wall_s", "fps", "kernels", "kernel_s",
-                                                       "gpu_busy_share", "psnr_vs_plain", "error")}, default=str),
+            (out_dir / "profile.json").write_text(jsonio.dumps(result, indent=1))
+            print(jsonio.dumps({k: row.get(k) for k in ("decoder", "wall_s", "fps", "kernels", "kernel_s",
+                                                       "gpu_busy_share", "psnr_vs_plain", "error")}, indent=None),
                   flush=True)
     return 1 if failed else 0
 

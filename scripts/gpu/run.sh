@@ -10,6 +10,8 @@
 # The perf phase (issue 29, ~7 min on an H100 by estimate): bash scripts/gpu/run.sh --phases env,perf
 #   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused
 #   (and @fused+subpixel). PERF_WAN22=1 adds Wan 2.2's (perf-bench-wan22.json, ~40 s more; the dry run always).
+#   Then, here: python scripts/gpu/perf_report.py FILES_AT --write docs/results/perf-CARD-DATE.md --raw ...
+#   drafts the results page (targets met or not, benches, kernel profiles) from the returned files.
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
 #   bash scripts/gpu/run.sh --dry-run --phases env,perf   # the perf phase on the CPU (its own call: 8 files at most)
 #
