@@ -10,3 +10,10 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bundled_windows(bundled_clip_path):
+    """Training windows of the bundled clip at a 64 px short side: what every tiny teacher run here trains on."""
+    from lab.data.clips import ClipSpec, ClipWindows
+    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))

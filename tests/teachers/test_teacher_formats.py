@@ -7,31 +7,24 @@ import shutil
 import pytest
 import torch
 
-from lab.data.clips import ClipSpec, ClipWindows
 from lab.runs.store import RunReader
 from lab.teachers.checkpoint import load_state
 from lab.teachers.config import TrainConfig
+from teacher_configs import tiny_config
 from lab.teachers.train import train
 
 # The flat config of the earlier versions: these keys came later.
 NEW_KEYS = ("checkpoint_every", "keep_checkpoints", "betas")
 
 
-@pytest.fixture(scope="module")
-def windows(bundled_clip_path):
-    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
-
-
 def tiny(**kw) -> TrainConfig:
-    base = dict(model="wan2.1-tiny", steps=5, batch=1, frames=5, crop=32, lr=3e-3, warmup=1, threads=1,
-                checkpoint_minutes=60.0, log_every=1)
-    return TrainConfig.from_flags(**{**base, **kw})
+    return tiny_config(**kw)
 
 
 @pytest.fixture(scope="module")
-def straight(windows, tmp_path_factory):
+def straight(bundled_windows, tmp_path_factory):
     """The losses of an uninterrupted run."""
-    return train(tiny(), tmp_path_factory.mktemp("straight") / "run", data=windows)["losses"]
+    return train(tiny(), tmp_path_factory.mktemp("straight") / "run", data=bundled_windows)["losses"]
 
 
 def _old_state(state: dict) -> dict:
@@ -41,15 +34,15 @@ def _old_state(state: dict) -> dict:
     return {**rest, "config": flat, "rng": {"torch": state["torch_rng"], **state["data_rng"][0]}}
 
 
-def test_a_run_from_before_run_stores_resumes_from_its_state_pt(tmp_path, windows, straight):
+def test_a_run_from_before_run_stores_resumes_from_its_state_pt(tmp_path, bundled_windows, straight):
     run = tmp_path / "run"
-    train(tiny(), run, data=windows, stop_at=3)
+    train(tiny(), run, data=bundled_windows, stop_at=3)
     torch.save(_old_state(load_state(run)), run / "state.pt")
     for name in ("checkpoints", "samples"):
         shutil.rmtree(run / name, ignore_errors=True)
     for p in run.glob("store.sqlite*"):
         p.unlink()
-    result = train(tiny(), run, data=windows)
+    result = train(tiny(), run, data=bundled_windows)
     assert result["step"] == 5 and result["losses"] == straight[3:]
     with RunReader(run) as r:
         assert r.kind() == "teacher" and r.status() == "finished"
@@ -57,11 +50,11 @@ def test_a_run_from_before_run_stores_resumes_from_its_state_pt(tmp_path, window
     assert load_state(run)["step"] == 5 and (run / "checkpoints" / "step-0000005").is_dir()
 
 
-def test_a_run_from_before_the_shared_loop_resumes_from_its_checkpoint(tmp_path, windows, straight):
+def test_a_run_from_before_the_shared_loop_resumes_from_its_checkpoint(tmp_path, bundled_windows, straight):
     run = tmp_path / "run"
-    train(tiny(), run, data=windows, stop_at=3)
+    train(tiny(), run, data=bundled_windows, stop_at=3)
     state_file = run / "checkpoints" / "step-0000003" / "state.pt"
     torch.save(_old_state(torch.load(state_file, weights_only=True)), state_file)
-    result = train(tiny(), run, data=windows)
+    result = train(tiny(), run, data=bundled_windows)
     assert result["step"] == 5 and result["losses"] == straight[3:]
     assert TrainConfig.from_dict(load_state(run)["config"]) == tiny()  # written the new way from then on

@@ -3,23 +3,16 @@ resumed teacher run forgets what it logged after its checkpoint (no duplicated r
 
 import pytest
 
-from lab.data.clips import ClipSpec, ClipWindows
 from lab.errors import LabError
 from lab.runs.store import RunReader
 from lab.runs.view import RunSeries, scan_runs
 from lab.teachers.config import TrainConfig
+from teacher_configs import tiny_config
 from lab.teachers.train import train
 
 
-@pytest.fixture(scope="module")
-def bundled_windows(bundled_clip_path):
-    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
-
-
 def tiny(**kw) -> TrainConfig:
-    base = dict(model="wan2.1-tiny", steps=6, batch=1, frames=5, crop=32, lr=3e-3, warmup=2, threads=1,
-                checkpoint_minutes=60.0, log_every=1)
-    return TrainConfig.from_flags(**{**base, **kw})
+    return tiny_config(**{"steps": 6, "warmup": 2, **kw})
 
 
 def test_teacher_runs_show_in_the_dashboard_listing(tmp_path, bundled_windows):

@@ -3,22 +3,15 @@
 import pytest
 import torch
 
-from lab.data.clips import ClipSpec, ClipWindows
 from lab.errors import LabError
 from lab.runs.store import RunReader
 from lab.teachers.config import TrainConfig
+from teacher_configs import tiny_config
 from lab.teachers.train import build_model, lr_at, train, vae_loss
 
 
-@pytest.fixture(scope="module")
-def bundled_windows(bundled_clip_path):
-    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
-
-
 def tiny(**kw) -> TrainConfig:
-    base = dict(model="wan2.1-tiny", steps=40, batch=2, frames=5, crop=32, lr=3e-3, warmup=5, threads=1,
-                checkpoint_minutes=60.0, log_every=5)
-    return TrainConfig.from_flags(**{**base, **kw})
+    return tiny_config(**{"steps": 40, "batch": 2, "warmup": 5, "log_every": 5, **kw})
 
 
 def fixed_batch_loss(vae, cfg, data):

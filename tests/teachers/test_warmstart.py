@@ -3,32 +3,25 @@
 import pytest
 import torch
 
-from lab.data.clips import ClipSpec, ClipWindows
 from lab.errors import CheckpointError
 from lab.teachers.checkpoint import checkpoint_folder, load_state
 from lab.teachers.config import TrainConfig
+from teacher_configs import tiny_config
 from lab.teachers.train import build_model, train
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.fixture(scope="module")
-def windows(bundled_clip_path):
-    return ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
-
-
 def tiny(**kw) -> TrainConfig:
-    base = dict(model="wan2.1-tiny", steps=3, batch=1, frames=5, crop=32, lr=3e-3, warmup=1, threads=1,
-                checkpoint_minutes=60.0, log_every=1)
-    return TrainConfig.from_flags(**{**base, **kw})
+    return tiny_config(**{"steps": 3, **kw})
 
 
-def test_init_from_a_run_takes_its_weights_but_a_fresh_schedule(tmp_path, windows):
-    train(tiny(), tmp_path / "short", data=windows, command="python -m lab teacher train --run short")
+def test_init_from_a_run_takes_its_weights_but_a_fresh_schedule(tmp_path, bundled_windows):
+    train(tiny(), tmp_path / "short", data=bundled_windows, command="python -m lab teacher train --run short")
     earlier = load_state(tmp_path / "short")
     # A new run on longer windows: stop before its first step to see exactly what it starts from.
     cfg = tiny(frames=9, steps=50, init_from=str(tmp_path / "short"))
-    train(cfg, tmp_path / "long", data=windows, stop_at=0)
+    train(cfg, tmp_path / "long", data=bundled_windows, stop_at=0)
     start = load_state(tmp_path / "long")
     assert start["step"] == 0 and start["optimizer"]["state"] == {}
     for k, v in earlier["model"].items():
@@ -40,25 +33,25 @@ def test_init_from_a_run_takes_its_weights_but_a_fresh_schedule(tmp_path, window
     assert any(not torch.equal(fresh[k], v) for k, v in earlier["model"].items())  # the copy is not the init
 
     # Resuming the warm-started run continues it; it does not reload the earlier weights.
-    result = train(cfg, tmp_path / "long", data=windows, stop_at=2)
+    result = train(cfg, tmp_path / "long", data=bundled_windows, stop_at=2)
     assert result["step"] == 2 and load_state(tmp_path / "long")["meta"]["init_from"]["step"] == 3
 
 
-def test_init_from_an_exported_folder(tmp_path, windows):
+def test_init_from_an_exported_folder(tmp_path, bundled_windows):
     vae = build_model(tiny(seed=5))
     vae.half().save_pretrained(tmp_path / "folder", safe_serialization=True)
-    train(tiny(init_from=str(tmp_path / "folder")), tmp_path / "run", data=windows, stop_at=0)
+    train(tiny(init_from=str(tmp_path / "folder")), tmp_path / "run", data=bundled_windows, stop_at=0)
     got = load_state(tmp_path / "run")["model"]
     for k, v in vae.state_dict().items():
         assert torch.equal(got[k], v.float()), k
 
 
-def test_init_from_names_the_problem(tmp_path, windows):
+def test_init_from_names_the_problem(tmp_path, bundled_windows):
     with pytest.raises(CheckpointError, match="neither a teacher run folder"):
-        train(tiny(init_from=str(tmp_path)), tmp_path / "run", data=windows, stop_at=0)
-    train(tiny(model="ltx-video-tiny", frames=9, crop=64, steps=1), tmp_path / "ltx", data=windows)
+        train(tiny(init_from=str(tmp_path)), tmp_path / "run", data=bundled_windows, stop_at=0)
+    train(tiny(model="ltx-video-tiny", frames=9, crop=64, steps=1), tmp_path / "ltx", data=bundled_windows)
     with pytest.raises(CheckpointError, match="same --model"):
-        train(tiny(init_from=str(tmp_path / "ltx")), tmp_path / "run2", data=windows, stop_at=0)
+        train(tiny(init_from=str(tmp_path / "ltx")), tmp_path / "run2", data=bundled_windows, stop_at=0)
 
 
 class NotPlain:
@@ -92,12 +85,12 @@ def test_state_is_loaded_without_unpickling_code(tmp_path):
     assert load_state(tmp_path)["step"] == 3
 
 
-def test_the_card_names_every_command_that_made_the_run(tmp_path, windows):
+def test_the_card_names_every_command_that_made_the_run(tmp_path, bundled_windows):
     from lab.teachers.card import _commands, _warm_start
     first = "python -m lab teacher train --steps 10"
-    train(tiny(steps=10), tmp_path / "run", data=windows, stop_at=1, command=first)
-    train(tiny(steps=2), tmp_path / "run", data=windows, command="python -m lab teacher train --steps 2")
-    train(tiny(steps=2), tmp_path / "run", data=windows, command="python -m lab teacher train --steps 2")  # no-op
+    train(tiny(steps=10), tmp_path / "run", data=bundled_windows, stop_at=1, command=first)
+    train(tiny(steps=2), tmp_path / "run", data=bundled_windows, command="python -m lab teacher train --steps 2")
+    train(tiny(steps=2), tmp_path / "run", data=bundled_windows, command="python -m lab teacher train --steps 2")  # no-op
     meta = load_state(tmp_path / "run")["meta"]
     assert meta["resumed"] == [{"command": "python -m lab teacher train --steps 2", "from_step": 1}]
     info = {"command": meta["command"], "resumed": meta["resumed"], "step": 2}
