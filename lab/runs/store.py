@@ -48,6 +48,7 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.files import atomic_write_text, move_into_place
+from lab.jsonio import json_safe
 from lab.pids import pid_alive
 from lab.runs.lock import LOCK_FILE
 
@@ -85,17 +86,9 @@ class RunStoreError(LabError):
 
 
 def _json(value) -> str:
-    # NaN/inf are valid metric values (a PSNR of identical clips is inf); JSON has no literal for
-    # them, so they are stored as strings and turned back into floats on read.
-    def fix(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [fix(x) for x in v]
-        return v
-    return json.dumps(fix(value), sort_keys=True, default=str)
+    # NaN/inf are valid metric values (a PSNR of identical clips is inf); JSON has no literal for them, so they
+    # are stored as the strings lab.jsonio writes ("inf", "nan") and turned back into floats on read.
+    return json.dumps(json_safe(value), sort_keys=True, default=str)
 
 
 def _unjson(text: str):
