@@ -30,7 +30,8 @@ def run(args):
 
 def render(result) -> str:
     rows = [{"decoder": d["label"], "aten_ops": d["aten_ops"], "ops/latent frame": d["ops_per_latent_frame"],
-             "GB moved": round(d["bytes_moved"] / 1e9, 1), "TMACs": round(d["macs"] / 1e12, 3)}
+             "GB moved": round(d["bytes_moved"] / 1e9, 1), "TMACs": round(d["macs"] / 1e12, 3),
+             "no-cuDNN depthwise": d["native_depthwise3d_convs"]}
             for d in result["decoders"]]
     lines = [f"{result['frames']} frames at {result['size'][0]}x{result['size'][1]}, {result['dtype']}, meta device "
              f"(shapes only)", table(rows, list(rows[0]))]
@@ -39,4 +40,7 @@ def render(result) -> str:
             f"{k} {v['bytes'] / 1e9:.1f}" for k, v in d["by_stage"].items()))
         lines.append("  top ops by bytes: " + ", ".join(
             f"{k} {v['bytes'] / 1e9:.1f} GB ({v['ops']})" for k, v in d["by_op"].items()))
+    if any(d["native_depthwise3d_convs"] for d in result["decoders"]):
+        lines.append("\nno-cuDNN depthwise: depthwise 3D convs on NCDHW tensors, which CUDA runs with ATen's slow "
+                     "conv_depthwise3d kernel (cuDNN takes depthwise convs in channels-last only)")
     return "\n".join(lines)

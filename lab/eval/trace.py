@@ -19,6 +19,9 @@ decoder is traced in seconds on any CPU, with no memory. What the trace counts (
   once more: about a quarter of a fused Wan student's traffic and a launch per conv).
 - attention (``F.scaled_dot_product_attention``) counts as one op reading q, k, v and writing its output,
   as the flash / memory-efficient kernels a GPU runs (``FusedAttention``), not the meta device's math.
+- ``native_depthwise3d_convs``: depthwise 3D convs that CUDA would run with ATen's own ``conv_depthwise3d``
+  kernel instead of cuDNN (their input and weight are NCDHW; ATen sends depthwise convs to cuDNN only in
+  channels-last). They are listed under that name in ``by_op``: the slow kernel a layout slip brings back.
 - ``by_op`` / ``by_stage``: bytes and op counts per aten op and per decoder stage (the family's stage map:
   conv_in, mid, up0.., head; ``outside`` is the per-frame loop, output assembly and clamping).
 
@@ -90,6 +93,8 @@ class TrafficMode(TorchDispatchMode):
         name = _op_name(func)
         if name == "convolution":
             out = _cudnn_layout(out, args[0], args[1])
+            if _native_depthwise3d(args[0], args[1], args[8] if len(args) > 8 else 1):
+                name = "conv_depthwise3d"
         if func.is_view or name in NO_DATA:
             return out
         written = self._written(func, args, kwargs, name)
@@ -107,7 +112,7 @@ class TrafficMode(TorchDispatchMode):
             if isinstance(t, torch.Tensor) and id(t) not in aliased:
                 wrote += tensor_bytes(t)
         self.record(name, read + wrote)
-        if name == "convolution" and len(args) > 2 and args[2] is not None:
+        if name in ("convolution", "conv_depthwise3d") and len(args) > 2 and args[2] is not None:
             # ATen's cuDNN path: output.add_(bias) after the convolution (aten/src/ATen/native/Convolution.cpp)
             self.record("cudnn_bias_add", 2 * tensor_bytes(out) + tensor_bytes(args[2]))
         return out
@@ -180,6 +185,21 @@ def _cudnn_layout(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> t
     return out
 
 
+def _suggests_channels_last(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """ATen's cudnn_conv_suggest_memory_format(x, weight) != Contiguous: the input or the weight is channels-last."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    return fmt is not None and any(t.is_contiguous(memory_format=fmt) and not t.is_contiguous() for t in (x, weight))
+
+
+def _native_depthwise3d(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    """Whether CUDA runs this convolution with ATen's own ``conv_depthwise3d`` kernel rather than cuDNN: a 5-D
+    depthwise conv (one input channel per group) whose input and weight are both NCDHW. ATen's
+    ``use_cudnn_depthwise`` sends depthwise convs to cuDNN only in channels-last, or 4-D fp16 ("5-D contiguous
+    depthwise is not supported yet"), and the native kernel is several times slower (../shared/docs/RUNTIME.md)."""
+    return (x.dim() == 5 and groups > 1 and groups == x.shape[1] and weight.shape[1] == 1
+            and not _suggests_channels_last(x, weight))
+
+
 def _stage_hooks(decoder: VideoDecoder, mode: TrafficMode) -> list:
     """Forward hooks that tell ``mode`` which stage is running (stages do not nest)."""
     try:
@@ -231,6 +251,7 @@ def trace_decoder(decoder: VideoDecoder, z: torch.Tensor, label: str | None = No
         "ops_per_latent_frame": round(mode.ops / latent_frames, 1),
         "bytes_moved": mode.bytes,
         "macs": counter.get_total_flops() // 2 + attention.macs,
+        "native_depthwise3d_convs": mode.by_op.get("conv_depthwise3d", [0, 0])[0],
         "latents_shape": list(z.shape),
         "dtype": str(z.dtype).removeprefix("torch."),
         "by_op": {k: {"ops": v[0], "bytes": v[1]} for k, v in by_op[:top]},

@@ -72,6 +72,21 @@ def test_a_fused_custom_op_is_one_op_with_its_own_traffic():
     assert dict(mode.by_op) == {"lab::rms_norm_act": [1, 2 * tensor_bytes(x) + tensor_bytes(g)]}
 
 
+def test_depthwise_3d_convs_reach_cudnn_only_in_channels_last():
+    x = torch.empty(1, 8, 4, 6, 6, device="meta", dtype=torch.bfloat16)
+    w = torch.empty(8, 1, 3, 3, 3, device="meta", dtype=torch.bfloat16)
+    ncdhw = _count(lambda: F.conv3d(x, w, None, padding=1, groups=8))
+    assert dict(ncdhw.by_op) == {"conv_depthwise3d": [1, ncdhw.bytes]}
+    x_last = x.contiguous(memory_format=torch.channels_last_3d)
+    last = _count(lambda: F.conv3d(x_last, w, None, padding=1, groups=8))
+    assert set(last.by_op) == {"convolution"} and last.bytes == ncdhw.bytes
+    # not depthwise (a dense conv, or two input channels per group): cuDNN either way
+    dense = _count(lambda: F.conv3d(x, torch.empty(8, 8, 3, 3, 3, device="meta", dtype=torch.bfloat16), None))
+    grouped = _count(lambda: F.conv3d(x, torch.empty(4, 2, 3, 3, 3, device="meta", dtype=torch.bfloat16), None,
+                                      groups=4))
+    assert set(dense.by_op) == set(grouped.by_op) == {"convolution"}
+
+
 def test_attention_counts_as_one_kernel():
     from lab.eval.trace import FusedAttention
     q = torch.empty(2, 1, 100, 32, device="meta", dtype=torch.bfloat16)
@@ -108,11 +123,15 @@ def test_fast_paths_stay_under_their_ceilings_at_480p():
         else:
             assert row["macs"] == eager_macs  # the same arithmetic, less traffic
         assert any(op.startswith("lab::") for op in row["by_op"])
+        # every depthwise 3D conv of a fast path reaches cuDNN (channels-last), none ATen's slow native kernel
+        assert row["native_depthwise3d_convs"] == 0, (label, row["by_op"].get("conv_depthwise3d"))
     assert eager_student["macs"] == pytest.approx(4.86e12, rel=0.01)
     assert "cat" not in rows["wan2.1-flash@fused"]["by_op"]  # no cache concatenation left in the Wan path
     # the sub-pixel resample convs never write the 4x-upsampled frames
     assert not {"_upsample_nearest_exact2d", "lab::interleave_upsample"} & set(rows["wan2.1-flash@fused+subpixel"]["by_op"])
     assert rows["ltx-video-flash"]["bytes_moved"] > 60 * GB  # eager: RUNTIME.md's 67.6 GB
+    # eager, the students' depthwise convs are NCDHW: CUDA runs them without cuDNN (RUNTIME.md's main suspect)
+    assert eager_student["native_depthwise3d_convs"] == 336 and rows["ltx-video-flash"]["native_depthwise3d_convs"] == 20
     assert rows["wan2.2"]["bytes_moved"] > 1900 * GB  # Wan 2.2 eager: 2,011 GB; fused 594 GB
 
 

@@ -271,8 +271,12 @@ def test_fused_ltx_decode_matches_eager(ltx_students, which, dtype):
         set_fused(dec)
         assert dec.fused.blocks and dec.fused.base_forward(dec.vae.decoder.conv_out) is not None
         out = dec.decode(z)
-        # the CPU runs each kernel's reference: the eager arithmetic, bit for bit
-        assert torch.equal(out, ref)
+        # The CPU runs each kernel's reference, the eager arithmetic; the convs read channels-last buffers, whose
+        # CPU kernels may sum in another order (float32: last bits; bf16 rounds that away here).
+        if dtype == torch.float32:
+            assert (out - ref).abs().max() <= 1e-6 * max(1.0, ref.abs().max())
+        else:
+            assert torch.equal(out, ref)
     finally:
         set_fused(dec, False)
         dec.to(torch.float32)

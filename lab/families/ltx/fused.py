@@ -14,8 +14,10 @@ means and products (for a student's folded norms, a per-position quadratic form)
   the residual kernel conv2's, instead of a pass of their own each (as in lab.families.wan.fused).
 
 Resnets with timestep conditioning or noise injection (the 0.9.1+ decoders) keep their eager forward, as
-do the upsamplers, the head and the shortcut's LayerNorm. The layout stays the model's (NCDHW): these
-convs run on whole clips and the kernels take either layout. Installed like Wan's (lab.families.wan.fused): fused
+do the upsamplers, the head and the shortcut's LayerNorm. The convs' input buffers are channels-last
+(``memory_format``, as Wan's): cuDNN runs depthwise 3D convs (the students' ``dwsep3d``) only in channels-last,
+and CUDA's own ``conv_depthwise3d`` for NCDHW is several times slower (``lab trace`` counts those as
+``native_depthwise3d_convs``); the norm kernels read either layout and write the buffer's. Installed like Wan's (lab.families.wan.fused): fused
 ``forward``s on the resnet instances, removed by ``uninstall``. Inference only.
 """
 
@@ -60,16 +62,14 @@ def fusable_resnet(block: nn.Module) -> bool:
 
 
 def normed_conv(norm: nn.Module, conv: nn.Module, x: torch.Tensor, pre_bias: torch.Tensor | None = None,
-                bias: bool = True) -> torch.Tensor:
-    """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's time-padded input; without
-    the conv's bias (``conv_bias(conv)``) unless ``bias``."""
+                bias: bool = True, memory_format=torch.channels_last_3d) -> torch.Tensor:
+    """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's time-padded input (laid out
+    in ``memory_format``); without the conv's bias (``conv_bias(conv)``) unless ``bias``."""
     front, back = _time_padding(conv)
     n, c, t, h, w = x.shape
-    if not front and not back:
-        buf = norm_act(norm, x, True, pre_bias=pre_bias)
-    else:
-        buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device)
-        norm_act(norm, x, True, buf[:, :, front:front + t], pre_bias=pre_bias)
+    buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device, memory_format=memory_format)
+    norm_act(norm, x, True, buf[:, :, front:front + t], pre_bias=pre_bias)
+    if front or back:
         if front:
             buf[:, :, :front].copy_(buf[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
         if back:
@@ -90,9 +90,11 @@ class FusedLTX:
     #: lab.runtime.fused.subpixel folds a nearest upsample into the conv after it; LTX has none to fold
     why_no_subpixel = "its upsamplers are sub-pixel convs already (a conv, then depth-to-space)"
 
-    def __init__(self, vae: nn.Module, memory_format=None, graphs: bool = False, subpixel: bool = False):
+    def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False,
+                 subpixel: bool = False):
         check_fusable(vae)
         self.vae = vae
+        self.memory_format = memory_format
         self.graphs = False  # whole-clip decoding: no steady causal step to replay
         self.subpixel = None
         self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (ops.folds_conv_bias)
@@ -126,7 +128,8 @@ class FusedLTX:
         x = x_last.movedim(-1, 1)
         front, back = _time_padding(dec.conv_out)
         n, c, t, h, w = x.shape
-        buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device)
+        buf = torch.empty(n, c, front + t + back, h, w, dtype=x.dtype, device=x.device,
+                          memory_format=self.memory_format)
         inner = buf[:, :, front:front + t]
         norm_act(dec.norm_out, x, True, inner)
         self._head = (buf, inner, front, back)
@@ -153,9 +156,10 @@ class FusedLTX:
                 raise LabError("the fused runtime is for inference (its kernels have no gradients); train with the "
                                "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
             fold = folds_conv_bias(inputs, self.fold_conv_bias)
-            h = normed_conv(block.norm1, block.conv1, inputs, bias=not fold)
+            fmt = self.memory_format
+            h = normed_conv(block.norm1, block.conv1, inputs, bias=not fold, memory_format=fmt)
             h = normed_conv(block.norm2, block.conv2, h, pre_bias=conv_bias(block.conv1) if fold else None,
-                            bias=not fold)
+                            bias=not fold, memory_format=fmt)
             if block.norm3 is not None:
                 inputs = block.norm3(inputs.movedim(1, -1)).movedim(-1, 1)
             if block.conv_shortcut is not None:
