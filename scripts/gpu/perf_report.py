@@ -6,7 +6,8 @@ they mean.
         [--raw perf-h100-2026-12-06/] [--command "bash scripts/gpu/run.sh --phases env,perf"]
 
 OUT_DIR holds what ``bash scripts/gpu/run.sh --phases env,perf`` wrote: ``perf-bench.json`` (Wan teacher and
-student rows), ``perf-bench-ltx.json``, optionally ``perf-bench-wan22.json`` and ``perf-compile.json``,
+student rows), ``perf-bench-ltx.json``, optionally ``perf-bench-families.json`` (Wan 2.2, LTX-2)
+and ``perf-compile.json``,
 ``profile-{student,ltx,teacher}.json`` (scripts/gpu/perf.py) and ``run.log``. Missing files (a phase cut by
 its timeout) are named on the page, never guessed.
 
@@ -40,7 +41,7 @@ EXACT_SPEEDUP, EXACT_SPEEDUP_AIM, EXACT_MAX_ERR, EXACT_PSNR = 2.0, 2.5, 5e-2, 50
 #: a runtime's output is "within tolerance" of its eager decoder from this PSNR (dB) on
 WITHIN_PSNR = 50.0
 
-BENCH_FILES = ("perf-bench.json", "perf-bench-ltx.json", "perf-bench-wan22.json", "perf-compile.json")
+BENCH_FILES = ("perf-bench.json", "perf-bench-ltx.json", "perf-bench-families.json", "perf-compile.json")
 PROFILE_FILES = ("profile-student.json", "profile-teacher.json", "profile-ltx.json")
 
 

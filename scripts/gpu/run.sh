@@ -9,7 +9,8 @@
 # Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
 # The perf phase (issue 29, ~7 min on an H100 by estimate): bash scripts/gpu/run.sh --phases env,perf
 #   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused
-#   (and @fused+subpixel). PERF_WAN22=1 adds Wan 2.2's (perf-bench-wan22.json, ~40 s more; the dry run always).
+#   (and @fused+subpixel). PERF_FAMILIES=1 adds Wan 2.2's and LTX-2's eager vs @fused (perf-bench-families.json,
+#   ~1 min more by estimate; the dry run always).
 #   Then, here: python scripts/gpu/perf_report.py FILES_AT --write docs/results/perf-CARD-DATE.md --raw ...
 #   drafts the results page (targets met or not, benches, kernel profiles) from the returned files.
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
@@ -117,9 +118,9 @@ if has perf; then
   [ $DRY = 1 ] && bopt+=(--no-memory)
   phase perf-bench 200 sh -c "$PY -m lab bench --decoders $PW,$PS ${bopt[*]} > $OUT/perf-bench.json"
   phase perf-bench-ltx 90 sh -c "$PY -m lab bench --decoders $PL ${bopt[*]} > $OUT/perf-bench-ltx.json"
-  if [ $DRY = 1 ] || [ -n "${PERF_WAN22:-}" ]; then
-    W22=$([ $DRY = 1 ] && echo wan2.2-tiny || echo wan2.2)
-    phase perf-bench-wan22 120 sh -c "$PY -m lab bench --decoders $W22,$W22@fused,$W22@fused+subpixel ${bopt[*]} > $OUT/perf-bench-wan22.json"
+  if [ $DRY = 1 ] || [ -n "${PERF_FAMILIES:-}" ]; then
+    W22=$([ $DRY = 1 ] && echo wan2.2-tiny || echo wan2.2); L2=$([ $DRY = 1 ] && echo ltx-2-tiny || echo ltx-2)
+    phase perf-bench-families 150 sh -c "$PY -m lab bench --decoders $W22,$W22@fused,$W22@fused+subpixel,$L2,$L2@fused ${bopt[*]} > $OUT/perf-bench-families.json"
   fi
   if [ $DRY = 0 ] && [ -z "${PERF_NO_COMPILE:-}" ]; then
     phase perf-compile 150 sh -c "$PY -m lab bench --decoders wan2.1-flash@fused,wan2.1-flash@fused+compile ${bopt[*]} > $OUT/perf-compile.json"

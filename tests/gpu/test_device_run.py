@@ -72,7 +72,7 @@ def test_the_perf_phase_dry_run(tmp_path):
     log = (out / "run.log").read_text()
     phases = dict(re.findall(r"^=== phase (\S+): rc=(\d+)", log, flags=re.M))
     assert set(phases) == {"env", "perf-student", "perf-ltx", "perf-teacher", "perf-bench", "perf-bench-ltx",
-                           "perf-bench-wan22"}, log[-3000:]
+                           "perf-bench-families"}, log[-3000:]
     assert all(rc == "0" for rc in phases.values()), log[-5000:]
     for name, plain in (("profile-student.json", "wan2.1-flash"), ("profile-teacher.json", "wan2.1-tiny"),
                         ("profile-ltx.json", "ltx-video-tiny")):
@@ -90,15 +90,17 @@ def test_the_perf_phase_dry_run(tmp_path):
     assert rows["wan2.1-flash@fused"]["psnr"] > 90 and rows["wan2.1-flash@fused"]["max_abs_err_vs"] == "wan2.1-flash"
     ltx = json.loads((out / "perf-bench-ltx.json").read_text())
     assert ltx["decoders"][1]["decoder"] == "ltx-video-tiny@fused" and ltx["decoders"][1]["max_abs_err"] == 0
-    wan22 = {r["decoder"]: r for r in json.loads((out / "perf-bench-wan22.json").read_text())["decoders"]}
-    assert wan22["wan2.2-tiny@fused"]["max_abs_err"] < 1e-4 and wan22["wan2.2-tiny@fused+subpixel"]["max_abs_err"] < 1e-4
+    families = {r["decoder"]: r for r in json.loads((out / "perf-bench-families.json").read_text())["decoders"]}
+    assert families["wan2.2-tiny@fused"]["max_abs_err"] < 1e-4 and families["wan2.2-tiny@fused+subpixel"]["max_abs_err"] < 1e-4
+    assert families["ltx-2-tiny@fused"]["max_abs_err"] < 1e-5 and families["ltx-2-tiny@fused"]["max_abs_err_vs"] == "ltx-2-tiny"
     assert len([p for p in out.rglob("*") if p.is_file()]) <= 8
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the results page is drafted from these files: every bench row and profiled decoder is on it
     page = subprocess.run([sys.executable, "scripts/gpu/perf_report.py", str(out)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert page.returncode == 0, page.stderr[-2000:]
-    for spec in [r["decoder"] for r in bench["decoders"]] + ["ltx-video-tiny@fused", "wan2.2-tiny@fused+subpixel"]:
+    for spec in [r["decoder"] for r in bench["decoders"]] + ["ltx-video-tiny@fused", "wan2.2-tiny@fused+subpixel",
+                                                            "ltx-2-tiny@fused"]:
         assert f"| `{spec}` |" in page.stdout
     assert "Wan teacher: exact path" in page.stdout and "Not returned" not in page.stdout
-    assert "| perf-bench-wan22 | 0 |" in page.stdout
+    assert "| perf-bench-families | 0 |" in page.stdout

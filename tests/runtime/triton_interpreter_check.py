@@ -60,6 +60,18 @@ def main():
             ref = ops.mean_rms_norm_act_reference(x, w, 1e-8, True, pb)
             results.append({**check(f"mean-rms {dt} weight={weighted} pre_bias", ran, out, ref, False),
                             "ok": float((out.float() - ref.float()).abs().max()) <= (1e-5 if not exact else 2e-2)})
+        for weighted in (False, True):  # LTX-2's PerChannelRMSNorm (weightless) and the students' weighted one
+            x = torch.randn(1, 24, 3, 4, 5).to(dt).contiguous(memory_format=torch.channels_last_3d)
+            w = (torch.rand(24) + 0.5).to(dt) if weighted else None
+            for pb in (None, torch.randn(24).to(dt)):
+                out = torch.empty_like(x)
+                ran = tk.channel_rms_norm_act(x, w, 1e-8, True, out, pb)
+                ref = ops.channel_rms_norm_act_reference(x, w, 1e-8, True, pb)
+                # bf16: every step rounds where eager rounds (a differently ordered float32 sum of the rounded
+                # squares can still move the mean by a bit); float32: summation order
+                results.append({**check(f"channel-rms {dt} weight={weighted} pre_bias={pb is not None}", ran, out,
+                                        ref, False),
+                                "ok": float((out.float() - ref.float()).abs().max()) <= (1e-5 if not exact else 2e-2)})
         c = 12
         a = torch.randn(c, c) * 0.1
         q, lin, k = (torch.eye(c) + a @ a.T) / c, torch.randn(c) * 0.01, torch.tensor(0.2)

@@ -7,10 +7,11 @@ student's resnet and decoder narrowing, the weight transfer, the adapters). Impo
 - ``teacher`` / ``stream``: the teacher adapter and its causal chunked stream;
 - ``student`` / ``build``: the pruned student model and adapter, and how pruning builds it;
 - ``pipeline``: its VAE class as a teacher of LTX-Video's diffusers facade;
-- ``catalog``: named decoders and plain-folder loading.
+- ``catalog``: named decoders and plain-folder loading;
+- ``fused``: its fused runtime (``NAME@fused``) and the fused kernels of its norms.
 """
 
-from lab.families.ltx2 import arch, layers, stream, teacher, student, build, pipeline, catalog  # noqa: F401
+from lab.families.ltx2 import arch, layers, stream, teacher, student, build, pipeline, catalog, fused  # noqa: F401
 from lab.families.ltx2.arch import LTX2, LTX2Architecture
 from lab.families.ltx2.build import build_ltx2_student
 from lab.families.ltx2.catalog import LTX2_HUB

@@ -16,6 +16,7 @@ random either way; the default config has none.
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -76,11 +77,23 @@ def _upsampler_forward(m: LTX2VideoUpsampler3d, first: bool):
     return forward
 
 
+#: decoder -> the cache of the stream chunk it is decoding now (the fused runtime's convs read and update it:
+#: lab.families.ltx2.fused, whose resnets call no conv forward)
+_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def active_stream_cache(decoder: nn.Module) -> dict | None:
+    """The cache of the stream chunk ``decoder`` is decoding (conv path -> last input frames), or None outside
+    ``streaming``."""
+    return _ACTIVE.get(decoder)
+
+
 @contextmanager
 def streaming(decoder: nn.Module, cache: dict, first: bool):
     """Within the block, ``decoder`` (an ``LTX2VideoDecoder3d`` or a student of it) decodes one chunk of a
     stream: its causal convs read and update ``cache`` (conv path -> last input frames), and its
     upsamplers drop the clip's leading frames only when ``first``."""
+    _ACTIVE[decoder] = cache
     patched = []
     for path, m in decoder.named_modules():
         if isinstance(m, LTX2VideoCausalConv3d):
@@ -96,5 +109,6 @@ def streaming(decoder: nn.Module, cache: dict, first: bool):
     try:
         yield
     finally:
+        _ACTIVE.pop(decoder, None)
         for m in patched:
             del m.forward  # back to the class's forward

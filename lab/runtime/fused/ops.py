@@ -154,6 +154,52 @@ def mean_rms_norm_act(x: Tensor, weight: Optional[Tensor], eps: float = 1e-8, ac
 
 
 # ----------------------------------------------------------------------------------------------------
+# LTX-2's channel RMS norm (diffusers' PerChannelRMSNorm: x / sqrt(mean_c(x^2) + eps), and the lab students'
+# LTX2RMSNorm, times a per-channel weight) (+ SiLU). Unlike RMSNorm it computes in the tensor's dtype: in half
+# precision every step rounds (x^2, the mean, + eps, sqrt, the division, the weight).
+
+
+def channel_rms_norm_act_reference(x: Tensor, weight: Optional[Tensor], eps: float, act: bool,
+                                   pre_bias: Optional[Tensor] = None) -> Tensor:
+    """``PerChannelRMSNorm`` (channel dim 1) [times ``weight``], SiLU when ``act``; of ``x + pre_bias`` when given.
+    The eager modules' own ops, in their order."""
+    x = add_pre_bias(x, pre_bias)
+    y = x / torch.sqrt(torch.mean(x ** 2, dim=1, keepdim=True) + eps)
+    if weight is not None:
+        y = y * weight.reshape(_bshape(x))
+    return F.silu(y) if act else y
+
+
+@torch.library.custom_op("lab::channel_rms_norm_act", mutates_args=("out",))
+def channel_rms_norm_act_(x: Tensor, weight: Optional[Tensor], eps: float, act: bool, out: Tensor,
+                          pre_bias: Optional[Tensor] = None) -> None:
+    out.copy_(channel_rms_norm_act_reference(x, weight, eps, act, pre_bias))
+
+
+@channel_rms_norm_act_.register_fake
+def _(x, weight, eps, act, out, pre_bias=None):
+    return None
+
+
+@channel_rms_norm_act_.register_kernel("cuda")
+def _(x, weight, eps, act, out, pre_bias=None):
+    def reference():
+        return channel_rms_norm_act_reference(x, weight, eps, act, pre_bias)
+    if not triton_kernels.guarded("channel_rms_norm_act", lambda: triton_kernels.channel_rms_norm_act(
+            x, weight, eps, act, out, pre_bias), reference, out):
+        out.copy_(reference())
+
+
+def channel_rms_norm_act(x: Tensor, weight: Optional[Tensor], eps: float = 1e-8, act: bool = True,
+                         out: Tensor | None = None, pre_bias: Tensor | None = None) -> Tensor:
+    if out is None:
+        out = torch.empty_like(x)
+    channel_rms_norm_act_(x, None if weight is None else weight.reshape(-1), float(eps), bool(act), out,
+                          None if pre_bias is None else pre_bias.reshape(-1))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
 # The folded RMS norm of pruned students (lab.models.students.folded_norm: Wan's and LTX's) (+ SiLU).
 
 

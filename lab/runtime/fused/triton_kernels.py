@@ -87,7 +87,8 @@ def _next_pow2(n: int) -> int:
 def _kernels():
     from lab.runtime.fused import triton_src  # deferred: needs Triton (CUDA, or its interpreter in tests)
     return {"rms": triton_src.rms_norm_act_kernel, "folded": triton_src.folded_rms_norm_act_kernel,
-            "mean": triton_src.mean_rms_norm_act_kernel, "residual": triton_src.bias_residual_add_kernel,
+            "mean": triton_src.mean_rms_norm_act_kernel, "channel": triton_src.channel_rms_norm_act_kernel,
+            "residual": triton_src.bias_residual_add_kernel,
             "interleave": triton_src.interleave_upsample_kernel}
 
 
@@ -132,6 +133,21 @@ def mean_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
                              *sx, *so, 1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None,
                              HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype], BLOCK_P=block_p,
                              BLOCK_C=block_c)
+    return True
+
+
+def channel_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
+    if weight is not None and weight.dtype != x.dtype:
+        return False  # a float32 weight on half activations promotes to float32: the reference's case
+    launch = _norm_launch(x, out)
+    if launch is None:
+        return False
+    sx, so, p, block_p, block_c, grid = launch
+    _kernels()["channel"][grid](x, weight.contiguous() if weight is not None else x,
+                                pre_bias.to(x.dtype).contiguous() if pre_bias is not None else x, out, p,
+                                x.shape[1], *sx, *so, 1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None,
+                                HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype],
+                                BLOCK_P=block_p, BLOCK_C=block_c)
     return True
 
 

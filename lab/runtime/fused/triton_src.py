@@ -82,6 +82,33 @@ def mean_rms_norm_act_kernel(x_ptr, w_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, s
 
 
 @triton.jit
+def channel_rms_norm_act_kernel(x_ptr, w_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, inv_c, eps,
+                                HAS_WEIGHT: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr,
+                                ROUND: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    # LTX-2's PerChannelRMSNorm in the tensor's dtype: x^2, mean (a float32 sum times 1/C, as ATen's), + eps,
+    # sqrt and x / rms each rounded; times the weight and rounded when there is one; then SiLU.
+    n = tl.program_id(1).to(tl.int64)
+    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.arange(0, BLOCK_C)
+    cm = c < C
+    mask = (p[:, None] < P) & cm[None, :]
+    dtype = o_ptr.dtype.element_ty
+    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
+    if HAS_PRE:  # as in rms_norm_act_kernel
+        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
+    ms = _round(tl.sum(_round(x * x, ROUND), axis=1) * inv_c, ROUND)
+    rms = _round(tl.sqrt_rn(_round(ms + eps, ROUND)), ROUND)
+    y = _round(tl.div_rn(x, rms[:, None]), ROUND)
+    if HAS_WEIGHT:
+        w = tl.load(w_ptr + c, mask=cm, other=0.0).to(tl.float32)
+        y = _round(y * w[None, :], ROUND)
+    if ACT:
+        y = _round(_silu(y), ROUND)
+    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+
+
+@triton.jit
 def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, q_ptr, l_ptr, k_ptr, o_ptr, P, C, sxn, sxp, sxc,
                                son, sop, soc, eps, HAS_BIAS: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr,
                                ROUND: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):

@@ -1,0 +1,212 @@
+"""The fused runtime for LTX-2 decoders (registered for the LTX-2 family; lab.runtime.fused): diffusers'
+``AutoencoderKLLTX2Video`` and the lab's pruned, operator-swapped students of it, on the same weights, whole
+clips or streamed chunks (lab.families.ltx2.stream).
+
+Where eager's traffic goes (``lab trace --decoders ltx-2``): the weightless ``PerChannelRMSNorm`` + SiLU, six
+passes in the tensor's dtype; each causal conv's ``repeat`` + ``cat`` of its edge frames, then the reflect
+pad of the whole input; and cuDNN's bias add after every conv. Each resnet whose norms have a kernel runs
+as LTX-Video's (lab.families.ltx.fused), with LTX-2's differences:
+
+- norm + SiLU as one kernel (``lab::channel_rms_norm_act``, rounding where the eager ops round), written
+  straight into the interior of the next conv's input buffer, channels-last;
+- the buffer holds the conv's time padding (edge frames replicated, chosen per call by ``causal``; or, in a
+  stream, the previous chunk's last frames) and, for a conv that pads space with 'reflect', that padding too,
+  filled by copying the buffer's own rows and columns: no ``cat``, no ``reflection_pad3d``;
+- where cuDNN runs the convs (CUDA, and the trace), the convs run without their biases: norm2's kernel adds
+  conv1's, and one residual kernel adds conv2's and the 1x1 shortcut's.
+
+The head's norm_out + SiLU is one kernel too. Resnets with timestep conditioning or noise injection keep their
+eager forward, as do the upsamplers and conv_in / conv_out. Installed like the others (fused ``forward``s on the resnet instances, removed by ``uninstall``);
+inference only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.autoencoder_kl_ltx2 import (LTX2VideoCausalConv3d, LTX2VideoResnetBlock3d,
+                                                               PerChannelRMSNorm)
+from torch import nn
+
+from lab.errors import LabError
+from lab.families.ltx2.arch import LTX2
+from lab.families.ltx2.stream import active_stream_cache
+from lab.families.ltx2.student import LTX2RMSNorm, LTX2StudentResnetBlock3d
+from lab.ops.operators import SwapOp
+from lab.runtime.fused import register_fused_runtime
+from lab.runtime.fused.norms import fusable_norm, norm_act, register_norm_kernel
+from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES
+from lab.runtime.fused.ops import bias_residual_add, channel_rms_norm_act, folds_conv_bias
+
+#: the resnet classes this runtime fuses (diffusers' and the lab students'; exact types)
+RESNETS = (LTX2VideoResnetBlock3d, LTX2StudentResnetBlock3d)
+
+
+def _run_channel_norm(norm, x, act, out, pre_bias=None):
+    return channel_rms_norm_act(x, getattr(norm, "weight", None), norm.eps, act, out, pre_bias)
+
+
+# The teacher's weightless norm (over dim 1 only: its forward ignores a channel_dim argument) and the students'
+# weighted one; their folded form (LTX2FoldedRMSNorm) runs lab::folded_rms_norm_act (lab.runtime.fused.norms).
+register_norm_kernel(PerChannelRMSNorm, _run_channel_norm, accepts=lambda norm: norm.channel_dim == 1)
+register_norm_kernel(LTX2RMSNorm, _run_channel_norm)
+
+
+def _kernel_frames(conv: nn.Module) -> int:
+    """The frames a conv or operator reads per output frame (1: it mixes no time)."""
+    if isinstance(conv, SwapOp):
+        return 1 if conv.temporal_mixing == "none" else conv.time.front + conv.time.back + 1
+    return conv.kernel_size[0]
+
+
+def _reflect_pad(conv: nn.Module) -> tuple[int, int] | None:
+    """(h, w) spatial padding the buffer holds for a plain LTX-2 conv that pads space with 'reflect' (the conv
+    then runs without padding), or None (the conv pads space itself: zeros, or an operator's own convs)."""
+    if isinstance(conv, LTX2VideoCausalConv3d) and conv.conv.padding_mode == "reflect":
+        return conv.conv.padding[1], conv.conv.padding[2]
+    return None
+
+
+def _fill_reflect(buf: torch.Tensor, ph: int, pw: int) -> None:
+    """Reflect padding in place: the border rows and columns of ``buf`` (N, C, T, H + 2ph, W + 2pw) from its
+    interior, as F.pad(mode='reflect') computes them (columns first, then rows over the full width: corners)."""
+    w, h = buf.shape[4] - 2 * pw, buf.shape[3] - 2 * ph
+    for k in range(1, pw + 1):
+        buf[..., ph:ph + h, pw - k].copy_(buf[..., ph:ph + h, pw + k])
+        buf[..., ph:ph + h, pw + w - 1 + k].copy_(buf[..., ph:ph + h, pw + w - 1 - k])
+    for k in range(1, ph + 1):
+        buf[..., ph - k, :].copy_(buf[..., ph + k, :])
+        buf[..., ph + h - 1 + k, :].copy_(buf[..., ph + h - 1 - k, :])
+
+
+class FusedLTX2:
+    """The fused runtime state of one LTX-2 VAE (teacher or student)."""
+
+    #: lab.runtime.fused.subpixel folds a nearest upsample into the conv after it; LTX-2 has none to fold
+    why_no_subpixel = "its upsamplers are sub-pixel convs already (a conv, then depth-to-space)"
+
+    def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False,
+                 subpixel: bool = False):
+        check_fusable(vae)
+        self.vae = vae
+        self.memory_format = memory_format
+        self.graphs = False  # whole clips (or stream chunks of any length): no steady step to replay
+        self.subpixel = None
+        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (ops.folds_conv_bias)
+        self.blocks = [m for m in vae.decoder.modules() if fusable_resnet(m)]
+        # the stream's cache keys: each conv's path in the decoder (lab.families.ltx2.stream.streaming)
+        self.paths = {id(m): path for path, m in vae.decoder.named_modules()}
+        self.installed: dict[nn.Module, object] = {}
+
+    def install(self) -> None:
+        for block in self.blocks:
+            block.forward = self._forward(block)
+            self.installed[block] = block.forward
+        dec = self.vae.decoder
+        if _fusable_head(dec):
+            # norm_out + SiLU as one kernel (conv_act passes it through); conv_out stays the model's, so the
+            # stream's cache for it (lab.families.ltx2.stream) works unchanged
+            for m, fwd in ((dec.norm_out, self._norm_out), (dec.conv_act, self._conv_act)):
+                m.forward = fwd
+                self.installed[m] = fwd
+
+    def uninstall(self) -> None:
+        for m in self.installed:
+            m.__dict__.pop("forward", None)
+        self.installed = {}
+
+    def base_forward(self, module: nn.Module):
+        return self.installed.get(module)
+
+    def _norm_out(self, x: torch.Tensor, channel_dim=None) -> torch.Tensor:
+        return norm_act(self.vae.decoder.norm_out, x, True)
+
+    def _conv_act(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # SiLU already applied by the fused norm_out
+
+    def _normed_conv(self, norm: nn.Module, conv: nn.Module, x: torch.Tensor, causal: bool,
+                     pre_bias: torch.Tensor | None = None, bias: bool = True) -> torch.Tensor:
+        """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's padded input; without
+        the conv's bias (``_conv_bias(conv)``) unless ``bias``."""
+        kt = _kernel_frames(conv)
+        cache = active_stream_cache(self.vae.decoder)
+        if cache is not None and not causal:
+            raise LabError("streaming needs a causal LTX-2 decoder (decoder_causal=True)")
+        front, back = (kt - 1, 0) if causal else ((kt - 1) // 2, (kt - 1) // 2)
+        ph, pw = _reflect_pad(conv) or (0, 0)
+        n, c, t, h, w = x.shape
+        buf = torch.empty(n, c, front + t + back, h + 2 * ph, w + 2 * pw, dtype=x.dtype, device=x.device,
+                          memory_format=self.memory_format)
+        inner = buf[:, :, :, ph:ph + h, pw:pw + w]  # the frames as the conv's input, before spatial padding
+        norm_act(norm, x, True, inner[:, :, front:front + t], pre_bias=pre_bias)
+        if front:
+            key = self.paths[id(conv)]
+            prev = cache.get(key) if cache is not None else None
+            if prev is not None:  # the previous chunk's last input frames, as the eager stream keeps them
+                inner[:, :, :front].copy_(prev)
+            else:
+                inner[:, :, :front].copy_(inner[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
+            if cache is not None:
+                cache[key] = inner[:, :, t:t + front]
+        if back:
+            inner[:, :, front + t:].copy_(inner[:, :, front + t - 1:front + t].expand(-1, -1, back, -1, -1))
+        if ph or pw:
+            _fill_reflect(buf, ph, pw)
+            cv = conv.conv
+            return F.conv3d(buf, cv.weight, cv.bias if bias else None, cv.stride, 0, cv.dilation, cv.groups)
+        if isinstance(conv, LTX2VideoCausalConv3d):
+            return conv.conv._conv_forward(buf, conv.conv.weight, conv.conv.bias if bias else None)
+        return OPERATOR_RULES[type(conv)](conv, buf, bias)
+
+    def _forward(self, block: nn.Module):
+        def forward(inputs: torch.Tensor, temb=None, generator=None, causal: bool = True) -> torch.Tensor:
+            if torch.is_grad_enabled() and any(p.requires_grad for p in block.parameters()):
+                raise LabError("the fused runtime is for inference (its kernels have no gradients); train with the "
+                               "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
+            fold = folds_conv_bias(inputs, self.fold_conv_bias)
+            h = self._normed_conv(block.norm1, block.conv1, inputs, causal, bias=not fold)
+            h = self._normed_conv(block.norm2, block.conv2, h, causal,
+                                  pre_bias=_conv_bias(block.conv1) if fold else None, bias=not fold)
+            if block.norm3 is not None:
+                inputs = block.norm3(inputs.movedim(1, -1)).movedim(-1, 1)
+            sc = block.conv_shortcut
+            if sc is not None:
+                inputs = F.conv3d(inputs, sc.weight, None if fold else sc.bias)
+            if fold:  # conv1's bias went to norm2's kernel; conv2's and the shortcut's go to the residual kernel
+                return bias_residual_add(h, _conv_bias(block.conv2), inputs, None if sc is None else sc.bias)
+            return h.add_(inputs)
+        return forward
+
+
+def _conv_bias(conv: nn.Module) -> torch.Tensor | None:
+    """The bias ``_normed_conv(..., bias=False)`` leaves out."""
+    return conv.conv.bias if isinstance(conv, LTX2VideoCausalConv3d) else BIASED_CONV[type(conv)](conv).bias
+
+
+def fusable_resnet(block: nn.Module) -> bool:
+    """A resnet whose norms have kernels, whose convs have rules, and that carries no timestep conditioning or
+    noise."""
+    if type(block) not in RESNETS:
+        return False
+    if any(getattr(block, a, None) is not None for a in ("scale_shift_table", "shift_scale_1", "per_channel_scale1")):
+        return False
+    convs_ok = all(type(c) in OPERATOR_RULES or isinstance(c, LTX2VideoCausalConv3d) for c in (block.conv1, block.conv2))
+    return convs_ok and fusable_norm(block.norm1) and fusable_norm(block.norm2)
+
+
+def _fusable_head(dec: nn.Module) -> bool:
+    """norm_out + SiLU with no timestep conditioning between them."""
+    return getattr(dec, "time_embedder", None) is None and fusable_norm(dec.norm_out) \
+        and isinstance(getattr(dec, "conv_act", None), nn.SiLU)
+
+
+def check_fusable(vae: nn.Module) -> None:
+    dec = getattr(vae, "decoder", None)
+    if dec is None or not any(type(m) in RESNETS for m in dec.modules()):
+        raise LabError("the LTX-2 fused runtime covers LTX-2 decoders (LTX2VideoResnetBlock3d resnets)")
+    if not any(fusable_resnet(m) for m in dec.modules()):
+        raise LabError("no resnet of this LTX-2 decoder can be fused (timestep conditioning or noise injection in "
+                       "every block); decode it eagerly")
+
+
+register_fused_runtime(LTX2.name, FusedLTX2, check_fusable)
