@@ -5,9 +5,10 @@ caches without copies and channels-last buffers, the same output within a stated
   op runs which norm; ``operators``: how the lab's drop-in operators run over a padded buffer;
 - ``subpixel``: resample convs folded with their nearest 2x upsample (one transposed conv; ``@fused+subpixel``);
 - each VAE family registers its runtime (``register_fused_runtime``): Wan 2.1's (lab.families.wan.fused:
-  fused norms, causal caches without copies, channels-last, CUDA graphs of the steady step) and LTX-Video's
-  (lab.families.ltx.fused: fused norms written into the convs' time-padded inputs); Wan 2.2's extends Wan
-  2.1's with its residual up blocks (lab.families.wan.v22.fused).
+  fused norms, causal caches without copies, channels-last, CUDA graphs of the steady step), LTX-Video's
+  (lab.families.ltx.fused: fused norms written into the convs' time-padded, channels-last inputs) and LTX-2's
+  (lab.families.ltx2.fused: the same with its per-call causality, reflect padding in the buffer and streams);
+  Wan 2.2's extends Wan 2.1's with its residual up blocks (lab.families.wan.v22.fused).
 
 ``set_fused(decoder)`` installs it into a decoder's model, ``set_fused(decoder, False)`` removes it;
 ``is_fusable`` says whether a decoder has a fused runtime. What it measures like is in the trace
