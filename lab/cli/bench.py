@@ -68,5 +68,6 @@ def render(result) -> str:
     head = (f"{result['device']} {result['dtype']}, {result['frames']} frames at {result['size'][0]}x"
             f"{result['size'][1]}, median of {result['repeats']} after {result['warmup']} warm-up")
     notes = [f"{r['decoder']}: {r['note']}" for r in result["decoders"] if r.get("note")]
+    notes += [f"{r['decoder']}: failed: {r['error']}" for r in result["decoders"] if r.get("error")]
     return "\n".join([head, table(result["decoders"], [c for c in cols if any(c in r for r in result["decoders"])]),
                       *notes])

@@ -212,72 +212,94 @@ def _bench(decoders, weights, device, dtype, torch_dtype, frames, size, repeats,
     # One count for the whole bench: each decoder's probes (MACs, memory, searches), then every warm-up and timed
     # decode; compare the rate with the time of one decode.
     with Progress("bench", len(decs) * (1 + warmup + repeats), unit="decode") as bar:
-        rows = []
+        rows, failed = [], set()
         plain = {n: i for i, n in enumerate(decoders) if split_runtime(n)[1] is None}
-        registered = {e.name for e in list_entries()}
         for i, (name, dec, z) in enumerate(zip(decoders, decs, zs)):
-            row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
-                   "weights_bytes": weights_bytes(dec), "latents_shape": list(z.shape),
-                   "frames": dec.geometry.frames_for(z.shape[2]), "size": list(size)}
-            base, runtime = split_runtime(name)
-            notes = [n for n in [runtime_note(dec, runtime)] if n]
-            if runtime is not None and runtime.chunk == "auto" and not notes:
-                chosen = choose_chunk(dec, z)
-                row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
-            if runtime is not None and runtime.compile == "auto":
-                chosen = choose_compile_mode(dec, z, modes=compile_candidates)
-                row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "psnr", "max_abs_err",
-                                                                  "rejected", "reused")})
-            elif dec.compile_mode is not None:
-                # Compile now, outside anything measured; a recompile-limit hit would otherwise time eager as compiled.
-                mode = dec.compile_mode
-                try:
-                    with strict_compile(f"{name} ({mode})"):
-                        row["compile_seconds"] = timed(dec.decode, z)
-                except Exception as exc:  # one decoder's failed compile should not cost the whole (long) bench
-                    compile_decoder(dec, "eager")
-                    notes.append(f"compile-{mode} failed, timed eager: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}")
-                    log.warning("bench: %s: %s", name, notes[-1])
-            if runtime is not None and runtime.searched:
-                name = fixed_spec(base, dec)  # what the memory probe must load
-            if runtime is not None or dec.compile_mode is not None:
-                row["chunk"] = dec.chunk_frames
-                row["compile_mode"] = dec.compile_mode
-                if base in plain and plain[base] != i:
-                    ref = decs[plain[base]]
-                    row["psnr"], row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))
-                    row["max_abs_err_vs"] = base
-            if macs:
-                row["macs"] = int(count_macs(dec, z))
-            if memory:
-                if device.type == "cuda":
-                    row.update(cuda_decode_memory(dec, z))
-                else:
-                    row.update(cpu_peak_memory(name, weights if base in registered else None,
-                                               dtype, frames, size))
-            if notes:
-                row["note"] = "; ".join(notes)
-            rows.append(row)
+            try:
+                rows.append(_probe(i, name, dec, z, decs, zs, plain, weights, device, dtype, frames, size, memory,
+                                   macs, compile_candidates))
+            except LabError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one decoder that cannot run must not cost the others' rows
+                failed.add(i)
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                rows.append({"decoder": name, "error": f"{type(exc).__name__}: {first}"[:500]})
+                log.warning("bench: %s failed, left out of the timing: %s", name, rows[-1]["error"])
             bar.update(note=f"{name} probed")
+        ok = [i for i in range(len(decs)) if i not in failed]
+        if not ok:
+            raise LabError("bench: every decoder failed: " + "; ".join(r["error"] for r in rows))
         if reference == "fp32":
-            fp32_reference(decoders, decs, zs, rows, weights, device)
-        fns = [dec.decode for dec in decs]
-        for fn, z in zip(fns, zs):
+            fp32_reference([decoders[i] for i in ok], [decs[i] for i in ok], [zs[i] for i in ok],
+                           [rows[i] for i in ok], weights, device)
+        for i in ok:
             for _ in range(warmup):
-                fn(z)
+                decs[i].decode(zs[i])
                 bar.update(note="warm-up")
         synchronize(device)
-        times = [[] for _ in decs]
+        times = {i: [] for i in ok}
         for r in range(repeats):
-            for i, (fn, z) in enumerate(zip(fns, zs)):
-                times[i].append(timed(fn, z))
+            for i in ok:
+                times[i].append(timed(decs[i].decode, zs[i]))
                 bar.update(note=f"repeat {r + 1}/{repeats}")
-    base = statistics.median(times[0])
-    for row, ts in zip(rows, times):
-        sec = statistics.median(ts)
-        row.update(seconds=sec, fps=row["frames"] / sec, speedup=base / sec, times=ts)
+    base = statistics.median(times[ok[0]])  # D1's, or the first decoder that ran
+    for i in ok:
+        sec = statistics.median(times[i])
+        rows[i].update(seconds=sec, fps=rows[i]["frames"] / sec, speedup=base / sec, times=times[i])
+        if ok[0] != 0:
+            rows[i]["speedup_vs"] = decoders[ok[0]]
     return rows
+
+
+def _probe(i, name, dec, z, decs, zs, plain, weights, device, dtype, frames, size, memory, macs,
+           compile_candidates) -> dict:
+    """The row of decoder ``i`` before timing: sizes, its runtime's choices, its error against its plain decoder,
+    MACs and memory; every decode it needs runs here, so a decoder that cannot run fails here, alone."""
+    row = {"decoder": name, "family": dec.family, "decoder_params": dec.decoder_params(),
+           "weights_bytes": weights_bytes(dec), "latents_shape": list(z.shape),
+           "frames": dec.geometry.frames_for(z.shape[2]), "size": list(size)}
+    base, runtime = split_runtime(name)
+    notes = [n for n in [runtime_note(dec, runtime)] if n]
+    if runtime is not None and runtime.chunk == "auto" and not notes:
+        chosen = choose_chunk(dec, z)
+        row["chunk_seconds"] = {str(k): v for k, v in chosen["seconds"].items()}
+    if runtime is not None and runtime.compile == "auto":
+        chosen = choose_compile_mode(dec, z, modes=compile_candidates)
+        row.update(compile_search={k: chosen[k] for k in ("seconds", "compile_seconds", "psnr", "max_abs_err",
+                                                          "rejected", "reused")})
+    elif dec.compile_mode is not None:
+        # Compile now, outside anything measured; a recompile-limit hit would otherwise time eager as compiled.
+        mode = dec.compile_mode
+        try:
+            with strict_compile(f"{name} ({mode})"):
+                row["compile_seconds"] = timed(dec.decode, z)
+        except Exception as exc:  # one decoder's failed compile should not cost the whole (long) bench
+            compile_decoder(dec, "eager")
+            notes.append(f"compile-{mode} failed, timed eager: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}")
+            log.warning("bench: %s: %s", name, notes[-1])
+    if runtime is not None and runtime.searched:
+        name = fixed_spec(base, dec)  # what the memory probe must load
+    if runtime is not None or dec.compile_mode is not None:
+        row["chunk"] = dec.chunk_frames
+        row["compile_mode"] = dec.compile_mode
+        if base in plain and plain[base] != i:
+            ref = decs[plain[base]]
+            row["psnr"], row["max_abs_err"] = video_error(dec.decode(z), ref.decode(zs[plain[base]]))
+            row["max_abs_err_vs"] = base
+    if macs:
+        row["macs"] = int(count_macs(dec, z))
+    if memory:
+        if device.type == "cuda":
+            row.update(cuda_decode_memory(dec, z))
+        else:
+            registered = {e.name for e in list_entries()}
+            row.update(cpu_peak_memory(name, weights if base in registered else None, dtype, frames, size))
+    if not ("max_abs_err" in row or "compile_seconds" in row or "decode_mem_bytes" in row and device.type == "cuda"):
+        dec.decode(z)  # nothing above ran its decode: one now, so a decoder that cannot run fails here, alone
+    if notes:
+        row["note"] = "; ".join(notes)
+    return row
 
 
 def fp32_reference(decoders: list[str], decs: list[VideoDecoder], zs: list[torch.Tensor], rows: list[dict],

@@ -55,6 +55,11 @@ class Row:
     eager: dict | None
 
     @property
+    def failed(self) -> bool:
+        """The bench could not run it (``lab bench`` wrote its error instead of timings)."""
+        return "error" in self.data
+
+    @property
     def fps(self) -> float:
         return float(self.data["fps"])
 
@@ -78,8 +83,8 @@ class Row:
         return None if v is None else v / GIB
 
     def within_tolerance(self) -> bool:
-        """Eager itself, or a runtime whose output is within ``WITHIN_PSNR`` of eager's."""
-        return self.runtime is None or (self.psnr is not None and self.psnr >= WITHIN_PSNR)
+        """Eager itself, or a runtime whose output is within ``WITHIN_PSNR`` of eager's (a row that ran)."""
+        return not self.failed and (self.runtime is None or (self.psnr is not None and self.psnr >= WITHIN_PSNR))
 
 
 def split(name: str) -> tuple[str, str | None]:
@@ -88,7 +93,7 @@ def split(name: str) -> tuple[str, str | None]:
 
 
 def bench_rows(result: dict) -> list[Row]:
-    by_name = {r["decoder"]: r for r in result.get("decoders", [])}
+    by_name = {r["decoder"]: r for r in result.get("decoders", []) if "error" not in r}
     rows = []
     for r in result.get("decoders", []):
         base, runtime = split(r["decoder"])
@@ -148,7 +153,7 @@ def fastest(rows: list[Row]) -> Row | None:
 def exact_path(rows: list[Row]) -> Row | None:
     """The fastest runtime of an unmodified teacher that is an exact path: no sub-pixel convs (another
     rounding), max abs error and PSNR against eager within the target's bounds."""
-    ok = [r for r in rows if r.runtime and "subpixel" not in r.runtime and r.max_err is not None
+    ok = [r for r in rows if r.runtime and not r.failed and "subpixel" not in r.runtime and r.max_err is not None
           and r.max_err <= EXACT_MAX_ERR and (r.psnr or 0) >= EXACT_PSNR]
     return max(ok, key=lambda r: r.vs_eager or 0) if ok else None
 
@@ -159,7 +164,7 @@ def target_rows(benches: dict[str, list[Row]]) -> list[list[str]]:
     ltx = benches.get("perf-bench-ltx.json", [])
     student = [r for r in wan if is_student(r.base)]
     best = fastest(student)
-    eager = next((r for r in student if r.runtime is None), None)
+    eager = next((r for r in student if r.runtime is None and not r.failed), None)
     if best is None:
         out.append(["Wan student >= 400 fps (aim 850)", "no student rows (perf-bench.json missing or failed)",
                     met(None)])
@@ -188,7 +193,8 @@ def target_rows(benches: dict[str, list[Row]]) -> list[list[str]]:
         want = f"{label}: exact path >= {EXACT_SPEEDUP:g}x diffusers eager (aim {EXACT_SPEEDUP_AIM:g}x), " \
                f"max abs err <= {EXACT_MAX_ERR:g}, PSNR >= {EXACT_PSNR:g} dB"
         if exact is None:
-            tried = ", ".join(f"`{r.name}` {f_x(r.vs_eager)} (err {f_err(r.max_err)}, {f_db(r.psnr)})"
+            tried = ", ".join(f"`{r.name}` failed" if r.failed else
+                              f"`{r.name}` {f_x(r.vs_eager)} (err {f_err(r.max_err)}, {f_db(r.psnr)})"
                               for r in teacher if r.runtime)
             out.append([want, f"no runtime within the error bounds: {tried or 'none run'}", met(False if tried else None)])
         else:
@@ -209,6 +215,9 @@ def bench_section(name: str, result: dict) -> list[str]:
     body = []
     for r in rows:
         d = r.data
+        if r.failed:
+            body.append([f"`{r.name}`", "", "", "", "", "", "", "", f"failed: {d['error'][:160]}"])
+            continue
         body.append([f"`{r.name}`", f_s(d.get("seconds")), f"{r.fps:.1f}",
                      "1.00x" if r.runtime is None else f_x(r.vs_eager), f_x(d.get("speedup")),
                      f_gib(r.mem_gib), f_err(r.max_err), f_db(r.psnr), d.get("note", "")])

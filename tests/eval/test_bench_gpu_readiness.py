@@ -96,3 +96,34 @@ def test_cuda_decode_memory_is_the_decodes_own(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: state["peak"])
     m = cuda_decode_memory(Dec(), torch.zeros(1))
     assert m == {"peak_mem_bytes": 1600, "decode_mem_bytes": 600, "allocated_before_decode": 1000}
+
+
+def test_a_decoder_that_cannot_run_is_an_error_row_not_a_lost_bench(monkeypatch, capsys):
+    """A device run has minutes for its bench: a runtime that fails there (a CUDA graph capture, a kernel build)
+    costs its own row, not the eager rows beside it."""
+    import lab.eval.bench as bench_module
+    real = bench_module.load_for_bench
+
+    def load(spec, weights, device, dtype):
+        dec = real(spec, weights, device, dtype)
+        if spec.endswith("@fused"):
+            def broken(z):
+                raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+            dec.decode = broken
+        return dec
+
+    monkeypatch.setattr(bench_module, "load_for_bench", load)
+    torch.manual_seed(0)
+    r = bench(["wan2.1-tiny@fused", "wan2.1-tiny", "ltx-video-tiny"], frames=9, size=(32, 32), repeats=1,
+              warmup=0, memory=False, macs=False)
+    failed, eager, ltx = r["decoders"]
+    assert failed == {"decoder": "wan2.1-tiny@fused",
+                      "error": "RuntimeError: operation not permitted when stream is capturing"}
+    # D1 failed: the speedups are against the first decoder that ran, and say so
+    assert eager["speedup"] == 1.0 and eager["speedup_vs"] == "wan2.1-tiny" and ltx["seconds"] > 0
+    with pytest.raises(LabError, match="every decoder failed"):
+        bench(["wan2.1-tiny@fused"], frames=5, size=(32, 32), repeats=1, warmup=0, memory=False, macs=False)
+    # the command line shows the failure as a line of its own
+    assert main(["bench", "--decoders", "wan2.1-tiny,wan2.1-tiny@fused", "--frames", "5", "--size", "32x32",
+                 "--repeats", "1", "--warmup", "0", "--no-memory", "--no-macs"]) == 0
+    assert "wan2.1-tiny@fused: failed: RuntimeError: operation not permitted" in capsys.readouterr().out

@@ -69,10 +69,13 @@ def test_each_target_is_decided_by_the_right_row(tmp_path):
 def test_a_teacher_without_an_exact_runtime_is_not_met(tmp_path):
     tmp_path.mkdir(exist_ok=True)
     rows = [_row("ltx-video", 0.113), _row("ltx-video@fused", 0.05, psnr=45.0, err=0.09),
+            {"decoder": "ltx-video@fused+graphs", "error": "RuntimeError: capture failed"},  # lab bench's error row
             _row("ltx-video-flash", 0.049), _row("ltx-video-flash@fused", 0.025, psnr=70.0, err=0.004)]
     (tmp_path / "perf-bench-ltx.json").write_text(json.dumps(_bench(rows)))
     page = perf_report.render(tmp_path)
-    assert "no runtime within the error bounds: `ltx-video@fused` 2.26x (err 0.09, 45.0 dB) | not met" in page
+    assert "no runtime within the error bounds: `ltx-video@fused` 2.26x (err 0.09, 45.0 dB), " \
+           "`ltx-video@fused+graphs` failed | not met" in page
+    assert "| `ltx-video@fused+graphs` |  |  |  |  |  |  |  | failed: RuntimeError: capture failed |" in page
     assert "LTX student >= 3000 fps | 3240 fps, `ltx-video-flash@fused`, 1.96x its eager | **met**" in page
 
 
