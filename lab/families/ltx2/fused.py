@@ -29,17 +29,15 @@ from diffusers.models.autoencoders.autoencoder_kl_ltx2 import (LTX2VideoCausalCo
 from torch import nn
 
 from lab.errors import LabError
+from lab.families.ltx.fused import FusedLTX, replicate_edges
 from lab.families.ltx2.arch import LTX2
 from lab.families.ltx2.stream import active_stream_cache
 from lab.families.ltx2.student import LTX2RMSNorm, LTX2StudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act, register_norm_kernel
-from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES
-from lab.runtime.fused.ops import bias_residual_add, channel_rms_norm_act, folds_conv_bias
-
-#: the resnet classes this runtime fuses (diffusers' and the lab students'; exact types)
-RESNETS = (LTX2VideoResnetBlock3d, LTX2StudentResnetBlock3d)
+from lab.runtime.fused.operators import OPERATOR_RULES
+from lab.runtime.fused.ops import channel_rms_norm_act
 
 
 def _run_channel_norm(norm, x, act, out, pre_bias=None):
@@ -79,29 +77,22 @@ def _fill_reflect(buf: torch.Tensor, ph: int, pw: int) -> None:
         buf[..., ph + h - 1 + k, :].copy_(buf[..., ph + h - 1 - k, :])
 
 
-class FusedLTX2:
-    """The fused runtime state of one LTX-2 VAE (teacher or student)."""
+class FusedLTX2(FusedLTX):
+    """The fused runtime state of one LTX-2 VAE (teacher or student): LTX-Video's (lab.families.ltx.fused)
+    with LTX-2's classes, its padded conv inputs (causality per call, streams, reflect padding), its plain 1x1
+    shortcut conv (whose bias folds too) and its head."""
 
-    #: lab.runtime.fused.subpixel folds a nearest upsample into the conv after it; LTX-2 has none to fold
-    why_no_subpixel = "its upsamplers are sub-pixel convs already (a conv, then depth-to-space)"
+    RESNETS = (LTX2VideoResnetBlock3d, LTX2StudentResnetBlock3d)
+    CONV = LTX2VideoCausalConv3d
+    FAMILY = "LTX-2"
 
     def __init__(self, vae: nn.Module, memory_format=torch.channels_last_3d, graphs: bool = False,
                  subpixel: bool = False):
-        check_fusable(vae)
-        self.vae = vae
-        self.memory_format = memory_format
-        self.graphs = False  # whole clips (or stream chunks of any length): no steady step to replay
-        self.subpixel = None
-        self.fold_conv_bias: bool | None = None  # None: where cuDNN runs the convs (ops.folds_conv_bias)
-        self.blocks = [m for m in vae.decoder.modules() if fusable_resnet(m)]
+        super().__init__(vae, memory_format, graphs, subpixel)
         # the stream's cache keys: each conv's path in the decoder (lab.families.ltx2.stream.streaming)
         self.paths = {id(m): path for path, m in vae.decoder.named_modules()}
-        self.installed: dict[nn.Module, object] = {}
 
-    def install(self) -> None:
-        for block in self.blocks:
-            block.forward = self._forward(block)
-            self.installed[block] = block.forward
+    def _install_head(self) -> None:
         dec = self.vae.decoder
         if _fusable_head(dec):
             # norm_out + SiLU as one kernel (conv_act passes it through); conv_out stays the model's, so the
@@ -110,24 +101,15 @@ class FusedLTX2:
                 m.forward = fwd
                 self.installed[m] = fwd
 
-    def uninstall(self) -> None:
-        for m in self.installed:
-            m.__dict__.pop("forward", None)
-        self.installed = {}
-
-    def base_forward(self, module: nn.Module):
-        return self.installed.get(module)
-
     def _norm_out(self, x: torch.Tensor, channel_dim=None) -> torch.Tensor:
         return norm_act(self.vae.decoder.norm_out, x, True)
 
-    def _conv_act(self, x: torch.Tensor) -> torch.Tensor:
-        return x  # SiLU already applied by the fused norm_out
-
-    def _normed_conv(self, norm: nn.Module, conv: nn.Module, x: torch.Tensor, causal: bool,
+    def _normed_conv(self, norm: nn.Module, conv: nn.Module, x: torch.Tensor, causal: bool | None,
                      pre_bias: torch.Tensor | None = None, bias: bool = True) -> torch.Tensor:
-        """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's padded input; without
-        the conv's bias (``_conv_bias(conv)``) unless ``bias``."""
+        """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's padded input (the time
+        padding the call's ``causal`` asks for, or a stream's cached frames; a 'reflect' spatial padding);
+        without the conv's bias unless ``bias``."""
+        causal = True if causal is None else causal  # diffusers' LTX2VideoResnetBlock3d default
         kt = _kernel_frames(conv)
         cache = active_stream_cache(self.vae.decoder)
         if cache is not None and not causal:
@@ -139,59 +121,31 @@ class FusedLTX2:
                           memory_format=self.memory_format)
         inner = buf[:, :, :, ph:ph + h, pw:pw + w]  # the frames as the conv's input, before spatial padding
         norm_act(norm, x, True, inner[:, :, front:front + t], pre_bias=pre_bias)
-        if front:
-            key = self.paths[id(conv)]
-            prev = cache.get(key) if cache is not None else None
-            if prev is not None:  # the previous chunk's last input frames, as the eager stream keeps them
-                inner[:, :, :front].copy_(prev)
-            else:
-                inner[:, :, :front].copy_(inner[:, :, front:front + 1].expand(-1, -1, front, -1, -1))
-            if cache is not None:
-                cache[key] = inner[:, :, t:t + front]
-        if back:
-            inner[:, :, front + t:].copy_(inner[:, :, front + t - 1:front + t].expand(-1, -1, back, -1, -1))
+        key = self.paths[id(conv)]
+        prev = cache.get(key) if cache is not None and front else None
+        if prev is not None:  # the previous chunk's last input frames, as the eager stream keeps them
+            inner[:, :, :front].copy_(prev)
+            replicate_edges(inner, 0, front + t, back)
+        else:
+            replicate_edges(inner, front, t, back)
+        if cache is not None and front:
+            cache[key] = inner[:, :, t:t + front]
         if ph or pw:
             _fill_reflect(buf, ph, pw)
             cv = conv.conv
             return F.conv3d(buf, cv.weight, cv.bias if bias else None, cv.stride, 0, cv.dilation, cv.groups)
-        if isinstance(conv, LTX2VideoCausalConv3d):
+        if isinstance(conv, self.CONV):
             return conv.conv._conv_forward(buf, conv.conv.weight, conv.conv.bias if bias else None)
         return OPERATOR_RULES[type(conv)](conv, buf, bias)
 
-    def _forward(self, block: nn.Module):
-        def forward(inputs: torch.Tensor, temb=None, generator=None, causal: bool = True) -> torch.Tensor:
-            if torch.is_grad_enabled() and any(p.requires_grad for p in block.parameters()):
-                raise LabError("the fused runtime is for inference (its kernels have no gradients); train with the "
-                               "eager decoder (lab.runtime.fused.set_fused(decoder, False))")
-            fold = folds_conv_bias(inputs, self.fold_conv_bias)
-            h = self._normed_conv(block.norm1, block.conv1, inputs, causal, bias=not fold)
-            h = self._normed_conv(block.norm2, block.conv2, h, causal,
-                                  pre_bias=_conv_bias(block.conv1) if fold else None, bias=not fold)
-            if block.norm3 is not None:
-                inputs = block.norm3(inputs.movedim(1, -1)).movedim(-1, 1)
-            sc = block.conv_shortcut
-            if sc is not None:
-                inputs = F.conv3d(inputs, sc.weight, None if fold else sc.bias)
-            if fold:  # conv1's bias went to norm2's kernel; conv2's and the shortcut's go to the residual kernel
-                return bias_residual_add(h, _conv_bias(block.conv2), inputs, None if sc is None else sc.bias)
-            return h.add_(inputs)
-        return forward
-
-
-def _conv_bias(conv: nn.Module) -> torch.Tensor | None:
-    """The bias ``_normed_conv(..., bias=False)`` leaves out."""
-    return conv.conv.bias if isinstance(conv, LTX2VideoCausalConv3d) else BIASED_CONV[type(conv)](conv).bias
-
-
-def fusable_resnet(block: nn.Module) -> bool:
-    """A resnet whose norms have kernels, whose convs have rules, and that carries no timestep conditioning or
-    noise."""
-    if type(block) not in RESNETS:
-        return False
-    if any(getattr(block, a, None) is not None for a in ("scale_shift_table", "shift_scale_1", "per_channel_scale1")):
-        return False
-    convs_ok = all(type(c) in OPERATOR_RULES or isinstance(c, LTX2VideoCausalConv3d) for c in (block.conv1, block.conv2))
-    return convs_ok and fusable_norm(block.norm1) and fusable_norm(block.norm2)
+    def _shortcut(self, block: nn.Module, inputs: torch.Tensor, fold: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # LTX-2's shortcut conv is a plain 1x1 nn.Conv3d: folded, its bias goes to the residual kernel too
+        if block.norm3 is not None:
+            inputs = block.norm3(inputs.movedim(1, -1)).movedim(-1, 1)
+        sc = block.conv_shortcut
+        if sc is None:
+            return inputs, None
+        return F.conv3d(inputs, sc.weight, None if fold else sc.bias), (sc.bias if fold else None)
 
 
 def _fusable_head(dec: nn.Module) -> bool:
@@ -200,13 +154,4 @@ def _fusable_head(dec: nn.Module) -> bool:
         and isinstance(getattr(dec, "conv_act", None), nn.SiLU)
 
 
-def check_fusable(vae: nn.Module) -> None:
-    dec = getattr(vae, "decoder", None)
-    if dec is None or not any(type(m) in RESNETS for m in dec.modules()):
-        raise LabError("the LTX-2 fused runtime covers LTX-2 decoders (LTX2VideoResnetBlock3d resnets)")
-    if not any(fusable_resnet(m) for m in dec.modules()):
-        raise LabError("no resnet of this LTX-2 decoder can be fused (timestep conditioning or noise injection in "
-                       "every block); decode it eagerly")
-
-
-register_fused_runtime(LTX2.name, FusedLTX2, check_fusable)
+register_fused_runtime(LTX2.name, FusedLTX2, FusedLTX2.check)
