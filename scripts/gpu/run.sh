@@ -120,7 +120,8 @@ if has perf; then
   phase perf-bench-ltx 90 sh -c "$PY -m lab bench --decoders $PL ${bopt[*]} > $OUT/perf-bench-ltx.json"
   if [ $DRY = 1 ] || [ -n "${PERF_FAMILIES:-}" ]; then
     W22=$([ $DRY = 1 ] && echo wan2.2-tiny || echo wan2.2); L2=$([ $DRY = 1 ] && echo ltx-2-tiny || echo ltx-2)
-    phase perf-bench-families 150 sh -c "$PY -m lab bench --decoders $W22,$W22@fused,$W22@fused+subpixel,$L2,$L2@fused ${bopt[*]} > $OUT/perf-bench-families.json"
+    L2S=$([ $DRY = 1 ] && echo "" || echo ",ltx-2-flash,ltx-2-flash@fused")
+    phase perf-bench-families 150 sh -c "$PY -m lab bench --decoders $W22,$W22@fused,$W22@fused+subpixel,$L2,$L2@fused$L2S ${bopt[*]} > $OUT/perf-bench-families.json"
   fi
   if [ $DRY = 0 ] && [ -z "${PERF_NO_COMPILE:-}" ]; then
     phase perf-compile 150 sh -c "$PY -m lab bench --decoders wan2.1-flash@fused,wan2.1-flash@fused+compile ${bopt[*]} > $OUT/perf-compile.json"

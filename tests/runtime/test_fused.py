@@ -228,10 +228,14 @@ def test_fused_runtime_is_inference_only(tiny_wan):
 
 
 def test_what_is_not_fused_says_why():
+    from diffusers import AutoencoderKLLTX2Video
+    from lab.families.ltx2 import LTX2_TINY_CONFIG, LTX2DecoderAdapter
     from lab.models import load_decoder
-    for name, why in (("ltx-2-tiny", "no fused runtime"), ("tae-64-wan", "no fused runtime")):
-        dec = load_decoder(name, weights="random")
-        assert not is_fusable(dec) and why in why_not_fusable(dec), (name, why_not_fusable(dec))
+    conditioned = LTX2DecoderAdapter("ltx-2-conditioned", AutoencoderKLLTX2Video(**LTX2_TINY_CONFIG,
+                                                                                timestep_conditioning=True))
+    for dec, why in ((load_decoder("tae-64-wan", weights="random"), "no fused runtime"),
+                     (conditioned, "timestep conditioning or noise injection in every block")):
+        assert not is_fusable(dec) and why in why_not_fusable(dec), (dec.name, why_not_fusable(dec))
         with pytest.raises(LabError, match=why):
             set_fused(dec)
 

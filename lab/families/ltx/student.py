@@ -357,18 +357,23 @@ def ltx_geometry(tc: dict) -> LatentGeometry:
     return LatentGeometry(tc["latent_channels"], (t, s, s))
 
 
-def flash_vaed_student_vae(teacher: str, teacher_vae: nn.Module, plan: str = "flash-vaed") -> "LTXStudentVAE":
+def flash_vaed_student_vae(teacher: str, teacher_vae: nn.Module, plan: str = "flash-vaed",
+                           vae_class: type | None = None, teacher_keys: tuple[str, ...] = TEACHER_KEYS) -> "LTXStudentVAE":
     """The Flash-VAED student architecture of an LTX-Video teacher (its widths and operator plan) with
     freshly initialised weights, for speed work (``ltx-video-flash``); ``teacher_vae`` may live on the meta
-    device (its config and structure are read; the latent statistics are the identity)."""
+    device (its config and structure are read; the latent statistics are the identity). ``vae_class`` (default
+    ``LTXStudentVAE``) and ``teacher_keys``: another family's student of the same build (LTX-2's,
+    ``ltx-2-flash``), whose architecture is its ``_arch``."""
+    vae_class = vae_class or LTXStudentVAE
+    arch = vae_class._arch
     c = teacher_vae.config
-    tc = {k: plain(c[k]) for k in TEACHER_KEYS if k in c}
+    tc = {k: plain(c[k]) for k in teacher_keys if k in c}
     tc["latents_mean"], tc["latents_std"] = [0.0] * c.latent_channels, [1.0] * c.latent_channels
-    groups = LTX.prune_groups(teacher_vae)
-    ratios = LTX.flash_vaed_keep(LTX.num_up_blocks(teacher_vae))
-    return LTXStudentVAE(teacher=teacher, teacher_config=tc, widths=group_widths(groups, ratios), ratios=ratios,
-                         criterion="none (architecture only)", operators=LTX.plan(plan),
-                         timestep_conditioning=bool(tc.get("timestep_conditioning", False)))
+    groups = arch.prune_groups(teacher_vae)
+    ratios = arch.flash_vaed_keep(arch.num_up_blocks(teacher_vae))
+    return vae_class(teacher=teacher, teacher_config=tc, widths=group_widths(groups, ratios), ratios=ratios,
+                     criterion="none (architecture only)", operators=arch.plan(plan),
+                     timestep_conditioning=bool(tc.get("timestep_conditioning", False)))
 
 
 class LTXStudentAdapter(StudentAdapter):

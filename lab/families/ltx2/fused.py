@@ -36,7 +36,7 @@ from lab.families.ltx2.student import LTX2RMSNorm, LTX2StudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act, register_norm_kernel
-from lab.runtime.fused.operators import OPERATOR_RULES
+from lab.runtime.fused.operators import OPERATOR_RULES, SPATIAL_CONV, run_conv
 from lab.runtime.fused.ops import channel_rms_norm_act
 
 
@@ -58,11 +58,12 @@ def _kernel_frames(conv: nn.Module) -> int:
 
 
 def _reflect_pad(conv: nn.Module) -> tuple[int, int] | None:
-    """(h, w) spatial padding the buffer holds for a plain LTX-2 conv that pads space with 'reflect' (the conv
-    then runs without padding), or None (the conv pads space itself: zeros, or an operator's own convs)."""
-    if isinstance(conv, LTX2VideoCausalConv3d) and conv.conv.padding_mode == "reflect":
-        return conv.conv.padding[1], conv.conv.padding[2]
-    return None
+    """(h, w) spatial padding the buffer holds for a conv (or an operator's spatial conv) that pads space with
+    'reflect' (it then runs without padding), or None (zeros: the conv pads inside its kernel, no copy)."""
+    spatial = conv.conv if isinstance(conv, LTX2VideoCausalConv3d) else SPATIAL_CONV[type(conv)](conv)
+    if spatial.padding_mode != "reflect":
+        return None
+    return tuple(spatial.padding[-2:])
 
 
 def _fill_reflect(buf: torch.Tensor, ph: int, pw: int) -> None:
@@ -130,13 +131,12 @@ class FusedLTX2(FusedLTX):
             replicate_edges(inner, front, t, back)
         if cache is not None and front:
             cache[key] = inner[:, :, t:t + front]
-        if ph or pw:
+        padded = bool(ph or pw)
+        if padded:
             _fill_reflect(buf, ph, pw)
-            cv = conv.conv
-            return F.conv3d(buf, cv.weight, cv.bias if bias else None, cv.stride, 0, cv.dilation, cv.groups)
         if isinstance(conv, self.CONV):
-            return conv.conv._conv_forward(buf, conv.conv.weight, conv.conv.bias if bias else None)
-        return OPERATOR_RULES[type(conv)](conv, buf, bias)
+            return run_conv(conv.conv, buf, bias, padded)
+        return OPERATOR_RULES[type(conv)](conv, buf, bias, padded)
 
     def _shortcut(self, block: nn.Module, inputs: torch.Tensor, fold: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         # LTX-2's shortcut conv is a plain 1x1 nn.Conv3d: folded, its bias goes to the residual kernel too

@@ -7,6 +7,7 @@ the runtime adds it in the kernel that reads the output next (the norm's ``pre_b
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from lab.ops.operators import Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d
 
@@ -22,19 +23,30 @@ def _unfold(y: torch.Tensor, t: int) -> torch.Tensor:
     return y.reshape(nt // t, t, c, h, w).transpose(1, 2)
 
 
-def _conv(conv, x: torch.Tensor, bias: bool) -> torch.Tensor:
-    """``conv(x)``, without its bias unless ``bias`` (the module's own padding mode; no hooks)."""
-    return conv._conv_forward(x, conv.weight, conv.bias if bias else None)
+def run_conv(conv, x: torch.Tensor, bias: bool = True, padded: bool = False) -> torch.Tensor:
+    """``conv(x)``, without its bias unless ``bias`` (the module's own padding mode; no hooks). ``padded``: ``x``
+    already holds the conv's spatial padding (a fused runtime wrote it into the buffer), so it runs unpadded."""
+    b = conv.bias if bias else None
+    if not padded:
+        return conv._conv_forward(x, conv.weight, b)
+    f = F.conv3d if x.dim() == 5 else F.conv2d
+    return f(x, conv.weight, b, conv.stride, 0, conv.dilation, conv.groups)
 
 
-#: Each rule ``(op, x, bias=True)`` is the operator's own forward minus its padding (for FrameConv2d, which
-#: mixes no time, the new frames alone); ``bias=False`` leaves out the bias of its last conv, the only one
-#: with a bias (BIASED_CONV), for the next kernel to add.
+#: Each rule ``(op, x, bias=True, padded=False)`` is the operator's own forward minus its time padding (for
+#: FrameConv2d, which mixes no time, the new frames alone); ``bias=False`` leaves out the bias of its last conv,
+#: the only one with a bias (BIASED_CONV), for the next kernel to add; ``padded``: ``x`` holds the spatial
+#: padding of its spatial conv (SPATIAL_CONV) too.
 OPERATOR_RULES = {
-    DepthwiseSeparable3d: lambda op, x, bias=True: _conv(op.pointwise, op.depthwise(x), bias),
-    Conv2Plus1d: lambda op, x, bias=True: _conv(op.temporal, _unfold(op.spatial(_fold(x)), x.shape[2]), bias),
-    FrameConv2d: lambda op, x, bias=True: _unfold(_conv(op.conv, _fold(x), bias), x.shape[2]),
+    DepthwiseSeparable3d: lambda op, x, bias=True, padded=False: run_conv(op.pointwise, run_conv(op.depthwise, x,
+                                                                                             padded=padded), bias),
+    Conv2Plus1d: lambda op, x, bias=True, padded=False: run_conv(
+        op.temporal, _unfold(run_conv(op.spatial, _fold(x), padded=padded), x.shape[2]), bias),
+    FrameConv2d: lambda op, x, bias=True, padded=False: _unfold(run_conv(op.conv, _fold(x), bias, padded), x.shape[2]),
 }
 #: the conv that holds each operator's bias
 BIASED_CONV = {DepthwiseSeparable3d: lambda op: op.pointwise, Conv2Plus1d: lambda op: op.temporal,
                FrameConv2d: lambda op: op.conv}
+#: the conv that pads each operator's input in space (the others are 1x1 in space)
+SPATIAL_CONV = {DepthwiseSeparable3d: lambda op: op.depthwise, Conv2Plus1d: lambda op: op.spatial,
+                FrameConv2d: lambda op: op.conv}
