@@ -58,7 +58,10 @@ def add_arguments(p):
                                        "(train); the destination folder (export; default data/checkpoints/MODEL)")
     p.add_argument("--export-minutes", type=float, help="with --export-to (default 10)")
     p.add_argument("--eval-frames", type=positive_int,
-                   help="held-out clip length for periodic exports; the final export uses 17")
+                   help="held-out clip length for periodic exports and --eval-every; the final export uses 17")
+    p.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="score the held-out clips (PSNR/SSIM, --eval-frames long) every STEPS steps, at the start and "
+                        "at the end: the learning curve on the exported card (default 0: off)")
     p.add_argument("--init-from", metavar="RUN_OR_FOLDER",
                    help="warm start a new run from the model weights of this run folder or exported diffusers "
                         "folder (optimizer, step and schedule start fresh; recorded in the card)")
@@ -120,7 +123,8 @@ def run(args):
 # Flags that fill a teacher config, by their TrainConfig.from_flags names (argparse's dests where they differ).
 _FILLS = ("model", "steps", "batch", "frames", "crop", "lr", "warmup", "kl_weight", "perceptual_weight", "seed",
           "device", "threads", "checkpoint_minutes", "checkpoint_every", "export_to", "export_minutes", "eval_frames",
-          "init_from", "anchor_steps", "max_minutes", "stills", "stills_fraction", "manifest", "workers", "log_every")
+          "init_from", "anchor_steps", "max_minutes", "stills", "stills_fraction", "manifest", "workers", "log_every",
+          "eval_every")
 
 
 def _flags(args, model: str, defaults: bool) -> dict:

@@ -56,6 +56,7 @@ def teacher_card(info: dict) -> cards.Card:
         sections=[("Data", _data(info, r)), ("Recipe", _recipe(r)),
                   cards.heldout_section("encode -> decode of the exported fp16 weights, computed in float32",
                                         info["heldout"]),
+                  *_curve_section(info),
                   ("Latent statistics",
                    "`latents_mean`/`latents_std` are the per-channel statistics of the encoder's posterior means\n"
                    "over 16 random training windows, so normalized latents are ~N(0, 1)."),
@@ -66,6 +67,29 @@ def teacher_card(info: dict) -> cards.Card:
                             f"run's last checkpoint. `--stop-at` reproduces a run that was exported\nbefore its "
                             f"planned last step (same schedule, cut there); CPU float results match up to summation "
                             f"order.")])
+
+
+def _curve_section(info: dict) -> list[tuple[str, str]]:
+    """The learning curve (``--eval-every``): held-out PSNR against this run's training minutes; none without."""
+    curve = info.get("curve") or []
+    if not curve:
+        return []
+    clips = list(curve[-1]["clips"])
+    head = "| training minutes | step | " + " | ".join(f"{c} PSNR (dB)" for c in clips) + " | mean |"
+    rows = []
+    for point in curve:
+        psnrs = [point["clips"].get(c, {}).get("psnr") for c in clips]
+        known = [v for v in psnrs if v is not None]
+        minutes = point["minutes"]
+        rows.append(f"| {'' if minutes is None else f'{minutes:.1f}'} | {point['step']} | "
+                    + " | ".join("" if v is None else f"{v:.2f}" for v in psnrs)
+                    + f" | {sum(known) / len(known):.2f} |")
+    start = "this run's warm start" if info.get("init_from") else "random weights"
+    text = (f"\nHeld-out PSNR of the model as it trained, scored every {info['eval_every']} steps on "
+            f"{info['curve_frames']}-frame clips\n(float32 weights; step 0 is {start}). Minutes are this run's "
+            f"training time. The table above\nscores the exported fp16 weights on its own clip lengths, so its "
+            f"figures differ slightly.\n\n" + "\n".join([head, "|" + "---|" * (len(clips) + 3), *rows]))
+    return [("Learning curve", text)]
 
 
 def _verdict(info: dict) -> str:

@@ -108,6 +108,7 @@ class TrainConfig:
     freeze_encoder: bool = False  # decoder-only fine-tune of a warm start: the latent space stays as it was
     anchor_steps: int = 0      # opening steps on fixed block-mean latents (lab.teachers.anchor)
     log_every: int = 10
+    eval_every: int = 0                # steps between held-out evaluations (0: off): the card's learning curve
     checkpoint_every: int = 0          # steps (0: off)
     checkpoint_minutes: float = 5.0    # wall time (0: off)
     keep_checkpoints: int = 2          # the newest, and one before it in case the newest cannot be read
@@ -176,6 +177,8 @@ class TrainConfig:
             raise LabError(f"--workers must be >= 0 (0: no loader processes), got {d.workers}")
         if self.anchor_steps < 0:
             raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
+        if self.eval_every < 0:
+            raise LabError(f"--eval-every must be >= 0 (0: no held-out evaluation during training), got {self.eval_every}")
         for name, value in (("steps", self.steps), ("batch", d.batch), ("log-every", self.log_every),
                             ("keep-checkpoints", self.keep_checkpoints)):
             if value < 1:
@@ -207,6 +210,7 @@ FLAGS = {
     "max_minutes": "max_minutes", "stills": "data.stills", "stills_fraction": "data.stills_fraction",
     "clips": "data.clips", "manifest": "data.manifest", "workers": "data.workers", "extra": "extra",
     "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints", "betas": "optim.betas",
+    "eval_every": "eval_every",
 }
 
 

@@ -26,7 +26,7 @@ from lab.teachers.card import write_card
 from lab.teachers.checkpoint import load_state
 from lab.teachers.config import TrainConfig, build_model, get_preset
 from lab.teachers.data import training_clip_windows
-from lab.teachers.heldout import evaluate
+from lab.teachers.heldout import evaluate, learning_curve
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 #: Written into every exported teacher folder: marks it as the lab's, so a later export may replace it.
@@ -84,9 +84,9 @@ def set_latent_stats(vae, mean: list[float], std: list[float]) -> None:
 
 
 def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = None, step: int, wall_s: float,
-           meta: dict, eval_frames: int = 17, overwrite: bool = False) -> dict:
+           meta: dict, eval_frames: int = 17, overwrite: bool = False, curve: list | None = None) -> dict:
     """Write ``out_dir`` (config.json, fp16 safetensors, provenance.json, README.md, the marker) and return what
-    the card says. ``out_dir`` must pass ``check_export_target`` (``overwrite``: write into any folder, keeping its
+    the card says. ``curve``: the run's held-out evaluations during training (lab.teachers.heldout.learning_curve). ``out_dir`` must pass ``check_export_target`` (``overwrite``: write into any folder, keeping its
     other files). The files are written into a staging folder and installed as ``lab.files.install_folder``
     does: a reader sees the old export or the new one, never a partial one."""
     check_export_target(out_dir, overwrite)
@@ -111,7 +111,8 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "train_scales": list(cfg.data.short_sides), "recipe": cfg.flat(), "heldout": heldout,
             "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
             "command": meta.get("command"), "started": meta.get("started"), "init_from": meta.get("init_from"),
-            "resumed": meta.get("resumed"),
+            "resumed": meta.get("resumed"), "curve": curve or [], "eval_every": cfg.eval_every,
+            "curve_frames": cfg.export.eval_frames,
             "weights_bytes": os.path.getsize(tmp / WEIGHTS),
         }
         write_card(tmp, info)
@@ -143,6 +144,6 @@ def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17, overwrite: b
     vae = build_model(cfg)
     vae.load_state_dict(state["model"])
     return export(vae, cfg, out_dir, step=state["step"], wall_s=state["wall_s"], meta=state.get("meta", {}),
-                  eval_frames=eval_frames, overwrite=overwrite)
+                  eval_frames=eval_frames, overwrite=overwrite, curve=learning_curve(Path(run_dir)))
 
 

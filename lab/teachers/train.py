@@ -30,6 +30,8 @@ from torch import nn
 from lab.cards import describe_machine
 from lab.data.clips import ClipWindows
 from lab.data.dataset import check_training_data
+from lab.data.heldout import HELDOUT
+from lab.data.samples import sample_clip
 from lab.data.stream import sample_windows
 from lab.errors import LabError
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
@@ -39,6 +41,8 @@ from lab.teachers.checkpoint import LEGACY_STATE_FILE, MODEL, STATE_KEYS, load_l
 from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F401 (build_model: tests and callers import it here)
 from lab.teachers.data import training_data
 from lab.teachers.export import check_export_target, export
+from lab.teachers.heldout import curve_metrics, learning_curve
+from lab.teachers.heldout import evaluate as evaluate_heldout
 from lab.teachers.warmstart import apply_init_weights, load_init_weights
 from lab.training import schedule
 from lab.training.loop import fit
@@ -116,8 +120,9 @@ class TeacherTask(Task):
     def __init__(self, cfg: TrainConfig, run_dir: Path, command: str | None = None, data: ClipWindows | None = None):
         self.cfg, self.out, self.command, self.given_data = cfg, Path(run_dir), command, data
         self.device = cfg.device
-        self.cadence = Cadence(log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        self.cadence = Cadence(log_every=cfg.log_every, eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
                                checkpoint_minutes=cfg.checkpoint_minutes, keep_checkpoints=cfg.keep_checkpoints)
+        self.wall_s = 0.0  # training time before the current step (the loop's clock, as schedule() receives it)
         self.resume_hint = "resume from it by running the same command again"
         self.restart_hint = f"point --run at another folder to start a new run (or move {self.out} away)"
         self.meta = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -166,7 +171,17 @@ class TeacherTask(Task):
             self.meta["machine"] = here + (f"; earlier steps on {self.meta['machine']}" if self.meta.get("machine") else "")
 
     def schedule(self, step: int, wall_s: float) -> Schedule:
+        self.wall_s = wall_s
         return teacher_schedule(step - 1, self.cfg, wall_s)
+
+    def evaluate(self, step: int) -> dict | None:
+        """With ``--eval-every``: the held-out clips' PSNR/SSIM of the model as it trains (float32 weights, in the
+        training dtype's forward) after ``self.wall_s`` of training; the card's learning curve."""
+        if not self.cfg.eval_every:
+            return None
+        scores = evaluate_heldout(self.vae, get_preset(self.cfg.model), frames=self.cfg.export.eval_frames)
+        minutes = 0.0 if step == 0 else self.wall_s / 60
+        return curve_metrics(scores, minutes)
 
     def step(self, step: int, model) -> Step:
         cfg, d = self.cfg, self.cfg.data
@@ -189,7 +204,8 @@ class TeacherTask(Task):
             return
         # overwrite: train() checked the folder at its start, and a user's files in it are kept either way
         result = export(self.vae, self.cfg, Path(self.cfg.export.to), data=self.data, step=step,
-                        wall_s=wall_s, meta=self.meta, eval_frames=self.cfg.export.eval_frames, overwrite=True)
+                        wall_s=wall_s, meta=self.meta, eval_frames=self.cfg.export.eval_frames, overwrite=True,
+                        curve=learning_curve(self.out))
         self.run.store.log_event(step, "export", {"folder": self.cfg.export.to, "heldout": result["heldout"]})
         self.vae.train()
         self.last_export, self.export_due = time.monotonic(), False
@@ -265,6 +281,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, comman
         check_training_data(cfg.data.clips, cfg.data.manifest)  # held-out content through a path: before the run folder
     if cfg.export.to:  # before the minutes of training; later exports replace the lab's own export
         check_export_target(cfg.export.to, overwrite_export)
+    if cfg.eval_every:  # the held-out clips the learning curve scores: fetched (or refused) before the training
+        for clip in HELDOUT:
+            sample_clip(clip.clip)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise LabError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu.")
     if cfg.threads:
