@@ -66,4 +66,7 @@ def learning_curve(run_dir: Path) -> list[dict]:
             elif "/" in name:
                 clip, metric = name.rsplit("/", 1)
                 point["clips"].setdefault(clip, {})[metric] = value
+    order = {clip.name: i for i, clip in enumerate(HELDOUT)}  # the held-out table's order
+    for point in points.values():
+        point["clips"] = dict(sorted(point["clips"].items(), key=lambda kv: order.get(kv[0], len(order))))
     return [points[s] for s in sorted(points) if points[s]["clips"]]
