@@ -62,6 +62,9 @@ def add_arguments(p):
     p.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="score the held-out clips (PSNR/SSIM, --eval-frames long) every STEPS steps, at the start and "
                         "at the end: the learning curve on the exported card (default 0: off)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999; its decay ramps up over the "
+                        "first steps); held-out scores, exports and warm starts use it (default 0: off)")
     p.add_argument("--init-from", metavar="RUN_OR_FOLDER",
                    help="warm start a new run from the model weights of this run folder or exported diffusers "
                         "folder (optimizer, step and schedule start fresh; recorded in the card)")
@@ -124,7 +127,7 @@ def run(args):
 _FILLS = ("model", "steps", "batch", "frames", "crop", "lr", "warmup", "kl_weight", "perceptual_weight", "seed",
           "device", "threads", "checkpoint_minutes", "checkpoint_every", "export_to", "export_minutes", "eval_frames",
           "init_from", "anchor_steps", "max_minutes", "stills", "stills_fraction", "manifest", "workers", "log_every",
-          "eval_every")
+          "eval_every", "ema")
 
 
 def _flags(args, model: str, defaults: bool) -> dict:

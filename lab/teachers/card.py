@@ -115,8 +115,11 @@ def _recipe(r: dict) -> str:
 
 
 def _recipe_notes(recipe: dict) -> str:
-    """What the recipe line does not say: an anchored opening, a frozen encoder."""
+    """What the recipe line does not say: an anchored opening, a frozen encoder, a moving average."""
     notes = []
+    if recipe.get("ema"):
+        notes.append(f"The weights shipped (and scored) are an exponential moving average of the trained ones, decay "
+                     f"{recipe['ema']:g} (ramped up as (1 + n) / (10 + n) over the first steps).")
     if recipe.get("anchor_steps"):
         notes.append(f"The first {recipe['anchor_steps']} steps are anchored (`lab.teachers.anchor`): the decoder "
                      f"decodes fixed block-mean latents and the encoder regresses them, then plain VAE training "

@@ -24,6 +24,8 @@ LEGACY_STATE_FILE = "state.pt"
 #: What a readable teacher checkpoint's state must hold.
 STATE_KEYS = ("step", "optimizer", "config")
 MODEL = "model."
+#: the exponential moving average of the weights (``--ema``), beside ``model.*``
+EMA = "ema."
 
 
 def checkpoint_folder(run_dir: Path) -> CheckpointFolder:
@@ -35,15 +37,22 @@ def is_teacher_run(folder: Path) -> bool:
     return bool(checkpoint_folder(folder).complete()) or (Path(folder) / LEGACY_STATE_FILE).is_file()
 
 
+def shipped_weights(state: dict) -> dict:
+    """The weights a run's state ships (exports, warm starts): its moving average with ``--ema``, else the model's."""
+    return state.get("ema") or state["model"]
+
+
 def load_state(run_dir: Path) -> dict | None:
-    """The run's newest readable training state (``model`` holds the state dict), or None when it has none yet. A
+    """The run's newest readable training state (``model`` holds the state dict, ``ema`` its moving average with
+    ``--ema``, else empty), or None when it has none yet. A
     checkpoint that cannot be read is skipped and left where it is (this reads another run's folder)."""
     run_dir = Path(run_dir)
     ckpts = checkpoint_folder(run_dir)
     picked = ckpts.pick("cpu", set_aside=False)
     if picked is not None:
         _, tensors, state = picked
-        return {**state, "model": {k[len(MODEL):]: v for k, v in tensors.items() if k.startswith(MODEL)}}
+        return {**state, "model": {k[len(MODEL):]: v for k, v in tensors.items() if k.startswith(MODEL)},
+                "ema": {k[len(EMA):]: v for k, v in tensors.items() if k.startswith(EMA)}}
     if (run_dir / LEGACY_STATE_FILE).is_file():
         return load_legacy(run_dir / LEGACY_STATE_FILE)
     if ckpts.complete():

@@ -75,6 +75,8 @@ class TeacherOptim:
     grad_clip: float = 1.0          # 0 disables clipping
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05      # cosine decays to lr * this at the last step
+    ema: float = 0.0                # > 0: keep an exponential moving average of the weights with this decay;
+                                    # held-out scores, exports and warm starts from the run then use it
 
 
 @dataclass
@@ -177,6 +179,8 @@ class TrainConfig:
             raise LabError(f"--workers must be >= 0 (0: no loader processes), got {d.workers}")
         if self.anchor_steps < 0:
             raise LabError(f"--anchor-steps must be >= 0, got {self.anchor_steps}")
+        if not 0 <= self.optim.ema < 1:
+            raise LabError(f"--ema is a decay in [0, 1) (e.g. 0.999; 0: off), got {self.optim.ema}")
         if self.eval_every < 0:
             raise LabError(f"--eval-every must be >= 0 (0: no held-out evaluation during training), got {self.eval_every}")
         for name, value in (("steps", self.steps), ("batch", d.batch), ("log-every", self.log_every),
@@ -210,7 +214,7 @@ FLAGS = {
     "max_minutes": "max_minutes", "stills": "data.stills", "stills_fraction": "data.stills_fraction",
     "clips": "data.clips", "manifest": "data.manifest", "workers": "data.workers", "extra": "extra",
     "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints", "betas": "optim.betas",
-    "eval_every": "eval_every",
+    "eval_every": "eval_every", "ema": "optim.ema",
 }
 
 

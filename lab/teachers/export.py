@@ -23,7 +23,7 @@ from lab.errors import CheckpointError
 from lab.files import FolderFiles, check_output_folder, install_folder, staged_folder
 from lab.teachers.card import TITLE as _CARD_TITLE  # a card's first line: marks exports made before MARKER
 from lab.teachers.card import write_card
-from lab.teachers.checkpoint import load_state
+from lab.teachers.checkpoint import load_state, shipped_weights
 from lab.teachers.config import TrainConfig, build_model, get_preset
 from lab.teachers.data import training_clip_windows
 from lab.teachers.heldout import evaluate, learning_curve
@@ -142,7 +142,7 @@ def export_run(run_dir: Path, out_dir: Path, eval_frames: int = 17, overwrite: b
                               f"python -m lab teacher train --run {run_dir}.")
     cfg = TrainConfig.from_dict(state["config"])
     vae = build_model(cfg)
-    vae.load_state_dict(state["model"])
+    vae.load_state_dict(shipped_weights(state))  # the moving average of a run trained with --ema
     return export(vae, cfg, out_dir, step=state["step"], wall_s=state["wall_s"], meta=state.get("meta", {}),
                   eval_frames=eval_frames, overwrite=overwrite, curve=learning_curve(Path(run_dir)))
 

@@ -18,6 +18,7 @@ made before checkpoint folders. A new run may warm-start from another run's or a
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from contextlib import nullcontext
@@ -37,7 +38,7 @@ from lab.errors import LabError
 from lab.eval.backbones import load_lpips  # raises with instructions when the weights are absent
 from lab.runs.store import is_run
 from lab.teachers.anchor import anchor_latents
-from lab.teachers.checkpoint import LEGACY_STATE_FILE, MODEL, STATE_KEYS, load_legacy
+from lab.teachers.checkpoint import EMA, LEGACY_STATE_FILE, MODEL, STATE_KEYS, load_legacy
 from lab.teachers.config import TrainConfig, build_model, get_preset  # noqa: F401 (build_model: tests and callers import it here)
 from lab.teachers.data import training_data
 from lab.teachers.export import check_export_target, export
@@ -141,6 +142,7 @@ class TeacherTask(Task):
             for module in filter(None, (self.vae.encoder, getattr(self.vae, "quant_conv", None))):
                 module.requires_grad_(False)
         self.trainable = [p for p in self.vae.parameters() if p.requires_grad]
+        self.ema, self.ema_updates = None, 0  # --ema: made from the weights training starts from (begin / resume)
         o = cfg.optim
         self.opt = torch.optim.AdamW(self.trainable, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         # Each rank draws its own windows and noise (rank 0's are those of a one-process run).
@@ -159,6 +161,8 @@ class TeacherTask(Task):
             apply_init_weights(self.vae, weights, self.cfg.init_from)
             self.meta["init_from"] = provenance  # the card names the earlier run's command
             log.info("warm start from %s (step %s)", self.cfg.init_from, provenance["step"])
+        if self.cfg.optim.ema and self.ema is None:
+            self.ema = _frozen_copy(self.vae)
         self.run.emit("on_phase", step, None, "train",
                       "start" if step == 0 else "resumed a run made before teacher runs had a store")
 
@@ -174,12 +178,30 @@ class TeacherTask(Task):
         self.wall_s = wall_s
         return teacher_schedule(step - 1, self.cfg, wall_s)
 
+    def after_update(self) -> None:
+        """--ema: the moving average takes a step towards the updated weights. Its decay ramps up as
+        (1 + n) / (10 + n) to ``--ema``, so a short run's average is not stuck at its first weights."""
+        if self.ema is None:
+            return
+        n = self.ema_updates
+        decay = min(self.cfg.optim.ema, (1 + n) / (10 + n))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.vae.parameters()), 1.0 - decay)
+            for mine, theirs in zip(self.ema.buffers(), self.vae.buffers()):
+                mine.copy_(theirs)
+        self.ema_updates = n + 1
+
+    @property
+    def shipped(self) -> nn.Module:
+        """The model held-out scores and exports see: the moving average with ``--ema``, else the trained one."""
+        return self.ema if self.ema is not None else self.vae
+
     def evaluate(self, step: int) -> dict | None:
         """With ``--eval-every``: the held-out clips' PSNR/SSIM of the model as it trains (float32 weights, in the
         training dtype's forward) after ``self.wall_s`` of training; the card's learning curve."""
         if not self.cfg.eval_every:
             return None
-        scores = evaluate_heldout(self.vae, get_preset(self.cfg.model), frames=self.cfg.export.eval_frames)
+        scores = evaluate_heldout(self.shipped, get_preset(self.cfg.model), frames=self.cfg.export.eval_frames)
         minutes = 0.0 if step == 0 else self.wall_s / 60
         return curve_metrics(scores, minutes)
 
@@ -203,7 +225,7 @@ class TeacherTask(Task):
         if not self.export_due:
             return
         # overwrite: train() checked the folder at its start, and a user's files in it are kept either way
-        result = export(self.vae, self.cfg, Path(self.cfg.export.to), data=self.data, step=step,
+        result = export(self.shipped, self.cfg, Path(self.cfg.export.to), data=self.data, step=step,
                         wall_s=wall_s, meta=self.meta, eval_frames=self.cfg.export.eval_frames, overwrite=True,
                         curve=learning_curve(self.out))
         self.run.store.log_event(step, "export", {"folder": self.cfg.export.to, "heldout": result["heldout"]})
@@ -221,7 +243,10 @@ class TeacherTask(Task):
 
     def state_dict(self):
         tensors = {MODEL + k: v for k, v in self.vae.state_dict().items()}
-        state = {"config": self.cfg.to_dict(), "optimizer": self.opt.state_dict(), "meta": self.meta}
+        if self.ema is not None:
+            tensors.update({EMA + k: v for k, v in self.ema.state_dict().items()})
+        state = {"config": self.cfg.to_dict(), "optimizer": self.opt.state_dict(), "meta": self.meta,
+                 "ema_updates": self.ema_updates}
         return tensors, state, {}
 
     def load_state_dict(self, tensors: dict, state: dict, path: Path) -> None:
@@ -233,6 +258,12 @@ class TeacherTask(Task):
                            f"settings, or pass another --run folder to start a new run.")
         self.vae.load_state_dict({k[len(MODEL):]: v for k, v in tensors.items() if k.startswith(MODEL)})
         self.opt.load_state_dict(state["optimizer"])
+        if self.cfg.optim.ema:  # its average as checkpointed; a run resumed with --ema starts one from its weights
+            self.ema = _frozen_copy(self.vae)
+            averaged = {k[len(EMA):]: v for k, v in tensors.items() if k.startswith(EMA)}
+            if averaged:
+                self.ema.load_state_dict(averaged)
+            self.ema_updates = int(state.get("ema_updates", 0)) if averaged else 0
         self.meta = state.get("meta") or self.meta
         sessions = [self.meta.get("command")] + [r["command"] for r in self.meta.get("resumed", [])]
         if self.command and self.command != sessions[-1]:
@@ -267,6 +298,13 @@ class TeacherTask(Task):
         return {"run": str(self.out), "model": self.cfg.model, "step": step, "steps": self.cfg.steps,
                 "wall_s": round(wall_s, 1), "stopped_by": "signal" if signalled else "time" if timed else "steps",
                 "last_loss": float(self.losses[-1]) if self.losses else None}
+
+
+def _frozen_copy(vae: nn.Module) -> nn.Module:
+    """A copy of ``vae`` that takes no gradients (the moving average of its weights)."""
+    ema = copy.deepcopy(vae).eval()
+    ema.requires_grad_(False)
+    return ema
 
 
 def train(cfg: TrainConfig, run_dir: Path, *, stop_at: int | None = None, command: str | None = None,

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from lab.cards import read_provenance
 from lab.errors import CheckpointError
-from lab.teachers.checkpoint import is_teacher_run, load_state
+from lab.teachers.checkpoint import is_teacher_run, load_state, shipped_weights
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -26,7 +26,7 @@ def load_init_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict
     if is_teacher_run(src):
         state = load_state(src)
         meta = state.get("meta") or {}
-        return state["model"], {"source": str(source), "step": state["step"], "command": meta.get("command"),
+        return shipped_weights(state), {"source": str(source), "step": state["step"], "command": meta.get("command"),
                                 "wall_s": state.get("wall_s")}
     if (src / WEIGHTS).is_file():
         weights = {k: v.float() for k, v in load_file(src / WEIGHTS).items()}
