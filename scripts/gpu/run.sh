@@ -5,6 +5,7 @@
 # second finds the machine warm (carry [".whl", ".gpu", "data/samples"]):
 #   bash scripts/gpu/run.sh --phases env,smoke,probe       # ~2.5 min: every CUDA path + the teachers' s/step
 #   TEACHER_MINUTES=4 bash scripts/gpu/run.sh --phases teachers,bench   # ~9 min: teachers, then the bench
+#   (teachers: mini-wan, mini-ltx and the mini-ltx-ema ablation, warm-started, each card with its learning curve)
 # The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
 # Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
 # The perf phase (issue 29, ~7 min on an H100 by estimate): bash scripts/gpu/run.sh --phases env,perf
