@@ -34,8 +34,10 @@ Wan's per-chunk loop (LTX-Video, LTX-2, TAEF2, lightweight) both are no-ops (chu
 modules under torch.compile (``@compile-MODE`` for a mode, ``@compile-auto`` to pick the mode by timing
 among eager and ``compile_candidates``, lab.runtime.compiled); ``+`` combines them
 (``wan2.1@chunk4+compile``). When the plain NAME is benchmarked too, the row reports ``max_abs_err`` and
-``psnr`` (dB, peak-to-peak 2) of its output against it on the same latents (``max_abs_err_vs`` names it), so a fast path is shown to be exact in the same run that
-shows it fast. Compilation happens in a first decode before anything is measured (reported as
+``psnr`` (dB, peak-to-peak 2) of its output against it on the same latents (``max_abs_err_vs`` names it), so a
+fast path is shown to be exact in the same run that shows it fast. A decoder that cannot run (an error in its
+first decodes: a CUDA graph capture, a kernel build) gets a row with its ``error`` instead of timings, and the
+others are measured. Compilation happens in a first decode before anything is measured (reported as
 ``compile_seconds``; for ``@compile-auto``, in the mode search) and is never timed as a decode.
 """
 
