@@ -121,14 +121,16 @@ def rms_norm_act(x, gamma, bias, scale, eps, act, out, pre_bias=None) -> bool:
     return True
 
 
-def mean_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
+def _weighted_norm(kernel: str, x, weight, eps, act, out, pre_bias) -> bool:
+    """Launch a norm kernel that takes an optional per-channel weight and 1/C (``mean``: diffusers' RMSNorm,
+    ``channel``: LTX-2's PerChannelRMSNorm)."""
     if weight is not None and weight.dtype != x.dtype:
         return False  # a float32 weight on half activations computes in float32: the reference's case
     launch = _norm_launch(x, out)
     if launch is None:
         return False
     sx, so, p, block_p, block_c, grid = launch
-    _kernels()["mean"][grid](x, weight.contiguous() if weight is not None else x,
+    _kernels()[kernel][grid](x, weight.contiguous() if weight is not None else x,
                              pre_bias.to(x.dtype).contiguous() if pre_bias is not None else x, out, p, x.shape[1],
                              *sx, *so, 1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None,
                              HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype], BLOCK_P=block_p,
@@ -136,19 +138,12 @@ def mean_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
     return True
 
 
+def mean_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
+    return _weighted_norm("mean", x, weight, eps, act, out, pre_bias)
+
+
 def channel_rms_norm_act(x, weight, eps, act, out, pre_bias=None) -> bool:
-    if weight is not None and weight.dtype != x.dtype:
-        return False  # a float32 weight on half activations promotes to float32: the reference's case
-    launch = _norm_launch(x, out)
-    if launch is None:
-        return False
-    sx, so, p, block_p, block_c, grid = launch
-    _kernels()["channel"][grid](x, weight.contiguous() if weight is not None else x,
-                                pre_bias.to(x.dtype).contiguous() if pre_bias is not None else x, out, p,
-                                x.shape[1], *sx, *so, 1.0 / x.shape[1], float(eps), HAS_WEIGHT=weight is not None,
-                                HAS_PRE=pre_bias is not None, ACT=bool(act), ROUND=_ROUND[x.dtype],
-                                BLOCK_P=block_p, BLOCK_C=block_c)
-    return True
+    return _weighted_norm("channel", x, weight, eps, act, out, pre_bias)
 
 
 #: widest folded norm the kernel takes (its x^T Q x is a BLOCK_C x BLOCK_C product per position block);

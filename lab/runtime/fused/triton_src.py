@@ -27,19 +27,36 @@ def _silu(v):
 
 
 @triton.jit
-def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, scale, eps,
-                        HAS_BIAS: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
-                        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def _norm_rows(x_ptr, pb_ptr, P, C, sxn, sxp, sxc, HAS_PRE: tl.constexpr, ROUND: tl.constexpr,
+               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """What every norm kernel starts with: this program's (batch n, positions p, channels c, channel mask, block
+    mask) and its rows of x in float32; with HAS_PRE, plus the bias of the conv that wrote x (pb), added and
+    rounded as ATen's separate add would."""
     n = tl.program_id(1).to(tl.int64)
     p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.arange(0, BLOCK_C)
     cm = c < C
     mask = (p[:, None] < P) & cm[None, :]
-    dtype = o_ptr.dtype.element_ty
     x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
-    if HAS_PRE:  # the bias of the conv that wrote x, added and rounded as ATen's separate add would
+    if HAS_PRE:
         pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
         x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
+    return n, p, c, cm, mask, x
+
+
+@triton.jit
+def _act_store(o_ptr, y, n, p, c, mask, son, sop, soc, ACT: tl.constexpr, ROUND: tl.constexpr):
+    """What every norm kernel ends with: SiLU (rounded) when ACT, then the rows stored in the output's dtype."""
+    if ACT:
+        y = _round(_silu(y), ROUND)
+    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(o_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, son, sop, soc, scale, eps,
+                        HAS_BIAS: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr, ROUND: tl.constexpr,
+                        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    n, p, c, cm, mask, x = _norm_rows(x_ptr, pb_ptr, P, C, sxn, sxp, sxc, HAS_PRE, ROUND, BLOCK_P, BLOCK_C)
     # F.normalize: x / max(||x||, eps), in float32 with IEEE-rounded sqrt and division (as ATen; Triton's
     # default sqrt and '/' are approximate)
     denom = tl.maximum(tl.sqrt_rn(tl.sum(x * x, axis=1)), eps)
@@ -50,9 +67,7 @@ def rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc,
     if HAS_BIAS:
         b = tl.load(b_ptr + c, mask=cm, other=0.0).to(tl.float32)
         y = _round(y + b[None, :], ROUND)
-    if ACT:
-        y = _round(_silu(y), ROUND)
-    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+    _act_store(o_ptr, y, n, p, c, mask, son, sop, soc, ACT, ROUND)
 
 
 @triton.jit
@@ -61,24 +76,13 @@ def mean_rms_norm_act_kernel(x_ptr, w_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc, s
                              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     # diffusers' RMSNorm: x * rsqrt(mean(x^2) + eps) in float32 (mean = sum * (1/C), as ATen's), rounded,
     # times the weight and rounded again when there is one; then SiLU.
-    n = tl.program_id(1).to(tl.int64)
-    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
-    mask = (p[:, None] < P) & cm[None, :]
-    dtype = o_ptr.dtype.element_ty
-    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
-    if HAS_PRE:  # as in rms_norm_act_kernel
-        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
-        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
+    n, p, c, cm, mask, x = _norm_rows(x_ptr, pb_ptr, P, C, sxn, sxp, sxc, HAS_PRE, ROUND, BLOCK_P, BLOCK_C)
     inv = tl.math.rsqrt(tl.sum(x * x, axis=1) * inv_c + eps)
     y = _round(x * inv[:, None], ROUND)
     if HAS_WEIGHT:
         w = tl.load(w_ptr + c, mask=cm, other=0.0).to(tl.float32)
         y = _round(y * w[None, :], ROUND)
-    if ACT:
-        y = _round(_silu(y), ROUND)
-    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+    _act_store(o_ptr, y, n, p, c, mask, son, sop, soc, ACT, ROUND)
 
 
 @triton.jit
@@ -87,41 +91,21 @@ def channel_rms_norm_act_kernel(x_ptr, w_ptr, pb_ptr, o_ptr, P, C, sxn, sxp, sxc
                                 ROUND: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     # LTX-2's PerChannelRMSNorm in the tensor's dtype: x^2, mean (a float32 sum times 1/C, as ATen's), + eps,
     # sqrt and x / rms each rounded; times the weight and rounded when there is one; then SiLU.
-    n = tl.program_id(1).to(tl.int64)
-    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
-    mask = (p[:, None] < P) & cm[None, :]
-    dtype = o_ptr.dtype.element_ty
-    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
-    if HAS_PRE:  # as in rms_norm_act_kernel
-        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
-        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
+    n, p, c, cm, mask, x = _norm_rows(x_ptr, pb_ptr, P, C, sxn, sxp, sxc, HAS_PRE, ROUND, BLOCK_P, BLOCK_C)
     ms = _round(tl.sum(_round(x * x, ROUND), axis=1) * inv_c, ROUND)
     rms = _round(tl.sqrt_rn(_round(ms + eps, ROUND)), ROUND)
     y = _round(tl.div_rn(x, rms[:, None]), ROUND)
     if HAS_WEIGHT:
         w = tl.load(w_ptr + c, mask=cm, other=0.0).to(tl.float32)
         y = _round(y * w[None, :], ROUND)
-    if ACT:
-        y = _round(_silu(y), ROUND)
-    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+    _act_store(o_ptr, y, n, p, c, mask, son, sop, soc, ACT, ROUND)
 
 
 @triton.jit
 def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, q_ptr, l_ptr, k_ptr, o_ptr, P, C, sxn, sxp, sxc,
                                son, sop, soc, eps, HAS_BIAS: tl.constexpr, HAS_PRE: tl.constexpr, ACT: tl.constexpr,
                                ROUND: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    n = tl.program_id(1).to(tl.int64)
-    p = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
-    mask = (p[:, None] < P) & cm[None, :]
-    dtype = o_ptr.dtype.element_ty
-    x = tl.load(x_ptr + n * sxn + p[:, None] * sxp + c[None, :] * sxc, mask=mask, other=0.0).to(tl.float32)
-    if HAS_PRE:  # as in rms_norm_act_kernel
-        pb = tl.load(pb_ptr + c, mask=cm, other=0.0).to(tl.float32)
-        x = tl.where(mask, _round(x + pb[None, :], ROUND), 0.0)
+    n, p, c, cm, mask, x = _norm_rows(x_ptr, pb_ptr, P, C, sxn, sxp, sxc, HAS_PRE, ROUND, BLOCK_P, BLOCK_C)
     q = tl.load(q_ptr + c[:, None] * C + c[None, :], mask=cm[:, None] & cm[None, :], other=0.0).to(tl.float32)
     lin = tl.load(l_ptr + c, mask=cm, other=0.0).to(tl.float32)
     const = tl.load(k_ptr).to(tl.float32)
@@ -134,9 +118,7 @@ def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, q_ptr, l_ptr, k_ptr,
         b = tl.load(b_ptr + c, mask=cm, other=0.0).to(tl.float32)
         y = y + b[None, :]
     y = _round(y, ROUND)  # the folded norm rounds once, then SiLU runs on the rounded value
-    if ACT:
-        y = _round(_silu(y), ROUND)
-    tl.store(o_ptr + n * son + p[:, None] * sop + c[None, :] * soc, y.to(dtype), mask=mask)
+    _act_store(o_ptr, y, n, p, c, mask, son, sop, soc, ACT, ROUND)
 
 
 @triton.jit
