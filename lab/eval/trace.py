@@ -170,24 +170,23 @@ class FusedAttention(TorchFunctionMode):
         return out
 
 
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 def _cudnn_layout(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The layout cuDNN gives a convolution's output: channels-last when the input or the weight is
     channels-last (ATen's cudnn_conv_suggest_memory_format). Meta convolutions return contiguous outputs
     whatever their inputs, which would make every channels-last path look like it copies after each conv;
     the trace measures the CUDA path, so it relayouts here (below the mode: not counted)."""
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    fmt = formats.get(out.dim())
-    if fmt is None or out.is_contiguous(memory_format=fmt):
+    fmt = _CHANNELS_LAST.get(out.dim())
+    if fmt is None or out.is_contiguous(memory_format=fmt) or not _suggests_channels_last(x, weight):
         return out
-    if x.is_contiguous(memory_format=fmt) and not x.is_contiguous() or \
-            weight.is_contiguous(memory_format=fmt) and not weight.is_contiguous():
-        return out.contiguous(memory_format=fmt)
-    return out
+    return out.contiguous(memory_format=fmt)
 
 
 def _suggests_channels_last(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """ATen's cudnn_conv_suggest_memory_format(x, weight) != Contiguous: the input or the weight is channels-last."""
-    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    fmt = _CHANNELS_LAST.get(x.dim())
     return fmt is not None and any(t.is_contiguous(memory_format=fmt) and not t.is_contiguous() for t in (x, weight))
 
 
