@@ -36,7 +36,7 @@ from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act
 from lab.runtime.fused.ops import bias_residual_add, folds_conv_bias
-from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES
+from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, run_conv
 
 
 def _time_padding(conv: nn.Module) -> tuple[int, int]:
@@ -162,6 +162,13 @@ class FusedLTX:
         """The bias ``_normed_conv(..., bias=False)`` leaves out."""
         return conv.conv.bias if isinstance(conv, self.CONV) else BIASED_CONV[type(conv)](conv).bias
 
+    def _conv_over(self, conv: nn.Module, buf: torch.Tensor, bias: bool, padded: bool = False) -> torch.Tensor:
+        """The family's conv (or the operator in its place) over its padded input buffer; ``padded``: the buffer
+        holds the spatial padding too."""
+        if isinstance(conv, self.CONV):
+            return run_conv(conv.conv, buf, bias, padded)
+        return OPERATOR_RULES[type(conv)](conv, buf, bias, padded)
+
     def _normed_conv(self, norm: nn.Module, conv: nn.Module, x: torch.Tensor, causal: bool | None,
                      pre_bias: torch.Tensor | None = None, bias: bool = True) -> torch.Tensor:
         """conv(SiLU(norm(x + pre_bias))) with the norm's output written into the conv's time-padded input
@@ -173,9 +180,7 @@ class FusedLTX:
                           memory_format=self.memory_format)
         norm_act(norm, x, True, buf[:, :, front:front + t], pre_bias=pre_bias)
         replicate_edges(buf, front, t, back)
-        if isinstance(conv, self.CONV):
-            return conv.conv._conv_forward(buf, conv.conv.weight, conv.conv.bias if bias else None)
-        return OPERATOR_RULES[type(conv)](conv, buf, bias)
+        return self._conv_over(conv, buf, bias)
 
     def _shortcut(self, block: nn.Module, inputs: torch.Tensor, fold: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The resnet's shortcut of ``inputs``, and the bias it left for the residual kernel (``fold``)."""

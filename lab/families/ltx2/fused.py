@@ -36,7 +36,7 @@ from lab.families.ltx2.student import LTX2RMSNorm, LTX2StudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
 from lab.runtime.fused.norms import fusable_norm, norm_act, register_norm_kernel
-from lab.runtime.fused.operators import OPERATOR_RULES, SPATIAL_CONV, run_conv
+from lab.runtime.fused.operators import SPATIAL_CONV
 from lab.runtime.fused.ops import channel_rms_norm_act
 
 
@@ -131,12 +131,9 @@ class FusedLTX2(FusedLTX):
             replicate_edges(inner, front, t, back)
         if cache is not None and front:
             cache[key] = inner[:, :, t:t + front]
-        padded = bool(ph or pw)
-        if padded:
+        if ph or pw:
             _fill_reflect(buf, ph, pw)
-        if isinstance(conv, self.CONV):
-            return run_conv(conv.conv, buf, bias, padded)
-        return OPERATOR_RULES[type(conv)](conv, buf, bias, padded)
+        return self._conv_over(conv, buf, bias, padded=bool(ph or pw))
 
     def _shortcut(self, block: nn.Module, inputs: torch.Tensor, fold: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         # LTX-2's shortcut conv is a plain 1x1 nn.Conv3d: folded, its bias goes to the residual kernel too
