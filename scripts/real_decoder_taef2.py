@@ -1,20 +1,24 @@
 """The method on a real decoder the lab did not train: channel selection and a short distillation of the
-TAEF2 decoder (madebyollin/taesd, MIT; lab.families.taef2), on CPU. Writes docs/results/real-decoder-taef2.md
-and .json.
+TAEF2 decoder (madebyollin/taesd, MIT; lab.families.taef2), on the CPU or a GPU. Writes
+docs/results/real-decoder-taef2.md and .json.
 
     python scripts/real_decoder_taef2.py                       # weights from ../shared/assets/weights/taef2
     python scripts/real_decoder_taef2.py --weights DIR --steps 300 --out /tmp/taef2.md   # shorter distillation
+    python scripts/real_decoder_taef2.py --device cuda --minutes 1 --batch 16 --crop 256 --dtype bf16 \
+        --keeps 0.5,0.25,0.125 --bench-size 1024x1024 --bench-frames 8 --bench-dtype fp16   # the device run's phase
 
 1. Round trip of the released autoencoder on real frames (PSNR against the real clip).
 2. Before any training: PSNR of each pruned decoder against the teacher's own decode of held-out real
    clips, at 50%, 25% and 12.5% of every channel group, for independence, magnitude and the mean (min-max)
    of 5 random seeds. One analysis (calibration Grams) serves every criterion and every student gets the
    same least-squares fold, so only the channel choice differs.
-3. A short CPU distillation (lab.distill, three phases) of the independence students at 25% and 12.5%;
-   retention = student PSNR / teacher PSNR against the real held-out clips, and the CPU speed of each
-   decoder against the teacher's, timed side by side in one process (lab.eval.bench).
-Calibration and training use the lab's training clips only (bbb-128, bigbuckbunny, bikes up to frame 192);
-held out: carphone (never seen) and bikes from frame 200.
+3. A short distillation (lab.distill, three phases; ``--device``, a step bound and with ``--minutes`` a time
+   budget per student) of the independence students (``--keeps``, default 25% and 12.5%); retention = student
+   PSNR / teacher PSNR against the real held-out clips, and the speed of each decoder against the teacher's on
+   the same device, timed side by side in one process (lab.eval.bench).
+Calibration and training use the lab's training clips only (bbb-128 where the crop fits its 128x128, bigbuckbunny,
+bikes up to frame 192); held out: carphone (never seen) and bikes from frame 200. Selection and held-out scoring
+run on the CPU wherever the students train, so the tables before training are the same on every machine.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from lab.prune import prune
 CALIBRATION = [("bbb-128", 0, (128, 128)), ("bigbuckbunny", 0, (256, 256)), ("bikes", 0, (256, 256))]
 HELD_OUT = [("carphone", 0, (144, 176)), ("bikes", BIKES_HELDOUT_START, (256, 256))]
 RATIOS = (0.5, 0.25, 0.125)
-DISTILLED = (0.25, 0.125)
+DISTILLED = "0.25,0.125"
 
 
 def encode(teacher, specs, frames):
@@ -75,7 +79,22 @@ def main(argv=None) -> dict:
     p.add_argument("--frames", type=int, default=17, help="frames per held-out clip")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=1000, help="distillation steps per student, at most (phases end on plateaus; 0: skip)")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="training minutes per student besides --steps (0: steps only), shared among the phases")
+    p.add_argument("--keeps", default=DISTILLED, help="comma-separated widths to distil (of the selection's 0.5,0.25,0.125)")
+    p.add_argument("--device", default="cpu", help="where the students are distilled and timed")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="distillation precision (bf16: autocast)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--crop", type=int, default=128, help="training crop, px")
+    p.add_argument("--train-frames", type=int, default=4)
+    p.add_argument("--bench-size", default="288x512", help="HxW of the timed decodes")
+    p.add_argument("--bench-frames", type=int, default=4)
+    p.add_argument("--bench-dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--previous", default=None, metavar="JSON",
+                   help="an earlier run's .json (e.g. the CPU run this replaces): its students' table is kept beside")
+    p.add_argument("--reuse-selection", action="store_true",
+                   help="take the table before training from --previous (same clips and frames) instead of recomputing it")
     p.add_argument("--out", default=str(REPO_ROOT / "docs" / "results" / "real-decoder-taef2.md"))
     p.add_argument("--render", default=None, metavar="JSON", help="only rewrite --out from a saved .json of this script")
     args = p.parse_args(argv)
@@ -84,6 +103,11 @@ def main(argv=None) -> dict:
         Path(args.out).write_text(report(result, result.get("argv", [])))
         return result
     torch.set_num_threads(args.threads)
+    keeps = [float(k) for k in args.keeps.split(",") if k]
+    if not set(keeps) <= set(RATIOS):
+        raise SystemExit(f"--keeps: each width must be one of {RATIOS}, got {args.keeps}")
+    bench_size = tuple(int(v) for v in args.bench_size.lower().split("x"))
+    device = torch.device(args.device)
     t0 = time.perf_counter()
     teacher = load_decoder("taef2", weights=args.weights)
     _, calib, calib_names = encode(teacher, CALIBRATION, args.calib_frames)
@@ -94,8 +118,20 @@ def main(argv=None) -> dict:
     analysis = analyze(teacher, calib, clip_names=calib_names)
     refs = [teacher.decode(z) for z in held]
 
-    selection = []
-    for r in RATIOS:
+    prev = json.loads(Path(args.previous).read_text()) if args.previous else None
+    selection, seeds, selection_from = [], args.seeds, None
+    if args.reuse_selection:
+        # The table before training is deterministic (CPU, same weights, clips and frames): a device run reuses
+        # the earlier run's instead of spending a minute of GPU time recomputing it on the CPU.
+        # The teacher's round trip on the held-out clips stands for its weights (a path may differ, not they).
+        same = {"calibration": calib_names, "calib_frames": args.calib_frames, "held_out": held_names,
+                "held_out_frames": args.frames, "teacher_psnr_real": round(teacher_real, 4)}
+        differs = [k for k, v in same.items()
+                   if (round(prev.get(k), 4) if k == "teacher_psnr_real" and prev else (prev or {}).get(k)) != v]
+        if prev is None or differs:
+            raise SystemExit(f"--reuse-selection: the --previous run differs in {differs or 'everything'}; drop the flag")
+        selection, seeds, selection_from = prev["selection"], prev["random_seeds"], prev["date"]
+    for r in RATIOS if not selection else ():
         rows = compare_criteria(teacher, analysis, r, held, refs, random_seeds=args.seeds)
         selection += rows
         print(f"keep {r}: " + ", ".join(f"{x['criterion']} {x['psnr']:.2f}" for x in rows), file=sys.stderr)
@@ -109,14 +145,16 @@ def main(argv=None) -> dict:
         wan_clip = shared / "videos" / "wan2_1_generated_832x480_81f.mp4" if shared else None
         val = [str(wan_clip)] if wan_clip is not None and wan_clip.is_file() else []
         folders = ["taef2"]
-        for r in DISTILLED:
+        clips = (["bbb-128"] if args.crop <= 128 else []) + ["bigbuckbunny", f"bikes[0:{BIKES_TRAIN_STOP}]"]
+        for r in keeps:
             student, info = prune(teacher, r, "independence", analysis=analysis)
             before, _ = psnr_all(student, held, held_videos)
             ts = time.perf_counter()
-            trained, dinfo = distill_student(teacher, student, ["bbb-128", "bigbuckbunny", f"bikes[0:{BIKES_TRAIN_STOP}]"],
-                                             steps=args.steps, frames=4, size=(128, 128), run_dir=work / f"keep{r}",
-                                             val_clips=val, seed=0,
-                                             teacher_weights=args.weights)
+            trained, dinfo = distill_student(teacher, student, clips, steps=args.steps, frames=args.train_frames,
+                                             size=(args.crop, args.crop), run_dir=work / f"keep{r}",
+                                             val_clips=val, seed=0, teacher_weights=args.weights,
+                                             device=args.device, batch=args.batch, minutes=args.minutes,
+                                             dtype=args.dtype)
             after, after_each = psnr_all(trained, held, held_videos)
             vs_teacher, _ = psnr_all(trained, held, refs)
             folders.append(dinfo["last"])
@@ -126,18 +164,30 @@ def main(argv=None) -> dict:
                               "psnr_vs_teacher": vs_teacher, "retention_before": before / teacher_real,
                               "retention": after / teacher_real})
             print(f"distilled keep {r}: {after:.2f} dB vs real (retention {after / teacher_real:.3f})", file=sys.stderr)
-        speed = bench(folders, frames=4, size=(288, 512), repeats=5, warmup=1, memory=False, macs=True)
+        speed = bench(folders, weights=args.weights, device=device, dtype=args.bench_dtype, frames=args.bench_frames,
+                      size=bench_size, repeats=5, warmup=1, memory=False, macs=True)
         rows = speed["decoders"]  # the teacher first: each row's speedup is against it
-        for d, row in zip(distilled, rows[1:]):
-            d["cpu_speedup"], d["macs"] = row["speedup"], row.get("macs")
-        teacher_macs = rows[0].get("macs")
+        # A decoder that fails on the device is an error row (lab.eval.bench): its figures are left out, the
+        # students' scores stay.
+        ms = [round(row["seconds"] * 1e3, 2) if "seconds" in row else None for row in rows]
+        for d, row, t in zip(distilled, rows[1:], ms[1:]):
+            d.update(speedup=row.get("speedup") if ms[0] else None, macs=row.get("macs"), ms=t,
+                     **({"bench_error": row["error"]} if "error" in row else {}))
+        teacher_macs, teacher_ms = rows[0].get("macs"), ms[0]
     result = {"date": datetime.date.today().isoformat(), "teacher": "taef2", "weights": args.weights or "default",
               "teacher_decoder_params": teacher.decoder_params(), "calibration": calib_names,
               "calib_frames": args.calib_frames, "held_out": held_names, "held_out_frames": args.frames,
               "teacher_psnr_real": teacher_real, "teacher_psnr_real_per_clip": teacher_real_each,
-              "random_seeds": args.seeds, "selection": selection, "distilled": distilled,
-              "teacher_macs": teacher_macs if distilled else None, "threads": args.threads,
+              "random_seeds": seeds, "selection": selection, "selection_from": selection_from, "distilled": distilled,
+              "teacher_macs": teacher_macs if distilled else None, "teacher_ms": teacher_ms if distilled else None,
+              "device": device_name(device), "threads": args.threads,
+              "distill": {"steps": args.steps, "minutes": args.minutes, "batch": args.batch, "crop": args.crop,
+                          "frames": args.train_frames, "dtype": args.dtype, "clips": clips if distilled else []},
+              "bench": {"size": list(bench_size), "frames": args.bench_frames, "dtype": args.bench_dtype},
               "seconds": round(time.perf_counter() - t0), "argv": list(argv or [])}
+    if prev is not None:
+        result["previous"] = {k: prev[k] for k in ("date", "device", "threads", "distill", "bench", "distilled",
+                                                   "teacher_psnr_real", "teacher_macs", "teacher_ms", "argv") if k in prev}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     out.write_text(report(result, result["argv"]))
@@ -145,8 +195,51 @@ def main(argv=None) -> dict:
     return result
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def where(r: dict) -> str:
+    dev = r.get("device", "CPU")
+    cpu = f"{r['threads']} threads"
+    return f"CPU, {cpu}" if dev == "CPU" else f"{dev}; selection and scoring on the CPU, {cpu}"
+
+
 def _f(x, nd=2):
     return f"{x:.{nd}f}"
+
+
+def distill_section(r: dict, title: str) -> list[str]:
+    """The table of a run's distilled students (``title`` may name ``{dev}`` and ``{date}``)."""
+    dev = r.get("device", "CPU")
+    # Runs written before the GPU options: 4-frame 128x128 windows, batch 1, fp32; timed at 4x288x512 fp32.
+    t = {"minutes": 0, "batch": 1, "crop": 128, "frames": 4, "dtype": "fp32", **(r.get("distill") or {})}
+    b = {"size": [288, 512], "frames": 4, "dtype": "fp32", **(r.get("bench") or {})}
+    budget = f", at most {t['minutes']:g} min per student" if t["minutes"] else ""
+    lines = [
+        f"## {title.format(dev=dev, date=r['date'])}",
+        "",
+        f"Three phases of lab.distill (align, joint, finetune), {t['frames']}-frame {t['crop']}x{t['crop']} windows "
+        f"of the training clips, {t['batch']} a step, {t['dtype']}{budget}. "
+        "Retention is the student's PSNR against the real held-out frames over the teacher's "
+        f"({_f(r['teacher_psnr_real'])} dB). The speedup is the teacher's median decode time over the "
+        f"student's on the {dev}, {b['frames']} frames at {b['size'][0]}x{b['size'][1]} in {b['dtype']}, "
+        "timed side by side in one process"
+        + (f" (teacher {r['teacher_ms']:g} ms)." if r.get("teacher_ms") else "."),
+        "",
+        "| keep | decoder params | steps | minutes | PSNR vs real, pruned -> distilled | retention, pruned -> distilled "
+        f"| PSNR vs teacher | {dev} speedup | MACs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in r["distilled"]:
+        macs = f"{d['macs'] / 1e9:.1f}G of {r['teacher_macs'] / 1e9:.1f}G" if d.get("macs") and r.get("teacher_macs") else "-"
+        speedup = d.get("speedup", d.get("cpu_speedup"))
+        speedup = f"{_f(speedup)}x" if speedup else "-"
+        lines.append(f"| {d['keep']:.3g} | {d['decoder_params']:,} | {d['steps']} | {d['minutes']} | "
+                     f"{_f(d['psnr_real_before'])} -> {_f(d['psnr_real'])} | {_f(d['retention_before'], 3)} -> "
+                     f"**{_f(d['retention'], 3)}** | {_f(d['psnr_vs_teacher'])} | {speedup} | {macs} |")
+    lines.append("")
+    return lines
 
 
 def report(r: dict, argv) -> str:
@@ -156,8 +249,8 @@ def report(r: dict, argv) -> str:
     lines = [
         "# The method on a real decoder: TAEF2",
         "",
-        f"Written by `python scripts/real_decoder_taef2.py{' ' + ' '.join(argv) if argv else ''}` (CPU, "
-        f"{r['threads']} threads, {r['date']}, {r['seconds'] // 60} min).",
+        f"Written by `python scripts/real_decoder_taef2.py{' ' + ' '.join(argv) if argv else ''}` "
+        f"({where(r)}; {r['date']}, {r['seconds'] // 60} min).",
         "",
         "TAEF2 is the tiny autoencoder for FLUX.2's latent space (madebyollin/taesd, MIT): a real decoder trained "
         "at scale by someone else, with 32-channel latents at /8 and 64 channels throughout. The lab loads the "
@@ -176,7 +269,9 @@ def report(r: dict, argv) -> str:
         "",
         "## Before any training: PSNR (dB) of the pruned decoder against the teacher's decode",
         "",
-        f"Pooled over the held-out clips; random is the mean of {r['random_seeds']} seeds (min-max).",
+        f"Pooled over the held-out clips; random is the mean of {r['random_seeds']} seeds (min-max)."
+        + (f" From the run of {r['selection_from']} (the same weights, clips and frames: the table is deterministic)."
+           if r.get("selection_from") else ""),
         "",
         "| keep | decoder params | independence | magnitude | random, mean (min-max) | per clip: independence / magnitude / random |",
         "|---|---|---|---|---|---|",
@@ -202,23 +297,9 @@ def report(r: dict, argv) -> str:
                      f"from the random mean.")
     lines.append("")
     if r["distilled"]:
-        lines += [
-            "## After a short CPU distillation (independence students)",
-            "",
-            "Three phases of lab.distill (align, joint, finetune), 4-frame 128x128 windows of the training clips. "
-            "Retention is the student's PSNR against the real held-out frames over the teacher's "
-            f"({_f(r['teacher_psnr_real'])} dB). The speedup is the teacher's median CPU decode time over the "
-            "student's, 4 frames at 288x512, timed side by side in one process.",
-            "",
-            "| keep | decoder params | steps | minutes | PSNR vs real, pruned -> distilled | retention, pruned -> distilled | PSNR vs teacher | CPU speedup | MACs |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for d in r["distilled"]:
-            macs = f"{d['macs'] / 1e9:.1f}G of {r['teacher_macs'] / 1e9:.1f}G" if d.get("macs") and r.get("teacher_macs") else "-"
-            lines.append(f"| {d['keep']:.3g} | {d['decoder_params']:,} | {d['steps']} | {d['minutes']} | "
-                         f"{_f(d['psnr_real_before'])} -> {_f(d['psnr_real'])} | {_f(d['retention_before'], 3)} -> "
-                         f"**{_f(d['retention'], 3)}** | {_f(d['psnr_vs_teacher'])} | {_f(d['cpu_speedup'])}x | {macs} |")
-        lines.append("")
+        lines += distill_section(r, "After a short distillation on the {dev} (independence students)")
+    if r.get("previous", {}).get("distilled"):
+        lines += distill_section(r["previous"], "The earlier run, for comparison ({dev}, {date})")
     lines += ["Numbers: the .json file next to this one.", ""]
     return "\n".join(lines)
 

@@ -29,33 +29,42 @@ def trainer_available() -> tuple[bool, str]:
 
 
 def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_clips: list[str], steps: int,
-                   frames: int, size: tuple[int, int], seed: int, threads: int, device: str = "cpu") -> dict:
+                   frames: int, size: tuple[int, int], seed: int, threads: int, device: str = "cpu", batch: int = 1,
+                   minutes: float = 0.0, dtype: str = "fp32") -> dict:
     """A lab.distill config for a short run. ``val_clips`` must not include the demo's held-out clip;
     the trainer uses them to size the feature-alignment heads (no val clip: phase 1 is skipped) and
-    to pick its 'best' student, but phases switch on training losses and the demo takes the last one."""
+    to pick its 'best' student, but phases switch on training losses and the demo takes the last one.
+    ``minutes`` > 0 also bounds the run by training time, shared among the phases as the steps are (a GPU
+    session gives minutes: ``steps`` is then a bound the clock should reach first)."""
     per_phase = {name: max(1, round(steps * share)) for name, share in PHASE_SHARES}
+    timed = {name: minutes * share for name, share in PHASE_SHARES} if minutes > 0 else {}
     return {
         "teacher": teacher,
         "student": {"folder": str(student_folder)},
         "data": {"clips": list(clips), "val_clips": list(val_clips), "crop": min(size), "frames": frames,
-                 "batch": 1, "short_sides": [128], "val_frames": frames, "val_size": min(size)},
-        "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "warmup_steps": max(1, steps // 20), "min_lr_ratio": 0.1},
-        "ema": {"enabled": True},  # decay from the run's length (lab.distill.config.EMAConfig): a short run moves
+                 "batch": batch, "short_sides": [max(128, min(size))], "val_frames": frames,
+                 "val_size": min(size)},
+        # Warmup: a twentieth of the steps, at most 100 (a run bounded by the clock gives a step bound it won't reach).
+        "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "warmup_steps": max(1, min(steps // 20, 100)), "min_lr_ratio": 0.1},
+        # The EMA's decay comes from the run's length in steps (lab.distill.config.EMAConfig). A run bounded by the
+        # clock has no known length: a decay sized for its step bound would ship mostly the initial student.
+        "ema": {"enabled": minutes <= 0},
         "perceptual": {"required": False},
         "phases": [
             {"name": "align", "losses": {"feature": 1.0}, "max_steps": per_phase["align"],
+             "max_minutes": timed.get("align", 0.0),
              "plateau": {"metric": "train/feature", "patience": max(5, per_phase["align"] // 2), "min_delta": 0.01}},
             {"name": "joint", "losses": {"feature": 1.0, "pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},
-             "max_steps": per_phase["joint"], "feature_decay": True,
+             "max_steps": per_phase["joint"], "max_minutes": timed.get("joint", 0.0), "feature_decay": True,
              "plateau": {"metric": "train/pixel_teacher_l1", "patience": max(5, per_phase["joint"] // 2),
                          "min_delta": 0.01}},
             {"name": "finetune", "losses": {"pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},
-             "max_steps": per_phase["finetune"],
+             "max_steps": per_phase["finetune"], "max_minutes": timed.get("finetune", 0.0),
              "plateau": {"metric": "train/pixel_teacher_l1", "patience": max(5, per_phase["finetune"] // 2),
                          "min_delta": 0.01}},
         ],
         "eval_every": max(1, steps), "checkpoint_every": 0, "sample_every": 0, "seed": seed,
-        "threads": threads, "device": device,
+        "threads": threads, "device": device, "dtype": dtype,
     }
 
 
@@ -73,7 +82,8 @@ def progress_logger(steps: int):
 
 def distill_student(teacher, student, clips: list[str], *, steps: int, frames: int, size: tuple[int, int],
                     run_dir: Path, val_clips: list[str] = (), seed: int = 0, device: str = "cpu",
-                    overwrite: bool = False, teacher_source: str | None = None, teacher_weights: str | None = None):
+                    overwrite: bool = False, teacher_source: str | None = None, teacher_weights: str | None = None,
+                    batch: int = 1, minutes: float = 0.0, dtype: str = "fp32"):
     """Distil ``student`` from ``teacher`` on ``clips`` for at most ``steps`` steps (fewer when the
     phases plateau). Returns (student, info). When the trainer is not available the student comes back
     unchanged with ``info['status'] == 'skipped'`` and the reason, so the demo still runs and says so.
@@ -82,7 +92,9 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
     run there is replaced (only the run's own files: lab.training.run_folder); a folder holding anything
     else is refused unless ``overwrite``. The trainer loads its own teacher: ``teacher_source`` (a registered
     name or a saved folder; default ``teacher.name``) with ``teacher_weights`` (default: the name's own), which
-    must be the weights ``teacher`` has."""
+    must be the weights ``teacher`` has. ``device``, ``batch``, ``minutes`` (a time budget besides ``steps``) and
+    ``dtype`` go to the trainer's config (``distill_config``); the trained student comes back on ``student``'s
+    device."""
     ok, why = trainer_available()
     if not ok:
         log.warning("distill: skipped: %s; the student is evaluated undistilled", why)
@@ -96,7 +108,8 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
         log.info("      replacing the previous distillation run in %s", run_dir)
     init = student.save(run_dir.parent / f"{run_dir.name}-init", overwrite=overwrite)
     config = distill_config(teacher_source or teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
-                            size=size, seed=seed, threads=torch.get_num_threads(), device=device)
+                            size=size, seed=seed, threads=torch.get_num_threads(), device=device, batch=batch,
+                            minutes=minutes, dtype=dtype)
     if teacher_weights is not None:
         config["teacher_weights"] = teacher_weights
     final = distill(config, run_dir, callbacks=[progress_logger(steps)], overwrite=overwrite or replace)

@@ -94,6 +94,9 @@ class PhaseConfig:
     name: str = "phase"
     losses: dict = field(default_factory=lambda: {"pixel_teacher_l1": 1.0})
     max_steps: int = 100
+    max_minutes: float = 0.0        # > 0: the phase also ends after the first step that starts with this much of its
+                                    # training time spent, and its cosine follows whichever budget runs out first
+                                    # (a GPU session gives minutes, not steps)
     min_steps: int = 0              # plateau is not checked before this many steps of the phase
     plateau: PlateauConfig = field(default_factory=PlateauConfig)
     feature_decay: bool = False     # w_feat = w0 * clamp(pixel_now / pixel_at_phase_start, 0, 1)
@@ -180,6 +183,9 @@ class DistillConfig:
                 if not isinstance(w, (int, float)) or w < 0:
                     raise ConfigError(f"{where}: weight of '{name}' must be a number >= 0, got {w!r}.")
             _positive(where + ".max_steps", ph.max_steps)
+            if isinstance(ph.max_minutes, bool) or not isinstance(ph.max_minutes, (int, float)) or ph.max_minutes < 0:
+                raise ConfigError(f"{where}.max_minutes must be a number of minutes >= 0 (0: no time limit), got "
+                                  f"{ph.max_minutes!r}.")
             if ph.plateau.mode not in ("min", "max"):
                 raise ConfigError(f"{where}.plateau.mode must be 'min' or 'max', got {ph.plateau.mode!r}.")
             if not 0 <= ph.plateau.smoothing < 1:

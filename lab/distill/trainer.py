@@ -131,6 +131,7 @@ class DistillTask(Task):
                                      weight_decay=cfg.optim.weight_decay)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + env.rank)
         self.phase_idx, self.phase_step = 0, 0
+        self.wall_s = self.phase_wall0 = 0.0  # training seconds: the run's, and the run's when this phase began
         self.best, self.best_step = -math.inf, None
         self._new_phase_state()
         return self.model
@@ -160,7 +161,16 @@ class DistillTask(Task):
     # -- a step -----------------------------------------------------------------------------------
     def schedule(self, step: int, wall_s: float) -> Schedule:
         ph, o = self.cfg.phases[self.phase_idx], self.cfg.optim
-        return Schedule(self.phase_step, ph.max_steps, ph.lr or o.lr, o.warmup_steps, o.min_lr_ratio)
+        # Training time as the loop has it at the step's start: the clock every rank agrees on (broadcast), so
+        # all ranks end a timed phase at the same step: the first one that starts with its minutes spent.
+        self.wall_s = wall_s
+        if self.phase_step == 0:
+            self.phase_wall0 = wall_s  # the phase's clock starts with its first step
+        return Schedule(self.phase_step, ph.max_steps, ph.lr or o.lr, o.warmup_steps, o.min_lr_ratio,
+                        min_progress=self._phase_minutes(ph) / ph.max_minutes if ph.max_minutes else 0.0)
+
+    def _phase_minutes(self, ph) -> float:
+        return (self.wall_s - self.phase_wall0) / 60
 
     def step(self, step: int, model) -> Step:
         cfg = self.cfg
@@ -246,6 +256,8 @@ class DistillTask(Task):
         plateau = p.enabled and value is not None and self.plateau.update(float(value))
         if self.phase_step >= ph.max_steps:
             return f"max_steps ({ph.max_steps})"
+        if ph.max_minutes and self._phase_minutes(ph) >= ph.max_minutes:
+            return f"max_minutes ({ph.max_minutes:g})"
         if plateau and self.phase_step >= ph.min_steps:
             return (f"plateau of {p.metric} (no {p.min_delta:g}{' relative' if p.relative else ''} improvement of the "
                     f"smoothed value in {p.patience} updates)")
@@ -312,7 +324,8 @@ class DistillTask(Task):
             tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         if self.disc is not None:
             tensors.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
-        state = {"phase_idx": self.phase_idx, "phase_step": self.phase_step, "best": self.best,
+        state = {"phase_idx": self.phase_idx, "phase_step": self.phase_step, "phase_wall0": self.phase_wall0,
+                 "best": self.best,
                  "best_step": self.best_step, "plateau": self.plateau.state_dict(),
                  "decay": self.decay.state_dict() if self.decay else None, "optimizer": self.opt.state_dict(),
                  "opt_d": self.opt_d.state_dict() if self.opt_d else None}
@@ -338,6 +351,7 @@ class DistillTask(Task):
             raise CheckpointError(f"{path} does not match this run's student or losses ({str(exc).splitlines()[0]});"
                                   f" resume with the run's own config (drop --config).") from None
         self.phase_idx, self.phase_step = state["phase_idx"], state["phase_step"]
+        self.phase_wall0 = float(state.get("phase_wall0", 0.0))  # runs written before phases had max_minutes
         self.best, self.best_step = state["best"], state["best_step"]
         if self.phase_idx < len(self.cfg.phases):
             self._new_phase_state()

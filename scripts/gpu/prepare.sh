@@ -3,7 +3,7 @@
 # registry; the GPU machine reaches nothing. Writes only git-ignored folders:
 #   .whl/          wheels the GPU machine lacks (diffusers and what it needs there)
 #   data/samples/  the real sample clips (python -m lab data fetch)
-#   .gpu/          the Wan-generated training clip (as LAB_SHARED_ASSETS) and the photos (stills.npz)
+#   .gpu/          the Wan-generated training clip and the TAEF2 weights (as LAB_SHARED_ASSETS), the photos (stills.npz)
 # and refuses when the tree plus these carried folders exceeds 60 MiB (the device tool's limit is 64).
 # Then, with the device tool: run(command="bash scripts/gpu/run.sh", carry=[".whl", ".gpu", "data/samples"]).
 set -euo pipefail
@@ -41,6 +41,12 @@ mkdir -p .gpu/assets/videos
 if [ -f "$SHARED/$WAN" ]; then cp -f "$SHARED/$WAN" ".gpu/assets/$WAN"
 else echo "prepare: $SHARED/$WAN is absent; the teachers will train without the Wan-generated clip" >&2; fi
 
+# 3b. The TAEF2 weights (a real decoder trained elsewhere, MIT; 5.4 MB) for the taef2 phase, from ../shared.
+TAEF2=weights/taef2
+if [ -f "$SHARED/$TAEF2/taef2_decoder.pth" ] && [ -f "$SHARED/$TAEF2/taef2_encoder.pth" ]; then
+  mkdir -p ".gpu/assets/$TAEF2" && cp -f "$SHARED/$TAEF2"/taef2_*.pth ".gpu/assets/$TAEF2/"
+else echo "prepare: $SHARED/$TAEF2 is absent; the taef2 phase cannot run on the device" >&2; fi
+
 # 4. The photos for synthetic camera motion, as one compressed file (scikit-image's bundled photos), at
 #    the short side the trainer keeps them at (256, the largest --short-sides): 3 MB instead of 8.
 "$PY" - <<'PY'
@@ -69,4 +75,4 @@ if [ "$mib" -gt "$LIMIT_MIB" ]; then
   echo "prepare: too large for the device tool; remove untracked files or shrink .gpu/.whl" >&2
   exit 1
 fi
-echo 'prepare: ready. device runs (see scripts/gpu/run.sh): "bash scripts/gpu/run.sh --phases env,smoke,probe", then "... --phases teachers,bench"; carry [".whl", ".gpu", "data/samples"]'
+echo 'prepare: ready. device runs (see scripts/gpu/run.sh): "bash scripts/gpu/run.sh --phases env,perf", then "... --phases teachers,taef2"; carry [".whl", ".gpu", "data/samples"]'

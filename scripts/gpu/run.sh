@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # The device run (issue 18): the lab's CUDA paths, the wide mini teachers, the 480x832x81 bench.
 #
-# Prepare here first (scripts/gpu/prepare.sh), then two calls of the device tool, back to back so the
-# second finds the machine warm (carry [".whl", ".gpu", "data/samples"]):
-#   bash scripts/gpu/run.sh --phases env,smoke,probe       # ~2.5 min: every CUDA path + the teachers' s/step
-#   TEACHER_MINUTES=4 bash scripts/gpu/run.sh --phases teachers,bench   # ~9 min: teachers, then the bench
-#   (teachers: mini-wan, mini-ltx and the mini-ltx-ema ablation, warm-started, each card with its learning curve)
-# The first call is cheap insurance: a failure there costs minutes, not the whole device budget.
-# Phases: env smoke probe teachers bench compile perf (compile only when named: it did not fit in 2026-11).
-# The perf phase (issue 29, ~7 min on an H100 by estimate): bash scripts/gpu/run.sh --phases env,perf
-#   kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused
-#   (and @fused+subpixel). PERF_FAMILIES=1 adds Wan 2.2's and LTX-2's eager vs @fused (perf-bench-families.json,
-#   ~1 min more by estimate; the dry run always).
-#   Then, here: python scripts/gpu/perf_report.py FILES_AT --write docs/results/perf-CARD-DATE.md --raw ...
-#   drafts the results page (targets met or not, benches, kernel profiles) from the returned files.
+# Prepare here first (scripts/gpu/prepare.sh), then the device tool's calls, back to back so each finds the
+# machine warm (carry [".whl", ".gpu", "data/samples"]; leave kind out so an H100 is preferred):
+#   bash scripts/gpu/run.sh --phases env,perf        # ~7 min by estimate (issue 29), first in every lent session
+#     kernel profiles (profile-{student,ltx,teacher}.json) and the benches of diffusers eager vs @fused (and
+#     @fused+subpixel, +graphs, +chunk4). PERF_FAMILIES=1 adds Wan 2.2's and LTX-2's eager vs @fused
+#     (perf-bench-families.json, ~1 min more; the dry run always). Then, here:
+#     python scripts/gpu/perf_report.py FILES_AT --write docs/results/perf-CARD-DATE.md --raw ...
+#     drafts the results page (targets met or not, benches, kernel profiles) from the returned files.
+#   TEACHER_MINUTES=N TAEF2_MINUTES=M bash scripts/gpu/run.sh --phases teachers,taef2   # the minutes left (issue 32)
+#     teachers: mini-wan, mini-ltx and the mini-ltx-ema ablation, warm-started from the shipped weights, N minutes
+#     side by side (+~2 min), each card with its learning curve; taef2: TAEF2's students at 50/25/12.5% width
+#     distilled M minutes each (+~3 min), retention and GPU speed (real-decoder-taef2.md/.json: copy them to
+#     docs/results). Either phase alone fits a short remainder.
+# Older phases: env smoke probe (every CUDA path, the teachers' s/step), bench, compile (only when named).
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
 #   bash scripts/gpu/run.sh --dry-run --phases env,perf   # the perf phase on the CPU (its own call: 8 files at most)
+#   bash scripts/gpu/run.sh --dry-run --phases env,taef2  # the taef2 phase on the CPU (random weights)
 #
 # Runs from the checkout with PYTHONPATH (never pip install -e): the carried wheels go to /tmp/site.
 # Each phase has its own timeout and writes its files to $OUT as it finishes, so a timeout loses only
-# the phase it cut. Everything stays under 9 minutes with the defaults (TEACHER_MINUTES=4).
+# the phase it cut. Size each call to 9 minutes (the tool's limit is 10), leaving time for one rerun.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 DRY=0
@@ -49,7 +51,9 @@ if ls .whl/*.whl >/dev/null 2>&1 && ! "$PY" -c "import diffusers" 2>/dev/null; t
 else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-[ -f .gpu/assets/videos/wan2_1_generated_832x480_81f.mp4 ] && export LAB_SHARED_ASSETS="$PWD/.gpu/assets"
+if [ -f .gpu/assets/videos/wan2_1_generated_832x480_81f.mp4 ] || [ -d .gpu/assets/weights/taef2 ]; then
+  export LAB_SHARED_ASSETS="$PWD/.gpu/assets"  # prepare.sh's copies of ../shared: the Wan clip, TAEF2's weights
+fi
 
 has() { case ",$PHASES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 # phase NAME SECONDS CMD...: run with a timeout; its log is appended to $OUT/run.log (one file: a device
@@ -95,6 +99,26 @@ if has teachers; then
   phase teachers $(awk "BEGIN {print int($TMIN * 60 + 110)}") "$PY" scripts/gpu/teachers.py \
     $([ $DRY = 1 ] && echo --dry-run) --minutes "$TMIN" --out "$OUT" --work "$WORK/teachers" \
     --wan-batch "${WAN_BATCH:-16}" --ltx-batch "${LTX_BATCH:-16}" ${TEACHERS_ONLY:+--only "$TEACHERS_ONLY"}
+fi
+
+if has taef2; then
+  # Issue 32: the method on a real decoder (TAEF2), distilled on the GPU: per width, TAEF2_MINUTES of training
+  # (default 1) at 256 px, then retention on the held-out clips and the GPU speed at 1024x1024. Scoring runs on
+  # the CPU; the table before training is the committed run's (--reuse-selection: deterministic, and it would
+  # cost a minute). 2 files: real-decoder-taef2.md and .json.
+  if [ $DRY = 1 ]; then
+    topt=(--weights random --frames 2 --calib-frames 2 --seeds 1 --steps 3 --keeps 0.25 --crop 32 --train-frames 2
+          --bench-size 64x64 --bench-frames 2 --threads 1); TLIM=300
+  else
+    TM=${TAEF2_MINUTES:-1}; TK=${TAEF2_KEEPS:-0.5,0.25,0.125}
+    topt=(--weights .gpu/assets/weights/taef2 --device cuda --minutes "$TM" --steps 100000 --keeps "$TK"
+          --batch "${TAEF2_BATCH:-16}" --crop 256 --train-frames 4 --dtype bf16 --bench-size 1024x1024 --bench-frames 8
+          --bench-dtype fp16 --threads 8 --reuse-selection)
+    NK=$(( $(printf %s "$TK" | tr -cd , | wc -c) + 1 ))  # students: one budget of TM minutes each
+    TLIM=$(awk "BEGIN {print int($TM * 60 * $NK + 200)}")
+  fi
+  phase taef2 "$TLIM" "$PY" scripts/real_decoder_taef2.py "${topt[@]}" --previous docs/results/real-decoder-taef2.json \
+    --out "$OUT/real-decoder-taef2.md"
 fi
 
 if has perf; then

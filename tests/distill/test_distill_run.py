@@ -195,6 +195,32 @@ def test_a_short_run_with_a_long_ema_says_so(tmp_path, sample_clips):
         assert note in [e["message"] for e in r.events("warning")]
 
 
+def test_a_phase_with_max_minutes_ends_on_the_clock_and_its_cosine_follows_it(tmp_path, sample_clips):
+    from lab.distill.trainer import DistillTask
+    from lab.training.schedule import lr_at
+    cfg = load_config(TINY)
+    cfg.phases = cfg.phases[:2]
+    for ph in cfg.phases:
+        ph.max_steps, ph.max_minutes = 1000, 1e-9  # spent once a phase's first step is: its second is its last
+    cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 100, 0, 0
+    phases = []
+    final = distill(cfg, tmp_path / "timed", callbacks=[
+        lambda event, **kw: phases.append((kw["new"], kw["reason"])) if event == "phase" else None])
+    assert final["step"] == 4
+    assert phases == [("align", "start"), ("joint", "max_minutes (1e-09)")]
+    assert final["phases"][-1]["ended_because"] == "max_minutes (1e-09)"
+    # The LR: a phase 90 s into its 3 minutes is half-way down its cosine, whatever its step count says.
+    task = object.__new__(DistillTask)  # only what schedule() reads
+    cfg.phases[0].max_minutes, cfg.optim.warmup_steps = 3.0, 0
+    task.cfg, task.phase_idx, task.phase_step, task.phase_wall0 = cfg, 0, 10, 40.0
+    lr = lr_at(*task.schedule(step=11, wall_s=40.0 + 90))
+    base, floor = cfg.optim.lr, cfg.optim.lr * cfg.optim.min_lr_ratio
+    assert lr == pytest.approx(floor + (base - floor) * 0.5)
+    with pytest.raises(Exception, match="max_minutes must be a number of minutes >= 0"):
+        cfg.phases[0].max_minutes = -1
+        cfg.validate()
+
+
 def test_tensorboard_logger_needs_tensorboard_or_says_so(tmp_path):
     from lab.distill import StepState, TensorBoardLogger
     from lab.errors import ConfigError

@@ -107,3 +107,25 @@ def test_the_perf_phase_dry_run(tmp_path):
         assert f"| `{spec}` |" in page.stdout
     assert "Wan teacher: exact path" in page.stdout and "Not returned" not in page.stdout
     assert "| perf-bench-families | 0 |" in page.stdout
+
+
+@pytest.mark.slow
+def test_the_taef2_phase_dry_run(tmp_path, sample_clips):
+    """Issue 32's real-decoder phase on the CPU (random TAEF2 weights: CI has no ../shared): selection, a timed
+    distillation through the same script and options, the bench, and the page with the earlier run beside."""
+    import sys
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", "scripts/gpu/run.sh", "--dry-run", "--phases", "env,taef2"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    out = tmp_path / "out"
+    log = (out / "run.log").read_text()
+    assert dict(re.findall(r"^=== phase (\S+): rc=(\d+)", log, flags=re.M)) == {"env": "0", "taef2": "0"}, log[-5000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "real-decoder-taef2.json").read_text())
+    assert [d["keep"] for d in result["distilled"]] == [0.25] and result["device"] == "CPU"
+    d = result["distilled"][0]
+    assert d["steps"] == 3 and d["speedup"] > 0 and d["ms"] > 0 and 0 < d["retention"] < 2
+    assert result["previous"]["distilled"]  # the committed run's table is kept beside the new one
+    page = (out / "real-decoder-taef2.md").read_text()
+    assert "## After a short distillation on the CPU" in page and "## The earlier run, for comparison" in page
+    assert len([p for p in out.rglob("*") if p.is_file()]) == 3  # run.log, the page and its numbers
