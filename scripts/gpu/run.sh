@@ -10,10 +10,10 @@
 #     python scripts/gpu/perf_report.py FILES_AT --write docs/results/perf-CARD-DATE.md --raw ...
 #     drafts the results page (targets met or not, benches, kernel profiles) from the returned files.
 #   TEACHER_MINUTES=N TAEF2_MINUTES=M bash scripts/gpu/run.sh --phases teachers,taef2   # the minutes left (issue 32)
-#     teachers: mini-wan, mini-ltx and the mini-ltx-ema ablation, warm-started from the shipped weights, N minutes
-#     side by side (+~2 min), each card with its learning curve; taef2: TAEF2's students at 50/25/12.5% width
-#     distilled M minutes each (+~3 min), retention and GPU speed (real-decoder-taef2.md/.json: copy them to
-#     docs/results). Either phase alone fits a short remainder.
+#     teachers: mini-wan, mini-ltx and the ablations mini-ltx-ema and mini-ltx-short (figures only), warm-started
+#     from the shipped weights, N minutes side by side (+~2 min), each card with its learning curve; taef2: TAEF2's
+#     students at 50/25/12.5% width distilled M minutes each (+~3 min), retention and GPU speed
+#     (real-decoder-taef2.md/.json: copy them to docs/results). Either phase alone fits a short remainder.
 # Older phases: env smoke probe (every CUDA path, the teachers' s/step), bench, compile (only when named).
 #   bash scripts/gpu/run.sh --dry-run            # env,smoke,probe,teachers,bench on the CPU at tiny shapes
 #   bash scripts/gpu/run.sh --dry-run --phases env,perf   # the perf phase on the CPU (its own call: 8 files at most)
