@@ -97,6 +97,13 @@ def test_interleave_upsample_is_wans_temporal_upsampler(dtype):
     out = interleave_upsample(y.contiguous(memory_format=CL3))
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out, ref)
+    # The time conv's bias, left out of the conv (cuDNN's separate pass), is added by the interleave, rounded once
+    bias = torch.randn(c2).to(dtype)
+    biased = y.clone().add_(bias.view(1, c2, 1, 1, 1))  # what ATen's pass after a cuDNN conv leaves
+    ref = interleave_upsample(biased.contiguous(memory_format=CL3))
+    assert torch.equal(interleave_upsample(y.contiguous(memory_format=CL3), bias=bias), ref)
+    wide = bias.float()  # a float32 bias on a bf16 output: still one rounding, as add_ does
+    assert torch.equal(interleave_upsample(y, bias=wide), interleave_upsample(y.clone().add_(wide.view(1, c2, 1, 1, 1))))
 
 
 def _spec(layer):
@@ -161,8 +168,8 @@ def test_fused_decode_matches_eager(decoders, which):
 @pytest.mark.parametrize("which", ["teacher", "flash", "folded"])
 def test_conv_bias_left_to_the_next_norm_is_the_same_decode(decoders, which):
     """Where cuDNN runs the convs (CUDA, and the trace) each resnet's convs run without their biases: norm2's
-    kernel adds conv1's (pre_bias), the residual kernel conv2's and the shortcut's. Forced on here, in float32,
-    it decodes what eager does."""
+    kernel adds conv1's (pre_bias), the residual kernel conv2's and the shortcut's; the temporal upsamplers' time
+    convs too, whose interleave adds them. Forced on here, in float32, it decodes what eager does."""
     z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(4))
 
     def fold(dec):

@@ -78,6 +78,8 @@ def test_interleave_is_wans_temporal_interleave(dtype):
     ref = x.permute(0, 2, 1, 3, 4).reshape(b * t * 2, c2 // 2, h, w)
     out = interleave(y)
     assert out.is_contiguous(memory_format=CL) and torch.equal(out, ref)
+    bias = torch.randn(c2).to(dtype)  # the time conv's, added in the same pass, rounded as ATen's add_ rounds it
+    assert torch.equal(interleave(y, bias=bias), interleave(y.clone().add_(bias.view(1, c2, 1, 1, 1))))
 
 
 # ----- whole decodes ----------------------------------------------------------------------------------
@@ -101,6 +103,16 @@ def test_fused_subpixel_decode_matches_eager(wan_decoders, which):
     def installed(dec):
         assert dec.fused.subpixel is not None
     assert_fused_matches_eager(dec, z, check=installed, subpixel=True)
+
+
+@pytest.mark.parametrize("which", ["teacher", "flash"])
+def test_fused_subpixel_decode_with_conv_biases_left_to_the_next_kernels(wan_decoders, which):
+    """As on CUDA: the time convs run without their biases, which the sub-pixel path's interleave adds."""
+    z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(2))
+
+    def fold(dec):
+        dec.fused.fold_conv_bias = True
+    assert_fused_matches_eager(wan_decoders[which], z, setup=fold, subpixel=True)
 
 
 @pytest.mark.parametrize("which", ["teacher", "flash"])

@@ -101,10 +101,12 @@ def main():
                 results.append(check(f"residual {dt} {name} h_bias={h_bias is not None}", ran, out, ref, True))
         y = torch.randn(2, 16, 3, 4, 5).to(dt).contiguous(memory_format=torch.channels_last_3d)
         out = torch.empty(12, 8, 8, 10, dtype=dt).contiguous(memory_format=torch.channels_last)
-        ran = tk.interleave_upsample(y, out)
-        ref = torch.empty_like(out)
-        ops.interleave_upsample_reference(y, ref)
-        results.append(check(f"interleave {dt}", ran, out, ref, True))
+        for bias in (None, torch.randn(16).to(dt)):
+            out = torch.empty(12, 8, 8, 10, dtype=dt).contiguous(memory_format=torch.channels_last)
+            ran = tk.interleave_upsample(y, out, bias)
+            ref = torch.empty_like(out)
+            ops.interleave_upsample_reference(y, ref, bias)
+            results.append(check(f"interleave {dt} bias={bias is not None}", ran, out, ref, True))
     print(json.dumps(results))
 
 

@@ -21,7 +21,8 @@ What differs from diffusers' eager step (lab.runtime.fused says what stays the s
 - **Conv biases in the next kernel** (where cuDNN runs the convs: CUDA, and the trace): cuDNN takes no
   bias, so ATen adds it after the conv in a pass of its own. Each resnet's convs run without theirs:
   norm2's kernel adds conv1's (``pre_bias``), and one residual kernel adds conv2's and the shortcut's
-  (``bias_residual_add``), each rounded as that pass would round it.
+  (``bias_residual_add``); a temporal upsampler's time conv runs without its own, which the interleave of its
+  output adds. Each is rounded as that pass would round it.
 
 It is installed into the model (``FusedWan.install``): the decoder's stage modules (post_quant_conv,
 conv_in, mid_block, up_blocks, norm_out, conv_out, decoder) get fused ``forward``s on the instance, so
@@ -308,10 +309,13 @@ class FusedWan:
                 t = x.shape[2]
                 tc = self.convs[id(up.time_conv)]
                 self._resnet(r, x, out=tc.input(x, channels=r.conv2.out_channels))
+                # With fold, the time conv's bias is added by the interleave that reads its output.
+                fold = folds_conv_bias(x, self.fold_conv_bias)
+                y, bias = tc.run(bias=not fold), tc.bias if fold else None
                 if self._subpixel_for(up):
-                    frames = interleave(tc.run(), self.memory_format_2d)
+                    frames = interleave(y, self.memory_format_2d, bias=bias)
                     return _unfold(self.subpixel(frames, up.resample[1]), 2 * t)
-                frames = interleave_upsample(tc.run(), self.memory_format_2d)
+                frames = interleave_upsample(y, self.memory_format_2d, bias=bias)
                 return _unfold(self._resample(up, frames), 2 * t)
             x = self._resnet(r, x)
         if up is None:

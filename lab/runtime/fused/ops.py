@@ -296,52 +296,61 @@ def bias_residual_add(y: Tensor, y_bias: Tensor | None, h: Tensor, h_bias: Tenso
 # each frame upsampled 2x (nearest), as frames (N*2t, C, 2h, 2w) ready for the per-frame resample conv.
 
 
-def interleave_upsample_reference(y: Tensor, out: Tensor) -> None:
+def interleave_upsample_reference(y: Tensor, out: Tensor, bias: Tensor | None = None) -> None:
     """``WanResample``'s reshape + stack of the time conv's halves, the frames folded into the batch, then
     ``WanUpsample`` (nearest-exact 2x, which is a gather: done in the tensor's dtype, bit-identical to
-    diffusers' float32 round trip)."""
+    diffusers' float32 round trip). ``bias``: the time conv's, added first and rounded to the dtype as ATen's
+    pass after a cuDNN conv adds it (where the conv ran without it, ``folds_conv_bias``)."""
     n, c2, t, h, w = y.shape
     c = c2 // 2
+    if bias is not None:
+        y = (y + bias.view(1, c2, 1, 1, 1)).to(y.dtype)  # one rounding to y's dtype, as an in-place add_ does
     frames = y.reshape(n, 2, c, t, h, w).permute(0, 3, 1, 2, 4, 5).reshape(n * t * 2, c, h, w)
     out.copy_(F.interpolate(frames, scale_factor=2.0, mode="nearest-exact"))
 
 
 @torch.library.custom_op("lab::interleave_upsample", mutates_args=("out",))
-def interleave_upsample_(y: Tensor, out: Tensor) -> None:
-    interleave_upsample_reference(y, out)
+def interleave_upsample_(y: Tensor, out: Tensor, bias: Tensor | None = None) -> None:
+    interleave_upsample_reference(y, out, bias)
 
 
 @interleave_upsample_.register_fake
-def _(y, out):
+def _(y, out, bias=None):
     return None
 
 
 @interleave_upsample_.register_kernel("cuda")
-def _(y, out):
+def _(y, out, bias=None):
     def reference():
         ref = torch.empty_like(out)
-        interleave_upsample_reference(y, ref)
+        interleave_upsample_reference(y, ref, bias)
         return ref
-    if not triton_kernels.guarded("interleave_upsample", lambda: triton_kernels.interleave_upsample(y, out),
+    if not triton_kernels.guarded("interleave_upsample", lambda: triton_kernels.interleave_upsample(y, out, bias),
                                   reference, out):
-        interleave_upsample_reference(y, out)
+        interleave_upsample_reference(y, out, bias)
 
 
-def interleave_upsample(y: Tensor, memory_format=torch.channels_last) -> Tensor:
+def interleave_upsample(y: Tensor, memory_format=torch.channels_last, bias: Tensor | None = None) -> Tensor:
     n, c2, t, h, w = y.shape
     out = torch.empty(n * t * 2, c2 // 2, 2 * h, 2 * w, dtype=y.dtype, device=y.device, memory_format=memory_format)
-    interleave_upsample_(y, out)
+    interleave_upsample_(y, out, bias)
     return out
 
 
-def interleave(y: Tensor, memory_format=torch.channels_last) -> Tensor:
+def interleave(y: Tensor, memory_format=torch.channels_last, bias: Tensor | None = None) -> Tensor:
     """``WanResample``'s reshape + stack alone: time_conv's (N, 2C, t, h, w) output as 2t frames (N*2t, C, h, w),
     one strided copy (the input of a sub-pixel resample conv, lab.runtime.fused.subpixel, which upsamples
-    itself). A plain aten copy: it moves each element once, which is all a kernel could do."""
+    itself). A plain aten op: it moves each element once, which is all a kernel could do. ``bias``: the time
+    conv's, added in the same pass (an ``add`` into the frames instead of the copy), rounded as ATen's own
+    pass after a cuDNN conv would round it."""
     n, c2, t, h, w = y.shape
     c = c2 // 2
     out = torch.empty(n * t * 2, c, h, w, dtype=y.dtype, device=y.device, memory_format=memory_format)
-    out.view(n, t, 2, c, h, w).copy_(y.unflatten(1, (2, c)).permute(0, 3, 1, 2, 4, 5))
+    dst, src = out.view(n, t, 2, c, h, w), y.unflatten(1, (2, c)).permute(0, 3, 1, 2, 4, 5)
+    if bias is None:
+        dst.copy_(src)
+    else:
+        torch.add(src, bias.view(1, 1, 2, c, 1, 1), out=dst)
     return out
 
 

@@ -167,17 +167,19 @@ def folded_rms_norm_act(x, gamma, bias, quad, lin, const, eps, act, out, pre_bia
     return True
 
 
-def interleave_upsample(y, out) -> bool:
-    if not available() or not _device_ok(y, out) or y.numel() == 0:
+def interleave_upsample(y, out, bias=None) -> bool:
+    if not available() or not _device_ok(y, out, *([] if bias is None else [bias])) or y.numel() == 0 \
+            or y.dtype not in _ROUND or y.dtype != out.dtype:
         return False
     n, c2, t, h, w = y.shape
     c = c2 // 2
-    if out.shape != (n * t * 2, c, 2 * h, 2 * w):
+    if out.shape != (n * t * 2, c, 2 * h, 2 * w) or (bias is not None and bias.shape != (c2,)):
         return False
     block_c = min(64, max(16, _next_pow2(c)))
     block_w = max(16, min(128, 4096 // block_c))
-    _kernels()["interleave"][(n * t * 2, 2 * h)](y, out, c, t, h, w, *y.stride(), *out.stride(),
-                                                  BLOCK_W=block_w, BLOCK_C=block_c)
+    _kernels()["interleave"][(n * t * 2, 2 * h)](y, bias.contiguous() if bias is not None else y, out, c, t, h, w,
+                                                  *y.stride(), *out.stride(), HAS_BIAS=bias is not None,
+                                                  ROUND=_ROUND[y.dtype], BLOCK_W=block_w, BLOCK_C=block_c)
     return True
 
 

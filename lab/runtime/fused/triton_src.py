@@ -122,10 +122,12 @@ def folded_rms_norm_act_kernel(x_ptr, g_ptr, b_ptr, pb_ptr, q_ptr, l_ptr, k_ptr,
 
 
 @triton.jit
-def interleave_upsample_kernel(y_ptr, o_ptr, C, T, H, W, syn, syc, syt, syh, syw, son, soc, soh, sow,
-                               BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+def interleave_upsample_kernel(y_ptr, b_ptr, o_ptr, C, T, H, W, syn, syc, syt, syh, syw, son, soc, soh, sow,
+                               HAS_BIAS: tl.constexpr, ROUND: tl.constexpr, BLOCK_W: tl.constexpr,
+                               BLOCK_C: tl.constexpr):
     # One program per (output frame, output row): out[f, c, oh, ow] = y[n, j*C + c, i, oh // 2, ow // 2]
-    # with f = (n*T + i)*2 + j. Reads each input row once per output row it feeds (2x), writes once.
+    # (+ bias[j*C + c], rounded as ATen's add rounds it) with f = (n*T + i)*2 + j. Reads each input row once per
+    # output row it feeds (2x), writes once.
     f = tl.program_id(0).to(tl.int64)
     oh = tl.program_id(1).to(tl.int64)
     j = f % 2
@@ -139,6 +141,9 @@ def interleave_upsample_kernel(y_ptr, o_ptr, C, T, H, W, syn, syc, syt, syh, syw
             mask = (ow[:, None] < 2 * W) & (c[None, :] < C)
             src = y_ptr + nn * syn + (j * C + c[None, :]) * syc + i * syt + ih * syh + (ow[:, None] // 2) * syw
             v = tl.load(src, mask=mask, other=0.0)
+            if HAS_BIAS:
+                b = tl.load(b_ptr + j * C + c, mask=c < C, other=0.0).to(tl.float32)
+                v = _round(v.to(tl.float32) + b[None, :], ROUND).to(o_ptr.dtype.element_ty)
             tl.store(o_ptr + f * son + c[None, :] * soc + oh * soh + ow[:, None] * sow, v, mask=mask)
 
 
