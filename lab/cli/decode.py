@@ -1,11 +1,11 @@
-"""python -m lab decode: decode a latents file (or a clip through the teacher's encoder) to mp4."""
+"""python -m lab decode: decode a latents file (or a clip through its teacher's encoder) to mp4."""
 
 import logging
 import time
 from pathlib import Path
 
 from lab.cli.common import add_decoder_args, add_device_args, device_of, dtype_of, fps_arg, positive_int
-from lab.errors import ConfigError, LabError, LatentShapeError
+from lab.errors import ConfigError, LatentShapeError
 from lab.files import check_writable
 
 HELP = "decode latents (a .pth/.safetensors file) or a round trip of a clip, and write an mp4"
@@ -17,7 +17,12 @@ def add_arguments(p):
     add_device_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--latents", help="a latents file, NCTHW, normalized as the diffusion model produces them")
-    src.add_argument("--video", help="a clip: encode with the decoder's own encoder, then decode")
+    src.add_argument("--video", help="a clip: encode it (with the decoder's own encoder, or a student's teacher's), "
+                                     "then decode")
+    p.add_argument("--teacher", default=None,
+                   help="with --video: the VAE whose encoder makes the latents (default: the decoder itself for a "
+                        "teacher, the teacher it records for a student)")
+    p.add_argument("--teacher-weights", default=None, help="override the teacher's weights (as --weights)")
     p.add_argument("--frames", type=positive_int, default=17, help="frames to read from --video (default 17)")
     p.add_argument("--out", help="write the decoded video here (mp4)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -33,6 +38,7 @@ def run(args):
     from lab.data.samples import resolve_clip
     from lab.data.video import load_clip, write_video
     from lab.models import load_decoder
+    from lab.models.pairing import latents_encoder
 
     device, dtype = device_of(args.device), dtype_of(args.dtype)
     if args.out:  # a read-only folder, a name too long or a folder given: said before the decode, not after it
@@ -42,15 +48,20 @@ def run(args):
                               f"--out {Path(args.out) / 'decoded.mp4'}")
         if Path(args.out).expanduser().exists() and not args.overwrite:  # a user's file is never replaced unasked
             raise ConfigError(f"--out {args.out} exists; choose another name, or pass --overwrite to replace it.")
+    if args.latents and (args.teacher or args.teacher_weights):
+        raise ConfigError("--teacher makes latents from --video; with --latents there is nothing to encode (drop it)")
     dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
+    encoder = None
     if args.latents:
         z = _floating(load_latents(args.latents), args.latents).to(device=device, dtype=dtype)
     else:
-        if not dec.has_encoder:
-            raise LabError(f"{dec.name} has no encoder; pass --latents, or decode a clip with its teacher.")
-        g = dec.geometry
+        encoder = latents_encoder(dec, args.teacher, spec=args.decoder, weights=args.weights,
+                                  teacher_weights=args.teacher_weights, device=device, dtype=dtype)
+        if encoder is not dec:
+            log.info("decode: %s encodes the clip, %s decodes it", encoder.name, dec.name)
+        g = encoder.geometry
         video = load_clip(resolve_clip(args.video), frames=args.frames, frame_multiple=g.t, spatial_multiple=g.spatial)
-        z = dec.encode(video.to(device=device, dtype=dtype))
+        z = encoder.encode(video.to(device=device, dtype=dtype))
     t0 = time.perf_counter()
     if args.stream:
         out = torch.cat(list(dec.decode_stream(z)), dim=2)
@@ -61,6 +72,8 @@ def run(args):
     seconds = time.perf_counter() - t0
     result = {"decoder": dec.name, "latents_shape": list(z.shape), "video_shape": list(out.shape),
               "seconds": seconds, "fps": out.shape[2] / seconds}
+    if encoder is not None:
+        result["encoded_by"] = encoder.name
     if args.out:
         result["out"] = str(write_video(args.out, out.float(), fps=args.fps))
     return result

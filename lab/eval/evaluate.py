@@ -13,6 +13,7 @@ from lab.data.video import load_clip, probe
 from lab.errors import LabError
 from lab.models import load_decoder
 from lab.models.interface import VideoDecoder
+from lab.models.pairing import latents_encoder
 from lab.progress import Progress
 from lab.runtime.spec import fixed_spec
 
@@ -134,20 +135,8 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
     student against it) and, with psnr, the retention and the PSNR drop in dB (``retention``)."""
     names = list(metrics or DEFAULT_METRICS)
     dec = _load(decoder, weights, device, dtype)
-    if teacher is None:
-        teacher = dec if dec.has_encoder and dec.family == "teacher" else dec.teacher_name
-        if teacher is None:
-            raise LabError(f"{dec.name} has no encoder and names no teacher; pass --teacher T (the VAE whose "
-                           f"latents it decodes).")
-    # Naming the decoder itself as its teacher reuses it (and its --weights) unless other weights are asked for.
-    same = teacher is dec or (isinstance(teacher, str) and teacher == decoder and teacher_weights in (None, weights))
-    tea = dec if same else _load(teacher, teacher_weights, device, dtype)
-    if not tea.has_encoder:
-        raise LabError(f"the teacher {tea.name} has no encoder, so it cannot make the latents; pass a teacher VAE.")
-    if tea.geometry != dec.geometry:
-        raise LabError(f"{dec.name} decodes {dec.geometry.channels}-channel latents with compression "
-                       f"{dec.geometry.compression}, but {tea.name} makes {tea.geometry.channels}-channel latents "
-                       f"with {tea.geometry.compression}; pair a decoder with its own teacher.")
+    tea = latents_encoder(dec, teacher, spec=decoder if isinstance(decoder, str) else None, weights=weights,
+                          teacher_weights=teacher_weights, device=device, dtype=dtype)
     path = resolve_clip(video)
     g = tea.geometry
     clip = load_clip(path, frames=frames, size=size, frame_multiple=g.t, spatial_multiple=g.spatial)

@@ -48,6 +48,11 @@ CASES = {
     "int64 latents": ([*TINY_DECODE, "--latents", "{tmp}/z-int.pth"], 1, "floating point"),
     "bool latents": ([*TINY_DECODE, "--latents", "{tmp}/z-bool.pth"], 1, "floating point"),
     "16000x16000 image as video": ([*TINY_DECODE, "--video", "{tmp}/huge.png"], 1, "downscale it"),
+    "decode --latents with --teacher": ([*TINY_DECODE, "--latents", "{tmp}/z.pth", "--teacher", "wan2.1-tiny"], 1,
+                                        "nothing to encode"),
+    "decode a clip with another family's teacher": ([*TINY_DECODE, "--video", "bbb-128", "--frames", "5",
+                                                     "--teacher", "ltx-video-tiny"], 1,
+                                                    "pair a decoder with its own teacher"),
 }
 
 
