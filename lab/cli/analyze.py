@@ -21,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--clips", nargs="+", default=None,
                    help="calibration clips: bundled/sample names or video paths (default: every clip at hand "
                         "that is not held out, read at 128x128 unless --size: bbb-128, plus bigbuckbunny and "
-                        "bikes' training frames after `python -m lab data fetch`; the same as prune's)")
+                        "bikes' training frames after `python -m lab data fetch`; the same as prune's). A student's "
+                        "clips are encoded by the teacher it records")
     p.add_argument("--frames", type=positive_int, default=9, help="frames per clip (default 9)")
     p.add_argument("--size", type=parse_size, default=None, help="resize/crop clips to HxW (default: as read)")
     p.add_argument("--random-latents", metavar="TxHxW", default=None,
@@ -37,6 +38,7 @@ def run(args):
 
     from lab.analysis import analyze, calibration_latents
     from lab.models import load_decoder
+    from lab.models.pairing import latents_encoder
 
     if args.out:
         args.out = str(check_writable(args.out))  # said before the analysis; the path it checked is the one written
@@ -51,7 +53,9 @@ def run(args):
         latents = [torch.randn(1, dec.geometry.channels, t, h, w, generator=gen).to(device=device, dtype=dtype)]
         names = [f"randn {t}x{h}x{w}"]
     else:
-        latents, names = calibration_latents(dec, args.clips, frames=args.frames, size=args.size)
+        # A student's latents are its teacher's: the teacher it records encodes the clips (lab.models.pairing).
+        encoder = latents_encoder(dec, spec=args.decoder, weights=args.weights, device=device, dtype=dtype)
+        latents, names = calibration_latents(encoder, args.clips, frames=args.frames, size=args.size)
 
     def progress(event):
         if event["event"] == "step":

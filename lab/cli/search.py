@@ -46,7 +46,10 @@ def _latents(dec, args, device, dtype) -> tuple:
     if args.clip:
         # deferred: loaded when --clip is given, not when build_parser imports every command
         from lab.analysis import calibration_latents
-        z, names = calibration_latents(dec, [args.clip], frames=args.frames, size=args.size)
+        from lab.models.pairing import latents_encoder
+        # a student's latents are its teacher's: the teacher it records encodes the clip
+        encoder = latents_encoder(dec, spec=args.decoder, weights=args.weights, device=device, dtype=dtype)
+        z, names = calibration_latents(encoder, [args.clip], frames=args.frames, size=args.size)
         return z[0], names[0]
     t = g.latent_frames_for(args.frames)
     h, w = g.latent_size_for(*args.size)

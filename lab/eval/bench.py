@@ -76,10 +76,12 @@ def weights_bytes(dec: VideoDecoder) -> int:
 def load_plain(name: str, weights: str | None, device, dtype) -> VideoDecoder:
     """A decoder by name or folder, eager, with the bench's seed (random weights are the same in any dtype:
     they are drawn in float32 on the CPU, then cast)."""
-    # --weights applies to registered decoders; a saved folder carries its own weights.
-    registered = {e.name for e in list_entries()}
+    # --weights applies to registered decoders; a saved folder carries its own weights, and so does a trained model
+    # with no random version (a shipped student): --weights random, which asks for no downloads, leaves it as it is.
+    entry = {e.name: e for e in list_entries()}.get(name)
+    applies = entry is not None and (weights != "random" or entry.random_weights)
     torch.manual_seed(0)
-    return load_decoder(name, weights=weights if name in registered else None, device=device, dtype=dtype)
+    return load_decoder(name, weights=weights if applies else None, device=device, dtype=dtype)
 
 
 def load_for_bench(spec: str, weights: str | None, device, dtype) -> VideoDecoder:

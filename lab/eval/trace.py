@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import defaultdict
 from contextlib import ExitStack
 
@@ -267,7 +268,10 @@ def load_meta(spec: str, weights: str | None, dtype: torch.dtype) -> VideoDecode
     if runtime is not None and runtime.compile:
         raise LabError(f"'{spec}': torch.compile fuses kernels the trace cannot see (it runs on meta tensors, "
                        f"eagerly); trace {name}@fused for the lab's fused kernels instead")
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        # A saved decoder's weights land on meta parameters as no-ops, which diffusers warns about once per
+        # tensor: the trace reads shapes only, so no weight is wanted.
+        warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter", category=UserWarning)
         dec = load_for_bench(spec, weights, device=None, dtype=None)
     return dec.to(device="meta", dtype=dtype)
 

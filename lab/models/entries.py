@@ -72,7 +72,8 @@ def register_shipped_student(name: str, description: str, channels: int = 16,
     register(ModelEntry(
         name=name, family="student", latent_channels=channels, compression=compression,
         weights=f"data/checkpoints/{name} (distilled by the lab)", loader=load,
-        param_counter=lambda: load().decoder_params(), description=description, tags=("mini",)))
+        param_counter=lambda: load().decoder_params(), description=description, tags=("mini",),
+        random_weights=False))
 
 
 

@@ -32,6 +32,8 @@ class ModelEntry:
     param_counter: Callable[[], int]
     description: str = ""
     tags: tuple[str, ...] = ()
+    #: whether ``weights="random"`` builds it (False: a trained model that exists only with its weights)
+    random_weights: bool = True
     _params: int | None = field(default=None, repr=False)
 
     def decoder_params(self) -> int:

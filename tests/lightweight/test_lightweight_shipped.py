@@ -142,6 +142,12 @@ def test_shipped_flash_student_loads_by_name_and_decodes_its_teachers_latents(na
     assert dec.name == name and dec.teacher_name == teacher_name
     with pytest.raises(LabError, match="no random version"):
         load_decoder(name, weights="random")
+    # where weights do not matter (a trace on the meta device, a timing beside random teachers), --weights random
+    # leaves a trained-only entry as it is
+    from lab.eval.bench import load_plain
+    from lab.eval.trace import trace
+    assert not entry.random_weights and load_plain(name, "random", None, None).decoder_params() == params
+    assert trace([f"{name}@fused"], weights="random", frames=9, size=(32, 32))["decoders"][0]["aten_ops"] > 0
     teacher = load_decoder(teacher_name)
     clip = load_clip(bundled_clip_path, frames=9, size=(128, 128), frame_multiple=teacher.geometry.compression[0],
                      spatial_multiple=multiple)

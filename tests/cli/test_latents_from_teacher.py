@@ -1,5 +1,5 @@
-"""``lab decode --video`` for a decoder without an encoder: the latents come from the teacher it records (as
-``lab eval`` makes them), or from --teacher."""
+"""Commands that read clips, for a decoder without an encoder: the latents come from the teacher it records (as
+``lab eval`` makes them), or from --teacher (lab.models.pairing.latents_encoder)."""
 
 import contextlib
 import io
@@ -13,11 +13,15 @@ from lab.data.video import load_clip
 from lab.models import load_decoder
 
 
-def _decode(*argv) -> dict:
+def _run(*argv) -> dict:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["decode", *argv, "--json"]) == 0
+        assert main([*argv, "--json"]) == 0
     return json.loads(buf.getvalue())
+
+
+def _decode(*argv) -> dict:
+    return _run("decode", *argv)
 
 
 def test_a_student_decodes_a_clip_through_the_teacher_it_records(tmp_path):
@@ -37,3 +41,8 @@ def test_a_teacher_encodes_its_own_clip():
     out = _decode("--decoder", "wan2.1-tiny", "--weights", "random", "--video", "bbb-128", "--frames", "5")
     assert out["encoded_by"] == "wan2.1-tiny"
     assert torch.Size(out["latents_shape"])[1] == 16
+
+
+def test_a_student_is_analysed_on_its_teachers_latents_of_real_clips():
+    out = _run("analyze", "--decoder", "mini-wan-flash", "--clips", "bbb-128", "--frames", "5", "--size", "32x32")
+    assert out["clips"] == ["bbb-128"] and out["groups"]
