@@ -124,19 +124,21 @@ def main(argv=None) -> dict:
         # The table before training is deterministic (CPU, same weights, clips and frames): a device run reuses
         # the earlier run's instead of spending a minute of GPU time recomputing it on the CPU.
         # The teacher's round trip on the held-out clips stands for its weights (a path may differ, not they).
-        same = {"calibration": calib_names, "calib_frames": args.calib_frames, "held_out": held_names,
+        if prev is None:
+            raise SystemExit("--reuse-selection takes the table from --previous JSON; name that run")
+        ours = {"calibration": calib_names, "calib_frames": args.calib_frames, "held_out": held_names,
                 "held_out_frames": args.frames, "teacher_psnr_real": round(teacher_real, 4)}
-        differs = [k for k, v in same.items()
-                   if (round(prev.get(k), 4) if k == "teacher_psnr_real" and prev else (prev or {}).get(k)) != v]
-        if prev is None or differs:
-            raise SystemExit(f"--reuse-selection: the --previous run differs in {differs or 'everything'}; drop the flag")
+        theirs = {**{k: prev.get(k) for k in ours}, "teacher_psnr_real": round(prev.get("teacher_psnr_real", 0.0), 4)}
+        differs = [k for k in ours if ours[k] != theirs[k]]
+        if differs:
+            raise SystemExit(f"--reuse-selection: the --previous run differs in {differs}; drop the flag")
         selection, seeds, selection_from = prev["selection"], prev["random_seeds"], prev["date"]
     for r in RATIOS if not selection else ():
         rows = compare_criteria(teacher, analysis, r, held, refs, random_seeds=args.seeds)
         selection += rows
         print(f"keep {r}: " + ", ".join(f"{x['criterion']} {x['psnr']:.2f}" for x in rows), file=sys.stderr)
 
-    distilled = []
+    distilled, clips, teacher_macs, teacher_ms = [], [], None, None
     if args.steps > 0:
         work = Path(tempfile.mkdtemp(prefix="taef2-distill-"))
         # The validation clip only sizes the trainer's checks and picks its 'best' student (the table takes the
@@ -155,11 +157,12 @@ def main(argv=None) -> dict:
                                              val_clips=val, seed=0, teacher_weights=args.weights,
                                              device=args.device, batch=args.batch, minutes=args.minutes,
                                              dtype=args.dtype)
+            minutes = round((time.perf_counter() - ts) / 60, 1)  # the distillation's, scoring aside
             after, after_each = psnr_all(trained, held, held_videos)
             vs_teacher, _ = psnr_all(trained, held, refs)
             folders.append(dinfo["last"])
             distilled.append({"keep": r, "decoder_params": info["decoder_params"], "steps": dinfo["steps"],
-                              "minutes": round((time.perf_counter() - ts) / 60, 1),
+                              "minutes": minutes,
                               "psnr_real_before": before, "psnr_real": after, "psnr_real_per_clip": after_each,
                               "psnr_vs_teacher": vs_teacher, "retention_before": before / teacher_real,
                               "retention": after / teacher_real})
@@ -179,10 +182,10 @@ def main(argv=None) -> dict:
               "calib_frames": args.calib_frames, "held_out": held_names, "held_out_frames": args.frames,
               "teacher_psnr_real": teacher_real, "teacher_psnr_real_per_clip": teacher_real_each,
               "random_seeds": seeds, "selection": selection, "selection_from": selection_from, "distilled": distilled,
-              "teacher_macs": teacher_macs if distilled else None, "teacher_ms": teacher_ms if distilled else None,
+              "teacher_macs": teacher_macs, "teacher_ms": teacher_ms,
               "device": device_name(device), "threads": args.threads,
               "distill": {"steps": args.steps, "minutes": args.minutes, "batch": args.batch, "crop": args.crop,
-                          "frames": args.train_frames, "dtype": args.dtype, "clips": clips if distilled else []},
+                          "frames": args.train_frames, "dtype": args.dtype, "clips": clips},
               "bench": {"size": list(bench_size), "frames": args.bench_frames, "dtype": args.bench_dtype},
               "seconds": round(time.perf_counter() - t0), "argv": list(argv or [])}
     if prev is not None:
