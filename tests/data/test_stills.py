@@ -26,6 +26,24 @@ def test_photos_are_rgb_uint8_and_round_trip_through_npz(photos, tmp_path):
         load_photos(tmp_path / "absent.npz")
 
 
+@pytest.mark.slow
+def test_registry_photos_come_from_wheels_on_the_index_with_their_licences(tmp_path):
+    """The natural photos scikit-learn's and matplotlib's wheels ship (unzipped, never imported), fetched once."""
+    import json
+    from lab.data.stills import REGISTRY_PHOTOS, registry_photos
+    found = registry_photos(tmp_path)
+    assert set(found) == set(REGISTRY_PHOTOS) == {"china", "flower", "grace_hopper"}
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 and min(p.shape[:2]) >= 400
+               for p in found.values())
+    assert found["china"].std() > 30  # a real scene, not a blank or a decoding failure
+    licences = json.loads((tmp_path / "LICENSES.json").read_text())
+    assert licences["china"]["licence"].startswith("CC-BY 2.0") and "scikit-learn==" in licences["china"]["source"]
+    stamp = {f.name: f.stat().st_mtime_ns for f in tmp_path.glob("*.jpg")}
+    again = registry_photos(tmp_path)  # already fetched: read, not downloaded again
+    assert {f.name: f.stat().st_mtime_ns for f in tmp_path.glob("*.jpg")} == stamp
+    assert all(np.array_equal(again[k], found[k]) for k in found)
+
+
 def test_windows_are_camera_moves_over_one_photo(photos):
     stills = StillWindows(photos, short_side=128)
     x = stills.sample(4, 9, 64, torch.Generator().manual_seed(0))
