@@ -29,3 +29,17 @@ def test_reuse_selection_refuses_a_run_that_differs(tmp_path, sample_clips):
     msg = proc.stderr.strip().splitlines()[-1]
     assert msg.startswith("--reuse-selection: the --previous run differs in") and "held_out_frames" in msg
     assert "teacher_psnr_real" in msg and "Traceback" not in proc.stderr
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_reuse_selection_takes_the_committed_table_for_the_real_weights(tmp_path, shared_assets, sample_clips):
+    weights = shared_assets / "weights" / "taef2"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--weights", str(weights), "--steps", "0", "--threads", "2",
+                           "--previous", str(RESULTS), "--reuse-selection", "--out", str(tmp_path / "page.md")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    result, committed = json.loads((tmp_path / "page.json").read_text()), json.loads(RESULTS.read_text())
+    assert result["selection"] == committed["selection"] and result["selection_from"] == committed["date"]
+    assert "From the run of" in (tmp_path / "page.md").read_text()
