@@ -16,7 +16,7 @@ def latents_encoder(dec: VideoDecoder, teacher: str | VideoDecoder | None = None
     """The VAE whose encoder makes ``dec``'s latents: ``teacher`` (a name, a folder or a VideoDecoder) when given,
     else ``dec`` itself for a teacher VAE, else the teacher ``dec`` records. ``spec`` and ``weights``: what ``dec``
     was loaded from, so that naming it as its own teacher reuses it (unless other ``teacher_weights`` are asked
-    for). A LabError names the fix when there is no such VAE, when it has no encoder, or when its latents are not
+    for); a decoder with random ``weights`` gets a random teacher unless ``teacher_weights`` say otherwise. A LabError names the fix when there is no such VAE, when it has no encoder, or when its latents are not
     the ones ``dec`` decodes."""
     if teacher is None:
         teacher = dec if dec.has_encoder and dec.family == "teacher" else dec.teacher_name
@@ -26,6 +26,10 @@ def latents_encoder(dec: VideoDecoder, teacher: str | VideoDecoder | None = None
     if teacher is dec or (isinstance(teacher, str) and teacher == spec and teacher_weights in (None, weights)):
         tea = dec
     else:
+        if teacher_weights is None and weights == "random":
+            # A random decoder's latents come from a random teacher: its default weights may be a download the
+            # user did not ask for (the hub, for a full-size teacher).
+            teacher_weights = "random"
         torch.manual_seed(0)  # random-init teachers (tests, --weights random) are the same in every process
         tea = load_decoder(teacher, weights=teacher_weights, device=device, dtype=dtype)
     if not tea.has_encoder:

@@ -34,6 +34,9 @@ def asked(tmp_path_factory, cli_without_network):
         "lpips": eval_lpips,
         "lpips --allow-downloads": [*eval_lpips, "--allow-downloads"],
         "hub teacher": ["decode", "--decoder", "wan2.1", "--latents", str(tmp / "z.pth")],
+        # a random full-size student's clip: its recorded teacher (wan2.1, the hub by default) is random too
+        "random student's clip": ["decode", "--decoder", "wan2.1-flash", "--weights", "random", "--video", "bbb-128",
+                                  "--frames", "5"],
     }
     return cli_without_network(cases, tmp)
 
@@ -59,3 +62,10 @@ def test_hub_teacher_offline_says_which_files(asked):
     r = asked["hub teacher"]
     assert r["rc"] == 1 and "Traceback" not in r["stderr"]
     assert "diffusion_pytorch_model.safetensors and config.json" in r["stderr"]
+
+
+@pytest.mark.slow
+def test_a_random_students_clip_is_encoded_by_a_random_teacher_offline(asked):
+    r = asked["random student's clip"]
+    assert r["network"] == [] and r["rc"] == 0, r["stderr"][-2000:]
+    assert "wan2.1 encodes the clip" in r["stderr"]
