@@ -101,26 +101,6 @@ if has teachers; then
     --wan-batch "${WAN_BATCH:-16}" --ltx-batch "${LTX_BATCH:-16}" ${TEACHERS_ONLY:+--only "$TEACHERS_ONLY"}
 fi
 
-if has taef2; then
-  # Issue 32: the method on a real decoder (TAEF2), distilled on the GPU: per width, TAEF2_MINUTES of training
-  # (default 1) at 256 px, then retention on the held-out clips and the GPU speed at 1024x1024. Scoring runs on
-  # the CPU; the table before training is the committed run's (--reuse-selection: deterministic, and it would
-  # cost a minute). 2 files: real-decoder-taef2.md and .json.
-  if [ $DRY = 1 ]; then
-    topt=(--weights random --frames 2 --calib-frames 2 --seeds 1 --steps 3 --keeps 0.25 --crop 32 --train-frames 2
-          --bench-size 64x64 --bench-frames 2 --threads 1); TLIM=300
-  else
-    TM=${TAEF2_MINUTES:-1}; TK=${TAEF2_KEEPS:-0.5,0.25,0.125}
-    topt=(--weights .gpu/assets/weights/taef2 --device cuda --minutes "$TM" --steps 100000 --keeps "$TK"
-          --batch "${TAEF2_BATCH:-16}" --crop 256 --train-frames 4 --dtype bf16 --bench-size 1024x1024 --bench-frames 8
-          --bench-dtype fp16 --threads 8 --reuse-selection)
-    NK=$(( $(printf %s "$TK" | tr -cd , | wc -c) + 1 ))  # students: one budget of TM minutes each
-    TLIM=$(awk "BEGIN {print int($TM * 60 * $NK + 200)}")
-  fi
-  phase taef2 "$TLIM" "$PY" scripts/real_decoder_taef2.py "${topt[@]}" --previous docs/results/real-decoder-taef2.json \
-    --out "$OUT/real-decoder-taef2.md"
-fi
-
 if has perf; then
   # Issue 29: kernel profiles of the runtime as it is (eager, then @fused), then the benches against diffusers
   # eager in the same process, then compile rows. Ordered by value: a timeout cuts the least useful. 7 files.
@@ -151,6 +131,26 @@ if has perf; then
   if [ $DRY = 0 ] && [ -z "${PERF_NO_COMPILE:-}" ]; then
     phase perf-compile 150 sh -c "$PY -m lab bench --decoders wan2.1-flash@fused,wan2.1-flash@fused+compile ${bopt[*]} > $OUT/perf-compile.json"
   fi
+fi
+
+if has taef2; then
+  # Issue 32: the method on a real decoder (TAEF2), distilled on the GPU: per width, TAEF2_MINUTES of training
+  # (default 1) at 256 px, then retention on the held-out clips and the GPU speed at 1024x1024. Scoring runs on
+  # the CPU; the table before training is the committed run's (--reuse-selection: deterministic, and it would
+  # cost a minute). 2 files: real-decoder-taef2.md and .json.
+  if [ $DRY = 1 ]; then
+    topt=(--weights random --frames 2 --calib-frames 2 --seeds 1 --steps 3 --keeps 0.25 --crop 32 --train-frames 2
+          --bench-size 64x64 --bench-frames 2 --threads 1); TLIM=300
+  else
+    TM=${TAEF2_MINUTES:-1}; TK=${TAEF2_KEEPS:-0.5,0.25,0.125}
+    topt=(--weights .gpu/assets/weights/taef2 --device cuda --minutes "$TM" --steps 100000 --keeps "$TK"
+          --batch "${TAEF2_BATCH:-16}" --crop 256 --train-frames 4 --dtype bf16 --bench-size 1024x1024 --bench-frames 8
+          --bench-dtype fp16 --threads 8 --reuse-selection)
+    NK=$(( $(printf %s "$TK" | tr -cd , | wc -c) + 1 ))  # students: one budget of TM minutes each
+    TLIM=$(awk "BEGIN {print int($TM * 60 * $NK + 200)}")
+  fi
+  phase taef2 "$TLIM" "$PY" scripts/real_decoder_taef2.py "${topt[@]}" --previous docs/results/real-decoder-taef2.json \
+    --out "$OUT/real-decoder-taef2.md"
 fi
 
 if has bench; then
