@@ -89,6 +89,11 @@ class DistillTask(Task):
         if not (init / "lab_decoder.json").exists():
             raise ConfigError(f"cannot resume {self.out}: its initial student folder {init} is missing.")
         self.student = load_decoder(str(init), device=self.dev).train()
+        # Seeded again: building the student above draws from the global generator only when this process builds
+        # it, and the alignment heads and the discriminator below draw their initial weights from it. A run
+        # killed after saving its student but before its first checkpoint starts over from here, and must draw
+        # the same weights as the run it replaces.
+        torch.manual_seed(cfg.seed + env.rank)
         if not hasattr(self.student, "decode_with_grad"):
             raise ConfigError(f"the student {type(self.student).__name__} has no decode_with_grad; it cannot train.")
 

@@ -118,15 +118,16 @@ def test_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path):
         assert [p.name for p in r.phases()] == ["align", "joint", "finetune"]
 
 
-def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tiny_run, tmp_path):
+@pytest.mark.parametrize("lost", [("init", "checkpoints"), ("checkpoints",)], ids=["in-setup", "after-student"])
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tiny_run, tmp_path, lost):
     straight, _ = tiny_run
     out = tmp_path / "early"
     with pytest.raises(KeyboardInterrupt):
         distill(TINY, out, callbacks=[StopAt(1)])
     import shutil
-    for folder in ("init", "checkpoints"):           # as if it had stopped before saving its student or
-        shutil.rmtree(out / folder)                  # its first checkpoint (e.g. in setup)
-    (out / "checkpoints").mkdir()
+    for folder in lost:                              # as if it had stopped before saving its student (in setup),
+        shutil.rmtree(out / folder)                  # or after it but before its first checkpoint: the restart
+    (out / "checkpoints").mkdir()                    # draws the heads' and the discriminator's weights anew
     final = distill(None, out, resume=True)
     assert final["step"] == 6
     a, b = _train_rows(straight), _train_rows(out)
