@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from lab.analysis import analyze
+from lab.cli.common import parse_size
 from lab.data.heldout import BIKES_HELDOUT_START, BIKES_TRAIN_STOP
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip
@@ -87,7 +88,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--crop", type=int, default=128, help="training crop, px")
     p.add_argument("--train-frames", type=int, default=4)
-    p.add_argument("--bench-size", default="288x512", help="HxW of the timed decodes")
+    p.add_argument("--bench-size", type=parse_size, default=(288, 512), help="HxW of the timed decodes")
     p.add_argument("--bench-frames", type=int, default=4)
     p.add_argument("--bench-dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--threads", type=int, default=2)
@@ -106,7 +107,6 @@ def main(argv=None) -> dict:
     keeps = [float(k) for k in args.keeps.split(",") if k]
     if not set(keeps) <= set(RATIOS):
         raise SystemExit(f"--keeps: each width must be one of {RATIOS}, got {args.keeps}")
-    bench_size = tuple(int(v) for v in args.bench_size.lower().split("x"))
     device = torch.device(args.device)
     t0 = time.perf_counter()
     teacher = load_decoder("taef2", weights=args.weights)
@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
                               "retention": after / teacher_real})
             print(f"distilled keep {r}: {after:.2f} dB vs real (retention {after / teacher_real:.3f})", file=sys.stderr)
         speed = bench(folders, weights=args.weights, device=device, dtype=args.bench_dtype, frames=args.bench_frames,
-                      size=bench_size, repeats=5, warmup=1, memory=False, macs=True)
+                      size=args.bench_size, repeats=5, warmup=1, memory=False, macs=True)
         rows = speed["decoders"]  # the teacher first: each row's speedup is against it
         # A decoder that fails on the device is an error row (lab.eval.bench): its figures are left out, the
         # students' scores stay.
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
               "device": device_name(device), "threads": args.threads,
               "distill": {"steps": args.steps, "minutes": args.minutes, "batch": args.batch, "crop": args.crop,
                           "frames": args.train_frames, "dtype": args.dtype, "clips": clips},
-              "bench": {"size": list(bench_size), "frames": args.bench_frames, "dtype": args.bench_dtype},
+              "bench": {"size": list(args.bench_size), "frames": args.bench_frames, "dtype": args.bench_dtype},
               "seconds": round(time.perf_counter() - t0), "argv": list(argv or [])}
     if prev is not None:
         result["previous"] = {k: prev[k] for k in ("date", "device", "threads", "distill", "bench", "distilled",

@@ -37,7 +37,7 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
     ``minutes`` > 0 also bounds the run by training time, shared among the phases as the steps are (a GPU
     session gives minutes: ``steps`` is then a bound the clock should reach first)."""
     per_phase = {name: max(1, round(steps * share)) for name, share in PHASE_SHARES}
-    timed = {name: minutes * share for name, share in PHASE_SHARES} if minutes > 0 else {}
+    per_phase_minutes = {name: max(minutes, 0.0) * share for name, share in PHASE_SHARES}  # 0: no time limit
     return {
         "teacher": teacher,
         "student": {"folder": str(student_folder)},
@@ -52,14 +52,14 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
         "perceptual": {"required": False},
         "phases": [
             {"name": "align", "losses": {"feature": 1.0}, "max_steps": per_phase["align"],
-             "max_minutes": timed.get("align", 0.0),
+             "max_minutes": per_phase_minutes["align"],
              "plateau": {"metric": "train/feature", "patience": max(5, per_phase["align"] // 2), "min_delta": 0.01}},
             {"name": "joint", "losses": {"feature": 1.0, "pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},
-             "max_steps": per_phase["joint"], "max_minutes": timed.get("joint", 0.0), "feature_decay": True,
+             "max_steps": per_phase["joint"], "max_minutes": per_phase_minutes["joint"], "feature_decay": True,
              "plateau": {"metric": "train/pixel_teacher_l1", "patience": max(5, per_phase["joint"] // 2),
                          "min_delta": 0.01}},
             {"name": "finetune", "losses": {"pixel_teacher_l1": 1.0, "pixel_real_l1": 0.5},
-             "max_steps": per_phase["finetune"], "max_minutes": timed.get("finetune", 0.0),
+             "max_steps": per_phase["finetune"], "max_minutes": per_phase_minutes["finetune"],
              "plateau": {"metric": "train/pixel_teacher_l1", "patience": max(5, per_phase["finetune"] // 2),
                          "min_delta": 0.01}},
         ],

@@ -172,9 +172,10 @@ class DistillTask(Task):
         if self.phase_step == 0:
             self.phase_wall0 = wall_s  # the phase's clock starts with its first step
         return Schedule(self.phase_step, ph.max_steps, ph.lr or o.lr, o.warmup_steps, o.min_lr_ratio,
-                        min_progress=self._phase_minutes(ph) / ph.max_minutes if ph.max_minutes else 0.0)
+                        min_progress=self._phase_minutes() / ph.max_minutes if ph.max_minutes else 0.0)
 
-    def _phase_minutes(self, ph) -> float:
+    def _phase_minutes(self) -> float:
+        """Training minutes of the current phase, as of the current step's start."""
         return (self.wall_s - self.phase_wall0) / 60
 
     def step(self, step: int, model) -> Step:
@@ -261,7 +262,7 @@ class DistillTask(Task):
         plateau = p.enabled and value is not None and self.plateau.update(float(value))
         if self.phase_step >= ph.max_steps:
             return f"max_steps ({ph.max_steps})"
-        if ph.max_minutes and self._phase_minutes(ph) >= ph.max_minutes:
+        if ph.max_minutes and self._phase_minutes() >= ph.max_minutes:
             return f"max_minutes ({ph.max_minutes:g})"
         if plateau and self.phase_step >= ph.min_steps:
             return (f"plateau of {p.metric} (no {p.min_delta:g}{' relative' if p.relative else ''} improvement of the "

@@ -16,8 +16,9 @@ def latents_encoder(dec: VideoDecoder, teacher: str | VideoDecoder | None = None
     """The VAE whose encoder makes ``dec``'s latents: ``teacher`` (a name, a folder or a VideoDecoder) when given,
     else ``dec`` itself for a teacher VAE, else the teacher ``dec`` records. ``spec`` and ``weights``: what ``dec``
     was loaded from, so that naming it as its own teacher reuses it (unless other ``teacher_weights`` are asked
-    for); a decoder with random ``weights`` gets a random teacher unless ``teacher_weights`` say otherwise. A LabError names the fix when there is no such VAE, when it has no encoder, or when its latents are not
-    the ones ``dec`` decodes."""
+    for); a decoder with random ``weights`` gets a random teacher unless ``teacher_weights`` say otherwise. A
+    LabError names the fix when there is no such VAE, when it has no encoder, or when its latents are not the ones
+    ``dec`` decodes."""
     if teacher is None:
         teacher = dec if dec.has_encoder and dec.family == "teacher" else dec.teacher_name
         if teacher is None:

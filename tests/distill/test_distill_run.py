@@ -164,6 +164,14 @@ def test_nan_loss_stops_with_a_clear_error_and_a_usable_checkpoint(tmp_path, sam
     assert load_decoder(str(out / "last")).decode(torch.randn(1, 16, 2, 4, 4)).isfinite().all()
 
 
+def _distill_logging_phases(cfg, out):
+    """Run ``cfg`` into ``out``; (its final record, each phase it entered as (name, why))."""
+    phases = []
+    final = distill(cfg, out, callbacks=[
+        lambda event, **kw: phases.append((kw["new"], kw["reason"])) if event == "phase" else None])
+    return final, phases
+
+
 def test_phase_without_feature_taps_is_skipped_with_the_reason(tmp_path, sample_clips):
     cfg = load_config(TINY)
     cfg.feature_stages = []                       # as for a student with no comparable stages
@@ -171,9 +179,7 @@ def test_phase_without_feature_taps_is_skipped_with_the_reason(tmp_path, sample_
     for ph in cfg.phases:
         ph.max_steps = 1
     cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 100, 0, 0
-    phases = []
-    final = distill(cfg, tmp_path / "skip", callbacks=[
-        lambda event, **kw: phases.append((kw["new"], kw["reason"])) if event == "phase" else None])
+    final, phases = _distill_logging_phases(cfg, tmp_path / "skip")
     assert final["step"] == 1
     assert phases == [("align", "start"), ("joint", "no feature taps")]
     with RunReader(tmp_path / "skip") as r:
@@ -204,9 +210,7 @@ def test_a_phase_with_max_minutes_ends_on_the_clock_and_its_cosine_follows_it(tm
     for ph in cfg.phases:
         ph.max_steps, ph.max_minutes = 1000, 1e-9  # spent once a phase's first step is: its second is its last
     cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 100, 0, 0
-    phases = []
-    final = distill(cfg, tmp_path / "timed", callbacks=[
-        lambda event, **kw: phases.append((kw["new"], kw["reason"])) if event == "phase" else None])
+    final, phases = _distill_logging_phases(cfg, tmp_path / "timed")
     assert final["step"] == 4
     assert phases == [("align", "start"), ("joint", "max_minutes (1e-09)")]
     assert final["phases"][-1]["ended_because"] == "max_minutes (1e-09)"
@@ -217,7 +221,8 @@ def test_a_phase_with_max_minutes_ends_on_the_clock_and_its_cosine_follows_it(tm
     lr = lr_at(*task.schedule(step=11, wall_s=40.0 + 90))
     base, floor = cfg.optim.lr, cfg.optim.lr * cfg.optim.min_lr_ratio
     assert lr == pytest.approx(floor + (base - floor) * 0.5)
-    with pytest.raises(Exception, match="max_minutes must be a number of minutes >= 0"):
+    from lab.errors import ConfigError
+    with pytest.raises(ConfigError, match="max_minutes must be a number of minutes >= 0"):
         cfg.phases[0].max_minutes = -1
         cfg.validate()
 
