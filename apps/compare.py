@@ -122,6 +122,8 @@ def build() -> gr.Blocks:
                                          label="registered decoders (lightweight, students) of this teacher's latents")
                     saved = gr.Textbox(label="saved students (folders under the app's models folders, "
                                              "comma-separated)")
+                    # eager by default: at the app's default 9 frames of 64 px, the fused mini-wan teacher is
+                    # 0.86x eager on a CPU (its students 1.7x); lab decode and lab eval default to fused
                     runtime = gr.Dropdown(list(RUNTIMES), value="eager", label="runtime", elem_id="runtime",
                                           info="fused: the lab's fused kernels and copy-free caches (same output "
                                                "within a rounding); +subpixel: upsample + conv as one conv. "
@@ -179,6 +181,11 @@ def build() -> gr.Blocks:
     return demo
 
 
+#: Gradio sizes a table's columns on a hidden copy of its rows that never wraps: a long decoder label (a swapped
+#: student under a runtime) would widen its column past the page. Wrapping there too, the columns share the width.
+CSS = "#table .sizing-body td { white-space: normal !important; }"
+
+
 def launch(host: str = "127.0.0.1", port: int | None = None, *, models_dirs=None, allow_downloads: bool = False,
            block: bool = True, **kwargs):
     """Queue (one job at a time: decodes share one CPU/GPU) and serve on ``host`` (loopback by default).
@@ -192,7 +199,7 @@ def launch(host: str = "127.0.0.1", port: int | None = None, *, models_dirs=None
     demo = build()
     demo.queue(default_concurrency_limit=1, max_size=32)
     try:
-        demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False,
+        demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, ssr_mode=False, css=CSS,
                     max_file_size=LIMITS.max_bytes, allowed_paths=[str(handlers.CACHE.out_root)], **kwargs)
     finally:
         if block:

@@ -227,12 +227,16 @@ def test_browser_slider_updates_heatmap_and_videos(app_url, tmp_path):
             page.get_by_text("broken.mp4 is not a video the demo can read").first.wait_for(timeout=60_000)
             page.screenshot(path=str(tmp_path / "compare_app_bad_upload.png"), full_page=True)
 
-            # Per-stage ratios typed (not submitted) and the flash-vaed plan, then "Decode and compare": the
-            # heatmap follows the ratio the decode used for the stage shown, and the untrained student says so.
+            # Per-stage ratios typed (not submitted), the flash-vaed plan and the fused runtime (the longest
+            # label: its row must still wrap within the table), then "Decode and compare": the heatmap follows
+            # the ratio the decode used for the stage shown, and the untrained student says so.
             page.locator("#per-stage textarea").fill("up3=0.125")
             operators = page.locator("#operators input")
             operators.fill("flash-vaed")
             operators.press("Enter")
+            runtime = page.locator("#runtime input")
+            runtime.fill("fused")
+            runtime.press("Enter")
             page.locator("#compare").click()
             kept = round(0.125 * width)
             # The progress text names the student too: wait for what only the finished decode writes.
@@ -240,7 +244,7 @@ def test_browser_slider_updates_heatmap_and_videos(app_url, tmp_path):
             page.wait_for_function("() => document.querySelector('#info').innerText.includes('is untrained.')",
                                    timeout=60_000)
             assert "python -m lab distill" in page.locator("#info").inner_text()
-            assert "(untrained)" in page.locator("#table").inner_text()
+            assert "(untrained)@fused" in page.locator("#table").inner_text().replace("\n", "")
             assert f"{kept} of up3.stream's {width} channels" in page.locator("#caption").inner_text()
             table, box, page_width, viewport = page.evaluate(TABLE_WIDTHS)  # with the longest label yet
             assert table <= box + 1 and page_width <= viewport, (table, box, page_width, viewport)
