@@ -18,9 +18,15 @@ from lab.errors import ConfigError, LabError
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
 
 
-def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", default: str | None = None) -> None:
+def add_decoder_args(p: argparse.ArgumentParser, flag: str = "--decoder", default: str | None = None,
+                     decoding: bool = False) -> None:
+    """``decoding``: the command only decodes (lab.models.load_for_decoding), so a plain name gets the default
+    runtime; its help says so."""
     p.add_argument(flag, default=default, required=default is None,
-                   help="a registered decoder name (python -m lab models) or a folder saved by the lab")
+                   help="a registered decoder name (python -m lab models) or a folder saved by the lab" +
+                        (", optionally NAME@RUNTIME as in lab bench; without one, a Wan 2.1 decoder on the CPU "
+                         "decodes @fused (the same output within a rounding, faster from 128 px up) and "
+                         "NAME@eager runs diffusers' modules" if decoding else ""))
     p.add_argument("--weights", default=None,
                    help="override the weights: 'random', a hub id, a diffusers folder or a checkpoint file")
 

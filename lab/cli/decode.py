@@ -13,7 +13,7 @@ log = logging.getLogger("lab")
 
 
 def add_arguments(p):
-    add_decoder_args(p)
+    add_decoder_args(p, decoding=True)
     add_device_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--latents", help="a latents file, NCTHW, normalized as the diffusion model produces them")
@@ -37,8 +37,9 @@ def run(args):
     from lab.data.latents import load_latents
     from lab.data.samples import resolve_clip
     from lab.data.video import load_clip, write_video
-    from lab.models import load_decoder
+    from lab.models import load_for_decoding
     from lab.models.pairing import latents_encoder
+    from lab.runtime.spec import fixed_spec
 
     device, dtype = device_of(args.device), dtype_of(args.dtype)
     if args.out:  # a read-only folder, a name too long or a folder given: said before the decode, not after it
@@ -50,7 +51,7 @@ def run(args):
             raise ConfigError(f"--out {args.out} exists; choose another name, or pass --overwrite to replace it.")
     if args.latents and (args.teacher or args.teacher_weights):
         raise ConfigError("--teacher makes latents from --video; with --latents there is nothing to encode (drop it)")
-    dec = load_decoder(args.decoder, weights=args.weights, device=device, dtype=dtype)
+    dec = load_for_decoding(args.decoder, weights=args.weights, device=device, dtype=dtype)
     encoder = None
     if args.latents:
         z = _floating(load_latents(args.latents), args.latents).to(device=device, dtype=dtype)
@@ -70,7 +71,8 @@ def run(args):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    result = {"decoder": dec.name, "latents_shape": list(z.shape), "video_shape": list(out.shape),
+    # the name with its runtime (mini-wan-flash@fused): which path made the decode
+    result = {"decoder": fixed_spec(dec.name, dec), "latents_shape": list(z.shape), "video_shape": list(out.shape),
               "seconds": seconds, "fps": out.shape[2] / seconds}
     if encoder is not None:
         result["encoded_by"] = encoder.name

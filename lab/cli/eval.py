@@ -8,7 +8,7 @@ HELP = "score a decoder's reconstruction of a real clip (PSNR, SSIM, VMAF, ...),
 
 
 def add_arguments(p):
-    add_decoder_args(p)
+    add_decoder_args(p, decoding=True)
     add_device_args(p)
     p.add_argument("--teacher", default=None,
                    help="the VAE whose encoder makes the latents (default: the decoder itself for a teacher, "

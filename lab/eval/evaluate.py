@@ -11,7 +11,7 @@ import torch
 from lab.data.samples import resolve_clip
 from lab.data.video import load_clip, probe
 from lab.errors import LabError
-from lab.models import load_decoder
+from lab.models import load_for_decoding
 from lab.models.interface import VideoDecoder
 from lab.models.pairing import latents_encoder
 from lab.progress import Progress
@@ -117,15 +117,16 @@ class MetricSet:
 def _load(name, weights, device, dtype) -> VideoDecoder:
     # Random-init models (tests, --weights random) must be the same across runs and processes.
     torch.manual_seed(0)
-    return load_decoder(name, weights=weights, device=device, dtype=dtype)
+    return load_for_decoding(name, weights=weights, device=device, dtype=dtype)
 
 
 def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDecoder | None = None,
              weights: str | None = None, teacher_weights: str | None = None, frames: int = 17,
              size: tuple[int, int] | None = None, metrics: list[str] | None = None,
              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
-    """Score ``decoder`` (a registered name, a saved folder or a VideoDecoder; ``weights`` for a name)
-    on the real clip ``video`` (a sample name such as ``carphone``, or a path): ``teacher`` encodes
+    """Score ``decoder`` (a registered name, a saved folder or a VideoDecoder; ``weights`` for a name; a name
+    without a runtime decodes under the default one, lab.models.load_for_decoding, while a teacher loaded here as
+    the reference runs eagerly) on the real clip ``video`` (a sample name such as ``carphone``, or a path): ``teacher`` encodes
     the clip's first ``frames`` frames (cut to a count the VAE takes; resized and center-cropped to
     ``size`` (H, W) when given, else cropped to the VAE's grid), the decoder decodes those latents,
     and ``metrics`` (default psnr, ssim, vmaf, temporal; ``METRICS`` lists them all) compare the

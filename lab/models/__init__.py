@@ -2,7 +2,7 @@
 by the lab's own lightweight decoders), and the helpers families declare their entries with."""
 
 from lab.models.interface import DecoderStream, LatentGeometry, VideoDecoder
-from lab.models.registry import get_entry, list_entries, load_decoder, register
+from lab.models.registry import get_entry, list_entries, load_decoder, load_for_decoding, register
 
 # The lightweight decoders are the lab's own models, not a VAE family: they register here, after the registry
 # exists, so the registry never imports what registers into it.
@@ -10,5 +10,5 @@ from lab.models.lightweight.variants import register_all as _register_lightweigh
 
 _register_lightweight()
 
-__all__ = ["DecoderStream", "LatentGeometry", "VideoDecoder", "get_entry", "list_entries", "load_decoder",
+__all__ = ["DecoderStream", "LatentGeometry", "VideoDecoder", "get_entry", "list_entries", "load_decoder", "load_for_decoding",
            "register"]

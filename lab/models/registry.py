@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,9 @@ from typing import Callable
 from lab.errors import CheckpointError, UnknownModelError
 from lab.models.interface import LAB_META_FILE, VideoDecoder
 from lab.plugins import load_families
-from lab.runtime.spec import apply_runtime, split_runtime
+from lab.runtime.spec import apply_runtime, default_runtime, split_runtime
+
+log = logging.getLogger("lab")
 
 
 @dataclass
@@ -125,6 +128,30 @@ def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, d
         return apply_runtime(load_decoder(base, weights, device, dtype), runtime)
     get_entry(name)  # raises UnknownModelError with suggestions
     raise AssertionError("unreachable")
+
+
+def load_for_decoding(name_or_path: str | VideoDecoder, weights: str | None = None, device=None,
+                      dtype=None) -> VideoDecoder:
+    """``load_decoder`` for the commands that only decode (``lab decode``, ``lab eval``): a name or folder given
+    without a runtime suffix runs under ``lab.runtime.spec.default_runtime`` (``@fused`` where its family has
+    measured it within tolerance and faster: Wan 2.1 on the CPU); ``NAME@eager`` keeps diffusers' modules.
+    Analysis, pruning and training load with ``load_decoder``: their hooks and gradients need the eager modules.
+    A VideoDecoder passes through unchanged."""
+    dec = load_decoder(name_or_path, weights, device, dtype)
+    if isinstance(name_or_path, str) and not has_runtime_suffix(name_or_path):
+        runtime = default_runtime(dec)
+        if runtime is not None:
+            apply_runtime(dec, runtime)
+            log.info("%s decodes @fused, the default on %s (the same output within a rounding; %s@eager runs "
+                     "diffusers' modules)", dec.name, dec.device.type, name_or_path)
+    return dec
+
+
+def has_runtime_suffix(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` names a runtime (``mini-wan@chunk4``, ``mini-wan@eager``), as ``load_decoder``
+    reads it: a registered name or an existing folder is taken whole, '@' and all."""
+    name = _ALIASES.get(name_or_path, name_or_path)
+    return "@" in name and name not in _REGISTRY and not Path(name).expanduser().is_dir()
 
 
 def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:

@@ -11,7 +11,12 @@ Parts, joined by ``+`` (each at most once):
   (lab.runtime.fused.subpixel): the upsampled tensor is never materialised, 2.25x fewer MACs in those
   convs, another rounding;
 - ``compile`` / ``compile-MODE`` / ``compile-auto``: the decoder's modules under torch.compile
-  (lab.runtime.compiled; ``auto`` picks the mode by timing, ``lab bench`` only).
+  (lab.runtime.compiled; ``auto`` picks the mode by timing, ``lab bench`` only);
+- ``eager`` (alone): diffusers' own modules, as a plain name gives them to ``lab bench`` and ``lab trace``.
+
+A plain name means eager everywhere but in the commands that only decode (``lab decode``, ``lab eval``): there
+``default_runtime`` gives it ``@fused`` where its family has measured the fused runtime within tolerance of eager
+and faster (``register_fused_runtime(..., default_on=...)``), and ``NAME@eager`` opts out.
 
 ``apply_runtime`` installs the fixed parts on a loaded decoder; the searched parts (``fast``,
 ``compile-auto``) are left to callers that can time candidates.
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from lab.errors import LabError
 from lab.runtime.chunked import is_chunkable, set_chunk
 from lab.runtime.compiled import MODES, compile_decoder
-from lab.runtime.fused import is_fusable, set_fused, why_not_fusable
+from lab.runtime.fused import fused_by_default, is_fusable, set_fused, why_not_fusable
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ def split_runtime(spec: str) -> tuple[str, Runtime | None]:
     if not at:
         return spec, None
     chunk, mode, fused, graphs, subpixel = None, None, False, False, False
+    if suffix == "eager":
+        return name, Runtime()
     for part in suffix.split("+"):
         if part == "fast" and chunk is None:
             chunk = "auto"
@@ -72,12 +79,23 @@ def split_runtime(spec: str) -> tuple[str, Runtime | None]:
                            f"NAME@fast (K chosen by timing), NAME@fused (the lab's fused kernels), NAME@fused+graphs "
                            f"(its steady steps as CUDA graphs), NAME@fused+subpixel (upsample + conv as one "
                            f"sub-pixel conv), NAME@compile or NAME@compile-MODE (MODE: "
-                           f"{', '.join(MODES)}, or auto), each at most once, joined by '+'.")
+                           f"{', '.join(MODES)}, or auto), each at most once, joined by '+'; or NAME@eager "
+                           f"(diffusers' own modules, alone).")
     if graphs and not fused:
         raise LabError(f"'{spec}': graphs replays the fused runtime's static steps; write NAME@fused+graphs")
     if subpixel and not fused:
         raise LabError(f"'{spec}': subpixel is a part of the fused runtime; write NAME@fused+subpixel")
     return name, Runtime(chunk, mode, fused, graphs, subpixel)
+
+
+def default_runtime(decoder) -> Runtime | None:
+    """The runtime a decoding command gives ``decoder`` when its name has no runtime: ``@fused`` where its family
+    makes the fused runtime the default on the decoder's device (``lab.runtime.fused.fused_by_default``: each
+    family's plug-in says where, and why) and the decoder is neither fused nor compiled yet; else None (eager)."""
+    if getattr(decoder, "fused", None) is None and not getattr(decoder, "compile_mode", None) \
+            and fused_by_default(decoder):
+        return Runtime(fused=True)
+    return None
 
 
 def apply_runtime(decoder, runtime: Runtime | None):

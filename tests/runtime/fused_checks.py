@@ -1,6 +1,8 @@
 """The checks every fused path of a causal decoder passes against eager (imported by the fused-runtime tests,
 from this folder)."""
 
+import copy
+
 import torch
 
 from lab.runtime import set_chunk
@@ -39,14 +41,11 @@ def assert_fused_matches_eager(dec, z: torch.Tensor, setup=None, check=None, **o
 
 
 def fused_error_in_bf16(dec, z: torch.Tensor, **options) -> tuple[float, float]:
-    """(PSNR, max abs error) of ``dec``'s fused decode of ``z`` against its eager decode, both in bf16; ``dec`` is
-    float32 and eager again after."""
-    dec.to(torch.bfloat16)
-    try:
-        z = z.to(torch.bfloat16)
-        ref = dec.decode(z)
-        set_fused(dec, **options)
-        return video_error(dec.decode(z), ref)
-    finally:
-        set_fused(dec, False)
-        dec.to(torch.float32)
+    """(PSNR, max abs error) of ``dec``'s fused decode of ``z`` against its eager decode, both in bf16, on a copy:
+    a float32 decoder cast to bf16 and back keeps bf16-rounded weights, and ``dec`` may be a session fixture that
+    later tests compare with its saved copies."""
+    dec = copy.deepcopy(dec).to(torch.bfloat16)
+    z = z.to(torch.bfloat16)
+    ref = dec.decode(z)
+    set_fused(dec, **options)
+    return video_error(dec.decode(z), ref)

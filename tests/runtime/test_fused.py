@@ -324,6 +324,33 @@ def test_runtime_spec_loads_fused():
         load_decoder("wan2.1-tiny@fast")
 
 
+def test_decoding_commands_default_to_fused_where_the_family_says_and_eager_opts_out(tmp_path, monkeypatch):
+    # lab decode, lab eval: a plain name decodes @fused where its family's plug-in makes it the default (Wan on
+    # the CPU); a name with a runtime runs exactly that runtime; a decoder without a fused runtime, or whose
+    # family keeps it off by default (LTX), runs eagerly, without a fuss.
+    from dataclasses import replace
+    from lab.models import load_decoder, load_for_decoding
+    from lab.runtime.fused import RUNTIMES
+    from lab.runtime.spec import Runtime, fixed_spec, split_runtime
+    assert split_runtime("wan2.1@eager") == ("wan2.1", Runtime())
+    with pytest.raises(LabError, match="NAME@eager"):
+        split_runtime("wan2.1@eager+fused")
+    torch.manual_seed(5)
+    folder = load_decoder("wan2.1-tiny").save(tmp_path / "tiny")
+    default, eager = load_for_decoding(str(folder)), load_for_decoding(f"{folder}@eager")
+    assert fixed_spec("tiny", default) == "tiny@fused" and eager.fused is None
+    z = torch.randn(1, 16, 3, 4, 4)
+    assert (default.decode(z) - eager.decode(z)).abs().max() < 2e-5
+    assert load_for_decoding("wan2.1-tiny@chunk2").fused is None  # the user's runtime, not the default's
+    assert load_for_decoding("tae-64-wan").fused is None  # no fused runtime: eager, as before
+    assert load_for_decoding("ltx-video-tiny").fused is None  # fusable, not faster on the CPU: eager
+    assert load_for_decoding("ltx-video-tiny@fused").fused is not None
+    given = load_decoder("wan2.1-tiny")
+    assert load_for_decoding(given) is given and given.fused is None  # a loaded decoder is left as it is
+    monkeypatch.setitem(RUNTIMES, "wan", replace(RUNTIMES["wan"], default_on=("cuda",)))  # not measured here
+    assert load_for_decoding("wan2.1-tiny").fused is None
+
+
 # ----- the Triton kernels, through Triton's interpreter on the CPU -------------------------------------
 
 _INTERP = Path(__file__).with_name("triton_interpreter_check.py")

@@ -151,4 +151,5 @@ def _fusable_head(dec: nn.Module) -> bool:
         and isinstance(getattr(dec, "conv_act", None), nn.SiLU)
 
 
+# Not the default anywhere yet: untimed, and LTX-Video's runtime, which it follows, gains nothing on the CPU.
 register_fused_runtime(LTX2.name, FusedLTX2, FusedLTX2.check)

@@ -11,7 +11,8 @@ caches without copies and channels-last buffers, the same output within a stated
   Wan 2.2's extends Wan 2.1's with its residual up blocks (lab.families.wan.v22.fused).
 
 ``set_fused(decoder)`` installs it into a decoder's model, ``set_fused(decoder, False)`` removes it;
-``is_fusable`` says whether a decoder has a fused runtime. What it measures like is in the trace
+``is_fusable`` says whether a decoder has a fused runtime, ``fused_by_default`` whether its family makes it
+the decoding commands' default on the decoder's device. What it measures like is in the trace
 (``python -m lab trace --decoders wan2.1,wan2.1@fused``) and, on a GPU, in the profile and bench of
 scripts/gpu/run.sh's perf phase.
 """
@@ -20,21 +21,32 @@ from __future__ import annotations
 
 import torch
 
+from dataclasses import dataclass
 from typing import Callable
 
 from lab.errors import LabError
 from lab.plugins import load_families
 
-#: the fused runtime of each family (lab.arch name) that has one: (runtime class, check(vae) raising a
-#: LabError that says what is not covered). The runtime class: ``cls(vae, memory_format, graphs=...,
-#: subpixel=...)`` with ``install()``, ``uninstall()``, ``base_forward(module)``, ``graphs``, ``subpixel``
-#: (None when off) and ``why_no_subpixel`` (a class attribute: why sub-pixel resampling does nothing for
-#: the family, or None).
-RUNTIMES: dict[str, tuple[type, Callable]] = {}
+
+@dataclass(frozen=True)
+class FusedFamily:
+    """A family's fused runtime. ``cls(vae, memory_format, graphs=..., subpixel=...)`` with ``install()``,
+    ``uninstall()``, ``base_forward(module)``, ``graphs``, ``subpixel`` (None when off) and ``why_no_subpixel``
+    (a class attribute: why sub-pixel resampling does nothing for the family, or None); ``check(vae)`` raises a
+    LabError that says what is not covered; ``default_on``: the device types where a plain name decodes under it
+    in the decoding commands (lab.runtime.spec.default_runtime), the ones where the family has measured it within
+    tolerance of eager and faster. Its plug-in says why, beside the numbers."""
+    cls: type
+    check: Callable
+    default_on: tuple[str, ...] = ()
 
 
-def register_fused_runtime(family: str, cls: type, check: Callable) -> None:
-    RUNTIMES[family] = (cls, check)
+#: the fused runtime of each family (lab.arch name) that has one
+RUNTIMES: dict[str, FusedFamily] = {}
+
+
+def register_fused_runtime(family: str, cls: type, check: Callable, default_on: tuple[str, ...] = ()) -> None:
+    RUNTIMES[family] = FusedFamily(cls, check, tuple(default_on))
 
 
 def why_not_fusable(decoder) -> str | None:
@@ -46,7 +58,7 @@ def why_not_fusable(decoder) -> str | None:
         return (f"{getattr(decoder, 'name', 'this decoder')} has no fused runtime (there is one for the "
                 f"{', '.join(sorted(RUNTIMES))} families: their teachers and students)")
     try:
-        RUNTIMES[arch.name][1](vae)
+        RUNTIMES[arch.name].check(vae)
     except LabError as exc:
         return str(exc)
     return None
@@ -54,6 +66,15 @@ def why_not_fusable(decoder) -> str | None:
 
 def is_fusable(decoder) -> bool:
     return why_not_fusable(decoder) is None
+
+
+def fused_by_default(decoder) -> bool:
+    """Whether ``decoder`` decodes under its fused runtime when a decoding command names it without a runtime:
+    its family lists its device type in ``default_on``, and the runtime covers it."""
+    device = getattr(getattr(decoder, "device", None), "type", None)
+    arch = getattr(decoder, "arch", None)
+    return (arch is not None and arch.name in RUNTIMES and device in RUNTIMES[arch.name].default_on
+            and is_fusable(decoder))
 
 
 def default_memory_format(device: torch.device | str | None) -> torch.memory_format:
@@ -79,7 +100,7 @@ def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | Non
         raise LabError(why)
     if getattr(decoder, "compile_mode", None):
         raise LabError(f"{decoder.name} runs under torch.compile; fuse first, then compile (NAME@fused+compile)")
-    cls = RUNTIMES[decoder.arch.name][0]
+    cls = RUNTIMES[decoder.arch.name].cls
     runtime = cls(decoder.vae, memory_format or default_memory_format(decoder.device), graphs=graphs,
                   subpixel=subpixel)
     runtime.install()
@@ -87,4 +108,5 @@ def set_fused(decoder, on: bool = True, memory_format: torch.memory_format | Non
     return decoder
 
 
-__all__ = ["RUNTIMES", "is_fusable", "register_fused_runtime", "set_fused", "why_not_fusable"]
+__all__ = ["RUNTIMES", "FusedFamily", "fused_by_default", "is_fusable", "register_fused_runtime", "set_fused",
+           "why_not_fusable"]

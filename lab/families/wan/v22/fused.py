@@ -78,4 +78,6 @@ def check_fusable(vae: nn.Module) -> None:
         raise LabError("the Wan 2.2 fused runtime covers residual up blocks (WanResidualUpBlock) only")
 
 
+# Not the default anywhere yet: no timing of it exists (its only decoders are the 555M-param teacher and its test
+# config), on the CPU or a GPU.
 register_fused_runtime(WAN22.name, FusedWan22, check_fusable)
