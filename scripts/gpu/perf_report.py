@@ -20,6 +20,8 @@ The page:
 - each bench as a table, every runtime's ratio to its own eager decoder measured in the same process;
 - each profiled decoder's kernel time, GPU-busy share and launch count, and its top kernels and ops: the
   profile that explains each figure (per-stage timings where the profiler saw no kernels, as on a CPU);
+- whether each decoder's plain ``@fused`` may become the decoding commands' default on CUDA (within tolerance and
+  at least ``DEFAULT_MIN_GAIN`` faster than its eager self), and which family plug-in's ``default_on`` to edit;
 - the Triton kernels' status and each phase's exit code and seconds.
 """
 
@@ -40,6 +42,13 @@ LTX_STUDENT_FPS = 3000.0
 EXACT_SPEEDUP, EXACT_SPEEDUP_AIM, EXACT_MAX_ERR, EXACT_PSNR = 2.0, 2.5, 5e-2, 50.0
 #: a runtime's output is "within tolerance" of its eager decoder from this PSNR (dB) on
 WITHIN_PSNR = 50.0
+
+#: ``@fused`` becomes a default (lab.runtime.fused: a family's ``default_on``) from this gain over eager on, so
+#: that run-to-run noise does not decide it
+DEFAULT_MIN_GAIN = 1.05
+#: where each decoder's family declares where its fused runtime is the default (by the name's prefix, longest first)
+FAMILY_PLUGINS = (("wan2.2", "lab/families/wan/v22/fused.py"), ("wan", "lab/families/wan/fused.py"),
+                  ("ltx-2", "lab/families/ltx2/fused.py"), ("ltx", "lab/families/ltx/fused.py"))
 
 BENCH_FILES = ("perf-bench.json", "perf-bench-ltx.json", "perf-bench-families.json", "perf-compile.json")
 PROFILE_FILES = ("profile-student.json", "profile-teacher.json", "profile-ltx.json")
@@ -204,6 +213,28 @@ def target_rows(benches: dict[str, list[Row]]) -> list[list[str]]:
     return out
 
 
+def default_rows(benches: dict[str, list[Row]]) -> list[list[str]]:
+    """One row per decoder with a plain ``@fused`` row: its gain and PSNR against its eager self, and whether its
+    family may list "cuda" in ``default_on``."""
+    out = []
+    for rows in benches.values():
+        for r in rows:
+            if r.runtime != "fused" or r.eager is None:
+                continue
+            plugin = next((f for prefix, f in FAMILY_PLUGINS if Path(r.base).name.startswith(prefix)), "its family's")
+            if r.failed:
+                verdict = "no: it failed"
+            elif not r.within_tolerance():
+                verdict = f"no: {f_db(r.psnr)} < {WITHIN_PSNR:g} dB"
+            elif r.vs_eager < DEFAULT_MIN_GAIN:
+                verdict = f"no: {f_x(r.vs_eager)} < {DEFAULT_MIN_GAIN:g}x"
+            else:
+                verdict = f'yes: add "cuda" to `default_on` in {plugin}'
+            out.append([f"`{r.name}`", "" if r.failed else f_x(r.vs_eager), "" if r.failed else f_db(r.psnr),
+                        verdict])
+    return out
+
+
 # ----- the sections ---------------------------------------------------------------------------------------------
 def bench_section(name: str, result: dict) -> list[str]:
     rows = bench_rows(result)
@@ -295,6 +326,14 @@ def render(folder: Path, raw: str | None = None, command: str | None = None) -> 
         lines += [f"Not returned (their phase failed or was cut): {', '.join(missing)}.", ""]
     lines += ["## Targets (issue 29, ../shared/docs/TARGETS.md: one H100)", ""]
     lines += table(["target", "measured", ""], target_rows(benches)) + [""]
+    defaults = default_rows(benches)
+    if defaults:
+        lines += ["## The decoding commands' default on CUDA", "",
+                  f"`lab decode` and `lab eval` run a plain name `@fused` where its family lists the device in "
+                  f"`default_on` (lab.runtime.fused). A decoder qualifies on this card when its `@fused` row is "
+                  f"within {WITHIN_PSNR:g} dB of eager and at least {DEFAULT_MIN_GAIN:g}x faster; a family "
+                  f"qualifies when all its decoders here do.", ""]
+        lines += table(["decoder", "vs eager", "PSNR", "CUDA default"], defaults) + [""]
     lines += ["## Benches", ""]
     for n, b in benches_json.items():
         if b:

@@ -64,6 +64,10 @@ def test_each_target_is_decided_by_the_right_row(tmp_path):
     assert "Not returned (their phase failed or was cut): perf-bench-ltx.json, profile-student.json" in page
     # identical output reads as such, not as a number
     assert "| `wan2.1-flash@fused` | 150.0 ms | 540.0 | 2.53x |" in page and "| 0 | identical |" in page
+    # which family may make @fused the decoding commands' default on CUDA: the plain @fused rows only
+    assert '| `wan2.1@fused` | 2.12x | 55.0 dB | yes: add "cuda" to `default_on` in lab/families/wan/fused.py |' in page
+    assert '| `wan2.1-flash@fused` | 2.53x | identical | yes: add "cuda"' in page
+    assert "`wan2.1-flash@fused+chunk4` |" not in page.split("## Benches")[0]
 
 
 def test_a_teacher_without_an_exact_runtime_is_not_met(tmp_path):
@@ -77,6 +81,10 @@ def test_a_teacher_without_an_exact_runtime_is_not_met(tmp_path):
            "`ltx-video@fused+graphs` failed | not met" in page
     assert "| `ltx-video@fused+graphs` |  |  |  |  |  |  |  | failed: RuntimeError: capture failed |" in page
     assert "LTX student >= 3000 fps | 3240 fps, `ltx-video-flash@fused`, 1.96x its eager | **met**" in page
+    # out of tolerance, or not faster enough to beat noise: not a default
+    assert "| `ltx-video@fused` | 2.26x | 45.0 dB | no: 45.0 dB < 50 dB |" in page
+    assert '| `ltx-video-flash@fused` | 1.96x | 70.0 dB | yes: add "cuda" to `default_on` in lab/families/ltx/fused.py |' \
+        in page
 
 
 def test_the_command_line_refuses_what_it_must_not_do(tmp_path):
@@ -93,3 +101,9 @@ def test_the_command_line_refuses_what_it_must_not_do(tmp_path):
     empty.mkdir()
     nothing = subprocess.run([sys.executable, script, str(empty)], capture_output=True, text=True)
     assert nothing.returncode != 0 and "has none of" in nothing.stderr and "Traceback" not in nothing.stderr
+
+
+def test_a_fused_row_within_noise_of_eager_is_not_a_default():
+    rows = perf_report.bench_rows(_bench([_row("ltx-2", 1.0), _row("ltx-2@fused", 0.97, psnr=60.0, err=0.01)]))
+    assert perf_report.default_rows({"perf-bench-families.json": rows}) == [
+        ["`ltx-2@fused`", "1.03x", "60.0 dB", "no: 1.03x < 1.05x"]]
