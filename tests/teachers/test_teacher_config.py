@@ -81,7 +81,16 @@ def test_the_flat_flags_fill_the_nested_config(tmp_path):
         cfg = TrainConfig.from_dict(r.config())
     assert (cfg.model, cfg.steps, cfg.data.batch, cfg.data.short_sides, cfg.data.clips, cfg.optim.warmup_steps) == \
         ("wan2.1-tiny", 1, 1, (64,), ["bbb-128"], 1)
-    assert cfg.export.every_minutes == 0.0 and cfg.data.wan_clip is False
+    assert cfg.export.every_minutes == 0.0 and cfg.data.wan_clip is False and cfg.data.registry_clips is False
+
+
+def test_registry_clips_join_the_built_in_training_clips_when_asked():
+    from lab.teachers.config import training_clips
+    assert [c.name for c in training_clips(False)] == ["bigbuckbunny", "bikes"]
+    clips = training_clips(False, include_registry=True)
+    assert [c.name for c in clips] == ["bigbuckbunny", "bikes", "city", "earth"]
+    assert clips[2].path.endswith("city.mpg") and clips[2].stop is None and clips[3].stop == 300  # none held out
+    assert TrainConfig.from_flags(registry_clips=True).flat()["registry_clips"] is True
 
 
 @pytest.mark.slow
