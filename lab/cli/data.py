@@ -40,8 +40,8 @@ def run(args):
     rows = [{"name": n, "kind": "bundled", "path": str(bundled_clip(n)), "licence": BUNDLED[n][2]} for n in BUNDLED]
     for n, s in SAMPLES.items():
         p = paths.samples_dir() / s.file
-        rows.append({"name": n, "kind": "extra sample" if s.extra else "sample", "path": str(p) if p.exists() else "(not fetched)",
-                     "licence": s.licence})
+        rows.append({"name": n, "kind": "extra sample" if s.extra else "sample",
+                     "path": str(p) if p.exists() else "(not fetched)", "licence": s.licence})
     return rows
 
 

@@ -126,8 +126,8 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
     """Score ``decoder`` (a registered name, a saved folder or a VideoDecoder; ``weights`` for a name; a name
     without a runtime decodes under the default one, lab.models.load_for_decoding, while a teacher loaded here as
-    the reference runs eagerly) on the real clip ``video`` (a sample name such as ``carphone``, or a path): ``teacher`` encodes
-    the clip's first ``frames`` frames (cut to a count the VAE takes; resized and center-cropped to
+    the reference runs eagerly) on the real clip ``video`` (a sample name such as ``carphone``, or a path):
+    ``teacher`` encodes the clip's first ``frames`` frames (cut to a count the VAE takes; resized and center-cropped to
     ``size`` (H, W) when given, else cropped to the VAE's grid), the decoder decodes those latents,
     and ``metrics`` (default psnr, ssim, vmaf, temporal; ``METRICS`` lists them all) compare the
     decode with the clip. ``teacher`` defaults to the decoder itself for a teacher VAE, else to the

@@ -10,5 +10,5 @@ from lab.models.lightweight.variants import register_all as _register_lightweigh
 
 _register_lightweight()
 
-__all__ = ["DecoderStream", "LatentGeometry", "VideoDecoder", "get_entry", "list_entries", "load_decoder", "load_for_decoding",
-           "register"]
+__all__ = ["DecoderStream", "LatentGeometry", "VideoDecoder", "get_entry", "list_entries", "load_decoder",
+           "load_for_decoding", "register"]

@@ -17,7 +17,7 @@ from typing import Callable
 from lab.errors import CheckpointError, UnknownModelError
 from lab.models.interface import LAB_META_FILE, VideoDecoder
 from lab.plugins import load_families
-from lab.runtime.spec import apply_runtime, default_runtime, split_runtime
+from lab.runtime.spec import Runtime, apply_runtime, default_runtime, split_runtime
 
 log = logging.getLogger("lab")
 
@@ -113,21 +113,31 @@ def load_decoder(name_or_path: str | VideoDecoder, weights: str | None = None, d
     passes through unchanged."""
     if isinstance(name_or_path, VideoDecoder):
         return name_or_path
-    load_families()
-    name = _ALIASES.get(str(name_or_path), str(name_or_path))
+    spec = str(name_or_path)
+    name, runtime = read_name(spec)
+    if runtime is not None:
+        if runtime.searched:
+            raise UnknownModelError(f"'{spec}': @fast and @compile-auto choose by timing on latents; give a fixed "
+                                    f"runtime (@chunkK, @fused, @compile-MODE) or time them with python -m lab bench")
+        return apply_runtime(load_decoder(name, weights, device, dtype), runtime)
     if name in _REGISTRY:
         return _REGISTRY[name].load(weights, device=device, dtype=dtype)
     path = Path(name).expanduser()
     if path.is_dir():
         return load_saved(path, device=device, dtype=dtype)
-    base, runtime = split_runtime(name) if "@" in name else (name, None)
-    if runtime is not None:
-        if runtime.searched:
-            raise UnknownModelError(f"'{name}': @fast and @compile-auto choose by timing on latents; give a fixed "
-                                    f"runtime (@chunkK, @fused, @compile-MODE) or time them with python -m lab bench")
-        return apply_runtime(load_decoder(base, weights, device, dtype), runtime)
     get_entry(name)  # raises UnknownModelError with suggestions
     raise AssertionError("unreachable")
+
+
+def read_name(spec: str) -> tuple[str, Runtime | None]:
+    """How ``load_decoder`` reads a name: (the registered name or folder, the runtime its suffix names or None).
+    A registered name (aliases resolved) or an existing folder is taken whole, '@' and all; otherwise
+    ``NAME@RUNTIME`` is split (lab.runtime.spec; ``NAME@eager`` gives the empty Runtime, not None)."""
+    load_families()
+    name = _ALIASES.get(spec, spec)
+    if "@" not in name or name in _REGISTRY or Path(name).expanduser().is_dir():
+        return name, None
+    return split_runtime(name)
 
 
 def load_for_decoding(name_or_path: str | VideoDecoder, weights: str | None = None, device=None,
@@ -138,20 +148,13 @@ def load_for_decoding(name_or_path: str | VideoDecoder, weights: str | None = No
     Analysis, pruning and training load with ``load_decoder``: their hooks and gradients need the eager modules.
     A VideoDecoder passes through unchanged."""
     dec = load_decoder(name_or_path, weights, device, dtype)
-    if isinstance(name_or_path, str) and not has_runtime_suffix(name_or_path):
+    if isinstance(name_or_path, str) and read_name(name_or_path)[1] is None:
         runtime = default_runtime(dec)
         if runtime is not None:
             apply_runtime(dec, runtime)
             log.info("%s decodes @fused, the default on %s (the same output within a rounding; %s@eager runs "
                      "diffusers' modules)", dec.name, dec.device.type, name_or_path)
     return dec
-
-
-def has_runtime_suffix(name_or_path: str) -> bool:
-    """Whether ``name_or_path`` names a runtime (``mini-wan@chunk4``, ``mini-wan@eager``), as ``load_decoder``
-    reads it: a registered name or an existing folder is taken whole, '@' and all."""
-    name = _ALIASES.get(name_or_path, name_or_path)
-    return "@" in name and name not in _REGISTRY and not Path(name).expanduser().is_dir()
 
 
 def load_saved(folder: Path, device=None, dtype=None) -> VideoDecoder:

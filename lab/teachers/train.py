@@ -53,8 +53,8 @@ log = logging.getLogger("lab.teachers")
 
 # Settings (flag names, TrainConfig.flat) a resumed run must share with the run it resumes (the rest, e.g. how
 # often to log or export, may change between sessions; 'steps' may be raised to train longer).
-FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "registry_clips", "anchor_steps",
-                   "freeze_encoder", "stills", "stills_fraction", "clips", "manifest")
+FIXED_ON_RESUME = ("model", "seed", "batch", "frames", "crop", "short_sides", "wan_clip", "registry_clips",
+                   "anchor_steps", "freeze_encoder", "stills", "stills_fraction", "clips", "manifest")
 
 
 def teacher_schedule(step: int, cfg: TrainConfig, wall_s: float = 0.0) -> Schedule:

@@ -42,30 +42,31 @@ GPU_RUNS = {
     # --eval-every: about one held-out score a minute (0.76 and 0.08 s/step side by side on the H200), the card's
     # learning curve
     "mini-wan": ("mini-wan", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128", "--lr", "1e-3",
-                                      "--warmup", "100", "--registry-clips", "--stills", "{stills}", "--eval-every", "80"]),
+                                      "--warmup", "100", "--registry-clips", "--stills", "{stills}",
+                                      "--eval-every", "80"]),
     "mini-ltx": ("mini-ltx", ["--batch", "{ltx_batch}", "--frames", "17", "--crop", "128", "--lr", "5e-4",
-                                      "--warmup", "100", "--registry-clips", "--anchor-steps", "300", "--stills", "{stills}",
-                                      "--eval-every", "750"]),
+                                      "--warmup", "100", "--registry-clips", "--anchor-steps", "300",
+                                      "--stills", "{stills}", "--eval-every", "750"]),
     "mini-wan-nostills": ("mini-wan", ["--batch", "{wan_batch}", "--frames", "17", "--crop", "128",
                                                "--lr", "1e-3", "--warmup", "100", "--registry-clips"]),
     # mini-ltx's recipe with a moving average of its weights, from the same warm start: whether --ema raises
     # held-out PSNR per minute (its learning curve beside mini-ltx's). LTX is light, so it costs the Wan run little.
     "mini-ltx-ema": ("mini-ltx", ["--batch", "{ltx_batch}", "--frames", "17", "--crop", "128", "--lr", "5e-4",
-                                          "--warmup", "100", "--registry-clips", "--anchor-steps", "300", "--stills", "{stills}",
-                                          "--eval-every", "750", "--ema", "0.999"]),
+                                          "--warmup", "100", "--registry-clips", "--anchor-steps", "300",
+                                          "--stills", "{stills}", "--eval-every", "750", "--ema", "0.999"]),
     # Shorter, smaller windows at twice the LR: more (and more varied) windows per minute for the same compute. Its
     # steps are ~3.5x faster, so it scores the held-out clips every 2,500 steps to stay about once a minute.
     "mini-ltx-short": ("mini-ltx", ["--batch", "{ltx_batch}", "--frames", "9", "--crop", "96", "--lr", "1e-3",
-                                            "--warmup", "100", "--registry-clips", "--anchor-steps", "300", "--stills", "{stills}",
-                                            "--eval-every", "2500"]),
+                                            "--warmup", "100", "--registry-clips", "--anchor-steps", "300",
+                                            "--stills", "{stills}", "--eval-every", "2500"]),
 }
 #: runs that give figures only (compared with the run of their preset), never shipped
 ABLATIONS = ("mini-wan-nostills", "mini-ltx-ema", "mini-ltx-short")
 # The dry run: the same code paths on the test configs of the same classes, a few steps on the CPU.
 DRY_RUNS = {
     "mini-wan": ("wan2.1-tiny", ["--batch", "2", "--frames", "5", "--crop", "32", "--warmup", "2",
-                                     "--steps", "3", "--short-sides", "64", "--no-wan-clip", "--registry-clips", "--stills", "{stills}",
-                                     "--eval-every", "2", "--eval-frames", "5"]),
+                                     "--steps", "3", "--short-sides", "64", "--no-wan-clip", "--registry-clips",
+                                     "--stills", "{stills}", "--eval-every", "2", "--eval-frames", "5"]),
     "mini-ltx": ("ltx-video-tiny", ["--batch", "1", "--frames", "9", "--crop", "32", "--warmup", "2",
                                         "--steps", "2", "--anchor-steps", "1", "--short-sides", "64",
                                         "--no-wan-clip", "--stills", "{stills}"]),

@@ -35,8 +35,8 @@ def test_eval_of_identical_decodes_prints_valid_json(capsys, tmp_path):
     from lab.models import load_decoder
     torch.manual_seed(0)
     folder = load_decoder("wan2.1-tiny").save(tmp_path / "copy")
-    rc = main(["eval", "--decoder", f"{folder}@eager", "--teacher", "wan2.1-tiny", "--video", "bbb-128", "--frames", "5",
-               "--size", "32x32", "--metrics", "psnr,ssim", "--json"])
+    rc = main(["eval", "--decoder", f"{folder}@eager", "--teacher", "wan2.1-tiny", "--video", "bbb-128",
+               "--frames", "5", "--size", "32x32", "--metrics", "psnr,ssim", "--json"])
     r = _strict(capsys.readouterr().out)
     assert rc == 0
     assert r["vs_teacher"]["psnr"] == "inf"

@@ -83,8 +83,8 @@ def test_a_teacher_without_an_exact_runtime_is_not_met(tmp_path):
     assert "LTX student >= 3000 fps | 3240 fps, `ltx-video-flash@fused`, 1.96x its eager | **met**" in page
     # out of tolerance, or not faster enough to beat noise: not a default
     assert "| `ltx-video@fused` | 2.26x | 45.0 dB | no: 45.0 dB < 50 dB |" in page
-    assert '| `ltx-video-flash@fused` | 1.96x | 70.0 dB | yes: add "cuda" to `default_on` in lab/families/ltx/fused.py |' \
-        in page
+    assert ('| `ltx-video-flash@fused` | 1.96x | 70.0 dB | yes: add "cuda" to `default_on` in '
+            'lab/families/ltx/fused.py |') in page
 
 
 def test_the_command_line_refuses_what_it_must_not_do(tmp_path):
