@@ -122,8 +122,9 @@ def build() -> gr.Blocks:
                                          label="registered decoders (lightweight, students) of this teacher's latents")
                     saved = gr.Textbox(label="saved students (folders under the app's models folders, "
                                              "comma-separated)")
-                    # eager by default: at the app's default 9 frames of 64 px, the fused mini-wan teacher is
-                    # 0.86x eager on a CPU (its students 1.7x); lab decode and lab eval default to fused
+                    # eager by default: every speedup here divides by the eager teacher, so the first rows show
+                    # what pruning and operator swaps give on their own; fused adds the runtime on top (at the
+                    # default 9 frames of 64 px on a CPU, mini-wan@fused is 3.4x eager), as lab decode does
                     runtime = gr.Dropdown(list(RUNTIMES), value="eager", label="runtime", elem_id="runtime",
                                           info="fused: the lab's fused kernels and copy-free caches (same output "
                                                "within a rounding); +subpixel: upsample + conv as one conv. "

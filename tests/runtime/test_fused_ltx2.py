@@ -73,13 +73,14 @@ def test_fused_causal_decode_and_stream_match_eager(ltx2_decoders, which):
 @pytest.mark.parametrize("which", ["teacher", "flash", "nc-teacher", "nc-student"])
 def test_fused_decode_with_conv_biases_left_to_the_next_kernels(ltx2_decoders, which):
     """Where cuDNN runs the convs (CUDA) their biases go to the next kernels; forced on the CPU, in float32, the
-    decode is eager's within 2e-5. Without the folds (the CPU's default) the runtime is eager up to summation order."""
+    decode is eager's within 2e-5. Without the folds (the CPU's default) the runtime is eager up to summation order
+    (its float32 3D convs run oneDNN, lab.runtime.fused.conv: within 1e-5)."""
     dec = ltx2_decoders[which]
     ref = dec.decode(Z)
     set_fused(dec)
     try:
         assert dec.fused.blocks
-        assert (dec.decode(Z) - ref).abs().max() <= 1e-6 * max(1.0, float(ref.abs().max()))
+        assert (dec.decode(Z) - ref).abs().max() <= 1e-5 * max(1.0, float(ref.abs().max()))
         dec.fused.fold_conv_bias = True
         assert (dec.decode(Z) - ref).abs().max() < 2e-5
     finally:

@@ -34,6 +34,7 @@ from lab.families.ltx.arch import LTX
 from lab.families.ltx.student import LTXStudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
+from lab.runtime.fused.conv import module_conv
 from lab.runtime.fused.norms import fusable_norm, norm_act
 from lab.runtime.fused.ops import bias_residual_add, folds_conv_bias
 from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, run_conv
@@ -155,7 +156,8 @@ class FusedLTX:
         buf, inner, front, back = self._head
         self._head = None
         replicate_edges(buf, front, inner.shape[2], back)
-        return self.vae.decoder.conv_out.conv(buf)
+        head = self.vae.decoder.conv_out.conv
+        return module_conv(head, buf, head.bias)
 
     # ----- a resnet -----------------------------------------------------------------------------------------
     def conv_bias(self, conv: nn.Module) -> torch.Tensor | None:
@@ -212,6 +214,8 @@ def _fusable_head(dec: nn.Module) -> bool:
         and isinstance(dec.conv_out, LTXVideoCausalConv3d) and isinstance(getattr(dec, "conv_act", None), nn.SiLU)
 
 
-# Not the default on the CPU: the same output, but no faster there (17 frames at 128x128, 1 thread: mini-ltx
-# 0.94x, its student 1.14x; at 256x256, 2 threads: 1.09x, 1.02x). CUDA waits for the perf phase, as Wan's does.
+# Not the default on the CPU: the minis gain there (17x128x128, 2 threads: mini-ltx 3.3x, its student 1.2x; 1 thread
+# 3.4x, 1.4x), but the full-size ltx-video, what a user with real weights decodes, loses (random weights, 9x128x128,
+# 2 threads: 0.93x; its big weights make the convs weight-bound, lab.runtime.fused.conv). CUDA waits for the perf
+# phase, as Wan's does.
 register_fused_runtime(LTX.name, FusedLTX, FusedLTX.check)

@@ -23,7 +23,6 @@ inference only.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.autoencoders.autoencoder_kl_ltx2 import (LTX2VideoCausalConv3d, LTX2VideoResnetBlock3d,
                                                                PerChannelRMSNorm)
 from torch import nn
@@ -35,6 +34,7 @@ from lab.families.ltx2.stream import active_stream_cache
 from lab.families.ltx2.student import LTX2RMSNorm, LTX2StudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
+from lab.runtime.fused.conv import conv
 from lab.runtime.fused.norms import fusable_norm, norm_act, register_norm_kernel
 from lab.runtime.fused.operators import SPATIAL_CONV
 from lab.runtime.fused.ops import channel_rms_norm_act
@@ -142,7 +142,7 @@ class FusedLTX2(FusedLTX):
         sc = block.conv_shortcut
         if sc is None:
             return inputs, None
-        return F.conv3d(inputs, sc.weight, None if fold else sc.bias), (sc.bias if fold else None)
+        return conv(inputs, sc.weight, None if fold else sc.bias), (sc.bias if fold else None)
 
 
 def _fusable_head(dec: nn.Module) -> bool:
@@ -151,5 +151,6 @@ def _fusable_head(dec: nn.Module) -> bool:
         and isinstance(getattr(dec, "conv_act", None), nn.SiLU)
 
 
-# Not the default anywhere yet: untimed, and LTX-Video's runtime, which it follows, gains nothing on the CPU.
+# Not the default anywhere yet: on the CPU ltx-2-tiny gains (1.8x at 25x256x256, 1 thread) but the full-size
+# ltx-2 loses (0.77x at 9x128x128, random weights, 2 threads), and no GPU has timed it.
 register_fused_runtime(LTX2.name, FusedLTX2, FusedLTX2.check)

@@ -42,6 +42,7 @@ from lab.errors import LabError
 from lab.families.wan.arch import WAN
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
+from lab.runtime.fused.conv import conv
 from lab.runtime.fused.norms import norm_act
 from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, _fold, _unfold
 from lab.runtime.fused.ops import bias_residual_add, folds_conv_bias, interleave, interleave_upsample
@@ -96,8 +97,8 @@ class CausalConv:
         if rule is not None:
             y = rule(layer, x, bias)
         else:
-            y = F.conv3d(x, layer.weight, layer.bias if bias else None, layer.stride, (0, *self.spatial),
-                         layer.dilation, layer.groups)
+            y = conv(x, layer.weight, layer.bias if bias else None, layer.stride, (0, *self.spatial), layer.dilation,
+                     layer.groups)
         self._shift()
         return y
 
@@ -193,7 +194,7 @@ class FusedWan:
     def _post_quant_conv(self, z: torch.Tensor, cache_x=None) -> torch.Tensor:
         # A 1x1x1 conv: no padding, no cache (eager pads by nothing, which still copies).
         pq = self.vae.post_quant_conv
-        return F.conv3d(z, pq.weight, pq.bias)
+        return conv(z, pq.weight, pq.bias)
 
     def _decoder(self, x: torch.Tensor, feat_cache=None, feat_idx=None, first_chunk: bool = False) -> torch.Tensor:
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.vae.decoder.parameters()):
@@ -258,7 +259,7 @@ class FusedWan:
         # of its own): conv1's to norm2's, conv2's and the shortcut's to the residual add.
         fold = folds_conv_bias(x, self.fold_conv_bias)
         identity = isinstance(sc, nn.Identity)
-        h = x if identity else F.conv3d(x, sc.weight, None if fold else sc.bias)
+        h = x if identity else conv(x, sc.weight, None if fold else sc.bias)
         norm_act(r.norm1, x, True, c1.input(x))
         y = c1.run(bias=not fold)
         norm_act(r.norm2, y, True, c2.input(y), pre_bias=c1.bias if fold else None)
@@ -360,8 +361,9 @@ def check_fusable(vae: nn.Module) -> None:
 
 
 # The default of lab decode and lab eval on the CPU: within 3e-6 of eager (fp32) on mini-wan and its student, and
-# faster from 128 px up, side by side in lab bench (17 frames; 128x128, 1 thread: student 1.63x, teacher 1.09x;
-# 2 threads: 2.6x, 1.3x; 256x256: 3.1x, 1.7x; the full-size student 2.07x at 320x512x61). Below that the fused
-# teacher loses (9 frames of 64 px: 0.86x; its student still 1.7x). CUDA joins once the device run's perf phase
-# has timed the Triton kernels on a GPU: so far they have run only in Triton's interpreter.
+# faster at every size measured, side by side in lab bench (2 threads; teacher, student: 9x64x64 3.3x, 1.6x;
+# 17x128x128 1.9x, 3.0x; 17x256x256 2.0x, 4.4x; 1 thread at 17x128x128 1.6x, 1.8x; full-size wan2.1, random weights,
+# 9x128x128: 1.15x). Its float32 3D convs run oneDNN (lab.runtime.fused.conv); before that the fused teacher lost
+# below 128 px (0.86x at 64 px). CUDA joins once the device run's perf phase has timed the Triton kernels on a GPU:
+# so far they have run only in Triton's interpreter.
 register_fused_runtime(WAN.name, FusedWan, check_fusable, default_on=("cpu",))

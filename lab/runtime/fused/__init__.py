@@ -2,7 +2,8 @@
 caches without copies and channels-last buffers, the same output within a stated tolerance.
 
 - ``ops``: the kernels as torch custom ops (reference, fake and Triton implementations); ``norms``: which
-  op runs which norm; ``operators``: how the lab's drop-in operators run over a padded buffer;
+  op runs which norm; ``operators``: how the lab's drop-in operators run over a padded buffer; ``conv``: the
+  runtimes' convolutions (float32 3D convs on the CPU through oneDNN, which ATen's rule skips for small ones);
 - ``subpixel``: resample convs folded with their nearest 2x upsample (one transposed conv; ``@fused+subpixel``);
 - each VAE family registers its runtime (``register_fused_runtime``): Wan 2.1's (lab.families.wan.fused:
   fused norms, causal caches without copies, channels-last, CUDA graphs of the steady step), LTX-Video's

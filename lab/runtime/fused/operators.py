@@ -7,9 +7,10 @@ the runtime adds it in the kernel that reads the output next (the norm's ``pre_b
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from lab.ops.operators import Conv2Plus1d, DepthwiseSeparable3d, FrameConv2d
+from lab.runtime.fused.conv import conv as lab_conv
+from lab.runtime.fused.conv import module_conv
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -28,9 +29,8 @@ def run_conv(conv, x: torch.Tensor, bias: bool = True, padded: bool = False) -> 
     already holds the conv's spatial padding (a fused runtime wrote it into the buffer), so it runs unpadded."""
     b = conv.bias if bias else None
     if not padded:
-        return conv._conv_forward(x, conv.weight, b)
-    f = F.conv3d if x.dim() == 5 else F.conv2d
-    return f(x, conv.weight, b, conv.stride, 0, conv.dilation, conv.groups)
+        return module_conv(conv, x, b)
+    return lab_conv(x, conv.weight, b, conv.stride, 0, conv.dilation, conv.groups)
 
 
 #: Each rule ``(op, x, bias=True, padded=False)`` is the operator's own forward minus its time padding (for
