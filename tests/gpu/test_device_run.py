@@ -93,7 +93,8 @@ def test_the_perf_phase_dry_run(tmp_path):
     assert rows["wan2.1-flash@fused+subpixel"]["max_abs_err"] < 1e-4  # float32 on the CPU: a rounding
     assert rows["wan2.1-flash@fused"]["psnr"] > 90 and rows["wan2.1-flash@fused"]["max_abs_err_vs"] == "wan2.1-flash"
     ltx = json.loads((out / "perf-bench-ltx.json").read_text())
-    assert ltx["decoders"][1]["decoder"] == "ltx-video-tiny@fused" and ltx["decoders"][1]["max_abs_err"] == 0
+    # float32 on the CPU: its 3D convs run oneDNN (lab.runtime.fused.conv), a rounding from eager
+    assert ltx["decoders"][1]["decoder"] == "ltx-video-tiny@fused" and ltx["decoders"][1]["max_abs_err"] < 1e-4
     families = {r["decoder"]: r for r in json.loads((out / "perf-bench-families.json").read_text())["decoders"]}
     assert families["wan2.2-tiny@fused"]["max_abs_err"] < 1e-4 and families["wan2.2-tiny@fused+subpixel"]["max_abs_err"] < 1e-4
     assert families["ltx-2-tiny@fused"]["max_abs_err"] < 1e-5 and families["ltx-2-tiny@fused"]["max_abs_err_vs"] == "ltx-2-tiny"
