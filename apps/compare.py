@@ -124,7 +124,7 @@ def build() -> gr.Blocks:
                                              "comma-separated)")
                     # eager by default: every speedup here divides by the eager teacher, so the first rows show
                     # what pruning and operator swaps give on their own; fused adds the runtime on top (at the
-                    # default 9 frames of 64 px on a CPU, mini-wan@fused is 3.4x eager), as lab decode does
+                    # default 9 frames of 64 px on a CPU, mini-wan@fused is 3.3x eager), as lab decode does
                     runtime = gr.Dropdown(list(RUNTIMES), value="eager", label="runtime", elem_id="runtime",
                                           info="fused: the lab's fused kernels and copy-free caches (same output "
                                                "within a rounding); +subpixel: upsample + conv as one conv. "
