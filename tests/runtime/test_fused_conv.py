@@ -42,7 +42,7 @@ def test_float32_3d_conv_runs_onednn_within_rounding(memory_format, case):
     out = conv(x, w, b, *args)
     assert out.shape == ref.shape and _rel(out, ref) < 1e-6
     ops = _aten_ops(lambda: conv(x, w, b, *args))
-    # ATen's own rule gives this small conv (N*C*D*H = 384, far below its 20480) to slow_conv3d
+    # ATen's own rule gives the dense ones of these small convs (N*C*D*H = 384, far below its 20480) to slow_conv3d
     assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
 
 
