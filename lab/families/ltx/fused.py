@@ -34,7 +34,6 @@ from lab.families.ltx.arch import LTX
 from lab.families.ltx.student import LTXStudentResnetBlock3d
 from lab.ops.operators import SwapOp
 from lab.runtime.fused import register_fused_runtime
-from lab.runtime.fused.conv import module_conv
 from lab.runtime.fused.norms import fusable_norm, norm_act
 from lab.runtime.fused.ops import bias_residual_add, folds_conv_bias
 from lab.runtime.fused.operators import BIASED_CONV, OPERATOR_RULES, run_conv
@@ -156,8 +155,7 @@ class FusedLTX:
         buf, inner, front, back = self._head
         self._head = None
         replicate_edges(buf, front, inner.shape[2], back)
-        head = self.vae.decoder.conv_out.conv
-        return module_conv(head, buf, head.bias)
+        return run_conv(self.vae.decoder.conv_out.conv, buf)
 
     # ----- a resnet -----------------------------------------------------------------------------------------
     def conv_bias(self, conv: nn.Module) -> torch.Tensor | None:
