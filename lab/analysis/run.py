@@ -19,6 +19,7 @@ from lab.arch import channel_groups
 from lab.arch.groups import ChannelGroup, consumer_tap, norm_tap
 from lab.errors import LabError
 from lab.progress import Progress
+from lab.runtime.fused.conv import onednn_conv3d
 from lab.analysis.sensitivity import output_sensitivity
 
 log = logging.getLogger("lab")
@@ -192,7 +193,9 @@ def analyze(decoder, latents: Iterable[torch.Tensor] | torch.Tensor, *, groups: 
     step = 0
     bar = Progress("analyze", steps_total, unit="latent frame" if causal else "clip")
     try:
-        with rec, torch.no_grad():
+        # oneDNN for every float32 3D conv on the CPU: the same modules and hooks, where ATen gives a causal
+        # step's few frames to slow_conv3d (lab.runtime.fused.conv)
+        with rec, torch.no_grad(), onednn_conv3d(decoder.device):
             for ci, z in enumerate(clips):
                 name = (clip_names or [])[ci] if clip_names and ci < len(clip_names) else f"clip{ci}"
                 if causal:

@@ -21,6 +21,9 @@ What the loop owns, for every kind of run:
 - checkpoints: at the start, every ``checkpoint_every`` steps and ``checkpoint_minutes``, when the task asks
   (a phase switch, a new best, an export), on a stop and at the end; one state object: the task's tensors and
   state plus the loop's (step, training time, torch / CUDA RNG, every rank's generators);
+- the CPU's convolutions: every float32 3D conv of the run (the frozen teacher's, the student's forward)
+  runs oneDNN (``lab.runtime.fused.conv.onednn_conv3d``), where ATen would give a causal step's few frames
+  to slow_conv3d; gradients come from ATen's own conv backward either way;
 - finish / fail: ``finished`` when the task completed, ``interrupted`` on a signal, Ctrl-C or ``stop_at``,
   ``failed`` (with the error) otherwise; a resume that fails in its setup leaves the run's status as it was.
 """
@@ -37,6 +40,7 @@ import torch
 
 from lab.errors import CheckpointError, ConfigError, LabError
 from lab.progress import Progress
+from lab.runtime.fused.conv import onednn_conv3d
 from lab.runs.store import RunStore, is_run
 from lab.training.checkpoints import CheckpointFolder, log_set_aside, restore_checkpoint_records
 from lab.training.config import changed_keys
@@ -69,7 +73,7 @@ def fit(task: Task, out, *, resume: bool = False, overwrite: bool = False, callb
         env.close()
         raise
     try:
-        with signals_interrupt():
+        with signals_interrupt(), onednn_conv3d(env.device):
             return _Loop(task, out, env, callbacks).run(resume, stop_at)
     finally:
         if lock is not None:

@@ -1,6 +1,7 @@
 """The fused runtimes' convolutions (lab.runtime.fused.conv): a float32 3D conv on the CPU runs oneDNN, where
-ATen's rule sends small ones to slow_conv3d; the result is F.conv3d's within float32 rounding, and everything
-else (bf16, autograd, the meta device that the trace uses, 2D convs) is F's own call."""
+ATen's rule sends small ones to slow_conv3d; the result is F.conv3d's within float32 rounding, the gradients are
+ATen's own, and everything else (bf16, the meta device that the trace uses, 2D convs) is F's own call. The
+``OneDNNConv3d`` mode (what the training loop runs under on the CPU) routes eager modules' convs the same way."""
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from lab.runtime.fused import set_fused
-from lab.runtime.fused.conv import conv, module_conv
+from lab.runtime.fused.conv import OneDNNConv3d, conv, module_conv, onednn_conv3d
 
 CL3 = torch.channels_last_3d
 
@@ -71,14 +72,27 @@ def test_the_smaller_operand_is_reordered():
     assert "aten::mkldnn_convolution" in ops
 
 
-@pytest.mark.parametrize("why", ["bf16", "autograd", "2d", "meta", "mkldnn off"])
+def test_gradients_are_atens_own():
+    # oneDNN's forward, ATen's conv backward (the op's autograd formula calls convolution_backward): for the same
+    # upstream gradient, the input, weight and bias gradients are F.conv3d's bit for bit
+    torch.manual_seed(2)
+    x = torch.randn(1, 8, 4, 10, 10, requires_grad=True)
+    w, b = torch.randn(16, 8, 3, 3, 3, requires_grad=True), torch.randn(16, requires_grad=True)
+    g = torch.randn(1, 16, 2, 10, 10)
+    grads = []
+    for f in (conv, F.conv3d):
+        out = f(x, w, b, 1, (0, 1, 1))
+        grads.append(torch.autograd.grad(out, (x, w, b), g))
+    assert all(torch.equal(a, c) for a, c in zip(*grads))
+    assert "aten::mkldnn_convolution" in _aten_ops(lambda: conv(x, w, b, 1, (0, 1, 1)).sum().backward())
+
+
+@pytest.mark.parametrize("why", ["bf16", "2d", "meta", "mkldnn off"])
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch.backends.mkldnn.flags says it
 def test_everything_else_is_torchs_own_call(why):
     x, w = torch.randn(1, 8, 3, 6, 6), torch.randn(8, 8, 3, 3, 3)
     if why == "bf16":
         x, w = x.bfloat16(), w.bfloat16()
-    elif why == "autograd":
-        w.requires_grad_(True)
     elif why == "2d":
         x, w = x[:, :, 0], w[:, :, 0]
     elif why == "meta":
@@ -90,9 +104,7 @@ def test_everything_else_is_torchs_own_call(why):
             assert out.shape == f(x, w, None, 1, 1).shape
             return
         assert torch.equal(out, f(x, w, None, 1, 1))
-        if why == "autograd":
-            assert out.requires_grad
-        if why in ("autograd", "mkldnn off"):
+        if why == "mkldnn off":
             assert "aten::mkldnn_convolution" not in _aten_ops(lambda: conv(x, w, None, 1, 1))
 
 
@@ -121,3 +133,35 @@ def test_fused_wan_decode_runs_no_slow_conv3d(tiny_wan):
             set_fused(tiny_wan, False)
     assert "aten::slow_conv3d_forward" not in ops and "aten::mkldnn_convolution" in ops
     assert (out - ref).abs().max() < 2e-5
+
+
+def test_the_mode_runs_an_eager_modules_convs_with_its_hooks(tiny_wan):
+    """Under OneDNNConv3d, diffusers' own eager decode runs every 3D conv with oneDNN (no slow_conv3d), within
+    float32 rounding, and its forward hooks (the distillation's feature taps) still see every stage."""
+    z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    seen = {"eager": [], "mode": []}
+    key = "eager"
+    stage = tiny_wan.vae.decoder.up_blocks[0]
+    handle = stage.register_forward_hook(lambda m, i, o: seen[key].append(o.clone()))
+    try:
+        with torch.no_grad():
+            ref = tiny_wan.decode(z)
+            assert "aten::slow_conv3d_forward" in _aten_ops(lambda: tiny_wan.decode(z))  # the test can fail
+            key = "mode"
+            with OneDNNConv3d():
+                out = tiny_wan.decode(z)
+                key = "profiled"
+                seen[key] = []
+                ops = _aten_ops(lambda: tiny_wan.decode(z))
+    finally:
+        handle.remove()
+    assert "aten::slow_conv3d_forward" not in ops and "aten::mkldnn_convolution" in ops
+    assert (out - ref).abs().max() < 2e-5
+    eager, mode = seen["eager"][:len(seen["mode"])], seen["mode"]
+    assert mode and len(seen["eager"]) == 2 * len(mode)  # the hook fires as often, on the same stage outputs
+    assert all((a - b).abs().max() < 2e-5 for a, b in zip(eager, mode))
+
+
+def test_the_mode_is_the_cpus_only():
+    assert isinstance(onednn_conv3d("cpu"), OneDNNConv3d)
+    assert not isinstance(onednn_conv3d("cuda"), OneDNNConv3d)  # conv is F's own call there: nothing to gain
