@@ -54,7 +54,7 @@ def run(args):
 
 def render(r) -> str:
     # deferred: lab.demo and lab.eval load when the command runs, not for --help
-    from lab.demo.report import comparison_text
+    from lab.demo.report import comparison_text, speed_text
     from lab.eval.evaluate import retention_text
 
     # The rows' names and metric heads are the report's and results.json's ("decoder", eval.metric_labels).
@@ -72,7 +72,8 @@ def render(r) -> str:
     if r["eval"].get("vmaf_note"):
         lines.append(r["eval"]["vmaf_note"])
     lines += ["", f"decode speed ({b['device']}, {b['frames']} frames at {b['size'][0]}x{b['size'][1]}, one process):",
-              table(b["decoders"], ["label", "seconds", "fps", "speedup", "decoder_params"]), "",
+              table(b["decoders"], ["label", "seconds", "fps", "speedup", "decoder_params"]),
+              *([speed_text(b)] if speed_text(b) else []), "",
               f"retention of the final student, {q['final_label']}: {retention_text(q)}", comparison_text(q)]
     if r["distill"]["status"] != "ok":
         lines.append(f"distillation did not run: {r['distill'].get('reason')}")

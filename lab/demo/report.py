@@ -54,6 +54,18 @@ def comparison_text(q: dict) -> str:
             f"({_margin(vs['random'], ' the mean')}; above {q['random_seeds_beaten']} of {n} seeds). {verdict}.")
 
 
+def speed_text(b: dict) -> str:
+    """The final student's speedup over the teacher on each runtime the bench ran both on, in one sentence (the
+    report and the CLI print it; empty for a results.json from before the bench recorded it)."""
+    sp = b.get("student_speedup")
+    if not sp:
+        return ""
+    text = f"The final student decodes {sp['eager']:.2f}x as fast as the teacher, both as diffusers runs them (eager)"
+    if "fused" in sp:
+        text += f"; {sp['fused']:.2f}x with both on the lab's fused runtime, as lab decode runs them on {b['device']}"
+    return text + "."
+
+
 def _margin(v: dict, what: str = "") -> str:
     d = v["margin_db"]
     return (f"independence wins by {d:.2f} dB{' over' + what if what else ''}" if v["independence_wins"]
@@ -111,6 +123,8 @@ def write_report(path: Path, results: dict, figures: dict) -> Path:
               html_table(b["decoders"], [("label", "decoder"), ("seconds", "median s"), ("fps", "frames/s"),
                                          ("speedup", "speedup"), ("decoder_params", "params"), ("macs", "MACs"),
                                          ("peak_mem_bytes", "peak RSS bytes")])]
+    if speed_text(b):
+        parts.append(f"<p>{html.escape(speed_text(b))}</p>")
     parts += ["<h2>Steps</h2>", html_table([{"step": k, **v} for k, v in r["steps"].items()],
                                            [("step", "step"), ("status", "status"), ("seconds", "seconds")])]
     for title, fig in figures.items():

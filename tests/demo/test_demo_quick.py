@@ -84,9 +84,17 @@ def test_demo_numbers_are_measured(demo_run):
     b = r["bench"]
     assert [row["label"] for row in b["decoders"]][0] == "teacher (mini-wan)"
     assert b["decoders"][0]["speedup"] == 1.0
-    student = b["decoders"][-1]
-    assert student["speedup"] == pytest.approx(b["decoders"][0]["seconds"] / student["seconds"])
-    assert student["macs"] < b["decoders"][0]["macs"]
+    teacher, student = b["decoders"][0], b["decoders"][2]
+    assert student["speedup"] == pytest.approx(teacher["seconds"] / student["seconds"])
+    assert student["macs"] < teacher["macs"]
+    # mini-wan runs the fused runtime by default on the CPU: the teacher and the final student again, as `lab
+    # decode` runs them, each with its gap to its eager row, and the student's ratio on each runtime
+    fused_teacher, fused_student = b["decoders"][3:]
+    assert fused_teacher["label"] == "teacher (mini-wan) @fused" and fused_student["label"].endswith(" @fused")
+    assert fused_teacher["max_abs_err"] < 1e-4 and fused_student["max_abs_err"] < 1e-4
+    assert fused_teacher["macs"] == teacher["macs"]
+    assert b["student_speedup"] == {"eager": pytest.approx(teacher["seconds"] / student["seconds"]),
+                                    "fused": pytest.approx(fused_teacher["seconds"] / fused_student["seconds"])}
     assert {row["stage"] for row in r["profile"]["student"]["stages"]} >= {"mid", "up0", "up3"}
 
 
@@ -111,7 +119,10 @@ def test_demo_names_each_row_once_in_the_terminal_report_and_json(demo_run):
         assert label in terminal and f"<td>{html_escape(label)}</td>" in html
     # the bench rows use the same names for the same decoders
     bench = [row["label"] for row in r["bench"]["decoders"]]
-    assert bench == [rows["teacher"]["decoder"], rows["pruned-independence"]["decoder"], r["quality"]["final_label"]]
+    final = r["quality"]["final_label"]
+    assert bench == [rows["teacher"]["decoder"], rows["pruned-independence"]["decoder"], final,
+                     f"{rows['teacher']['decoder']} @fused", f"{final} @fused"]
+    assert "with both on the lab's fused runtime" in terminal and "with both on the lab&#x27;s fused runtime" in html
 
 
 @pytest.mark.slow
