@@ -38,6 +38,7 @@ from lab.data.video import read_window
 from lab.errors import ConfigError, LabError
 from lab.files import atomic_path, atomic_write_text
 from lab.progress import Progress
+from lab.runtime.fused.conv import onednn_conv3d
 
 log = logging.getLogger("lab.data")
 
@@ -160,7 +161,7 @@ def encode_cache(teacher: str, clips=(), manifest: str | None = None, *, out, fr
                 lat = []
                 for i in range(0, len(x), batch):
                     real = x[i:i + batch].to(model.device).permute(0, 4, 1, 2, 3).to(model.dtype).div(127.5).sub(1.0)
-                    with torch.no_grad():
+                    with torch.no_grad(), onednn_conv3d(model.device):  # as the training loop encodes
                         lat.append(model.encode(real).float().cpu())
                 with atomic_path(out / shard_name(k)) as tmp:  # '.shard-NNNNN.safetensors.*.tmp' until finished
                     save_file({"latents": torch.cat(lat).contiguous(), "frames": x.contiguous()}, str(tmp))
