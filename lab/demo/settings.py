@@ -31,10 +31,11 @@ class DemoSettings:
     eval_frames: int = 17
     eval_size: tuple[int, int] | None = None
     metrics: tuple[str, ...] = ("psnr", "ssim", "vmaf", "temporal")
-    # Sized for the base-32 mini-wan (about 0.7 s per distillation step on one CPU thread, its convs on oneDNN)
-    # so that the full main job stays near 2 minutes on 2 cores: 50 steps already lift the student well above its
-    # untrained start, and the bench's eager teacher decode at 9 frames of 64x64 takes ~0.9 s (~6 s at 17x96x96).
-    distill_steps: int = 50
+    # Sized by wall time for the base-32 mini-wan: about 0.7 s per distillation step on one CPU thread (its convs on
+    # oneDNN; 1.8 s before, when the demo ran 50 steps in 3.5 minutes), so 150 steps keep the full main job near 3
+    # minutes on 2 cores, well under 5. The bench's eager teacher decode at 9 frames of 64x64 takes ~0.9 s (~6 s at
+    # 17x96x96).
+    distill_steps: int = 150
     bench_frames: int = 9
     bench_size: tuple[int, int] = (64, 64)
     bench_repeats: int = 3
