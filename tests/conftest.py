@@ -17,6 +17,19 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
+def aten_ops():
+    """``aten_ops(fn)``: the names of the aten ops that ``fn()`` runs on the CPU (torch.profiler), e.g. to check
+    which conv kernel ran."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def ops(fn) -> set[str]:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        return {e.key for e in prof.key_averages()}
+    return ops
+
+
+@pytest.fixture(scope="session")
 def shared_assets():
     p = paths.shared_assets_dir()
     if p is None:

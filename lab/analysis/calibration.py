@@ -9,6 +9,7 @@ from lab.data.heldout import reads_heldout
 from lab.data.samples import available_clips, resolve_clip
 from lab.data.video import load_clip
 from lab.errors import LabError
+from lab.runtime.fused.conv import onednn_conv3d
 
 #: HxW the default clips are read at (short side resized, then center-cropped): the bundled clip's
 #: size, so each clip weighs the same in the statistics and a 720p sample clip costs what bbb-128 does.
@@ -38,6 +39,7 @@ def calibration_latents(teacher, clips=None, *, frames: int = 9, size: tuple[int
     for clip in clips:
         video = load_clip(resolve_clip(clip), frames=frames, size=size, start=start, frame_multiple=g.t,
                           spatial_multiple=g.spatial)
-        out.append(teacher.encode(video.to(device=teacher.device, dtype=teacher.dtype)))
+        with onednn_conv3d(teacher.device):  # as lab.analysis.analyze decodes: no slow_conv3d for small clips
+            out.append(teacher.encode(video.to(device=teacher.device, dtype=teacher.dtype)))
         names.append(str(clip))
     return out, names

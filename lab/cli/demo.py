@@ -67,13 +67,14 @@ def render(r) -> str:
     cols = ["decoder", "params", *[f"{labels[m]} vs clip" for m in r["eval"]["metrics"]], "PSNR vs teacher",
             "retention", "PSNR drop dB"]
     b = r["bench"]
+    speed = speed_text(b)
     q = r["quality"]
     lines = [f"held-out clip: {r['clips']['heldout_note']}", table(rows, cols)]
     if r["eval"].get("vmaf_note"):
         lines.append(r["eval"]["vmaf_note"])
     lines += ["", f"decode speed ({b['device']}, {b['frames']} frames at {b['size'][0]}x{b['size'][1]}, one process):",
               table(b["decoders"], ["label", "seconds", "fps", "speedup", "decoder_params"]),
-              *([speed_text(b)] if speed_text(b) else []), "",
+              *([speed] if speed else []), "",
               f"retention of the final student, {q['final_label']}: {retention_text(q)}", comparison_text(q)]
     if r["distill"]["status"] != "ok":
         lines.append(f"distillation did not run: {r['distill'].get('reason')}")

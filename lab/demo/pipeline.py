@@ -167,12 +167,8 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
     arch = teacher.arch
     keep = arch.flash_vaed_keep(arch.num_up_blocks(teacher.vae))
 
-    # The quality steps (analyze, eval; distill through its training loop) run every float32 3D conv with oneDNN:
-    # the same modules and hooks, the same sums in another order, where ATen gives the mini's small causal steps to
-    # slow_conv3d (lab.runtime.fused.conv). Bench and profile time the decoders as diffusers runs them.
     with steps.step("analyze", f"{teacher.name} on {', '.join(s.calibration_clips)} ({s.calib_frames} frames at "
-                               f"{s.calib_size[0]}x{s.calib_size[1]}), live hooks on every prunable tensor"), \
-            onednn_conv3d(s.device):
+                               f"{s.calib_size[0]}x{s.calib_size[1]}), live hooks on every prunable tensor"):
         latents, names = calibration_latents(teacher, s.calibration_clips, frames=s.calib_frames, size=s.calib_size)
         analysis = analyze(teacher, latents, clip_names=names, subscribers=[_log_analyze_step])
         stage_report = analysis.stage_report()
@@ -206,6 +202,9 @@ def _run_demo(out: Path, s: DemoSettings, overwrite: bool) -> dict:
     student_dir = student.save(out / "student", overwrite=overwrite)
     pruned_dir = pruned["pruned-independence"].save(out / "students" / "pruned", overwrite=overwrite)
 
+    # The quality steps run every float32 3D conv with oneDNN (calibration and analyze, distill through its training
+    # loop, and eval here): the same modules and hooks, the same sums in another order, where ATen gives the mini's
+    # small causal steps to slow_conv3d (lab.runtime.fused.conv). Bench and profile time them as diffusers runs them.
     with steps.step("eval", f"held-out clip {s.heldout_note}"), onednn_conv3d(s.device):
         decoders = {**pruned, "swapped": swapped}
         if distilled:

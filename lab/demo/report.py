@@ -123,8 +123,9 @@ def write_report(path: Path, results: dict, figures: dict) -> Path:
               html_table(b["decoders"], [("label", "decoder"), ("seconds", "median s"), ("fps", "frames/s"),
                                          ("speedup", "speedup"), ("decoder_params", "params"), ("macs", "MACs"),
                                          ("peak_mem_bytes", "peak RSS bytes")])]
-    if speed_text(b):
-        parts.append(f"<p>{html.escape(speed_text(b))}</p>")
+    speed = speed_text(b)
+    if speed:
+        parts.append(f"<p>{html.escape(speed)}</p>")
     parts += ["<h2>Steps</h2>", html_table([{"step": k, **v} for k, v in r["steps"].items()],
                                            [("step", "step"), ("status", "status"), ("seconds", "seconds")])]
     for title, fig in figures.items():

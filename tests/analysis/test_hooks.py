@@ -86,12 +86,19 @@ def test_recorder_rejects_unknown_module(tiny_wan):
         ChannelRecorder(tiny_wan.vae, {"x": ("decoder.up_blocks.9.resnets.0", False)})
 
 
-def test_the_analysis_runs_its_3d_convs_with_onednn(tiny_wan):
-    # The hooks see the same modules; only the kernel differs from ATen's choice (slow_conv3d at these sizes),
-    # which the gram test above holds to eager's within 1e-5.
-    from torch.profiler import profile
+def test_the_analysis_runs_its_3d_convs_with_onednn(tiny_wan, aten_ops):
+    # The hooks see the same modules; only the kernel differs from ATen's choice (slow_conv3d at these sizes).
     z = torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(1))
-    with profile() as prof:
-        analyze(tiny_wan, z)
-    ops = {e.key for e in prof.key_averages()}
+    ops = aten_ops(lambda: analyze(tiny_wan, z))
+    assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
+
+
+def test_calibration_encodes_with_onednn(tiny_wan, aten_ops, bundled_clip_path):
+    # the teacher's encoder on a small clip: ATen alone gives its 3D convs to slow_conv3d
+    from lab.analysis import calibration_latents
+    from lab.data.video import load_clip
+    video = load_clip(bundled_clip_path, frames=5, size=(32, 32), frame_multiple=4, spatial_multiple=8)
+    with torch.no_grad():
+        assert "aten::slow_conv3d_forward" in aten_ops(lambda: tiny_wan.encode(video))  # the test can fail
+        ops = aten_ops(lambda: calibration_latents(tiny_wan, ["bbb-128"], frames=5, size=(32, 32)))
     assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops

@@ -22,10 +22,11 @@ gradient the gradients are F.conv3d's bit for bit.
 
 ``OneDNNConv3d`` (``onednn_conv3d(device)``) is a torch function mode that sends every ``F.conv3d`` call through
 ``conv`` while it is active, eager diffusers modules included, their hooks untouched. The lab's training loop
-(``lab.training.loop.fit``), its channel analysis (``lab.analysis.analyze``), ``lab data encode`` and the demo's
-evaluation run under it on the CPU: the demo's distillation went from 1.8 to 0.7 s a step (mini-wan, 9 frames of
-64x64, one thread); 76% of its CPU time had been slow_conv3d, nearly all of it the frozen teacher's convs.
-Benchmarks and ``NAME@eager`` decodes keep ATen's choice: that is diffusers as users run it, the baseline.
+(``lab.training.loop.fit``), its channel analysis (``lab.analysis.analyze`` and ``calibration_latents``),
+``lab data encode`` and the demo's evaluation run under it on the CPU: the demo's distillation went from 1.8 to
+0.7 s a step (mini-wan, 9 frames of 64x64, one thread); 76% of its CPU time had been slow_conv3d, nearly all of
+it the frozen teacher's convs. Benchmarks and ``NAME@eager`` decodes keep ATen's choice: that is diffusers as
+users run it, the baseline.
 """
 
 from __future__ import annotations
