@@ -7,18 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 
 from lab.runtime.fused import set_fused
 from lab.runtime.fused.conv import OneDNNConv3d, conv, module_conv, onednn_conv3d
 
 CL3 = torch.channels_last_3d
-
-
-def _aten_ops(fn) -> set[str]:
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return {e.key for e in prof.key_averages()}
 
 
 def _rel(a, b) -> float:
@@ -32,7 +25,7 @@ def _rel(a, b) -> float:
     dict(k=3, padding=(0, 1, 1), groups=8),          # depthwise (8 channels)
     dict(k=1, padding=0, bias=False),                # pointwise, no bias
 ])
-def test_float32_3d_conv_runs_onednn_within_rounding(memory_format, case):
+def test_float32_3d_conv_runs_onednn_within_rounding(memory_format, case, aten_ops):
     torch.manual_seed(0)
     k, groups = case["k"], case.get("groups", 1)
     x = torch.randn(1, 8, 4, 12, 10).contiguous(memory_format=memory_format)
@@ -42,7 +35,7 @@ def test_float32_3d_conv_runs_onednn_within_rounding(memory_format, case):
     ref = F.conv3d(x, w, b, *args)
     out = conv(x, w, b, *args)
     assert out.shape == ref.shape and _rel(out, ref) < 1e-6
-    ops = _aten_ops(lambda: conv(x, w, b, *args))
+    ops = aten_ops(lambda: conv(x, w, b, *args))
     # ATen's own rule gives the dense ones of these small convs (N*C*D*H = 384, far below its 20480) to slow_conv3d
     assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
 
@@ -59,7 +52,7 @@ def test_flop_counter_counts_the_onednn_conv_as_torchs():
     assert counts[0] == counts[1] == 2 * 16 * 4 * 27 * 2 * 6 * 6
 
 
-def test_the_smaller_operand_is_reordered():
+def test_the_smaller_operand_is_reordered(aten_ops):
     # channels-last frames with small weights stay channels-last; weights larger than the frames (a big decoder at
     # a small size) keep their layout and the frames are reordered instead, with the same result
     x = torch.randn(1, 8, 3, 16, 16).contiguous(memory_format=CL3)
@@ -68,11 +61,11 @@ def test_the_smaller_operand_is_reordered():
     w = torch.randn(64, 64, 3, 3, 3)
     out = conv(small, w, None, 1, (0, 1, 1))
     assert out.is_contiguous() and _rel(out, F.conv3d(small, w, None, 1, (0, 1, 1))) < 1e-6
-    ops = _aten_ops(lambda: conv(small, w, None, 1, (0, 1, 1)))
+    ops = aten_ops(lambda: conv(small, w, None, 1, (0, 1, 1)))
     assert "aten::mkldnn_convolution" in ops
 
 
-def test_gradients_are_atens_own():
+def test_gradients_are_atens_own(aten_ops):
     # oneDNN's forward, ATen's conv backward (the op's autograd formula calls convolution_backward): for the same
     # upstream gradient, the input, weight and bias gradients are F.conv3d's bit for bit
     torch.manual_seed(2)
@@ -84,12 +77,12 @@ def test_gradients_are_atens_own():
         out = f(x, w, b, 1, (0, 1, 1))
         grads.append(torch.autograd.grad(out, (x, w, b), g))
     assert all(torch.equal(a, c) for a, c in zip(*grads))
-    assert "aten::mkldnn_convolution" in _aten_ops(lambda: conv(x, w, b, 1, (0, 1, 1)).sum().backward())
+    assert "aten::mkldnn_convolution" in aten_ops(lambda: conv(x, w, b, 1, (0, 1, 1)).sum().backward())
 
 
 @pytest.mark.parametrize("why", ["bf16", "2d", "meta", "mkldnn off"])
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch.backends.mkldnn.flags says it
-def test_everything_else_is_torchs_own_call(why):
+def test_everything_else_is_torchs_own_call(why, aten_ops):
     x, w = torch.randn(1, 8, 3, 6, 6), torch.randn(8, 8, 3, 3, 3)
     if why == "bf16":
         x, w = x.bfloat16(), w.bfloat16()
@@ -105,7 +98,7 @@ def test_everything_else_is_torchs_own_call(why):
             return
         assert torch.equal(out, f(x, w, None, 1, 1))
         if why == "mkldnn off":
-            assert "aten::mkldnn_convolution" not in _aten_ops(lambda: conv(x, w, None, 1, 1))
+            assert "aten::mkldnn_convolution" not in aten_ops(lambda: conv(x, w, None, 1, 1))
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "replicate", "reflect"])
@@ -119,7 +112,7 @@ def test_module_conv_is_the_modules_own_forward(padding_mode):
         assert _rel(module_conv(layer, x, None), ref - layer.bias.view(1, -1, 1, 1, 1)) < 1e-5
 
 
-def test_fused_wan_decode_runs_no_slow_conv3d(tiny_wan):
+def test_fused_wan_decode_runs_no_slow_conv3d(tiny_wan, aten_ops):
     """Every 3D conv of the fused Wan step goes through lab.runtime.fused.conv (was: most of a small clip's
     decode time in slow_conv3d, the fused teacher slower than eager below 128 px)."""
     z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
@@ -127,7 +120,7 @@ def test_fused_wan_decode_runs_no_slow_conv3d(tiny_wan):
         ref = tiny_wan.decode(z)
         set_fused(tiny_wan)
         try:
-            ops = _aten_ops(lambda: tiny_wan.decode(z))
+            ops = aten_ops(lambda: tiny_wan.decode(z))
             out = tiny_wan.decode(z)
         finally:
             set_fused(tiny_wan, False)
@@ -135,7 +128,7 @@ def test_fused_wan_decode_runs_no_slow_conv3d(tiny_wan):
     assert (out - ref).abs().max() < 2e-5
 
 
-def test_the_mode_runs_an_eager_modules_convs_with_its_hooks(tiny_wan):
+def test_the_mode_runs_an_eager_modules_convs_with_its_hooks(tiny_wan, aten_ops):
     """Under OneDNNConv3d, diffusers' own eager decode runs every 3D conv with oneDNN (no slow_conv3d), within
     float32 rounding, and its forward hooks (the distillation's feature taps) still see every stage."""
     z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
@@ -146,13 +139,13 @@ def test_the_mode_runs_an_eager_modules_convs_with_its_hooks(tiny_wan):
     try:
         with torch.no_grad():
             ref = tiny_wan.decode(z)
-            assert "aten::slow_conv3d_forward" in _aten_ops(lambda: tiny_wan.decode(z))  # the test can fail
+            assert "aten::slow_conv3d_forward" in aten_ops(lambda: tiny_wan.decode(z))  # the test can fail
             key = "mode"
             with OneDNNConv3d():
                 out = tiny_wan.decode(z)
                 key = "profiled"
                 seen[key] = []
-                ops = _aten_ops(lambda: tiny_wan.decode(z))
+                ops = aten_ops(lambda: tiny_wan.decode(z))
     finally:
         handle.remove()
     assert "aten::slow_conv3d_forward" not in ops and "aten::mkldnn_convolution" in ops
