@@ -2,6 +2,8 @@
 map with the teacher channels the student kept (Wan and LTX-Video teachers alike), so the maps pair up
 channel for channel without a learned projection."""
 
+import math
+
 import pytest
 import torch
 
@@ -38,3 +40,36 @@ def test_pruned_students_pair_with_the_teacher_channels_they_kept(name, shape):
     for s in stages:
         a, b = aligner.pair(s, s_maps[s], t_maps[s])
         assert a.shape == b.shape
+
+
+@pytest.mark.parametrize("name, shape", [("wan2.1-tiny", (1, 16, 3, 4, 4)), ("ltx-video-tiny", (1, 128, 2, 2, 2))])
+def test_stage_taps_see_the_same_maps_on_the_fused_teacher(name, shape):
+    # Distillation decodes its frozen teacher on the fused runtime (the CPU default); the taps hook stage
+    # modules, which must still run and return the eager maps, every Wan causal chunk included.
+    from lab.runtime.fused import set_fused
+    teacher = load_decoder(name)
+    z = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    stages = comparable_stages(teacher, teacher)
+    eager = _maps(teacher, stages, z)
+    fused = _maps(set_fused(teacher, True), stages, z)
+    assert set(fused) == set(eager) == set(stages)
+    for s in stages:
+        assert fused[s].shape == eager[s].shape
+        torch.testing.assert_close(fused[s], eager[s], rtol=1e-4, atol=1e-5)
+
+
+def test_a_distillation_run_decodes_its_teacher_fused_on_the_cpu(tmp_path, sample_clips):
+    from pathlib import Path
+    from lab.distill import load_config
+    from lab.distill.trainer import DistillTask
+    from lab.runs.store import RunReader
+    from lab.training.loop import fit
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "distill" / "tiny.toml")
+    cfg.phases = cfg.phases[:1]
+    cfg.phases[0].max_steps = 1
+    cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 100, 0, 0
+    task = DistillTask(cfg, tmp_path / "run")
+    fit(task, tmp_path / "run")
+    assert task.teacher.fused is not None           # built the student from the eager teacher, then fused it
+    with RunReader(tmp_path / "run") as r:
+        assert math.isfinite(r.scalars()["train/feature"][-1][1])
