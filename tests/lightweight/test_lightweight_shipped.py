@@ -17,7 +17,7 @@ from lab.models.lightweight.variants import small_variant_names
 SMALL = {"tae-64-wan": 1_246_083, "tae-temporal-64-wan": 1_239_429, "efficientvit-32-wan": 418_220}
 # The shipped Flash-VAED students: name -> (teacher, decoder params, spatial multiple of the teacher).
 # Measured when shipped (17 held-out frames): mini-wan-flash 18.69 / 20.08 dB (carphone / bikes) against
-# mini-wan's 19.40 / 20.89; mini-ltx-flash 18.51 / 20.10 against mini-ltx's 19.76 / 21.10.
+# mini-wan's 19.40 / 20.89; mini-ltx-flash 19.08 / 20.48 against mini-ltx's 19.76 / 21.10.
 FLASH = {"mini-wan-flash": ("mini-wan", 214_103, 8), "mini-ltx-flash": ("mini-ltx", 1_404_840, 32)}
 
 # PSNR (dB) on mini-wan latents of bbb-128 (9 frames, 64x64) measured when the variants were shipped:
