@@ -87,8 +87,8 @@ def _losses(cfg: dict) -> str:
     return "\n".join(parts)
 
 
-def _gan_effect(cfg: dict, val: list[tuple[int, float]]) -> str:
-    """What switching the GAN on did to the validation PSNR, from the run's own evaluations."""
+def _gan_effect(cfg: dict, val: list[tuple[int, float]], steps: int) -> str:
+    """What switching the GAN on did to the validation PSNR, from the run's own evaluations (``steps``: the run's)."""
     t0 = cfg["gan"]["start_step"]
     before = [(s, v) for s, v in val if s <= t0]
     after = [(s, v) for s, v in val if s > t0]
@@ -101,7 +101,7 @@ def _gan_effect(cfg: dict, val: list[tuple[int, float]]) -> str:
               f"from {gan_w:g}" if cfg["gan"].get("adaptive") else f"weighted {gan_w:g} against an MSE of ~0.05")
     verdict = "the GAN term costs PSNR" if v1 < best - 0.1 else "the GAN term does not cost PSNR here"
     return (f"\n\nValidation PSNR ({', '.join(cfg['data']['val_clips'])}): {v0:.2f} dB at step {s0} (last evaluation before the GAN term; best before it "
-            f"{best:.2f} dB), {v1:.2f} dB at step {s1} with it. At this scale (a few hundred steps, a fresh "
+            f"{best:.2f} dB), {v1:.2f} dB at step {s1} with it. At this scale ({steps} steps, a fresh "
             f"discriminator, hinge loss {weight}, no LPIPS) {verdict}; "
             f"the paper switches it on after 10000 steps of reconstruction training.")
 
@@ -124,9 +124,10 @@ def _selection(which: str, info: dict) -> str:
     return f"{chosen}, so its held-out figures below are slightly optimistic; `bikes-heldout` was never looked at."
 
 
-CPU_CAVEAT = ("small crops,\n  batch 1, a few hundred steps instead of the paper's tens of thousands. The same command on a "
-              "GPU with the\n  paper's scale (256 px crops, GAN from step 10000, >= 50000 steps) will give a much "
-              "better decoder.")
+def cpu_caveat(steps: int) -> str:
+    return (f"small crops,\n  batch 1, {steps} steps instead of the paper's tens of thousands. The same command on a "
+            "GPU with the\n  paper's scale (256 px crops, GAN from step 10000, >= 50000 steps) will give a much "
+            "better decoder.")
 
 
 def machine(cfg: dict) -> str:
@@ -154,7 +155,7 @@ def student_card(info: dict) -> cards.Card:
                cards.parameters(f"{dec['params'] / 1e6:.3f}M (decoder)", info["weights_dtype"], info["weights_bytes"]),
                cards.trained(f"{info['step']} steps ({phases})", info["train_s"],
                              info["train_s"] / max(1, info["step"]), info["started"], wall_s=info["wall_s"]),
-               cards.machine(info["machine"], CPU_CAVEAT)],
+               cards.machine(info["machine"], cpu_caveat(info["step"]))],
         sections=[("Data", _data(cfg, info["held_out"], info["selection"])), ("Recipe", _recipe(info)),
                   cards.heldout_section(
                       "the shipped weights, computed in float32", info["heldout"], reference=cfg["teacher"],
@@ -201,7 +202,7 @@ def _recipe(info: dict) -> str:
     ema = f"on (decay {cfg['ema']['decay']:g})" if cfg["ema"]["enabled"] else "off"
     return (f"{_losses(cfg)}\n\n{gan}; AdamW lr {o['lr']:g} (betas {o['betas']}, {o['warmup_steps']} warmup steps, "
             f"cosine to {o['min_lr_ratio']:g} x lr),\ngrad clip {o['grad_clip']:g}, EMA {ema}, seed {cfg['seed']}.\n"
-            f"Run warnings:{warnings or ' none'}{_gan_effect(cfg, info['val_psnr'])}")
+            f"Run warnings:{warnings or ' none'}{_gan_effect(cfg, info['val_psnr'], info['step'])}")
 
 
 def ship(run: str | Path, config_path: str | None = None, name: str | None = None, dest: str | Path | None = None,
