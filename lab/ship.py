@@ -125,6 +125,7 @@ def _selection(which: str, info: dict) -> str:
 
 
 def cpu_caveat(steps: int) -> str:
+    """The card's caveat for a CPU-trained decoder, with the run's own step count."""
     return (f"small crops,\n  batch 1, {steps} steps instead of the paper's tens of thousands. The same command on a "
             "GPU with the\n  paper's scale (256 px crops, GAN from step 10000, >= 50000 steps) will give a much "
             "better decoder.")

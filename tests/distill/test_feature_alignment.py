@@ -3,13 +3,19 @@ map with the teacher channels the student kept (Wan and LTX-Video teachers alike
 channel for channel without a learned projection."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from lab.distill import load_config
 from lab.distill.features import FeatureAligner, StageTaps, comparable_stages, kept_channels
+from lab.distill.trainer import DistillTask
 from lab.models import load_decoder
 from lab.prune import prune
+from lab.runs.store import RunReader
+from lab.runtime.fused import set_fused
+from lab.training.loop import fit
 
 
 def _maps(decoder, stages, z):
@@ -46,7 +52,6 @@ def test_pruned_students_pair_with_the_teacher_channels_they_kept(name, shape):
 def test_stage_taps_see_the_same_maps_on_the_fused_teacher(name, shape):
     # Distillation decodes its frozen teacher on the fused runtime (the CPU default); the taps hook stage
     # modules, which must still run and return the eager maps, every Wan causal chunk included.
-    from lab.runtime.fused import set_fused
     teacher = load_decoder(name)
     z = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     stages = comparable_stages(teacher, teacher)
@@ -59,11 +64,6 @@ def test_stage_taps_see_the_same_maps_on_the_fused_teacher(name, shape):
 
 
 def test_a_distillation_run_decodes_its_teacher_fused_on_the_cpu(tmp_path, sample_clips):
-    from pathlib import Path
-    from lab.distill import load_config
-    from lab.distill.trainer import DistillTask
-    from lab.runs.store import RunReader
-    from lab.training.loop import fit
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "distill" / "tiny.toml")
     cfg.phases = cfg.phases[:1]
     cfg.phases[0].max_steps = 1
