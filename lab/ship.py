@@ -10,14 +10,19 @@ written from the run (config, store) and a fresh held-out evaluation against the
 
 Lightweight decoders are stored in fp16 (half the size; the lab loads them back in float32); other
 students (the Flash-VAED student, a few hundred KB) keep their float32 weights. ``--weights last``
-(default) ships the run's last step; ``best`` its best validation step. The card says which, and
-that a selection on the validation clip (carphone) makes that clip's figures slightly optimistic.
+(default) ships the run's last step; ``best`` its best validation step. The card says which, and whether
+that selection looked at a held-out clip (the lab's configs validate on one that is neither trained on nor held out).
 
 A teacher run (``python -m lab teacher train``): its last checkpoint is exported as ``python -m lab teacher
 export`` does (lab.teachers.export: fp16 diffusers weights, latent statistics, the card), into
 ``data/checkpoints/<model>``; ``--config``, ``--weights best``, ``--fp32`` and another ``--name`` are refused.
 
     python -m lab ship --run runs/teachers/mini-wan [--dest FOLDER]
+
+After a change to the card code, ``rerender`` writes a shipped folder's README.md again from its record (weights,
+record and numbers untouched):
+
+    python -m lab ship --rerender mini-wan-flash tae-64-wan | all
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from lab.models import load_decoder
 from lab.models.lightweight.adapter import LightweightAdapter
 from lab.models.registry import get_entry, list_entries
 from lab.runs.store import RunReader
+from lab.teachers.card import teacher_card
 from lab.teachers.export import export_run
 
 
@@ -282,3 +288,47 @@ def ship_teacher(run: Path, config_path: str | None = None, name: str | None = N
     info = export_run(run, folder, eval_frames=frames)
     return {"name": model, "step": info["step"], "train_s": info["wall_s"], "wall_s": info["wall_s"],
             "weights_bytes": info["weights_bytes"], "heldout": info["heldout"], "folder": str(folder)}
+
+
+#: The card builder of each kind of provenance record (lab.cards.provenance's ``kind``).
+CARD_BUILDERS = {"student": student_card, "teacher": teacher_card}
+
+
+def shipped_folders(names: list[str]) -> list[Path]:
+    """The folders ``names`` point at: a folder path, a name under data/checkpoints, or 'all' (every folder there
+    with a provenance record)."""
+    if "all" in names:
+        root = paths.checkpoints_dir()
+        found = sorted(p for p in root.iterdir() if (p / cards.PROVENANCE_FILE).is_file()) if root.is_dir() else []
+        if not found:
+            raise LabError(f"no shipped model with a {cards.PROVENANCE_FILE} under {root}; ship one first "
+                           f"(python -m lab ship --run RUN)")
+        return found
+    folders = [Path(n).expanduser() if Path(n).expanduser().is_dir() else paths.checkpoints_dir() / n for n in names]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise LabError(f"no shipped model folder {', '.join(missing)}; name a folder under {paths.checkpoints_dir()} "
+                       f"(python -m lab models lists them), a folder path, or 'all'")
+    return folders
+
+
+def rerender(folder: str | Path) -> dict:
+    """Write ``folder``'s README.md card again from its provenance.json, e.g. after a change to the card code.
+    Only the card is written, and only when its text changes: the weights, the record and every number on the
+    card stay as shipped. A folder without a record was not shipped by this lab's ``ship`` (or predates
+    records) and is refused: its README.md may be the user's own."""
+    folder = Path(folder)
+    record = cards.read_provenance(folder)
+    if record is None:
+        raise LabError(f"{folder} has no {cards.PROVENANCE_FILE}, so its card cannot be rendered again; ship it "
+                       f"again from its run (python -m lab ship --run RUN) to write both")
+    builder = CARD_BUILDERS.get(record.get("kind"))
+    if builder is None:
+        raise LabError(f"{folder / cards.PROVENANCE_FILE} has kind {record.get('kind')!r}, which this lab has no card "
+                       f"for ({', '.join(CARD_BUILDERS)}); ship it again (python -m lab ship --run RUN)")
+    card, path = builder(record), folder / "README.md"
+    old = path.read_text(encoding="utf-8") if path.is_file() else None
+    changed = card.render() != old
+    if changed:
+        cards.write_card(path, card)
+    return {"name": record["name"], "folder": str(folder), "changed": changed}

@@ -12,7 +12,7 @@ from lab import cards, paths
 from lab.distill.config import load_config
 from lab.errors import LabError
 from lab.runs.store import RunStore
-from lab.ship import _selection, heldout_scores, machine, provenance, ship, student_card
+from lab.ship import _selection, heldout_scores, machine, provenance, rerender, ship, shipped_folders, student_card
 
 SCORES = {"carphone": {"psnr": 17.55, "ssim": 0.5045, "teacher_psnr": 18.02, "teacher_ssim": 0.5224, "frames": 17,
                        "size": [144, 176]},
@@ -163,3 +163,35 @@ def test_each_shipped_student_carries_its_record_and_its_card_is_rendered_from_i
     # paths inside the repository are stored relative to it: the record is rendered again in other checkouts
     text = (folder / cards.PROVENANCE_FILE).read_text()
     assert not re.search(r"/[^\s\"']*/(data|runs|configs|lab)/", text), re.search(r"\S*/(data|runs|configs)/\S*", text)
+
+
+def test_rerender_writes_only_the_card_and_only_when_it_changed(tmp_path):
+    folder = tmp_path / "tae-64-wan"
+    record = cards.write_shipped(folder, provenance(student_info()), student_card)
+    (folder / "weights.safetensors").write_bytes(b"weights")
+    card = folder / "README.md"
+    card.write_text("# an older card\n")
+    assert rerender(folder) == {"name": "tae-64-wan", "folder": str(folder), "changed": True}
+    assert card.read_text() == student_card(record).render()
+    assert cards.read_provenance(folder) == record and (folder / "weights.safetensors").read_bytes() == b"weights"
+    before = card.stat().st_mtime_ns
+    assert rerender(folder)["changed"] is False and card.stat().st_mtime_ns == before
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "provenance.json", "weights.safetensors"]
+
+
+def test_rerender_refuses_a_folder_the_lab_did_not_ship_and_leaves_its_readme(tmp_path):
+    (tmp_path / "README.md").write_text("the user's own notes")
+    with pytest.raises(LabError, match="has no provenance.json"):
+        rerender(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "the user's own notes"
+    with pytest.raises(LabError, match="no shipped model folder"):
+        shipped_folders(["no-such-model"])
+
+
+def test_rerender_all_is_every_folder_with_a_record(tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        cards.write_shipped(tmp_path / name, provenance(student_info()), student_card)
+    (tmp_path / "notes").mkdir()  # no record: not the lab's
+    monkeypatch.setattr(paths, "checkpoints_dir", lambda: tmp_path)
+    assert shipped_folders(["all"]) == [tmp_path / "a", tmp_path / "b"]
+    assert shipped_folders([str(tmp_path / "notes")]) == [tmp_path / "notes"]  # a folder path as given

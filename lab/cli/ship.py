@@ -9,14 +9,19 @@ HELP = "ship a distillation run's decoder or a teacher run to data/checkpoints w
 
 
 def add_arguments(p):
-    p.add_argument("--run", required=True,
-                   help="a finished `python -m lab distill` run folder, or a `python -m lab teacher train` run folder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", default=None,
+                      help="a finished `python -m lab distill` run folder, or a `python -m lab teacher train` run folder")
+    what.add_argument("--rerender", nargs="+", metavar="NAME", default=None,
+                      help="write the README.md card of these shipped models (names under data/checkpoints, folders, "
+                           "or 'all') again from their provenance.json, after a change to the card code; nothing "
+                           "else is written")
     p.add_argument("--config", default=None,
                    help="the config file a distillation run was started with (for the card; required for one)")
     p.add_argument("--name", default=None,
                    help="decoder name (default: the run folder's name; a teacher's is its model's name)")
     p.add_argument("--dest", default=None, help="output folder (default data/checkpoints/NAME)")
-    p.add_argument("--weights", choices=["last", "best"], default="last",
+    p.add_argument("--weights", choices=["last", "best"], default=None,
                    help="the run's last step (default) or its best validation step")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights (default: fp16 for lightweight decoders)")
     p.add_argument("--threads", type=threads_arg, default=1,
@@ -27,15 +32,26 @@ def run(args):
     # deferred: torch and the shipper load when the command runs, not for --help
     import torch
 
-    from lab.ship import ship
+    from lab.errors import LabError
+    from lab.ship import rerender, ship, shipped_folders
+    if args.rerender:
+        given = [opt for opt in ("config", "name", "dest", "weights") if getattr(args, opt) is not None]
+        given += ["fp32"] if args.fp32 else []
+        if given:
+            raise LabError(f"--rerender only renders cards from their records; drop --{', --'.join(given)}")
+        return {"rerendered": [rerender(f) for f in shipped_folders(args.rerender)]}
     if args.dest:
         args.dest = str(check_writable(args.dest, "--dest"))
     if args.threads:
         torch.set_num_threads(args.threads)
-    return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None, which=args.weights)
+    return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None,
+                which=args.weights or "last")
 
 
 def render(result):
+    if "rerendered" in result:
+        return "\n".join(f"{r['folder']}/README.md: {'rendered again from its record' if r['changed'] else 'unchanged'}"
+                         for r in result["rerendered"])
     lines = [f"shipped {result['name']} (step {result['step']}, {result['weights_bytes'] / 1e6:.2f} MB of weights) "
              f"to {result['folder']}; card: {result['folder']}/README.md, rendered from its record "
              f"{result['folder']}/provenance.json"]

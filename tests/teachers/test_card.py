@@ -112,3 +112,11 @@ def test_the_shared_helpers():
     assert cards.describe_machine("cuda:1", 1) == "GPU (cuda:1)" and cards.describe_machine("cpu", 3).startswith("CPU only")
     assert cards.unrooted(f"{cards.paths.REPO_ROOT}/data/x missing") == "data/x missing"
     assert cards.shown(cards.paths.REPO_ROOT / "data" / "checkpoints" / "x") == "data/checkpoints/x"
+
+
+def test_a_teacher_card_is_rendered_again_from_its_record(tmp_path):
+    from lab.ship import rerender  # the same command renders every kind's card
+    record = write_card(tmp_path, teacher_info())
+    (tmp_path / "README.md").write_text("# mini-wan: an older card\n")
+    assert rerender(tmp_path)["changed"] is True
+    assert (tmp_path / "README.md").read_text() == teacher_card(record).render()
