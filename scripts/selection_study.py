@@ -1,0 +1,150 @@
+"""Which validation clip picks the best shipped step? Score every kept checkpoint of finished distillation runs on
+candidate validation clips and on the held-out clips, then say what each choice of validation clip would have
+shipped.
+
+A run validates on one clip (``data.val_clips``) and ships its best validation step (``--weights best``). The lab
+validated on bigbuckbunny, a longer excerpt of the same film as the training clip bbb-128, so a selection on it may
+favour that film. This script measures it: for each run (kept with ``checkpoint_every = eval_every`` and a large
+``keep_checkpoints``, so every evaluated step is on disk) it decodes each checkpoint's weights (rounded to fp16 as
+lightweight decoders ship) on
+
+* each candidate validation clip, as the trainer validates (``val_frames`` frames at ``val_size``, from frame 0);
+* the held-out clips as the cards score them (17 frames at full size, carphone and bikes from frame 200).
+
+and reports, per candidate, the step it selects (the first step with the highest validation PSNR, as the trainer
+keeps its best) and the held-out PSNR there, beside the last step and the held-out optimum (context only: picking
+by it would select on the test set). The held-out clips never feed a selection here either: each selection reads
+only its validation clip's column.
+
+    python scripts/selection_study.py --runs runs/lightweight/efficientvit-32-wan --val bigbuckbunny,city \\
+        --json docs/results/selection-study.json
+    python scripts/selection_study.py --table docs/results/selection-study.json   # its markdown table again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.distill.data import load_val_clips  # noqa: E402
+from lab.distill.evaluation import validation_metrics  # noqa: E402
+from lab.eval.metrics import psnr  # noqa: E402
+from lab.eval.table import heldout_videos  # noqa: E402
+from lab.models import load_decoder  # noqa: E402
+from lab.runs.store import RunReader  # noqa: E402
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """(step, weights file) of every complete checkpoint in ``run``, by step."""
+    out = []
+    for d in sorted((run / "checkpoints").glob("step-*")):
+        if (d / "meta.json").is_file() and (d / "weights.safetensors").is_file():
+            out.append((json.loads((d / "meta.json").read_text())["step"], d / "weights.safetensors"))
+    return out
+
+
+def student_state(weights: Path, fp16: bool) -> dict:
+    """The weights a checkpoint's run validates and ships: its EMA (keys ``ema.*``) when the run keeps one, else the
+    student (``student.*``); ``fp16``: rounded through fp16 as lightweight decoders ship (validation reads them as
+    the trainer does, in float32)."""
+    state = load_file(str(weights))
+    prefix = "ema." if any(k.startswith("ema.") for k in state) else "student."
+    return {k[len(prefix):]: (v.half().float() if fp16 else v) for k, v in state.items() if k.startswith(prefix)}
+
+
+@torch.no_grad()
+def study(run: Path, val_names: list[str], frames: int = 17, fp16: bool = True) -> dict:
+    """Every checkpoint of ``run`` scored on each of ``val_names`` and on the held-out clips (``frames`` frames;
+    ``fp16``: the held-out figures of weights rounded to fp16, as lightweight decoders ship)."""
+    with RunReader(run) as r:
+        cfg = r.meta()["config"]
+    teacher = load_decoder(cfg["teacher"], weights=cfg.get("teacher_weights"), dtype=torch.float32).eval()
+    d = cfg["data"]
+    vals = {n: load_val_clips(teacher, [n], d["val_frames"], d["val_size"]) for n in val_names}
+    held = {}
+    for name, video in heldout_videos(teacher, frames).items():
+        z = teacher.encode(video)
+        held[name] = (z, video, psnr(teacher.decode(z).float().clamp(-1, 1), video))
+    student = load_decoder(str(run / "init"), dtype=torch.float32).eval()
+    rows = []
+    for step, weights in checkpoints(run):
+        student.load_state_dict(student_state(weights, fp16=False))
+        row = {"step": step}
+        for n, clips in vals.items():
+            row[f"val/{n}"] = round(validation_metrics(student, clips, nullcontext())["val/psnr"], 3)
+        student.load_state_dict(student_state(weights, fp16=fp16))
+        for n, (z, video, _) in held.items():
+            row[f"heldout/{n}"] = round(psnr(student.decode(z).float().clamp(-1, 1), video), 3)
+        row["heldout/mean"] = round(sum(row[f"heldout/{n}"] for n in held) / len(held), 3)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return {"run": str(run), "teacher": cfg["teacher"], "trained_val_clips": d["val_clips"],
+            "teacher_heldout": {n: round(t, 3) for n, (_, _, t) in held.items()}, "rows": rows,
+            "selections": selections(rows, val_names, list(held))}
+
+
+def selections(rows: list[dict], val_names: list[str], held: list[str]) -> dict:
+    """What each validation clip (and their mean) would ship, the last step, and the held-out optimum."""
+    def at(row: dict, how: str) -> dict:
+        return {"how": how, "step": row["step"], **{n: row[f"heldout/{n}"] for n in [*held, "mean"]}}
+
+    out = {}
+    for n in val_names:
+        best = max(rows, key=lambda r: (r[f"val/{n}"], -r["step"]))  # the first step at the maximum
+        out[f"val={n}"] = at(best, f"best validation PSNR on {n}")
+    if len(val_names) > 1:
+        best = max(rows, key=lambda r: (sum(r[f"val/{n}"] for n in val_names), -r["step"]))
+        out["val=mean"] = at(best, f"best mean validation PSNR on {', '.join(val_names)}")
+    out["last"] = at(rows[-1], "the last step")
+    out["oracle"] = at(max(rows, key=lambda r: r["heldout/mean"]), "best held-out mean (context only)")
+    return out
+
+
+def table(results: list[dict]) -> str:
+    """The study as a markdown table: per run, held-out PSNR (dB) of the step each selection ships."""
+    held = list(results[0]["teacher_heldout"])
+    lines = [f"| decoder | selected by | step | {' | '.join(held)} | mean |", "|---" * (len(held) + 4) + "|"]
+    for res in results:
+        name = Path(res["run"]).name
+        for s in res["selections"].values():
+            lines.append(f"| {name} | {s['how']} | {s['step']} | "
+                         f"{' | '.join(f'{s[n]:.2f}' for n in [*held, 'mean'])} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", nargs="+", help="finished distillation run folders")
+    p.add_argument("--table", default=None, metavar="JSON", help="print the markdown table of a study's JSON and exit")
+    p.add_argument("--val", default="bigbuckbunny,city", help="candidate validation clips, comma-separated")
+    p.add_argument("--json", default=None, help="write the results here")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())["runs"]))
+        return 0
+    if not args.runs:
+        p.error("name the runs (--runs RUN ...) or a study to print (--table JSON)")
+    torch.set_num_threads(1)
+    results = [study(Path(r), args.val.split(",")) for r in args.runs]
+    for res in results:
+        print(f"{res['run']} (teacher held-out {res['teacher_heldout']})")
+        for key, s in res["selections"].items():
+            figures = " / ".join(f"{v:.2f}" for k, v in s.items() if k not in ("how", "step"))
+            print(f"  {key:>18}: step {s['step']:>5}, held-out {' / '.join(res['teacher_heldout'])} / mean "
+                  f"{figures} dB")
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

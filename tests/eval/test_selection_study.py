@@ -1,0 +1,49 @@
+"""scripts/selection_study.py: each validation clip selects the first step at its highest PSNR (as the trainer keeps
+its best), the selections read only their own column, and the committed study's selections are its rows'."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "results" / "selection-study.json"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("selection_study", REPO / "scripts" / "selection_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ROWS = [  # step, two validation clips, two held-out clips
+    {"step": 0, "val/a": 10.0, "val/b": 9.0, "heldout/x": 8.0, "heldout/y": 8.0},
+    {"step": 50, "val/a": 14.0, "val/b": 11.0, "heldout/x": 12.0, "heldout/y": 12.0},
+    {"step": 100, "val/a": 14.0, "val/b": 12.5, "heldout/x": 13.0, "heldout/y": 14.0},
+    {"step": 150, "val/a": 13.0, "val/b": 13.0, "heldout/x": 12.5, "heldout/y": 12.5},
+]
+for r in ROWS:
+    r["heldout/mean"] = (r["heldout/x"] + r["heldout/y"]) / 2
+
+
+def test_each_clip_selects_the_first_step_at_its_highest_validation_psnr():
+    s = _script().selections(ROWS, ["a", "b"], ["x", "y"])
+    assert (s["val=a"]["step"], s["val=b"]["step"]) == (50, 150)  # a ties at 50 and 100: the first, as the trainer
+    assert s["val=mean"]["step"] == 100 and s["last"]["step"] == 150 and s["oracle"]["step"] == 100
+    assert s["val=a"] == {"how": "best validation PSNR on a", "step": 50, "x": 12.0, "y": 12.0, "mean": 12.0}
+    # a selection reads its own validation column only: the held-out figures cannot move it
+    moved = [dict(r, **{"heldout/x": 30.0, "heldout/mean": 21.0}) if r["step"] == 150 else r for r in ROWS]
+    assert _script().selections(moved, ["a"], ["x", "y"])["val=a"]["step"] == 50
+
+
+def test_the_committed_study_selections_are_its_rows():
+    if not RESULTS.is_file():
+        pytest.skip("docs/results/selection-study.json is not committed")
+    mod = _script()
+    for run in json.loads(RESULTS.read_text())["runs"]:
+        vals = [k[len("val/"):] for k in run["rows"][0] if k.startswith("val/")]
+        assert run["selections"] == mod.selections(run["rows"], vals, list(run["teacher_heldout"])), run["run"]
+        steps = [r["step"] for r in run["rows"]]
+        assert steps == sorted(steps) and len(steps) > 10  # every evaluated step was kept, not a handful
