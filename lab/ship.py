@@ -63,10 +63,24 @@ def _run_info(run: Path) -> dict:
         phases = [{"name": p.name, "start": p.start_step, "end": p.end_step, "reason": p.reason} for p in r.phases()]
     if meta.get("status") != "finished":
         raise LabError(f"{run} is {meta.get('status')!r}, not finished; ship a finished run (or --resume it first).")
-    final = meta.get("final") or {}
+    final = _moved(meta.get("final") or {}, meta.get("final", {}).get("out"), str(run))
     return {"config": meta["config"], "final": final, "phases": phases, "step": final.get("step"), "val_psnr": val,
             "train_s": sum(v for _, v in steps), "wall_s": float(meta["heartbeat"]) - float(meta["created"]),
             "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(meta["created"])))}
+
+
+def _moved(value, out: str | None, run: str):
+    """``value`` (a run's final record) with the paths under the folder the run wrote (``out``) given under the
+    folder it is shipped from (``run``): a run moved after it finished names its files where they are now."""
+    if not out or out == run:
+        return value
+    if isinstance(value, str):
+        return run + value[len(out):] if value == out or value.startswith(out + "/") else value
+    if isinstance(value, dict):
+        return {k: _moved(v, out, run) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_moved(v, out, run) for v in value]
+    return value
 
 
 @torch.no_grad()
@@ -105,11 +119,13 @@ def _gan_effect(cfg: dict, val: list[tuple[int, float]], steps: int) -> str:
     gan_w = max(ph["losses"].get("gan", 0) for ph in cfg["phases"])
     weight = ("weighted adaptively (gan.adaptive: scaled to the reconstruction gradient at the output layer) "
               f"from {gan_w:g}" if cfg["gan"].get("adaptive") else f"weighted {gan_w:g} against an MSE of ~0.05")
-    verdict = "the GAN term costs PSNR" if v1 < best - 0.1 else "the GAN term does not cost PSNR here"
-    return (f"\n\nValidation PSNR ({', '.join(cfg['data']['val_clips'])}): {v0:.2f} dB at step {s0} (last evaluation before the GAN term; best before it "
-            f"{best:.2f} dB), {v1:.2f} dB at step {s1} with it. At this scale ({steps} steps, a fresh "
-            f"discriminator, hinge loss {weight}, no LPIPS) {verdict}; "
-            f"the paper switches it on after 10000 steps of reconstruction training.")
+    sa, va = max(after, key=lambda sv: (sv[1], -sv[0]))  # the first step at the best with it
+    verdict = ("the GAN term costs PSNR by the end of the run" if v1 < best - 0.1 else
+               "the GAN term does not cost PSNR here")
+    return (f"\n\nValidation PSNR ({', '.join(cfg['data']['val_clips'])}): {v0:.2f} dB at step {s0} (last evaluation "
+            f"before the GAN term; best before it {best:.2f} dB), {v1:.2f} dB at step {s1} with it (best with it "
+            f"{va:.2f} dB at step {sa}). At this scale ({steps} steps, a fresh discriminator, hinge loss {weight}, no "
+            f"LPIPS) {verdict}; the paper switches it on after 10000 steps of reconstruction training.")
 
 
 def _selection(which: str, info: dict) -> str:

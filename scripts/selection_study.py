@@ -88,7 +88,7 @@ def study(run: Path, val_names: list[str], frames: int = 17, fp16: bool = True) 
         print(json.dumps(row), file=sys.stderr, flush=True)
     return {"run": str(run), "teacher": cfg["teacher"], "trained_val_clips": d["val_clips"],
             "teacher_heldout": {n: round(t, 3) for n, (_, _, t) in held.items()}, "rows": rows,
-            "selections": selections(rows, val_names, list(held))}
+            "selections": selections(rows, val_names, list(held)), "agreement": agreement(rows, val_names)}
 
 
 def selections(rows: list[dict], val_names: list[str], held: list[str]) -> dict:
@@ -108,6 +108,28 @@ def selections(rows: list[dict], val_names: list[str], held: list[str]) -> dict:
     return out
 
 
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation of two series (ties ranked by order: PSNRs to 3 decimals rarely tie)."""
+    def ranks(x):
+        r = [0] * len(x)
+        for k, i in enumerate(sorted(range(len(x)), key=lambda i: x[i])):
+            r[i] = k
+        return r
+    ra, rb, n = ranks(a), ranks(b), len(a)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    return cov / (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+
+
+def agreement(rows: list[dict], val_names: list[str]) -> dict:
+    """How well each validation clip ranks the steps as the held-out mean does: Spearman's rho over the steps from
+    a quarter of the run on (the first steps rise on every clip alike and would inflate every rho)."""
+    late = [r for r in rows if r["step"] >= rows[-1]["step"] / 4]
+    held = [r["heldout/mean"] for r in late]
+    return {"from_step": late[0]["step"], "steps": len(late),
+            **{f"val={n}": round(spearman([r[f"val/{n}"] for r in late], held), 3) for n in val_names}}
+
+
 def table(results: list[dict]) -> str:
     """The study as a markdown table: per run, held-out PSNR (dB) of the step each selection ships."""
     held = list(results[0]["teacher_heldout"])
@@ -117,6 +139,13 @@ def table(results: list[dict]) -> str:
         for s in res["selections"].values():
             lines.append(f"| {name} | {s['how']} | {s['step']} | "
                          f"{' | '.join(f'{s[n]:.2f}' for n in [*held, 'mean'])} |")
+    lines += ["", "| decoder | steps compared | " + " | ".join(f"rank correlation with the held-out mean, {k}"
+                                                         for k in results[0]["agreement"] if k.startswith("val="))
+              + " |", "|---|---|" + "---|" * sum(k.startswith("val=") for k in results[0]["agreement"])]
+    for res in results:
+        a = res["agreement"]
+        lines.append(f"| {Path(res['run']).name} | {a['steps']} (from step {a['from_step']}) | "
+                     + " | ".join(f"{v:+.2f}" for k, v in a.items() if k.startswith("val=")) + " |")
     return "\n".join(lines)
 
 

@@ -72,7 +72,7 @@ def test_the_record_states_the_common_keys_and_the_card_renders_from_it_alone(tm
         (cards.PROVENANCE_FORMAT, "student", "tae-64-wan", "mini-wan")
     assert record["held_out"] == f"Held out: {cards.LAB_SPLIT}, as for the mini teachers themselves."
     assert record["machine"].startswith("CPU only") and record["step"] == 480 and record["train_s"] == 918.0
-    assert record["heldout"] == SCORES and record["data"]["val_clips"] == ["bigbuckbunny"]
+    assert record["heldout"] == SCORES and record["data"]["val_clips"] == ["city"]
     assert record["train_commands"] == ["python -m lab distill --config configs/lightweight/tae-64-wan.toml --out "
                                         "runs/lightweight/tae-64-wan --json"]
     assert record["selection"].startswith("These are the weights of the run's best validation step")
@@ -195,3 +195,24 @@ def test_rerender_all_is_every_folder_with_a_record(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "checkpoints_dir", lambda: tmp_path)
     assert shipped_folders(["all"]) == [tmp_path / "a", tmp_path / "b"]
     assert shipped_folders([str(tmp_path / "notes")]) == [tmp_path / "notes"]  # a folder path as given
+
+
+def test_the_gan_sentence_gives_the_best_step_with_the_gan_on():
+    from lab.ship import _gan_effect
+    cfg = student_info()["config"]  # GAN from step 1360
+    text = _gan_effect(cfg, [(1300, 15.0), (1350, 14.75), (1400, 14.9), (2700, 15.26), (3000, 15.26), (3320, 14.7)],
+                       3320)
+    assert "14.75 dB at step 1350 (last evaluation before the GAN term; best before it 15.00 dB)" in text
+    assert "14.70 dB at step 3320 with it (best with it 15.26 dB at step 2700)" in text
+    assert "the GAN term costs PSNR by the end of the run" in text
+    assert "does not cost PSNR here" in _gan_effect(cfg, [(1350, 15.0), (1400, 15.2)], 1400)
+
+
+def test_a_run_moved_after_it_finished_names_its_files_where_they_are_now():
+    from lab.ship import _moved
+    final = {"out": "/tmp/x/run", "best": "/tmp/x/run/best", "store": "/tmp/x/run/store.sqlite", "step": 3,
+             "other": "/tmp/x/run2/best", "warnings": ["see /tmp/x/run/best"]}
+    assert _moved(final, "/tmp/x/run", "runs/lightweight/run") == {
+        "out": "runs/lightweight/run", "best": "runs/lightweight/run/best", "step": 3,
+        "store": "runs/lightweight/run/store.sqlite", "other": "/tmp/x/run2/best",  # another folder: as it was
+        "warnings": ["see /tmp/x/run/best"]}                                      # prose: as written

@@ -38,6 +38,14 @@ def test_each_clip_selects_the_first_step_at_its_highest_validation_psnr():
     assert _script().selections(moved, ["a"], ["x", "y"])["val=a"]["step"] == 50
 
 
+def test_rank_agreement_is_spearman_over_the_later_steps():
+    mod = _script()
+    assert mod.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0 and mod.spearman([1, 2, 3], [3, 2, 1]) == -1.0
+    a = mod.agreement(ROWS, ["a", "b"])  # steps from 150 / 4 on: 50, 100, 150
+    assert (a["from_step"], a["steps"]) == (50, 3)
+    assert a["val=b"] == round(mod.spearman([11.0, 12.5, 13.0], [12.0, 13.5, 12.5]), 3) == 0.5
+
+
 def test_the_committed_study_selections_are_its_rows():
     if not RESULTS.is_file():
         pytest.skip("docs/results/selection-study.json is not committed")
@@ -45,5 +53,8 @@ def test_the_committed_study_selections_are_its_rows():
     for run in json.loads(RESULTS.read_text())["runs"]:
         vals = [k[len("val/"):] for k in run["rows"][0] if k.startswith("val/")]
         assert run["selections"] == mod.selections(run["rows"], vals, list(run["teacher_heldout"])), run["run"]
+        assert run["agreement"] == mod.agreement(run["rows"], vals), run["run"]
         steps = [r["step"] for r in run["rows"]]
         assert steps == sorted(steps) and len(steps) > 10  # every evaluated step was kept, not a handful
+    page = RESULTS.with_suffix(".md").read_text()
+    assert mod.table(json.loads(RESULTS.read_text())["runs"]) in page  # the page's tables are the JSON rendered
