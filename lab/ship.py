@@ -63,7 +63,8 @@ def _run_info(run: Path) -> dict:
         phases = [{"name": p.name, "start": p.start_step, "end": p.end_step, "reason": p.reason} for p in r.phases()]
     if meta.get("status") != "finished":
         raise LabError(f"{run} is {meta.get('status')!r}, not finished; ship a finished run (or --resume it first).")
-    final = _moved(meta.get("final") or {}, meta.get("final", {}).get("out"), str(run))
+    final = meta.get("final") or {}
+    final = _moved(final, final.get("out"), str(run.resolve()))
     return {"config": meta["config"], "final": final, "phases": phases, "step": final.get("step"), "val_psnr": val,
             "train_s": sum(v for _, v in steps), "wall_s": float(meta["heartbeat"]) - float(meta["created"]),
             "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(meta["created"])))}
@@ -71,8 +72,8 @@ def _run_info(run: Path) -> dict:
 
 def _moved(value, out: str | None, run: str):
     """``value`` (a run's final record) with the paths under the folder the run wrote (``out``) given under the
-    folder it is shipped from (``run``): a run moved after it finished names its files where they are now."""
-    if not out or out == run:
+    folder it is shipped from (``run``, absolute): a run moved after it finished names its files where they are now."""
+    if not out or Path(out).resolve() == Path(run):
         return value
     if isinstance(value, str):
         return run + value[len(out):] if value == out or value.startswith(out + "/") else value

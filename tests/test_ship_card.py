@@ -216,3 +216,4 @@ def test_a_run_moved_after_it_finished_names_its_files_where_they_are_now():
         "out": "runs/lightweight/run", "best": "runs/lightweight/run/best", "step": 3,
         "store": "runs/lightweight/run/store.sqlite", "other": "/tmp/x/run2/best",  # another folder: as it was
         "warnings": ["see /tmp/x/run/best"]}                                      # prose: as written
+    assert _moved(final, "/tmp/x/run", "/tmp/x/run") is final  # shipped from where it ran: as recorded
