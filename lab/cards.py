@@ -36,6 +36,7 @@ from lab.data.heldout import BIKES_HELDOUT_START, BIKES_TRAIN_STOP
 from lab.data.samples import BUNDLED, SAMPLES
 from lab.errors import LabError
 from lab.files import atomic_write_json, atomic_write_text
+from lab.jsonio import map_strings
 
 #: Training clips a card names one by one; a dataset of more files is summarised.
 CARD_CLIPS = 12
@@ -199,13 +200,7 @@ def write_shipped(folder: Path, record: dict, card: Callable[[dict], Card]) -> d
 def _unrooted_record(value):
     """``value`` with the repository's absolute prefix removed from every string in it: a record is read (and
     its card rendered again) in other checkouts than the one that shipped it."""
-    if isinstance(value, str):
-        return unrooted(value)
-    if isinstance(value, dict):
-        return {k: _unrooted_record(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_unrooted_record(v) for v in value]
-    return value
+    return map_strings(value, unrooted)
 
 
 def read_provenance(folder: str | Path) -> dict | None:

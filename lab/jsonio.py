@@ -26,6 +26,18 @@ def json_safe(obj):
     return obj if converted is obj else json_safe(converted)
 
 
+def map_strings(value, fn):
+    """``value`` (JSON-like: dicts, lists, tuples, scalars) with ``fn`` applied to every string in it; tuples come
+    back as lists, as JSON holds them."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [map_strings(v, fn) for v in value]
+    return value
+
+
 def _json_default(obj):
     try:
         # deferred: jsonio needs neither numpy nor torch; it converts their values when they are there

@@ -37,6 +37,7 @@ from lab.data.heldout import training_stop
 from lab.errors import LabError
 from lab.eval.metrics import psnr, ssim
 from lab.eval.table import heldout_videos
+from lab.jsonio import map_strings
 from lab.models import load_decoder
 from lab.models.lightweight.adapter import LightweightAdapter
 from lab.models.registry import get_entry, list_entries
@@ -75,13 +76,7 @@ def _moved(value, out: str | None, run: str):
     folder it is shipped from (``run``, absolute): a run moved after it finished names its files where they are now."""
     if not out or Path(out).resolve() == Path(run):
         return value
-    if isinstance(value, str):
-        return run + value[len(out):] if value == out or value.startswith(out + "/") else value
-    if isinstance(value, dict):
-        return {k: _moved(v, out, run) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_moved(v, out, run) for v in value]
-    return value
+    return map_strings(value, lambda s: run + s[len(out):] if s == out or s.startswith(out + "/") else s)
 
 
 @torch.no_grad()

@@ -36,19 +36,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.distill.data import load_val_clips  # noqa: E402
 from lab.distill.evaluation import validation_metrics  # noqa: E402
+from lab.distill.trainer import DistillTask  # noqa: E402
 from lab.eval.metrics import psnr  # noqa: E402
 from lab.eval.table import heldout_videos  # noqa: E402
 from lab.models import load_decoder  # noqa: E402
 from lab.runs.store import RunReader  # noqa: E402
+from lab.training.checkpoints import CKPT_WEIGHTS, CheckpointFolder, checkpoint_step  # noqa: E402
 
 
 def checkpoints(run: Path) -> list[tuple[int, Path]]:
-    """(step, weights file) of every complete checkpoint in ``run``, by step."""
-    out = []
-    for d in sorted((run / "checkpoints").glob("step-*")):
-        if (d / "meta.json").is_file() and (d / "weights.safetensors").is_file():
-            out.append((json.loads((d / "meta.json").read_text())["step"], d / "weights.safetensors"))
-    return out
+    """(step, weights file) of every complete checkpoint in ``run``, by step (lab.training.checkpoints says which
+    are complete)."""
+    folder = CheckpointFolder(run, DistillTask.state_keys, DistillTask.weights_prefix)
+    return [(checkpoint_step(p), p / CKPT_WEIGHTS) for p in folder.complete()]
 
 
 def student_state(weights: Path, fp16: bool) -> dict:
