@@ -95,11 +95,21 @@ def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17, teacher
     return out
 
 
+#: a phase's own window fields (lab.distill.config.PhaseConfig) -> how the card says them
+_PHASE_WINDOWS = {"frames": "{}-frame windows", "crop": "{0}x{0} crops", "batch": "batch {}"}
+
+
+def _phase_windows(ph: dict) -> list[str]:
+    """What a phase trains on in place of the data section's windows (its ``frames``/``crop``/``batch``)."""
+    return [text.format(ph[k]) for k, text in _PHASE_WINDOWS.items() if ph.get(k) is not None]
+
+
 def _losses(cfg: dict) -> str:
     parts = []
     for ph in cfg["phases"]:
         terms = " + ".join(f"{w:g} {k}" for k, w in ph["losses"].items())
-        parts.append(f"- phase `{ph['name']}` (up to {ph['max_steps']} steps): {terms}")
+        window = "; ".join([f"up to {ph['max_steps']} steps", *_phase_windows(ph)])
+        parts.append(f"- phase `{ph['name']}` ({window}): {terms}")
     return "\n".join(parts)
 
 
@@ -207,6 +217,9 @@ def _data(cfg: dict, held: str, selection: str) -> str:
         source = (f"Latents: {teacher}'s frozen encoder, on the fly, of random {d['crop']}x{d['crop']} crops of "
                   f"random\n{d['frames']}-frame windows (horizontal flips; clips kept at short sides "
                   f"{d['short_sides']}) of\n{clips}.")
+    overrides = [f"`{ph['name']}` on {', '.join(_phase_windows(ph))}" for ph in cfg["phases"] if _phase_windows(ph)]
+    if overrides:
+        source += f"\nExcept in the phases that set their own: {'; '.join(overrides)}."
     return (f"{source}\n{held} Validation during training: {', '.join(d['val_clips'])}\n({d['val_frames']} frames "
             f"at {d['val_size']}x{d['val_size']}).\n{selection}")
 

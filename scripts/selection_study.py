@@ -61,40 +61,56 @@ def student_state(weights: Path, fp16: bool) -> dict:
 
 
 @torch.no_grad()
-def study(run: Path, val_names: list[str], frames: int = 17, fp16: bool = True) -> dict:
+def study(run: Path, val_names: list[str], frames: int = 17, fp16: bool = True,
+          val_sizes: list[int] | None = None) -> dict:
     """Every checkpoint of ``run`` scored on each of ``val_names`` and on the held-out clips (``frames`` frames;
-    ``fp16``: the held-out figures of weights rounded to fp16, as lightweight decoders ship)."""
+    ``fp16``: the held-out figures of weights rounded to fp16, as lightweight decoders ship). ``val_sizes``: score
+    each validation clip at these sizes too (columns ``val/CLIP@SIZE``) instead of the run's own ``val_size``
+    (columns ``val/CLIP``). Beside each PSNR against the real clip, the PSNR against the teacher's decode
+    (``val_teacher/...``, ``heldout_teacher/...``): what a distilled student is trained to match."""
     with RunReader(run) as r:
         cfg = r.meta()["config"]
     teacher = load_decoder(cfg["teacher"], weights=cfg.get("teacher_weights"), dtype=torch.float32).eval()
     d = cfg["data"]
-    vals = {n: load_val_clips(teacher, [n], d["val_frames"], d["val_size"]) for n in val_names}
+    sized = [(n, d["val_size"], n) for n in val_names] if not val_sizes else \
+        [(n, s, f"{n}@{s}") for n in val_names for s in val_sizes]
+    vals = {label: load_val_clips(teacher, [n], d["val_frames"], s) for n, s, label in sized}
     held = {}
     for name, video in heldout_videos(teacher, frames).items():
         z = teacher.encode(video)
-        held[name] = (z, video, psnr(teacher.decode(z).float().clamp(-1, 1), video))
+        decoded = teacher.decode(z).float().clamp(-1, 1)
+        held[name] = (z, video, decoded, psnr(decoded, video))
     student = load_decoder(str(run / "init"), dtype=torch.float32).eval()
     rows = []
     for step, weights in checkpoints(run):
         student.load_state_dict(student_state(weights, fp16=False))
         row = {"step": step}
-        for n, clips in vals.items():
-            row[f"val/{n}"] = round(validation_metrics(student, clips, nullcontext())["val/psnr"], 3)
+        for label, clips in vals.items():
+            m = validation_metrics(student, clips, nullcontext())
+            row[f"val/{label}"] = round(m["val/psnr"], 3)
+            row[f"val_teacher/{label}"] = round(m["val/psnr_vs_teacher"], 3)
         student.load_state_dict(student_state(weights, fp16=fp16))
-        for n, (z, video, _) in held.items():
-            row[f"heldout/{n}"] = round(psnr(student.decode(z).float().clamp(-1, 1), video), 3)
-        row["heldout/mean"] = round(sum(row[f"heldout/{n}"] for n in held) / len(held), 3)
+        for n, (z, video, decoded, _) in held.items():
+            out = student.decode(z).float().clamp(-1, 1)
+            row[f"heldout/{n}"] = round(psnr(out, video), 3)
+            row[f"heldout_teacher/{n}"] = round(psnr(out, decoded), 3)
+        for key in ("heldout", "heldout_teacher"):
+            row[f"{key}/mean"] = round(sum(row[f"{key}/{n}"] for n in held) / len(held), 3)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
+    labels = list(vals)
     return {"run": str(run), "teacher": cfg["teacher"], "trained_val_clips": d["val_clips"],
-            "teacher_heldout": {n: round(t, 3) for n, (_, _, t) in held.items()}, "rows": rows,
-            "selections": selections(rows, val_names, list(held)), "agreement": agreement(rows, val_names)}
+            "trained_val_size": d["val_size"], "heldout_fp16": fp16,
+            "teacher_heldout": {n: round(t, 3) for n, (_, _, _, t) in held.items()}, "rows": rows,
+            "selections": selections(rows, labels, list(held)), "agreement": agreement(rows, labels),
+            "agreement_vs_teacher": agreement(rows, labels, column="val_teacher", target="heldout_teacher/mean")}
 
 
 def selections(rows: list[dict], val_names: list[str], held: list[str]) -> dict:
     """What each validation clip (and their mean) would ship, the last step, and the held-out optimum."""
     def at(row: dict, how: str) -> dict:
-        return {"how": how, "step": row["step"], **{n: row[f"heldout/{n}"] for n in [*held, "mean"]}}
+        vs_teacher = {"mean_vs_teacher": row["heldout_teacher/mean"]} if "heldout_teacher/mean" in row else {}
+        return {"how": how, "step": row["step"], **{n: row[f"heldout/{n}"] for n in [*held, "mean"]}, **vs_teacher}
 
     out = {}
     for n in val_names:
@@ -121,32 +137,47 @@ def spearman(a: list[float], b: list[float]) -> float:
     return cov / (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
 
 
-def agreement(rows: list[dict], val_names: list[str]) -> dict:
+def agreement(rows: list[dict], val_names: list[str], column: str = "val", target: str = "heldout/mean") -> dict:
     """How well each validation clip ranks the steps as the held-out mean does: Spearman's rho over the steps from
-    a quarter of the run on (the first steps rise on every clip alike and would inflate every rho)."""
+    a quarter of the run on (the first steps rise on every clip alike and would inflate every rho). ``column`` and
+    ``target``: which validation and held-out figures (against the real clip, or ``val_teacher`` and
+    ``heldout_teacher/mean``: against the teacher's decode)."""
     late = [r for r in rows if r["step"] >= rows[-1]["step"] / 4]
-    held = [r["heldout/mean"] for r in late]
+    held = [r[target] for r in late]
     return {"from_step": late[0]["step"], "steps": len(late),
-            **{f"val={n}": round(spearman([r[f"val/{n}"] for r in late], held), 3) for n in val_names}}
+            **{f"val={n}": round(spearman([r[f"{column}/{n}"] for r in late], held), 3) for n in val_names}}
 
 
 def table(results: list[dict]) -> str:
-    """The study as a markdown table: per run, held-out PSNR (dB) of the step each selection ships."""
+    """The study as a markdown table: per run, held-out PSNR (dB) of the step each selection ships (and, for studies
+    that scored it, the held-out mean against the teacher's decode), then each clip's rank agreement."""
     held = list(results[0]["teacher_heldout"])
-    lines = [f"| decoder | selected by | step | {' | '.join(held)} | mean |", "|---" * (len(held) + 4) + "|"]
+    teacher = all("agreement_vs_teacher" in res for res in results)
+    extra = " | mean vs teacher" if teacher else ""
+    lines = [f"| decoder | selected by | step | {' | '.join(held)} | mean{extra} |",
+             "|---" * (len(held) + 4 + teacher) + "|"]
     for res in results:
         name = Path(res["run"]).name
         for s in res["selections"].values():
             lines.append(f"| {name} | {s['how']} | {s['step']} | "
-                         f"{' | '.join(f'{s[n]:.2f}' for n in [*held, 'mean'])} |")
-    lines += ["", "| decoder | steps compared | " + " | ".join(f"rank correlation with the held-out mean, {k}"
-                                                         for k in results[0]["agreement"] if k.startswith("val="))
-              + " |", "|---|---|" + "---|" * sum(k.startswith("val=") for k in results[0]["agreement"])]
+                         f"{' | '.join(f'{s[n]:.2f}' for n in [*held, 'mean'])} |"
+                         + (f" {s['mean_vs_teacher']:.2f} |" if teacher else ""))
+    lines += ["", *_agreement_table(results, "agreement", "rank correlation with the held-out mean")]
+    if teacher:
+        lines += ["", *_agreement_table(results, "agreement_vs_teacher",
+                                        "rank correlation against the teacher's decode (validation and held-out)")]
+    return "\n".join(lines)
+
+
+def _agreement_table(results: list[dict], key: str, what: str) -> list[str]:
+    labels = [k for k in results[0][key] if k.startswith("val=")]
+    lines = ["| decoder | steps compared | " + " | ".join(f"{what}, {k}" for k in labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
     for res in results:
-        a = res["agreement"]
+        a = res[key]
         lines.append(f"| {Path(res['run']).name} | {a['steps']} (from step {a['from_step']}) | "
                      + " | ".join(f"{v:+.2f}" for k, v in a.items() if k.startswith("val=")) + " |")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv=None) -> int:
@@ -154,6 +185,11 @@ def main(argv=None) -> int:
     p.add_argument("--runs", nargs="+", help="finished distillation run folders")
     p.add_argument("--table", default=None, metavar="JSON", help="print the markdown table of a study's JSON and exit")
     p.add_argument("--val", default="bigbuckbunny,city", help="candidate validation clips, comma-separated")
+    p.add_argument("--val-sizes", default=None, metavar="N,N",
+                   help="score each validation clip at these square sizes (default: the run's own val_size)")
+    p.add_argument("--fp32", action="store_true",
+                   help="score held-out clips with fp32 weights, as Flash-VAED students ship (default: rounded to "
+                        "fp16, as lightweight decoders ship)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     if args.table:
@@ -162,13 +198,15 @@ def main(argv=None) -> int:
     if not args.runs:
         p.error("name the runs (--runs RUN ...) or a study to print (--table JSON)")
     torch.set_num_threads(1)
-    results = [study(Path(r), args.val.split(",")) for r in args.runs]
+    sizes = [int(v) for v in args.val_sizes.split(",")] if args.val_sizes else None
+    results = [study(Path(r), args.val.split(","), fp16=not args.fp32, val_sizes=sizes) for r in args.runs]
     for res in results:
         print(f"{res['run']} (teacher held-out {res['teacher_heldout']})")
         for key, s in res["selections"].items():
             figures = " / ".join(f"{v:.2f}" for k, v in s.items() if k not in ("how", "step"))
-            print(f"  {key:>18}: step {s['step']:>5}, held-out {' / '.join(res['teacher_heldout'])} / mean "
-                  f"{figures} dB")
+            names = " / ".join([*res["teacher_heldout"], "mean", *(["mean vs teacher"] if "mean_vs_teacher" in s
+                                                                   else [])])
+            print(f"  {key:>18}: step {s['step']:>5}, held-out {names} {figures} dB")
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": results}, indent=1) + "\n")

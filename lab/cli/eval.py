@@ -46,6 +46,12 @@ def render(result) -> str:
         rows.append({"compare": f"{result['decoder']} vs {result['teacher']}",
                      **{heads[m]: result["vs_teacher"][m] for m in names}})
     text = table(rows, ["compare", *heads.values()])
+    by_frame = [(r["compare"], m["psnr_by_latent_frame"]) for r, m in
+                zip(rows, [result, result.get("teacher_vs_clip"), result.get("vs_teacher")])
+                if m and "psnr_by_latent_frame" in m]
+    if by_frame:  # where along the clip the PSNR is: a decode can match early and drift later
+        text += "\nPSNR dB by latent frame (0, 1, ...):" + "".join(
+            f"\n  {what}: {' '.join(f'{v:.1f}' for v in curve)}" for what, curve in by_frame)
     if "retention" in result:
         text += f"\nretention (PSNR {result['decoder']} / {result['teacher']}): {retention_text(result)}"
     if result.get("vmaf_note"):

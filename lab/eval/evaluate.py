@@ -101,10 +101,14 @@ class MetricSet:
                     out[name] = p.VideoFID(self._net("video_fid", b.load_videomae))
         return out
 
-    def score(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        """Every metric of decode ``x`` against reference ``y`` (whole clips)."""
+    def score(self, x: torch.Tensor, y: torch.Tensor, t: int | None = None) -> dict:
+        """Every metric of decode ``x`` against reference ``y`` (whole clips); with psnr and ``t`` (the VAE's
+        temporal compression) also ``psnr_by_latent_frame``, which shows a decode that drifts along the clip."""
         x, y = x.detach().float().cpu(), y.detach().float().cpu()
         result = {}
+        if "psnr" in self.names and t is not None:
+            from lab.eval.metrics import psnr_by_latent_frame  # deferred: as in accumulators
+            result["psnr_by_latent_frame"] = psnr_by_latent_frame(x, y, t)
         for name, acc in self.accumulators().items():
             try:
                 result[name] = acc.update(x, y).compute()
@@ -133,7 +137,8 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
     decode with the clip. ``teacher`` defaults to the decoder itself for a teacher VAE, else to the
     teacher the decoder records. Returns a dict of the metrics against the clip; for a student also
     ``teacher_vs_clip`` and ``vs_teacher`` (the same metrics for the teacher's decode, and of the
-    student against it) and, with psnr, the retention and the PSNR drop in dB (``retention``)."""
+    student against it) and, with psnr, the retention and the PSNR drop in dB (``retention``). With psnr, each
+    comparison also holds ``psnr_by_latent_frame`` (lab.eval.metrics.psnr_by_latent_frame)."""
     names = list(metrics or DEFAULT_METRICS)
     dec = _load(decoder, weights, device, dtype)
     tea = latents_encoder(dec, teacher, spec=decoder if isinstance(decoder, str) else None, weights=weights,
@@ -152,14 +157,14 @@ def evaluate(decoder: str | VideoDecoder, video: str, *, teacher: str | VideoDec
         bar.update(note="decoded")
         # the name with its runtime (mini-wan-flash@fused): which path made the decode
         result = {"decoder": fixed_spec(dec.name, dec), "teacher": tea.name, "clip": str(path), "video_shape": list(clip.shape),
-                  "latents_shape": list(z.shape), "metrics": names, **ms.score(recon, clip)}
+                  "latents_shape": list(z.shape), "metrics": names, **ms.score(recon, clip, g.t)}
         bar.update(note="scored vs the clip")
         if tea is not dec:
             teacher_recon = tea.decode(z)
             bar.update(note="teacher decoded")
-            result["teacher_vs_clip"] = ms.score(teacher_recon, clip)
+            result["teacher_vs_clip"] = ms.score(teacher_recon, clip, g.t)
             bar.update(note="teacher scored")
-            result["vs_teacher"] = ms.score(recon, teacher_recon)
+            result["vs_teacher"] = ms.score(recon, teacher_recon, g.t)
             bar.update(note="scored vs the teacher")
             if "psnr" in names:
                 result.update(retention(result["psnr"], result["teacher_vs_clip"]["psnr"]))

@@ -142,3 +142,17 @@ class TemporalConsistency(MeanAccumulator):
 def temporal_consistency(x: torch.Tensor, y: torch.Tensor) -> float:
     """Frame-difference error (0 is best) in [0, 255] units; see :class:`TemporalConsistency`."""
     return TemporalConsistency().update(x, y).compute()
+
+
+def psnr_by_latent_frame(x: torch.Tensor, y: torch.Tensor, t: int) -> list[float]:
+    """PSNR (dB) of the output frames each latent frame of a causal video VAE decodes: the first latent frame gives
+    frame 0, every later one the next ``t`` frames (``t``: the VAE's temporal compression, 4 for Wan, 8 for LTX).
+    A decoder trained on short windows can match its reference on the first latent frames and drift after them
+    (its causal caches never held that much history in training); the whole-clip PSNR averages that away."""
+    check_pair(x, y, "psnr_by_latent_frame")
+    frames = x.shape[2]
+    if t < 1 or (frames - 1) % t:
+        raise ValueError(f"psnr_by_latent_frame: {frames} frames are not 1 + {t}k, the frame count a causal VAE "
+                         f"with temporal compression {t} decodes")
+    return [psnr(x[:, :, s:s + n], y[:, :, s:s + n])
+            for s, n in [(0, 1), *((1 + t * k, t) for k in range((frames - 1) // t))]]

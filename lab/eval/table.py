@@ -23,7 +23,7 @@ from lab.data.heldout import HELDOUT, load_heldout
 from lab.errors import LabError
 from lab.files import atomic_write_text
 from lab.runtime.timing import timed
-from lab.eval.metrics import psnr, ssim
+from lab.eval.metrics import psnr, psnr_by_latent_frame, ssim
 from lab.models.interface import VideoDecoder
 from lab.eval.vmaf import VMAF, vmaf_note as note_on_vmaf
 from lab.progress import Progress
@@ -105,6 +105,7 @@ def decoder_table(decoders: list[str], *, teacher: str = "mini-wan", clips: list
             for row, dec in zip(rows, decs):
                 rec = dec.decode(latents[clip]).float().cpu().clamp(-1, 1)
                 m = {"psnr": psnr(rec, video), "ssim": ssim(rec, video), "vmaf": None,
+                     "psnr_by_latent_frame": psnr_by_latent_frame(rec, video, tea.geometry.t),
                      "frames": int(video.shape[2]), "size": [int(video.shape[3]), int(video.shape[4])]}
                 if vmaf:
                     m["vmaf"], why = _vmaf(rec, video, fps=24.0)

@@ -57,9 +57,7 @@ def teacher_card(info: dict) -> cards.Card:
                   cards.heldout_section("encode -> decode of the exported fp16 weights, computed in float32",
                                         info["heldout"]),
                   *_curve_section(info),
-                  ("Latent statistics",
-                   "`latents_mean`/`latents_std` are the per-channel statistics of the encoder's posterior means\n"
-                   "over 16 random training windows, so normalized latents are ~N(0, 1)."),
+                  ("Latent statistics", _latent_stats_text(info)),
                   cards.reproduce(
                       _commands(info, r), before=_warm_start(info.get("init_from")),
                       after=f"then `python -m lab ship --run RUN` (or `python -m lab teacher export --model {info['model']} "
@@ -179,3 +177,12 @@ def _warm_start(init: dict | None) -> str:
     earlier = init.get("command") or "(its command was not recorded)"
     return (f"Warm-started (`--init-from {init['source']}`: model weights only; optimizer and schedule fresh) "
             f"from the weights{step} of this earlier run:\n\n```\n{earlier}\n```\nthen:\n\n")
+
+
+def _latent_stats_text(info: dict) -> str:
+    if info.get("latents_kept_from"):  # a decoder-only run: its latent space is its warm start's
+        return (f"`latents_mean`/`latents_std` are those of `{info['latents_kept_from']}`, which this run started from:\n"
+                "its encoder was frozen (`--freeze-encoder`), so its latents, and every decoder trained on them, are "
+                "unchanged.")
+    return ("`latents_mean`/`latents_std` are the per-channel statistics of the encoder's posterior means\n"
+            "over 16 random training windows, so normalized latents are ~N(0, 1).")

@@ -94,8 +94,9 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
     if data is None:
         data = training_clip_windows(cfg)  # the run's own clips or dataset
     model = copy.deepcopy(vae).float().cpu().eval()
-    mean, std = latent_stats(model, data, frame_multiple=preset.frame_multiple,
-                             spatial_multiple=preset.spatial_multiple)
+    kept = kept_latent_stats(cfg, model)
+    mean, std = kept or latent_stats(model, data, frame_multiple=preset.frame_multiple,
+                                     spatial_multiple=preset.spatial_multiple)
     set_latent_stats(model, mean, std)
     out_dir = Path(out_dir)
     with staged_folder(out_dir) as tmp:
@@ -110,6 +111,7 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "machine": _machine(cfg, meta), "train_clips": [s.describe() for s in data.specs],
             "train_scales": list(cfg.data.short_sides), "recipe": cfg.flat(), "heldout": heldout,
             "latents_mean": [round(v, 4) for v in mean], "latents_std": [round(v, 4) for v in std],
+            "latents_kept_from": cfg.init_from if kept else None,
             "command": meta.get("command"), "started": meta.get("started"), "init_from": meta.get("init_from"),
             "resumed": meta.get("resumed"), "curve": curve or [], "eval_every": cfg.eval_every,
             "curve_frames": cfg.export.eval_frames,
@@ -119,6 +121,20 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
         (tmp / MARKER).write_text(json.dumps({"model": cfg.model, "step": step}) + "\n")
         install_folder(tmp, out_dir, TEACHER_FOLDER)
     return info
+
+
+def kept_latent_stats(cfg: TrainConfig, model) -> tuple[list[float], list[float]] | None:
+    """The latent statistics a decoder-only run (``--freeze-encoder``) exports: those of the exported teacher it
+    started from. Its encoder did not change, so neither did its latent space; measuring the statistics again on
+    this run's windows would move the normalised latents that every decoder of that space was trained on. None
+    (measure them): a run that trains its encoder, or one that started from a run folder, whose statistics exist
+    only once it is exported (export it first and start from the export)."""
+    src = Path(cfg.init_from) if cfg.freeze_encoder and cfg.init_from else None
+    if src is None or not (src / "config.json").is_file():
+        return None
+    init = type(model).from_pretrained(src)
+    mean, std, _ = arch_of_vae(init).latent_stats(init)
+    return mean, std
 
 
 def _params(vae, decoder: bool) -> int:

@@ -50,7 +50,8 @@ def main() -> int:
         plan = [("wan2.1-tiny", 2, 5, 32), ("ltx-video-tiny", 1, 9, 32)]
         device, steps, extra = "cpu", 3, {"threads": 1, "short_sides": (64,)}
     else:
-        plan = [("mini-wan", 16, 17, 128), ("mini-ltx", 16, 17, 128), ("mini-wan", 32, 17, 128)]
+        # mini-wan's recipe (33-frame windows at batch 8) and twice its batch, mini-ltx's
+        plan = [("mini-wan", 8, 33, 128), ("mini-ltx", 16, 17, 128), ("mini-wan", 16, 33, 128)]
         device, steps, extra = "cuda", 12, {}
     rows = []
     for model, batch, frames, crop in plan:

@@ -98,7 +98,7 @@ fi
 if has teachers; then
   phase teachers $(awk "BEGIN {print int($TMIN * 60 + 110)}") "$PY" scripts/gpu/teachers.py \
     $([ $DRY = 1 ] && echo --dry-run) --minutes "$TMIN" --out "$OUT" --work "$WORK/teachers" \
-    --wan-batch "${WAN_BATCH:-16}" --ltx-batch "${LTX_BATCH:-16}" ${TEACHERS_ONLY:+--only "$TEACHERS_ONLY"}
+    --wan-batch "${WAN_BATCH:-8}" --ltx-batch "${LTX_BATCH:-16}" ${TEACHERS_ONLY:+--only "$TEACHERS_ONLY"}
 fi
 
 if has perf; then

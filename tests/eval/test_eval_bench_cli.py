@@ -43,7 +43,10 @@ def test_eval_student_against_teacher(capsys, tmp_path):
     rc, r = _run(capsys, ["eval", "--decoder", str(folder), "--teacher", "wan2.1-tiny", "--video", "bbb-128",
                           "--frames", "5", "--size", "32x32", "--metrics", "psnr,ssim,vmaf"])
     assert rc == 0
-    assert set(r["vs_teacher"]) == set(r["teacher_vs_clip"]) == {"psnr", "ssim", "vmaf"}
+    assert set(r["vs_teacher"]) == set(r["teacher_vs_clip"]) == {"psnr", "ssim", "vmaf", "psnr_by_latent_frame"}
+    # 5 frames of a t=4 VAE: latent frame 0 gives frame 0, latent frame 1 frames 1-4 (where a long decode drifts)
+    assert len(r["psnr_by_latent_frame"]) == len(r["vs_teacher"]["psnr_by_latent_frame"]) == 2
+    assert min(r["psnr_by_latent_frame"]) <= r["psnr"] <= max(r["psnr_by_latent_frame"])
     assert r["retention"] == pytest.approx(r["psnr"] / r["teacher_vs_clip"]["psnr"])
     assert r["psnr_drop_db"] == pytest.approx(r["teacher_vs_clip"]["psnr"] - r["psnr"])  # the ratio's drop in dB
     assert r["vs_teacher"]["psnr"] > 0
@@ -52,6 +55,8 @@ def test_eval_student_against_teacher(capsys, tmp_path):
     text = render(r)
     assert "dB below the teacher" in text or "dB above the teacher" in text
     assert "PSNR dB (higher better)" in text and r["vmaf_note"] in text
+    curve = " ".join(f"{v:.1f}" for v in r["vs_teacher"]["psnr_by_latent_frame"])
+    assert "PSNR dB by latent frame (0, 1, ...):" in text and f"vs wan2.1-tiny: {curve}" in text
 
 
 def test_eval_errors(capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lab.data.video import load_clip
-from lab.eval.metrics import PSNR, SSIM, TemporalConsistency, psnr, ssim, temporal_consistency
+from lab.eval.metrics import PSNR, SSIM, TemporalConsistency, psnr, psnr_by_latent_frame, ssim, temporal_consistency
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,16 @@ def test_shape_errors_name_the_problem():
         ssim(torch.zeros(3, 2, 16, 16), torch.zeros(3, 2, 16, 16))
     with pytest.raises(ValueError, match="smaller than the 11-pixel window"):
         ssim(torch.zeros(1, 3, 2, 8, 8), torch.zeros(1, 3, 2, 8, 8))
+
+
+def test_psnr_by_latent_frame_groups_the_frames_each_latent_frame_decodes():
+    torch.manual_seed(0)
+    y = torch.rand(1, 3, 9, 8, 8) * 2 - 1
+    x = y.clone()
+    x[:, :, 5:9] += 0.1  # only latent frame 2 of a t=4 VAE (frames 5-8) is off
+    curve = psnr_by_latent_frame(x, y, 4)
+    assert len(curve) == 3 and curve[:2] == [float("inf")] * 2
+    assert curve[2] == pytest.approx(psnr(x[:, :, 5:], y[:, :, 5:])) == pytest.approx(10 * math.log10(4 / 0.01))
+    assert len(psnr_by_latent_frame(x, y, 8)) == 2  # LTX: frame 0, then frames 1-8
+    with pytest.raises(ValueError, match="not 1 \\+ 4k"):
+        psnr_by_latent_frame(x[:, :, :8], y[:, :, :8], 4)

@@ -78,3 +78,33 @@ def test_freeze_encoder_trains_the_decoder_only(tmp_path, bundled_clip_path):
     assert any(not torch.equal(before[k], after[k]) for k in trained)
     with pytest.raises(LabError, match="--init-from"):
         TrainConfig.from_flags(**base, freeze_encoder=True).validate()
+
+
+def test_a_decoder_only_export_keeps_the_latent_statistics_it_started_from(tmp_path, bundled_clip_path):
+    # Measured again on the run's own windows, the statistics moved every normalised latent (mini-wan fine-tuned on
+    # 33-frame windows: its means changed sign, and decoders of mini-wan latents fell from ~19 to ~11 dB).
+    import json
+
+    from lab.teachers.export import export_run
+    data = ClipWindows([ClipSpec("bbb", str(bundled_clip_path))], short_sides=(64,))
+    base = dict(model="wan2.1-tiny", steps=2, batch=1, frames=5, crop=32, lr=1e-3, warmup=1, threads=1,
+                checkpoint_minutes=60.0)
+    train(TrainConfig.from_flags(**base), tmp_path / "first", data=data)
+    export_run(tmp_path / "first", tmp_path / "first-export", eval_frames=5)
+    shipped = json.loads((tmp_path / "first-export" / "config.json").read_text())
+    shipped["latents_mean"] = [v + 0.5 for v in shipped["latents_mean"]]  # no second measurement lands here
+    (tmp_path / "first-export" / "config.json").write_text(json.dumps(shipped))
+    for frozen in (True, False):
+        run = tmp_path / f"second-{frozen}"
+        train(TrainConfig.from_flags(**{**base, "steps": 3, "frames": 9}, init_from=str(tmp_path / "first-export"),
+                                     freeze_encoder=frozen), run, data=data)
+        info = export_run(run, tmp_path / f"export-{frozen}", eval_frames=5)
+        cfg = json.loads((tmp_path / f"export-{frozen}" / "config.json").read_text())
+        card = (tmp_path / f"export-{frozen}" / "README.md").read_text()
+        if frozen:
+            assert cfg["latents_mean"] == pytest.approx(shipped["latents_mean"], abs=1e-4)
+            assert cfg["latents_std"] == pytest.approx(shipped["latents_std"], abs=1e-4)
+            assert info["latents_kept_from"] == str(tmp_path / "first-export") and "was frozen" in card
+        else:  # a run that trains its encoder has a latent space of its own: measured
+            assert cfg["latents_mean"] != pytest.approx(shipped["latents_mean"], abs=1e-2)
+            assert info["latents_kept_from"] is None and "16 random training windows" in card
