@@ -189,7 +189,9 @@ def test_small_distill_config_shrinks_the_recipe_but_keeps_it():
     assert [ph.name for ph in cfg.phases] == ["align", "joint", "finetune"]
     assert all(ph.max_steps == 3 for ph in cfg.phases)
     assert (cfg.data.crop, cfg.data.frames, cfg.data.val_size, cfg.data.val_frames) == (32, 5, 32, 5)
-    assert cfg.data.clips == ["bbb-128"] and cfg.data.val_clips == ["bigbuckbunny"]
+    assert cfg.data.clips == ["bbb-128"] and cfg.data.val_clips == ["city"]
+    # the recipe's 33-frame finetune window does not fit a 5-frame notebook run: that phase takes the run's windows
+    assert [ph.frames for ph in cfg.phases] == [None, None, None]
     assert (cfg.eval_every, cfg.checkpoint_every, cfg.sample_every) == (2, 0, 0)
     assert cfg.student.keep == "flash-vaed"
 
