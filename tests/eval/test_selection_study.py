@@ -58,3 +58,19 @@ def test_the_committed_study_selections_are_its_rows():
         assert steps == sorted(steps) and len(steps) > 10  # every evaluated step was kept, not a handful
     page = RESULTS.with_suffix(".md").read_text()
     assert mod.table(json.loads(RESULTS.read_text())["runs"]) in page  # the page's tables are the JSON rendered
+
+
+def test_studies_against_the_teacher_add_their_own_column_and_agreement():
+    mod = _script()
+    rows = [dict(r, **{"val_teacher/a": 30.0 + i, "val_teacher/b": 35.0 - i, "heldout_teacher/mean": 25.0 + i})
+            for i, r in enumerate(ROWS)]
+    vs_teacher = mod.agreement(rows, ["a", "b"], column="val_teacher", target="heldout_teacher/mean")
+    assert (vs_teacher["val=a"], vs_teacher["val=b"]) == (1.0, -1.0)  # its own columns, not the real clip's
+    s = mod.selections(rows, ["a"], ["x", "y"])
+    assert s["val=a"]["mean_vs_teacher"] == 26.0  # step 50: the first at a's highest PSNR against the real clip
+    study = {"run": "runs/r", "teacher_heldout": {"x": 1.0, "y": 1.0}, "selections": s,
+             "agreement": mod.agreement(rows, ["a"]),
+             "agreement_vs_teacher": mod.agreement(rows, ["a"], column="val_teacher", target="heldout_teacher/mean")}
+    text = mod.table([study])
+    assert "| mean | mean vs teacher |" in text and "| r | best validation PSNR on a | 50 | 12.00 | 12.00 | 12.00 | 26.00 |" \
+        in text and "rank correlation against the teacher's decode (validation and held-out), val=a" in text
