@@ -52,12 +52,13 @@ def study(teacher: str, decoders: list[str], frames: int) -> dict:
     """Each decoder's scores on each held-out clip of ``teacher``'s latents (``frames`` frames)."""
     tea = load_decoder(teacher, dtype=torch.float32).eval()
     rows = []
-    videos = heldout_videos(tea, frames)
+    clips = {}  # clip: (video, latents, the teacher's decode), made once for every decoder
+    for clip, video in heldout_videos(tea, frames).items():
+        z = tea.encode(video)
+        clips[clip] = (video, z, tea.decode(z).float().clamp(-1, 1))
     for spec in decoders:
         dec = tea if spec == teacher else load_decoder(spec, dtype=torch.float32).eval()
-        for clip, video in videos.items():
-            z = tea.encode(video)
-            ref = tea.decode(z).float().clamp(-1, 1)
+        for clip, (video, z, ref) in clips.items():
             out = ref if dec is tea else dec.decode(z).float().clamp(-1, 1)
             row = {"decoder": spec, "clip": clip, "frames": int(video.shape[2]), "vs_clip": scores(out, video)}
             if dec is not tea:
