@@ -2,6 +2,7 @@
 classes, real clips, real hooks. Nothing here downloads model weights."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup must fail fast, never wait on the network
 
@@ -27,6 +28,22 @@ def aten_ops():
             fn()
         return {e.key for e in prof.key_averages()}
     return ops
+
+
+@pytest.fixture(scope="session")
+def repo_script():
+    """``repo_script("scripts/NAME.py")``: a repository script (not a package) imported as a module, once a
+    session, so its functions can be tested as the lab's are."""
+    import importlib.util
+    loaded = {}
+
+    def load(relpath: str):
+        if relpath not in loaded:
+            spec = importlib.util.spec_from_file_location(Path(relpath).stem, paths.REPO_ROOT / relpath)
+            loaded[relpath] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded[relpath])
+        return loaded[relpath]
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """scripts/selection_study.py: each validation clip selects the first step at its highest PSNR (as the trainer keeps
 its best), the selections read only their own column, and the committed study's selections are its rows'."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,11 +10,9 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results" / "selection-study.json"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("selection_study", REPO / "scripts" / "selection_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture(scope="module")
+def mod(repo_script):
+    return repo_script("scripts/selection_study.py")
 
 
 ROWS = [  # step, two validation clips, two held-out clips
@@ -28,28 +25,26 @@ for r in ROWS:
     r["heldout/mean"] = (r["heldout/x"] + r["heldout/y"]) / 2
 
 
-def test_each_clip_selects_the_first_step_at_its_highest_validation_psnr():
-    s = _script().selections(ROWS, ["a", "b"], ["x", "y"])
+def test_each_clip_selects_the_first_step_at_its_highest_validation_psnr(mod):
+    s = mod.selections(ROWS, ["a", "b"], ["x", "y"])
     assert (s["val=a"]["step"], s["val=b"]["step"]) == (50, 150)  # a ties at 50 and 100: the first, as the trainer
     assert s["val=mean"]["step"] == 100 and s["last"]["step"] == 150 and s["oracle"]["step"] == 100
     assert s["val=a"] == {"how": "best validation PSNR on a", "step": 50, "x": 12.0, "y": 12.0, "mean": 12.0}
     # a selection reads its own validation column only: the held-out figures cannot move it
     moved = [dict(r, **{"heldout/x": 30.0, "heldout/mean": 21.0}) if r["step"] == 150 else r for r in ROWS]
-    assert _script().selections(moved, ["a"], ["x", "y"])["val=a"]["step"] == 50
+    assert mod.selections(moved, ["a"], ["x", "y"])["val=a"]["step"] == 50
 
 
-def test_rank_agreement_is_spearman_over_the_later_steps():
-    mod = _script()
+def test_rank_agreement_is_spearman_over_the_later_steps(mod):
     assert mod.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0 and mod.spearman([1, 2, 3], [3, 2, 1]) == -1.0
     a = mod.agreement(ROWS, ["a", "b"])  # steps from 150 / 4 on: 50, 100, 150
     assert (a["from_step"], a["steps"]) == (50, 3)
     assert a["val=b"] == round(mod.spearman([11.0, 12.5, 13.0], [12.0, 13.5, 12.5]), 3) == 0.5
 
 
-def test_the_committed_study_selections_are_its_rows():
+def test_the_committed_study_selections_are_its_rows(mod):
     if not RESULTS.is_file():
         pytest.skip("docs/results/selection-study.json is not committed")
-    mod = _script()
     for run in json.loads(RESULTS.read_text())["runs"]:
         vals = [k[len("val/"):] for k in run["rows"][0] if k.startswith("val/")]
         assert run["selections"] == mod.selections(run["rows"], vals, list(run["teacher_heldout"])), run["run"]
@@ -60,8 +55,7 @@ def test_the_committed_study_selections_are_its_rows():
     assert mod.table(json.loads(RESULTS.read_text())["runs"]) in page  # the page's tables are the JSON rendered
 
 
-def test_studies_against_the_teacher_add_their_own_column_and_agreement():
-    mod = _script()
+def test_studies_against_the_teacher_add_their_own_column_and_agreement(mod):
     rows = [dict(r, **{"val_teacher/a": 30.0 + i, "val_teacher/b": 35.0 - i, "heldout_teacher/mean": 25.0 + i})
             for i, r in enumerate(ROWS)]
     vs_teacher = mod.agreement(rows, ["a", "b"], column="val_teacher", target="heldout_teacher/mean")
