@@ -23,6 +23,11 @@ After a change to the card code, ``rerender`` writes a shipped folder's README.m
 record and numbers untouched):
 
     python -m lab ship --rerender mini-wan-flash tae-64-wan | all
+
+After its teacher is shipped again (new decoder weights, the same encoder), ``rescore`` measures a shipped student's
+held-out table again, its teacher's column included; the weights stay, the record and the card say when and why:
+
+    python -m lab ship --rescore tae-64-wan tae-temporal-64-wan
 """
 
 from __future__ import annotations
@@ -80,9 +85,13 @@ def _moved(value, out: str | None, run: str):
 
 
 @torch.no_grad()
-def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17, teacher_weights: str | None = None) -> dict:
+def heldout_scores(decoder_folder: Path, teacher: str, frames: int = 17, teacher_weights: str | None = None,
+                   seed: int = 0) -> dict:
     """{clip: {psnr, ssim, frames, size, teacher_psnr, teacher_ssim}} of the shipped weights (in float32), on
-    the latents of the teacher the run distilled from (``teacher_weights``: the run's ``teacher_weights``)."""
+    the latents of the teacher the run distilled from (``teacher_weights``: the run's ``teacher_weights``;
+    ``seed``: the run's seed, which the trainer sets before it builds the teacher, so that a random-weight
+    teacher is the very one the run distilled from)."""
+    torch.manual_seed(seed)
     tea = load_decoder(teacher, weights=teacher_weights, dtype=torch.float32).eval()
     dec = load_decoder(str(decoder_folder), dtype=torch.float32).eval()
     out = {}
@@ -189,13 +198,25 @@ def student_card(info: dict) -> cards.Card:
                   cards.heldout_section(
                       "the shipped weights, computed in float32", info["heldout"], reference=cfg["teacher"],
                       intro=f"{cfg['teacher']}'s encoder makes the latents; this decoder and {cfg['teacher']}'s own "
-                            f"decoder decode them."),
+                            f"decoder decode them.{_rescored(info)}"),
                   cards.reproduce(
                       f"{info['command']}\npython -m lab ship --run {info['run']} --config {info['config_path']} "
                       f"--name {info['name']} --weights {info['which']}"
                       f"{' --fp32' if info['weights_dtype'] == 'float32' else ''}",
                       after=f"The first command trains (CPU float results match up to summation order); the second "
                             f"writes this folder\nfrom the run's {info['which']} weights and regenerates this card.")])
+
+
+def _rescored(info: dict) -> str:
+    """The card's word on a table measured again after the teacher changed (``rescore``), or ''."""
+    done = info.get("rescored") or []
+    if not done:
+        return ""
+    last, teacher = done[-1], info["config"]["teacher"]
+    was = "; ".join(f"{clip} {m['psnr']:.2f} dB (teacher {m['teacher_psnr']:.2f})" for clip, m in last["before"].items())
+    return (f"\nMeasured again on {last['date']} (`python -m lab ship --rescore {info['name']}`) after {teacher} was "
+            f"shipped again: this\ndecoder was trained with the {teacher} of {info['started'][:10]}. "
+            f"Before: {was}.")
 
 
 def _held_out(d: dict) -> str:
@@ -287,7 +308,8 @@ def ship(run: str | Path, config_path: str | None = None, name: str | None = Non
         "machine": machine(info["config"]),
         "command": f"python -m lab distill --config {config_path} --out {run} --json",
         "which": which, "selection": _selection(which, info),
-        "heldout": heldout_scores(dest, info["config"]["teacher"], frames, info["config"].get("teacher_weights")),
+        "heldout": heldout_scores(dest, info["config"]["teacher"], frames, info["config"].get("teacher_weights"),
+                                  info["config"].get("seed", 0)),
     }
     cards.write_shipped(dest, provenance(card), student_card)
     return {k: card[k] for k in ("name", "step", "train_s", "wall_s", "weights_bytes", "heldout")} | {"folder": str(dest)}
@@ -335,6 +357,27 @@ def shipped_folders(names: list[str]) -> list[Path]:
         raise LabError(f"no shipped model folder {', '.join(missing)}; name a folder under {paths.checkpoints_dir()} "
                        f"(python -m lab models lists them), a folder path, or 'all'")
     return folders
+
+
+def rescore(folder: str | Path) -> dict:
+    """Measure a shipped student's held-out table again (``heldout_scores``, at the frames it was scored at) and
+    write its record and card, the weights untouched: after its teacher was shipped again, the teacher's column
+    (and, if the latents moved, the student's own) describes the teacher of the day. The record's ``rescored``
+    lists each such date with both tables, so the card can say which teacher the student trained against."""
+    folder = Path(folder)
+    record = cards.read_provenance(folder)
+    if record is None or record.get("kind") != "student":
+        what = "has no provenance.json" if record is None else f"is a {record.get('kind')} (its scores are its own)"
+        raise LabError(f"{folder} {what}; --rescore measures a shipped student or lightweight decoder again "
+                       f"against its teacher (python -m lab ship --run RUN ships one)")
+    frames = next(iter(record["heldout"].values()), {}).get("frames", 17)
+    cfg = record["config"]
+    new = heldout_scores(folder, cfg["teacher"], frames, cfg.get("teacher_weights"), cfg.get("seed", 0))
+    entry = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "teacher": record["config"]["teacher"],
+             "before": record["heldout"], "after": new}
+    record = record | {"heldout": new, "rescored": [*record.get("rescored", []), entry]}
+    cards.write_shipped(folder, record, student_card)
+    return {"name": record["name"], "folder": str(folder), "before": entry["before"], "heldout": new}
 
 
 def rerender(folder: str | Path) -> dict:

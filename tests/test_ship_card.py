@@ -12,7 +12,8 @@ from lab import cards, paths
 from lab.distill.config import load_config
 from lab.errors import LabError
 from lab.runs.store import RunStore
-from lab.ship import _selection, heldout_scores, machine, provenance, rerender, ship, shipped_folders, student_card
+from lab.ship import (_selection, heldout_scores, machine, provenance, rerender, rescore, ship, shipped_folders,
+                      student_card)
 
 SCORES = {"carphone": {"psnr": 17.55, "ssim": 0.5045, "teacher_psnr": 18.02, "teacher_ssim": 0.5224, "frames": 17,
                        "size": [144, 176]},
@@ -136,6 +137,33 @@ def test_ship_writes_the_record_and_the_card_rendered_from_it(tmp_path, sample_c
     assert student_card(record).render() == (dest / "README.md").read_text()
     assert weights_provenance(str(dest)) == f"shipped/README.md: {record['selection']}"
     assert load_decoder(str(dest)).name == "tiny-flash"
+    # --rescore measures the same table again (same teacher here, so the same figures) at the frames it was
+    # scored at, and keeps the weights; the record lists the rescoring with the table it replaced
+    weights = (dest / "diffusion_pytorch_model.safetensors").read_bytes()
+    again = rescore(dest)
+    assert again["heldout"] == record["heldout"] and again["before"] == record["heldout"]
+    rescored = cards.read_provenance(dest)
+    assert [r["before"] for r in rescored["rescored"]] == [record["heldout"]]
+    assert rescored["heldout"]["carphone"]["frames"] == 5
+    assert (dest / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    assert student_card(rescored).render() == (dest / "README.md").read_text()
+
+
+def test_a_rescored_card_gives_the_table_it_replaced_and_whose_teacher_trained_it(tmp_path, monkeypatch):
+    folder = tmp_path / "tae-64-wan"
+    cards.write_shipped(folder, provenance(student_info()), student_card)
+    new = {clip: m | {"teacher_psnr": m["teacher_psnr"] + 1.5} for clip, m in SCORES.items()}
+    asked = []
+    monkeypatch.setattr("lab.ship.heldout_scores", lambda f, teacher, frames, weights, seed: asked.append(
+        (teacher, frames, weights, seed)) or new)
+    result = rescore(folder)
+    assert asked == [("mini-wan", 17, None, 0)] and result["heldout"] == new and result["before"] == SCORES
+    text = (folder / "README.md").read_text()
+    assert "| carphone | 17 | 176x144 | 17.55 | 0.5045 | 19.52 | 0.5224 |" in text
+    assert "after mini-wan was shipped again" in text and "trained with the mini-wan of 2026-11-23" in text
+    assert "Before: carphone 17.55 dB (teacher 18.02); bikes-heldout 17.72 dB (teacher 17.39)." in text
+    with pytest.raises(LabError, match="has no provenance.json"):
+        rescore(tmp_path / "nothing")
 
 
 def test_the_selection_line_says_whether_validation_looked_at_a_held_out_clip():

@@ -16,6 +16,9 @@ def add_arguments(p):
                       help="write the README.md card of these shipped models (names under data/checkpoints, folders, "
                            "or 'all') again from their provenance.json, after a change to the card code; nothing "
                            "else is written")
+    what.add_argument("--rescore", nargs="+", metavar="NAME", default=None,
+                      help="measure these shipped students' held-out tables again (names, folders or 'all' students) "
+                           "after their teacher was shipped again, and write their records and cards; weights stay")
     p.add_argument("--config", default=None,
                    help="the config file a distillation run was started with (for the card; required for one)")
     p.add_argument("--name", default=None,
@@ -32,23 +35,40 @@ def run(args):
     # deferred: torch and the shipper load when the command runs, not for --help
     import torch
 
+    from lab.cards import read_provenance
     from lab.errors import LabError
-    from lab.ship import rerender, ship, shipped_folders
-    if args.rerender:
+    from lab.ship import rerender, rescore, ship, shipped_folders
+    if args.rerender or args.rescore:
+        flag = "--rerender only renders cards" if args.rerender else "--rescore only measures shipped models again"
         given = [opt for opt in ("config", "name", "dest", "weights") if getattr(args, opt) is not None]
         given += ["fp32"] if args.fp32 else []
         if given:
-            raise LabError(f"--rerender only renders cards from their records; drop --{', --'.join(given)}")
+            raise LabError(f"{flag} from their records; drop --{', --'.join(given)}")
+    if args.rerender:
         return {"rerendered": [rerender(f) for f in shipped_folders(args.rerender)]}
-    if args.dest:
-        args.dest = str(check_writable(args.dest, "--dest"))
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rescore:
+        folders = shipped_folders(args.rescore)
+        if "all" in args.rescore:  # every student; the teachers' own scores do not depend on another model
+            folders = [f for f in folders if read_provenance(f).get("kind") == "student"]
+        return {"rescored": [rescore(f) for f in folders]}
+    if args.dest:
+        args.dest = str(check_writable(args.dest, "--dest"))
     return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None,
                 which=args.weights or "last")
 
 
 def render(result):
+    if "rescored" in result:
+        lines = []
+        for r in result["rescored"]:
+            lines.append(f"{r['folder']}: held-out table measured again; record and card written")
+            for clip, s in r["heldout"].items():
+                was = r["before"].get(clip, {})
+                lines.append(f"  {clip}: {s['psnr']:.2f} dB (was {was.get('psnr', float('nan')):.2f}), teacher "
+                             f"{s['teacher_psnr']:.2f} dB (was {was.get('teacher_psnr', float('nan')):.2f})")
+        return "\n".join(lines)
     if "rerendered" in result:
         return "\n".join(f"{r['folder']}/README.md: {'rendered again from its record' if r['changed'] else 'unchanged'}"
                          for r in result["rerendered"])
