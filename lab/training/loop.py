@@ -218,8 +218,12 @@ class _Loop:
         task = self.task
         cad = task.cadence
         metrics = None
-        if not interrupted and not (cad.eval_every and self.step % cad.eval_every == 0):
-            metrics = self._evaluate()  # the final student or model, when the last step was not validated
+        # The final student or model, when the last step was not validated and the run ended on its own: at its
+        # planned step or at its time budget (a teacher's --max-minutes: the exported step, so the learning
+        # curve must reach it), not on a signal or --stop-at.
+        ended = not signalled and task.done(self.step, self.wall)
+        if ended and not (cad.eval_every and self.step % cad.eval_every == 0):
+            metrics = self._evaluate()
         self._checkpoint()
         final = task.final(self.step, self.wall, metrics, signalled)
         if self.store:

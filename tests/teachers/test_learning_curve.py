@@ -44,6 +44,17 @@ def test_the_run_scores_the_held_out_clips_as_it_trains(tmp_path, bundled_window
     assert json.loads((out / "provenance.json").read_text())["curve"] == curve
 
 
+def test_a_run_that_spends_its_time_budget_scores_its_last_step(tmp_path, bundled_windows, sample_clips):
+    # --max-minutes ends a teacher run where it is exported: the curve must reach that step, even off the cadence
+    run = tmp_path / "run"
+    result = train(tiny(steps=1000, max_minutes=1e-4, eval_every=100), run, data=bundled_windows)
+    assert result["stopped_by"] == "time" and 1 <= result["step"] < 100
+    assert [p["step"] for p in learning_curve(run)] == [0, result["step"]]
+    # --stop-at is an interruption, as a signal is: no extra evaluation
+    train(tiny(steps=10, eval_every=100), tmp_path / "cut", data=bundled_windows, stop_at=3)
+    assert [p["step"] for p in learning_curve(tmp_path / "cut")] == [0]
+
+
 def test_without_eval_every_there_is_no_curve(tmp_path, bundled_windows):
     run = tmp_path / "run"
     train(tiny(steps=2), run, data=bundled_windows)
