@@ -215,7 +215,7 @@ def _rescored(info: dict) -> str:
     last, teacher = done[-1], info["config"]["teacher"]
     was = "; ".join(f"{clip} {m['psnr']:.2f} dB (teacher {m['teacher_psnr']:.2f})" for clip, m in last["before"].items())
     return (f"\nMeasured again on {last['date']} (`python -m lab ship --rescore {info['name']}`) after {teacher} was "
-            f"shipped again: this\ndecoder was trained with the {teacher} of {info['started'][:10]}. "
+            f"shipped again; this\ndecoder trained (from {info['started']}) with the {teacher} of that time. "
             f"Before: {was}.")
 
 

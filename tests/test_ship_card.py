@@ -160,7 +160,8 @@ def test_a_rescored_card_gives_the_table_it_replaced_and_whose_teacher_trained_i
     assert asked == [("mini-wan", 17, None, 0)] and result["heldout"] == new and result["before"] == SCORES
     text = (folder / "README.md").read_text()
     assert "| carphone | 17 | 176x144 | 17.55 | 0.5045 | 19.52 | 0.5224 |" in text
-    assert "after mini-wan was shipped again" in text and "trained with the mini-wan of 2026-11-23" in text
+    assert "after mini-wan was shipped again" in text
+    assert "trained (from 2026-11-23 16:35 UTC) with the mini-wan of that time" in text
     assert "Before: carphone 17.55 dB (teacher 18.02); bikes-heldout 17.72 dB (teacher 17.39)." in text
     with pytest.raises(LabError, match="has no provenance.json"):
         rescore(tmp_path / "nothing")
