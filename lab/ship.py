@@ -191,7 +191,7 @@ def student_card(info: dict) -> cards.Card:
         name=info["name"], title=info["title"], intro=info["what"], load=info["load"],
         facts=[f"architecture: {dec['description']}",
                cards.parameters(f"{dec['params'] / 1e6:.3f}M (decoder)", info["weights_dtype"], info["weights_bytes"]),
-               cards.trained(f"{info['step']} steps ({phases})", info["train_s"],
+               cards.trained(f"{info['step']} steps ({phases}){_after_warm_start(info)}", info["train_s"],
                              info["train_s"] / max(1, info["step"]), info["started"], wall_s=info["wall_s"]),
                cards.machine(info["machine"], cpu_caveat(info["step"]))],
         sections=[("Data", _data(cfg, info["held_out"], info["selection"])), ("Recipe", _recipe(info)),
@@ -204,7 +204,66 @@ def student_card(info: dict) -> cards.Card:
                       f"--name {info['name']} --weights {info['which']}"
                       f"{' --fp32' if info['weights_dtype'] == 'float32' else ''}",
                       after=f"The first command trains (CPU float results match up to summation order); the second "
-                            f"writes this folder\nfrom the run's {info['which']} weights and regenerates this card.")])
+                            f"writes this folder\nfrom the run's {info['which']} weights and regenerates this card.",
+                      before=_warm_start_text(info))])
+
+
+def warm_start(student: dict) -> dict | None:
+    """What a run's student started from when it was a shipped decoder's own weights (``student``: the config's
+    ``student`` table with a ``folder`` and no ``weights = "random"``): the folder, and from its record the step, and
+    the commands that made it, its own warm start included. None for a student built from the teacher or trained
+    from scratch. Read at ship time, before a new ship replaces that folder."""
+    folder = student.get("folder")
+    if not folder or student.get("weights") is not None:
+        return None  # built by prune + swap, from random weights, or from weights the config names
+    path = Path(folder).expanduser()
+    path = path if path.is_dir() else paths.checkpoints_dir() / folder
+    record = cards.read_provenance(path) if path.is_dir() else None
+    if record is None:
+        return {"folder": cards.shown(path), "name": folder, "step": None, "commands": [], "init_from": None}
+    ship_cmd = (f"python -m lab ship --run {record['run']} --config {record['config_path']} --name {record['name']} "
+                f"--weights {record['which']}{' --fp32' if record.get('weights_dtype') == 'float32' else ''}")
+    return {"folder": cards.shown(path), "name": record["name"], "step": record["step"],
+            "started": record.get("started"), "commands": [*record["train_commands"], ship_cmd],
+            "init_from": record.get("init_from")}
+
+
+def _after_warm_start(info: dict) -> str:
+    """The trained line's word on the steps before this run, or ''."""
+    init = info.get("init_from")
+    if not init or init.get("step") is None:
+        return ""
+    return f", after the {init['step']} steps of `{init['name']}` it started from"
+
+
+def _fine_tuned(init: dict | None, what: str) -> str:
+    """The card's opening words (``what`` the decoder is), for a run that started from a shipped decoder's weights
+    preceded by what it was fine-tuned from."""
+    if not init:
+        return what
+    steps = f" (step {init['step']} of its run)" if init.get("step") is not None else ""
+    return (f"Fine-tuned from `{init['name']}` as shipped then{steps}; the Reproduce section gives both runs. "
+            f"That decoder was {what[0].lower()}{what[1:]}")
+
+
+def _warm_start_commands(init: dict | None) -> list[str]:
+    """The commands that made a warm start, oldest first (its own warm start's before its own)."""
+    if not init:
+        return []
+    return [*_warm_start_commands(init.get("init_from")), *init["commands"]]
+
+
+def _warm_start_text(info: dict) -> str:
+    """The card's Reproduce preamble for a warm-started student, or ''."""
+    init = info.get("init_from")
+    if not init:
+        return ""
+    what = (f"`{init['folder']}` as shipped then (step {init['step']} of its run, started {init['started']})"
+            if init.get("step") is not None else f"`{init['folder']}` (a folder without a provenance record)")
+    commands = _warm_start_commands(init)
+    made = ("; those weights were made by:\n\n```\n" + "\n".join(commands) + "\n```\nthen:\n\n" if commands else
+            "; how those weights were made was not recorded. Then:\n\n")
+    return f"Warm-started from {what}{made}"
 
 
 def _rescored(info: dict) -> str:
@@ -276,6 +335,7 @@ def ship(run: str | Path, config_path: str | None = None, name: str | None = Non
         raise LabError(f"{run} has no saved {which} student ({last}); was it written by `python -m lab distill`?")
     name = name or run.name
     dest = Path(dest) if dest else paths.checkpoints_dir() / name
+    init = warm_start(info["config"]["student"])  # read before dest, which may be that very folder, is replaced
     dec = load_decoder(str(last), dtype=torch.float32)
     lightweight = isinstance(dec, LightweightAdapter)
     fp16 = lightweight if fp16 is None else fp16
@@ -298,10 +358,12 @@ def ship(run: str | Path, config_path: str | None = None, name: str | None = Non
         "started": info["started"],
         "title": (f"lightweight decoder for {info['config']['teacher']} latents" if lightweight else
                   f"Flash-VAED student of {info['config']['teacher']}"),
-        "what": ("Trained from scratch against the frozen encoder: a lightweight decoder, the second line of work "
-                 "in the lab's README (TAE-192, EfficientViT/DC-AE, TAE-Temporal)." if lightweight else
-                 "Distilled from the teacher's decoder with Flash-VAED (ICML 2026): independence-aware channel "
-                 "pruning, cheaper operators, three-phase distillation (the lab's README, \"The pipeline\")."),
+        "what": _fine_tuned(init, ("Trained from scratch against the frozen encoder: a lightweight decoder, the "
+                                      "second line of work in the lab's README (TAE-192, EfficientViT/DC-AE, "
+                                      "TAE-Temporal)." if lightweight else
+                                      "Distilled from the teacher's decoder with Flash-VAED (ICML 2026): "
+                                      "independence-aware channel pruning, cheaper operators, three-phase "
+                                      "distillation (the lab's README, \"The pipeline\").")),
         "load": f'load_decoder("{name}")' if name in registered else f'load_decoder("{cards.shown(dest)}")',
         "decoder": {"description": description, "params": dec.decoder_params()},
         "weights_dtype": "fp16" if fp16 else "float32", "weights_bytes": sum(p.stat().st_size for p in weights),
@@ -310,7 +372,7 @@ def ship(run: str | Path, config_path: str | None = None, name: str | None = Non
         "which": which, "selection": _selection(which, info),
         "heldout": heldout_scores(dest, info["config"]["teacher"], frames, info["config"].get("teacher_weights"),
                                   info["config"].get("seed", 0)),
-    }
+    } | ({"init_from": init} if init else {})
     cards.write_shipped(dest, provenance(card), student_card)
     return {k: card[k] for k in ("name", "step", "train_s", "wall_s", "weights_bytes", "heldout")} | {"folder": str(dest)}
 

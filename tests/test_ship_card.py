@@ -246,3 +246,30 @@ def test_a_run_moved_after_it_finished_names_its_files_where_they_are_now():
         "store": "runs/lightweight/run/store.sqlite", "other": "/tmp/x/run2/best",  # another folder: as it was
         "warnings": ["see /tmp/x/run/best"]}                                      # prose: as written
     assert _moved(final, "/tmp/x/run", "/tmp/x/run") is final  # shipped from where it ran: as recorded
+
+
+def test_a_student_fine_tuned_from_a_shipped_decoder_names_it_and_the_commands_that_made_it(tmp_path, monkeypatch):
+    # A config whose student.folder is a shipped decoder (its own weights) fine-tunes it: the new card must say so
+    # and reproduce both runs, since shipping replaces that folder. Read from the folder's record.
+    from lab.ship import warm_start
+    monkeypatch.setattr(paths, "checkpoints_dir", lambda: tmp_path)
+    cards.write_shipped(tmp_path / "tae-64-wan", provenance(student_info()), student_card)
+    init = warm_start({"folder": "tae-64-wan"})
+    assert (init["name"], init["step"], init["started"]) == ("tae-64-wan", 480, "2026-11-23 16:35 UTC")
+    assert init["commands"] == [
+        "python -m lab distill --config configs/lightweight/tae-64-wan.toml --out runs/lightweight/tae-64-wan --json",
+        "python -m lab ship --run runs/lightweight/tae-64-wan --config configs/lightweight/tae-64-wan.toml "
+        "--name tae-64-wan --weights best"]
+    assert warm_start({"folder": "tae-64-wan", "weights": "random"}) is None and warm_start({"keep": 0.25}) is None
+    (tmp_path / "elsewhere").mkdir()
+    assert warm_start({"folder": str(tmp_path / "elsewhere")})["commands"] == []  # no record: nothing to vouch for
+
+    info = student_info(which="last") | {"init_from": init, "step": 250, "run": "runs/lightweight/tae-64-wan-long",
+                                         "config_path": "configs/lightweight/tae-64-wan-long.toml"}
+    info["what"] = "Fine-tuned from `tae-64-wan` as shipped then (step 480 of its run)."
+    text = student_card(cards.write_shipped(tmp_path / "new", provenance(info), student_card)).render()
+    assert "250 steps (train 0-480), after the 480 steps of `tae-64-wan` it started from" in text
+    reproduce = text.split("## Reproduce", 1)[1]
+    assert reproduce.index(f"Warm-started from `{init['folder']}` as shipped then (step 480 of its run") < reproduce.index(
+        init["commands"][0]) < reproduce.index(init["commands"][1]) < reproduce.index(
+        "--config configs/lightweight/tae-64-wan-long.toml")
