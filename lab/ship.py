@@ -212,7 +212,8 @@ def warm_start(student: dict) -> dict | None:
     """What a run's student started from when it was a shipped decoder's own weights (``student``: the config's
     ``student`` table with a ``folder`` and no ``weights = "random"``): the folder, and from its record the step, and
     the commands that made it, its own warm start included. None for a student built from the teacher or trained
-    from scratch. Read at ship time, before a new ship replaces that folder."""
+    from scratch. Read at ship time, before a new ship replaces that folder. ``step`` is the length of that run,
+    ``weights_step`` the step its shipped weights are (its best validation step, when it shipped that)."""
     folder = student.get("folder")
     if not folder or student.get("weights") is not None:
         return None  # built by prune + swap, from random weights, or from weights the config names
@@ -223,9 +224,17 @@ def warm_start(student: dict) -> dict | None:
         return {"folder": cards.shown(path), "name": folder, "step": None, "commands": [], "init_from": None}
     ship_cmd = (f"python -m lab ship --run {record['run']} --config {record['config_path']} --name {record['name']} "
                 f"--weights {record['which']}{' --fp32' if record.get('weights_dtype') == 'float32' else ''}")
+    best = record.get("which") == "best" and record.get("final", {}).get("best_step") is not None
     return {"folder": cards.shown(path), "name": record["name"], "step": record["step"],
+            "weights_step": record["final"]["best_step"] if best else record["step"],
             "started": record.get("started"), "commands": [*record["train_commands"], ship_cmd],
             "init_from": record.get("init_from")}
+
+
+def _weights_step(init: dict) -> str:
+    """Which step of its run a warm start's weights are: 'step 2350 of its 2400-step run'."""
+    at = init.get("weights_step", init["step"])
+    return f"step {at} of its run" if at == init["step"] else f"step {at} of its {init['step']}-step run"
 
 
 def _after_warm_start(info: dict) -> str:
@@ -233,7 +242,7 @@ def _after_warm_start(info: dict) -> str:
     init = info.get("init_from")
     if not init or init.get("step") is None:
         return ""
-    return f", after the {init['step']} steps of `{init['name']}` it started from"
+    return f", after the {init.get('weights_step', init['step'])} steps of `{init['name']}` it started from"
 
 
 def _fine_tuned(init: dict | None, what: str) -> str:
@@ -241,7 +250,7 @@ def _fine_tuned(init: dict | None, what: str) -> str:
     preceded by what it was fine-tuned from."""
     if not init:
         return what
-    steps = f" (step {init['step']} of its run)" if init.get("step") is not None else ""
+    steps = f" ({_weights_step(init)})" if init.get("step") is not None else ""
     return (f"Fine-tuned from `{init['name']}` as shipped then{steps}; the Reproduce section gives both runs. "
             f"That decoder was {what[0].lower()}{what[1:]}")
 
@@ -258,7 +267,7 @@ def _warm_start_text(info: dict) -> str:
     init = info.get("init_from")
     if not init:
         return ""
-    what = (f"`{init['folder']}` as shipped then (step {init['step']} of its run, started {init['started']})"
+    what = (f"`{init['folder']}` as shipped then ({_weights_step(init)}, started {init['started']})"
             if init.get("step") is not None else f"`{init['folder']}` (a folder without a provenance record)")
     commands = _warm_start_commands(init)
     made = ("; those weights were made by:\n\n```\n" + "\n".join(commands) + "\n```\nthen:\n\n" if commands else

@@ -255,7 +255,9 @@ def test_a_student_fine_tuned_from_a_shipped_decoder_names_it_and_the_commands_t
     monkeypatch.setattr(paths, "checkpoints_dir", lambda: tmp_path)
     cards.write_shipped(tmp_path / "tae-64-wan", provenance(student_info()), student_card)
     init = warm_start({"folder": "tae-64-wan"})
-    assert (init["name"], init["step"], init["started"]) == ("tae-64-wan", 480, "2026-11-23 16:35 UTC")
+    # it shipped its best validation step (300) of a 480-step run
+    assert (init["name"], init["step"], init["weights_step"], init["started"]) == ("tae-64-wan", 480, 300,
+                                                                                   "2026-11-23 16:35 UTC")
     assert init["commands"] == [
         "python -m lab distill --config configs/lightweight/tae-64-wan.toml --out runs/lightweight/tae-64-wan --json",
         "python -m lab ship --run runs/lightweight/tae-64-wan --config configs/lightweight/tae-64-wan.toml "
@@ -266,10 +268,10 @@ def test_a_student_fine_tuned_from_a_shipped_decoder_names_it_and_the_commands_t
 
     info = student_info(which="last") | {"init_from": init, "step": 250, "run": "runs/lightweight/tae-64-wan-long",
                                          "config_path": "configs/lightweight/tae-64-wan-long.toml"}
-    info["what"] = "Fine-tuned from `tae-64-wan` as shipped then (step 480 of its run)."
+    info["what"] = "Fine-tuned from `tae-64-wan` as shipped then (step 300 of its 480-step run)."
     text = student_card(cards.write_shipped(tmp_path / "new", provenance(info), student_card)).render()
-    assert "250 steps (train 0-480), after the 480 steps of `tae-64-wan` it started from" in text
+    assert "250 steps (train 0-480), after the 300 steps of `tae-64-wan` it started from" in text
     reproduce = text.split("## Reproduce", 1)[1]
-    assert reproduce.index(f"Warm-started from `{init['folder']}` as shipped then (step 480 of its run") < reproduce.index(
+    assert reproduce.index(f"Warm-started from `{init['folder']}` as shipped then (step 300 of its 480-step run") < reproduce.index(
         init["commands"][0]) < reproduce.index(init["commands"][1]) < reproduce.index(
         "--config configs/lightweight/tae-64-wan-long.toml")
