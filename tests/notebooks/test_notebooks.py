@@ -19,7 +19,7 @@ NOTEBOOKS = sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb"))
 SMALL = {
     "00_tour.ipynb": {"frames": 5, "size": "32x32", "profile_repeats": 1},
     "01_channel_independence.ipynb": {"frames": 5, "size": "32x32"},
-    "02_pruning.ipynb": {"ratios": [0.25, 0.5]},
+    "02_pruning.ipynb": {"ratios": [0.125, 0.5]},
     "03_operator_swap.ipynb": {"frames": 5, "size": "32x32", "repeats": 1},
     "04_distillation.ipynb": {"steps_per_phase": 2, "eval_every": 2},
     "05_lightweight_decoders.ipynb": {"train_steps": 2},
