@@ -200,12 +200,16 @@ def student_card(info: dict) -> cards.Card:
                       intro=f"{cfg['teacher']}'s encoder makes the latents; this decoder and {cfg['teacher']}'s own "
                             f"decoder decode them.{_rescored(info)}"),
                   cards.reproduce(
-                      f"{info['command']}\npython -m lab ship --run {info['run']} --config {info['config_path']} "
-                      f"--name {info['name']} --weights {info['which']}"
-                      f"{' --fp32' if info['weights_dtype'] == 'float32' else ''}",
+                      f"{info['command']}\n{ship_command(info)}",
                       after=f"The first command trains (CPU float results match up to summation order); the second "
                             f"writes this folder\nfrom the run's {info['which']} weights and regenerates this card.",
                       before=_warm_start_text(info))])
+
+
+def ship_command(record: dict) -> str:
+    """The ``python -m lab ship`` command that wrote a shipped student (``record``: its provenance record)."""
+    return (f"python -m lab ship --run {record['run']} --config {record['config_path']} --name {record['name']} "
+            f"--weights {record['which']}{' --fp32' if record['weights_dtype'] == 'float32' else ''}")
 
 
 def warm_start(student: dict) -> dict | None:
@@ -217,17 +221,14 @@ def warm_start(student: dict) -> dict | None:
     folder = student.get("folder")
     if not folder or student.get("weights") is not None:
         return None  # built by prune + swap, from random weights, or from weights the config names
-    path = Path(folder).expanduser()
-    path = path if path.is_dir() else paths.checkpoints_dir() / folder
+    path = shipped_folder(folder)
     record = cards.read_provenance(path) if path.is_dir() else None
     if record is None:
         return {"folder": cards.shown(path), "name": folder, "step": None, "commands": [], "init_from": None}
-    ship_cmd = (f"python -m lab ship --run {record['run']} --config {record['config_path']} --name {record['name']} "
-                f"--weights {record['which']}{' --fp32' if record.get('weights_dtype') == 'float32' else ''}")
     best = record.get("which") == "best" and record.get("final", {}).get("best_step") is not None
     return {"folder": cards.shown(path), "name": record["name"], "step": record["step"],
             "weights_step": record["final"]["best_step"] if best else record["step"],
-            "started": record.get("started"), "commands": [*record["train_commands"], ship_cmd],
+            "started": record.get("started"), "commands": [*record["train_commands"], ship_command(record)],
             "init_from": record.get("init_from")}
 
 
@@ -412,17 +413,25 @@ def ship_teacher(run: Path, config_path: str | None = None, name: str | None = N
 CARD_BUILDERS = {"student": student_card, "teacher": teacher_card}
 
 
-def shipped_folders(names: list[str]) -> list[Path]:
+def shipped_folder(name: str) -> Path:
+    """The folder ``name`` points at: a folder path as given, else the name under data/checkpoints (it may not
+    exist: callers say what is missing)."""
+    path = Path(name).expanduser()
+    return path if path.is_dir() else paths.checkpoints_dir() / name
+
+
+def shipped_folders(names: list[str], kind: str | None = None) -> list[Path]:
     """The folders ``names`` point at: a folder path, a name under data/checkpoints, or 'all' (every folder there
-    with a provenance record)."""
+    with a provenance record, of ``kind`` only when given: 'student' or 'teacher')."""
     if "all" in names:
         root = paths.checkpoints_dir()
         found = sorted(p for p in root.iterdir() if (p / cards.PROVENANCE_FILE).is_file()) if root.is_dir() else []
+        found = [p for p in found if kind is None or cards.read_provenance(p).get("kind") == kind]
         if not found:
-            raise LabError(f"no shipped model with a {cards.PROVENANCE_FILE} under {root}; ship one first "
+            raise LabError(f"no shipped {kind or 'model'} with a {cards.PROVENANCE_FILE} under {root}; ship one first "
                            f"(python -m lab ship --run RUN)")
         return found
-    folders = [Path(n).expanduser() if Path(n).expanduser().is_dir() else paths.checkpoints_dir() / n for n in names]
+    folders = [shipped_folder(n) for n in names]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise LabError(f"no shipped model folder {', '.join(missing)}; name a folder under {paths.checkpoints_dir()} "
@@ -444,7 +453,7 @@ def rescore(folder: str | Path) -> dict:
     frames = next(iter(record["heldout"].values()), {}).get("frames", 17)
     cfg = record["config"]
     new = heldout_scores(folder, cfg["teacher"], frames, cfg.get("teacher_weights"), cfg.get("seed", 0))
-    entry = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "teacher": record["config"]["teacher"],
+    entry = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "teacher": cfg["teacher"],
              "before": record["heldout"], "after": new}
     record = record | {"heldout": new, "rescored": [*record.get("rescored", []), entry]}
     cards.write_shipped(folder, record, student_card)

@@ -223,6 +223,9 @@ def test_rerender_all_is_every_folder_with_a_record(tmp_path, monkeypatch):
     (tmp_path / "notes").mkdir()  # no record: not the lab's
     monkeypatch.setattr(paths, "checkpoints_dir", lambda: tmp_path)
     assert shipped_folders(["all"]) == [tmp_path / "a", tmp_path / "b"]
+    assert shipped_folders(["all"], kind="student") == [tmp_path / "a", tmp_path / "b"]  # --rescore all
+    with pytest.raises(LabError, match="no shipped teacher with a provenance.json"):
+        shipped_folders(["all"], kind="teacher")
     assert shipped_folders([str(tmp_path / "notes")]) == [tmp_path / "notes"]  # a folder path as given
 
 

@@ -35,7 +35,6 @@ def run(args):
     # deferred: torch and the shipper load when the command runs, not for --help
     import torch
 
-    from lab.cards import read_provenance
     from lab.errors import LabError
     from lab.ship import rerender, rescore, ship, shipped_folders
     if args.rerender or args.rescore:
@@ -48,11 +47,8 @@ def run(args):
         return {"rerendered": [rerender(f) for f in shipped_folders(args.rerender)]}
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.rescore:
-        folders = shipped_folders(args.rescore)
-        if "all" in args.rescore:  # every student; the teachers' own scores do not depend on another model
-            folders = [f for f in folders if read_provenance(f).get("kind") == "student"]
-        return {"rescored": [rescore(f) for f in folders]}
+    if args.rescore:  # 'all': every student; a teacher's own scores do not depend on another model
+        return {"rescored": [rescore(f) for f in shipped_folders(args.rescore, kind="student")]}
     if args.dest:
         args.dest = str(check_writable(args.dest, "--dest"))
     return ship(args.run, args.config, args.name, args.dest, fp16=False if args.fp32 else None,
