@@ -156,6 +156,9 @@ class Progress:
 
     def close(self) -> None:
         if self._bar is not None:
+            # tqdm redraws at most every 0.1 s and a bar that does not stay (leave=False) is cleared unredrawn:
+            # steps faster than that would show only "0/N". Draw the last count once before it goes.
+            self._bar.refresh()
             self._bar.close()
             self._bar = None
 

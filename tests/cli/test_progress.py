@@ -127,6 +127,16 @@ def test_a_terminal_gets_a_bar_with_rate_and_time_left(sized):
     assert "distill: 1/6 steps (17%)" not in tty  # not the log lines
 
 
+def test_a_bar_of_fast_steps_still_shows_its_last_count():
+    """tqdm redraws at most every 0.1 s: steps faster than that must not leave only "0/N" on the screen."""
+    code = ("from lab.progress import Progress\n"
+            "with Progress('bench', 4, unit='decode') as p:\n"
+            "    for _ in range(4):\n"
+            "        p.update()\n")
+    rc, _, tty = _read_pty([sys.executable, "-c", code])
+    assert rc == 0 and re.search(r"4/4 \[\d\d:\d\d<\d\d:\d\d", tty), tty
+
+
 @pytest.mark.slow
 def test_a_command_shows_its_bar_on_a_terminal():
     rc, out, tty = _read_pty([sys.executable, "-m", "lab", *BENCH])
