@@ -84,6 +84,12 @@ def resolve_alias(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
+def former_names(name: str) -> list[str]:
+    """The retired names that still load ``name`` (``register_alias``), e.g. for its model card."""
+    load_families()
+    return sorted(old for old, new in _ALIASES.items() if new == name)
+
+
 def register_adapter(kind: str, cls: type) -> None:
     """Adapters load folders saved by the lab (``lab_decoder.json`` names the kind)."""
     _ADAPTERS[kind] = cls

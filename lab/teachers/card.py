@@ -8,7 +8,9 @@ from pathlib import Path
 from lab import cards
 from lab.cards import CARD_CLIPS as CARD_CLIPS  # the card's limit, named where teacher cards are tested
 from lab.cards import clip_list as _clip_list
+from lab.models.registry import former_names
 from lab.teachers.presets import get_preset
+from lab.teachers.warmstart import record_history
 
 # Held-out PSNR from which a mini teacher is useful for pruning and distillation work (issue 3).
 #: The title every teacher card carries (lab.teachers.export recognises exports by it).
@@ -45,12 +47,13 @@ def teacher_card(info: dict) -> cards.Card:
     return cards.Card(
         name=info["model"], title=info["title"],
         intro="Same diffusers class and latent geometry as the real model, reduced widths, trained by the lab\n"
-              "as a VAE (encoder + decoder) on real video.",
+              "as a VAE (encoder + decoder) on real video." + _former_names(info["model"]),
         load=f'load_decoder("{info["model"]}")',
         facts=[f"config: `{info['config']}`",
                cards.parameters(f"decoder {info['params_decoder'] / 1e6:.2f}M, encoder "
                                 f"{info['params_encoder'] / 1e6:.2f}M", "fp16", info["weights_bytes"]),
-               cards.trained(_length(info, r), info["wall_s"], info["s_per_step"], info.get("started")),
+               cards.trained(_length(info, r), info["wall_s"], info["s_per_step"], info.get("started"))
+               + _in_all(info),
                cards.machine(info["machine"], CPU_CAVEAT)],
         notice=_verdict(info),
         sections=[("Data", _data(info, r)), ("Recipe", _recipe(r)),
@@ -67,26 +70,71 @@ def teacher_card(info: dict) -> cards.Card:
                             f"order.")])
 
 
+def _former_names(model: str) -> str:
+    """A user who meets an old name (in a saved decoder's config, an old note) learns it is this teacher."""
+    old = former_names(model)
+    if not old:
+        return ""
+    names = ", ".join(f"`{n}`" for n in old)
+    return f"\nFormerly {names}, until it became the lab's default; the old name still loads it."
+
+
+def _earlier_minutes(info: dict) -> float | None:
+    """Training minutes of the runs this one was warm-started from (None: none, or their time is unknown)."""
+    earlier = record_history(info)[:-1]
+    if not earlier or any(run.get("train_s") is None for run in earlier):
+        return None
+    return sum(run["train_s"] for run in earlier) / 60
+
+
+def _in_all(info: dict) -> str:
+    """The training minutes of every run behind the weights, by machine, when it took more than this run."""
+    runs = record_history(info)
+    if len(runs) < 2 or any(run.get("train_s") is None for run in runs):
+        return ""
+    by_machine: dict[str, float] = {}
+    for run in runs:
+        by_machine[_machine_label(run.get("machine"))] = by_machine.get(_machine_label(run.get("machine")), 0.0) \
+            + run["train_s"] / 60
+    parts = ", ".join(f"{minutes:.1f} on {label}" for label, minutes in by_machine.items())
+    return f"\n  in all: {sum(by_machine.values()):.1f} min of training over {len(runs)} runs ({parts})"
+
+
+def _machine_label(machine: str | None) -> str:
+    """A machine's short name for the in-all line: 'CPU', or the GPU's name without its dtype note."""
+    if not machine:
+        return "an unrecorded machine"
+    first = machine.split(";")[0]
+    return "CPU" if first.startswith("CPU") else first.split(" (")[0]
+
+
 def _curve_section(info: dict) -> list[tuple[str, str]]:
     """The learning curve (``--eval-every``): held-out PSNR against this run's training minutes; none without."""
     curve = info.get("curve") or []
     if not curve:
         return []
     clips = list(curve[-1]["clips"])
-    head = "| training minutes | step | " + " | ".join(f"{c} PSNR (dB)" for c in clips) + " | mean |"
+    earlier = _earlier_minutes(info)
+    total = "" if earlier is None else "minutes in all | "
+    head = f"| training minutes | {total}step | " + " | ".join(f"{c} PSNR (dB)" for c in clips) + " | mean |"
     rows = []
     for point in curve:
         psnrs = [point["clips"].get(c, {}).get("psnr") for c in clips]
         known = [v for v in psnrs if v is not None]
         minutes = point["minutes"]
-        rows.append(f"| {'' if minutes is None else f'{minutes:.1f}'} | {point['step']} | "
+        in_all = "" if earlier is None else ("| " if minutes is None else f"| {earlier + minutes:.1f} ")
+        rows.append(f"| {'' if minutes is None else f'{minutes:.1f}'} {in_all}| {point['step']} | "
                     + " | ".join("" if v is None else f"{v:.2f}" for v in psnrs)
                     + f" | {sum(known) / len(known):.2f} |")
     start = "this run's warm start" if info.get("init_from") else "random weights"
+    n = len(record_history(info)) - 1
+    added = "" if earlier is None else \
+        f"; minutes in all add the {earlier:.1f} min of the {'earlier run' if n == 1 else f'{n} earlier runs'}"
     text = (f"\nHeld-out PSNR of the model as it trained, scored every {info['eval_every']} steps on "
             f"{info['curve_frames']}-frame clips\n(float32 weights; step 0 is {start}). Minutes are this run's "
-            f"training time. The table above\nscores the exported fp16 weights on its own clip lengths, so its "
-            f"figures differ slightly.\n\n" + "\n".join([head, "|" + "---|" * (len(clips) + 3), *rows]))
+            f"training time{added}.\nThe table above scores the exported fp16 weights on its own clip lengths, so "
+            f"its figures differ slightly.\n\n"
+            + "\n".join([head, "|" + "---|" * (len(clips) + 3 + bool(total)), *rows]))
     return [("Learning curve", text)]
 
 

@@ -102,6 +102,8 @@ def test_a_decoder_only_export_keeps_the_latent_statistics_it_started_from(tmp_p
         info = export_run(run, tmp_path / f"export-{frozen}", eval_frames=5)
         cfg = json.loads((tmp_path / f"export-{frozen}" / "config.json").read_text())
         card = (tmp_path / f"export-{frozen}" / "README.md").read_text()
+        # the export names both runs behind its weights, with their steps: minutes add up over warm starts
+        assert [run["steps"] for run in info["history"]] == [2, 3] and "over 2 runs" in card
         if frozen:
             assert cfg["latents_mean"] == pytest.approx(shipped["latents_mean"], abs=1e-4)
             assert cfg["latents_std"] == pytest.approx(shipped["latents_std"], abs=1e-4)

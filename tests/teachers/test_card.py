@@ -68,6 +68,46 @@ def test_the_warm_start_reads_the_whole_command_chain_from_the_record_or_an_old_
     assert _export_commands(tmp_path / "absent") is None
 
 
+GPU_RUN = {"steps": 317, "train_s": 240.0, "machine": "NVIDIA H200 (bf16 autocast)", "started": "2026-11-28 08:38:15 UTC",
+           "command": "python -m lab teacher train --model mini-wan --device cuda --max-minutes 4.0"}
+
+
+def test_a_warm_started_teacher_adds_up_the_minutes_of_every_run_behind_it(tmp_path):
+    from lab.teachers.warmstart import export_history
+    curve = [{"step": 0, "minutes": 0.0, "clips": {"carphone": {"psnr": 18.0}}},
+             {"step": 150, "minutes": 16.7, "clips": {"carphone": {"psnr": 19.5}}}]
+    info = teacher_info(init_from={"source": "data/checkpoints/mini-wan", "step": None, "command": GPU_RUN["command"],
+                                   "history": [GPU_RUN]}, curve=curve, eval_every=150, curve_frames=49)
+    record = write_card(tmp_path, info)
+    card = (tmp_path / "README.md").read_text()
+    assert "in all: 40.3 min of training over 2 runs (4.0 on NVIDIA H200, 36.3 on CPU)" in card  # 2178 s = 36.3 min
+    assert "| 16.7 | 20.7 | 150 | 19.50 | 19.50 |" in card and "add the 4.0 min of the earlier run" in card
+    # The next warm start from this export carries both runs on: GPU minutes add up across sessions.
+    chain = export_history(tmp_path)
+    assert [run["steps"] for run in chain] == [317, 197] and chain[1]["machine"] == CPU
+    assert chain == export_history(tmp_path) and record["train_commands"][0] == GPU_RUN["command"]
+    # One run: no in-all line, no extra column.
+    alone = teacher_card(provenance(teacher_info(curve=curve, eval_every=150, curve_frames=49))).render()
+    assert "in all:" not in alone and "minutes in all" not in alone and "| 16.7 | 150 |" in alone
+
+
+def test_an_export_made_before_records_gives_its_run_from_its_card(tmp_path):
+    from lab.teachers.warmstart import card_history, export_history
+    write_card(tmp_path, teacher_info(machine="NVIDIA H200 (bf16 autocast)"))
+    (tmp_path / "provenance.json").unlink()
+    assert export_history(tmp_path) == [{"steps": 197, "train_s": 2178.0, "machine": "NVIDIA H200 (bf16 autocast)",
+                                         "started": "2026-11-23 14:06:24 UTC",
+                                         "command": "python -m lab teacher train --model mini-wan --steps 280 "
+                                                    "--stop-at 197"}]
+    (tmp_path / "README.md").write_text("# a user's own notes\n")
+    assert card_history(tmp_path / "README.md") == [] and card_history(tmp_path / "absent.md") == []
+
+
+def test_a_teacher_card_names_the_former_names_that_still_load_it():
+    card = teacher_card(provenance(teacher_info())).render()
+    assert "Formerly `mini-wan-w32`" in card and "still loads it" in card
+
+
 def test_the_record_states_the_common_keys_and_the_card_renders_from_it_alone(tmp_path):
     record = write_card(tmp_path, teacher_info())
     assert record["format"] == cards.PROVENANCE_FORMAT and record["kind"] == "teacher" and record["teacher"] is None

@@ -26,9 +26,11 @@ def test_init_from_a_run_takes_its_weights_but_a_fresh_schedule(tmp_path, bundle
     assert start["step"] == 0 and start["optimizer"]["state"] == {}
     for k, v in earlier["model"].items():
         assert torch.equal(start["model"][k], v), k
+    short = {"steps": 3, "train_s": round(earlier["wall_s"], 1), "machine": earlier["meta"]["machine"],
+             "started": earlier["meta"]["started"], "command": "python -m lab teacher train --run short"}
     assert start["meta"]["init_from"] == {"source": str(tmp_path / "short"), "step": 3,
                                           "command": "python -m lab teacher train --run short",
-                                          "wall_s": earlier["wall_s"]}
+                                          "wall_s": earlier["wall_s"], "history": [short]}
     fresh = build_model(cfg).state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in earlier["model"].items())  # the copy is not the init
 
