@@ -20,6 +20,9 @@ from lab.distill.losses import LOSSES
 from lab.training.config import build_dataclass, read_config_file
 
 
+NORM_STATS = ("train", "frozen")
+
+
 @dataclass
 class StudentConfig:
     """A saved student folder, or a recipe built at start with lab.prune + lab.ops."""
@@ -32,6 +35,9 @@ class StudentConfig:
     calibration_clips: list = field(default_factory=lambda: ["bbb-128"])
     calibration_frames: int = 9
     calibration_size: int = 64
+    # 'frozen': batch norms normalise with their running statistics and never update them, as they do at
+    # inference (a fine-tune at batch 1 would otherwise re-estimate them from one crop's frames a step).
+    norm_stats: str = "train"
 
 
 @dataclass
@@ -169,6 +175,9 @@ class DistillConfig:
         if self.student.folder is None and self.student.keep is None:
             raise ConfigError("student needs either 'folder' (a saved student) or 'keep' (a pruning recipe: a "
                               "ratio, {stage: ratio} or 'flash-vaed').")
+        if self.student.norm_stats not in NORM_STATS:
+            raise ConfigError(f"student.norm_stats must be one of {', '.join(NORM_STATS)}, got "
+                              f"{self.student.norm_stats!r} ('frozen' keeps batch-norm statistics as shipped).")
         if not isinstance(self.student.refine, int) or self.student.refine < 0:
             raise ConfigError(f"student.refine must be a whole number of passes >= 0 (0 = off), got "
                               f"{self.student.refine!r}.")

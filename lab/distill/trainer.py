@@ -95,6 +95,10 @@ class DistillTask(Task):
         # killed after saving its student but before its first checkpoint starts over from here, and must draw
         # the same weights as the run it replaces.
         torch.manual_seed(cfg.seed + env.rank)
+        self.frozen_norms = frozen_norms(self.student) if cfg.student.norm_stats == "frozen" else []
+        if cfg.student.norm_stats == "frozen" and not self.frozen_norms:
+            run.warn(f"student.norm_stats = 'frozen' has nothing to hold: {type(self.student).__name__} has no batch "
+                     f"norms")
         if not hasattr(self.student, "decode_with_grad"):
             raise ConfigError(f"the student {type(self.student).__name__} has no decode_with_grad; it cannot train.")
         # The frozen teacher only decodes, without gradients: from here on it runs as `lab decode` runs it
@@ -199,6 +203,8 @@ class DistillTask(Task):
         teacher_feats = self.teacher_taps.collect() if self.teacher_taps is not None else None
         if self.decay is not None and "feature" in weights:
             weights["feature"] = self.decay.weight
+        for norm in self.frozen_norms:  # validation puts the student back in training mode: hold them each step
+            norm.eval()
         gan_on = "gan" in weights and step >= cfg.gan.start_step
         if not gan_on:
             weights.pop("gan", None)
@@ -391,3 +397,9 @@ class DistillTask(Task):
         if signalled:  # lab.distill.run ends the process as interrupted
             final["stopped_by"] = "signal"
         return final
+
+
+def frozen_norms(student) -> list[torch.nn.Module]:
+    """The student's batch norms, which ``student.norm_stats = 'frozen'`` keeps in eval mode while it trains: they
+    normalise with their running statistics (their affine weights still learn) and never update them."""
+    return [m for m in student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

@@ -276,3 +276,39 @@ def test_adaptive_gan_weight_is_used_and_logged_in_a_run(tmp_path, sample_clips)
         factor = s["weight/gan_adaptive"]
         assert 0 < factor <= cfg.gan.adaptive_max and math.isfinite(factor)
         assert s["weight/gan"] == pytest.approx(base * factor)     # the effective weight is what is logged
+
+
+@pytest.mark.parametrize("norm_stats", ["train", "frozen"])
+def test_frozen_norm_stats_keep_a_batch_norm_student_s_statistics(tmp_path, sample_clips, norm_stats):
+    """student.norm_stats = 'frozen': a fine-tune at batch 1 normalises with the shipped running statistics and
+    leaves them as they were (its affine weights still learn); 'train' re-estimates them from each step's crop."""
+    from lab.distill.config import StudentConfig
+    from lab.models.lightweight.effvit import EfficientViTVideoDecoder
+    from lab.models.lightweight.variants import build
+    # A tiny EfficientViT (BatchNorm) decoder of the wan2.1-tiny teacher's latents (16 channels, 4x time, 8x space)
+    config = dict(latent_channels=16, block_out_channels=(8, 8, 16, 16), layers_per_block=(0, 1, 1, 0), norm_type="batch_norm",
+                  act_fn="relu", temporal_compression=4, teacher="wan2.1-tiny")
+    build(EfficientViTVideoDecoder, config, "effvit-tiny").save(tmp_path / "student")
+    cfg = load_config(TINY)
+    cfg.student = StudentConfig(folder=str(tmp_path / "student"), norm_stats=norm_stats)
+    cfg.feature_stages, cfg.phases = [], cfg.phases[2:]  # finetune only: pixel terms
+    cfg.phases[0].max_steps = 2
+    cfg.eval_every, cfg.checkpoint_every, cfg.sample_every = 1, 0, 0  # validation between steps
+    cfg.ema.enabled = False
+    distill(cfg, tmp_path / "run")
+    norms = lambda folder: [m for m in load_decoder(str(folder)).model.modules()  # noqa: E731
+                            if isinstance(m, torch.nn.BatchNorm2d)]
+    before, after = norms(tmp_path / "student"), norms(tmp_path / "run" / "last")
+    assert before and len(before) == len(after)
+    kept = all(torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
+               for a, b in zip(before, after))
+    assert kept == (norm_stats == "frozen")
+    assert any(not torch.equal(a.weight, b.weight) for a, b in zip(before, after))  # the affine weights learned
+
+
+def test_norm_stats_takes_train_or_frozen():
+    from lab.errors import ConfigError
+    cfg = load_config(TINY)
+    cfg.student.norm_stats = "fixed"
+    with pytest.raises(ConfigError, match="student.norm_stats must be one of train, frozen"):
+        cfg.validate()
