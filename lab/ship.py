@@ -323,8 +323,16 @@ def _recipe(info: dict) -> str:
            "no GAN term")
     ema = f"on (decay {cfg['ema']['decay']:g})" if cfg["ema"]["enabled"] else "off"
     return (f"{_losses(cfg)}\n\n{gan}; AdamW lr {o['lr']:g} (betas {o['betas']}, {o['warmup_steps']} warmup steps, "
-            f"cosine to {o['min_lr_ratio']:g} x lr),\ngrad clip {o['grad_clip']:g}, EMA {ema}, seed {cfg['seed']}.\n"
+            f"cosine to {o['min_lr_ratio']:g} x lr),\ngrad clip {o['grad_clip']:g}, EMA {ema}, seed {cfg['seed']}."
+            f"{_norm_stats(cfg)}\n"
             f"Run warnings:{warnings or ' none'}{_gan_effect(cfg, info['val_psnr'], info['step'])}")
+
+
+def _norm_stats(cfg: dict) -> str:
+    if cfg.get("student", {}).get("norm_stats") != "frozen":
+        return ""
+    return ("\nBatch norms frozen (`student.norm_stats = \"frozen\"`): they normalised with the running statistics "
+            "they started with and kept them; their affine weights trained.")
 
 
 def ship(run: str | Path, config_path: str | None = None, name: str | None = None, dest: str | Path | None = None,
