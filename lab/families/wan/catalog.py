@@ -31,7 +31,8 @@ register_teacher("wan2.1", AutoencoderKLWan, WanDecoderAdapter, WAN21_CONFIG, ch
                  description="Wan 2.1 VAE decoder (diffusers AutoencoderKLWan, default config), causal 3D convs")
 register_teacher("mini-wan", AutoencoderKLWan, WanDecoderAdapter, MINI_WAN_CONFIG, channels=16,
                  compression=(4, 8, 8), decoder_parts=PARTS, checkpoint="mini-wan",
-                 weights_text="data/checkpoints/mini-wan (trained by the lab on a GPU, real clips + photos)",
+                 weights_text="data/checkpoints/mini-wan (trained by the lab on real clips + photos: on a GPU, its decoder "
+                              "then on CPU; its README.md gives the minutes)",
                  description="the lab's trained mini Wan-architecture VAE (base width 32: up3 keeps 4 channels at "
                              "12.5%), the embedded default", tags=("mini",))
 # The wide teacher was 'mini-wan-w32' until it became the default: a decoder saved then still finds its teacher.
