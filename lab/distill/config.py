@@ -154,6 +154,10 @@ class DistillConfig:
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     gan: GANConfig = field(default_factory=GANConfig)
     feature_stages: list | None = None   # stages to align (default: every stage but conv_in and head)
+    # The pixel terms' weight of each window's first frame against the others' 1: a causal decode's first frame
+    # comes from one latent frame alone and is its weakest (mini-wan-flash: 27 dB to its teacher, 32-35 after);
+    # it is also the conditioning image of image-to-video.
+    first_frame_weight: float = 1.0
     eval_every: int = 50
     checkpoint_every: int = 100          # steps (0: only at phase ends and at the end)
     checkpoint_minutes: float = 0.0      # also checkpoint after this much wall time (0: off)
@@ -178,6 +182,9 @@ class DistillConfig:
         if self.student.norm_stats not in NORM_STATS:
             raise ConfigError(f"student.norm_stats must be one of {', '.join(NORM_STATS)}, got "
                               f"{self.student.norm_stats!r} ('frozen' keeps batch-norm statistics as shipped).")
+        if not isinstance(self.first_frame_weight, (int, float)) or not self.first_frame_weight > 0:
+            raise ConfigError(f"first_frame_weight must be a number > 0 (1 weighs the first frame as the others), got "
+                              f"{self.first_frame_weight!r}.")
         if not isinstance(self.student.refine, int) or self.student.refine < 0:
             raise ConfigError(f"student.refine must be a whole number of passes >= 0 (0 = off), got "
                               f"{self.student.refine!r}.")

@@ -33,6 +33,7 @@ class LossInputs:
     features: dict = field(default_factory=dict)   # stage -> (student map, teacher map), already aligned
     lpips: nn.Module | None = None
     discriminator: nn.Module | None = None
+    frame_weights: torch.Tensor | None = None      # (T,) the pixel terms' weight per frame; None: all equal
 
 
 LOSSES: dict[str, Callable] = {}
@@ -50,10 +51,19 @@ def _frames(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 1, 3, 4).reshape(-1, 3, *x.shape[-2:])
 
 
-register_loss("pixel_teacher_l1", lambda b: F.l1_loss(b.student, b.teacher))
-register_loss("pixel_teacher_mse", lambda b: F.mse_loss(b.student, b.teacher))
-register_loss("pixel_real_l1", lambda b: F.l1_loss(b.student, b.real))
-register_loss("pixel_real_mse", lambda b: F.mse_loss(b.student, b.real))
+def pixel_loss(x: torch.Tensor, y: torch.Tensor, kind: str, weights: torch.Tensor | None) -> torch.Tensor:
+    """L1 or MSE of (N, C, T, H, W) videos, each frame weighted by ``weights`` (T,); without, torch's own loss."""
+    if weights is None:
+        return F.l1_loss(x, y) if kind == "l1" else F.mse_loss(x, y)
+    err = (x - y).abs() if kind == "l1" else (x - y).square()
+    per_frame = err.mean(dim=(0, 1, 3, 4))
+    return (per_frame * weights).sum() / weights.sum()
+
+
+register_loss("pixel_teacher_l1", lambda b: pixel_loss(b.student, b.teacher, "l1", b.frame_weights))
+register_loss("pixel_teacher_mse", lambda b: pixel_loss(b.student, b.teacher, "mse", b.frame_weights))
+register_loss("pixel_real_l1", lambda b: pixel_loss(b.student, b.real, "l1", b.frame_weights))
+register_loss("pixel_real_mse", lambda b: pixel_loss(b.student, b.real, "mse", b.frame_weights))
 
 
 @register_loss("perceptual")

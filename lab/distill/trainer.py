@@ -211,7 +211,8 @@ class DistillTask(Task):
         with self.autocast:
             video, pairs = model(z, teacher_feats if need_feats else None)
             inputs = LossInputs(video.float(), teacher_video.float(), real.float(),
-                                {s: (a.float(), b.float()) for s, (a, b) in pairs.items()}, self.lpips, self.disc)
+                                {s: (a.float(), b.float()) for s, (a, b) in pairs.items()}, self.lpips, self.disc,
+                                first_frame_weights(video.shape[2], cfg.first_frame_weight, video.device))
             terms, parts = {}, {}
             for name in weights:
                 value = LOSSES[name](inputs)
@@ -403,3 +404,12 @@ def frozen_norms(student) -> list[torch.nn.Module]:
     """The student's batch norms, which ``student.norm_stats = 'frozen'`` keeps in eval mode while it trains: they
     normalise with their running statistics (their affine weights still learn) and never update them."""
     return [m for m in student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def first_frame_weights(frames: int, weight: float, device) -> torch.Tensor | None:
+    """The pixel terms' frame weights of a window: ``weight`` for its first frame, 1 for the rest (None: all 1)."""
+    if weight == 1.0:
+        return None
+    w = torch.ones(frames, device=device)
+    w[0] = weight
+    return w

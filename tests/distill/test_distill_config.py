@@ -64,6 +64,8 @@ def test_defaults_are_the_method_defaults():
     ({"student": {"keep": 0.5}, "grad_checkpointing": True}, ["grad_checkpointing was removed", "data.batch"]),
     ({"student": {"keep": 0.5}, "threads": 100000}, ["threads in the config must be at most", "CPU count"]),
     ({"student": {"keep": 0.5}, "device": "banana"}, ["use cpu, cuda or cuda:N", "banana"]),
+    ({"student": {"keep": 0.5}, "first_frame_weight": 0}, ["first_frame_weight must be a number > 0"]),
+    ({"student": {"keep": 0.5, "norm_stats": "fixed"}}, ["student.norm_stats must be one of train, frozen"]),
 ])
 def test_bad_configs_name_the_problem(data, words):
     with pytest.raises(ConfigError) as err:

@@ -306,9 +306,21 @@ def test_frozen_norm_stats_keep_a_batch_norm_student_s_statistics(tmp_path, samp
     assert any(not torch.equal(a.weight, b.weight) for a, b in zip(before, after))  # the affine weights learned
 
 
-def test_norm_stats_takes_train_or_frozen():
-    from lab.errors import ConfigError
-    cfg = load_config(TINY)
-    cfg.student.norm_stats = "fixed"
-    with pytest.raises(ConfigError, match="student.norm_stats must be one of train, frozen"):
-        cfg.validate()
+
+def test_the_first_frame_weight_weighs_each_window_s_first_frame_in_the_pixel_terms():
+    from lab.distill.losses import LOSSES, LossInputs
+    from lab.distill.trainer import first_frame_weights
+    g = torch.Generator().manual_seed(0)
+    student, teacher, real = (torch.randn(2, 3, 5, 4, 4, generator=g) for _ in range(3))
+    assert first_frame_weights(5, 1.0, "cpu") is None  # the default: torch's own losses, unchanged
+    w = first_frame_weights(5, 4.0, "cpu")
+    assert w.tolist() == [4.0, 1.0, 1.0, 1.0, 1.0]
+    plain = LossInputs(student, teacher, real)
+    for name, target, err in [("pixel_teacher_l1", teacher, lambda d: d.abs()), ("pixel_real_mse", real, torch.square)]:
+        assert torch.equal(LOSSES[name](plain), (torch.nn.functional.l1_loss if "l1" in name else
+                                                 torch.nn.functional.mse_loss)(student, target))
+        per_frame = [float(err(student[:, :, t] - target[:, :, t]).mean()) for t in range(5)]
+        weighted = LOSSES[name](LossInputs(student, teacher, real, frame_weights=w))
+        assert float(weighted) == pytest.approx((4 * per_frame[0] + sum(per_frame[1:])) / 8, rel=1e-6)
+        even = LOSSES[name](LossInputs(student, teacher, real, frame_weights=torch.ones(5)))
+        assert float(even) == pytest.approx(float(LOSSES[name](plain)), rel=1e-6)
