@@ -30,12 +30,14 @@ def trainer_available() -> tuple[bool, str]:
 
 def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_clips: list[str], steps: int,
                    frames: int, size: tuple[int, int], seed: int, threads: int, device: str = "cpu", batch: int = 1,
-                   minutes: float = 0.0, dtype: str = "fp32") -> dict:
+                   minutes: float = 0.0, dtype: str = "fp32", first_frame_weight: float = 1.0) -> dict:
     """A lab.distill config for a short run. ``val_clips`` must not include the demo's held-out clip;
     the trainer uses them to size the feature-alignment heads (no val clip: phase 1 is skipped) and
     to pick its 'best' student, but phases switch on training losses and the demo takes the last one.
     ``minutes`` > 0 also bounds the run by training time, shared among the phases as the steps are (a GPU
-    session gives minutes: ``steps`` is then a bound the clock should reach first)."""
+    session gives minutes: ``steps`` is then a bound the clock should reach first). ``first_frame_weight``: the
+    pixel terms' weight of each window's first frame (``distill_student`` gives the teacher's temporal compression,
+    so the first latent frame, decoded to one frame, weighs as much as each later one, decoded to t)."""
     per_phase = {name: max(1, round(steps * share)) for name, share in PHASE_SHARES}
     per_phase_minutes = {name: max(minutes, 0.0) * share for name, share in PHASE_SHARES}  # 0: no time limit
     return {
@@ -64,7 +66,7 @@ def distill_config(teacher: str, student_folder: Path, clips: list[str], *, val_
                          "min_delta": 0.01}},
         ],
         "eval_every": max(1, steps), "checkpoint_every": 0, "sample_every": 0, "seed": seed,
-        "threads": threads, "device": device, "dtype": dtype,
+        "threads": threads, "device": device, "dtype": dtype, "first_frame_weight": first_frame_weight,
     }
 
 
@@ -109,7 +111,7 @@ def distill_student(teacher, student, clips: list[str], *, steps: int, frames: i
     init = student.save(run_dir.parent / f"{run_dir.name}-init", overwrite=overwrite)
     config = distill_config(teacher_source or teacher.name, init, clips, val_clips=list(val_clips), steps=steps, frames=frames,
                             size=size, seed=seed, threads=torch.get_num_threads(), device=device, batch=batch,
-                            minutes=minutes, dtype=dtype)
+                            minutes=minutes, dtype=dtype, first_frame_weight=float(teacher.geometry.t))
     if teacher_weights is not None:
         config["teacher_weights"] = teacher_weights
     final = distill(config, run_dir, callbacks=[progress_logger(steps)], overwrite=overwrite or replace)
