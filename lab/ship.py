@@ -324,8 +324,15 @@ def _recipe(info: dict) -> str:
     ema = f"on (decay {cfg['ema']['decay']:g})" if cfg["ema"]["enabled"] else "off"
     return (f"{_losses(cfg)}\n\n{gan}; AdamW lr {o['lr']:g} (betas {o['betas']}, {o['warmup_steps']} warmup steps, "
             f"cosine to {o['min_lr_ratio']:g} x lr),\ngrad clip {o['grad_clip']:g}, EMA {ema}, seed {cfg['seed']}."
-            f"{_norm_stats(cfg)}\n"
+            f"{_norm_stats(cfg)}{_first_frame(cfg)}\n"
             f"Run warnings:{warnings or ' none'}{_gan_effect(cfg, info['val_psnr'], info['step'])}")
+
+
+def _first_frame(cfg: dict) -> str:
+    weight = cfg.get("first_frame_weight", 1.0)
+    if weight == 1.0:
+        return ""
+    return f"\nThe pixel terms weigh each window's first frame {weight:g}x (`first_frame_weight`)."
 
 
 def _norm_stats(cfg: dict) -> str:

@@ -278,3 +278,14 @@ def test_a_student_fine_tuned_from_a_shipped_decoder_names_it_and_the_commands_t
     assert reproduce.index(f"Warm-started from `{init['folder']}` as shipped then (step 300 of its 480-step run") < reproduce.index(
         init["commands"][0]) < reproduce.index(init["commands"][1]) < reproduce.index(
         "--config configs/lightweight/tae-64-wan-long.toml")
+
+
+def test_a_student_card_says_when_its_recipe_froze_batch_norms_or_weighted_the_first_frame():
+    plain = student_card(provenance(student_info())).render()
+    assert "Batch norms frozen" not in plain and "first frame" not in plain
+    info = student_info()
+    info["config"] = {**info["config"], "first_frame_weight": 4.0,
+                      "student": {**info["config"]["student"], "norm_stats": "frozen"}}
+    card = student_card(provenance(info)).render()
+    assert "Batch norms frozen (`student.norm_stats = \"frozen\"`)" in card
+    assert "weigh each window's first frame 4x (`first_frame_weight`)" in card
