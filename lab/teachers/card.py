@@ -94,8 +94,8 @@ def _in_all(info: dict) -> str:
         return ""
     by_machine: dict[str, float] = {}
     for run in runs:
-        by_machine[_machine_label(run.get("machine"))] = by_machine.get(_machine_label(run.get("machine")), 0.0) \
-            + run["train_s"] / 60
+        label = _machine_label(run.get("machine"))
+        by_machine[label] = by_machine.get(label, 0.0) + run["train_s"] / 60
     parts = ", ".join(f"{minutes:.1f} on {label}" for label, minutes in by_machine.items())
     return f"\n  in all: {sum(by_machine.values()):.1f} min of training over {len(runs)} runs ({parts})"
 
