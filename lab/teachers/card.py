@@ -79,9 +79,9 @@ def _former_names(model: str) -> str:
     return f"\nFormerly {names}, until it became the lab's default; the old name still loads it."
 
 
-def _earlier_minutes(info: dict) -> float | None:
-    """Training minutes of the runs this one was warm-started from (None: none, or their time is unknown)."""
-    earlier = record_history(info)[:-1]
+def _earlier_minutes(runs: list[dict]) -> float | None:
+    """Training minutes of the runs before the last of ``runs`` (None: none, or their time is unknown)."""
+    earlier = runs[:-1]
     if not earlier or any(run.get("train_s") is None for run in earlier):
         return None
     return sum(run["train_s"] for run in earlier) / 60
@@ -114,7 +114,8 @@ def _curve_section(info: dict) -> list[tuple[str, str]]:
     if not curve:
         return []
     clips = list(curve[-1]["clips"])
-    earlier = _earlier_minutes(info)
+    runs = record_history(info)
+    earlier = _earlier_minutes(runs)
     total = "" if earlier is None else "minutes in all | "
     head = f"| training minutes | {total}step | " + " | ".join(f"{c} PSNR (dB)" for c in clips) + " | mean |"
     rows = []
@@ -127,7 +128,7 @@ def _curve_section(info: dict) -> list[tuple[str, str]]:
                     + " | ".join("" if v is None else f"{v:.2f}" for v in psnrs)
                     + f" | {sum(known) / len(known):.2f} |")
     start = "this run's warm start" if info.get("init_from") else "random weights"
-    n = len(record_history(info)) - 1
+    n = len(runs) - 1
     added = "" if earlier is None else \
         f"; minutes in all add the {earlier:.1f} min of the {'earlier run' if n == 1 else f'{n} earlier runs'}"
     text = (f"\nHeld-out PSNR of the model as it trained, scored every {info['eval_every']} steps on "

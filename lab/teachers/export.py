@@ -27,7 +27,7 @@ from lab.teachers.checkpoint import load_state, shipped_weights
 from lab.teachers.config import TrainConfig, build_model, get_preset
 from lab.teachers.data import training_clip_windows
 from lab.teachers.heldout import evaluate, learning_curve
-from lab.teachers.warmstart import run_entry
+from lab.teachers.warmstart import record_history
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 #: Written into every exported teacher folder: marks it as the lab's, so a later export may replace it.
@@ -119,8 +119,7 @@ def export(vae, cfg: TrainConfig, out_dir: Path, *, data: ClipWindows | None = N
             "weights_bytes": os.path.getsize(tmp / WEIGHTS),
         }
         # Every run behind these weights, this one last: a warm-started teacher's minutes add up across sessions.
-        earlier = (meta.get("init_from") or {}).get("history") or []
-        info["history"] = [*earlier, run_entry(step, wall_s, info["machine"], info["started"], info["command"])]
+        info["history"] = record_history(info)
         write_card(tmp, info)
         (tmp / MARKER).write_text(json.dumps({"model": cfg.model, "step": step}) + "\n")
         install_folder(tmp, out_dir, TEACHER_FOLDER)
